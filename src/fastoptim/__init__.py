@@ -1,0 +1,21 @@
+"""fastoptim: one optimizer step on NumPy arrays, fused into one in-place pass over memory.
+
+The functional kernels (:mod:`fastoptim.functional`) update their arrays in place::
+
+    import numpy as np, fastoptim
+    W = np.random.randn(256, 128).astype(np.float32)
+    dW = np.random.randn(256, 128).astype(np.float32)
+    m, v = np.zeros_like(W), np.zeros_like(W)
+    fastoptim.adam_step(W, dW, m, v, step=1, lr=1e-3)
+
+The naive NumPy formulas they replace live in :mod:`fastoptim.reference`.
+"""
+from .functional import (adagrad_step, adam_step, ewa_update, momentum_step, rmsprop_step,
+                         sgd_step)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step", "ewa_update",
+    "__version__",
+]

@@ -1,0 +1,98 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Array checks for the validation layer, in C so that a step on a small array stays cheap.
+
+One function, :func:`check_arrays`, serves every backend. It raises ``TypeError`` or
+``ValueError`` naming the function and the argument, and it never touches array data.
+"""
+cimport numpy as cnp
+from libc.stdint cimport uintptr_t
+
+cnp.import_array()
+
+
+cdef str _layout_words(cnp.ndarray a):
+    if cnp.PyArray_IS_C_CONTIGUOUS(a):
+        return "C-contiguous"
+    if cnp.PyArray_IS_F_CONTIGUOUS(a):
+        return "F-contiguous"
+    return "not contiguous"
+
+
+def check_arrays(str func, tuple names, tuple arrays, Py_ssize_t readonly_ok=1):
+    """Check the arrays of one kernel call and return their common number of elements.
+
+    ``arrays[0]`` is the parameter; every array must be an ``np.ndarray`` of float32 or
+    float64 in native byte order, aligned, of ``arrays[0]``'s dtype and shape; all must be
+    C-contiguous or all F-contiguous; all but ``arrays[readonly_ok]`` must be writeable; no
+    two may share memory. ``names[i]`` names ``arrays[i]`` in the messages.
+    """
+    cdef Py_ssize_t k = len(arrays), i, j, n, nbytes
+    cdef cnp.ndarray first, a, b
+    cdef int typenum, ndim
+    cdef bint all_c = True, all_f = True
+    cdef uintptr_t lo_i, hi_i, lo_j, hi_j
+
+    for i in range(k):
+        obj = arrays[i]
+        if not cnp.PyArray_Check(obj):
+            raise TypeError(
+                f"{func}: {names[i]} must be a numpy.ndarray, got {type(obj).__name__}")
+    first = <cnp.ndarray>arrays[0]
+    typenum = cnp.PyArray_TYPE(first)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError(
+            f"{func}: {names[0]} must have dtype float32 or float64, got {arrays[0].dtype}")
+    ndim = cnp.PyArray_NDIM(first)
+    n = cnp.PyArray_SIZE(first)
+
+    for i in range(k):
+        a = <cnp.ndarray>arrays[i]
+        if cnp.PyArray_TYPE(a) != typenum:
+            raise TypeError(
+                f"{func}: {names[i]} must have the dtype of {names[0]} ({arrays[0].dtype}), "
+                f"got {arrays[i].dtype}")
+        if not cnp.PyArray_ISNOTSWAPPED(a):
+            raise TypeError(
+                f"{func}: {names[i]} must be in native byte order, got dtype {arrays[i].dtype.str!r}")
+        if i > 0 and (cnp.PyArray_NDIM(a) != ndim or not cnp.PyArray_CompareLists(
+                cnp.PyArray_DIMS(a), cnp.PyArray_DIMS(first), ndim)):
+            raise ValueError(
+                f"{func}: {names[i]} must have the shape of {names[0]} {arrays[0].shape}, "
+                f"got {arrays[i].shape}")
+        if not cnp.PyArray_ISALIGNED(a):
+            raise ValueError(f"{func}: {names[i]} is not aligned to its dtype")
+        if i != readonly_ok and not cnp.PyArray_ISWRITEABLE(a):
+            raise ValueError(
+                f"{func}: {names[i]} is read-only, but it is updated in place; "
+                f"pass a writeable array")
+        all_c = all_c and cnp.PyArray_IS_C_CONTIGUOUS(a)
+        all_f = all_f and cnp.PyArray_IS_F_CONTIGUOUS(a)
+
+    if not (all_c or all_f):
+        for i in range(k):
+            a = <cnp.ndarray>arrays[i]
+            if not (cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a)):
+                raise ValueError(
+                    f"{func}: {names[i]} must be C- or F-contiguous, got strides "
+                    f"{arrays[i].strides} for shape {arrays[i].shape}; fastoptim updates arrays in place "
+                    f"and never copies (a copy would lose the update)")
+        raise ValueError(
+            f"{func}: all arrays must be C-contiguous or all F-contiguous, but "
+            f"{names[0]} is {_layout_words(first)} and "
+            + ", ".join(f"{names[i]} is {_layout_words(<cnp.ndarray>arrays[i])}"
+                        for i in range(1, k))
+            + "; mixing layouts would pair different elements")
+
+    if n > 0:
+        nbytes = n * cnp.PyArray_ITEMSIZE(first)
+        for i in range(k):
+            lo_i = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>arrays[i])
+            hi_i = lo_i + nbytes
+            for j in range(i + 1, k):
+                lo_j = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>arrays[j])
+                hi_j = lo_j + nbytes
+                if lo_i < hi_j and lo_j < hi_i:
+                    raise ValueError(
+                        f"{func}: {names[i]} and {names[j]} share memory; every array "
+                        f"must be a separate buffer")
+    return n

@@ -1,0 +1,89 @@
+"""The validation layer: every check of every public kernel, shared by all backends.
+
+Array checks live in the compiled :func:`fastoptim._checks.check_arrays`; this module checks
+hyperparameters. Every failure raises ``TypeError`` (wrong kind of value) or ``ValueError``
+(right kind, wrong value) whose message names the function, the argument, what was expected
+and what was given. Nothing here touches array data, so a failed check leaves every array as
+it was.
+"""
+import math
+from numbers import Integral, Real
+
+import numpy as np
+
+from ._checks import check_arrays
+
+__all__ = [
+    "check_arrays", "real", "nonnegative", "positive", "unit_interval", "closed_unit_interval",
+    "flag", "step_count", "forbid_unused",
+]
+
+
+def real(func: str, name: str, value) -> float:
+    """A finite real number (not a bool), returned as a Python float."""
+    if type(value) is not float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+            raise TypeError(
+                f"{func}: {name} must be a real number, got {type(value).__name__} {value!r}")
+        value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{func}: {name} must be finite, got {value!r}")
+    return value
+
+
+def nonnegative(func: str, name: str, value) -> float:
+    value = real(func, name, value)
+    if value < 0.0:
+        raise ValueError(f"{func}: {name} must be >= 0, got {value!r}")
+    return value
+
+
+def positive(func: str, name: str, value) -> float:
+    value = real(func, name, value)
+    if value <= 0.0:
+        raise ValueError(f"{func}: {name} must be > 0, got {value!r}")
+    return value
+
+
+def unit_interval(func: str, name: str, value) -> float:
+    """0 <= value < 1 (a decay rate such as beta)."""
+    value = real(func, name, value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{func}: {name} must be in [0, 1), got {value!r}")
+    return value
+
+
+def closed_unit_interval(func: str, name: str, value) -> float:
+    """0 <= value <= 1 (dampening)."""
+    value = real(func, name, value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{func}: {name} must be in [0, 1], got {value!r}")
+    return value
+
+
+def flag(func: str, name: str, value) -> bool:
+    if type(value) is bool:
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{func}: {name} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def step_count(func: str, name: str, value) -> int:
+    """An integer >= 1 (the 1-based step count t)."""
+    if type(value) is not int:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
+            raise TypeError(
+                f"{func}: {name} must be an integer, got {type(value).__name__} {value!r}")
+        value = int(value)
+    if value < 1:
+        raise ValueError(f"{func}: {name} must be >= 1 (steps count from 1), got {value!r}")
+    return value
+
+
+def forbid_unused(func: str, name: str, value, needed_when: str) -> None:
+    """An optional state array passed where the formula does not use it is a mistake."""
+    if value is not None:
+        raise ValueError(
+            f"{func}: {name} is only used when {needed_when}; pass {name}=None "
+            f"or set {needed_when}")

@@ -1,0 +1,371 @@
+"""The functional API: one optimizer step on NumPy arrays, fused, in place.
+
+Every function here validates all of its arguments first (arrays through
+:func:`fastoptim._checks.check_arrays`, hyperparameters through
+:mod:`fastoptim._validation`), then computes the per-call coefficients once, picks the
+backend and makes one kernel call. A failed check raises before any array is touched.
+
+Common contract of every ``*_step`` function:
+
+* arrays are ``numpy.ndarray`` of float32 or float64, all of one dtype and one shape, all
+  C-contiguous or all F-contiguous, in native byte order; ``param`` and every state array are
+  writeable (``grad`` may be read-only); no two share memory;
+* they are updated **in place** and the function returns ``None``;
+* state buffers start at zero (``np.zeros_like(param)``);
+* ``maximize=True`` uses ``g = -grad``, otherwise ``g = grad``;
+* ``backend`` is ``"auto"`` (default), ``"cython"``, ``"numba"`` or ``"numpy"`` (the naive
+  reference in :mod:`fastoptim.reference`).
+
+Formulas and defaults follow ``torch.optim`` (for-loop implementation).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from . import _validation as _v
+from . import reference as _reference
+from ._backends import select as _select
+
+__all__ = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
+           "ewa_update"]
+
+_SGD_NAMES = ("param", "grad")
+_MOMENTUM_NAMES = ("param", "grad", "velocity")
+_ADAGRAD_NAMES = ("param", "grad", "state_sum")
+_ADAM_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq")
+_ADAM_AMSGRAD_NAMES = _ADAM_NAMES + ("max_exp_avg_sq",)
+_EWA_NAMES = ("average", "value")
+
+
+def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: float = 0.0,
+             maximize: bool = False, backend: str = "auto") -> None:
+    r"""Mini-batch gradient descent, in place.
+
+    .. math::
+
+        g \leftarrow \pm\,\text{grad} + \lambda\,\theta, \qquad
+        \theta \leftarrow \theta - \text{lr}\; g
+
+    Parameters
+    ----------
+    param : ndarray
+        Parameters :math:`\theta`, updated in place.
+    grad : ndarray
+        Gradient of the loss with respect to ``param`` (may be read-only).
+    lr : float
+        Learning rate, ``>= 0``.
+    weight_decay : float, default 0
+        L2 penalty :math:`\lambda`, ``>= 0``.
+    maximize : bool, default False
+        Ascend instead of descend (:math:`g = -\text{grad}`).
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    f = "sgd_step"
+    _v.check_arrays(f, _SGD_NAMES, (param, grad))
+    lr = _v.nonnegative(f, "lr", lr)
+    weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
+    maximize = _v.flag(f, "maximize", maximize)
+    impl = _select(f, backend, param.size)
+    if impl is None:
+        _reference.sgd_step(param, grad, lr=lr, weight_decay=weight_decay, maximize=maximize)
+    else:
+        impl.sgd(param, grad, lr, -1.0 if maximize else 1.0, weight_decay)
+
+
+def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, lr: float,
+                  momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False,
+                  weight_decay: float = 0.0, maximize: bool = False,
+                  backend: str = "auto") -> None:
+    r"""Gradient descent with momentum (classical, EWA or Nesterov), in place.
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} + \lambda\,\theta \\
+        v &\leftarrow \mu\, v + (1 - \tau)\, g \\
+        \theta &\leftarrow \theta - \text{lr}\,(g + \mu v) \quad\text{(Nesterov)}
+        \qquad\text{or}\qquad \theta \leftarrow \theta - \text{lr}\; v
+
+    with :math:`\mu` = ``momentum`` and :math:`\tau` = ``dampening``. The course's
+    exponentially weighted form :math:`v = \beta v + (1-\beta)\,dW` is
+    ``momentum=beta, dampening=beta``; the classical form is ``dampening=0`` (torch's SGD).
+    ``velocity`` starts at zero, so the first step is :math:`v = (1-\tau)\,g`.
+
+    Parameters
+    ----------
+    param, grad : ndarray
+        Parameters (updated in place) and their gradient.
+    velocity : ndarray
+        The momentum buffer :math:`v`, updated in place; start it at zero.
+    lr : float
+        Learning rate, ``>= 0``.
+    momentum : float, default 0.9
+        :math:`\mu \ge 0`.
+    dampening : float, default 0
+        :math:`\tau \in [0, 1]`.
+    nesterov : bool, default False
+        Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
+    weight_decay : float, default 0
+        L2 penalty :math:`\lambda \ge 0`.
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    f = "momentum_step"
+    _v.check_arrays(f, _MOMENTUM_NAMES, (param, grad, velocity))
+    lr = _v.nonnegative(f, "lr", lr)
+    momentum = _v.nonnegative(f, "momentum", momentum)
+    dampening = _v.closed_unit_interval(f, "dampening", dampening)
+    nesterov = _v.flag(f, "nesterov", nesterov)
+    weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
+    maximize = _v.flag(f, "maximize", maximize)
+    if nesterov and (momentum <= 0.0 or dampening != 0.0):
+        raise ValueError(
+            f"{f}: nesterov=True needs momentum > 0 and dampening == 0, got "
+            f"momentum={momentum!r}, dampening={dampening!r}")
+    impl = _select(f, backend, param.size)
+    if impl is None:
+        _reference.momentum_step(param, grad, velocity, lr=lr, momentum=momentum,
+                                 dampening=dampening, nesterov=nesterov,
+                                 weight_decay=weight_decay, maximize=maximize)
+    else:
+        impl.momentum(param, grad, velocity, lr, -1.0 if maximize else 1.0, weight_decay,
+                      momentum, 1.0 - dampening, nesterov)
+
+
+def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
+                 lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0,
+                 momentum_buffer: Optional[np.ndarray] = None, centered: bool = False,
+                 grad_avg: Optional[np.ndarray] = None, maximize: bool = False,
+                 backend: str = "auto") -> None:
+    r"""RMSprop, in place (optionally centered and with momentum).
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} + \lambda\,\theta \\
+        s &\leftarrow \alpha\, s + (1-\alpha)\, g^2 \\
+        a &\leftarrow \alpha\, a + (1-\alpha)\, g, \quad
+            \text{avg} = \sqrt{s - a^2} + \epsilon \quad\text{(centered)} \qquad
+            \text{else}\quad \text{avg} = \sqrt{s} + \epsilon \\
+        b &\leftarrow \mu\, b + g / \text{avg}, \quad \theta \leftarrow \theta - \text{lr}\, b
+            \quad (\mu > 0) \qquad
+            \text{else}\quad \theta \leftarrow \theta - \text{lr}\, g / \text{avg}
+
+    Parameters
+    ----------
+    param, grad : ndarray
+        Parameters (updated in place) and their gradient.
+    square_avg : ndarray
+        Running average of squared gradients :math:`s` (start at zero), updated in place.
+    lr : float, default 1e-2
+    alpha : float, default 0.99
+        Smoothing constant, in ``[0, 1)``.
+    eps : float, default 1e-8
+        Added to the denominator, ``> 0``.
+    weight_decay : float, default 0
+    momentum : float, default 0
+        :math:`\mu \ge 0`; when ``> 0``, ``momentum_buffer`` is required.
+    momentum_buffer : ndarray, optional
+        :math:`b` (start at zero), only with ``momentum > 0``.
+    centered : bool, default False
+        Normalize by the estimated variance; requires ``grad_avg``.
+    grad_avg : ndarray, optional
+        Running average of gradients :math:`a` (start at zero), only with ``centered``.
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    f = "rmsprop_step"
+    lr = _v.nonnegative(f, "lr", lr)
+    alpha = _v.unit_interval(f, "alpha", alpha)
+    eps = _v.positive(f, "eps", eps)
+    weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
+    momentum = _v.nonnegative(f, "momentum", momentum)
+    centered = _v.flag(f, "centered", centered)
+    maximize = _v.flag(f, "maximize", maximize)
+    names = ["param", "grad", "square_avg"]
+    arrays = [param, grad, square_avg]
+    if momentum > 0.0:
+        if momentum_buffer is None:
+            raise ValueError(f"{f}: momentum={momentum!r} > 0 needs a momentum_buffer array")
+        names.append("momentum_buffer")
+        arrays.append(momentum_buffer)
+    else:
+        _v.forbid_unused(f, "momentum_buffer", momentum_buffer, "momentum > 0")
+    if centered:
+        if grad_avg is None:
+            raise ValueError(f"{f}: centered=True needs a grad_avg array")
+        names.append("grad_avg")
+        arrays.append(grad_avg)
+    else:
+        _v.forbid_unused(f, "grad_avg", grad_avg, "centered=True")
+    _v.check_arrays(f, tuple(names), tuple(arrays))
+    impl = _select(f, backend, param.size)
+    if impl is None:
+        _reference.rmsprop_step(param, grad, square_avg, lr=lr, alpha=alpha, eps=eps,
+                                weight_decay=weight_decay, momentum=momentum,
+                                momentum_buffer=momentum_buffer, centered=centered,
+                                grad_avg=grad_avg, maximize=maximize)
+    else:
+        impl.rmsprop(param, grad, square_avg, momentum_buffer, grad_avg, lr,
+                     -1.0 if maximize else 1.0, weight_decay, alpha, 1.0 - alpha, eps,
+                     momentum)
+
+
+def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
+              exp_avg_sq: np.ndarray, *, step: int, lr: float = 1e-3, beta1: float = 0.9,
+              beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
+              decoupled_weight_decay: bool = False, amsgrad: bool = False,
+              max_exp_avg_sq: Optional[np.ndarray] = None, maximize: bool = False,
+              backend: str = "auto") -> None:
+    r"""Adam with bias correction (AdamW, AMSGrad), in place.
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} \;(+\, \lambda\theta \text{ unless decoupled}) \\
+        \theta &\leftarrow \theta\,(1 - \text{lr}\,\lambda) \quad\text{(decoupled, AdamW)} \\
+        m &\leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
+        v \leftarrow \beta_2 v + (1-\beta_2)\, g^2 \\
+        \hat v_{\max} &\leftarrow \max(\hat v_{\max}, v) \quad\text{(AMSGrad; used for } v
+            \text{ below)} \\
+        \theta &\leftarrow \theta - \text{lr}\, \frac{m / (1-\beta_1^t)}
+            {\sqrt{v / (1-\beta_2^t)} + \epsilon}
+
+    ``eps`` is added outside the square root of the bias-corrected second moment (torch and
+    optax; TF/Keras use the "eps-hat" form).
+
+    Parameters
+    ----------
+    param, grad : ndarray
+        Parameters (updated in place) and their gradient.
+    exp_avg, exp_avg_sq : ndarray
+        First and second moments :math:`m, v` (start at zero), updated in place.
+    step : int
+        The 1-based step count :math:`t` of this update (1 on the first call).
+    lr : float, default 1e-3
+    beta1, beta2 : float, default 0.9, 0.999
+        Decay rates of the moments, in ``[0, 1)``.
+    eps : float, default 1e-8
+        ``> 0``.
+    weight_decay : float, default 0
+        :math:`\lambda \ge 0`: an L2 term added to the gradient, or with
+        ``decoupled_weight_decay=True`` the AdamW decay of the parameters.
+    decoupled_weight_decay : bool, default False
+    amsgrad : bool, default False
+        Use the running maximum of :math:`v`; requires ``max_exp_avg_sq``.
+    max_exp_avg_sq : ndarray, optional
+        :math:`\hat v_{\max}` (start at zero), only with ``amsgrad``.
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    f = "adam_step"
+    amsgrad = _v.flag(f, "amsgrad", amsgrad)
+    if amsgrad:
+        if max_exp_avg_sq is None:
+            raise ValueError(f"{f}: amsgrad=True needs a max_exp_avg_sq array")
+        _v.check_arrays(f, _ADAM_AMSGRAD_NAMES,
+                        (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq))
+    else:
+        _v.forbid_unused(f, "max_exp_avg_sq", max_exp_avg_sq, "amsgrad=True")
+        _v.check_arrays(f, _ADAM_NAMES, (param, grad, exp_avg, exp_avg_sq))
+    step = _v.step_count(f, "step", step)
+    lr = _v.nonnegative(f, "lr", lr)
+    beta1 = _v.unit_interval(f, "beta1", beta1)
+    beta2 = _v.unit_interval(f, "beta2", beta2)
+    eps = _v.positive(f, "eps", eps)
+    weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
+    decoupled_weight_decay = _v.flag(f, "decoupled_weight_decay", decoupled_weight_decay)
+    maximize = _v.flag(f, "maximize", maximize)
+    impl = _select(f, backend, param.size)
+    if impl is None:
+        _reference.adam_step(param, grad, exp_avg, exp_avg_sq, step=step, lr=lr, beta1=beta1,
+                             beta2=beta2, eps=eps, weight_decay=weight_decay,
+                             decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
+                             max_exp_avg_sq=max_exp_avg_sq, maximize=maximize)
+        return
+    if decoupled_weight_decay:
+        l2, param_scale = 0.0, 1.0 - lr * weight_decay
+    else:
+        l2, param_scale = weight_decay, 1.0
+    impl.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad else None,
+              -1.0 if maximize else 1.0, l2, param_scale, beta1, 1.0 - beta1, beta2,
+              1.0 - beta2, lr / (1.0 - beta1**step), 1.0 / math.sqrt(1.0 - beta2**step), eps)
+
+
+def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, step: int,
+                 lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 eps: float = 1e-10, maximize: bool = False, backend: str = "auto") -> None:
+    r"""Adagrad, in place.
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} + \lambda\,\theta \\
+        \tilde\eta &= \text{lr} / (1 + (t-1)\,\text{lr\_decay}) \\
+        G &\leftarrow G + g^2, \qquad
+        \theta \leftarrow \theta - \tilde\eta\, g / (\sqrt{G} + \epsilon)
+
+    Parameters
+    ----------
+    param, grad : ndarray
+        Parameters (updated in place) and their gradient.
+    state_sum : ndarray
+        Sum of squared gradients :math:`G`, updated in place (start at zero, or at the
+        optimizer's ``initial_accumulator_value``).
+    step : int
+        The 1-based step count :math:`t`.
+    lr : float, default 1e-2
+    lr_decay : float, default 0
+        ``>= 0``.
+    weight_decay : float, default 0
+    eps : float, default 1e-10
+        ``> 0``.
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    f = "adagrad_step"
+    _v.check_arrays(f, _ADAGRAD_NAMES, (param, grad, state_sum))
+    step = _v.step_count(f, "step", step)
+    lr = _v.nonnegative(f, "lr", lr)
+    lr_decay = _v.nonnegative(f, "lr_decay", lr_decay)
+    weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
+    eps = _v.positive(f, "eps", eps)
+    maximize = _v.flag(f, "maximize", maximize)
+    impl = _select(f, backend, param.size)
+    if impl is None:
+        _reference.adagrad_step(param, grad, state_sum, step=step, lr=lr, lr_decay=lr_decay,
+                                weight_decay=weight_decay, eps=eps, maximize=maximize)
+    else:
+        impl.adagrad(param, grad, state_sum, lr / (1.0 + (step - 1) * lr_decay),
+                     -1.0 if maximize else 1.0, weight_decay, eps)
+
+
+def ewa_update(average: np.ndarray, value: np.ndarray, *, beta: float,
+               backend: str = "auto") -> None:
+    r"""Exponentially weighted average, in place.
+
+    .. math::
+
+        v \leftarrow \beta\, v + (1 - \beta)\, \theta
+
+    Started at :math:`v_0 = 0`, the bias-corrected average after :math:`t` updates is
+    :math:`v_t / (1 - \beta^t)` (see :class:`fastoptim.ExponentialMovingAverage`).
+
+    Parameters
+    ----------
+    average : ndarray
+        :math:`v`, updated in place.
+    value : ndarray
+        The new observation :math:`\theta` (may be read-only).
+    beta : float
+        In ``[0, 1)``.
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    f = "ewa_update"
+    _v.check_arrays(f, _EWA_NAMES, (average, value))
+    beta = _v.unit_interval(f, "beta", beta)
+    impl = _select(f, backend, average.size)
+    if impl is None:
+        _reference.ewa_update(average, value, beta=beta)
+    else:
+        impl.ewa(average, value, beta, 1.0 - beta)

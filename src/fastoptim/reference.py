@@ -1,0 +1,95 @@
+"""The ``"numpy"`` backend: every update written literally, the way the course writes it.
+
+This is the test oracle and the benchmark baseline, so it is short and obviously right, and
+it is *naive on purpose*: every sub-expression makes a temporary array, so one step walks
+memory many times. The compiled backends do the same arithmetic in one fused pass.
+
+These functions do **no validation**: the public functions in :mod:`fastoptim.functional`
+check every argument before any backend runs. They take the user-level hyperparameters
+(not precomputed coefficients) and update their array arguments in place
+(``x[...] = ...`` / ``x -= ...``), returning ``None``.
+
+Formulas follow ``torch.optim`` (for-loop implementation) with every state buffer starting
+at zero. ``g`` below is ``-grad`` when ``maximize`` else ``grad``.
+"""
+import numpy as np
+
+
+def _direction(param, grad, weight_decay, maximize):
+    """g (negated when maximizing) plus the L2 weight-decay term ``weight_decay * param``."""
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g + weight_decay * param
+    return g
+
+
+def sgd_step(param, grad, *, lr, weight_decay=0.0, maximize=False):
+    """``param -= lr * g``."""
+    g = _direction(param, grad, weight_decay, maximize)
+    param -= lr * g
+
+
+def momentum_step(param, grad, velocity, *, lr, momentum=0.9, dampening=0.0, nesterov=False,
+                  weight_decay=0.0, maximize=False):
+    """``v = momentum*v + (1-dampening)*g``; ``param -= lr * (g + momentum*v if nesterov else v)``."""
+    g = _direction(param, grad, weight_decay, maximize)
+    velocity[...] = momentum * velocity + (1 - dampening) * g
+    if nesterov:
+        param -= lr * (g + momentum * velocity)
+    else:
+        param -= lr * velocity
+
+
+def rmsprop_step(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                 momentum=0.0, momentum_buffer=None, centered=False, grad_avg=None,
+                 maximize=False):
+    """``s = alpha*s + (1-alpha)*g**2``; ``param -= lr * g / (sqrt(s - a**2 if centered) + eps)``
+    (through ``b = momentum*b + g/avg`` when ``momentum > 0``)."""
+    g = _direction(param, grad, weight_decay, maximize)
+    square_avg[...] = alpha * square_avg + (1 - alpha) * g**2
+    if centered:
+        grad_avg[...] = alpha * grad_avg + (1 - alpha) * g
+        avg = np.sqrt(square_avg - grad_avg**2) + eps
+    else:
+        avg = np.sqrt(square_avg) + eps
+    if momentum > 0:
+        momentum_buffer[...] = momentum * momentum_buffer + g / avg
+        param -= lr * momentum_buffer
+    else:
+        param -= lr * g / avg
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, beta2=0.999,
+              eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
+              max_exp_avg_sq=None, maximize=False):
+    """Adam with bias correction: ``m_hat = m / (1-beta1**t)``, ``v_hat = v / (1-beta2**t)``,
+    ``param -= lr * m_hat / (sqrt(v_hat) + eps)``; AdamW decays ``param *= 1 - lr*wd`` first."""
+    g = -grad if maximize else grad
+    if decoupled_weight_decay:
+        param *= 1 - lr * weight_decay
+    elif weight_decay != 0:
+        g = g + weight_decay * param
+    exp_avg[...] = beta1 * exp_avg + (1 - beta1) * g
+    exp_avg_sq[...] = beta2 * exp_avg_sq + (1 - beta2) * g**2
+    if amsgrad:
+        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        second = max_exp_avg_sq
+    else:
+        second = exp_avg_sq
+    m_hat = exp_avg / (1 - beta1**step)
+    v_hat = second / (1 - beta2**step)
+    param -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def adagrad_step(param, grad, state_sum, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 eps=1e-10, maximize=False):
+    """``clr = lr / (1 + (t-1)*lr_decay)``; ``G += g**2``; ``param -= clr * g / (sqrt(G) + eps)``."""
+    g = _direction(param, grad, weight_decay, maximize)
+    clr = lr / (1 + (step - 1) * lr_decay)
+    state_sum += g**2
+    param -= clr * g / (np.sqrt(state_sum) + eps)
+
+
+def ewa_update(average, value, *, beta):
+    """The exponentially weighted average ``v = beta*v + (1-beta)*theta``."""
+    average[...] = beta * average + (1 - beta) * value
