@@ -20,11 +20,11 @@ Formulas and defaults follow ``torch.optim`` (for-loop implementation).
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
 
+from . import _coefficients as _coef
 from . import _validation as _v
 from . import reference as _reference
 from ._backends import select as _select
@@ -72,7 +72,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: fl
     if impl is None:
         _reference.sgd_step(param, grad, lr=lr, weight_decay=weight_decay, maximize=maximize)
     else:
-        impl.sgd(param, grad, lr, -1.0 if maximize else 1.0, weight_decay)
+        impl.sgd(param, grad, *_coef.sgd(lr, weight_decay, maximize))
 
 
 def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, lr: float,
@@ -130,8 +130,8 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, 
                                  dampening=dampening, nesterov=nesterov,
                                  weight_decay=weight_decay, maximize=maximize)
     else:
-        impl.momentum(param, grad, velocity, lr, -1.0 if maximize else 1.0, weight_decay,
-                      momentum, 1.0 - dampening, nesterov)
+        impl.momentum(param, grad, velocity, *_coef.momentum(
+            lr, momentum, dampening, nesterov, weight_decay, maximize))
 
 
 def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
@@ -208,9 +208,8 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
                                 momentum_buffer=momentum_buffer, centered=centered,
                                 grad_avg=grad_avg, maximize=maximize)
     else:
-        impl.rmsprop(param, grad, square_avg, momentum_buffer, grad_avg, lr,
-                     -1.0 if maximize else 1.0, weight_decay, alpha, 1.0 - alpha, eps,
-                     momentum)
+        impl.rmsprop(param, grad, square_avg, momentum_buffer, grad_avg, *_coef.rmsprop(
+            lr, alpha, eps, weight_decay, momentum, maximize))
 
 
 def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
@@ -284,13 +283,8 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
                              decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
                              max_exp_avg_sq=max_exp_avg_sq, maximize=maximize)
         return
-    if decoupled_weight_decay:
-        l2, param_scale = 0.0, 1.0 - lr * weight_decay
-    else:
-        l2, param_scale = weight_decay, 1.0
-    impl.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq if amsgrad else None,
-              -1.0 if maximize else 1.0, l2, param_scale, beta1, 1.0 - beta1, beta2,
-              1.0 - beta2, lr / (1.0 - beta1**step), 1.0 / math.sqrt(1.0 - beta2**step), eps)
+    impl.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *_coef.adam(
+        step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize))
 
 
 def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, step: int,
@@ -336,8 +330,8 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, 
         _reference.adagrad_step(param, grad, state_sum, step=step, lr=lr, lr_decay=lr_decay,
                                 weight_decay=weight_decay, eps=eps, maximize=maximize)
     else:
-        impl.adagrad(param, grad, state_sum, lr / (1.0 + (step - 1) * lr_decay),
-                     -1.0 if maximize else 1.0, weight_decay, eps)
+        impl.adagrad(param, grad, state_sum, *_coef.adagrad(
+            step, lr, lr_decay, weight_decay, eps, maximize))
 
 
 def ewa_update(average: np.ndarray, value: np.ndarray, *, beta: float,
@@ -368,4 +362,4 @@ def ewa_update(average: np.ndarray, value: np.ndarray, *, beta: float,
     if impl is None:
         _reference.ewa_update(average, value, beta=beta)
     else:
-        impl.ewa(average, value, beta, 1.0 - beta)
+        impl.ewa(average, value, *_coef.ewa(beta))
