@@ -12,10 +12,11 @@ The naive NumPy formulas they replace live in :mod:`fastoptim.reference`.
 """
 from .functional import (adagrad_step, adam_step, ewa_update, momentum_step, rmsprop_step,
                          sgd_step)
+from ._include import get_include
 
 __version__ = "0.1.0"
 
 __all__ = [
     "sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step", "ewa_update",
-    "__version__",
+    "get_include", "__version__",
 ]

@@ -2,21 +2,67 @@
 """fastoptim's C-level kernels, for other Cython code to ``cimport``.
 
     from fastoptim.kernels cimport adam_kernel
+    from fastoptim.coefficients cimport adam_coefficients    # the per-call scalars
+
+Build with ``fastoptim.get_include()`` on Cython's include path; at run time ``fastoptim``
+must be importable (importing the consumer binds these functions from
+``fastoptim.kernels``' C-API table; nothing is copied into the consumer). A complete,
+tested consumer is ``examples/embedding/consumer.pyx``.
 
 Every kernel is one fused, in-place pass over ``n`` elements: it reads each element of its
 inputs once and writes each element of its outputs once, allocates nothing, never raises and
-holds no GIL (``noexcept nogil``). ``floating`` is Cython's fused type: call it with ``float*``
-or ``double*`` and the matching scalar type.
+holds no GIL (``noexcept nogil``); call it inside ``with nogil:``. ``floating`` is Cython's
+fused type: pass ``float*`` or ``double*`` (all arrays of one type) and the scalars of any
+floating type; with ``float*`` they are rounded to float at the call, as the Python layer
+does (it computes the scalars in double).
 
 Contract (the caller's job; nothing is checked here):
-- every pointer addresses ``n`` contiguous elements (``n >= 0``); arrays of any shape may be
-  passed as long as all are C-contiguous or all F-contiguous, so element ``i`` of each pairs up;
-- no two arrays overlap (``grad``/``value`` may be read-only: it is ``const``);
-- optional state (``NULL`` allowed) is documented per kernel;
-- the scalars are *per-call coefficients*, computed once by the caller from the user-level
-  hyperparameters. :mod:`fastoptim.functional` computes them with the same formulas for every
-  compiled backend; the formulas are repeated below. ``grad_sign`` is ``-1`` to maximize,
-  ``+1`` to minimize.
+
+- ``n >= 0``; with ``n == 0`` no pointer is dereferenced;
+- every pointer addresses ``n`` contiguous, aligned elements in native byte order. Arrays of
+  any shape may be passed as flat buffers as long as all are C-contiguous or all
+  F-contiguous, so that element ``i`` of each pairs up;
+- no aliasing: no two arrays overlap, not even partially (the update is in place, so each
+  array is its own output). ``grad``/``value`` is only read (``const``) and may be a
+  read-only buffer;
+- optional state pointers (``NULL`` allowed) are documented per kernel; every state buffer
+  starts at zero on the first step;
+- thread safety: the kernels keep no global state, so concurrent calls on disjoint arrays
+  are safe; concurrent calls that write the same array are a data race.
+
+Per-call coefficients: a deliberate decision. The kernels take the *per-call coefficients*,
+not the user-level hyperparameters, and computing them is the caller's job, once per step
+(never once per element, and once for many arrays in a multi-tensor step). ``grad_sign`` is
+``-1`` to maximize, ``+1`` to minimize. With ``t`` the 1-based step count:
+
+============  ==============================================================================
+kernel        coefficients from the hyperparameters
+============  ==============================================================================
+sgd           ``lr, grad_sign, weight_decay``
+momentum      ``lr, grad_sign, weight_decay, momentum, one_minus_dampening = 1 - dampening,``
+              ``nesterov``
+rmsprop       ``lr, grad_sign, weight_decay, alpha, one_minus_alpha = 1 - alpha, eps,``
+              ``momentum``
+adam          ``grad_sign``; Adam: ``weight_decay, param_scale = 1``; AdamW (decoupled):
+              ``weight_decay = 0, param_scale = 1 - lr*weight_decay``; ``beta1,``
+              ``one_minus_beta1 = 1 - beta1, beta2, one_minus_beta2 = 1 - beta2,``
+              ``step_size = lr / (1 - beta1**t),``
+              ``inv_bias_correction2_sqrt = 1 / sqrt(1 - beta2**t), eps``
+adagrad       ``clr = lr / (1 + (t - 1)*lr_decay), grad_sign, weight_decay, eps``
+ewa           ``beta, one_minus_beta = 1 - beta``
+============  ==============================================================================
+
+``fastoptim/coefficients.pxd`` computes each row with ``cdef inline ... noexcept nogil``
+helpers (``adam_coefficients(step, lr, beta1, beta2, eps, weight_decay,
+decoupled_weight_decay, maximize)`` returns an ``AdamCoefficients`` struct whose fields are
+the scalars above, in argument order), identical to ``fastoptim/_coefficients.py``, which
+:mod:`fastoptim.functional` uses for every compiled backend. The hyperparameter ranges are
+those of the Python API (``lr >= 0``, ``0 <= beta < 1``, ``eps > 0``, ``t >= 1``, ...).
+The per-element formula is written under each declaration.
+
+Stability: these declarations are part of the public API and stable within a major version
+(semver). The binding is by name and signature, so a consumer built against another
+signature fails at import with a clear error rather than calling the wrong function.
 
 Arguments are marked ``# IN`` (read) or ``# IN/OUT`` (read and updated in place).
 """

@@ -1,0 +1,158 @@
+# cython: language_level=3
+"""Per-call coefficients of fastoptim's C-level kernels, for other Cython code to ``cimport``.
+
+    from fastoptim.coefficients cimport AdamCoefficients, adam_coefficients
+
+The kernels in ``fastoptim/kernels.pxd`` take *per-call coefficients* (bias corrections,
+step sizes, ``1 - beta``, ...) rather than the user-level hyperparameters: they are computed
+once per step by the caller, never once per element. These ``inline`` helpers compute them
+from the user-level hyperparameters with exactly the formulas of
+``fastoptim/_coefficients.py`` (the Python layer's single source; a test checks that both
+agree bit for bit), so a Cython caller gets the same update as ``fastoptim.adam_step``.
+
+Each helper returns a struct whose fields are the kernel's scalar arguments **in the
+kernel's argument order**, with the same names. The helpers are pure C (``noexcept nogil``),
+validate nothing and never raise: the caller keeps the hyperparameters in the documented
+ranges (``lr >= 0``, ``0 <= beta < 1``, ``eps > 0``, ``step >= 1``, ...), as
+``fastoptim.functional`` does for Python callers.
+
+This file holds only inline code and struct declarations, so cimporting it adds no runtime
+import; the kernels themselves are bound when the consumer module is imported (through
+``fastoptim.kernels``' C-API table), so ``fastoptim`` must be importable at that point.
+"""
+cimport cython
+from libc.math cimport pow, sqrt
+
+
+ctypedef struct SGDCoefficients:
+    double lr
+    double grad_sign                # -1 to maximize, +1 to minimize
+    double weight_decay
+
+
+ctypedef struct MomentumCoefficients:
+    double lr
+    double grad_sign
+    double weight_decay
+    double momentum
+    double one_minus_dampening      # 1 - dampening
+    bint nesterov
+
+
+ctypedef struct RMSpropCoefficients:
+    double lr
+    double grad_sign
+    double weight_decay
+    double alpha
+    double one_minus_alpha          # 1 - alpha
+    double eps
+    double momentum
+
+
+ctypedef struct AdamCoefficients:
+    double grad_sign
+    double weight_decay             # L2 term: weight_decay, or 0 when decoupled (AdamW)
+    double param_scale              # AdamW: 1 - lr*weight_decay; Adam: 1
+    double beta1
+    double one_minus_beta1
+    double beta2
+    double one_minus_beta2
+    double step_size                # lr / (1 - beta1**step)
+    double inv_bias_correction2_sqrt  # 1 / sqrt(1 - beta2**step)
+    double eps
+
+
+ctypedef struct AdagradCoefficients:
+    double clr                      # lr / (1 + (step - 1)*lr_decay)
+    double grad_sign
+    double weight_decay
+    double eps
+
+
+ctypedef struct EWACoefficients:
+    double beta
+    double one_minus_beta
+
+
+cdef inline double grad_sign(bint maximize) noexcept nogil:
+    """``-1.0`` to maximize, ``+1.0`` to minimize."""
+    return -1.0 if maximize else 1.0
+
+
+cdef inline SGDCoefficients sgd_coefficients(
+        double lr, double weight_decay, bint maximize) noexcept nogil:
+    cdef SGDCoefficients c
+    c.lr = lr
+    c.grad_sign = grad_sign(maximize)
+    c.weight_decay = weight_decay
+    return c
+
+
+cdef inline MomentumCoefficients momentum_coefficients(
+        double lr, double momentum, double dampening, bint nesterov, double weight_decay,
+        bint maximize) noexcept nogil:
+    cdef MomentumCoefficients c
+    c.lr = lr
+    c.grad_sign = grad_sign(maximize)
+    c.weight_decay = weight_decay
+    c.momentum = momentum
+    c.one_minus_dampening = 1.0 - dampening
+    c.nesterov = nesterov
+    return c
+
+
+cdef inline RMSpropCoefficients rmsprop_coefficients(
+        double lr, double alpha, double eps, double weight_decay, double momentum,
+        bint maximize) noexcept nogil:
+    cdef RMSpropCoefficients c
+    c.lr = lr
+    c.grad_sign = grad_sign(maximize)
+    c.weight_decay = weight_decay
+    c.alpha = alpha
+    c.one_minus_alpha = 1.0 - alpha
+    c.eps = eps
+    c.momentum = momentum
+    return c
+
+
+@cython.cdivision(True)
+cdef inline AdamCoefficients adam_coefficients(
+        long long step, double lr, double beta1, double beta2, double eps,
+        double weight_decay, bint decoupled_weight_decay, bint maximize) noexcept nogil:
+    """``step`` is the 1-based step count t of this update (1 on the first call)."""
+    cdef AdamCoefficients c
+    c.grad_sign = grad_sign(maximize)
+    if decoupled_weight_decay:
+        c.weight_decay = 0.0
+        c.param_scale = 1.0 - lr * weight_decay
+    else:
+        c.weight_decay = weight_decay
+        c.param_scale = 1.0
+    c.beta1 = beta1
+    c.one_minus_beta1 = 1.0 - beta1
+    c.beta2 = beta2
+    c.one_minus_beta2 = 1.0 - beta2
+    c.step_size = lr / (1.0 - pow(beta1, <double>step))
+    c.inv_bias_correction2_sqrt = 1.0 / sqrt(1.0 - pow(beta2, <double>step))
+    c.eps = eps
+    return c
+
+
+@cython.cdivision(True)
+cdef inline AdagradCoefficients adagrad_coefficients(
+        long long step, double lr, double lr_decay, double weight_decay, double eps,
+        bint maximize) noexcept nogil:
+    """``step`` is the 1-based step count t of this update (1 on the first call)."""
+    cdef AdagradCoefficients c
+    c.clr = lr / (1.0 + <double>(step - 1) * lr_decay)
+    c.grad_sign = grad_sign(maximize)
+    c.weight_decay = weight_decay
+    c.eps = eps
+    return c
+
+
+cdef inline EWACoefficients ewa_coefficients(double beta) noexcept nogil:
+    cdef EWACoefficients c
+    c.beta = beta
+    c.one_minus_beta = 1.0 - beta
+    return c
