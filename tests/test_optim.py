@@ -336,3 +336,13 @@ def test_course_training_loop_learns(cls, opts):
     cost, _ = _forward_backward(parameters, X, Y)
     assert opt.t == 100 * 7
     assert cost < 0.5 * cost0
+
+
+def test_hyperparameters_are_read_only_except_lr():
+    opt = SGD([np.zeros(2)], lr=0.1, momentum=0.9)
+    assert opt.momentum == 0.9
+    with pytest.raises(AttributeError, match="momentum is fixed at construction"):
+        opt.momentum = 0.5
+    assert opt.momentum == 0.9
+    with pytest.raises(AttributeError, match="no attribute 'betas'"):
+        opt.betas

@@ -130,6 +130,14 @@ class Optimizer:
             return hyper[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def __setattr__(self, name, value):
+        hyper = self.__dict__.get("_hyper")
+        if hyper is not None and name in hyper:
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is fixed at construction (it was validated "
+                f"then); only lr can be changed between steps")
+        object.__setattr__(self, name, value)
+
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self._hyper.items())
         return (f"{type(self).__name__}({len(self._params)} arrays, lr={self._lr!r}, {opts}, "
@@ -202,6 +210,10 @@ class Optimizer:
                 f"{self._keys}")
         saved = dict(sd["hyperparameters"])
         lr = saved.pop("lr", None)
+        if set(saved) != set(self._hyper):
+            raise ValueError(
+                f"{f}: the state_dict's hyperparameters {sorted(saved)} differ from "
+                f"{type(self).__name__}'s {sorted(self._hyper)}")
         hyper = self._validate(f, saved)
         if lr is not None:
             lr = _v.nonnegative(f, "lr", lr)
