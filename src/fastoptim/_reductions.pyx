@@ -54,7 +54,7 @@ cdef void clip_kernel(
         x[i] = v
 
 
-cdef inline bint _is_float32(cnp.ndarray a):
+cdef inline bint _is_float32(cnp.ndarray a) noexcept nogil:
     return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32
 
 
@@ -79,8 +79,8 @@ def sums_of_squares(list arrays):
     return out
 
 
-def scale(list arrays, double factor):
-    """``x *= factor`` for every array, in place."""
+cdef _in_place(list arrays, double x, bint clip_values):
+    """One pass per array: ``clip_kernel(x)`` if ``clip_values`` else ``scale_kernel(x)``."""
     cdef cnp.ndarray a
     cdef void* p
     cdef Py_ssize_t n
@@ -88,26 +88,22 @@ def scale(list arrays, double factor):
         a = <cnp.ndarray>obj
         p = cnp.PyArray_DATA(a)
         n = cnp.PyArray_SIZE(a)
-        if _is_float32(a):
-            with nogil:
-                scale_kernel[float](<float*>p, n, <float>factor)
-        else:
-            with nogil:
-                scale_kernel[double](<double*>p, n, factor)
+        with nogil:
+            if _is_float32(a) and clip_values:
+                clip_kernel[float](<float*>p, n, <float>x)
+            elif _is_float32(a):
+                scale_kernel[float](<float*>p, n, <float>x)
+            elif clip_values:
+                clip_kernel[double](<double*>p, n, x)
+            else:
+                scale_kernel[double](<double*>p, n, x)
+
+
+def scale(list arrays, double factor):
+    """``x *= factor`` for every array, in place."""
+    _in_place(arrays, factor, False)
 
 
 def clip(list arrays, double limit):
     """``x = min(max(x, -limit), limit)`` for every array, in place (NaN is kept)."""
-    cdef cnp.ndarray a
-    cdef void* p
-    cdef Py_ssize_t n
-    for obj in arrays:
-        a = <cnp.ndarray>obj
-        p = cnp.PyArray_DATA(a)
-        n = cnp.PyArray_SIZE(a)
-        if _is_float32(a):
-            with nogil:
-                clip_kernel[float](<float*>p, n, <float>limit)
-        else:
-            with nogil:
-                clip_kernel[double](<double*>p, n, limit)
+    _in_place(arrays, limit, True)
