@@ -227,6 +227,8 @@ def test_gradient_key_hint_for_course_names(rng):
     ({"W": np.ones(3, dtype=np.int64)}, TypeError, r"params\['W'\] must have dtype float32 or float64"),
     ({"W": np.ones((4, 4))[:, ::2]}, ValueError, r"params\['W'\] must be C- or F-contiguous"),
     ({1: np.ones(3)}, TypeError, "keys of params must be strings"),
+    ([], ValueError, "params is empty"),
+    ({}, ValueError, "params is empty"),
 ])
 def test_bad_params(params, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -61,6 +61,8 @@ class Optimizer:
         f = type(self).__name__
         self._hyper = self._validate(f, hyper)
         keys, arrays, is_dict = _params.flatten(f, "params", params)
+        if not arrays:
+            raise ValueError(f"{f}: params is empty; pass the arrays to optimize")
         names = _params.labels("params", keys)
         for name, p in zip(names, arrays):
             _v.check_arrays(f, (name,), (p,))
