@@ -348,3 +348,20 @@ def test_hyperparameters_are_read_only_except_lr():
     assert opt.momentum == 0.9
     with pytest.raises(AttributeError, match="no attribute 'betas'"):
         opt.betas
+
+
+@pytest.mark.parametrize("cls,opts", CASES, ids=IDS)
+def test_step_does_not_revalidate_hyperparameters_or_call_public_steps(cls, opts, monkeypatch, rng):
+    params = make_params(rng, np.float64, True)
+    opt = cls(params, backend="cython", **opts)
+    calls = []
+    for name in ("real", "nonnegative", "positive", "unit_interval", "closed_unit_interval",
+                 "flag", "step_count"):
+        real = getattr(fastoptim._validation, name)
+        monkeypatch.setattr(fastoptim._validation, name,
+                            lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    for name in ("sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step"):
+        monkeypatch.setattr(F, name, lambda *a, **k: pytest.fail("public step function called"))
+    for _ in range(3):
+        opt.step(make_grads(rng, params))
+    assert calls == [] and opt.t == 3
