@@ -6,9 +6,10 @@ written, not overlapping: :mod:`fastoptim.clip` checks them) and walk each array
 raw pointers without the GIL. They do not validate.
 
 ``sums_of_squares`` is the reduction of the global gradient norm: each array's sum of
-squares is accumulated in double precision, sequentially in memory order (the compiler may
-not reorder floating-point additions without -ffast-math, which we never use), so the result
-is the same on every run and every thread count.
+squares is accumulated in double precision in memory order, in eight interleaved lanes
+combined in a fixed order (see ``sum_squares_kernel``; the compiler may not reorder
+floating-point additions without -ffast-math, which we never use), so the result depends only
+on the data, never on the run or the thread count.
 """
 cimport numpy as cnp
 from cython cimport floating
@@ -20,12 +21,33 @@ cdef double sum_squares_kernel(
     const floating* x,              # IN
     Py_ssize_t n,                   # IN  number of elements
 ) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef double s = 0.0, v
-    for i in range(n):
+    # Eight independent double accumulators (lane k sums elements i = k mod 8, in order),
+    # then the remainder into lane 0 and a fixed pairwise combination: the order of every
+    # addition is fixed by n alone, and the eight chains keep the FPU pipelines busy.
+    cdef Py_ssize_t i, m = n - n % 8
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0, s5 = 0.0, s6 = 0.0, s7 = 0.0
+    cdef double v
+    for i in range(0, m, 8):
         v = x[i]
-        s += v * v
-    return s
+        s0 += v * v
+        v = x[i + 1]
+        s1 += v * v
+        v = x[i + 2]
+        s2 += v * v
+        v = x[i + 3]
+        s3 += v * v
+        v = x[i + 4]
+        s4 += v * v
+        v = x[i + 5]
+        s5 += v * v
+        v = x[i + 6]
+        s6 += v * v
+        v = x[i + 7]
+        s7 += v * v
+    for i in range(m, n):
+        v = x[i]
+        s0 += v * v
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
 cdef void scale_kernel(
