@@ -13,10 +13,20 @@ The naive NumPy formulas they replace live in :mod:`fastoptim.reference`.
 from .functional import (adagrad_step, adam_step, ewa_update, momentum_step, rmsprop_step,
                          sgd_step)
 from ._include import get_include
+from . import schedules
+from .data import minibatches
+from .clip import clip_grad_norm, clip_grad_value
+from .ema import ExponentialMovingAverage
+from .checkpoint import load_state, save_state
+from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
 
 __all__ = [
     "sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step", "ewa_update",
-    "get_include", "__version__",
+    "get_include",
+    "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "schedules", "minibatches",
+    "clip_grad_norm", "clip_grad_value",
+    "ExponentialMovingAverage", "save_state", "load_state",
+    "__version__",
 ]
