@@ -10,6 +10,9 @@ The functional kernels (:mod:`fastoptim.functional`) update their arrays in plac
 
 The naive NumPy formulas they replace live in :mod:`fastoptim.reference`.
 """
+from ._backends import warmup
+from ._config import show_config
+from ._threads import get_num_threads, set_num_threads
 from .functional import (adagrad_step, adam_step, ewa_update, momentum_step, rmsprop_step,
                          sgd_step)
 
@@ -17,5 +20,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step", "ewa_update",
-    "__version__",
+    "set_num_threads", "get_num_threads", "warmup", "show_config", "__version__",
 ]
