@@ -22,9 +22,12 @@ from . import kernels as _cython
 BACKENDS = ("auto", "cython", "numba", "numpy")
 
 # Array size (elements) from which "auto" runs the Numba parallel kernels, keyed by itemsize
-# (4: float32, 8: float64). The one place these live. Measured on this machine (2 cores) with
-# `python bench/crossover.py`; its output is recorded in bench/README.md.
-AUTO_CROSSOVER = {4: 65_536, 8: 32_768}
+# (4: float32, 8: float64): 16 MiB per array for both. The one place these live. Measured on
+# this machine (2 cores, shared) with `python bench/crossover.py`: Numba's two threads beat
+# the serial Cython kernel on every scanned kernel only from 4 Mi float32 / 2 Mi float64
+# elements; below that, waiting for the second core costs more than it brings whenever the
+# cores are busy. The runs are recorded in bench/README.md.
+AUTO_CROSSOVER = {4: 4_194_304, 8: 2_097_152}
 
 _numba_module = None
 _numba_missing = False

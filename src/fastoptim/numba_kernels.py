@@ -89,41 +89,23 @@ def rmsprop_kernel(param, grad, square_avg, momentum_buffer, grad_avg, lr, grad_
     t = param.dtype.type
     lr, grad_sign, weight_decay = t(lr), t(grad_sign), t(weight_decay)
     alpha, one_minus_alpha, eps, momentum = t(alpha), t(one_minus_alpha), t(eps), t(momentum)
-    # Nested `is None` tests on arguments: Numba prunes the dead branches at compile time.
-    if grad_avg is None:
-        if momentum_buffer is None:
-            for i in prange(param.size):
-                d = grad_sign * grad[i] + weight_decay * param[i]
-                s = alpha * square_avg[i] + one_minus_alpha * d * d
-                square_avg[i] = s
-                param[i] = param[i] - lr * d / (np.sqrt(s) + eps)
+    # `is None` tests on arguments are pruned at compile time: no branch is left in the loop.
+    for i in prange(param.size):
+        d = grad_sign * grad[i] + weight_decay * param[i]
+        s = alpha * square_avg[i] + one_minus_alpha * d * d
+        square_avg[i] = s
+        if grad_avg is None:
+            avg = np.sqrt(s) + eps
         else:
-            for i in prange(param.size):
-                d = grad_sign * grad[i] + weight_decay * param[i]
-                s = alpha * square_avg[i] + one_minus_alpha * d * d
-                square_avg[i] = s
-                b = momentum * momentum_buffer[i] + d / (np.sqrt(s) + eps)
-                momentum_buffer[i] = b
-                param[i] = param[i] - lr * b
-    else:
+            a = alpha * grad_avg[i] + one_minus_alpha * d
+            grad_avg[i] = a
+            avg = np.sqrt(s - a * a) + eps
         if momentum_buffer is None:
-            for i in prange(param.size):
-                d = grad_sign * grad[i] + weight_decay * param[i]
-                s = alpha * square_avg[i] + one_minus_alpha * d * d
-                a = alpha * grad_avg[i] + one_minus_alpha * d
-                square_avg[i] = s
-                grad_avg[i] = a
-                param[i] = param[i] - lr * d / (np.sqrt(s - a * a) + eps)
+            param[i] = param[i] - lr * d / avg
         else:
-            for i in prange(param.size):
-                d = grad_sign * grad[i] + weight_decay * param[i]
-                s = alpha * square_avg[i] + one_minus_alpha * d * d
-                a = alpha * grad_avg[i] + one_minus_alpha * d
-                square_avg[i] = s
-                grad_avg[i] = a
-                b = momentum * momentum_buffer[i] + d / (np.sqrt(s - a * a) + eps)
-                momentum_buffer[i] = b
-                param[i] = param[i] - lr * b
+            b = momentum * momentum_buffer[i] + d / avg
+            momentum_buffer[i] = b
+            param[i] = param[i] - lr * b
 
 
 @_jit
@@ -138,32 +120,22 @@ def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, grad_sign, wei
     beta1, one_minus_beta1 = t(beta1), t(one_minus_beta1)
     beta2, one_minus_beta2 = t(beta2), t(one_minus_beta2)
     step_size, inv_bc2_sqrt, eps = t(step_size), t(inv_bias_correction2_sqrt), t(eps)
-    if max_exp_avg_sq is None:
-        for i in prange(param.size):
-            p = param[i]
-            d = grad_sign * grad[i] + weight_decay * p
-            m = beta1 * exp_avg[i] + one_minus_beta1 * d
-            v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            param[i] = param_scale * p - step_size * m / (np.sqrt(v) * inv_bc2_sqrt + eps)
-    else:
-        for i in prange(param.size):
-            p = param[i]
-            d = grad_sign * grad[i] + weight_decay * p
-            m = beta1 * exp_avg[i] + one_minus_beta1 * d
-            v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
+    for i in prange(param.size):
+        p = param[i]
+        d = grad_sign * grad[i] + weight_decay * p
+        m = beta1 * exp_avg[i] + one_minus_beta1 * d
+        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        if max_exp_avg_sq is not None:  # pruned at compile time, like rmsprop's options
             vmax = max_exp_avg_sq[i]
-            vmax = v if v > vmax else vmax
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            max_exp_avg_sq[i] = vmax
-            param[i] = param_scale * p - step_size * m / (np.sqrt(vmax) * inv_bc2_sqrt + eps)
+            v = v if v > vmax else vmax
+            max_exp_avg_sq[i] = v
+        param[i] = param_scale * p - step_size * m / (np.sqrt(v) * inv_bc2_sqrt + eps)
 
 
 @_jit
-def adagrad_kernel(param, grad, state_sum, clr, grad_sign, weight_decay,
-                   eps):
+def adagrad_kernel(param, grad, state_sum, clr, grad_sign, weight_decay, eps):
     """d = grad_sign*g + wd*p;  G += d*d;  p -= clr * d / (sqrt(G) + eps)"""
     t = param.dtype.type
     clr, grad_sign, weight_decay, eps = t(clr), t(grad_sign), t(weight_decay), t(eps)
