@@ -119,6 +119,26 @@ def test_kernel_runs_on_fastoptim_threads_and_restores_numbas_count(threads):
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_python_threads_may_step_different_arrays_concurrently(threads, n_threads):
+    import threading
+    fo.set_num_threads(n_threads)  # 1: every call also sets and restores numba's count
+    matches = {}
+    tol = TOLERANCE[np.dtype(np.float32)]
+
+    def train(seed):
+        ours = run_steps("adam", *CASES[9][1:], (50001,), "C", np.float32, "numba", 40, seed)
+        want = run_steps("adam", *CASES[9][1:], (50001,), "C", np.float32, "numpy", 40, seed)
+        matches[seed] = all(np.allclose(a, b, **tol) for a, b in zip(ours, want))
+
+    workers = [threading.Thread(target=train, args=(seed,)) for seed in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert matches == {0: True, 1: True, 2: True, 3: True}
+
+
 def test_set_num_threads_validates_and_none_restores_default(threads, monkeypatch):
     monkeypatch.delenv(_threads.ENV_VAR, raising=False)
     fo.set_num_threads(3)
