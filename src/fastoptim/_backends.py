@@ -73,9 +73,19 @@ def _auto(n: int, itemsize: int):
 def warmup() -> int:
     """Compile every Numba kernel for float32 and float64 now, instead of on first use.
 
-    Compiled code is cached on disk, so this is slow (about a second per kernel variant)
-    only the first time after installation. Raises ImportError when numba is missing.
-    Returns the number of compiled kernel variants.
+    Compiled code is cached on disk, so this is slow (about a second per kernel variant,
+    ~40 s in all) only the first time after installation; later processes load it in about
+    a second. Also available as ``fastoptim info --warmup``.
+
+    Returns
+    -------
+    int
+        The number of compiled kernel variants (dtype x optional state x read-only grad).
+
+    Raises
+    ------
+    ImportError
+        When numba cannot be imported.
     """
     return numba_backend().warmup()
 
