@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 # Every compiled backend is compared with the NumPy reference ("numpy").
-COMPILED_BACKENDS = ["cython"]
+COMPILED_BACKENDS = ["cython", "numba"]
 ALL_BACKENDS = COMPILED_BACKENDS + ["numpy"]
 
 # One tolerance table: (rtol, atol) per dtype, for parity with the reference over many steps.

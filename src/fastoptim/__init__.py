@@ -10,6 +10,9 @@ The functional kernels (:mod:`fastoptim.functional`) update their arrays in plac
 
 The naive NumPy formulas they replace live in :mod:`fastoptim.reference`.
 """
+from ._backends import warmup
+from ._config import show_config
+from ._threads import get_num_threads, set_num_threads
 from .functional import (adagrad_step, adam_step, ewa_update, momentum_step, rmsprop_step,
                          sgd_step)
 from ._include import get_include
@@ -24,9 +27,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step", "ewa_update",
-    "get_include",
+    "get_include", "set_num_threads", "get_num_threads", "warmup", "show_config",
     "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "schedules", "minibatches",
-    "clip_grad_norm", "clip_grad_value",
-    "ExponentialMovingAverage", "save_state", "load_state",
-    "__version__",
+    "clip_grad_norm", "clip_grad_value", "ExponentialMovingAverage", "save_state",
+    "load_state", "__version__",
 ]

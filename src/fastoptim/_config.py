@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import time
 
 import numpy as np
 
@@ -21,9 +22,18 @@ def cpu_simd_features() -> list:
     return []
 
 
+def numba_status() -> str:
+    """Numba's version, or why it cannot be used (imports numba; diagnostics only)."""
+    try:
+        import numba
+    except ImportError as exc:
+        return f"unavailable ({exc})"
+    return f"{numba.__version__} (at most {numba.config.NUMBA_NUM_THREADS} threads)"
+
+
 def config_lines() -> list:
-    from . import __version__
-    from ._backends import BACKENDS, DEFAULT_BACKEND
+    from . import __version__, _threads
+    from ._backends import AUTO_CROSSOVER, BACKENDS, DEFAULT_BACKEND
     lines = [
         f"fastoptim {__version__}",
         f"python    {platform.python_version()} ({sys.executable})",
@@ -31,19 +41,33 @@ def config_lines() -> list:
         f"machine   {platform.machine()} {platform.processor() or ''}".rstrip(),
         f"simd      {' '.join(cpu_simd_features()) or 'unknown'}",
         f"backends  {', '.join(BACKENDS)} (default {DEFAULT_BACKEND!r})",
+        "cython    serial kernels",
+        f"numba     {numba_status()}",
+        f"threads   {_threads.get_num_threads()} (set_num_threads, else "
+        f"{_threads.ENV_VAR}, else the {_threads.available_cpus()} CPUs available)",
+        f"auto      numba from {AUTO_CROSSOVER[4]} float32 / {AUTO_CROSSOVER[8]} float64 "
+        f"elements (with 2+ threads), cython below",
     ]
     return lines
 
 
 def show_config() -> None:
-    """Print the version, backends and CPU features."""
+    """Print the version, the backends available, the CPU's SIMD features, the thread count
+    and the sizes from which ``backend="auto"`` runs the parallel kernels."""
     print("\n".join(config_lines()))
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--warmup", action="store_true",
+                        help="compile every Numba kernel for float32 and float64 now")
 
 
 def run(args) -> int:
     show_config()
+    if args.warmup:
+        from ._backends import warmup
+        t0 = time.perf_counter()
+        count = warmup()
+        print(f"warmup    {count} Numba kernel variants ready in "
+              f"{time.perf_counter() - t0:.1f} s")
     return 0

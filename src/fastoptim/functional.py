@@ -68,7 +68,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: fl
     lr = _v.nonnegative(f, "lr", lr)
     weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
     maximize = _v.flag(f, "maximize", maximize)
-    impl = _select(f, backend, param.size)
+    impl = _select(f, backend, param.size, param.itemsize)
     if impl is None:
         _reference.sgd_step(param, grad, lr=lr, weight_decay=weight_decay, maximize=maximize)
     else:
@@ -124,7 +124,7 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, 
         raise ValueError(
             f"{f}: nesterov=True needs momentum > 0 and dampening == 0, got "
             f"momentum={momentum!r}, dampening={dampening!r}")
-    impl = _select(f, backend, param.size)
+    impl = _select(f, backend, param.size, param.itemsize)
     if impl is None:
         _reference.momentum_step(param, grad, velocity, lr=lr, momentum=momentum,
                                  dampening=dampening, nesterov=nesterov,
@@ -201,7 +201,7 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
     else:
         _v.forbid_unused(f, "grad_avg", grad_avg, "centered=True")
     _v.check_arrays(f, tuple(names), tuple(arrays))
-    impl = _select(f, backend, param.size)
+    impl = _select(f, backend, param.size, param.itemsize)
     if impl is None:
         _reference.rmsprop_step(param, grad, square_avg, lr=lr, alpha=alpha, eps=eps,
                                 weight_decay=weight_decay, momentum=momentum,
@@ -276,7 +276,7 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
     decoupled_weight_decay = _v.flag(f, "decoupled_weight_decay", decoupled_weight_decay)
     maximize = _v.flag(f, "maximize", maximize)
-    impl = _select(f, backend, param.size)
+    impl = _select(f, backend, param.size, param.itemsize)
     if impl is None:
         _reference.adam_step(param, grad, exp_avg, exp_avg_sq, step=step, lr=lr, beta1=beta1,
                              beta2=beta2, eps=eps, weight_decay=weight_decay,
@@ -325,7 +325,7 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, 
     weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
     eps = _v.positive(f, "eps", eps)
     maximize = _v.flag(f, "maximize", maximize)
-    impl = _select(f, backend, param.size)
+    impl = _select(f, backend, param.size, param.itemsize)
     if impl is None:
         _reference.adagrad_step(param, grad, state_sum, step=step, lr=lr, lr_decay=lr_decay,
                                 weight_decay=weight_decay, eps=eps, maximize=maximize)
@@ -358,7 +358,7 @@ def ewa_update(average: np.ndarray, value: np.ndarray, *, beta: float,
     f = "ewa_update"
     _v.check_arrays(f, _EWA_NAMES, (average, value))
     beta = _v.unit_interval(f, "beta", beta)
-    impl = _select(f, backend, average.size)
+    impl = _select(f, backend, average.size, average.itemsize)
     if impl is None:
         _reference.ewa_update(average, value, beta=beta)
     else:

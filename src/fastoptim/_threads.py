@@ -1,0 +1,68 @@
+"""The number of threads fastoptim's parallel (Numba) kernels use.
+
+Resolved once, in this order: :func:`set_num_threads`, else the environment variable
+``FASTOPTIM_NUM_THREADS``, else the CPUs this process may run on
+(``len(os.sched_getaffinity(0))``). The setting is fastoptim's own: the Numba backend applies
+it around each of its calls and restores Numba's global thread count afterwards, so other
+libraries never see it. This module does not import numba.
+"""
+from __future__ import annotations
+
+import os
+from numbers import Integral
+from typing import Optional
+
+ENV_VAR = "FASTOPTIM_NUM_THREADS"
+
+_num_threads: Optional[int] = None
+
+
+def available_cpus() -> int:
+    """The number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _from_environment() -> Optional[int]:
+    raw = os.environ.get(ENV_VAR, "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{ENV_VAR} must be a positive integer, got {raw!r}")
+    return n
+
+
+def set_num_threads(n: Optional[int]) -> None:
+    """Set the number of threads of fastoptim's parallel kernels.
+
+    Parameters
+    ----------
+    n : int or None
+        A positive thread count, or ``None`` to go back to the default
+        (``FASTOPTIM_NUM_THREADS``, else the CPUs available to this process). Numba cannot
+        use more threads than it started with (``numba.config.NUMBA_NUM_THREADS``); a larger
+        ``n`` is capped to that when a kernel runs.
+    """
+    global _num_threads
+    if n is None:
+        _num_threads = None
+        return
+    if isinstance(n, bool) or not isinstance(n, Integral):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__} {n!r}")
+    if n < 1:
+        raise ValueError(f"set_num_threads: n must be >= 1, got {n!r}")
+    _num_threads = int(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads fastoptim's parallel kernels use (see :func:`set_num_threads`)."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _from_environment() or available_cpus()
+    return _num_threads

@@ -1,0 +1,242 @@
+"""The ``"numba"`` backend: multi-threaded ``prange`` twins of the Cython kernels.
+
+Imported lazily (by :func:`fastoptim._backends.numba_backend`), never by ``import fastoptim``.
+
+Two layers:
+
+* **njit kernels** (``sgd_kernel``, ``momentum_kernel``, ``rmsprop_kernel``, ``adam_kernel``,
+  ``adagrad_kernel``, ``ewa_kernel``) on 1-D contiguous arrays, with the same arguments in the
+  same order as the C kernels in ``kernels.pxd`` minus ``n`` (read that file for each
+  scalar's meaning). A user's own ``@numba.njit`` code may call them directly; optional state
+  arrays are passed as ``None``, which Numba compiles away. They update their arrays in place,
+  allocate nothing, never raise, check nothing (the caller guarantees equal sizes, one dtype,
+  no aliasing) and run on ``numba.get_num_threads()`` threads. Each scalar is first converted
+  to the arrays' dtype, as the Cython kernels do, so float32 arrays compute in float32.
+* **Python entry points** (``sgd``, ``momentum``, ``rmsprop``, ``adam``, ``adagrad``, ``ewa``)
+  with exactly the positional signatures of those in :mod:`fastoptim.kernels`. They take
+  arrays already validated by :mod:`fastoptim.functional` (any shape, contiguous in one common
+  order), flatten them to 1-D views and run the kernel on :func:`fastoptim.get_num_threads`
+  threads, restoring Numba's own thread count afterwards.
+
+Every kernel is compiled by :data:`_jit`: ``parallel=True``, ``cache=True`` (compiled code is
+kept on disk, so a new process does not recompile), ``error_model="numpy"`` (the Python error
+model's division checks stop LLVM from vectorizing), ``fastmath=False`` (results follow IEEE
+arithmetic, as in the Cython kernels) and ``nogil=True``.
+"""
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+from numba import prange
+
+from . import _coefficients as _coef
+from . import _threads
+
+__all__ = [
+    "sgd_kernel", "momentum_kernel", "rmsprop_kernel", "adam_kernel", "adagrad_kernel",
+    "ewa_kernel", "sgd", "momentum", "rmsprop", "adam", "adagrad", "ewa", "warmup",
+]
+
+# The one decorator of every kernel.
+_jit = functools.partial(numba.njit, parallel=True, cache=True, error_model="numpy",
+                         fastmath=False, nogil=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# njit kernels (1-D arrays; formulas identical to kernels.pyx)
+# ---------------------------------------------------------------------------------------------
+
+@_jit
+def sgd_kernel(param, grad, lr, grad_sign, weight_decay):
+    """d = grad_sign*g + weight_decay*p;  p -= lr*d"""
+    t = param.dtype.type
+    lr, grad_sign, weight_decay = t(lr), t(grad_sign), t(weight_decay)
+    for i in prange(param.size):
+        param[i] = param[i] - lr * (grad_sign * grad[i] + weight_decay * param[i])
+
+
+@_jit
+def momentum_kernel(param, grad, velocity, lr, grad_sign, weight_decay, momentum,
+                    one_minus_dampening, nesterov):
+    """d = grad_sign*g + wd*p;  v = momentum*v + (1-dampening)*d;
+    p -= lr*(d + momentum*v) if nesterov else lr*v"""
+    t = param.dtype.type
+    lr, grad_sign, weight_decay = t(lr), t(grad_sign), t(weight_decay)
+    momentum, one_minus_dampening = t(momentum), t(one_minus_dampening)
+    if nesterov:
+        for i in prange(param.size):
+            d = grad_sign * grad[i] + weight_decay * param[i]
+            v = momentum * velocity[i] + one_minus_dampening * d
+            velocity[i] = v
+            param[i] = param[i] - lr * (d + momentum * v)
+    else:
+        for i in prange(param.size):
+            d = grad_sign * grad[i] + weight_decay * param[i]
+            v = momentum * velocity[i] + one_minus_dampening * d
+            velocity[i] = v
+            param[i] = param[i] - lr * v
+
+
+@_jit
+def rmsprop_kernel(param, grad, square_avg, momentum_buffer, grad_avg, lr, grad_sign,
+                   weight_decay, alpha, one_minus_alpha, eps, momentum):
+    """d = grad_sign*g + wd*p;  s = alpha*s + (1-alpha)*d*d;
+    centered (grad_avg not None): a = alpha*a + (1-alpha)*d; avg = sqrt(s - a*a) + eps,
+    else avg = sqrt(s) + eps;
+    momentum_buffer not None: b = momentum*b + d/avg; p -= lr*b, else p -= lr*d/avg"""
+    t = param.dtype.type
+    lr, grad_sign, weight_decay = t(lr), t(grad_sign), t(weight_decay)
+    alpha, one_minus_alpha, eps, momentum = t(alpha), t(one_minus_alpha), t(eps), t(momentum)
+    # `is None` tests on arguments are pruned at compile time: no branch is left in the loop.
+    for i in prange(param.size):
+        d = grad_sign * grad[i] + weight_decay * param[i]
+        s = alpha * square_avg[i] + one_minus_alpha * d * d
+        square_avg[i] = s
+        if grad_avg is None:
+            avg = np.sqrt(s) + eps
+        else:
+            a = alpha * grad_avg[i] + one_minus_alpha * d
+            grad_avg[i] = a
+            avg = np.sqrt(s - a * a) + eps
+        if momentum_buffer is None:
+            param[i] = param[i] - lr * d / avg
+        else:
+            b = momentum * momentum_buffer[i] + d / avg
+            momentum_buffer[i] = b
+            param[i] = param[i] - lr * b
+
+
+@_jit
+def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, grad_sign, weight_decay,
+                param_scale, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
+                inv_bias_correction2_sqrt, eps):
+    """d = grad_sign*g + wd*p;  m = beta1*m + (1-beta1)*d;  v = beta2*v + (1-beta2)*d*d;
+    AMSGrad (max_exp_avg_sq not None): vmax = max(vmax, v), used for v below;
+    p = param_scale*p - step_size * m / (sqrt(v)*inv_bias_correction2_sqrt + eps)"""
+    t = param.dtype.type
+    grad_sign, weight_decay, param_scale = t(grad_sign), t(weight_decay), t(param_scale)
+    beta1, one_minus_beta1 = t(beta1), t(one_minus_beta1)
+    beta2, one_minus_beta2 = t(beta2), t(one_minus_beta2)
+    step_size, inv_bc2_sqrt, eps = t(step_size), t(inv_bias_correction2_sqrt), t(eps)
+    for i in prange(param.size):
+        p = param[i]
+        d = grad_sign * grad[i] + weight_decay * p
+        m = beta1 * exp_avg[i] + one_minus_beta1 * d
+        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        if max_exp_avg_sq is not None:  # pruned at compile time, like rmsprop's options
+            vmax = max_exp_avg_sq[i]
+            v = v if v > vmax else vmax
+            max_exp_avg_sq[i] = v
+        param[i] = param_scale * p - step_size * m / (np.sqrt(v) * inv_bc2_sqrt + eps)
+
+
+@_jit
+def adagrad_kernel(param, grad, state_sum, clr, grad_sign, weight_decay, eps):
+    """d = grad_sign*g + wd*p;  G += d*d;  p -= clr * d / (sqrt(G) + eps)"""
+    t = param.dtype.type
+    clr, grad_sign, weight_decay, eps = t(clr), t(grad_sign), t(weight_decay), t(eps)
+    for i in prange(param.size):
+        d = grad_sign * grad[i] + weight_decay * param[i]
+        s = state_sum[i] + d * d
+        state_sum[i] = s
+        param[i] = param[i] - clr * d / (np.sqrt(s) + eps)
+
+
+@_jit
+def ewa_kernel(average, value, beta, one_minus_beta):
+    """average = beta*average + (1-beta)*value"""
+    t = average.dtype.type
+    beta, one_minus_beta = t(beta), t(one_minus_beta)
+    for i in prange(average.size):
+        average[i] = beta * average[i] + one_minus_beta * value[i]
+
+
+KERNELS = (sgd_kernel, momentum_kernel, rmsprop_kernel, adam_kernel, adagrad_kernel,
+           ewa_kernel)
+
+
+# ---------------------------------------------------------------------------------------------
+# Python entry points (unchecked: called by fastoptim.functional after validation)
+# ---------------------------------------------------------------------------------------------
+
+def _flat(a):
+    """A 1-D view of a contiguous array (either order), or None."""
+    return None if a is None else a.ravel(order="K")
+
+
+def _run(kernel, *args):
+    """Call ``kernel`` on fastoptim's thread count, leaving Numba's own setting as it was."""
+    n = min(_threads.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    previous = numba.get_num_threads()
+    if n == previous:
+        return kernel(*args)
+    numba.set_num_threads(n)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(previous)
+
+
+def sgd(param, grad, lr, grad_sign, weight_decay):
+    _run(sgd_kernel, _flat(param), _flat(grad), lr, grad_sign, weight_decay)
+
+
+def momentum(param, grad, velocity, lr, grad_sign, weight_decay, momentum,
+             one_minus_dampening, nesterov):
+    _run(momentum_kernel, _flat(param), _flat(grad), _flat(velocity), lr, grad_sign,
+         weight_decay, momentum, one_minus_dampening, bool(nesterov))
+
+
+def rmsprop(param, grad, square_avg, momentum_buffer, grad_avg, lr, grad_sign, weight_decay,
+            alpha, one_minus_alpha, eps, momentum):
+    _run(rmsprop_kernel, _flat(param), _flat(grad), _flat(square_avg), _flat(momentum_buffer),
+         _flat(grad_avg), lr, grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum)
+
+
+def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, grad_sign, weight_decay,
+         param_scale, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
+         inv_bias_correction2_sqrt, eps):
+    _run(adam_kernel, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
+         _flat(max_exp_avg_sq), grad_sign, weight_decay, param_scale, beta1, one_minus_beta1,
+         beta2, one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps)
+
+
+def adagrad(param, grad, state_sum, clr, grad_sign, weight_decay, eps):
+    _run(adagrad_kernel, _flat(param), _flat(grad), _flat(state_sum), clr, grad_sign,
+         weight_decay, eps)
+
+
+def ewa(average, value, beta, one_minus_beta):
+    _run(ewa_kernel, _flat(average), _flat(value), beta, one_minus_beta)
+
+
+def warmup(dtypes=(np.float32, np.float64)) -> int:
+    """Compile (or load from the disk cache) every specialization the entry points use.
+
+    That is every kernel, for each dtype, with every combination of optional state arrays
+    and with a writeable and a read-only ``grad``/``value``. Returns the number of compiled
+    specializations held by the kernels afterwards.
+    """
+    for dtype in dtypes:
+        for readonly in (False, True):
+            def z():
+                return np.zeros(1, dtype)
+            g = z()
+            g.flags.writeable = not readonly
+            sgd(z(), g, *_coef.sgd(0.1, 0.0, False))
+            for nesterov in (False, True):
+                momentum(z(), g, z(), *_coef.momentum(0.1, 0.9, 0.0, nesterov, 0.0, False))
+            for buf in (None, z()):
+                for avg in (None, z()):
+                    rmsprop(z(), g, z(), buf, avg, *_coef.rmsprop(0.1, 0.9, 1e-8, 0.0, 0.9,
+                                                                  False))
+            for vmax in (None, z()):
+                adam(z(), g, z(), z(), vmax, *_coef.adam(1, 0.1, 0.9, 0.999, 1e-8, 0.0, False,
+                                                         False))
+            adagrad(z(), g, z(), *_coef.adagrad(1, 0.1, 0.0, 0.0, 1e-10, False))
+            ewa(z(), g, *_coef.ewa(0.9))
+    return sum(len(k.signatures) for k in KERNELS)
