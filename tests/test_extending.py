@@ -97,7 +97,7 @@ def test_wheel_ships_every_pxd():
 def test_readme_shows_the_code_the_test_builds():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "## Embedding fastoptim" in readme
-    for name in ("consumer.pyx", "setup.py"):
+    for name in ("consumer.pyx", "setup.py", "numba_user_step.py"):
         assert (EXAMPLE / name).read_text(encoding="utf-8") in readme, f"README is out of date with {name}"
 
 
