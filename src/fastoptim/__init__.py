@@ -12,10 +12,15 @@ The naive NumPy formulas they replace live in :mod:`fastoptim.reference`.
 """
 from .functional import (adagrad_step, adam_step, ewa_update, momentum_step, rmsprop_step,
                          sgd_step)
+from . import schedules
+from .data import minibatches
+from .checkpoint import load_state, save_state
+from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
 
 __all__ = [
     "sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step", "ewa_update",
+    "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "schedules", "minibatches", "save_state", "load_state",
     "__version__",
 ]

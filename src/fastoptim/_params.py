@@ -1,0 +1,86 @@
+"""Structure helpers for the training-loop layer: a list or dict of arrays as parallel lists.
+
+The optimizer classes and the clipping functions accept either a list of arrays or a dict
+name -> array (the course's ``parameters["W1"]``). :func:`flatten` turns both into one fixed
+order (list order, or the dict's insertion order) so that every later pass walks the arrays
+in the same order; :func:`labels` names each array in error messages; :func:`check_disjoint`
+rejects arrays that share memory (an in-place update would apply twice).
+"""
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["flatten", "labels", "check_disjoint", "match"]
+
+
+def flatten(func: str, what: str, obj):
+    """``(keys, arrays, is_dict)`` for a dict or list/tuple of arrays (keys: names or indices)."""
+    if isinstance(obj, Mapping):
+        keys = list(obj.keys())
+        for k in keys:
+            if not isinstance(k, str):
+                raise TypeError(f"{func}: the keys of {what} must be strings, got {k!r}")
+        return keys, [obj[k] for k in keys], True
+    if isinstance(obj, (list, tuple)):
+        return list(range(len(obj))), list(obj), False
+    if isinstance(obj, np.ndarray):
+        raise TypeError(
+            f"{func}: {what} must be a list or dict of arrays, got a single ndarray; "
+            f"wrap it in a list: [array]")
+    raise TypeError(
+        f"{func}: {what} must be a list or dict of numpy arrays, got {type(obj).__name__}")
+
+
+def labels(what: str, keys) -> list:
+    """Names for messages: ``params['W1']`` or ``params[0]``."""
+    return [f"{what}[{k!r}]" for k in keys]
+
+
+def check_disjoint(func: str, names, arrays) -> None:
+    """No two (contiguous) arrays may overlap in memory; O(k log k) by sorting their extents."""
+    spans = []
+    for name, a in zip(names, arrays):
+        if a.size:
+            lo = a.__array_interface__["data"][0]
+            spans.append((lo, lo + a.nbytes, name))
+    spans.sort(key=lambda s: s[0])
+    for (lo_a, hi_a, name_a), (lo_b, _, name_b) in zip(spans, spans[1:]):
+        if lo_b < hi_a:
+            raise ValueError(
+                f"{func}: {name_a} and {name_b} share memory; every array must be a "
+                f"separate buffer")
+
+
+def match(func: str, what: str, obj, keys, is_dict: bool, reference: str) -> list:
+    """The arrays of ``obj`` in the order of ``keys`` (the structure of ``reference``).
+
+    A dict must have exactly ``keys``; a list must have ``len(keys)`` entries. Errors name
+    the missing or extra keys.
+    """
+    if is_dict:
+        if not isinstance(obj, Mapping):
+            raise TypeError(
+                f"{func}: {what} must be a dict with the keys of {reference}, "
+                f"got {type(obj).__name__}")
+        missing = [k for k in keys if k not in obj]
+        if missing or len(obj) != len(keys):
+            extra = [k for k in obj if k not in set(keys)]
+            msg = f"{func}: {what} must have exactly the keys of {reference}"
+            if missing:
+                msg += f"; missing {missing}"
+                hinted = [k for k in missing if ("d" + k) in obj]
+                if hinted:
+                    msg += (f" (found {['d' + k for k in hinted]}: pass "
+                            f"{{k: grads['d' + k] for k in {reference}}})")
+            if extra:
+                msg += f"; unexpected {extra}"
+            raise ValueError(msg)
+        return [obj[k] for k in keys]
+    if not isinstance(obj, (list, tuple)):
+        raise TypeError(
+            f"{func}: {what} must be a list of {len(keys)} arrays like {reference}, "
+            f"got {type(obj).__name__}")
+    if len(obj) != len(keys):
+        raise ValueError(
+            f"{func}: {what} must have {len(keys)} arrays like {reference}, got {len(obj)}")
+    return list(obj)
