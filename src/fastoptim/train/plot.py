@@ -25,8 +25,10 @@ def plot_costs(path: str, costs: Dict[str, Sequence[float]], title: str) -> None
     """Save one figure with a cost curve per optimizer (``name -> cost per epoch``) to ``path``."""
     plt = require_matplotlib()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for name, curve in costs.items():
-        ax.plot(range(1, len(curve) + 1), curve, label=name, linewidth=1.2)
+    styles = ["-", "--", "-", "--", ":", "-."]    # curves that overlap stay visible
+    for i, (name, curve) in enumerate(costs.items()):
+        ax.plot(range(1, len(curve) + 1), curve, label=name, linewidth=1.4,
+                linestyle=styles[i % len(styles)])
     ax.set_xlabel("epoch")
     ax.set_ylabel("cost")
     ax.set_title(title, fontsize=10)
