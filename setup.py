@@ -30,7 +30,7 @@ def extension(name):
 
 setup(
     ext_modules=cythonize(
-        [extension("kernels"), extension("_checks")],
+        [extension("kernels"), extension("_checks"), extension("_reductions")],
         compiler_directives=DIRECTIVES,
     ),
 )

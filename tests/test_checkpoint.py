@@ -118,6 +118,7 @@ def _assert_unchanged(opt, before):
     (lambda sd: sd["hyperparameters"].update(amsgrad=True), "construct it with the saved options"),
     (lambda sd: sd["hyperparameters"].update(eps=-1.0), "eps must be > 0"),
     (lambda sd: sd.update(step=-3), "step must be an integer >= 0"),
+    (lambda sd: sd["hyperparameters"].pop("betas"), r"hyperparameters \['amsgrad', 'eps'"),
     (lambda sd: sd.pop("state"), "missing"),
 ])
 def test_load_state_dict_validates_before_copying(mutate, msg):
@@ -181,3 +182,11 @@ def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_save_and_load_are_public():
     assert fastoptim.save_state is save_state and fastoptim.load_state is load_state
+
+
+def test_checkpoint_file_permissions_follow_umask(tmp_path):
+    path = tmp_path / "p.npz"
+    save_state(_trained(SGD, lr=0.1), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask

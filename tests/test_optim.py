@@ -227,6 +227,8 @@ def test_gradient_key_hint_for_course_names(rng):
     ({"W": np.ones(3, dtype=np.int64)}, TypeError, r"params\['W'\] must have dtype float32 or float64"),
     ({"W": np.ones((4, 4))[:, ::2]}, ValueError, r"params\['W'\] must be C- or F-contiguous"),
     ({1: np.ones(3)}, TypeError, "keys of params must be strings"),
+    ([], ValueError, "params is empty"),
+    ({}, ValueError, "params is empty"),
 ])
 def test_bad_params(params, exc, msg):
     with pytest.raises(exc, match=msg):
@@ -291,3 +293,75 @@ def test_state_buffers_created_once_with_param_dtype_and_layout(rng):
 def test_public_names():
     for name in ("SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Optimizer"):
         assert getattr(fastoptim, name) is getattr(fastoptim.optim, name)
+
+
+def _course_network(rng):
+    X = rng.standard_normal((2, 400))
+    Y = (X[0] * X[1] > 0).reshape(1, -1).astype(np.float64)
+    parameters = {"W1": rng.standard_normal((16, 2)) * np.sqrt(2 / 2), "b1": np.zeros((16, 1)),
+                  "W2": rng.standard_normal((1, 16)) * np.sqrt(2 / 16), "b2": np.zeros((1, 1))}
+    return X, Y, parameters
+
+
+def _forward_backward(parameters, X, Y):
+    Z1 = parameters["W1"] @ X + parameters["b1"]
+    A1 = np.maximum(Z1, 0)
+    A2 = 1 / (1 + np.exp(-(parameters["W2"] @ A1 + parameters["b2"])))
+    m = X.shape[1]
+    cost = -np.mean(Y * np.log(A2 + 1e-12) + (1 - Y) * np.log(1 - A2 + 1e-12))
+    dZ2 = A2 - Y
+    dZ1 = (parameters["W2"].T @ dZ2) * (Z1 > 0)
+    return cost, {"dW2": dZ2 @ A1.T / m, "db2": dZ2.sum(axis=1, keepdims=True) / m,
+                  "dW1": dZ1 @ X.T / m, "db1": dZ1.sum(axis=1, keepdims=True) / m}
+
+
+@pytest.mark.parametrize("cls,opts", [
+    (SGD, dict(lr=0.5, momentum=0.9, dampening=0.9)),        # the course's EWA momentum
+    (RMSprop, dict(lr=0.01)),
+    (Adam, dict(lr=0.02)),
+    (AdamW, dict(lr=0.02)),
+    (Adagrad, dict(lr=0.2)),
+])
+def test_course_training_loop_learns(cls, opts):
+    """The course's loop: dict of parameters, mini-batches (examples in columns), decay per epoch."""
+    from fastoptim import minibatches
+    from fastoptim.schedules import inverse_time_decay
+    X, Y, parameters = _course_network(np.random.default_rng(1))
+    cost0, _ = _forward_backward(parameters, X, Y)
+    opt = cls(parameters, **opts)
+    decay = inverse_time_decay(opts["lr"], decay_rate=0.01)
+    for epoch in range(1, 101):
+        opt.lr = decay(epoch)
+        for X_t, Y_t in minibatches(X, Y, 64, axis=1, seed=epoch):
+            _, grads = _forward_backward(parameters, X_t, Y_t)
+            opt.step({k: grads["d" + k] for k in parameters})
+    cost, _ = _forward_backward(parameters, X, Y)
+    assert opt.t == 100 * 7
+    assert cost < 0.5 * cost0
+
+
+def test_hyperparameters_are_read_only_except_lr():
+    opt = SGD([np.zeros(2)], lr=0.1, momentum=0.9)
+    assert opt.momentum == 0.9
+    with pytest.raises(AttributeError, match="momentum is fixed at construction"):
+        opt.momentum = 0.5
+    assert opt.momentum == 0.9
+    with pytest.raises(AttributeError, match="no attribute 'betas'"):
+        opt.betas
+
+
+@pytest.mark.parametrize("cls,opts", CASES, ids=IDS)
+def test_step_does_not_revalidate_hyperparameters_or_call_public_steps(cls, opts, monkeypatch, rng):
+    params = make_params(rng, np.float64, True)
+    opt = cls(params, backend="cython", **opts)
+    calls = []
+    for name in ("real", "nonnegative", "positive", "unit_interval", "closed_unit_interval",
+                 "flag", "step_count"):
+        real = getattr(fastoptim._validation, name)
+        monkeypatch.setattr(fastoptim._validation, name,
+                            lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    for name in ("sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step"):
+        monkeypatch.setattr(F, name, lambda *a, **k: pytest.fail("public step function called"))
+    for _ in range(3):
+        opt.step(make_grads(rng, params))
+    assert calls == [] and opt.t == 3

@@ -14,6 +14,8 @@ from .functional import (adagrad_step, adam_step, ewa_update, momentum_step, rms
                          sgd_step)
 from . import schedules
 from .data import minibatches
+from .clip import clip_grad_norm, clip_grad_value
+from .ema import ExponentialMovingAverage
 from .checkpoint import load_state, save_state
 from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
@@ -21,6 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step", "ewa_update",
-    "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "schedules", "minibatches", "save_state", "load_state",
+    "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "schedules", "minibatches",
+    "clip_grad_norm", "clip_grad_value",
+    "ExponentialMovingAverage", "save_state", "load_state",
     "__version__",
 ]

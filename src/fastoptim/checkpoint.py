@@ -28,6 +28,9 @@ from .optim import Optimizer
 __all__ = ["save_state", "load_state"]
 
 _FORMAT = 1
+# mkstemp creates files readable by the owner only; a checkpoint gets the usual permissions
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -70,6 +73,7 @@ def save_state(opt: Optimizer, path: PathLike) -> None:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -77,6 +81,21 @@ def save_state(opt: Optimizer, path: PathLike) -> None:
         except FileNotFoundError:
             pass
         raise
+    _sync_folder(folder)
+
+
+def _sync_folder(folder: str) -> None:
+    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_state(opt: Optimizer, path: PathLike) -> None:

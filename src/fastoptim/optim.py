@@ -61,6 +61,8 @@ class Optimizer:
         f = type(self).__name__
         self._hyper = self._validate(f, hyper)
         keys, arrays, is_dict = _params.flatten(f, "params", params)
+        if not arrays:
+            raise ValueError(f"{f}: params is empty; pass the arrays to optimize")
         names = _params.labels("params", keys)
         for name, p in zip(names, arrays):
             _v.check_arrays(f, (name,), (p,))
@@ -129,6 +131,14 @@ class Optimizer:
         if hyper is not None and name in hyper:
             return hyper[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        hyper = self.__dict__.get("_hyper")
+        if hyper is not None and name in hyper:
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is fixed at construction (it was validated "
+                f"then); only lr can be changed between steps")
+        object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self._hyper.items())
@@ -202,6 +212,10 @@ class Optimizer:
                 f"{self._keys}")
         saved = dict(sd["hyperparameters"])
         lr = saved.pop("lr", None)
+        if set(saved) != set(self._hyper):
+            raise ValueError(
+                f"{f}: the state_dict's hyperparameters {sorted(saved)} differ from "
+                f"{type(self).__name__}'s {sorted(self._hyper)}")
         hyper = self._validate(f, saved)
         if lr is not None:
             lr = _v.nonnegative(f, "lr", lr)
@@ -245,8 +259,12 @@ class Optimizer:
         self._check_names = list(zip(self._param_names, self._grad_names))
 
     def _bind_state(self) -> None:
-        """The state lists in the entry point's argument order (``None`` for unused slots)."""
+        """The state lists in the entry point's argument order (``None`` for unused slots),
+        and the same regrouped per array (``self._array_states[i]``) for the loop."""
         self._state_lists = [None if s is None else self._state[s] for s in self._slot_names]
+        self._array_states = [tuple(None if s is None else s[i] for s in self._state_lists)
+                              for i in range(len(self._params))]
+        self._numel = sum(p.size for p in self._params)
 
     def _lr_at(self, f: str, t: int) -> float:
         lr = self._lr
@@ -259,26 +277,28 @@ class Optimizer:
 
         ``self._params``, ``grads`` and each list of ``self._state_lists`` are parallel lists
         in one fixed order; array ``i`` is updated by the entry point ``self._kernel`` with
-        ``(param[i], grad[i], *state[i], *coefficients)``. The coefficients are computed once
-        for the whole step, so a multi-tensor backend can replace this loop by one call over
-        the lists.
+        ``(param[i], grad[i], *state[i], *coefficients)``. The backend is chosen once per
+        step (from the total number of elements) and the coefficients are computed once, so
+        a multi-tensor backend can replace this loop by one call over the lists.
         """
-        f = type(self).__name__
+        impl = _select(type(self).__name__, self.backend, self._numel)
+        if impl is None:
+            self._apply_reference(grads, t, lr)
+            return
+        kernel = getattr(impl, self._kernel)
         coefficients = self._coefficients(t, lr)
+        for param, grad, states in zip(self._params, grads, self._array_states):
+            kernel(param, grad, *states, *coefficients)
+
+    def _apply_reference(self, grads: List[np.ndarray], t: int, lr: float) -> None:
+        """The same loop on the NumPy reference, which takes user-level hyperparameters."""
+        reference = getattr(_reference, self._kernel + "_step")
+        kwargs = self._reference_kwargs(t, lr)
         slots, n_pos = self._slot_names, self._n_positional
-        ref_kwargs = None
-        for i, (param, grad) in enumerate(zip(self._params, grads)):
-            states = [None if s is None else s[i] for s in self._state_lists]
-            impl = _select(f, self.backend, param.size)
-            if impl is not None:
-                getattr(impl, self._kernel)(param, grad, *states, *coefficients)
-                continue
-            if ref_kwargs is None:
-                ref_kwargs = self._reference_kwargs(t, lr)
+        for param, grad, states in zip(self._params, grads, self._array_states):
             optional = {slots[j]: states[j] for j in range(n_pos, len(slots))
                         if slots[j] is not None}
-            getattr(_reference, self._kernel + "_step")(
-                param, grad, *states[:n_pos], **optional, **ref_kwargs)
+            reference(param, grad, *states[:n_pos], **optional, **kwargs)
 
 
 def _betas(f: str, betas) -> Tuple[float, float]:

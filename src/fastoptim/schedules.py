@@ -59,46 +59,49 @@ def _count(f: str, name: str, value) -> int:
     return _v.step_count(f, name, value)
 
 
-class inverse_time_decay(Schedule):
+class _RateDecay(Schedule):
+    """Shared arguments of the decays by ``decay_rate`` every ``decay_steps`` counts."""
+
+    def __init__(self, lr0: float, decay_rate: float, decay_steps: int = 1,
+                 staircase: bool = False) -> None:
+        f = type(self).__name__
+        rate = (_v.positive if self._positive_rate else _v.nonnegative)(
+            f, "decay_rate", decay_rate)
+        self._args = dict(lr0=_v.nonnegative(f, "lr0", lr0), decay_rate=rate,
+                          decay_steps=_count(f, "decay_steps", decay_steps),
+                          staircase=_v.flag(f, "staircase", staircase))
+
+    def _progress(self, count: int) -> float:
+        """``p = count / decay_steps``, floored with ``staircase``."""
+        a = self._args
+        return count // a["decay_steps"] if a["staircase"] else count / a["decay_steps"]
+
+
+class inverse_time_decay(_RateDecay):
     r"""``lr0 / (1 + decay_rate * p)`` with ``p = count / decay_steps`` (``floor`` if staircase).
 
     The course's decay ``lr0 / (1 + decay_rate * epoch_num)``; with ``staircase=True`` and
     ``decay_steps=time_interval`` it is its ``schedule_lr_decay``. With lr0 0.2 and
-    decay_rate 1, epochs 1-4 give 0.1, 0.0667, 0.05, 0.04.
+    decay_rate 1, epochs 1-4 give 0.1, 0.0667, 0.05, 0.04. ``decay_rate >= 0``.
     """
 
-    def __init__(self, lr0: float, decay_rate: float, decay_steps: int = 1,
-                 staircase: bool = False) -> None:
-        f = "inverse_time_decay"
-        self._args = dict(lr0=_v.nonnegative(f, "lr0", lr0),
-                          decay_rate=_v.nonnegative(f, "decay_rate", decay_rate),
-                          decay_steps=_count(f, "decay_steps", decay_steps),
-                          staircase=_v.flag(f, "staircase", staircase))
+    _positive_rate = False
 
     def value(self, count):
-        a = self._args
-        p = count // a["decay_steps"] if a["staircase"] else count / a["decay_steps"]
-        return a["lr0"] / (1.0 + a["decay_rate"] * p)
+        return self._args["lr0"] / (1.0 + self._args["decay_rate"] * self._progress(count))
 
 
-class exponential_decay(Schedule):
+class exponential_decay(_RateDecay):
     r"""``lr0 * decay_rate ** p`` with ``p = count / decay_steps`` (``floor`` if staircase).
 
     The course's ``0.95**epoch_num * lr0`` is ``exponential_decay(lr0, 0.95)``.
+    ``decay_rate > 0``.
     """
 
-    def __init__(self, lr0: float, decay_rate: float, decay_steps: int = 1,
-                 staircase: bool = False) -> None:
-        f = "exponential_decay"
-        self._args = dict(lr0=_v.nonnegative(f, "lr0", lr0),
-                          decay_rate=_v.positive(f, "decay_rate", decay_rate),
-                          decay_steps=_count(f, "decay_steps", decay_steps),
-                          staircase=_v.flag(f, "staircase", staircase))
+    _positive_rate = True
 
     def value(self, count):
-        a = self._args
-        p = count // a["decay_steps"] if a["staircase"] else count / a["decay_steps"]
-        return a["lr0"] * a["decay_rate"] ** p
+        return self._args["lr0"] * self._args["decay_rate"] ** self._progress(count)
 
 
 class inverse_sqrt_decay(Schedule):
