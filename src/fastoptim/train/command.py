@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -148,11 +149,23 @@ def _settings(args) -> dict:
 
 
 def run(args) -> int:
-    if args.plot:
-        from .plot import require_matplotlib
-        require_matplotlib()            # fail before training, not after
+    """Train and print the table; a missing optional package is a one-line error (status 2)."""
+    try:
+        if args.plot:
+            from .plot import require_matplotlib
+            require_matplotlib()            # fail before training, not after
+        if args.backend != "numpy":
+            from .._backends import select
+            select("fastoptim train", args.backend, 0)      # numba importable?
+        data = load(args.dataset, seed=args.seed, dtype=np.dtype(args.dtype))
+    except ImportError as exc:
+        print(f"fastoptim train: error: {exc}", file=sys.stderr)
+        return 2
+    return _train(args, data)
+
+
+def _train(args, data) -> int:
     settings = _settings(args)
-    data = load(args.dataset, seed=args.seed, dtype=np.dtype(args.dtype))
     dims = [data.X_train.shape[0], *settings["hidden"], data.Y_train.shape[0]]
     n_params = sum(dims[l] * dims[l - 1] + dims[l] for l in range(1, len(dims)))
     print(f"fastoptim train: {args.dataset}, {data.X_train.shape[1]} training / "
