@@ -119,9 +119,13 @@ def _row(fast: Summary, naive: Optional[Summary]) -> List[str]:
            f"{fast.final_cost:.4f}", f"{fast.seconds:.2f}", f"{fast.step_share:.0%}"]
     if naive is not None:
         row += [f"{naive.seconds:.2f}", f"{naive.step_share:.0%}",
-                f"{naive.step_seconds / fast.step_seconds:.1f}x",
-                f"{naive.seconds / fast.seconds:.2f}x"]
+                _ratio(naive.step_seconds, fast.step_seconds, 1),
+                _ratio(naive.seconds, fast.seconds, 2)]
     return row
+
+
+def _ratio(naive: float, fast: float, digits: int) -> str:
+    return f"{naive / fast:.{digits}f}x" if fast > 0 else "n/a"
 
 
 HEADER = ["optimizer", "train acc", "test acc", "final cost", "time (s)", "in update"]
