@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 SUBCOMMANDS = {
     "bench": ("fastoptim.bench", "time every kernel against the naive NumPy reference"),
     "info": ("fastoptim._config", "print the backends, CPU features and threads"),
+    "train": ("fastoptim.train.command", "train the course's network with each optimizer"),
 }
 
 
