@@ -179,3 +179,23 @@ def test_summary_and_peak_memory():
 def test_unknown_competitor_is_a_value_error():
     with pytest.raises(ValueError, match="unknown competitor"):
         _benchcases.build("nope", "adam", _benchcases.make_arrays("adam", 10, np.float32))
+
+
+def test_plot_json_converts_pytest_benchmark_output():
+    spec = importlib.util.spec_from_file_location(
+        "plot_json", Path(__file__).resolve().parents[1] / "bench" / "plot_json.py")
+    plot_json = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_json)
+
+    def bench(backend, median):
+        return dict(extra_info=dict(kernel="sgd", dtype="float32", n=1000, backend=backend,
+                                    bytes_per_elem=12),
+                    stats=dict(median=median, q1=median, q3=median, min=median, max=median,
+                               rounds=5))
+    result = plot_json.from_pytest_benchmark(
+        dict(benchmarks=[bench("numpy", 4e-6), bench("cython", 1e-6)]))
+    by = {r["backend"]: r for r in result["results"]}
+    assert by["numpy"]["speedup_vs_numpy"] == 1.0
+    assert by["cython"]["speedup_vs_numpy"] == pytest.approx(4.0)
+    assert by["cython"]["gbps"] == pytest.approx(12 * 1000 / 1e-6 / 1e9)
+    assert "| 1,000 | cython |" in _benchreport.markdown_table(result["results"])

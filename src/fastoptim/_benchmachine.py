@@ -36,8 +36,13 @@ def machine_info() -> dict:
         threads = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         threads = os.cpu_count()
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        load = None
     return dict(
         cpu=cpu_model(), arch=platform.machine(), simd=cpu_simd_features(), threads=threads,
+        load_average=load,
         python=platform.python_version(), numpy=np.__version__, numba=_version("numba"),
         torch=_version("torch"), numexpr=_version("numexpr"), fastoptim=__version__,
     )
@@ -50,3 +55,13 @@ def machine_line(info: dict) -> str:
                          if info.get(name))
     simd = " ".join(info["simd"]) or "unknown SIMD"
     return f"{info['cpu']} ({info['arch']}, {simd}), {info['threads']} threads; {versions}"
+
+
+def busy_warning(info: dict):
+    """A warning when other processes keep the cores busy (parallel timings suffer most:
+    a thread barrier waits for a descheduled thread for a whole time slice), else None."""
+    load = info.get("load_average")
+    if load is not None and load > 0.5 * info["threads"]:
+        return (f"warning: load average {load:.1f} on {info['threads']} threads: other "
+                f"processes are running, timings (parallel ones most) will be noisy and slow")
+    return None

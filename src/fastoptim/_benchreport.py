@@ -60,7 +60,7 @@ def markdown_table(rows: List[dict]) -> str:
         n = r["n"]
         pct = "-" if r["pct_bandwidth"] is None else f"{r['pct_bandwidth']:.0f}%"
         out.append(
-            f"| {n:.0e} | {r['backend']} | {r['ns_per_elem']:.3g} | "
+            f"| {n:,} | {r['backend']} | {r['ns_per_elem']:.3g} | "
             f"{r['q1'] / n * 1e9:.3g}-{r['q3'] / n * 1e9:.3g} | {r['gbps']:.2f} | {pct} | "
             f"{_ratio(r['speedup_vs_numpy'])} | {_ratio(r['speedup_vs_torch'])} | "
             f"{human_bytes(r['peak_bytes'])} |")

@@ -73,11 +73,11 @@ def run_group(kernel: str, dtype, n: int, competitors: Sequence[str], repeats: i
             pct_bandwidth=100 * gbps / bandwidth_gbps if bandwidth_gbps else None,
             peak_bytes=(None if name in UNTRACED or not memory else peak_extra_bytes(call)),
         ))
-    _add_speedups(rows)
+    add_speedups(rows)
     return rows
 
 
-def _add_speedups(rows: list) -> None:
+def add_speedups(rows: list) -> None:
     """Speed-up of each row over the naive reference and over torch (fused, else foreach)."""
     by_name = {r["backend"]: r["seconds"] for r in rows}
     torch_t = next((by_name[t] for t in TORCH_PREFERENCE if t in by_name), None)

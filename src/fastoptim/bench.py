@@ -102,8 +102,11 @@ def run(args) -> int:
     def print_table(bar, kernel, dtype, rows, bandwidth):
         bar.write(report.format_table(kernel, dtype, rows, bandwidth) + "\n")
 
-    from ._benchmachine import machine_info
-    print("machine: " + machine_line(machine_info()), flush=True)
+    from ._benchmachine import busy_warning, machine_info
+    info = machine_info()
+    print("machine: " + machine_line(info), flush=True)
+    if busy_warning(info):
+        print(busy_warning(info), flush=True)
     print("GB/s counts the bytes a fused step must move; %BW is relative to the traffic "
           "loop's bandwidth; times are medians of interleaved rounds.\n", flush=True)
     result = run_benchmark(
