@@ -44,16 +44,18 @@ def _size(text: str) -> int:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--kernels", nargs="+", choices=sorted(KERNELS), default=list(KERNELS),
-                        help="kernels to time (default: all)")
+    parser.add_argument("--kernels", nargs="+", choices=list(KERNELS), default=list(KERNELS),
+                        metavar="KERNEL", help=f"of {', '.join(KERNELS)} (default: all)")
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
-                        default=["float32"], help="default: float32")
-    parser.add_argument("--sizes", nargs="+", type=_size, default=None,
+                        default=["float32"], metavar="DTYPE",
+                        help="float32 and/or float64 (default: float32)")
+    parser.add_argument("--sizes", nargs="+", type=_size, default=None, metavar="N",
                         help="array sizes, e.g. 1e3 1e5 1e7 (default: decades 1e3..1e7; "
                              "--quick: 1e3 1e5 1e6)")
     parser.add_argument("--backends", nargs="+", choices=COMPETITORS, default=None,
-                        help="competitors (default: all that are available; the naive "
-                             "'numpy' baseline is always added)")
+                        metavar="NAME",
+                        help=f"competitors, of {', '.join(COMPETITORS)} (default: all that "
+                             f"are available; the naive 'numpy' baseline is always added)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="interleaved rounds per group (default 7, --quick 3)")
     parser.add_argument("--quick", action="store_true",
