@@ -13,7 +13,8 @@ step in place. They are:
   (:mod:`fastoptim._bandwidth`), the speed limit.
 
 A competitor that cannot run here (package missing, backend not built yet, option not
-supported) raises :class:`Unavailable` from :func:`build`, with the reason.
+supported) raises :class:`Unavailable` from :func:`build`, with the reason; one that has
+no version of a kernel by design (careful NumPy for SGD) raises :class:`NotApplicable`.
 """
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ BASELINE = "numpy"
 
 class Unavailable(Exception):
     """This competitor cannot run on this machine (the message says why)."""
+
+
+class NotApplicable(Unavailable):
+    """This competitor has no version of this kernel (by design, not a missing package)."""
 
 
 def make_arrays(kernel: str, n: int, dtype, seed: int = 0) -> list:
@@ -92,7 +97,7 @@ def careful_numpy_adam(param, grad, exp_avg, exp_avg_sq, scratch, *, step, lr=1e
 
 def _careful(kernel, arrays):
     if kernel != "adam":
-        raise Unavailable("numpy-careful is written for adam only")
+        raise NotApplicable("numpy-careful is written for adam only")
     scratch = np.empty_like(arrays[0])
     _, kwargs = KERNELS[kernel]
     return lambda: careful_numpy_adam(*arrays, scratch, **kwargs)
@@ -100,7 +105,7 @@ def _careful(kernel, arrays):
 
 def _numexpr(kernel, arrays):
     if kernel != "adam":
-        raise Unavailable("numexpr is benchmarked for adam only")
+        raise NotApplicable("numexpr is benchmarked for adam only")
     try:
         ne = importlib.import_module("numexpr")
     except ImportError as exc:
@@ -139,7 +144,7 @@ def _torch(kernel, arrays, fused: bool):
     tensors = [torch.from_numpy(a) for a in arrays]   # shares memory, no copy
     if kernel == "ewa":
         if fused:
-            raise Unavailable("torch has no fused EWA")
+            raise NotApplicable("torch has no fused EWA")
         average, value = tensors
         weight = 1.0 - KERNELS["ewa"][1]["beta"]
         return lambda: torch._foreach_lerp_([average], [value], weight)
@@ -151,7 +156,7 @@ def _torch(kernel, arrays, fused: bool):
         opt = getattr(torch.optim, name)([param], **kwargs, **flag)
         opt.step()   # creates the state; raises here if fused is unsupported
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise Unavailable(f"torch.optim.{name}({', '.join(flag)}=True): {exc}") from None
+        raise NotApplicable(f"torch.optim.{name}({', '.join(flag)}=True): {exc}") from None
     return opt.step
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 
 from . import _bandwidth
-from ._benchcases import BASELINE, Unavailable, build, make_arrays
+from ._benchcases import BASELINE, NotApplicable, Unavailable, build, make_arrays
 from ._benchtiming import peak_extra_bytes, summarize, time_interleaved
 
 # competitors whose memory tracemalloc cannot see (their own allocators)
@@ -57,6 +57,8 @@ def run_group(kernel: str, dtype, n: int, competitors: Sequence[str], repeats: i
     for name in competitors:
         try:
             calls[name] = build(name, kernel, arrays)
+        except NotApplicable:
+            pass
         except Unavailable as exc:
             unavailable[f"{kernel}/{name}"] = str(exc)
     samples = time_interleaved(calls, repeats, min_time=min_time)
