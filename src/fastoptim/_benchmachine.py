@@ -54,7 +54,9 @@ def machine_line(info: dict) -> str:
                          ("python", "numpy", "numba", "torch", "numexpr", "fastoptim")
                          if info.get(name))
     simd = " ".join(info["simd"]) or "unknown SIMD"
-    return f"{info['cpu']} ({info['arch']}, {simd}), {info['threads']} threads; {versions}"
+    load = info.get("load_average")
+    load = "" if load is None else f"; load average {load:.1f} at start"
+    return f"{info['cpu']} ({info['arch']}, {simd}), {info['threads']} threads; {versions}{load}"
 
 
 def busy_warning(info: dict):

@@ -16,7 +16,23 @@ def human_bytes(n: Optional[int]) -> str:
 
 
 def _ratio(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:.2f}x"
+    """A speed ratio with about three significant digits: 0.12x, 4.56x, 45.6x, 456x."""
+    if x is None:
+        return "-"
+    return f"{x:.0f}x" if x >= 100 else f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
+
+
+def _num(x: float) -> str:
+    """About three significant digits without exponents: 0.123, 12.3, 1,234."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _pct(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.0f}%" if x >= 10 else f"{x:.2g}%"
+
+
+def _ns(r: dict, key: str) -> str:
+    return _num(r[key] / r["n"] * 1e9)
 
 
 def table_header(kernel: str, dtype: str, bandwidth: Optional[dict]) -> str:
@@ -31,17 +47,17 @@ def table_header(kernel: str, dtype: str, bandwidth: Optional[dict]) -> str:
     return f"{kernel} {dtype}: {bytes_per_element(kernel, dtype)} B/elem moved; {bw}"
 
 
-COLUMNS = (f"{'n':>9} {'backend':<14} {'ns/elem':>9} {'IQR ns/elem':>15} {'GB/s':>7} "
-           f"{'%BW':>5} {'vs numpy':>9} {'vs torch':>9} {'extra mem':>10}")
+COLUMNS = (f"{'n':>9} {'backend':<14} {'us/call':>9} {'ns/elem':>9} {'IQR ns/elem':>15} {'GB/s':>7} "
+           f"{'%BW':>6} {'vs numpy':>9} {'vs torch':>9} {'extra mem':>10}")
 
 
 def format_row(r: dict) -> str:
     """One line of a kernel's table (times per element; the IQR is the spread over rounds)."""
     n = r["n"]
-    iqr = f"{r['q1'] / n * 1e9:.3g}-{r['q3'] / n * 1e9:.3g}"
-    pct = "-" if r["pct_bandwidth"] is None else f"{r['pct_bandwidth']:.0f}%"
-    return (f"{n:>9} {r['backend']:<14} {r['ns_per_elem']:>9.3g} {iqr:>15} {r['gbps']:>7.2f} "
-            f"{pct:>5} {_ratio(r['speedup_vs_numpy']):>9} {_ratio(r['speedup_vs_torch']):>9} "
+    iqr = f"{_ns(r, 'q1')}-{_ns(r, 'q3')}"
+    pct = _pct(r["pct_bandwidth"])
+    return (f"{n:>9} {r['backend']:<14} {_num(r['seconds'] * 1e6):>9} {_ns(r, 'seconds'):>9} {iqr:>15} {r['gbps']:>7.3g} "
+            f"{pct:>6} {_ratio(r['speedup_vs_numpy']):>9} {_ratio(r['speedup_vs_torch']):>9} "
             f"{human_bytes(r['peak_bytes']):>10}")
 
 
@@ -54,14 +70,14 @@ def format_table(kernel: str, dtype: str, rows: List[dict], bandwidth: Optional[
 
 def markdown_table(rows: List[dict]) -> str:
     """The rows as a Markdown table (for the README)."""
-    out = ["| n | backend | ns/elem | IQR ns/elem | GB/s | % of BW | vs numpy | vs torch "
-           "| extra mem |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| n | backend | µs/call | ns/elem | IQR ns/elem | GB/s | % of BW | vs numpy | vs torch "
+           "| extra mem |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         n = r["n"]
-        pct = "-" if r["pct_bandwidth"] is None else f"{r['pct_bandwidth']:.0f}%"
+        pct = _pct(r["pct_bandwidth"])
         out.append(
-            f"| {n:,} | {r['backend']} | {r['ns_per_elem']:.3g} | "
-            f"{r['q1'] / n * 1e9:.3g}-{r['q3'] / n * 1e9:.3g} | {r['gbps']:.2f} | {pct} | "
+            f"| {n:,} | {r['backend']} | {_num(r['seconds'] * 1e6)} | {_ns(r, 'seconds')} | "
+            f"{_ns(r, 'q1')}-{_ns(r, 'q3')} | {r['gbps']:.3g} | {pct} | "
             f"{_ratio(r['speedup_vs_numpy'])} | {_ratio(r['speedup_vs_torch'])} | "
             f"{human_bytes(r['peak_bytes'])} |")
     return "\n".join(out)
