@@ -6,7 +6,6 @@ test) sizes above ``SMOKE_MAX_SIZE`` are skipped, so every code path runs once, 
 """
 import pytest
 
-SIZES = (10**2, 10**3, 10**4, 10**5, 10**6, 10**7)
 SMOKE_MAX_SIZE = 10**4
 
 

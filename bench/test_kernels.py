@@ -19,8 +19,7 @@ from fastoptim._bandwidth import bytes_per_element
 from fastoptim._benchcases import BASELINE, COMPETITORS, KERNELS, Unavailable, build, make_arrays
 from fastoptim._benchtiming import peak_extra_bytes
 
-from conftest import SIZES
-
+SIZES = (10**2, 10**3, 10**4, 10**5, 10**6, 10**7)
 DTYPES = ("float32", "float64")
 
 # One flat list, the baseline first within each (kernel, dtype, n) group: pytest runs the
