@@ -12,12 +12,14 @@ backends, careful NumPy, numexpr, torch.optim, the memory-traffic loop) are thos
     PYTHONPATH=src pytest bench --benchmark-disable      # smoke test: every path once
     PYTHONPATH=src pytest bench --benchmark-json out.json && python bench/plot_json.py out.json out.png
 """
+import time
+
 import numpy as np
 import pytest
 
 from fastoptim._bandwidth import bytes_per_element
 from fastoptim._benchcases import BASELINE, COMPETITORS, KERNELS, Unavailable, build, make_arrays
-from fastoptim._benchtiming import peak_extra_bytes
+from fastoptim._benchtiming import SETTLE, peak_extra_bytes
 
 SIZES = (10**2, 10**3, 10**4, 10**5, 10**6, 10**7)
 DTYPES = ("float32", "float64")
@@ -26,6 +28,11 @@ DTYPES = ("float32", "float64")
 # cases in this order, so the baseline's time is known when the others finish.
 CASES = [(kernel, dtype, n, competitor)
          for kernel in KERNELS for dtype in DTYPES for n in SIZES for competitor in COMPETITORS]
+
+
+def _disabled(benchmark):
+    """True under --benchmark-disable."""
+    return bool(getattr(benchmark, "disabled", False))
 
 
 def _median(benchmark):
@@ -49,6 +56,8 @@ def test_step(benchmark, baseline_times, kernel, dtype, n, competitor):
                                 bytes_per_elem=bpe)
     if competitor not in ("torch-foreach", "torch-fused", "numba", "traffic"):
         benchmark.extra_info["peak_bytes"] = peak_extra_bytes(call)
+    if not _disabled(benchmark):
+        time.sleep(SETTLE)   # let the previous test's thread pool stop spinning
     benchmark(call)
     assert np.all(np.isfinite(arrays[0]))
     t = _median(benchmark)

@@ -57,7 +57,7 @@ def multi_calls(dtype=np.float32) -> tuple:
 def run_multi(repeats: int = 7) -> dict:
     """Time and print the multi-tensor comparison; returns the medians (seconds)."""
     calls, missing, total = multi_calls()
-    samples = time_interleaved(calls, repeats, min_time=5e-3)
+    samples = time_interleaved(calls, repeats, min_time=5e-3, threaded=calls)
     med = {name: summarize(s)["median"] for name, s in samples.items()}
     print(f"\nmulti-tensor, adam float32: {N_ARRAYS} arrays of 64..32768 elements "
           f"({total / 1e6:.2f}M in total), medians of {repeats} interleaved rounds")

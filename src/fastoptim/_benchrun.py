@@ -22,6 +22,8 @@ from ._benchtiming import peak_extra_bytes, summarize, time_interleaved
 # competitors whose memory tracemalloc cannot see (their own allocators)
 UNTRACED = ("torch-foreach", "torch-fused", "numba", "traffic")
 TORCH_PREFERENCE = ("torch-fused", "torch-foreach")
+# competitors running a thread pool (``auto`` may pick the parallel Numba backend)
+THREADED = ("numexpr", "torch-foreach", "torch-fused", "numba", "auto", "traffic")
 
 
 def measure_bandwidth(kernel: str, dtype, repeats: int,
@@ -61,7 +63,7 @@ def run_group(kernel: str, dtype, n: int, competitors: Sequence[str], repeats: i
             pass
         except Unavailable as exc:
             unavailable[f"{kernel}/{name}"] = str(exc)
-    samples = time_interleaved(calls, repeats, min_time=min_time)
+    samples = time_interleaved(calls, repeats, min_time=min_time, threaded=THREADED)
     bpe = _bandwidth.bytes_per_element(kernel, dtype)
     rows = []
     for name, call in calls.items():

@@ -10,7 +10,16 @@ from __future__ import annotations
 import statistics
 import time
 import tracemalloc
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Iterable, List
+
+# OpenMP runtimes (torch bundles its own libgomp; Numba's "omp" layer loads the system one)
+# keep their idle threads spinning for milliseconds after a parallel region. Interleaving two
+# such thread pools on 2 cores can make each wait a scheduler time slice at every barrier.
+# Measured once here (load average ~3.5 from other users): torch fused Adam at n=100 took
+# 6.1 ms per call interleaved with the Numba traffic loop, 0.59 ms with this pause after each
+# threaded batch, 0.34 ms alone (the traffic loop 6.0 ms vs 0.10 ms); a 5 ms pause was not
+# enough. Under heavier load the effect drowns in the noise (torch alone then took 16 ms).
+SETTLE = 0.02
 
 
 def calibrate(call: Callable[[], object], min_time: float) -> int:
@@ -26,17 +35,23 @@ def calibrate(call: Callable[[], object], min_time: float) -> int:
 
 
 def time_interleaved(calls: Dict[str, Callable[[], object]], repeats: int,
-                     min_time: float = 2e-3) -> Dict[str, List[float]]:
+                     min_time: float = 2e-3, threaded: Iterable[str] = (),
+                     settle: float = SETTLE) -> Dict[str, List[float]]:
     """Seconds per call of each callable, one sample per interleaved round.
 
     Every callable is called once first (warm-up: JIT compilation, page faults, lazy state),
     then calibrated to ``min_time`` per sample; then ``repeats`` rounds time each callable in
-    turn. Returns ``{name: [seconds per call, one per round]}``.
+    turn. After each batch of a callable named in ``threaded`` (one that runs a thread pool),
+    we sleep ``settle`` seconds so that its idle threads stop spinning before the next
+    callable runs (see :data:`SETTLE`). Returns ``{name: [seconds per call, one per round]}``.
     """
+    threaded = set(threaded)
     numbers = {}
     for name, call in calls.items():
         call()
         numbers[name] = calibrate(call, min_time)
+        if name in threaded:
+            time.sleep(settle)
     samples: Dict[str, List[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():
@@ -45,6 +60,8 @@ def time_interleaved(calls: Dict[str, Callable[[], object]], repeats: int,
             for _ in range(number):
                 call()
             samples[name].append((time.perf_counter() - t0) / number)
+            if name in threaded:
+                time.sleep(settle)
     return samples
 
 
