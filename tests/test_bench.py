@@ -199,3 +199,13 @@ def test_plot_json_converts_pytest_benchmark_output():
     assert by["cython"]["speedup_vs_numpy"] == pytest.approx(4.0)
     assert by["cython"]["gbps"] == pytest.approx(12 * 1000 / 1e-6 / 1e9)
     assert "| 1,000 | cython |" in _benchreport.markdown_table(result["results"])
+
+
+def test_plot_without_matplotlib_fails_before_running(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)        # import matplotlib -> error
+    monkeypatch.delitem(sys.modules, "fastoptim._benchplot", raising=False)
+    path = tmp_path / "bench.png"
+    assert main(["bench", "--kernels", "ewa", *TINY, "--plot", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "--plot needs matplotlib" in captured.err
+    assert "ewa float32" not in captured.out and not path.exists()

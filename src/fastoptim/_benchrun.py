@@ -126,7 +126,8 @@ def run_benchmark(kernels: Iterable[str], dtypes: Iterable[str], sizes: Iterable
                   competitors: Sequence[str], repeats: int, min_time: float = 2e-3,
                   bandwidth_bytes: int = _bandwidth.BANDWIDTH_ARRAY_BYTES,
                   memory: bool = True, progress: bool = True,
-                  on_group_done: Optional[Callable] = None) -> dict:
+                  on_group_done: Optional[Callable] = None,
+                  machine: Optional[dict] = None) -> dict:
     """Measure the bandwidth per access pattern, then time every group; the results dict.
 
     ``on_group_done(bar, kernel, dtype, rows_of_that_kernel_and_dtype, bandwidth)`` is called
@@ -134,7 +135,8 @@ def run_benchmark(kernels: Iterable[str], dtypes: Iterable[str], sizes: Iterable
     """
     from ._benchmachine import machine_info
     kernels, dtypes, sizes = list(kernels), list(dtypes), list(sizes)
-    result = dict(machine=machine_info(), bandwidth=[], results=[], unavailable={})
+    result = dict(machine=machine or machine_info(), bandwidth=[], results=[],
+                  unavailable={})
     patterns = {}  # (access pattern, dtype) -> bandwidth row, measured once
     bar = progress_bar(len(kernels) * len(dtypes) * (len(sizes) + 1), progress)
     try:

@@ -7,6 +7,7 @@ the median over rounds and the spread (quartiles, min, max).
 """
 from __future__ import annotations
 
+import random
 import statistics
 import time
 import tracemalloc
@@ -41,7 +42,7 @@ def time_interleaved(calls: Dict[str, Callable[[], object]], repeats: int,
 
     Every callable is called once first (warm-up: JIT compilation, page faults, lazy state),
     then calibrated to ``min_time`` per sample; then ``repeats`` rounds time each callable in
-    turn. After each batch of a callable named in ``threaded`` (one that runs a thread pool),
+    turn, in a new (seeded) random order each round. After each batch of a callable named in ``threaded`` (one that runs a thread pool),
     we sleep ``settle`` seconds so that its idle threads stop spinning before the next
     callable runs (see :data:`SETTLE`). Returns ``{name: [seconds per call, one per round]}``.
     """
@@ -53,9 +54,12 @@ def time_interleaved(calls: Dict[str, Callable[[], object]], repeats: int,
         if name in threaded:
             time.sleep(settle)
     samples: Dict[str, List[float]] = {name: [] for name in calls}
+    order = list(calls)
+    shuffle = random.Random(0).shuffle
     for _ in range(repeats):
-        for name, call in calls.items():
-            number = numbers[name]
+        shuffle(order)   # no competitor always runs right after the same other one
+        for name in order:
+            call, number = calls[name], numbers[name]
             t0 = time.perf_counter()
             for _ in range(number):
                 call()

@@ -94,17 +94,24 @@ def _options(args) -> dict:
 def run(args) -> int:
     from . import _benchreport as report
     from ._bandwidth import BANDWIDTH_ARRAY_BYTES
-    from ._benchmachine import machine_line
+    from ._benchmachine import busy_warning, machine_info, machine_line
     from ._benchrun import run_benchmark
 
     opts = _options(args)
-    command = "fastoptim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] \
-        else "fastoptim bench"
+    plot = None
+    if args.plot:   # fail before the run, not after it
+        try:
+            from ._benchplot import plot
+        except ImportError as exc:
+            print(f"fastoptim bench: --plot needs matplotlib ({exc}); "
+                  f"pip install 'fastoptim[bench]'", file=sys.stderr)
+            return 2
+    command = ("fastoptim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"]
+               else "fastoptim bench")
 
     def print_table(bar, kernel, dtype, rows, bandwidth):
         bar.write(report.format_table(kernel, dtype, rows, bandwidth) + "\n")
 
-    from ._benchmachine import busy_warning, machine_info
     info = machine_info()
     print("machine: " + machine_line(info), flush=True)
     if busy_warning(info):
@@ -115,25 +122,18 @@ def run(args) -> int:
         opts["kernels"], opts["dtypes"], opts["sizes"], opts["competitors"], opts["repeats"],
         min_time=1e-3 if args.quick else 2e-3,
         bandwidth_bytes=QUICK_BANDWIDTH_BYTES if args.quick else BANDWIDTH_ARRAY_BYTES,
-        memory=args.memory, progress=args.progress, on_group_done=print_table)
+        memory=args.memory, progress=args.progress, on_group_done=print_table, machine=info)
     result["command"] = command
     for line in report.format_unavailable(result["unavailable"]):
         print(line)
-    entries = report.targets(result)
-    result["targets"] = entries
-    if args.targets or entries and "adam" in opts["kernels"]:
-        print("\n" + report.format_targets(entries))
+    result["targets"] = report.targets(result)
+    if result["targets"]:
+        print("\n" + report.format_targets(result["targets"]))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)
         print(f"wrote {args.json}")
-    if args.plot:
-        try:
-            from ._benchplot import plot
-        except ImportError as exc:
-            print(f"--plot needs matplotlib ({exc}); pip install 'fastoptim[bench]'",
-                  file=sys.stderr)
-            return 1
+    if plot is not None:
         plot(result, args.plot)
         print(f"wrote {args.plot}")
     return 0
