@@ -209,3 +209,21 @@ def test_plot_without_matplotlib_fails_before_running(monkeypatch, tmp_path, cap
     captured = capsys.readouterr()
     assert "--plot needs matplotlib" in captured.err
     assert "ewa float32" not in captured.out and not path.exists()
+
+
+def test_runs_without_numba(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "numba", None)             # import numba -> ImportError
+    monkeypatch.setattr(_bandwidth, "_traffic_loops", _no_numba)
+    path = tmp_path / "out.json"
+    assert main(["bench", "--kernels", "ewa", *TINY, "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert "bandwidth" in result["unavailable"] and "ewa/traffic" in result["unavailable"]
+    assert result["bandwidth"] == []
+    assert {r["backend"] for r in result["results"]} >= {"numpy", "cython", "auto"}
+    assert all(r["pct_bandwidth"] is None and "traffic" != r["backend"]
+               for r in result["results"])
+    assert "bandwidth not measured" in capsys.readouterr().out
+
+
+def _no_numba():
+    import numba  # noqa: F401  (raises: sys.modules["numba"] is None)

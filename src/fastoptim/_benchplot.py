@@ -1,8 +1,9 @@
 """Plots of a ``fastoptim bench`` result (matplotlib, an optional dependency).
 
 Per kernel and dtype, two panels side by side: throughput (GB/s of useful traffic) against
-size on log axes, one line per competitor, with the measured bandwidth as a horizontal
-roofline; and the speed-up over the naive NumPy reference against size.
+size on log axes, one line per competitor (median, inter-quartile range shaded), with the
+measured bandwidth as a horizontal roofline; and the speed-up over the naive NumPy reference
+against size.
 """
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def plot(result: dict, path: str) -> None:
             n = [r["n"] for r in mine]
             kw = dict(color=color, ls=ls, marker=marker, ms=5, lw=1.6, label=name)
             ax_bw.plot(n, [r["gbps"] for r in mine], **kw)
+            ax_bw.fill_between(n, [r["gbps"] * r["seconds"] / r["q3"] for r in mine],
+                               [r["gbps"] * r["seconds"] / r["q1"] for r in mine],
+                               color=color, alpha=0.12, lw=0)   # inter-quartile range
             if name != "traffic":
                 ax_up.plot(n, [r["speedup_vs_numpy"] for r in mine], **kw)
         bw = next((b for b in result["bandwidth"]
