@@ -78,7 +78,7 @@ def test_text_output_has_machine_line_and_tables(adam_run):
         for dtype in ("float32", "float64"):
             assert f"{kernel} {dtype}: " in out
     assert "ns/elem" in out and "GB/s" in out and "vs numpy" in out
-    assert "issue-6 targets" in out
+    assert "performance targets" in out
 
 
 def test_unavailable_competitors_are_reported_not_fatal(adam_run):

@@ -127,7 +127,8 @@ def targets(result: dict) -> List[dict]:
 
 
 def format_targets(entries: List[dict]) -> str:
-    lines = ["issue-6 targets, adam float32, backend='auto' (ratios measured side by side):"]
+    lines = ["performance targets (issue 6), adam float32, backend='auto', ratios measured "
+             "side by side in this run:"]
     for e in entries:
         if e["value"] is None:
             value, verdict = "n/a", "not measured"
