@@ -25,8 +25,26 @@ ACCESS_PATTERN = {
     "adam": (1, 3),      # reads p, g, m, v; writes p, m, v
 }
 
-# Each array of the bandwidth measurement is this big: 8x a 32 MiB last-level cache for Adam.
+# Each array of the bandwidth measurement is at least this big (and at least twice the
+# last-level cache): for Adam 4 arrays of 64 MiB, 8x the 32 MiB L3 of the machine here.
 BANDWIDTH_ARRAY_BYTES = 64 * 2**20
+
+
+def last_level_cache_bytes() -> int:
+    """Size of the largest CPU cache (Linux sysfs), 0 when unknown."""
+    import glob
+    sizes = [0]
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes)
 
 
 def bytes_per_element(kernel: str, dtype) -> int:
@@ -94,7 +112,8 @@ def traffic_call(kernel: str, arrays):
 
 
 def bandwidth_arrays(kernel: str, dtype, array_bytes: int = BANDWIDTH_ARRAY_BYTES) -> list:
-    """Fresh arrays, each ``array_bytes`` big, for measuring the bandwidth of ``kernel``."""
+    """Fresh arrays for measuring the bandwidth of ``kernel``, each ``array_bytes`` big or
+    twice the last-level cache, whichever is larger."""
     n_read, n_rw = ACCESS_PATTERN[kernel]
-    n = array_bytes // np.dtype(dtype).itemsize
+    n = max(array_bytes, 2 * last_level_cache_bytes()) // np.dtype(dtype).itemsize
     return [np.ones(n, dtype) for _ in range(n_read + n_rw)]
