@@ -8,6 +8,8 @@ The result is one plain dict (JSON-able), the single source of the printed table
                   "ns_per_elem", "gbps", "pct_bandwidth", "speedup_vs_numpy",
                   "speedup_vs_torch", "peak_bytes", "bytes_per_elem"}, ...],
      "unavailable": {"kernel/backend": "reason", ...}}
+
+(``fastoptim bench`` adds ``"command"`` and ``"targets"``, see :mod:`fastoptim._benchreport`.)
 """
 from __future__ import annotations
 
