@@ -227,3 +227,15 @@ def test_runs_without_numba(monkeypatch, tmp_path, capsys):
 
 def _no_numba():
     import numba  # noqa: F401  (raises: sys.modules["numba"] is None)
+
+
+def test_benchmark_suite_smoke_skips_the_large_sizes():
+    pytest.importorskip("pytest_benchmark")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         str(root / "bench"), "--benchmark-disable", "-k", "ewa and float32 and cython"],
+        capture_output=True, text=True, env=_env(), cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed, 3 skipped" in proc.stdout                   # 1e2..1e4 run, 1e5.. skip
+    assert "skipped under --benchmark-disable" in proc.stdout
