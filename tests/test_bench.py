@@ -239,3 +239,10 @@ def test_benchmark_suite_smoke_skips_the_large_sizes():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "3 passed, 3 skipped" in proc.stdout                   # 1e2..1e4 run, 1e5.. skip
     assert "skipped under --benchmark-disable" in proc.stdout
+
+
+def test_helpers_other_scripts_import_from_fastoptim_bench():
+    from fastoptim.bench import kernel_call, time_interleaved
+    calls = {b: kernel_call("adam", 64, np.float32, b) for b in ("numpy", "cython")}
+    medians = time_interleaved(calls, 2, min_time=1e-4)
+    assert set(medians) == {"numpy", "cython"} and all(t > 0 for t in medians.values())

@@ -31,6 +31,23 @@ TARGET_COMPETITORS = ("numpy", "torch-fused", "auto", "traffic")
 QUICK_BANDWIDTH_BYTES = 32 * 2**20
 
 
+def kernel_call(kernel: str, n: int, dtype, backend: str):
+    """A zero-argument callable making one step of ``kernel`` with a fastoptim ``backend``
+    (``"numpy"``, ``"cython"``, ``"numba"``, ``"auto"``) on fresh arrays of ``n`` elements."""
+    from ._benchcases import fastoptim_call, make_arrays
+    return fastoptim_call(kernel, make_arrays(kernel, n, dtype), backend)
+
+
+def time_interleaved(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
+    """Median seconds per call of each callable, timed in interleaved rounds
+    (:func:`fastoptim._benchtiming.time_interleaved` gives every sample)."""
+    import statistics
+
+    from ._benchtiming import time_interleaved as samples_interleaved
+    samples = samples_interleaved(calls, repeats, min_time=min_time)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
 def _size(text: str) -> int:
     """Sizes may be written ``1000``, ``1e6`` or ``10_000``."""
     import argparse
