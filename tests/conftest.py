@@ -1,18 +1,6 @@
-"""Shared test settings: the backends under test and one tolerance table per dtype."""
+"""Shared fixtures; the shared constants live in testing_settings.py."""
 import numpy as np
 import pytest
-
-# Every compiled backend is compared with the NumPy reference ("numpy").
-COMPILED_BACKENDS = ["cython", "numba"]
-ALL_BACKENDS = COMPILED_BACKENDS + ["numpy"]
-
-# One tolerance table: (rtol, atol) per dtype, for parity with the reference over many steps.
-TOLERANCE = {
-    np.dtype(np.float32): dict(rtol=2e-5, atol=2e-6),
-    np.dtype(np.float64): dict(rtol=1e-12, atol=1e-13),
-}
-
-DTYPES = [np.float32, np.float64]
 
 
 @pytest.fixture

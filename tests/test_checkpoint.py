@@ -7,7 +7,7 @@ import pytest
 import fastoptim
 from fastoptim import load_state, save_state
 from fastoptim.optim import SGD, Adagrad, Adam, AdamW, RMSprop
-from conftest import ALL_BACKENDS
+from testing_settings import ALL_BACKENDS
 
 OPTIMIZERS = [
     (SGD, dict(lr=0.05, momentum=0.9, nesterov=True)),

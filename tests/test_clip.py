@@ -6,7 +6,7 @@ import pytest
 
 import fastoptim
 from fastoptim import clip_grad_norm, clip_grad_value
-from conftest import DTYPES
+from testing_settings import DTYPES
 
 
 def grads_of(rng, dtype, as_dict=True, scale=1.0):

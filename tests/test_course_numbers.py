@@ -1,7 +1,7 @@
 """Worked numbers from the course and closed-form checks of the formulas."""
 import numpy as np
 import pytest
-from conftest import ALL_BACKENDS
+from testing_settings import ALL_BACKENDS
 
 import fastoptim as fo
 

@@ -4,7 +4,7 @@ import pytest
 
 import fastoptim
 from fastoptim import ExponentialMovingAverage
-from conftest import ALL_BACKENDS, DTYPES, TOLERANCE
+from testing_settings import ALL_BACKENDS, DTYPES, TOLERANCE
 
 
 def test_course_bias_correction_after_two_values():

@@ -25,7 +25,7 @@ import fastoptim
 from fastoptim import _coefficients as coef
 from fastoptim import reference
 
-from conftest import DTYPES, TOLERANCE
+from testing_settings import DTYPES, TOLERANCE
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "embedding"

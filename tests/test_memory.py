@@ -4,7 +4,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import COMPILED_BACKENDS
+from testing_settings import COMPILED_BACKENDS
 from kernel_cases import CASES, case_id, make_arrays, make_grad, step
 
 N = 1_000_000

@@ -13,7 +13,7 @@ import fastoptim as fo
 from fastoptim import _backends, _threads
 from fastoptim import reference as ref
 
-from conftest import DTYPES, TOLERANCE
+from testing_settings import DTYPES, TOLERANCE
 
 SRC = str(Path(fo.__file__).resolve().parent.parent)
 

@@ -8,7 +8,7 @@ import pytest
 
 from fastoptim import reference
 
-from conftest import DTYPES, TOLERANCE
+from testing_settings import DTYPES, TOLERANCE
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "embedding" / "numba_user_step.py"
 

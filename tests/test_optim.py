@@ -6,7 +6,7 @@ import fastoptim
 from fastoptim import functional as F
 from fastoptim import reference as R
 from fastoptim.optim import SGD, Adagrad, Adam, AdamW, RMSprop
-from conftest import ALL_BACKENDS, DTYPES, TOLERANCE
+from testing_settings import ALL_BACKENDS, DTYPES, TOLERANCE
 
 SHAPES = {"W1": (5, 7), "b1": (5, 1), "W2": (1, 5), "b2": (1, 1), "v": (33,), "e": (0,)}
 

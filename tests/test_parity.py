@@ -2,7 +2,7 @@
 over many consecutive steps with the state carried over."""
 import numpy as np
 import pytest
-from conftest import COMPILED_BACKENDS, DTYPES, TOLERANCE
+from testing_settings import COMPILED_BACKENDS, DTYPES, TOLERANCE
 from kernel_cases import CASES, case_id, make_arrays, make_grad, step
 
 N_STEPS = 50

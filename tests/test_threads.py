@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastoptim
-from conftest import COMPILED_BACKENDS, DTYPES
+from testing_settings import COMPILED_BACKENDS, DTYPES
 
 N_THREADS, N_STEPS, SIZE = 2, 15, 1 << 18
 HYPER = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-3)

@@ -13,7 +13,7 @@ from fastoptim.train.network import (accuracy, backward_propagation, compute_cos
 from fastoptim.train.trainer import Trainer
 from fastoptim.train.updaters import OPTIMIZERS
 
-from conftest import COMPILED_BACKENDS, DTYPES, TOLERANCE
+from testing_settings import COMPILED_BACKENDS, DTYPES, TOLERANCE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

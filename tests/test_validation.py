@@ -2,7 +2,7 @@
 argument, and no array touched."""
 import numpy as np
 import pytest
-from conftest import ALL_BACKENDS
+from testing_settings import ALL_BACKENDS
 from kernel_cases import CASES, case_id, make_arrays, make_grad, state_names, step
 
 import fastoptim as fo

@@ -1,90 +1,156 @@
-"""``fastoptim bench``: time every kernel against the naive NumPy reference.
+"""``fastoptim bench``: how fast is each kernel on this machine, and how far from the limit.
 
-For each kernel, dtype and size the backends are timed in interleaved rounds (one call of
-each backend per round, so machine noise hits all of them alike) and the median per call is
-reported with the speed-up over the reference: ``NumPy time / ours``.
+It first measures the machine's memory bandwidth with a *traffic loop* of each optimizer's
+access pattern (Adam: read p, g, m, v; write p, m, v), compiled with Numba and run on all
+threads, on arrays far larger than the caches. Then, for every kernel, dtype and size, it
+times the naive NumPy reference, the peers (careful NumPy, numexpr, torch.optim, when
+installed), the fastoptim backends and the traffic loop itself in interleaved rounds, and
+prints per size and competitor: ns/element (median and inter-quartile range over rounds),
+GB/s of useful traffic, % of the measured bandwidth, the speed-up over the naive reference
+and over torch, and the peak extra memory of one step (tracemalloc).
+
+Examples::
+
+    fastoptim bench                       # about a minute on 2 cores
+    fastoptim bench --quick
+    fastoptim bench --kernels adam --dtypes float32 float64 --sizes 1e3 1e5 1e7
+    fastoptim bench --json bench.json --plot bench.png
+    fastoptim bench --targets             # the issue-6 ratios for float32 Adam
 """
 from __future__ import annotations
 
-import statistics
-import time
+import json
+import sys
 
-import numpy as np
+from ._benchcases import BASELINE, COMPETITORS, KERNELS
 
-from . import functional as F
-
-# kernel -> (number of state arrays, keyword arguments of one step)
-KERNELS = {
-    "sgd": (0, dict(lr=1e-3)),
-    "momentum": (1, dict(lr=1e-3, momentum=0.9)),
-    "rmsprop": (1, dict(lr=1e-3)),
-    "adam": (2, dict(step=10, lr=1e-3)),
-    "adagrad": (1, dict(step=10, lr=1e-3)),
-    "ewa": (0, dict(beta=0.9)),
-}
-DEFAULT_SIZES = (1_000, 100_000, 10_000_000)
+DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 QUICK_SIZES = (1_000, 100_000, 1_000_000)
+TARGET_SIZES = (100, 1_000, 100_000, 1_000_000, 10_000_000)
+TARGET_COMPETITORS = ("numpy", "torch-fused", "auto", "traffic")
+QUICK_BANDWIDTH_BYTES = 32 * 2**20
 
 
 def kernel_call(kernel: str, n: int, dtype, backend: str):
-    """A zero-argument callable that makes one step of ``kernel`` on fresh arrays."""
-    rng = np.random.default_rng(0)
-    param = rng.standard_normal(n).astype(dtype)
-    grad = rng.standard_normal(n).astype(dtype)
-    n_state, kwargs = KERNELS[kernel]
-    state = [np.zeros(n, dtype) for _ in range(n_state)]
-    if kernel == "ewa":
-        return lambda: F.ewa_update(param, grad, backend=backend, **kwargs)
-    fn = getattr(F, f"{kernel}_step")
-    return lambda: fn(param, grad, *state, backend=backend, **kwargs)
+    """A zero-argument callable making one step of ``kernel`` with a fastoptim ``backend``
+    (``"numpy"``, ``"cython"``, ``"numba"``, ``"auto"``) on fresh arrays of ``n`` elements."""
+    from ._benchcases import fastoptim_call, make_arrays
+    return fastoptim_call(kernel, make_arrays(kernel, n, dtype), backend)
 
 
 def time_interleaved(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
-    """Median seconds per call of each callable, timed in interleaved rounds."""
-    numbers = {}
-    for name, call in calls.items():
-        call()  # warm up (and compile, for JIT backends)
-        number, elapsed = 1, 0.0
-        while True:
-            t0 = time.perf_counter()
-            for _ in range(number):
-                call()
-            elapsed = time.perf_counter() - t0
-            if elapsed >= min_time:
-                break
-            number *= 2
-        numbers[name] = number
-    samples = {name: [] for name in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            number = numbers[name]
-            t0 = time.perf_counter()
-            for _ in range(number):
-                call()
-            samples[name].append((time.perf_counter() - t0) / number)
+    """Median seconds per call of each callable, timed in interleaved rounds
+    (:func:`fastoptim._benchtiming.time_interleaved` gives every sample)."""
+    import statistics
+
+    from ._benchtiming import time_interleaved as samples_interleaved
+    samples = samples_interleaved(calls, repeats, min_time=min_time)
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
+def _size(text: str) -> int:
+    """Sizes may be written ``1000``, ``1e6`` or ``10_000``."""
+    import argparse
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        value = 0.0
+    if not 1 <= value < 2**62 or value != int(value):
+        raise argparse.ArgumentTypeError(f"a size must be a positive integer, got {text!r}")
+    return int(value)
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--kernels", nargs="+", choices=sorted(KERNELS), default=list(KERNELS))
+    parser.add_argument("--kernels", nargs="+", choices=list(KERNELS), default=list(KERNELS),
+                        metavar="KERNEL", help=f"of {', '.join(KERNELS)} (default: all)")
     parser.add_argument("--dtypes", nargs="+", choices=["float32", "float64"],
-                        default=["float32"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+                        default=["float32"], metavar="DTYPE",
+                        help="float32 and/or float64 (default: float32)")
+    parser.add_argument("--sizes", nargs="+", type=_size, default=None, metavar="N",
+                        help="array sizes, e.g. 1e3 1e5 1e7 (default: decades 1e3..1e7; "
+                             "--quick: 1e3 1e5 1e6)")
+    parser.add_argument("--backends", nargs="+", choices=COMPETITORS, default=None,
+                        metavar="NAME",
+                        help=f"competitors, of {', '.join(COMPETITORS)} (default: all that "
+                             f"are available; the naive 'numpy' baseline is always added)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="interleaved rounds per group (default 7, --quick 3)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer sizes, fewer rounds, smaller bandwidth arrays")
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="skip the tracemalloc peak-memory measurement")
+    parser.add_argument("--json", metavar="PATH", help="write every measurement as JSON")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="write GB/s and speed-up plots (PNG/SVG/PDF; needs matplotlib)")
+    parser.add_argument("--targets", action="store_true",
+                        help="only float32 Adam at 1e2..1e7 vs numpy, torch fused and the "
+                             "traffic loop, then print the issue-6 target ratios")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
+
+
+def _options(args) -> dict:
+    """The run's kernels, dtypes, sizes, competitors and repeats, from the parsed arguments."""
+    if args.targets:
+        kernels, dtypes, sizes = ["adam"], ["float32"], list(args.sizes or TARGET_SIZES)
+        competitors = list(args.backends or TARGET_COMPETITORS)
+    else:
+        kernels, dtypes = args.kernels, args.dtypes
+        sizes = list(args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES))
+        competitors = list(args.backends or COMPETITORS)
+    if BASELINE not in competitors:
+        competitors.insert(0, BASELINE)
+    competitors.sort(key=COMPETITORS.index)
+    repeats = args.repeats or (3 if args.quick else 7)
+    if repeats < 1:
+        raise SystemExit("fastoptim bench: --repeats must be >= 1")
+    return dict(kernels=kernels, dtypes=dtypes, sizes=sizes, competitors=competitors,
+                repeats=repeats)
 
 
 def run(args) -> int:
-    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    repeats = 3 if args.quick else args.repeats
-    print(f"{'kernel':<9} {'dtype':<8} {'n':>10} {'numpy ns/elem':>14} "
-          f"{'cython ns/elem':>15} {'numpy/cython':>13}")
-    for kernel in args.kernels:
-        for dtype in args.dtypes:
-            for n in sizes:
-                calls = {b: kernel_call(kernel, n, dtype, b) for b in ("numpy", "cython")}
-                t = time_interleaved(calls, repeats)
-                print(f"{kernel:<9} {dtype:<8} {n:>10} {t['numpy'] / n * 1e9:>14.3f} "
-                      f"{t['cython'] / n * 1e9:>15.3f} {t['numpy'] / t['cython']:>12.1f}x",
-                      flush=True)
+    from . import _benchreport as report
+    from ._bandwidth import BANDWIDTH_ARRAY_BYTES
+    from ._benchmachine import busy_warning, machine_info, machine_line
+    from ._benchrun import run_benchmark
+
+    opts = _options(args)
+    plot = None
+    if args.plot:   # fail before the run, not after it
+        try:
+            from ._benchplot import plot
+        except ImportError as exc:
+            print(f"fastoptim bench: --plot needs matplotlib ({exc}); "
+                  f"pip install 'fastoptim[bench]'", file=sys.stderr)
+            return 2
+    command = ("fastoptim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"]
+               else "fastoptim bench")
+
+    def print_table(bar, kernel, dtype, rows, bandwidth):
+        bar.write(report.format_table(kernel, dtype, rows, bandwidth) + "\n")
+
+    info = machine_info()
+    print("machine: " + machine_line(info), flush=True)
+    if busy_warning(info):
+        print(busy_warning(info), flush=True)
+    print("GB/s counts the bytes a fused step must move; %BW is relative to the traffic "
+          "loop's bandwidth; times are medians of interleaved rounds.\n", flush=True)
+    result = run_benchmark(
+        opts["kernels"], opts["dtypes"], opts["sizes"], opts["competitors"], opts["repeats"],
+        min_time=1e-3 if args.quick else 2e-3,
+        bandwidth_bytes=QUICK_BANDWIDTH_BYTES if args.quick else BANDWIDTH_ARRAY_BYTES,
+        memory=args.memory, progress=args.progress, on_group_done=print_table, machine=info)
+    result["command"] = command
+    for line in report.format_unavailable(result["unavailable"]):
+        print(line)
+    result["targets"] = report.targets(result)
+    if result["targets"]:
+        print("\n" + report.format_targets(result["targets"]))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+        print(f"wrote {args.json}")
+    if plot is not None:
+        plot(result, args.plot)
+        print(f"wrote {args.plot}")
     return 0

@@ -1,0 +1,248 @@
+"""``fastoptim bench`` on tiny sizes: output and JSON structure (no timing assertions)."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastoptim import _bandwidth, _benchcases, _benchreport, reference
+from fastoptim._benchtiming import peak_extra_bytes, summarize
+from fastoptim.cli import main
+
+ROW_KEYS = {"kernel", "dtype", "n", "backend", "seconds", "q1", "q3", "min", "max",
+            "ns_per_elem", "gbps", "pct_bandwidth", "speedup_vs_numpy", "speedup_vs_torch",
+            "peak_bytes", "bytes_per_elem", "repeats"}
+TINY = ["--quick", "--sizes", "1000", "--repeats", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def adam_run(tmp_path_factory):
+    """One tiny run of Adam and SGD, its stdout and its JSON."""
+    path = tmp_path_factory.mktemp("bench") / "out.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastoptim", "bench", "--kernels", "adam", "sgd",
+         "--dtypes", "float32", "float64", *TINY, "--json", str(path)],
+        capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, json.loads(path.read_text())
+
+
+def _env():
+    import os
+    src = str(Path(_benchcases.__file__).resolve().parents[1])
+    return dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_json_has_one_row_per_kernel_dtype_and_competitor(adam_run):
+    _, result = adam_run
+    assert set(result) >= {"machine", "bandwidth", "results", "unavailable", "command",
+                           "targets"}
+    groups = {(r["kernel"], r["dtype"], r["n"]) for r in result["results"]}
+    assert groups == {(k, d, 1000) for k in ("adam", "sgd") for d in ("float32", "float64")}
+    for r in result["results"]:
+        assert set(r) >= ROW_KEYS
+        assert r["seconds"] > 0 and r["ns_per_elem"] > 0 and r["gbps"] > 0
+        assert r["min"] <= r["seconds"] <= r["max"]
+        assert r["bytes_per_elem"] == _bandwidth.bytes_per_element(r["kernel"], r["dtype"])
+    backends = {r["backend"] for r in result["results"]}
+    assert {"numpy", "cython", "auto"} <= backends
+
+
+def test_reference_is_the_baseline_of_every_group(adam_run):
+    _, result = adam_run
+    for r in result["results"]:
+        if r["backend"] == "numpy":
+            assert r["speedup_vs_numpy"] == 1.0
+        base = next(b for b in result["results"] if b["backend"] == "numpy"
+                    and (b["kernel"], b["dtype"], b["n"]) == (r["kernel"], r["dtype"], r["n"]))
+        assert r["speedup_vs_numpy"] == pytest.approx(base["seconds"] / r["seconds"])
+
+
+def test_fused_kernels_allocate_no_array_and_the_reference_does(adam_run):
+    _, result = adam_run
+    for r in result["results"]:
+        if r["backend"] in ("cython", "auto"):
+            assert r["peak_bytes"] < 1000            # a few Python scalars, no array
+        if r["backend"] == "numpy" and r["kernel"] == "adam":
+            itemsize = np.dtype(r["dtype"]).itemsize
+            assert r["peak_bytes"] >= 2 * r["n"] * itemsize   # temporaries of n elements
+
+
+def test_text_output_has_machine_line_and_tables(adam_run):
+    out, result = adam_run
+    assert out.startswith("machine: ")
+    for kernel in ("adam", "sgd"):
+        for dtype in ("float32", "float64"):
+            assert f"{kernel} {dtype}: " in out
+    assert "ns/elem" in out and "GB/s" in out and "vs numpy" in out
+    assert "performance targets" in out
+
+
+def test_unavailable_competitors_are_reported_not_fatal(adam_run):
+    out, result = adam_run
+    ran = {r["backend"] for r in result["results"]}
+    for key in result["unavailable"]:
+        kernel, name = key.split("/", 1)
+        assert not any(r["backend"] == name and r["kernel"] == kernel
+                       for r in result["results"])
+    if "numba" not in ran:
+        assert any(k.endswith("/numba") for k in result["unavailable"])
+        assert "skipped numba" in out
+
+
+def test_bandwidth_is_measured_per_access_pattern(adam_run):
+    _, result = adam_run
+    if "bandwidth" in result["unavailable"]:
+        pytest.skip("numba missing: no traffic loop")
+    kernels = {(b["kernel"], b["dtype"]) for b in result["bandwidth"]}
+    assert kernels == {(k, d) for k in ("adam", "sgd") for d in ("float32", "float64")}
+    for b in result["bandwidth"]:
+        assert b["gbps"] >= b["gbps_median"] >= b["gbps_min"] > 0
+    for r in result["results"]:
+        assert r["pct_bandwidth"] > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                    reason="matplotlib not installed")
+def test_plot_is_written(tmp_path, capsys):
+    path = tmp_path / "bench.png"
+    assert main(["bench", "--kernels", "ewa", *TINY, "--plot", str(path)]) == 0
+    assert path.stat().st_size > 1000
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_targets_mode_reports_every_target(capsys):
+    assert main(["bench", "--targets", "--sizes", "100", "1000", "--repeats", "1",
+                 "--no-progress", "--no-memory"]) == 0
+    out = capsys.readouterr().out
+    assert "auto vs naive numpy" in out and "auto: whole call (us)" in out
+    assert "adam float32: " in out and "sgd float32" not in out
+
+
+def test_targets_from_results_compute_the_ratios():
+    def row(n, backend, seconds):
+        return dict(kernel="adam", dtype="float32", n=n, backend=backend, seconds=seconds)
+    result = dict(results=[row(10**7, "auto", 2.0), row(10**7, "traffic", 1.0),
+                           row(10**3, "auto", 1e-6), row(10**3, "numpy", 8e-6)])
+    entries = {(e["n"], e["what"]): e for e in _benchreport.targets(result)}
+    assert entries[(10**7, "auto speed / traffic loop speed")]["value"] == 0.5
+    assert entries[(10**7, "auto speed / traffic loop speed")]["met"] is False
+    assert entries[(10**3, "auto vs naive numpy")]["value"] == 8.0
+    assert entries[(10**3, "auto vs naive numpy")]["met"] is True
+    assert entries[(10**3, "auto vs torch fused")]["met"] is None   # torch not in this run
+    assert entries[(10**3, "auto: whole call (us)")]["value"] == pytest.approx(1.0)
+
+
+def test_bad_size_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--sizes", "0"])
+    assert "--sizes" in capsys.readouterr().err
+
+
+def test_careful_numpy_adam_matches_the_reference():
+    rng = np.random.default_rng(1)
+    for dtype in (np.float32, np.float64):
+        a = [rng.standard_normal(257).astype(dtype) for _ in range(2)] + \
+            [np.zeros(257, dtype) for _ in range(2)]
+        b = [x.copy() for x in a]
+        scratch = np.empty_like(a[0])
+        for t in range(1, 30):
+            _benchcases.careful_numpy_adam(*a, scratch, step=t)
+            reference.adam_step(*b, step=t)
+        tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12)
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, **tol)
+
+
+def test_traffic_loop_moves_the_pattern_and_changes_nothing():
+    pytest.importorskip("numba")
+    arrays = _benchcases.make_arrays("adam", 1001, np.float32)
+    before = [x.copy() for x in arrays]
+    _bandwidth.traffic_call("adam", arrays)()
+    for x, y in zip(arrays, before):   # x + 0 * g: every element read and written back
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="adam needs 4 arrays"):
+        _bandwidth.traffic_call("adam", arrays[:3])
+
+
+def test_summary_and_peak_memory():
+    s = summarize([3.0, 1.0, 2.0, 4.0])
+    assert (s["min"], s["median"], s["max"]) == (1.0, 2.5, 4.0)
+    assert s["q1"] <= s["median"] <= s["q3"]
+    assert peak_extra_bytes(lambda: np.ones(10**5)) >= 8 * 10**5
+    assert peak_extra_bytes(lambda: None) < 1000
+
+
+def test_unknown_competitor_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown competitor"):
+        _benchcases.build("nope", "adam", _benchcases.make_arrays("adam", 10, np.float32))
+
+
+def test_plot_json_converts_pytest_benchmark_output():
+    spec = importlib.util.spec_from_file_location(
+        "plot_json", Path(__file__).resolve().parents[1] / "bench" / "plot_json.py")
+    plot_json = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_json)
+
+    def bench(backend, median):
+        return dict(extra_info=dict(kernel="sgd", dtype="float32", n=1000, backend=backend,
+                                    bytes_per_elem=12),
+                    stats=dict(median=median, q1=median, q3=median, min=median, max=median,
+                               rounds=5))
+    result = plot_json.from_pytest_benchmark(
+        dict(benchmarks=[bench("numpy", 4e-6), bench("cython", 1e-6)]))
+    by = {r["backend"]: r for r in result["results"]}
+    assert by["numpy"]["speedup_vs_numpy"] == 1.0
+    assert by["cython"]["speedup_vs_numpy"] == pytest.approx(4.0)
+    assert by["cython"]["gbps"] == pytest.approx(12 * 1000 / 1e-6 / 1e9)
+    assert "| 1,000 | cython |" in _benchreport.markdown_table(result["results"])
+
+
+def test_plot_without_matplotlib_fails_before_running(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)        # import matplotlib -> error
+    monkeypatch.delitem(sys.modules, "fastoptim._benchplot", raising=False)
+    path = tmp_path / "bench.png"
+    assert main(["bench", "--kernels", "ewa", *TINY, "--plot", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "--plot needs matplotlib" in captured.err
+    assert "ewa float32" not in captured.out and not path.exists()
+
+
+def test_runs_without_numba(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "numba", None)             # import numba -> ImportError
+    monkeypatch.setattr(_bandwidth, "_traffic_loops", _no_numba)
+    path = tmp_path / "out.json"
+    assert main(["bench", "--kernels", "ewa", *TINY, "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert "bandwidth" in result["unavailable"] and "ewa/traffic" in result["unavailable"]
+    assert result["bandwidth"] == []
+    assert {r["backend"] for r in result["results"]} >= {"numpy", "cython", "auto"}
+    assert all(r["pct_bandwidth"] is None and "traffic" != r["backend"]
+               for r in result["results"])
+    assert "bandwidth not measured" in capsys.readouterr().out
+
+
+def _no_numba():
+    import numba  # noqa: F401  (raises: sys.modules["numba"] is None)
+
+
+def test_benchmark_suite_smoke_skips_the_large_sizes():
+    pytest.importorskip("pytest_benchmark")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         str(root / "bench"), "--benchmark-disable", "-k", "ewa and float32 and cython"],
+        capture_output=True, text=True, env=_env(), cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed, 3 skipped" in proc.stdout                   # 1e2..1e4 run, 1e5.. skip
+    assert "skipped under --benchmark-disable" in proc.stdout
+
+
+def test_helpers_other_scripts_import_from_fastoptim_bench():
+    from fastoptim.bench import kernel_call, time_interleaved
+    calls = {b: kernel_call("adam", 64, np.float32, b) for b in ("numpy", "cython")}
+    medians = time_interleaved(calls, 2, min_time=1e-4)
+    assert set(medians) == {"numpy", "cython"} and all(t > 0 for t in medians.values())
