@@ -6,8 +6,10 @@ from setuptools import Extension, setup
 
 # -O3 turns on the loop vectorizer; -fno-math-errno lets gcc emit vector sqrt (sqrtps/pd)
 # instead of a scalar libm call that sets errno. No -march=native: the default build is
-# portable (see issue on runtime SIMD dispatch for AVX2/AVX-512).
+# portable; the kernels' loops (_simd_body.h) are compiled for SSE2, AVX2+FMA and AVX-512 by
+# _simd_kernels.h and the best one for the CPU is picked at import (runtime dispatch).
 COMPILE_ARGS = ["-O3", "-fno-math-errno"]
+HEADERS = ["_simd_kernels.h", "_simd_body.h"]
 DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,
@@ -25,6 +27,7 @@ def extension(name):
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=COMPILE_ARGS,
+        depends=[f"src/fastoptim/{h}" for h in HEADERS],
     )
 
 

@@ -23,6 +23,7 @@ def cpu_simd_features() -> list:
 
 def config_lines() -> list:
     from . import __version__
+    from . import kernels
     from ._backends import BACKENDS, DEFAULT_BACKEND
     lines = [
         f"fastoptim {__version__}",
@@ -30,6 +31,8 @@ def config_lines() -> list:
         f"numpy     {np.__version__}",
         f"machine   {platform.machine()} {platform.processor() or ''}".rstrip(),
         f"simd      {' '.join(cpu_simd_features()) or 'unknown'}",
+        f"kernels   cython runs the {kernels.simd_target()} variant "
+        f"(this CPU can run: {', '.join(kernels.simd_targets())})",
         f"backends  {', '.join(BACKENDS)} (default {DEFAULT_BACKEND!r})",
     ]
     return lines
