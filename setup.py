@@ -9,7 +9,9 @@ from setuptools import Extension, setup
 # portable; the kernels' loops (_simd_body.h) are compiled for SSE2, AVX2+FMA and AVX-512 by
 # _simd_kernels.h and the best one for the CPU is picked at import (runtime dispatch).
 COMPILE_ARGS = ["-O3", "-fno-math-errno"]
-HEADERS = ["_simd_kernels.h", "_simd_body.h"]
+HEADERS = ["_simd_kernels.h", "_simd_body.h", "_multi_tensor.pxi"]
+# The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call.
+OPENMP = {"kernels": ["-fopenmp"]}
 DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,
@@ -26,7 +28,8 @@ def extension(name):
         [f"src/fastoptim/{name}.pyx"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=COMPILE_ARGS,
+        extra_compile_args=COMPILE_ARGS + OPENMP.get(name, []),
+        extra_link_args=OPENMP.get(name, []),
         depends=[f"src/fastoptim/{h}" for h in HEADERS],
     )
 

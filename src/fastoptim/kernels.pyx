@@ -256,3 +256,6 @@ def ewa(average, value, double beta, double one_minus_beta):
     else:
         with nogil:
             ewa_kernel[double](<double*>a, <const double*>x, n, beta, one_minus_beta)
+
+
+include "_multi_tensor.pxi"
