@@ -114,3 +114,19 @@ def test_what_would_crash_is_refused_before_any_array_changes(mutate, exc, words
 def test_bad_thread_count(bad):
     with pytest.raises(ValueError, match="num_threads"):
         kernels.adam_multi(*adam_lists(), None, *C_ADAM, num_threads=bad)
+
+
+@pytest.mark.parametrize("user_value", [None, "active"])
+def test_openmp_wait_policy_does_not_leak_into_the_environment(user_value):
+    """fastoptim sets OMP_WAIT_POLICY=passive only while libgomp loads, and never overrides
+    the user's own value (see fastoptim._openmp)."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_value:
+        env["OMP_WAIT_POLICY"] = user_value
+    code = "import os, fastoptim; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == str(user_value)

@@ -10,6 +10,7 @@ The functional kernels (:mod:`fastoptim.functional`) update their arrays in plac
 
 The naive NumPy formulas they replace live in :mod:`fastoptim.reference`.
 """
+from . import _openmp  # noqa: F401  (first: loads the kernels with OpenMP's wait policy)
 from .functional import (adagrad_step, adam_step, ewa_update, momentum_step, rmsprop_step,
                          sgd_step)
 
