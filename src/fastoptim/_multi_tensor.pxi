@@ -13,7 +13,8 @@ from cython.parallel cimport prange
 cdef enum:
     CHUNK = 16384              # elements: 64 KiB of float32 per array, fits L2 with 5 arrays
     MAX_ARRAYS = 5             # arrays per kernel call (param, grad, up to 3 states)
-    SERIAL_BELOW = 65536       # total elements under which one thread does everything
+    SERIAL_BELOW = 262144      # total elements under which one thread does everything:
+                               # 2 threads lost below ~3e5 here (bench/parallel_single.py)
 
 cdef enum Kind:
     K_SGD, K_MOMENTUM, K_RMSPROP, K_ADAM, K_ADAGRAD, K_EWA
