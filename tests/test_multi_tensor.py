@@ -11,7 +11,12 @@ from fastoptim import _coefficients as coef
 from fastoptim import functional as F
 from fastoptim import kernels
 
-SIZES = [0, 1, 7, 64, 1000, 16384, 16385, 40000, 100003]
+SIZES = [0, 1, 7, 64, 1000, 16384, 16385, 40000, 100003, 150001]
+
+
+def test_sizes_cover_chunking_and_the_parallel_path():
+    assert kernels.MULTI_CHUNK in SIZES and kernels.MULTI_CHUNK + 1 in SIZES
+    assert sum(SIZES) >= kernels.MULTI_SERIAL_BELOW
 FUNC = {"sgd": F.sgd_step, "momentum": F.momentum_step, "rmsprop": F.rmsprop_step,
         "adam": F.adam_step, "adagrad": F.adagrad_step, "ewa": F.ewa_update}
 # optional state of a kernel's single-array entry point, in its positional order

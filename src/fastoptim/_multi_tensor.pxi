@@ -16,6 +16,10 @@ cdef enum:
     SERIAL_BELOW = 262144      # total elements under which one thread does everything:
                                # 2 threads lost below ~3e5 here (bench/parallel_single.py)
 
+MULTI_CHUNK = CHUNK
+MULTI_SERIAL_BELOW = SERIAL_BELOW
+
+
 cdef enum Kind:
     K_SGD, K_MOMENTUM, K_RMSPROP, K_ADAM, K_ADAGRAD, K_EWA
 
