@@ -41,6 +41,13 @@ def kernel_call(kernel: str, n: int, dtype, backend: str):
 
 def time_interleaved(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
     """Median seconds per call of each callable, timed in interleaved rounds."""
+    samples = interleaved_samples(calls, repeats, min_time)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def interleaved_samples(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
+    """Seconds per call of each callable in each of ``repeats`` interleaved rounds (one batch
+    of at least ``min_time`` per callable per round, so machine noise hits all alike)."""
     numbers = {}
     for name, call in calls.items():
         call()  # warm up (and compile, for JIT backends)
@@ -62,7 +69,7 @@ def time_interleaved(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
             for _ in range(number):
                 call()
             samples[name].append((time.perf_counter() - t0) / number)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
 
 
 def add_arguments(parser) -> None:
