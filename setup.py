@@ -1,5 +1,7 @@
 """Build the compiled kernels. Metadata lives in pyproject.toml; this file holds only
 the extension modules and their compiler flags."""
+import sys
+
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -10,8 +12,10 @@ from setuptools import Extension, setup
 # _simd_kernels.h and the best one for the CPU is picked at import (runtime dispatch).
 COMPILE_ARGS = ["-O3", "-fno-math-errno"]
 HEADERS = ["_simd_kernels.h", "_simd_body.h", "_multi_tensor.pxi"]
-# The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call.
-OPENMP = {"kernels": ["-fopenmp"]}
+# The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
+# OpenMP (Apple's clang has none) the same code compiles to a serial loop.
+OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])
+OPENMP = {"kernels": OPENMP_FLAGS}
 DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,
