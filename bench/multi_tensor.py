@@ -32,6 +32,9 @@ def main():
     flat = [rng.standard_normal(total).astype(np.float32)] + [
         np.zeros(total, np.float32) for _ in range(3)]
     c = coef.adam(10, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)
+    # the same 200 arrays as views of one buffer per role (an arena): like flat in memory
+    bounds = np.cumsum([0] + n)
+    views = [[a[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])] for a in flat]
 
     def loop_validated():
         for p, g, m, v in zip(params, grads, ms, vs):
@@ -51,6 +54,8 @@ def main():
                                                           num_threads=1),
         "adam_multi 2 threads": lambda: kernels.adam_multi(params, grads, ms, vs, None, *c,
                                                            num_threads=2),
+        "adam_multi 2 thr, views": lambda: kernels.adam_multi(*views, None, *c,
+                                                              num_threads=2),
     }
     print(f"{len(n)} arrays, {min(n)}..{max(n)} elements, {total} in total; "
           f"SIMD variant {kernels.simd_target()}")
