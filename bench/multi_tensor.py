@@ -3,7 +3,8 @@
 
     PYTHONPATH=src python bench/multi_tensor.py
 
-Columns: ms per step, median/min over interleaved rounds (bench/_timing.py).
+Columns: ms per step, median/min over interleaved rounds (bench/_timing.py). "views": the
+same 200 arrays as views of one buffer per role (an arena); "m v views": only the state.
 """
 import numpy as np
 from _timing import time_calls
@@ -54,6 +55,10 @@ def main():
                                                           num_threads=1),
         "adam_multi 2 threads": lambda: kernels.adam_multi(params, grads, ms, vs, None, *c,
                                                            num_threads=2),
+        "adam_multi 1 thr, views": lambda: kernels.adam_multi(*views, None, *c,
+                                                              num_threads=1),
+        "adam_multi 1 thr, m v views": lambda: kernels.adam_multi(
+            params, grads, *views[2:], None, *c, num_threads=1),
         "adam_multi 2 thr, views": lambda: kernels.adam_multi(*views, None, *c,
                                                               num_threads=2),
     }
