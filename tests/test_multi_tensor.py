@@ -135,3 +135,20 @@ def test_openmp_wait_policy_does_not_leak_into_the_environment(user_value):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == str(user_value)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_multi_tensor_step_allocates_no_array(num_threads, rng):
+    """Like test_memory for the single-array kernels: a step over 50 arrays (300k elements,
+    parallel path) allocates no array; tracemalloc sees NumPy's buffers."""
+    import tracemalloc
+    lists = [[rng.standard_normal(6000).astype(np.float32) for _ in range(50)]
+             for _ in range(4)]
+    kernels.adam_multi(*lists, None, *C_ADAM, num_threads=num_threads)
+    tracemalloc.start()
+    try:
+        kernels.adam_multi(*lists, None, *C_ADAM, num_threads=num_threads)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4096
