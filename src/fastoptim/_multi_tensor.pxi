@@ -162,10 +162,12 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
                 t.ptr[i * MAX_ARRAYS + j] = cnp.PyArray_DATA(a)
             t.f64[i] = typenum == cnp.NPY_FLOAT64
             t.start[i + 1] = t.start[i] + size
-            for j in range(0, size, CHUNK):
+            j = 0
+            while j < size:  # (a C loop; range() with a step would build Python ints)
                 t.entry[t.chunks] = i
                 t.offset[t.chunks] = j
                 t.chunks += 1
+                j += CHUNK
         if nt == 1 or t.start[k] < SERIAL_BELOW:
             with nogil:
                 for chunk in range(t.chunks):
