@@ -60,4 +60,4 @@ def simd_target(request):
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_every_variant_matches_reference(case, shape, dtype, simd_target, rng):
     assert kernels.simd_target() == simd_target
-    parity(case, shape, "C", dtype, "cython", rng)
+    parity(case=case, shape=shape, order="C", dtype=dtype, backend="cython", rng=rng)
