@@ -101,6 +101,7 @@ def test_empty_list_is_a_no_op():
     (lambda L: L[2].__setitem__(2, np.zeros(11, np.float32)), ValueError, "exp_avgs[2]"),
     (lambda L: L[0].__setitem__(0, np.zeros(10, np.int32)), TypeError, "params[0]"),
     (lambda L: L[0].__setitem__(1, np.zeros(20, np.float32)[::2]), ValueError, "contiguous"),
+    (lambda L: L[3][2].setflags(write=False), ValueError, "exp_avg_sqs[2] is read-only"),
 ])
 def test_what_would_crash_is_refused_before_any_array_changes(mutate, exc, words):
     lists = adam_lists()

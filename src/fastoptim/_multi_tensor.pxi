@@ -159,9 +159,13 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
                                      f"of {names[0]}[{i}]")
                 if not (cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a)):
                     raise ValueError(f"{func}: {names[j]}[{i}] must be contiguous")
+                if j != 1 and not cnp.PyArray_ISWRITEABLE(a):
+                    raise ValueError(f"{func}: {names[j]}[{i}] is read-only")
                 t.ptr[i * MAX_ARRAYS + j] = cnp.PyArray_DATA(a)
             t.f64[i] = typenum == cnp.NPY_FLOAT64
             t.start[i + 1] = t.start[i] + size
+            if t.chunks + (size + CHUNK - 1) // CHUNK > most:
+                raise ValueError(f"{func}: {names[0]} changed while it was read")
             j = 0
             while j < size:  # (a C loop; range() with a step would build Python ints)
                 t.entry[t.chunks] = i
@@ -184,7 +188,8 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
 # then the per-call coefficients of the single-array entry point of the same kernel. The
 # caller validates every array as for the single-array kernels (fastoptim._checks.check_arrays
 # on each entry's arrays); here only what would crash is checked (ndarray, float32/64, each
-# entry's dtype and size, contiguity). Entries may differ in size, shape and dtype.
+# entry's dtype and size, contiguity, writeable outputs); overlap and layout pairing are not.
+# Entries may differ in size, shape and dtype.
 # ``num_threads``: an int >= 1, or None for fastoptim's thread setting
 # (``fastoptim.get_num_threads()``; 1 if the package has none). Results do not depend on it.
 # ---------------------------------------------------------------------------------------------
