@@ -39,3 +39,8 @@ def test_bad_values_raise_the_python_checks_error(index, bad, exc):
         check("f", name, bad)
     assert str(compiled.value) == str(python.value)
     assert name in str(compiled.value)
+
+
+def test_spec_and_values_must_match():
+    with pytest.raises(ValueError, match="spec"):
+        v.check_scalars("f", SPEC, GOOD[:-1])

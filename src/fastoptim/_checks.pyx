@@ -148,6 +148,8 @@ def check_scalars(str func, tuple spec, tuple values):
     cdef Py_ssize_t i, k = len(values)
     cdef list out = None
     cdef tuple item
+    if len(spec) != k:
+        raise ValueError(f"{func}: {len(values)} hyperparameters for a spec of {len(spec)}")
     for i in range(k):
         item = <tuple>spec[i]
         x = values[i]
