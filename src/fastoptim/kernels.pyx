@@ -10,7 +10,9 @@ portable build still runs the widest vectors the CPU has (:func:`simd_target` sa
 The ``def`` functions at the bottom are the Python layer's entry points. They do **not**
 validate: :mod:`fastoptim.functional` checks every array and hyperparameter first and passes
 the per-call coefficients. Arrays may have any shape; they must be contiguous in one common
-order, which the validation layer guarantees.
+order, which the validation layer guarantees. The ``<kernel>_multi`` functions
+(``_multi_tensor.pxi``, included at the end) step a whole list of arrays in one call and one
+OpenMP parallel region.
 """
 cimport numpy as cnp
 
