@@ -10,6 +10,7 @@ The functional kernels (:mod:`fastoptim.functional`) update their arrays in plac
 
 The naive NumPy formulas they replace live in :mod:`fastoptim.reference`.
 """
+from . import _openmp  # noqa: F401  (first: loads the kernels with OpenMP's wait policy)
 from ._backends import warmup
 from ._config import show_config
 from ._threads import get_num_threads, set_num_threads

@@ -96,3 +96,65 @@ def check_arrays(str func, tuple names, tuple arrays, Py_ssize_t readonly_ok=1):
                         f"{func}: {names[i]} and {names[j]} share memory; every array "
                         f"must be a separate buffer")
     return n
+
+
+# ---------------------------------------------------------------------------------------------
+# Hyperparameters: one compiled pass over all of a call's scalars.
+# ---------------------------------------------------------------------------------------------
+
+from cpython.float cimport PyFloat_AS_DOUBLE
+from libc.math cimport isfinite
+
+# The kinds of scalar, in the order of _validation.SCALAR_KINDS.
+cdef enum:
+    REAL, NONNEGATIVE, POSITIVE, UNIT_INTERVAL, CLOSED_UNIT_INTERVAL, FLAG, STEP_COUNT
+
+
+cdef bint _plainly_valid(int kind, object x):
+    """True when ``x`` is already the canonical, valid value of its kind (the common case):
+    an exact ``float`` in range, an exact ``bool``, an exact ``int >= 1``."""
+    cdef double d
+    if kind == FLAG:
+        return type(x) is bool
+    if kind == STEP_COUNT:
+        return type(x) is int and x >= 1
+    if type(x) is not float:
+        return False
+    d = PyFloat_AS_DOUBLE(x)
+    if not isfinite(d):
+        return False
+    if kind == NONNEGATIVE:
+        return d >= 0.0
+    if kind == POSITIVE:
+        return d > 0.0
+    if kind == UNIT_INTERVAL:
+        return 0.0 <= d < 1.0
+    if kind == CLOSED_UNIT_INTERVAL:
+        return 0.0 <= d <= 1.0
+    return kind == REAL
+
+
+def check_scalars(str func, tuple spec, tuple values):
+    """Check every hyperparameter of one call; return them in canonical form.
+
+    ``spec[i]`` is ``(name, kind, check)`` for ``values[i]`` (built by
+    :func:`fastoptim._validation.scalar_spec`). A value that is plainly valid (an exact
+    ``float`` in range, ``bool``, ``int >= 1``) is accepted here in C; any other value goes to
+    ``check(func, name, value)``, the Python check of its kind, which raises the error or
+    returns the converted value. So the messages and conversions are those of the Python
+    checks, and the common case costs one call. Returns ``values`` itself when nothing needed
+    converting.
+    """
+    cdef Py_ssize_t i, k = len(values)
+    cdef list out = None
+    cdef tuple item
+    if len(spec) != k:
+        raise ValueError(f"{func}: {len(values)} hyperparameters for a spec of {len(spec)}")
+    for i in range(k):
+        item = <tuple>spec[i]
+        x = values[i]
+        if not _plainly_valid(item[1], x):
+            if out is None:
+                out = list(values)
+            out[i] = item[2](func, item[0], x)
+    return values if out is None else tuple(out)

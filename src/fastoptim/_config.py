@@ -32,7 +32,7 @@ def numba_status() -> str:
 
 
 def config_lines() -> list:
-    from . import __version__, _threads
+    from . import __version__, _threads, kernels
     from ._backends import AUTO_CROSSOVER, BACKENDS, DEFAULT_BACKEND
     lines = [
         f"fastoptim {__version__}",
@@ -40,8 +40,10 @@ def config_lines() -> list:
         f"numpy     {np.__version__}",
         f"machine   {platform.machine()} {platform.processor() or ''}".rstrip(),
         f"simd      {' '.join(cpu_simd_features()) or 'unknown'}",
+        f"kernels   cython runs the {kernels.simd_target()} variant "
+        f"(this CPU can run: {', '.join(kernels.simd_targets())})",
         f"backends  {', '.join(BACKENDS)} (default {DEFAULT_BACKEND!r})",
-        "cython    serial kernels",
+        "cython    serial single-array kernels; *_multi over array lists runs OpenMP threads",
         f"numba     {numba_status()}",
         f"threads   {_threads.get_num_threads()} (set_num_threads, else "
         f"{_threads.ENV_VAR}, else the {_threads.available_cpus()} CPUs available)",

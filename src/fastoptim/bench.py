@@ -20,6 +20,7 @@ Examples::
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 
 from ._benchcases import BASELINE, COMPETITORS, KERNELS
@@ -39,13 +40,16 @@ def kernel_call(kernel: str, n: int, dtype, backend: str):
 
 
 def time_interleaved(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
-    """Median seconds per call of each callable, timed in interleaved rounds
-    (:func:`fastoptim._benchtiming.time_interleaved` gives every sample)."""
-    import statistics
-
-    from ._benchtiming import time_interleaved as samples_interleaved
-    samples = samples_interleaved(calls, repeats, min_time=min_time)
+    """Median seconds per call of each callable, timed in interleaved rounds."""
+    samples = interleaved_samples(calls, repeats, min_time)
     return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def interleaved_samples(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
+    """Seconds per call of each callable in each of ``repeats`` interleaved rounds
+    (:func:`fastoptim._benchtiming.time_interleaved`, the one sampler)."""
+    from ._benchtiming import time_interleaved as sample
+    return sample(calls, repeats, min_time=min_time)
 
 
 def _size(text: str) -> int:

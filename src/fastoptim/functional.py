@@ -1,8 +1,8 @@
 """The functional API: one optimizer step on NumPy arrays, fused, in place.
 
-Every function here validates all of its arguments first (arrays through
-:func:`fastoptim._checks.check_arrays`, hyperparameters through
-:mod:`fastoptim._validation`), then computes the per-call coefficients once, picks the
+Every function here validates all of its arguments first (hyperparameters in one compiled
+call, :func:`fastoptim._validation.check_scalars`, then arrays through
+:func:`fastoptim._checks.check_arrays`), then computes the per-call coefficients once, picks the
 backend and makes one kernel call. A failed check raises before any array is touched.
 
 Common contract of every ``*_step`` function:
@@ -39,6 +39,23 @@ _ADAM_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq")
 _ADAM_AMSGRAD_NAMES = _ADAM_NAMES + ("max_exp_avg_sq",)
 _EWA_NAMES = ("average", "value")
 
+# The hyperparameters of each function, checked in this order by one compiled call.
+_SGD_SCALARS = _v.scalar_spec(lr="nonnegative", weight_decay="nonnegative", maximize="flag")
+_MOMENTUM_SCALARS = _v.scalar_spec(
+    lr="nonnegative", momentum="nonnegative", dampening="closed_unit_interval", nesterov="flag",
+    weight_decay="nonnegative", maximize="flag")
+_RMSPROP_SCALARS = _v.scalar_spec(
+    lr="nonnegative", alpha="unit_interval", eps="positive", weight_decay="nonnegative",
+    momentum="nonnegative", centered="flag", maximize="flag")
+_ADAM_SCALARS = _v.scalar_spec(
+    amsgrad="flag", step="step_count", lr="nonnegative", beta1="unit_interval",
+    beta2="unit_interval", eps="positive", weight_decay="nonnegative",
+    decoupled_weight_decay="flag", maximize="flag")
+_ADAGRAD_SCALARS = _v.scalar_spec(
+    step="step_count", lr="nonnegative", lr_decay="nonnegative", weight_decay="nonnegative",
+    eps="positive", maximize="flag")
+_EWA_SCALARS = _v.scalar_spec(beta="unit_interval")
+
 
 def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: float = 0.0,
              maximize: bool = False, backend: str = "auto") -> None:
@@ -64,10 +81,8 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: fl
     backend : {"auto", "cython", "numba", "numpy"}
     """
     f = "sgd_step"
+    lr, weight_decay, maximize = _v.check_scalars(f, _SGD_SCALARS, (lr, weight_decay, maximize))
     _v.check_arrays(f, _SGD_NAMES, (param, grad))
-    lr = _v.nonnegative(f, "lr", lr)
-    weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
-    maximize = _v.flag(f, "maximize", maximize)
     impl = _select(f, backend, param.size, param.itemsize)
     if impl is None:
         _reference.sgd_step(param, grad, lr=lr, weight_decay=weight_decay, maximize=maximize)
@@ -113,13 +128,9 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, 
     backend : {"auto", "cython", "numba", "numpy"}
     """
     f = "momentum_step"
+    lr, momentum, dampening, nesterov, weight_decay, maximize = _v.check_scalars(
+        f, _MOMENTUM_SCALARS, (lr, momentum, dampening, nesterov, weight_decay, maximize))
     _v.check_arrays(f, _MOMENTUM_NAMES, (param, grad, velocity))
-    lr = _v.nonnegative(f, "lr", lr)
-    momentum = _v.nonnegative(f, "momentum", momentum)
-    dampening = _v.closed_unit_interval(f, "dampening", dampening)
-    nesterov = _v.flag(f, "nesterov", nesterov)
-    weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
-    maximize = _v.flag(f, "maximize", maximize)
     if nesterov and (momentum <= 0.0 or dampening != 0.0):
         raise ValueError(
             f"{f}: nesterov=True needs momentum > 0 and dampening == 0, got "
@@ -177,13 +188,8 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
     backend : {"auto", "cython", "numba", "numpy"}
     """
     f = "rmsprop_step"
-    lr = _v.nonnegative(f, "lr", lr)
-    alpha = _v.unit_interval(f, "alpha", alpha)
-    eps = _v.positive(f, "eps", eps)
-    weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
-    momentum = _v.nonnegative(f, "momentum", momentum)
-    centered = _v.flag(f, "centered", centered)
-    maximize = _v.flag(f, "maximize", maximize)
+    lr, alpha, eps, weight_decay, momentum, centered, maximize = _v.check_scalars(
+        f, _RMSPROP_SCALARS, (lr, alpha, eps, weight_decay, momentum, centered, maximize))
     names = ["param", "grad", "square_avg"]
     arrays = [param, grad, square_avg]
     if momentum > 0.0:
@@ -259,7 +265,9 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     backend : {"auto", "cython", "numba", "numpy"}
     """
     f = "adam_step"
-    amsgrad = _v.flag(f, "amsgrad", amsgrad)
+    (amsgrad, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+     maximize) = _v.check_scalars(f, _ADAM_SCALARS, (
+         amsgrad, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize))
     if amsgrad:
         if max_exp_avg_sq is None:
             raise ValueError(f"{f}: amsgrad=True needs a max_exp_avg_sq array")
@@ -268,14 +276,6 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     else:
         _v.forbid_unused(f, "max_exp_avg_sq", max_exp_avg_sq, "amsgrad=True")
         _v.check_arrays(f, _ADAM_NAMES, (param, grad, exp_avg, exp_avg_sq))
-    step = _v.step_count(f, "step", step)
-    lr = _v.nonnegative(f, "lr", lr)
-    beta1 = _v.unit_interval(f, "beta1", beta1)
-    beta2 = _v.unit_interval(f, "beta2", beta2)
-    eps = _v.positive(f, "eps", eps)
-    weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
-    decoupled_weight_decay = _v.flag(f, "decoupled_weight_decay", decoupled_weight_decay)
-    maximize = _v.flag(f, "maximize", maximize)
     impl = _select(f, backend, param.size, param.itemsize)
     if impl is None:
         _reference.adam_step(param, grad, exp_avg, exp_avg_sq, step=step, lr=lr, beta1=beta1,
@@ -318,13 +318,9 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, 
     backend : {"auto", "cython", "numba", "numpy"}
     """
     f = "adagrad_step"
+    step, lr, lr_decay, weight_decay, eps, maximize = _v.check_scalars(
+        f, _ADAGRAD_SCALARS, (step, lr, lr_decay, weight_decay, eps, maximize))
     _v.check_arrays(f, _ADAGRAD_NAMES, (param, grad, state_sum))
-    step = _v.step_count(f, "step", step)
-    lr = _v.nonnegative(f, "lr", lr)
-    lr_decay = _v.nonnegative(f, "lr_decay", lr_decay)
-    weight_decay = _v.nonnegative(f, "weight_decay", weight_decay)
-    eps = _v.positive(f, "eps", eps)
-    maximize = _v.flag(f, "maximize", maximize)
     impl = _select(f, backend, param.size, param.itemsize)
     if impl is None:
         _reference.adagrad_step(param, grad, state_sum, step=step, lr=lr, lr_decay=lr_decay,
@@ -356,8 +352,8 @@ def ewa_update(average: np.ndarray, value: np.ndarray, *, beta: float,
     backend : {"auto", "cython", "numba", "numpy"}
     """
     f = "ewa_update"
+    (beta,) = _v.check_scalars(f, _EWA_SCALARS, (beta,))
     _v.check_arrays(f, _EWA_NAMES, (average, value))
-    beta = _v.unit_interval(f, "beta", beta)
     impl = _select(f, backend, average.size, average.itemsize)
     if impl is None:
         _reference.ewa_update(average, value, beta=beta)

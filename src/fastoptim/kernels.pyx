@@ -2,52 +2,96 @@
 """The ``"cython"`` backend: one fused, in-place pass per optimizer step.
 
 The ``cdef ... noexcept nogil`` kernels are declared in ``kernels.pxd`` (read it for their
-contract; other Cython code may ``cimport`` them). Each is a single loop over raw pointers
-that gcc vectorizes at ``-O3 -fno-math-errno``; loop-invariant choices (AMSGrad, Nesterov,
-centered, momentum) are hoisted out of the loop so that the loop body has no branch.
+contract; other Cython code may ``cimport`` them). Each forwards to a loop in the C header
+``_simd_body.h`` (the one place the formulas are written), compiled for several SIMD targets
+(SSE2, AVX2+FMA, AVX-512) and picked at import by ``_simd_kernels.h`` for this CPU, so a
+portable build still runs the widest vectors the CPU has (:func:`simd_target` says which).
 
 The ``def`` functions at the bottom are the Python layer's entry points. They do **not**
 validate: :mod:`fastoptim.functional` checks every array and hyperparameter first and passes
 the per-call coefficients. Arrays may have any shape; they must be contiguous in one common
-order, which the validation layer guarantees.
+order, which the validation layer guarantees. The ``<kernel>_multi`` functions
+(``_multi_tensor.pxi``, included at the end) step a whole list of arrays in one call and one
+OpenMP parallel region.
 """
-from libc.math cimport sqrt, sqrtf
 cimport numpy as cnp
 
 cnp.import_array()
 
-cdef inline floating _sqrt(floating x) noexcept nogil:
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
+cdef extern from "_simd_kernels.h" nogil:
+    # The loops themselves, compiled once per SIMD target and picked at import (see the
+    # header). The formulas live only in _simd_body.h.
+    int fo_simd_levels()
+    int fo_simd_supported(int level)
+    int fo_simd_best()
+    int fo_simd_select(int level)
+    int fo_simd_level()
+    const char* fo_simd_name(int level)
+    void fo_sgd_f32(float*, const float*, Py_ssize_t, float, float, float)
+    void fo_sgd_f64(double*, const double*, Py_ssize_t, double, double, double)
+    void fo_momentum_f32(float*, const float*, float*, Py_ssize_t, float, float, float, float,
+                         float, int)
+    void fo_momentum_f64(double*, const double*, double*, Py_ssize_t, double, double, double,
+                         double, double, int)
+    void fo_rmsprop_f32(float*, const float*, float*, float*, float*, Py_ssize_t, float, float,
+                        float, float, float, float, float)
+    void fo_rmsprop_f64(double*, const double*, double*, double*, double*, Py_ssize_t, double,
+                        double, double, double, double, double, double)
+    void fo_adam_f32(float*, const float*, float*, float*, float*, Py_ssize_t, float, float,
+                     float, float, float, float, float, float, float, float)
+    void fo_adam_f64(double*, const double*, double*, double*, double*, Py_ssize_t, double,
+                     double, double, double, double, double, double, double, double, double)
+    void fo_adagrad_f32(float*, const float*, float*, Py_ssize_t, float, float, float, float)
+    void fo_adagrad_f64(double*, const double*, double*, Py_ssize_t, double, double, double,
+                        double)
+    void fo_ewa_f32(float*, const float*, Py_ssize_t, float, float)
+    void fo_ewa_f64(double*, const double*, Py_ssize_t, double, double)
 
+fo_simd_select(fo_simd_best())
+
+
+def simd_target():
+    """The SIMD variant the kernels run: ``"avx512"``, ``"avx2"`` or ``"sse2"`` on x86
+    (``"generic"`` elsewhere), chosen at import as the best this CPU supports."""
+    return fo_simd_name(fo_simd_level()).decode()
+
+
+def simd_targets():
+    """Every SIMD variant compiled into this build that this CPU can run, best last."""
+    return [fo_simd_name(level).decode() for level in range(fo_simd_levels())
+            if fo_simd_supported(level)]
+
+
+def _select_simd_target(str name):
+    """Make ``name`` (one of :func:`simd_targets`) the active variant; for tests and
+    benchmarks. Returns the previously active name."""
+    previous = simd_target()
+    for level in range(fo_simd_levels()):
+        if fo_simd_name(level).decode() == name and fo_simd_select(level) == level:
+            return previous
+    raise ValueError(f"SIMD target {name!r} is not available here; choose from {simd_targets()}")
+
+
+# The cdef kernels of kernels.pxd: each forwards to the active SIMD variant.
 
 cdef void sgd_kernel(floating* param, const floating* grad, Py_ssize_t n, floating lr,
                      floating grad_sign, floating weight_decay) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        param[i] = param[i] - lr * (grad_sign * grad[i] + weight_decay * param[i])
+    if floating is float:
+        fo_sgd_f32(param, grad, n, lr, grad_sign, weight_decay)
+    else:
+        fo_sgd_f64(param, grad, n, lr, grad_sign, weight_decay)
 
 
 cdef void momentum_kernel(floating* param, const floating* grad, floating* velocity,
                           Py_ssize_t n, floating lr, floating grad_sign, floating weight_decay,
                           floating momentum, floating one_minus_dampening,
                           bint nesterov) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating d, v
-    if nesterov:
-        for i in range(n):
-            d = grad_sign * grad[i] + weight_decay * param[i]
-            v = momentum * velocity[i] + one_minus_dampening * d
-            velocity[i] = v
-            param[i] = param[i] - lr * (d + momentum * v)
+    if floating is float:
+        fo_momentum_f32(param, grad, velocity, n, lr, grad_sign, weight_decay, momentum,
+                        one_minus_dampening, nesterov)
     else:
-        for i in range(n):
-            d = grad_sign * grad[i] + weight_decay * param[i]
-            v = momentum * velocity[i] + one_minus_dampening * d
-            velocity[i] = v
-            param[i] = param[i] - lr * v
+        fo_momentum_f64(param, grad, velocity, n, lr, grad_sign, weight_decay, momentum,
+                        one_minus_dampening, nesterov)
 
 
 cdef void rmsprop_kernel(floating* param, const floating* grad, floating* square_avg,
@@ -55,40 +99,12 @@ cdef void rmsprop_kernel(floating* param, const floating* grad, floating* square
                          floating lr, floating grad_sign, floating weight_decay, floating alpha,
                          floating one_minus_alpha, floating eps,
                          floating momentum) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating d, s, a, avg, b
-    if grad_avg == NULL and momentum_buffer == NULL:
-        for i in range(n):
-            d = grad_sign * grad[i] + weight_decay * param[i]
-            s = alpha * square_avg[i] + one_minus_alpha * d * d
-            square_avg[i] = s
-            param[i] = param[i] - lr * d / (_sqrt(s) + eps)
-    elif grad_avg == NULL:
-        for i in range(n):
-            d = grad_sign * grad[i] + weight_decay * param[i]
-            s = alpha * square_avg[i] + one_minus_alpha * d * d
-            square_avg[i] = s
-            b = momentum * momentum_buffer[i] + d / (_sqrt(s) + eps)
-            momentum_buffer[i] = b
-            param[i] = param[i] - lr * b
-    elif momentum_buffer == NULL:
-        for i in range(n):
-            d = grad_sign * grad[i] + weight_decay * param[i]
-            s = alpha * square_avg[i] + one_minus_alpha * d * d
-            a = alpha * grad_avg[i] + one_minus_alpha * d
-            square_avg[i] = s
-            grad_avg[i] = a
-            param[i] = param[i] - lr * d / (_sqrt(s - a * a) + eps)
+    if floating is float:
+        fo_rmsprop_f32(param, grad, square_avg, momentum_buffer, grad_avg, n, lr, grad_sign,
+                       weight_decay, alpha, one_minus_alpha, eps, momentum)
     else:
-        for i in range(n):
-            d = grad_sign * grad[i] + weight_decay * param[i]
-            s = alpha * square_avg[i] + one_minus_alpha * d * d
-            a = alpha * grad_avg[i] + one_minus_alpha * d
-            square_avg[i] = s
-            grad_avg[i] = a
-            b = momentum * momentum_buffer[i] + d / (_sqrt(s - a * a) + eps)
-            momentum_buffer[i] = b
-            param[i] = param[i] - lr * b
+        fo_rmsprop_f64(param, grad, square_avg, momentum_buffer, grad_avg, n, lr, grad_sign,
+                       weight_decay, alpha, one_minus_alpha, eps, momentum)
 
 
 cdef void adam_kernel(floating* param, const floating* grad, floating* exp_avg,
@@ -97,50 +113,31 @@ cdef void adam_kernel(floating* param, const floating* grad, floating* exp_avg,
                       floating beta1, floating one_minus_beta1, floating beta2,
                       floating one_minus_beta2, floating step_size,
                       floating inv_bias_correction2_sqrt, floating eps) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating p, d, m, v, vmax
-    if max_exp_avg_sq == NULL:
-        for i in range(n):
-            p = param[i]
-            d = grad_sign * grad[i] + weight_decay * p
-            m = beta1 * exp_avg[i] + one_minus_beta1 * d
-            v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            param[i] = param_scale * p - step_size * m / (
-                _sqrt(v) * inv_bias_correction2_sqrt + eps)
+    if floating is float:
+        fo_adam_f32(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, grad_sign,
+                    weight_decay, param_scale, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                    step_size, inv_bias_correction2_sqrt, eps)
     else:
-        for i in range(n):
-            p = param[i]
-            d = grad_sign * grad[i] + weight_decay * p
-            m = beta1 * exp_avg[i] + one_minus_beta1 * d
-            v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
-            vmax = max_exp_avg_sq[i]
-            vmax = v if v > vmax else vmax
-            exp_avg[i] = m
-            exp_avg_sq[i] = v
-            max_exp_avg_sq[i] = vmax
-            param[i] = param_scale * p - step_size * m / (
-                _sqrt(vmax) * inv_bias_correction2_sqrt + eps)
+        fo_adam_f64(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, grad_sign,
+                    weight_decay, param_scale, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                    step_size, inv_bias_correction2_sqrt, eps)
 
 
 cdef void adagrad_kernel(floating* param, const floating* grad, floating* state_sum,
                          Py_ssize_t n, floating clr, floating grad_sign, floating weight_decay,
                          floating eps) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating d, s
-    for i in range(n):
-        d = grad_sign * grad[i] + weight_decay * param[i]
-        s = state_sum[i] + d * d
-        state_sum[i] = s
-        param[i] = param[i] - clr * d / (_sqrt(s) + eps)
+    if floating is float:
+        fo_adagrad_f32(param, grad, state_sum, n, clr, grad_sign, weight_decay, eps)
+    else:
+        fo_adagrad_f64(param, grad, state_sum, n, clr, grad_sign, weight_decay, eps)
 
 
 cdef void ewa_kernel(floating* average, const floating* value, Py_ssize_t n, floating beta,
                      floating one_minus_beta) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        average[i] = beta * average[i] + one_minus_beta * value[i]
+    if floating is float:
+        fo_ewa_f32(average, value, n, beta, one_minus_beta)
+    else:
+        fo_ewa_f64(average, value, n, beta, one_minus_beta)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,3 +258,6 @@ def ewa(average, value, double beta, double one_minus_beta):
     else:
         with nogil:
             ewa_kernel[double](<double*>a, <const double*>x, n, beta, one_minus_beta)
+
+
+include "_multi_tensor.pxi"

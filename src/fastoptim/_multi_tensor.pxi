@@ -1,0 +1,259 @@
+# Multi-tensor entry points of the "cython" backend (included by kernels.pyx).
+#
+# ``<kernel>_multi`` steps a whole list of arrays in one call: it builds a table of data
+# pointers in C, then runs one OpenMP parallel region over all the arrays. The work is cut
+# into fixed chunks of CHUNK elements per array (an array smaller than CHUNK is one chunk),
+# which the threads take one at a time (dynamic schedule: on a busy machine a thread that was
+# preempted does not hold the others back by a fixed share). Chunk boundaries do not depend
+# on the thread count, and every update is element-wise, so the results are the same bit for
+# bit for any thread count (and equal to the single-array kernels').
+from libc.stdlib cimport free, malloc
+from cython.parallel cimport prange
+
+cdef enum:
+    CHUNK = 16384              # elements: 64 KiB of float32 per array, fits L2 with 5 arrays
+    MAX_ARRAYS = 5             # arrays per kernel call (param, grad, up to 3 states)
+    SERIAL_BELOW = 262144      # total elements under which one thread does everything:
+                               # 2 threads lost below ~3e5 here (bench/parallel_single.py)
+
+MULTI_CHUNK = CHUNK
+MULTI_SERIAL_BELOW = SERIAL_BELOW
+
+
+cdef enum Kind:
+    K_SGD, K_MOMENTUM, K_RMSPROP, K_ADAM, K_ADAGRAD, K_EWA
+
+cdef struct Table:
+    int kind
+    int nptr                   # arrays per kernel call
+    Py_ssize_t count           # kernel calls (list length)
+    void** ptr                 # [count * MAX_ARRAYS] data pointers, NULL for absent state
+    Py_ssize_t* start          # [count + 1] first element of each call in the whole list
+    Py_ssize_t chunks          # number of chunks
+    Py_ssize_t* entry          # [chunks] the list entry of each chunk
+    Py_ssize_t* offset         # [chunks] its first element in that entry
+    char* f64                  # [count] 1 for float64, 0 for float32
+    double c[10]               # the per-call coefficients
+    int flag                   # nesterov (momentum)
+
+
+cdef inline void* _at(void* base, Py_ssize_t offset, Py_ssize_t itemsize) noexcept nogil:
+    return NULL if base == NULL else <char*>base + offset * itemsize
+
+
+cdef void _chunk_typed(floating* p, const Table* t, Py_ssize_t i, Py_ssize_t off,
+                       Py_ssize_t n) noexcept nogil:
+    """Run kernel ``t.kind`` of list entry ``i`` on its elements [off, off + n)."""
+    cdef void** a = t.ptr + i * MAX_ARRAYS
+    cdef Py_ssize_t s = sizeof(floating)
+    cdef double* c = <double*>t.c
+    p = p + off
+    cdef const floating* g = <const floating*>_at(a[1], off, s)
+    if t.kind == K_SGD:
+        sgd_kernel(p, g, n, <floating>c[0], <floating>c[1], <floating>c[2])
+    elif t.kind == K_MOMENTUM:
+        momentum_kernel(p, g, <floating*>_at(a[2], off, s), n, <floating>c[0], <floating>c[1],
+                        <floating>c[2], <floating>c[3], <floating>c[4], t.flag)
+    elif t.kind == K_RMSPROP:
+        rmsprop_kernel(p, g, <floating*>_at(a[2], off, s), <floating*>_at(a[3], off, s),
+                       <floating*>_at(a[4], off, s), n, <floating>c[0], <floating>c[1],
+                       <floating>c[2], <floating>c[3], <floating>c[4], <floating>c[5],
+                       <floating>c[6])
+    elif t.kind == K_ADAM:
+        adam_kernel(p, g, <floating*>_at(a[2], off, s), <floating*>_at(a[3], off, s),
+                    <floating*>_at(a[4], off, s), n, <floating>c[0], <floating>c[1],
+                    <floating>c[2], <floating>c[3], <floating>c[4], <floating>c[5],
+                    <floating>c[6], <floating>c[7], <floating>c[8], <floating>c[9])
+    elif t.kind == K_ADAGRAD:
+        adagrad_kernel(p, g, <floating*>_at(a[2], off, s), n, <floating>c[0], <floating>c[1],
+                       <floating>c[2], <floating>c[3])
+    else:
+        ewa_kernel(p, g, n, <floating>c[0], <floating>c[1])
+
+
+cdef void _run_chunk(const Table* t, Py_ssize_t chunk) noexcept nogil:
+    """Run chunk number ``chunk`` of the list (array ``t.entry[chunk]``)."""
+    cdef Py_ssize_t i = t.entry[chunk]
+    cdef Py_ssize_t off = t.offset[chunk]
+    cdef Py_ssize_t n = min(<Py_ssize_t>CHUNK, t.start[i + 1] - t.start[i] - off)
+    if t.f64[i]:
+        _chunk_typed[double](<double*>t.ptr[i * MAX_ARRAYS], t, i, off, n)
+    else:
+        _chunk_typed[float](<float*>t.ptr[i * MAX_ARRAYS], t, i, off, n)
+
+
+cdef object _get_num_threads = None
+
+
+cdef int _threads(object num_threads) except -1:
+    """The thread count to use: ``num_threads``, or fastoptim's setting when it is None."""
+    global _get_num_threads
+    if num_threads is None:
+        if _get_num_threads is None:
+            import fastoptim
+            _get_num_threads = getattr(fastoptim, "get_num_threads", None) or (lambda: 1)
+        num_threads = _get_num_threads()
+    if type(num_threads) is not int or num_threads < 1:
+        raise ValueError(f"num_threads must be an int >= 1 (or None), got {num_threads!r}")
+    return num_threads
+
+
+cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc, int flag,
+          object num_threads):
+    """Fill a Table from ``lists`` (param list first; None for an absent state list), check
+    what a crash would follow from, and run it on ``num_threads`` threads.
+
+    The table (about 50 bytes per array: pointers and offsets) comes from C ``malloc`` and is
+    freed before returning; no array data is allocated."""
+    cdef int nt = _threads(num_threads)
+    cdef Table t
+    cdef Py_ssize_t i, j, k, size = 0, chunk, most
+    cdef int typenum = 0
+    cdef cnp.ndarray a, p
+    params = lists[0]
+    k = len(params)
+    for j in range(1, len(lists)):
+        if lists[j] is not None and len(lists[j]) != k:
+            raise ValueError(f"{func}: {names[j]} has {len(lists[j])} arrays, "
+                             f"{names[0]} has {k}")
+    t.kind = kind
+    t.nptr = len(lists)
+    t.count = k
+    t.flag = flag
+    for j in range(nc):
+        t.c[j] = c[j]
+    # at most k + (total elements) / CHUNK chunks; sizes are checked below
+    most = k
+    for i in range(k):
+        most += cnp.PyArray_SIZE(params[i]) // CHUNK if cnp.PyArray_Check(params[i]) else 0
+    t.ptr = <void**>malloc(k * MAX_ARRAYS * sizeof(void*) + (k + 1 + 2 * most)
+                           * sizeof(Py_ssize_t) + k + 1)
+    if t.ptr == NULL:
+        raise MemoryError()
+    t.start = <Py_ssize_t*>(t.ptr + k * MAX_ARRAYS)
+    t.entry = t.start + k + 1
+    t.offset = t.entry + most
+    t.f64 = <char*>(t.offset + most)
+    t.chunks = 0
+    try:
+        t.start[0] = 0
+        for i in range(k):
+            for j in range(MAX_ARRAYS):
+                t.ptr[i * MAX_ARRAYS + j] = NULL
+            for j in range(t.nptr):
+                if lists[j] is None:
+                    continue
+                obj = lists[j][i]
+                if not cnp.PyArray_Check(obj):
+                    raise TypeError(f"{func}: {names[j]}[{i}] must be a numpy.ndarray, "
+                                    f"got {type(obj).__name__}")
+                a = <cnp.ndarray>obj
+                if j == 0:
+                    p = a
+                    typenum = cnp.PyArray_TYPE(p)
+                    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+                        raise TypeError(f"{func}: {names[0]}[{i}] must be float32 or float64")
+                    size = cnp.PyArray_SIZE(p)
+                elif cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_SIZE(a) != size:
+                    raise ValueError(f"{func}: {names[j]}[{i}] must have the dtype and size "
+                                     f"of {names[0]}[{i}]")
+                if not (cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a)):
+                    raise ValueError(f"{func}: {names[j]}[{i}] must be contiguous")
+                if j != 1 and not cnp.PyArray_ISWRITEABLE(a):
+                    raise ValueError(f"{func}: {names[j]}[{i}] is read-only")
+                t.ptr[i * MAX_ARRAYS + j] = cnp.PyArray_DATA(a)
+            t.f64[i] = typenum == cnp.NPY_FLOAT64
+            t.start[i + 1] = t.start[i] + size
+            if t.chunks + (size + CHUNK - 1) // CHUNK > most:
+                raise ValueError(f"{func}: {names[0]} changed while it was read")
+            j = 0
+            while j < size:  # (a C loop; range() with a step would build Python ints)
+                t.entry[t.chunks] = i
+                t.offset[t.chunks] = j
+                t.chunks += 1
+                j += CHUNK
+        if nt == 1 or t.start[k] < SERIAL_BELOW:
+            with nogil:
+                for chunk in range(t.chunks):
+                    _run_chunk(&t, chunk)
+        else:
+            for chunk in prange(t.chunks, nogil=True, num_threads=nt, schedule="dynamic"):
+                _run_chunk(&t, chunk)
+    finally:
+        free(t.ptr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Python entry points. Arguments: lists (any sequences) of arrays, one entry per parameter,
+# then the per-call coefficients of the single-array entry point of the same kernel. The
+# caller validates every array as for the single-array kernels (fastoptim._checks.check_arrays
+# on each entry's arrays); here only what would crash is checked (ndarray, float32/64, each
+# entry's dtype and size, contiguity, writeable outputs); overlap and layout pairing are not.
+# Entries may differ in size, shape and dtype.
+# ``num_threads``: an int >= 1, or None for fastoptim's thread setting
+# (``fastoptim.get_num_threads()``; 1 if the package has none). Results do not depend on it.
+# ---------------------------------------------------------------------------------------------
+
+def sgd_multi(params, grads, double lr, double grad_sign, double weight_decay, *,
+              num_threads=None):
+    """:func:`sgd` on every ``(params[i], grads[i])``, in one call and one parallel region."""
+    cdef double c[3]
+    c[:] = [lr, grad_sign, weight_decay]
+    _run(K_SGD, "sgd_multi", (params, grads), ("params", "grads"), c, 3, 0, num_threads)
+
+
+def momentum_multi(params, grads, velocities, double lr, double grad_sign, double weight_decay,
+                   double momentum, double one_minus_dampening, bint nesterov, *,
+                   num_threads=None):
+    """:func:`momentum` on every ``(params[i], grads[i], velocities[i])``, in one call."""
+    cdef double c[5]
+    c[:] = [lr, grad_sign, weight_decay, momentum, one_minus_dampening]
+    _run(K_MOMENTUM, "momentum_multi", (params, grads, velocities),
+         ("params", "grads", "velocities"), c, 5, nesterov, num_threads)
+
+
+def rmsprop_multi(params, grads, square_avgs, momentum_buffers, grad_avgs, double lr,
+                  double grad_sign, double weight_decay, double alpha, double one_minus_alpha,
+                  double eps, double momentum, *, num_threads=None):
+    """:func:`rmsprop` on every entry, in one call; ``momentum_buffers`` / ``grad_avgs`` are
+    lists or None (for every entry alike)."""
+    cdef double c[7]
+    c[:] = [lr, grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum]
+    _run(K_RMSPROP, "rmsprop_multi", (params, grads, square_avgs, momentum_buffers, grad_avgs),
+         ("params", "grads", "square_avgs", "momentum_buffers", "grad_avgs"), c, 7, 0,
+         num_threads)
+
+
+def adam_multi(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, double grad_sign,
+               double weight_decay, double param_scale, double beta1, double one_minus_beta1,
+               double beta2, double one_minus_beta2, double step_size,
+               double inv_bias_correction2_sqrt, double eps, *, num_threads=None):
+    """:func:`adam` on every entry, in one call and one parallel region.
+
+    ``max_exp_avg_sqs`` is a list (AMSGrad) or None. Example (an optimizer's step)::
+
+        kernels.adam_multi(params, grads, ms, vs, None,
+                           *_coefficients.adam(t, lr, b1, b2, eps, wd, False, False))
+    """
+    cdef double c[10]
+    c[:] = [grad_sign, weight_decay, param_scale, beta1, one_minus_beta1, beta2,
+            one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps]
+    _run(K_ADAM, "adam_multi", (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs),
+         ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs"), c, 10, 0,
+         num_threads)
+
+
+def adagrad_multi(params, grads, state_sums, double clr, double grad_sign, double weight_decay,
+                  double eps, *, num_threads=None):
+    """:func:`adagrad` on every ``(params[i], grads[i], state_sums[i])``, in one call."""
+    cdef double c[4]
+    c[:] = [clr, grad_sign, weight_decay, eps]
+    _run(K_ADAGRAD, "adagrad_multi", (params, grads, state_sums),
+         ("params", "grads", "state_sums"), c, 4, 0, num_threads)
+
+
+def ewa_multi(averages, values, double beta, double one_minus_beta, *, num_threads=None):
+    """:func:`ewa` on every ``(averages[i], values[i])``, in one call."""
+    cdef double c[2]
+    c[:] = [beta, one_minus_beta]
+    _run(K_EWA, "ewa_multi", (averages, values), ("averages", "values"), c, 2, 0, num_threads)

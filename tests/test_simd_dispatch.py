@@ -1,0 +1,63 @@
+"""Runtime SIMD dispatch of the Cython kernels: the variant running is the best this CPU
+supports, and every other variant this CPU can run passes the parity test too."""
+import platform
+
+import numpy as np
+import pytest
+from kernel_cases import CASES, case_id
+from test_parity import test_matches_reference_over_many_steps as parity
+
+from fastoptim import kernels
+
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def expected_best(flags):
+    if {"avx512f", "avx512vl", "avx512bw", "avx512dq"} <= flags:
+        return "avx512"
+    if {"avx2", "fma"} <= flags:
+        return "avx2"
+    return "sse2"
+
+
+@pytest.mark.skipif(not X86 or cpu_flags() is None, reason="needs x86 Linux (/proc/cpuinfo)")
+def test_running_variant_is_the_best_this_cpu_supports():
+    best = expected_best(cpu_flags())
+    assert kernels.simd_target() == best
+    assert kernels.simd_targets()[-1] == best
+    assert kernels.simd_targets()[0] == "sse2"
+
+
+def test_unknown_or_unsupported_variant_is_refused():
+    with pytest.raises(ValueError, match="not available"):
+        kernels._select_simd_target("no-such-target")
+    assert kernels.simd_target() == kernels.simd_targets()[-1]
+
+
+# the running variant is covered by test_parity; here the others this CPU can run
+@pytest.fixture(params=kernels.simd_targets()[:-1] or [None])
+def simd_target(request):
+    if request.param is None:
+        pytest.skip("this build has one SIMD variant only")
+    previous = kernels._select_simd_target(request.param)
+    yield request.param
+    kernels._select_simd_target(previous)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("shape", [(0,), (17,), (1000,)], ids=str)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_every_variant_matches_reference(case, shape, dtype, simd_target, rng):
+    assert kernels.simd_target() == simd_target
+    parity(case=case, shape=shape, order="C", dtype=dtype, backend="cython", rng=rng)
