@@ -1,31 +1,40 @@
-"""Measure where the Numba parallel kernels start beating the serial Cython ones.
+"""Measure where running a kernel on several threads starts to pay: the crossover that
+``backend="auto"`` uses (``PARALLEL_MIN_TRAFFIC`` in ``src/fastoptim/_backends.py``).
 
     PYTHONPATH=src python bench/crossover.py            # scan, print the crossovers
-    PYTHONPATH=src python bench/crossover.py --sizes 1000 100000 1000000 10000000 \
-        --kernels adam --dtypes float32 --backends cython numba auto   # side-by-side table
+    PYTHONPATH=src python bench/crossover.py --sizes 1000 100000 1000000 10000000 \\
+        --kernels adam --dtypes float32                 # side-by-side table
 
-For each kernel, dtype and size, the backends are timed in interleaved rounds (median per
-call; see ``fastoptim.bench.time_interleaved``). The crossover of a dtype is the smallest
-scanned size from which ``numba`` is faster than ``cython`` at that size and every larger one,
-for every scanned kernel. Copy it into ``AUTO_CROSSOVER`` in ``src/fastoptim/_backends.py``
-and record the output in ``bench/README.md``.
+Per kernel, dtype and size, three implementations are timed in interleaved rounds (median per
+call; ``fastoptim.bench.time_interleaved``): ``serial`` (the Cython kernel on one thread),
+``parallel`` (the same kernels on ``fastoptim.get_num_threads()`` OpenMP threads, forced at
+every size) and ``numba`` (the Numba ``prange`` kernels). The crossover of a dtype is the
+smallest scanned size from which ``parallel`` beats ``serial`` at that size and every larger
+one. Expressed as the memory traffic of a serial call (bytes read + written per element x n)
+it is about the same for every kernel and dtype; copy that into ``PARALLEL_MIN_TRAFFIC`` and
+record the output in ``bench/README.md``.
 """
 from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 import fastoptim
-from fastoptim._backends import AUTO_CROSSOVER
+from fastoptim import _backends, kernels
 from fastoptim.bench import kernel_call, time_interleaved
 
-SCAN_SIZES = [2**k for k in range(10, 24)]  # 1 Ki .. 8 Mi elements
+SCAN_SIZES = [2**k for k in range(12, 25)]  # 4 Ki .. 16 Mi elements
+IMPLEMENTATIONS = {"serial": "cython", "parallel": "auto", "numba": "numba"}
+# arrays per call in fastoptim.bench.kernel_call's cases (param, grad and the state)
+N_ARRAYS = {"sgd": 2, "momentum": 3, "rmsprop": 3, "adam": 4, "adagrad": 3, "ewa": 2}
 
 
-def crossover(times: dict, sizes: list) -> int:
-    """Smallest size from which numba wins at it and at every larger size (inf if never)."""
+def crossover(times: dict, sizes: list) -> float:
+    """Smallest size from which parallel wins at it and at every larger size (inf if never)."""
     best = float("inf")
     for n in reversed(sizes):
-        if times[n]["numba"] >= times[n]["cython"]:
+        if times[n]["parallel"] >= times[n]["serial"]:
             break
         best = n
     return best
@@ -36,33 +45,36 @@ def main() -> None:
     parser.add_argument("--kernels", nargs="+", default=["sgd", "adam"])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     parser.add_argument("--sizes", nargs="+", type=int, default=SCAN_SIZES)
-    parser.add_argument("--backends", nargs="+", default=["cython", "numba"])
+    parser.add_argument("--no-numba", action="store_true", help="time serial and parallel only")
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
 
-    fastoptim.warmup()
-    print(f"threads {fastoptim.get_num_threads()}, current AUTO_CROSSOVER {AUTO_CROSSOVER}")
-    head = "".join(f"{b + ' ns/el':>14}" for b in args.backends)
-    print(f"{'kernel':<8}{'dtype':<9}{'n':>10}{head}{'numba/cython':>14}"
-          if "numba" in args.backends and "cython" in args.backends
-          else f"{'kernel':<8}{'dtype':<9}{'n':>10}{head}")
-    found = {}
+    impls = dict(IMPLEMENTATIONS)
+    if args.no_numba:
+        del impls["numba"]
+    else:
+        fastoptim.warmup()
+    print(f"threads {fastoptim.get_num_threads()}, current PARALLEL_MIN_TRAFFIC "
+          f"{_backends.PARALLEL_MIN_TRAFFIC}")
+    # "auto" on the parallel path at every size: the measurement decides, not the constant
+    _backends.PARALLEL_MIN_TRAFFIC = 0
+    kernels.set_parallel_min_traffic(0)
+    head = "".join(f"{name + ' ns/el':>16}" for name in impls)
+    print(f"{'kernel':<8}{'dtype':<9}{'n':>10}{head}{'parallel/serial':>17}")
     for dtype in args.dtypes:
         for kernel in args.kernels:
             times = {}
             for n in args.sizes:
-                calls = {b: kernel_call(kernel, n, dtype, b) for b in args.backends}
+                calls = {name: kernel_call(kernel, n, dtype, backend)
+                         for name, backend in impls.items()}
                 t = times[n] = time_interleaved(calls, args.repeats)
-                row = "".join(f"{t[b] / n * 1e9:>14.3f}" for b in args.backends)
-                ratio = (f"{t['numba'] / t['cython']:>14.2f}"
-                         if "numba" in t and "cython" in t else "")
-                print(f"{kernel:<8}{dtype:<9}{n:>10}{row}{ratio}", flush=True)
-            if "numba" in args.backends and "cython" in args.backends:
-                n_x = crossover(times, args.sizes)
-                found[dtype] = max(found.get(dtype, 0), n_x)
-                print(f"# {kernel} {dtype}: numba wins from {n_x} elements")
-    for dtype, n_x in found.items():
-        print(f"crossover {dtype}: {n_x}")
+                row = "".join(f"{t[name] / n * 1e9:>16.3f}" for name in impls)
+                print(f"{kernel:<8}{dtype:<9}{n:>10}{row}{t['parallel'] / t['serial']:>17.2f}",
+                      flush=True)
+            n_x = crossover(times, args.sizes)
+            traffic = n_x * np.dtype(dtype).itemsize * (2 * N_ARRAYS[kernel] - 1)
+            print(f"# {kernel} {dtype}: parallel wins from {n_x} elements "
+                  f"({traffic / 2**20:.1f} MiB moved per call)")
 
 
 if __name__ == "__main__":

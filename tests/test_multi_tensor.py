@@ -14,9 +14,18 @@ from fastoptim import kernels
 SIZES = [0, 1, 7, 64, 1000, 16384, 16385, 40000, 100003, 150001]
 
 
-def test_sizes_cover_chunking_and_the_parallel_path():
+def test_sizes_cover_chunking():
     assert kernels.MULTI_CHUNK in SIZES and kernels.MULTI_CHUNK + 1 in SIZES
-    assert sum(SIZES) >= kernels.MULTI_SERIAL_BELOW
+
+
+@pytest.fixture(autouse=True)
+def parallel_at_every_size():
+    """num_threads=2 runs the OpenMP region whatever the size (1 runs the serial loop)."""
+    previous = kernels.set_parallel_min_traffic(0)
+    yield
+    kernels.set_parallel_min_traffic(previous)
+
+
 FUNC = {"sgd": F.sgd_step, "momentum": F.momentum_step, "rmsprop": F.rmsprop_step,
         "adam": F.adam_step, "adagrad": F.adagrad_step, "ewa": F.ewa_update}
 # optional state of a kernel's single-array entry point, in its positional order

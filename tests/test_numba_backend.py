@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastoptim as fo
-from fastoptim import _backends, _threads
+from fastoptim import _backends, _cython_parallel, _threads
 from fastoptim import reference as ref
 
 from testing_settings import DTYPES, TOLERANCE
@@ -165,14 +165,17 @@ def test_environment_variable_sets_the_default(threads, monkeypatch):
 # ------------------------------------------------------------------------------------ auto
 
 @pytest.mark.parametrize("itemsize", [4, 8])
-def test_auto_picks_cython_below_the_crossover_and_numba_above(threads, monkeypatch, itemsize):
+@pytest.mark.parametrize("n_arrays", [2, 4, 5])
+def test_auto_picks_serial_below_the_crossover_and_parallel_above(threads, monkeypatch,
+                                                                   itemsize, n_arrays):
     monkeypatch.setattr(_backends, "DEFAULT_BACKEND", "auto")
-    n_x = _backends.crossover(itemsize)
+    n_x = _backends.crossover(itemsize, n_arrays)
+    assert n_x * itemsize * (2 * n_arrays - 1) >= _backends.PARALLEL_MIN_TRAFFIC
     fo.set_num_threads(2)
-    assert _backends.select("f", "auto", n_x - 1, itemsize) is _backends._cython
-    assert _backends.select("f", "auto", n_x, itemsize) is _backends.numba_backend()
+    assert _backends.select("f", "auto", n_x - 1, itemsize, n_arrays) is _backends._cython
+    assert _backends.select("f", "auto", n_x, itemsize, n_arrays) is _cython_parallel
     fo.set_num_threads(1)  # threads cannot pay with one thread
-    assert _backends.select("f", "auto", 10 * n_x, itemsize) is _backends._cython
+    assert _backends.select("f", "auto", 10 * n_x, itemsize, n_arrays) is _backends._cython
 
 
 def test_environment_backend_overrides_auto(monkeypatch):
@@ -190,7 +193,7 @@ def test_show_config_lists_numba_threads_and_crossovers(capsys):
     fo.show_config()
     out = capsys.readouterr().out
     assert "numba" in out and f"threads   {fo.get_num_threads()}" in out
-    assert str(_backends.AUTO_CROSSOVER[4]) in out and str(_backends.AUTO_CROSSOVER[8]) in out
+    assert f"{_backends.PARALLEL_MIN_TRAFFIC} bytes" in out
 
 
 # ------------------------------------------------------------------- fresh subprocesses

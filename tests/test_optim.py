@@ -365,3 +365,25 @@ def test_step_does_not_revalidate_hyperparameters_or_call_public_steps(cls, opts
     for _ in range(3):
         opt.step(make_grads(rng, params))
     assert calls == [] and opt.t == 3
+
+
+@pytest.mark.parametrize("cls,opts", [(SGD, dict(lr=0.1)), (SGD, dict(lr=0.1, momentum=0.9)),
+                                      (RMSprop, dict(centered=True, momentum=0.5)),
+                                      (Adam, dict(amsgrad=True)), (AdamW, {}), (Adagrad, {})],
+                         ids=lambda x: x.__name__ if isinstance(x, type) else str(x))
+def test_step_is_one_compiled_multi_tensor_call(cls, opts, monkeypatch, rng):
+    """A step over many arrays is one kernels.<kernel>_multi call, not a per-array loop."""
+    from fastoptim import kernels
+    params = make_params(rng, np.float32, True)
+    opt = cls(params, **opts)  # backend "auto"
+    kernel = opt._kernel
+    calls = []
+    multi = getattr(kernels, kernel + "_multi")
+    monkeypatch.setattr(kernels, kernel + "_multi",
+                        lambda *a, **k: calls.append(len(a[0])) or multi(*a, **k))
+    monkeypatch.setattr(kernels, kernel, lambda *a: pytest.fail("per-array kernel called"))
+    before = [p.copy() for p in params.values()]
+    for _ in range(2):
+        opt.step(make_grads(rng, params))
+    assert calls == [len(params)] * 2
+    assert all(p.size == 0 or not np.array_equal(p, b) for p, b in zip(params.values(), before))

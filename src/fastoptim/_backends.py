@@ -6,31 +6,38 @@ validated arrays (any shape, contiguous in one common order) and the per-call co
 The ``"numpy"`` reference takes user-level hyperparameters instead, so :func:`select`
 returns ``None`` for it and the caller runs :mod:`fastoptim.reference`.
 
-``"auto"`` picks per call: the serial Cython kernel below :data:`AUTO_CROSSOVER` elements
-(lowest call overhead; threads do not pay on small, cache-resident arrays), the parallel
-Numba kernel from there on (when numba can be imported and more than one thread is allowed).
+``"auto"`` picks per call: the serial Cython kernel while a call moves less than
+:data:`PARALLEL_MIN_TRAFFIC` bytes (lowest call overhead; threads do not pay on small,
+cache-resident arrays), and from
+there on the same Cython kernels run by several OpenMP threads over fixed chunks
+(:mod:`fastoptim._cython_parallel`), when more than one thread is allowed. Both give the
+same results bit for bit. The Numba backend is as fast on large arrays but costs tens of
+microseconds more per call (and a compilation on first use), so "auto" leaves it to
+``backend="numba"``.
 
-Numba is imported only when the ``"numba"`` backend is first asked for (or ``"auto"`` first
-meets a large array), so that ``import fastoptim`` stays fast and compiles nothing.
+Numba is imported only when the ``"numba"`` backend is first asked for, so that
+``import fastoptim`` stays fast and compiles nothing.
 """
 import importlib
 import os
 
+from . import _cython_parallel
 from . import _threads
 from . import kernels as _cython
 
 BACKENDS = ("auto", "cython", "numba", "numpy")
 
-# Array size (elements) from which "auto" runs the Numba parallel kernels, keyed by itemsize
-# (4: float32, 8: float64): 16 MiB per array for both. The one place these live. Measured on
-# this machine (2 cores, shared) with `python bench/crossover.py`: Numba's two threads beat
-# the serial Cython kernel on every scanned kernel only from 4 Mi float32 / 2 Mi float64
-# elements; below that, waiting for the second core costs more than it brings whenever the
-# cores are busy. The runs are recorded in bench/README.md.
-AUTO_CROSSOVER = {4: 4_194_304, 8: 2_097_152}
+# Memory traffic of one call (bytes read + written: every array read, all but the gradient
+# written; 28 bytes per element for float32 Adam) from which threads pay: the one place this
+# crossover lives (the multi-tensor kernels use it too, for their whole list). Measured on
+# this machine (2 cores, AVX2, idle) with `python bench/crossover.py`: the serial and the
+# two-thread times cross where a serial call moves 3-6 MB, for every kernel and dtype (Adam
+# float32 at 128-256 Ki elements, SGD float32 at 512 Ki, Adam float64 at 64 Ki, SGD float64
+# at 128 Ki); the run is recorded in bench/README.md.
+PARALLEL_MIN_TRAFFIC = 4 * 1024 * 1024
+_cython.set_parallel_min_traffic(PARALLEL_MIN_TRAFFIC)
 
 _numba_module = None
-_numba_missing = False
 
 
 def numba_backend():
@@ -47,27 +54,18 @@ def numba_backend():
     return _numba_module
 
 
-def _numba_if_available():
-    """The Numba backend module, or ``None`` (remembered) when numba cannot be imported."""
-    global _numba_missing
-    if _numba_missing:
-        return None
-    try:
-        return numba_backend()
-    except ImportError:
-        _numba_missing = True
-        return None
+def crossover(itemsize: int, n_arrays: int = 4) -> int:
+    """Elements per array from which ``"auto"`` runs the parallel kernels, for this itemsize
+    and number of arrays (4 for Adam: param, grad, exp_avg, exp_avg_sq)."""
+    per_element = itemsize * (2 * n_arrays - 1)
+    return -(-PARALLEL_MIN_TRAFFIC // per_element)
 
 
-def crossover(itemsize: int) -> int:
-    """Elements from which ``"auto"`` runs the parallel kernels, for this itemsize."""
-    return AUTO_CROSSOVER.get(itemsize, AUTO_CROSSOVER[8])
-
-
-def _auto(n: int, itemsize: int):
-    if n < crossover(itemsize) or _threads.get_num_threads() < 2:
+def _auto(n: int, itemsize: int, n_arrays: int):
+    if n * itemsize * (2 * n_arrays - 1) < PARALLEL_MIN_TRAFFIC \
+            or _threads.get_num_threads() < 2:
         return _cython
-    return _numba_if_available() or _cython
+    return _cython_parallel
 
 
 def warmup() -> int:
@@ -101,13 +99,13 @@ def _default_backend() -> str:
 DEFAULT_BACKEND = _default_backend()
 
 
-def select(func: str, backend, n: int, itemsize: int = 8):
-    """The backend module for a call on ``n`` elements of ``itemsize`` bytes, or ``None``
-    for the NumPy reference."""
+def select(func: str, backend, n: int, itemsize: int = 8, n_arrays: int = 2):
+    """The backend module for a call on ``n_arrays`` arrays (param, grad and the state) of
+    ``n`` elements of ``itemsize`` bytes, or ``None`` for the NumPy reference."""
     if backend == "auto":
         backend = DEFAULT_BACKEND
         if backend == "auto":
-            return _auto(n, itemsize)
+            return _auto(n, itemsize, n_arrays)
     if backend == "cython":
         return _cython
     if backend == "numpy":

@@ -33,7 +33,8 @@ def numba_status() -> str:
 
 def config_lines() -> list:
     from . import __version__, _threads, kernels
-    from ._backends import AUTO_CROSSOVER, BACKENDS, DEFAULT_BACKEND
+    from . import _backends
+    from ._backends import BACKENDS, DEFAULT_BACKEND
     lines = [
         f"fastoptim {__version__}",
         f"python    {platform.python_version()} ({sys.executable})",
@@ -43,12 +44,12 @@ def config_lines() -> list:
         f"kernels   cython runs the {kernels.simd_target()} variant "
         f"(this CPU can run: {', '.join(kernels.simd_targets())})",
         f"backends  {', '.join(BACKENDS)} (default {DEFAULT_BACKEND!r})",
-        "cython    serial single-array kernels; *_multi over array lists runs OpenMP threads",
         f"numba     {numba_status()}",
         f"threads   {_threads.get_num_threads()} (set_num_threads, else "
         f"{_threads.ENV_VAR}, else the {_threads.available_cpus()} CPUs available)",
-        f"auto      numba from {AUTO_CROSSOVER[4]} float32 / {AUTO_CROSSOVER[8]} float64 "
-        f"elements (with 2+ threads), cython below",
+        f"auto      serial cython below {_backends.PARALLEL_MIN_TRAFFIC} bytes moved per call "
+        f"(Adam float32: {_backends.crossover(4)} elements), OpenMP threads from there "
+        f"(with 2+ threads); numba only when asked for",
     ]
     return lines
 

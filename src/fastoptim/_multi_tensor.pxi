@@ -13,11 +13,28 @@ from cython.parallel cimport prange
 cdef enum:
     CHUNK = 16384              # elements: 64 KiB of float32 per array, fits L2 with 5 arrays
     MAX_ARRAYS = 5             # arrays per kernel call (param, grad, up to 3 states)
-    SERIAL_BELOW = 262144      # total elements under which one thread does everything:
-                               # 2 threads lost below ~3e5 here (bench/parallel_single.py)
 
 MULTI_CHUNK = CHUNK
-MULTI_SERIAL_BELOW = SERIAL_BELOW
+
+# Memory traffic of one call (bytes read + written: every array read, all but the gradient
+# written) under which one thread does everything, because threads do not pay there.
+# fastoptim._backends sets it at import from PARALLEL_MIN_TRAFFIC, the measured crossover and
+# the one place that number lives; get/set_parallel_min_traffic let benchmarks move it.
+cdef Py_ssize_t _parallel_min_traffic = 4 << 20
+
+
+def get_parallel_min_traffic():
+    """Bytes moved per call from which the multi-tensor kernels use several threads."""
+    return _parallel_min_traffic
+
+
+def set_parallel_min_traffic(Py_ssize_t nbytes):
+    """Set :func:`get_parallel_min_traffic` (``>= 0``); returns the previous value."""
+    global _parallel_min_traffic
+    if nbytes < 0:
+        raise ValueError(f"nbytes must be >= 0, got {nbytes}")
+    previous, _parallel_min_traffic = _parallel_min_traffic, nbytes
+    return previous
 
 
 cdef enum Kind:
@@ -107,7 +124,7 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
     freed before returning; no array data is allocated."""
     cdef int nt = _threads(num_threads)
     cdef Table t
-    cdef Py_ssize_t i, j, k, size = 0, chunk, most
+    cdef Py_ssize_t i, j, k, size = 0, chunk, most, nbytes = 0
     cdef int typenum = 0
     cdef cnp.ndarray a, p
     params = lists[0]
@@ -163,6 +180,7 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
                     raise ValueError(f"{func}: {names[j]}[{i}] is read-only")
                 t.ptr[i * MAX_ARRAYS + j] = cnp.PyArray_DATA(a)
             t.f64[i] = typenum == cnp.NPY_FLOAT64
+            nbytes += size * (8 if t.f64[i] else 4)
             t.start[i + 1] = t.start[i] + size
             if t.chunks + (size + CHUNK - 1) // CHUNK > most:
                 raise ValueError(f"{func}: {names[0]} changed while it was read")
@@ -172,7 +190,8 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
                 t.offset[t.chunks] = j
                 t.chunks += 1
                 j += CHUNK
-        if nt == 1 or t.start[k] < SERIAL_BELOW:
+        arrays = sum(1 for lst in lists if lst is not None)
+        if nt == 1 or nbytes * (2 * arrays - 1) < _parallel_min_traffic:
             with nogil:
                 for chunk in range(t.chunks):
                     _run_chunk(&t, chunk)

@@ -83,7 +83,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: fl
     f = "sgd_step"
     lr, weight_decay, maximize = _v.check_scalars(f, _SGD_SCALARS, (lr, weight_decay, maximize))
     _v.check_arrays(f, _SGD_NAMES, (param, grad))
-    impl = _select(f, backend, param.size, param.itemsize)
+    impl = _select(f, backend, param.size, param.itemsize, 2)
     if impl is None:
         _reference.sgd_step(param, grad, lr=lr, weight_decay=weight_decay, maximize=maximize)
     else:
@@ -135,7 +135,7 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, 
         raise ValueError(
             f"{f}: nesterov=True needs momentum > 0 and dampening == 0, got "
             f"momentum={momentum!r}, dampening={dampening!r}")
-    impl = _select(f, backend, param.size, param.itemsize)
+    impl = _select(f, backend, param.size, param.itemsize, 3)
     if impl is None:
         _reference.momentum_step(param, grad, velocity, lr=lr, momentum=momentum,
                                  dampening=dampening, nesterov=nesterov,
@@ -207,7 +207,7 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
     else:
         _v.forbid_unused(f, "grad_avg", grad_avg, "centered=True")
     _v.check_arrays(f, tuple(names), tuple(arrays))
-    impl = _select(f, backend, param.size, param.itemsize)
+    impl = _select(f, backend, param.size, param.itemsize, len(arrays))
     if impl is None:
         _reference.rmsprop_step(param, grad, square_avg, lr=lr, alpha=alpha, eps=eps,
                                 weight_decay=weight_decay, momentum=momentum,
@@ -276,7 +276,7 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     else:
         _v.forbid_unused(f, "max_exp_avg_sq", max_exp_avg_sq, "amsgrad=True")
         _v.check_arrays(f, _ADAM_NAMES, (param, grad, exp_avg, exp_avg_sq))
-    impl = _select(f, backend, param.size, param.itemsize)
+    impl = _select(f, backend, param.size, param.itemsize, 5 if amsgrad else 4)
     if impl is None:
         _reference.adam_step(param, grad, exp_avg, exp_avg_sq, step=step, lr=lr, beta1=beta1,
                              beta2=beta2, eps=eps, weight_decay=weight_decay,
@@ -321,7 +321,7 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, 
     step, lr, lr_decay, weight_decay, eps, maximize = _v.check_scalars(
         f, _ADAGRAD_SCALARS, (step, lr, lr_decay, weight_decay, eps, maximize))
     _v.check_arrays(f, _ADAGRAD_NAMES, (param, grad, state_sum))
-    impl = _select(f, backend, param.size, param.itemsize)
+    impl = _select(f, backend, param.size, param.itemsize, 3)
     if impl is None:
         _reference.adagrad_step(param, grad, state_sum, step=step, lr=lr, lr_decay=lr_decay,
                                 weight_decay=weight_decay, eps=eps, maximize=maximize)
@@ -354,7 +354,7 @@ def ewa_update(average: np.ndarray, value: np.ndarray, *, beta: float,
     f = "ewa_update"
     (beta,) = _v.check_scalars(f, _EWA_SCALARS, (beta,))
     _v.check_arrays(f, _EWA_NAMES, (average, value))
-    impl = _select(f, backend, average.size, average.itemsize)
+    impl = _select(f, backend, average.size, average.itemsize, 2)
     if impl is None:
         _reference.ewa_update(average, value, beta=beta)
     else:

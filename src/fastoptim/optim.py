@@ -32,6 +32,8 @@ from . import _coefficients as _coef
 from . import _params
 from . import _validation as _v
 from . import reference as _reference
+from . import _cython_parallel
+from . import kernels as _cython
 from ._backends import select as _select
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad"]
@@ -264,7 +266,6 @@ class Optimizer:
         self._state_lists = [None if s is None else self._state[s] for s in self._slot_names]
         self._array_states = [tuple(None if s is None else s[i] for s in self._state_lists)
                               for i in range(len(self._params))]
-        self._numel = sum(p.size for p in self._params)
 
     def _lr_at(self, f: str, t: int) -> float:
         lr = self._lr
@@ -273,20 +274,24 @@ class Optimizer:
         return lr
 
     def _apply(self, grads: List[np.ndarray], t: int, lr: float) -> None:
-        """Update every array: THE per-array loop (one backend call per parameter).
+        """Update every array, with the coefficients computed once for the step.
 
         ``self._params``, ``grads`` and each list of ``self._state_lists`` are parallel lists
-        in one fixed order; array ``i`` is updated by the entry point ``self._kernel`` with
-        ``(param[i], grad[i], *state[i], *coefficients)``. The backend is chosen once per
-        step (from the total number of elements) and the coefficients are computed once, so
-        a multi-tensor backend can replace this loop by one call over the lists.
+        in one fixed order. On the Cython backend (what "auto" picks) the whole list is one
+        compiled call, ``kernels.<kernel>_multi``: one OpenMP parallel region over all the
+        arrays when the step moves enough memory for threads to pay, one thread otherwise.
+        Other backends get one call per array.
         """
-        impl = _select(type(self).__name__, self.backend, self._numel)
+        impl = _select(type(self).__name__, self.backend, 0)
         if impl is None:
             self._apply_reference(grads, t, lr)
             return
-        kernel = getattr(impl, self._kernel)
         coefficients = self._coefficients(t, lr)
+        if impl is _cython or impl is _cython_parallel:
+            multi = getattr(_cython, self._kernel + "_multi")
+            multi(self._params, grads, *self._state_lists, *coefficients)
+            return
+        kernel = getattr(impl, self._kernel)
         for param, grad, states in zip(self._params, grads, self._array_states):
             kernel(param, grad, *states, *coefficients)
 
