@@ -61,13 +61,6 @@ def crossover(itemsize: int, n_arrays: int = 4) -> int:
     return -(-PARALLEL_MIN_TRAFFIC // per_element)
 
 
-def _auto(n: int, itemsize: int, n_arrays: int):
-    if n * itemsize * (2 * n_arrays - 1) < PARALLEL_MIN_TRAFFIC \
-            or _threads.get_num_threads() < 2:
-        return _cython
-    return _cython_parallel
-
-
 def warmup() -> int:
     """Compile every Numba kernel for float32 and float64 now, instead of on first use.
 
@@ -104,8 +97,10 @@ def select(func: str, backend, n: int, itemsize: int = 8, n_arrays: int = 2):
     ``n`` elements of ``itemsize`` bytes, or ``None`` for the NumPy reference."""
     if backend == "auto":
         backend = DEFAULT_BACKEND
-        if backend == "auto":
-            return _auto(n, itemsize, n_arrays)
+        if backend == "auto":  # (inline: this runs on every call, small ones included)
+            if n * itemsize * (2 * n_arrays - 1) < PARALLEL_MIN_TRAFFIC:
+                return _cython
+            return _cython_parallel if _threads.get_num_threads() > 1 else _cython
     if backend == "cython":
         return _cython
     if backend == "numpy":
