@@ -387,3 +387,18 @@ def test_step_is_one_compiled_multi_tensor_call(cls, opts, monkeypatch, rng):
         opt.step(make_grads(rng, params))
     assert calls == [len(params)] * 2
     assert all(p.size == 0 or not np.array_equal(p, b) for p, b in zip(params.values(), before))
+
+
+def test_state_lives_in_one_arena_laid_out_like_the_params(rng):
+    params = make_params(rng, np.float32, True, fortran=True)
+    params["c64"] = rng.standard_normal(9)  # float64 next to float32
+    opt = Adam(params, amsgrad=True)
+    for name, buffers in opt._state.items():
+        base = buffers[0].base
+        for p, s in zip(params.values(), buffers):
+            assert s.base is base and s.shape == p.shape and s.dtype == p.dtype
+            assert s.flags.f_contiguous == p.flags.f_contiguous and not s.any()
+            assert s.ctypes.data % 64 == 0
+        ends = sorted((s.ctypes.data, s.ctypes.data + s.nbytes) for s in buffers)
+        assert all(a[1] <= b[0] for a, b in zip(ends, ends[1:]))  # no overlap
+    assert Adagrad(params, initial_accumulator_value=0.5)._state["sum"][0].min() == 0.5

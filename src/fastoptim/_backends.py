@@ -30,11 +30,12 @@ BACKENDS = ("auto", "cython", "numba", "numpy")
 # Memory traffic of one call (bytes read + written: every array read, all but the gradient
 # written; 28 bytes per element for float32 Adam) from which threads pay: the one place this
 # crossover lives (the multi-tensor kernels use it too, for their whole list). Measured on
-# this machine (2 cores, AVX2, idle) with `python bench/crossover.py`: the serial and the
-# two-thread times cross where a serial call moves 3-6 MB, for every kernel and dtype (Adam
-# float32 at 128-256 Ki elements, SGD float32 at 512 Ki, Adam float64 at 64 Ki, SGD float64
-# at 128 Ki); the run is recorded in bench/README.md.
-PARALLEL_MIN_TRAFFIC = 4 * 1024 * 1024
+# this machine (2 cores, AVX2, idle) with `python bench/crossover.py`: two threads beat the
+# serial kernel from a serial call that moves 2-12 MiB (Adam float64 1.8 MiB, SGD float64
+# 6 MiB, Adam float32 7 MiB, SGD float32 12 MiB); 8 MiB loses least across them (a wrong
+# "parallel" costs up to 1.4x near the crossover, a wrong "serial" at most ~1.3x). The run
+# is recorded in bench/README.md.
+PARALLEL_MIN_TRAFFIC = 8 * 1024 * 1024
 _cython.set_parallel_min_traffic(PARALLEL_MIN_TRAFFIC)
 
 _numba_module = None

@@ -20,7 +20,7 @@ MULTI_CHUNK = CHUNK
 # written) under which one thread does everything, because threads do not pay there.
 # fastoptim._backends sets it at import from PARALLEL_MIN_TRAFFIC, the measured crossover and
 # the one place that number lives; get/set_parallel_min_traffic let benchmarks move it.
-cdef Py_ssize_t _parallel_min_traffic = 4 << 20
+cdef Py_ssize_t _parallel_min_traffic = 8 << 20
 
 
 def get_parallel_min_traffic():

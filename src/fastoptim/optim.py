@@ -33,6 +33,7 @@ from . import _params
 from . import _validation as _v
 from . import reference as _reference
 from . import _cython_parallel
+from . import arena as _arena
 from . import kernels as _cython
 from ._backends import select as _select
 
@@ -81,7 +82,7 @@ class Optimizer:
         self.last_lr = None
         self._set_slots(self._slots(self._hyper))
         self._state: Dict[str, List[np.ndarray]] = {
-            name: [self._new_state(name, p) for p in arrays]
+            name: self._new_states(name, arrays)
             for name in self._slot_names if name is not None}
         self._bind_state()
 
@@ -94,8 +95,11 @@ class Optimizer:
     def _slots(hyper: dict) -> Tuple:
         raise NotImplementedError
 
-    def _new_state(self, name: str, param: np.ndarray) -> np.ndarray:
-        return np.zeros_like(param)
+    def _new_states(self, name: str, params: List[np.ndarray]) -> List[np.ndarray]:
+        """One zeroed buffer per parameter (its shape, dtype and layout), all views of one
+        aligned buffer (:func:`fastoptim.arena.zeros_like_all`): a step over many arrays
+        then touches fewer memory pages, and runs as fast as on one flat array."""
+        return _arena.zeros_like_all(params)
 
     def _coefficients(self, t: int, lr: float) -> tuple:
         raise NotImplementedError
@@ -584,8 +588,11 @@ class Adagrad(Optimizer):
     def _slots(h):
         return ("sum",)
 
-    def _new_state(self, name, param):
-        return np.full_like(param, self._hyper["initial_accumulator_value"])
+    def _new_states(self, name, params):
+        states = super()._new_states(name, params)
+        for state in states:
+            state.fill(self._hyper["initial_accumulator_value"])
+        return states
 
     def _coefficients(self, t, lr):
         h = self._hyper
