@@ -43,7 +43,8 @@ def extension(name):
 
 setup(
     ext_modules=cythonize(
-        [extension("kernels"), extension("_checks"), extension("_reductions")],
+        [extension("kernels"), extension("_checks"), extension("_reductions"),
+         extension("_coefficients")],
         compiler_directives=DIRECTIVES,
     ),
 )

@@ -11,17 +11,12 @@ then every ratio is printed next to its target:
 * n = 1e6: >= 1.5x torch fused; n = 1e5: >= 3x torch fused;
 * n <= 1e3: >= 20x torch fused, >= 5x the naive reference, and about 2 us per call or less.
 
-The multi-tensor target (an optimizer class over 200 arrays vs one flat adam_step and vs
-torch fused) is printed too when ``fastoptim.Adam`` exists (``--no-multi`` skips it).
+and the multi-tensor target (an optimizer class over 200 arrays vs one flat adam_step and vs
+torch fused).
 """
 import sys
 
-from fastoptim._benchmulti import run_multi
 from fastoptim.cli import main
 
 if __name__ == "__main__":
-    argv = [a for a in sys.argv[1:] if a != "--no-multi"]
-    status = main(["bench", "--targets", *argv])
-    if "--no-multi" not in sys.argv:
-        run_multi()
-    sys.exit(status)
+    sys.exit(main(["bench", "--targets", *sys.argv[1:]]))

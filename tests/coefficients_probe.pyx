@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Test-only: exposes fastoptim/coefficients.pxd's inline helpers to Python (each struct
 comes back as a dict in field order), so tests/test_extending.py can compare them with
-fastoptim/_coefficients.py. Built by that test, next to examples/embedding/consumer.pyx."""
+fastoptim._coefficients (the compiled Python layer). Built by that test, next to examples/embedding/consumer.pyx."""
 from fastoptim cimport coefficients as c
 
 

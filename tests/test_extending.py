@@ -5,7 +5,7 @@ Modelled on scipy's ``linalg/tests/test_extending.py``: in a temporary folder we
 Adam kernel and coefficient helper) with ``examples/embedding/setup.py``, against the
 importable fastoptim (``fastoptim.get_include()``), then run it next to the reference. The
 same build compiles ``tests/coefficients_probe.pyx``, which exposes the inline helpers of
-``fastoptim/coefficients.pxd`` so that they can be compared with ``_coefficients.py``.
+``fastoptim/coefficients.pxd`` so that they can be compared with ``fastoptim._coefficients``.
 """
 import fnmatch
 import importlib.util

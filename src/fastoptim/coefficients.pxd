@@ -6,8 +6,8 @@
 The kernels in ``fastoptim/kernels.pxd`` take *per-call coefficients* (bias corrections,
 step sizes, ``1 - beta``, ...) rather than the user-level hyperparameters: they are computed
 once per step by the caller, never once per element. These ``inline`` helpers compute them
-from the user-level hyperparameters with exactly the formulas of
-``fastoptim/_coefficients.py`` (the Python layer's single source; a test checks that both
+from the user-level hyperparameters. They are the single source of these formulas: the
+Python layer's ``fastoptim._coefficients`` is compiled from them (a test checks that both
 agree bit for bit), so a Cython caller gets the same update as ``fastoptim.adam_step``.
 
 Each helper returns a struct whose fields are the kernel's scalar arguments **in the

@@ -55,8 +55,8 @@ ewa           ``beta, one_minus_beta = 1 - beta``
 ``fastoptim/coefficients.pxd`` computes each row with ``cdef inline ... noexcept nogil``
 helpers (``adam_coefficients(step, lr, beta1, beta2, eps, weight_decay,
 decoupled_weight_decay, maximize)`` returns an ``AdamCoefficients`` struct whose fields are
-the scalars above, in argument order), identical to ``fastoptim/_coefficients.py``, which
-:mod:`fastoptim.functional` uses for every compiled backend. The hyperparameter ranges are
+the scalars above, in argument order); ``fastoptim._coefficients``, which
+:mod:`fastoptim.functional` uses for every compiled backend, is compiled from them. The hyperparameter ranges are
 those of the Python API (``lr >= 0``, ``0 <= beta < 1``, ``eps > 0``, ``t >= 1``, ...).
 The per-element formula is written under each declaration.
 
