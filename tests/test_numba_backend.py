@@ -1,4 +1,4 @@
-"""The Numba backend on its own: parity, lazy import, disk cache, threads, missing numba."""
+"""The Numba backend on its own: in place, lazy import, disk cache, threads, missing numba."""
 import json
 import os
 import subprocess
@@ -11,57 +11,25 @@ import pytest
 
 import fastoptim as fo
 from fastoptim import _backends, _cython_parallel, _threads
-from fastoptim import reference as ref
 
+from kernel_cases import CASES, case_id, make_arrays, make_grad, step
 from testing_settings import DTYPES, TOLERANCE
 
 SRC = str(Path(fo.__file__).resolve().parent.parent)
 
-# kernel -> [(options, positional state, keyword state)]: every option that changes a formula.
-OPTIONS = {
-    "sgd": [(dict(lr=0.05, weight_decay=0.1, maximize=m), (), ()) for m in (False, True)],
-    "momentum": [(dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.05), ("v",), ()),
-                 (dict(lr=0.05, momentum=0.8, nesterov=True, maximize=True), ("v",), ())],
-    "rmsprop": [(dict(lr=0.01, alpha=0.9, weight_decay=0.1, **kw), ("s",), names)
-                for kw, names in [({}, ()), (dict(momentum=0.9), ("momentum_buffer",)),
-                                  (dict(centered=True), ("grad_avg",)),
-                                  (dict(momentum=0.9, centered=True, maximize=True),
-                                   ("momentum_buffer", "grad_avg"))]],
-    "adam": [(dict(lr=0.01, weight_decay=0.1, maximize=True), ("m", "v"), ()),
-             (dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True), ("m", "v"), ()),
-             (dict(lr=0.01, amsgrad=True, weight_decay=0.1), ("m", "v"), ("max_exp_avg_sq",))],
-    "adagrad": [(dict(lr=0.05, lr_decay=0.01, weight_decay=0.1, maximize=True), ("G",), ())],
-    "ewa": [(dict(beta=0.9), (), ())],
-}
-CASES = [(k, *o) for k, opts in OPTIONS.items() for o in opts]
-SHAPES = [((0,), "C"), ((1,), "C"), ((17,), "C"), ((1000,), "C"), ((100003,), "C"),
-          ((37, 29), "F")]
+# Parity of every numba kernel with the reference is in test_parity.py, whose backend list
+# (testing_settings.COMPILED_BACKENDS) includes "numba"; this file tests what is numba's own.
 
 
-def run_steps(kernel, opts, pos, kw, shape, order, dtype, backend, steps, seed=0):
-    """``steps`` steps of ``kernel`` from zero state; returns [param, *pos state, *kw state]."""
+def run_steps(case, dtype, backend, steps, shape=(100003,), seed=0):
+    """``steps`` steps of ``case`` from zero state; returns [param, *state, *keyword state]."""
+    kernel, opts = case
     rng = np.random.default_rng(seed)
-    param = np.asarray(rng.standard_normal(shape), dtype, order=order)
-    state = [np.zeros(shape, dtype, order=order) for _ in pos]
-    kw_state = {name: np.zeros(shape, dtype, order=order) for name in kw}
-    fn = fo.ewa_update if kernel == "ewa" else getattr(fo, f"{kernel}_step")
+    param, state, kw_state = make_arrays(kernel, opts, shape, dtype, "C", rng)
     for t in range(1, steps + 1):
-        grad = np.asarray(rng.standard_normal(shape) + 0.1, dtype, order=order)
-        step = dict(step=t) if kernel in ("adam", "adagrad") else {}
-        fn(param, grad, *state, backend=backend, **opts, **kw_state, **step)
+        step(kernel, opts, param, make_grad(shape, dtype, "C", rng), state, kw_state, t,
+             backend)
     return [param, *state, *kw_state.values()]
-
-
-@pytest.mark.parametrize("shape,order", SHAPES, ids=lambda s: str(s))
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("kernel,opts,pos,kw", CASES,
-                         ids=[f"{k}-{i}" for k, o in OPTIONS.items() for i in range(len(o))])
-def test_parity_with_reference_over_50_steps(kernel, opts, pos, kw, dtype, shape, order):
-    ours = run_steps(kernel, opts, pos, kw, shape, order, dtype, "numba", 50)
-    expected = run_steps(kernel, opts, pos, kw, shape, order, dtype, "numpy", 50)
-    for got, want in zip(ours, expected):
-        assert got.dtype == want.dtype and got.flags.f_contiguous == want.flags.f_contiguous
-        np.testing.assert_allclose(got, want, **TOLERANCE[np.dtype(dtype)])
 
 
 def test_updates_in_place_and_matches_cython_bitwise_on_float64_sgd():
@@ -87,15 +55,17 @@ def threads():
     _threads._num_threads = saved
 
 
-@pytest.mark.parametrize("kernel,opts,pos,kw", [CASES[3], CASES[7], CASES[9]],
-                         ids=["momentum-nesterov", "rmsprop-centered-momentum", "adam-amsgrad"])
+THREAD_CASES = [c for c in CASES if c[1].get("nesterov") or c[1].get("amsgrad")
+                or (c[1].get("centered") and c[1].get("momentum"))]
+
+
+@pytest.mark.parametrize("case", THREAD_CASES, ids=case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_results_are_bitwise_identical_for_1_and_2_threads(threads, kernel, opts, pos, kw,
-                                                           dtype):
+def test_results_are_bitwise_identical_for_1_and_2_threads(threads, case, dtype):
     results = []
     for n in (1, 2):
         fo.set_num_threads(n)
-        results.append(run_steps(kernel, opts, pos, kw, (100003,), "C", dtype, "numba", 5))
+        results.append(run_steps(case, dtype, "numba", 5))
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
 
@@ -126,9 +96,11 @@ def test_python_threads_may_step_different_arrays_concurrently(threads, n_thread
     matches = {}
     tol = TOLERANCE[np.dtype(np.float32)]
 
+    amsgrad = next(c for c in CASES if c[1].get("amsgrad"))
+
     def train(seed):
-        ours = run_steps("adam", *CASES[9][1:], (50001,), "C", np.float32, "numba", 40, seed)
-        want = run_steps("adam", *CASES[9][1:], (50001,), "C", np.float32, "numpy", 40, seed)
+        ours = run_steps(amsgrad, np.float32, "numba", 40, (50001,), seed)
+        want = run_steps(amsgrad, np.float32, "numpy", 40, (50001,), seed)
         matches[seed] = all(np.allclose(a, b, **tol) for a, b in zip(ours, want))
 
     workers = [threading.Thread(target=train, args=(seed,)) for seed in range(4)]
