@@ -24,7 +24,7 @@ from ._benchtiming import peak_extra_bytes, summarize, time_interleaved
 # competitors whose memory tracemalloc cannot see (their own allocators)
 UNTRACED = ("torch-foreach", "torch-fused", "numba", "traffic")
 TORCH_PREFERENCE = ("torch-fused", "torch-foreach")
-# competitors running a thread pool (``auto`` may pick the parallel Numba backend)
+# competitors running a thread pool (``auto`` runs OpenMP threads on large arrays)
 THREADED = ("numexpr", "torch-foreach", "torch-fused", "numba", "auto", "traffic")
 
 
