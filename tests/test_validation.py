@@ -186,6 +186,10 @@ BAD_HYPERPARAMETERS = [
     ("adam", "step", -3, ValueError),
     ("adam", "step", 1.5, TypeError),
     ("adam", "step", True, TypeError),
+    ("adam", "step", 2**63, ValueError),       # C long long would overflow
+    ("adam", "step", 2**64, ValueError),
+    ("adam", "step", 3.7, TypeError),
+    ("adagrad", "step", 2**63, ValueError),
     ("adam", "decoupled_weight_decay", None, TypeError),
     ("adagrad", "lr_decay", -0.1, ValueError),
     ("adagrad", "eps", 0.0, ValueError),

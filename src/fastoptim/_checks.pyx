@@ -117,7 +117,7 @@ cdef bint _plainly_valid(int kind, object x):
     if kind == FLAG:
         return type(x) is bool
     if kind == STEP_COUNT:
-        return type(x) is int and x >= 1
+        return type(x) is int and 1 <= x <= 0x7FFFFFFFFFFFFFFF
     if type(x) is not float:
         return False
     d = PyFloat_AS_DOUBLE(x)

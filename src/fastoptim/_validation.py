@@ -15,7 +15,8 @@ from ._checks import check_arrays, check_scalars
 
 __all__ = [
     "check_arrays", "check_scalars", "scalar_spec", "real", "nonnegative", "positive",
-    "unit_interval", "closed_unit_interval", "flag", "step_count", "forbid_unused",
+    "unit_interval", "closed_unit_interval", "flag", "step_count", "steps_taken",
+    "forbid_unused", "MAX_STEP",
 ]
 
 
@@ -69,8 +70,12 @@ def flag(func: str, name: str, value) -> bool:
     raise TypeError(f"{func}: {name} must be a bool, got {type(value).__name__} {value!r}")
 
 
+# Step counts are C ``long long`` in the compiled kernels and int64 in checkpoints.
+MAX_STEP = 2**63 - 1
+
+
 def step_count(func: str, name: str, value) -> int:
-    """An integer >= 1 (the 1-based step count t)."""
+    """An integer ``1 <= t <= 2**63 - 1`` (the 1-based step count t)."""
     if type(value) is not int:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
             raise TypeError(
@@ -78,6 +83,27 @@ def step_count(func: str, name: str, value) -> int:
         value = int(value)
     if value < 1:
         raise ValueError(f"{func}: {name} must be >= 1 (steps count from 1), got {value!r}")
+    if value > MAX_STEP:
+        raise ValueError(
+            f"{func}: {name} must fit in 63 bits (<= 2**63 - 1), got {value!r}")
+    return value
+
+
+def steps_taken(func: str, name: str, value) -> int:
+    """A count of steps already taken: an integer ``0 <= t <= 2**63 - 1``.
+
+    Integral values only: a float, even ``3.0``, is refused (a checkpoint holding 3.7 must
+    not silently become 3). Raises ``ValueError`` for every unusable value, so that a
+    checkpoint reader can report one kind of error.
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
+        raise ValueError(
+            f"{func}: {name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if not 0 <= value <= MAX_STEP:
+        raise ValueError(f"{func}: {name} must be in [0, 2**63 - 1], got {value!r}")
     return value
 
 
