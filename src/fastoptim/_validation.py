@@ -16,7 +16,7 @@ from ._checks import check_arrays, check_scalars
 __all__ = [
     "check_arrays", "check_scalars", "scalar_spec", "real", "nonnegative", "positive",
     "unit_interval", "closed_unit_interval", "flag", "step_count", "steps_taken",
-    "forbid_unused", "MAX_STEP",
+    "forbid_unused", "MAX_STEP", "eps_for_dtype",
 ]
 
 
@@ -105,6 +105,22 @@ def steps_taken(func: str, name: str, value) -> int:
     if not 0 <= value <= MAX_STEP:
         raise ValueError(f"{func}: {name} must be in [0, 2**63 - 1], got {value!r}")
     return value
+
+
+def eps_for_dtype(func: str, name: str, value: float, dtype) -> float:
+    """``value`` (already checked ``> 0``) must be a positive *normal* number of ``dtype``:
+    ``eps=1e-50`` is 0 in float32 and would divide zero by zero on a zero gradient."""
+    tiny = _TINY.get(np.dtype(dtype).char)
+    if tiny is None:
+        tiny = float(np.finfo(dtype).tiny)
+    if value < tiny:
+        raise ValueError(
+            f"{func}: {name}={value!r} underflows {np.dtype(dtype).name} (the smallest "
+            f"normal {np.dtype(dtype).name} is {tiny!r}); use a larger {name}")
+    return value
+
+
+_TINY = {"f": float(np.finfo(np.float32).tiny), "d": float(np.finfo(np.float64).tiny)}
 
 
 def forbid_unused(func: str, name: str, value, needed_when: str) -> None:
