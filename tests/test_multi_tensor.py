@@ -99,6 +99,21 @@ def adam_lists(n=3, size=10, dtype=np.float32):
 C_ADAM = coef.adam(1, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)
 
 
+def _misaligned(n):
+    """A float32 array of n elements whose data starts one byte past an aligned address."""
+    raw = np.zeros(4 * n + 8, np.uint8)
+    start = 1 + (-raw.ctypes.data % 4)
+    return raw[start:start + 4 * n].view(np.float32)
+
+
+_BUFFER = np.zeros(25, np.float32)
+
+
+def _halves():
+    """Two 10-element views of one buffer that overlap by five elements."""
+    return _BUFFER[:10], _BUFFER[5:15]
+
+
 def test_empty_list_is_a_no_op():
     kernels.adam_multi([], [], [], [], None, *C_ADAM)
 
@@ -106,11 +121,22 @@ def test_empty_list_is_a_no_op():
 @pytest.mark.parametrize("mutate,exc,words", [
     (lambda L: L[2].pop(), ValueError, "exp_avgs has 2 arrays"),
     (lambda L: L[1].__setitem__(1, [0.0] * 10), TypeError, "grads[1] must be a numpy.ndarray"),
-    (lambda L: L[3].__setitem__(0, np.zeros(10, np.float64)), ValueError, "exp_avg_sqs[0]"),
+    (lambda L: L[3].__setitem__(0, np.zeros(10, np.float64)), TypeError, "exp_avg_sqs[0]"),
     (lambda L: L[2].__setitem__(2, np.zeros(11, np.float32)), ValueError, "exp_avgs[2]"),
     (lambda L: L[0].__setitem__(0, np.zeros(10, np.int32)), TypeError, "params[0]"),
     (lambda L: L[0].__setitem__(1, np.zeros(20, np.float32)[::2]), ValueError, "contiguous"),
     (lambda L: L[3][2].setflags(write=False), ValueError, "exp_avg_sqs[2] is read-only"),
+    # what would compute garbage or read out of bounds
+    (lambda L: L[2].__setitem__(1, np.zeros(10, ">f4")), TypeError, "exp_avgs[1] must be in native"),
+    (lambda L: L[1].__setitem__(0, _misaligned(10)), ValueError, "grads[0] is not aligned"),
+    (lambda L: L[0].__setitem__(2, np.ma.zeros(10, np.float32)), TypeError, "MaskedArray"),
+    (lambda L: L[1].__setitem__(2, np.ma.zeros(10, np.float32)), TypeError, "grads[2]"),
+    (lambda L: L[2].__setitem__(0, np.zeros((2, 5), np.float32)), ValueError, "shape"),
+    (lambda L: L[1].__setitem__(0, L[0][0]), ValueError, "params[0] and grads[0] share memory"),
+    (lambda L: L[2].__setitem__(1, L[0][2]), ValueError, "share memory"),
+    (lambda L: L[3].__setitem__(2, L[3][0]), ValueError, "exp_avg_sqs[0] and exp_avg_sqs[2]"),
+    (lambda L: L[0].__setitem__(1, _halves()[0]) or L[2].__setitem__(0, _halves()[1]),
+     ValueError, "share memory"),
 ])
 def test_what_would_crash_is_refused_before_any_array_changes(mutate, exc, words):
     lists = adam_lists()
@@ -123,6 +149,47 @@ def test_what_would_crash_is_refused_before_any_array_changes(mutate, exc, words
     for L, B in zip(lists, before):
         for a, b in zip(L, B):
             np.testing.assert_array_equal(a, b)
+
+
+def test_gradients_may_share_memory_with_each_other():
+    """Gradients are only read: one array may serve as the gradient of several entries."""
+    params, _, ms, vs = adam_lists()
+    g = np.ones(10, np.float32)
+    kernels.adam_multi(params, [g, g, g], ms, vs, None, *C_ADAM)
+    expected = [np.zeros(10, np.float32) for _ in range(4)]
+    kernels.adam_multi([expected[0]], [np.ones(10, np.float32)], [expected[1]], [expected[2]],
+                       None, *C_ADAM)
+    for p in params:
+        np.testing.assert_array_equal(p, expected[0])
+
+
+class _FreshArrays:
+    """A sequence whose __getitem__ makes a new array each time (nothing else holds it)."""
+
+    def __init__(self, n, size):
+        self.n, self.size = n, size
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return np.full(self.size, 0.5, np.float32)
+
+
+def test_a_sequence_of_fresh_arrays_is_held_for_the_whole_call():
+    """The kernel used to keep raw pointers to arrays it did not hold: freed and reused
+    memory (a crash, or another array's data used as the gradient)."""
+    size = 4096
+    for _ in range(20):
+        params, _, ms, vs = adam_lists(4, size)
+        kernels.adam_multi(params, _FreshArrays(4, size), ms, vs, None, *C_ADAM)
+        expected = np.zeros(size, np.float32)
+        kernels.adam(expected, np.full(size, 0.5, np.float32),
+                     np.zeros(size, np.float32), np.zeros(size, np.float32), None, *C_ADAM)
+        for p in params:
+            np.testing.assert_array_equal(p, expected)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])

@@ -186,6 +186,10 @@ BAD_HYPERPARAMETERS = [
     ("adam", "step", -3, ValueError),
     ("adam", "step", 1.5, TypeError),
     ("adam", "step", True, TypeError),
+    ("adam", "eps", 1e-50, ValueError),        # 0 in float32: 0/0 on a zero gradient
+    ("adam", "eps", 1e-39, ValueError),        # subnormal in float32
+    ("rmsprop", "eps", 1e-45, ValueError),
+    ("adagrad", "eps", 1e-40, ValueError),
     ("adam", "step", 2**63, ValueError),       # C long long would overflow
     ("adam", "step", 2**64, ValueError),
     ("adam", "step", 3.7, TypeError),
@@ -214,6 +218,15 @@ def test_bad_hyperparameter(kernel, name, value, exc, backend, rng):
         call_with(case, arrays, t=t, backend=backend, **override)
     assert FUNC[kernel] in str(info.value)
     assert_unchanged(arrays, before)
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_tiny_eps_is_fine_where_the_dtype_holds_it(backend):
+    """eps=1e-50 is a normal float64: accepted there, and a zero gradient stays finite."""
+    p, g = np.ones(5), np.zeros(5)
+    m, v = np.zeros(5), np.zeros(5)
+    fo.adam_step(p, g, m, v, step=1, eps=1e-50, backend=backend)
+    np.testing.assert_array_equal(p, 1.0)
 
 
 def test_numpy_scalars_are_accepted(rng):

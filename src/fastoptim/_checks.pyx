@@ -5,6 +5,7 @@ One function, :func:`check_arrays`, serves every backend. It raises ``TypeError`
 ``ValueError`` naming the function and the argument, and it never touches array data.
 """
 cimport numpy as cnp
+import numpy as np
 from libc.stdint cimport uintptr_t
 
 cnp.import_array()
@@ -18,25 +19,64 @@ cdef str _layout_words(cnp.ndarray a):
     return "not contiguous"
 
 
+cdef object _masked_array_type = None
+
+
+cdef bint _is_masked(object obj):
+    """Whether ``obj`` is a ``numpy.ma.MaskedArray`` (imported on the first subclass seen)."""
+    global _masked_array_type
+    if _masked_array_type is None:
+        import numpy.ma
+        _masked_array_type = numpy.ma.MaskedArray
+    return isinstance(obj, _masked_array_type)
+
+
+cpdef check_subclass(str func, str name, object obj):
+    """The policy for ``ndarray`` subclasses, shared by every entry point: a masked array is
+    refused with ``TypeError`` (the kernels would ignore its mask and update masked
+    elements); any other subclass (``np.matrix``, ``np.memmap``, ...) is used through a
+    plain ``ndarray`` view of the same memory, so the update lands in the user's array and
+    no backend sees the subclass's own operators (a ``matrix`` turns ``g**2`` into a matrix
+    power and ravels to 2-D). Returns that view."""
+    if _is_masked(obj):
+        raise TypeError(
+            f"{func}: {name} is a numpy.ma.MaskedArray; fastoptim would ignore its mask "
+            f"and update the masked elements too. Pass the data (np.ma.getdata) or the "
+            f"filled array (np.ma.filled) explicitly")
+    return obj.view(np.ndarray)
+
+
 def check_arrays(str func, tuple names, tuple arrays, Py_ssize_t readonly_ok=1):
-    """Check the arrays of one kernel call and return their common number of elements.
+    """Check the arrays of one kernel call; return ``None``, or plain views of subclasses.
 
     ``arrays[0]`` is the parameter; every array must be an ``np.ndarray`` of float32 or
     float64 in native byte order, aligned, of ``arrays[0]``'s dtype and shape; all must be
     C-contiguous or all F-contiguous; all but ``arrays[readonly_ok]`` must be writeable; no
     two may share memory. ``names[i]`` names ``arrays[i]`` in the messages.
+
+    When every array is exactly ``numpy.ndarray`` (the common case) the result is ``None``.
+    When some are subclasses, the result is ``arrays`` with each subclass replaced by a
+    plain ``ndarray`` view of the same memory (:func:`check_subclass`: masked arrays are
+    refused); the caller must pass those views to the backend.
     """
     cdef Py_ssize_t k = len(arrays), i, j, n, nbytes
     cdef cnp.ndarray first, a, b
     cdef int typenum, ndim
     cdef bint all_c = True, all_f = True
     cdef uintptr_t lo_i, hi_i, lo_j, hi_j
+    cdef list plain = None
 
     for i in range(k):
         obj = arrays[i]
-        if not cnp.PyArray_Check(obj):
-            raise TypeError(
-                f"{func}: {names[i]} must be a numpy.ndarray, got {type(obj).__name__}")
+        if not cnp.PyArray_CheckExact(obj):
+            if not cnp.PyArray_Check(obj):
+                raise TypeError(
+                    f"{func}: {names[i]} must be a numpy.ndarray, got {type(obj).__name__}")
+            if plain is None:
+                plain = list(arrays)
+            plain[i] = check_subclass(func, names[i], obj)
+    if plain is not None:
+        arrays = tuple(plain)
     first = <cnp.ndarray>arrays[0]
     typenum = cnp.PyArray_TYPE(first)
     if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
@@ -95,7 +135,7 @@ def check_arrays(str func, tuple names, tuple arrays, Py_ssize_t readonly_ok=1):
                     raise ValueError(
                         f"{func}: {names[i]} and {names[j]} share memory; every array "
                         f"must be a separate buffer")
-    return n
+    return arrays if plain is not None else None
 
 
 # ---------------------------------------------------------------------------------------------

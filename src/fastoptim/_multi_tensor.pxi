@@ -9,8 +9,11 @@
 # Every update is element-wise and rounds the same in the vector body and the scalar tail, so
 # where a chunk starts cannot change a result: the results are the same bit for bit for any
 # thread count (and equal to the single-array kernels').
-from libc.stdlib cimport free, malloc
+from libc.stdint cimport uintptr_t
+from libc.stdlib cimport free, malloc, qsort
 from cython.parallel cimport prange
+
+from fastoptim._checks import check_subclass as _check_subclass
 
 cdef enum:
     CHUNK = 16384              # elements: the smallest chunk (64 KiB of float32 per array)
@@ -119,18 +122,101 @@ cdef int _threads(object num_threads) except -1:
     return num_threads
 
 
+cdef struct Extent:
+    uintptr_t lo               # first byte
+    uintptr_t hi               # one past the last byte
+    int which                  # index into the tuple of lists (0 params, 1 grads, ...)
+    Py_ssize_t entry           # index into that list
+
+
+cdef int _by_start(const void* a, const void* b) noexcept nogil:
+    cdef uintptr_t x = (<const Extent*>a).lo, y = (<const Extent*>b).lo
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef _check_entry_array(str func, tuple names, int j, Py_ssize_t i, object obj, object param):
+    """Refuse what the kernels cannot take as it is: a non-ndarray or masked array, another
+    dtype, shape or layout than the entry's parameter, swapped bytes, misalignment, a
+    strided view, a read-only output."""
+    cdef cnp.ndarray a, p
+    cdef int typenum
+    if not cnp.PyArray_CheckExact(obj):
+        if not cnp.PyArray_Check(obj):
+            raise TypeError(f"{func}: {names[j]}[{i}] must be a numpy.ndarray, "
+                            f"got {type(obj).__name__}")
+        _check_subclass(func, f"{names[j]}[{i}]", obj)
+    a = <cnp.ndarray>obj
+    p = <cnp.ndarray>param
+    typenum = cnp.PyArray_TYPE(p)
+    if j == 0:
+        if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+            raise TypeError(f"{func}: {names[0]}[{i}] must be float32 or float64, "
+                            f"got {obj.dtype}")
+    else:
+        if cnp.PyArray_TYPE(a) != typenum:
+            raise TypeError(f"{func}: {names[j]}[{i}] must have the dtype of "
+                            f"{names[0]}[{i}] ({param.dtype}), got {obj.dtype}")
+        if cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(p) or not cnp.PyArray_CompareLists(
+                cnp.PyArray_DIMS(a), cnp.PyArray_DIMS(p), cnp.PyArray_NDIM(p)):
+            raise ValueError(f"{func}: {names[j]}[{i}] must have the shape of "
+                             f"{names[0]}[{i}] {param.shape}, got {obj.shape}")
+        if not ((cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_IS_C_CONTIGUOUS(p))
+                or (cnp.PyArray_IS_F_CONTIGUOUS(a) and cnp.PyArray_IS_F_CONTIGUOUS(p))):
+            raise ValueError(f"{func}: {names[j]}[{i}] must be contiguous in the order of "
+                             f"{names[0]}[{i}] (all C or all F: mixing them would pair "
+                             f"different elements)")
+    if not cnp.PyArray_ISNOTSWAPPED(a):
+        raise TypeError(f"{func}: {names[j]}[{i}] must be in native byte order")
+    if not cnp.PyArray_ISALIGNED(a):
+        raise ValueError(f"{func}: {names[j]}[{i}] is not aligned to its dtype")
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a)):
+        raise ValueError(f"{func}: {names[j]}[{i}] must be contiguous")
+    if j != 1 and not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{func}: {names[j]}[{i}] is read-only")
+
+
+cdef _check_no_overlap(str func, tuple names, Extent* e, Py_ssize_t count):
+    """No array written by the call may share memory with any other array of the call
+    (gradients, which are only read, may share memory with each other). One sort of the
+    byte extents, then one sweep keeping the furthest end seen so far: O(k log k) in the
+    number of arrays, independent of their sizes."""
+    cdef Py_ssize_t x, far_any = -1, far_out = -1
+    cdef Py_ssize_t other
+    qsort(e, count, sizeof(Extent), _by_start)
+    for x in range(count):
+        other = -1
+        if e[x].which != 1 and far_any >= 0 and e[x].lo < e[far_any].hi:
+            other = far_any
+        elif e[x].which == 1 and far_out >= 0 and e[x].lo < e[far_out].hi:
+            other = far_out
+        if other >= 0:
+            raise ValueError(
+                f"{func}: {names[e[other].which]}[{e[other].entry}] and "
+                f"{names[e[x].which]}[{e[x].entry}] share memory; every array the call "
+                f"writes must be a separate buffer")
+        if far_any < 0 or e[x].hi > e[far_any].hi:
+            far_any = x
+        if e[x].which != 1 and (far_out < 0 or e[x].hi > e[far_out].hi):
+            far_out = x
+
+
 cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc, int flag,
           object num_threads):
     """Fill a Table from ``lists`` (param list first; None for an absent state list), check
-    what a crash would follow from, and run it on ``num_threads`` threads.
+    everything a crash or a wrong result would follow from, and run it on ``num_threads``
+    threads.
 
-    The table (about 50 bytes per array: pointers and offsets) comes from C ``malloc`` and is
-    freed before returning; no array data is allocated."""
+    Every list is first copied into a tuple, which holds a reference to each array for the
+    whole call (a sequence whose ``__getitem__`` made new arrays would otherwise leave
+    dangling pointers). The table (about 80 bytes per array: pointers, offsets, extents)
+    comes from C ``malloc`` and is freed before returning; no array data is allocated."""
     cdef int nt = _threads(num_threads)
     cdef Table t
-    cdef Py_ssize_t i, j, k, size = 0, chunk, most, nbytes = 0
+    cdef Py_ssize_t i, j, k, size = 0, chunk, most, nbytes = 0, nextents = 0
     cdef int typenum = 0
-    cdef cnp.ndarray a, p
+    cdef cnp.ndarray a
+    cdef Extent* extents
+    lists = tuple(None if lst is None else tuple(lst) for lst in lists)
     params = lists[0]
     k = len(params)
     for j in range(1, len(lists)):
@@ -144,20 +230,21 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
     for j in range(nc):
         t.c[j] = c[j]
     # chunks of about total / (CHUNKS_PER_THREAD * threads) elements, a multiple of 64, at
-    # least CHUNK; at most k + total / chunk of them (sizes are checked below)
+    # least CHUNK; at most k + total / chunk of them
     most = 0
     for i in range(k):
         most += cnp.PyArray_SIZE(params[i]) if cnp.PyArray_Check(params[i]) else 0
     t.chunk = max(<Py_ssize_t>CHUNK, (most // (CHUNKS_PER_THREAD * nt) + 63) // 64 * 64)
     most = k + most // t.chunk
     t.ptr = <void**>malloc(k * MAX_ARRAYS * sizeof(void*) + (k + 1 + 2 * most)
-                           * sizeof(Py_ssize_t) + k + 1)
+                           * sizeof(Py_ssize_t) + k * MAX_ARRAYS * sizeof(Extent) + k + 1)
     if t.ptr == NULL:
         raise MemoryError()
     t.start = <Py_ssize_t*>(t.ptr + k * MAX_ARRAYS)
     t.entry = t.start + k + 1
     t.offset = t.entry + most
-    t.f64 = <char*>(t.offset + most)
+    extents = <Extent*>(t.offset + most)
+    t.f64 = <char*>(extents + k * MAX_ARRAYS)
     t.chunks = 0
     try:
         t.start[0] = 0
@@ -167,25 +254,21 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
             for j in range(t.nptr):
                 if lists[j] is None:
                     continue
-                obj = lists[j][i]
-                if not cnp.PyArray_Check(obj):
-                    raise TypeError(f"{func}: {names[j]}[{i}] must be a numpy.ndarray, "
-                                    f"got {type(obj).__name__}")
+                obj = (<tuple>lists[j])[i]
+                if j == 0:
+                    param = obj
+                _check_entry_array(func, names, j, i, obj, param)
                 a = <cnp.ndarray>obj
                 if j == 0:
-                    p = a
-                    typenum = cnp.PyArray_TYPE(p)
-                    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
-                        raise TypeError(f"{func}: {names[0]}[{i}] must be float32 or float64")
-                    size = cnp.PyArray_SIZE(p)
-                elif cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_SIZE(a) != size:
-                    raise ValueError(f"{func}: {names[j]}[{i}] must have the dtype and size "
-                                     f"of {names[0]}[{i}]")
-                if not (cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a)):
-                    raise ValueError(f"{func}: {names[j]}[{i}] must be contiguous")
-                if j != 1 and not cnp.PyArray_ISWRITEABLE(a):
-                    raise ValueError(f"{func}: {names[j]}[{i}] is read-only")
+                    typenum = cnp.PyArray_TYPE(a)
+                    size = cnp.PyArray_SIZE(a)
                 t.ptr[i * MAX_ARRAYS + j] = cnp.PyArray_DATA(a)
+                if size > 0:
+                    extents[nextents].lo = <uintptr_t>cnp.PyArray_DATA(a)
+                    extents[nextents].hi = extents[nextents].lo + cnp.PyArray_NBYTES(a)
+                    extents[nextents].which = j
+                    extents[nextents].entry = i
+                    nextents += 1
             t.f64[i] = typenum == cnp.NPY_FLOAT64
             nbytes += size * (8 if t.f64[i] else 4)
             t.start[i + 1] = t.start[i] + size
@@ -197,6 +280,7 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
                 t.offset[t.chunks] = j
                 t.chunks += 1
                 j += t.chunk
+        _check_no_overlap(func, names, extents, nextents)
         arrays = sum(1 for lst in lists if lst is not None)
         if nt == 1 or nbytes * (2 * arrays - 1) < _parallel_min_traffic:
             with nogil:
@@ -213,9 +297,11 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
 # Python entry points. Arguments: lists (any sequences) of arrays, one entry per parameter,
 # then the per-call coefficients of the single-array entry point of the same kernel. The
 # caller validates every array as for the single-array kernels (fastoptim._checks.check_arrays
-# on each entry's arrays); here only what would crash is checked (ndarray, float32/64, each
-# entry's dtype and size, contiguity, writeable outputs); overlap and layout pairing are not.
-# Entries may differ in size, shape and dtype.
+# on each entry's arrays). Still, these public entry points refuse everything that would
+# crash or compute garbage: a non-ndarray or masked array, float32/64 only, within an entry
+# the parameter's dtype, shape and layout (all C or all F), native byte order, alignment,
+# contiguity, writeable outputs, and no written array sharing memory with any other array
+# of the call. Entries may differ in size, shape and dtype from each other.
 # ``num_threads``: an int >= 1, or None for fastoptim's thread setting
 # (``fastoptim.get_num_threads()``; 1 if the package has none). Results do not depend on it.
 # ---------------------------------------------------------------------------------------------

@@ -64,7 +64,9 @@ class ExponentialMovingAverage:
         f = "ExponentialMovingAverage.update"
         if isinstance(value, np.ndarray):
             if self._average is None:
-                _v.check_arrays(f, ("value",), (value,), 0)
+                plain = _v.check_arrays(f, ("value",), (value,), 0)
+                if plain is not None:
+                    value = plain[0]    # a subclass: average into a plain array
                 average = np.zeros_like(value)
                 ewa_update(average, value, beta=self.beta, backend=self.backend)
                 self._average = average

@@ -56,6 +56,18 @@ _ADAGRAD_SCALARS = _v.scalar_spec(
     eps="positive", maximize="flag")
 _EWA_SCALARS = _v.scalar_spec(beta="unit_interval")
 
+# Every eps >= this is a normal number of both dtypes: the per-dtype rule
+# (_validation.eps_for_dtype) runs only below it.
+_TINY32 = float(np.finfo(np.float32).tiny)
+
+
+def _reference_call(reference, *arrays, **hyperparameters) -> None:
+    """Run a NumPy reference step with floating-point errors ignored, as the compiled kernels
+    do: under a user's ``np.seterr(all="raise")`` an overflow in a temporary would otherwise
+    raise after some state array was already written (a half-done update)."""
+    with np.errstate(all="ignore"):
+        reference(*arrays, **hyperparameters)
+
 
 def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: float = 0.0,
              maximize: bool = False, backend: str = "auto") -> None:
@@ -82,10 +94,13 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: fl
     """
     f = "sgd_step"
     lr, weight_decay, maximize = _v.check_scalars(f, _SGD_SCALARS, (lr, weight_decay, maximize))
-    _v.check_arrays(f, _SGD_NAMES, (param, grad))
+    plain = _v.check_arrays(f, _SGD_NAMES, (param, grad))
+    if plain is not None:
+        param, grad = plain
     impl = _select(f, backend, param.size, param.itemsize, 2)
     if impl is None:
-        _reference.sgd_step(param, grad, lr=lr, weight_decay=weight_decay, maximize=maximize)
+        _reference_call(_reference.sgd_step, param, grad, lr=lr, weight_decay=weight_decay,
+                        maximize=maximize)
     else:
         impl.sgd(param, grad, *_coef.sgd(lr, weight_decay, maximize))
 
@@ -130,16 +145,18 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, 
     f = "momentum_step"
     lr, momentum, dampening, nesterov, weight_decay, maximize = _v.check_scalars(
         f, _MOMENTUM_SCALARS, (lr, momentum, dampening, nesterov, weight_decay, maximize))
-    _v.check_arrays(f, _MOMENTUM_NAMES, (param, grad, velocity))
+    plain = _v.check_arrays(f, _MOMENTUM_NAMES, (param, grad, velocity))
+    if plain is not None:
+        param, grad, velocity = plain
     if nesterov and (momentum <= 0.0 or dampening != 0.0):
         raise ValueError(
             f"{f}: nesterov=True needs momentum > 0 and dampening == 0, got "
             f"momentum={momentum!r}, dampening={dampening!r}")
     impl = _select(f, backend, param.size, param.itemsize, 3)
     if impl is None:
-        _reference.momentum_step(param, grad, velocity, lr=lr, momentum=momentum,
-                                 dampening=dampening, nesterov=nesterov,
-                                 weight_decay=weight_decay, maximize=maximize)
+        _reference_call(_reference.momentum_step, param, grad, velocity, lr=lr,
+                        momentum=momentum, dampening=dampening, nesterov=nesterov,
+                        weight_decay=weight_decay, maximize=maximize)
     else:
         impl.momentum(param, grad, velocity, *_coef.momentum(
             lr, momentum, dampening, nesterov, weight_decay, maximize))
@@ -206,13 +223,19 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
         arrays.append(grad_avg)
     else:
         _v.forbid_unused(f, "grad_avg", grad_avg, "centered=True")
-    _v.check_arrays(f, tuple(names), tuple(arrays))
+    plain = _v.check_arrays(f, tuple(names), tuple(arrays))
+    if plain is not None:
+        param, grad, square_avg = plain[:3]
+        momentum_buffer = plain[names.index("momentum_buffer")] if momentum > 0.0 else None
+        grad_avg = plain[-1] if centered else None
+    if eps < _TINY32:
+        _v.eps_for_dtype(f, "eps", eps, param.dtype)
     impl = _select(f, backend, param.size, param.itemsize, len(arrays))
     if impl is None:
-        _reference.rmsprop_step(param, grad, square_avg, lr=lr, alpha=alpha, eps=eps,
-                                weight_decay=weight_decay, momentum=momentum,
-                                momentum_buffer=momentum_buffer, centered=centered,
-                                grad_avg=grad_avg, maximize=maximize)
+        _reference_call(_reference.rmsprop_step, param, grad, square_avg, lr=lr, alpha=alpha,
+                        eps=eps, weight_decay=weight_decay, momentum=momentum,
+                        momentum_buffer=momentum_buffer, centered=centered,
+                        grad_avg=grad_avg, maximize=maximize)
     else:
         impl.rmsprop(param, grad, square_avg, momentum_buffer, grad_avg, *_coef.rmsprop(
             lr, alpha, eps, weight_decay, momentum, maximize))
@@ -271,17 +294,23 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     if amsgrad:
         if max_exp_avg_sq is None:
             raise ValueError(f"{f}: amsgrad=True needs a max_exp_avg_sq array")
-        _v.check_arrays(f, _ADAM_AMSGRAD_NAMES,
-                        (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq))
+        plain = _v.check_arrays(f, _ADAM_AMSGRAD_NAMES,
+                                (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq))
+        if plain is not None:
+            param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq = plain
     else:
         _v.forbid_unused(f, "max_exp_avg_sq", max_exp_avg_sq, "amsgrad=True")
-        _v.check_arrays(f, _ADAM_NAMES, (param, grad, exp_avg, exp_avg_sq))
+        plain = _v.check_arrays(f, _ADAM_NAMES, (param, grad, exp_avg, exp_avg_sq))
+        if plain is not None:
+            param, grad, exp_avg, exp_avg_sq = plain
+    if eps < _TINY32:
+        _v.eps_for_dtype(f, "eps", eps, param.dtype)
     impl = _select(f, backend, param.size, param.itemsize, 5 if amsgrad else 4)
     if impl is None:
-        _reference.adam_step(param, grad, exp_avg, exp_avg_sq, step=step, lr=lr, beta1=beta1,
-                             beta2=beta2, eps=eps, weight_decay=weight_decay,
-                             decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
-                             max_exp_avg_sq=max_exp_avg_sq, maximize=maximize)
+        _reference_call(_reference.adam_step, param, grad, exp_avg, exp_avg_sq, step=step,
+                        lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
+                        max_exp_avg_sq=max_exp_avg_sq, maximize=maximize)
         return
     impl.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *_coef.adam(
         step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize))
@@ -320,11 +349,16 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, 
     f = "adagrad_step"
     step, lr, lr_decay, weight_decay, eps, maximize = _v.check_scalars(
         f, _ADAGRAD_SCALARS, (step, lr, lr_decay, weight_decay, eps, maximize))
-    _v.check_arrays(f, _ADAGRAD_NAMES, (param, grad, state_sum))
+    plain = _v.check_arrays(f, _ADAGRAD_NAMES, (param, grad, state_sum))
+    if plain is not None:
+        param, grad, state_sum = plain
+    if eps < _TINY32:
+        _v.eps_for_dtype(f, "eps", eps, param.dtype)
     impl = _select(f, backend, param.size, param.itemsize, 3)
     if impl is None:
-        _reference.adagrad_step(param, grad, state_sum, step=step, lr=lr, lr_decay=lr_decay,
-                                weight_decay=weight_decay, eps=eps, maximize=maximize)
+        _reference_call(_reference.adagrad_step, param, grad, state_sum, step=step, lr=lr,
+                        lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                        maximize=maximize)
     else:
         impl.adagrad(param, grad, state_sum, *_coef.adagrad(
             step, lr, lr_decay, weight_decay, eps, maximize))
@@ -353,9 +387,11 @@ def ewa_update(average: np.ndarray, value: np.ndarray, *, beta: float,
     """
     f = "ewa_update"
     (beta,) = _v.check_scalars(f, _EWA_SCALARS, (beta,))
-    _v.check_arrays(f, _EWA_NAMES, (average, value))
+    plain = _v.check_arrays(f, _EWA_NAMES, (average, value))
+    if plain is not None:
+        average, value = plain
     impl = _select(f, backend, average.size, average.itemsize, 2)
     if impl is None:
-        _reference.ewa_update(average, value, beta=beta)
+        _reference_call(_reference.ewa_update, average, value, beta=beta)
     else:
         impl.ewa(average, value, *_coef.ewa(beta))
