@@ -1,10 +1,47 @@
 """Build the compiled kernels. Metadata lives in pyproject.toml; this file holds only
 the extension modules and their compiler flags."""
+import importlib.util
+import os
 import sys
 
 import numpy as np
 from Cython.Build import cythonize
+from Cython.Tempita import Template
 from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PACKAGE = os.path.join(HERE, "src", "fastoptim")
+
+
+def load_registry():
+    """fastoptim/_registry.py, loaded by path: it imports nothing from the package, which is
+    not built yet."""
+    spec = importlib.util.spec_from_file_location("_fastoptim_registry",
+                                                  os.path.join(PACKAGE, "_registry.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module      # (dataclasses look their module up)
+    spec.loader.exec_module(module)
+    return module
+
+
+def render_glue():
+    """Render _glue.pxi (the per-kernel Cython glue of fastoptim.kernels) from its Tempita
+    template and the kernel registry; rewritten only when its text changes, so that an
+    unchanged build is not recompiled."""
+    registry = load_registry()
+    with open(os.path.join(PACKAGE, "_glue.pxi.tp")) as fh:
+        text = Template(fh.read(), name="_glue.pxi.tp").substitute(
+            kernels=list(registry.KERNELS.values()))
+    target = os.path.join(PACKAGE, "_glue.pxi")
+    if os.path.exists(target):
+        with open(target) as fh:
+            if fh.read() == text:
+                return
+    with open(target, "w") as fh:
+        fh.write(text)
+
+
+render_glue()
 
 # -O3 turns on the loop vectorizer; -fno-math-errno lets gcc emit vector sqrt (sqrtps/pd)
 # instead of a scalar libm call that sets errno. No -march=native: the default build is
@@ -14,7 +51,8 @@ from setuptools import Extension, setup
 # SIMD variant, the Numba backend and the NumPy reference round alike; "auto" may switch
 # between Cython and Numba with the thread count, and results must not depend on it.
 COMPILE_ARGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
-HEADERS = ["_simd_kernels.h", "_simd_body.h", "_multi_tensor.pxi"]
+HEADERS = ["_simd_kernels.h", "_simd_body.h", "_multi_tensor.pxi", "_glue.pxi",
+           "_registry.py", "coefficients.pxd"]
 # The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])
@@ -44,7 +82,7 @@ def extension(name):
 setup(
     ext_modules=cythonize(
         [extension("kernels"), extension("_checks"), extension("_reductions"),
-         extension("_coefficients")],
+         ],
         compiler_directives=DIRECTIVES,
     ),
 )

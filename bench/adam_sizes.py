@@ -32,7 +32,7 @@ def main(dtype="float32"):
     for n in (1_000, 10_000, 100_000, 1_000_000, 10_000_000):
         p, g, m, v = arrays(n, dtype)
         t = time_calls({
-            "kernel": lambda: kernels.adam(p, g, m, v, None, *c),
+            "kernel": lambda: kernels.adam(p, g, m, v, None, c),
             "call": lambda: F.adam_step(p, g, m, v, step=10, backend="cython"),
         }, repeats=15 if n < 10_000_000 else 7)
         print(f"  n={n:>9}  kernel {cell(t['kernel'], 1e9 / n)} call {cell(t['call'], 1e9 / n)}",
@@ -41,7 +41,7 @@ def main(dtype="float32"):
     for n in (8, 100, 1000):
         p, g, m, v = arrays(n, dtype)
         t = time_calls({
-            "kernel": lambda: kernels.adam(p, g, m, v, None, *c),
+            "kernel": lambda: kernels.adam(p, g, m, v, None, c),
             "call": lambda: F.adam_step(p, g, m, v, step=10, backend="cython"),
             "numpy": lambda: F.adam_step(p, g, m, v, step=10, backend="numpy"),
         }, repeats=15)

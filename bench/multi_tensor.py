@@ -43,23 +43,23 @@ def main():
 
     def loop_kernel():
         for p, g, m, v in zip(params, grads, ms, vs):
-            kernels.adam(p, g, m, v, None, *c)
+            kernels.adam(p, g, m, v, None, c)
 
     calls = {
         "flat adam_step (serial)": lambda: F.adam_step(*flat, step=10, backend="cython"),
         "flat adam_multi 2 thr": lambda: kernels.adam_multi(
-            [flat[0]], [flat[1]], [flat[2]], [flat[3]], None, *c, num_threads=2),
+            [flat[0]], [flat[1]], [flat[2]], [flat[3]], None, c, num_threads=2),
         "200 x adam_step loop": loop_validated,
         "200 x kernels.adam loop": loop_kernel,
-        "adam_multi 1 thread": lambda: kernels.adam_multi(params, grads, ms, vs, None, *c,
+        "adam_multi 1 thread": lambda: kernels.adam_multi(params, grads, ms, vs, None, c,
                                                           num_threads=1),
-        "adam_multi 2 threads": lambda: kernels.adam_multi(params, grads, ms, vs, None, *c,
+        "adam_multi 2 threads": lambda: kernels.adam_multi(params, grads, ms, vs, None, c,
                                                            num_threads=2),
-        "adam_multi 1 thr, views": lambda: kernels.adam_multi(*views, None, *c,
+        "adam_multi 1 thr, views": lambda: kernels.adam_multi(*views, None, c,
                                                               num_threads=1),
         "adam_multi 1 thr, m v views": lambda: kernels.adam_multi(
-            params, grads, *views[2:], None, *c, num_threads=1),
-        "adam_multi 2 thr, views": lambda: kernels.adam_multi(*views, None, *c,
+            params, grads, *views[2:], None, c, num_threads=1),
+        "adam_multi 2 thr, views": lambda: kernels.adam_multi(*views, None, c,
                                                               num_threads=2),
     }
     print(f"{len(n)} arrays, {min(n)}..{max(n)} elements, {total} in total; "

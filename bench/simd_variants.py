@@ -52,10 +52,10 @@ def main():
                 np.zeros(n, args.dtype) for _ in range(n_state)] + [None] * n_optional
             calls = {}
             if old:
-                calls["before"] = lambda f=getattr(old, name), a=arrays: f(*a, *c)
+                calls["before"] = lambda f=getattr(old, name), a=arrays: f(*a, c)
             for t in targets:
                 calls[t] = (lambda t=t, f=getattr(kernels, name), a=arrays:
-                            (kernels._select_simd_target(t), f(*a, *c)))
+                            (kernels._select_simd_target(t), f(*a, c)))
             times = time_calls(calls, repeats=11 if n < 10_000_000 else 5)
             print(f"{name:<9}{n:>10}" + "".join(
                 f"{times[k][0] / n * 1e9:8.3f}/{times[k][1] / n * 1e9:<7.3f}" for k in calls),

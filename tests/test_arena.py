@@ -48,8 +48,8 @@ def test_a_step_on_arena_views_equals_a_step_on_separate_arrays(rng):
     for v, p in zip(arena_params, params):
         v[...] = p
     c = coef.adam(1, 1e-2, 0.9, 0.999, 1e-8, 0.0, False, False)
-    kernels.adam_multi(params, grads, *sep_state, None, *c, num_threads=1)
-    kernels.adam_multi(arena_params, grads, *arena_state, None, *c, num_threads=1)
+    kernels.adam_multi(params, grads, *sep_state, None, c, num_threads=1)
+    kernels.adam_multi(arena_params, grads, *arena_state, None, c, num_threads=1)
     for a, b in zip(arena_params + sum(arena_state, []), params + sum(sep_state, [])):
         np.testing.assert_array_equal(a, b)
 

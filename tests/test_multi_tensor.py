@@ -57,12 +57,12 @@ def make_lists(kernel, opts, rng, dtypes):
 
 def step_single(kernel, entries, c):
     for e in entries:
-        getattr(kernels, kernel)(*e, *c)
+        getattr(kernels, kernel)(*e, c)
 
 
 def step_multi(kernel, entries, c, num_threads):
     lists = [None if e0 is None else list(col) for e0, col in zip(entries[0], zip(*entries))]
-    getattr(kernels, f"{kernel}_multi")(*lists, *c, num_threads=num_threads)
+    getattr(kernels, f"{kernel}_multi")(*lists, c, num_threads=num_threads)
 
 
 @pytest.mark.parametrize("dtypes", [[np.float32], [np.float64], [np.float32, np.float64]],
@@ -115,7 +115,7 @@ def _halves():
 
 
 def test_empty_list_is_a_no_op():
-    kernels.adam_multi([], [], [], [], None, *C_ADAM)
+    kernels.adam_multi([], [], [], [], None, C_ADAM)
 
 
 @pytest.mark.parametrize("mutate,exc,words", [
@@ -145,7 +145,7 @@ def test_what_would_crash_is_refused_before_any_array_changes(mutate, exc, words
         x[...] = 1.0
     before = [[np.array(a, copy=True) for a in L] for L in lists]
     with pytest.raises(exc, match=words.replace("[", r"\[").replace("]", r"\]")):
-        kernels.adam_multi(*lists[:4], None, *C_ADAM)
+        kernels.adam_multi(*lists[:4], None, C_ADAM)
     for L, B in zip(lists, before):
         for a, b in zip(L, B):
             np.testing.assert_array_equal(a, b)
@@ -155,10 +155,10 @@ def test_gradients_may_share_memory_with_each_other():
     """Gradients are only read: one array may serve as the gradient of several entries."""
     params, _, ms, vs = adam_lists()
     g = np.ones(10, np.float32)
-    kernels.adam_multi(params, [g, g, g], ms, vs, None, *C_ADAM)
+    kernels.adam_multi(params, [g, g, g], ms, vs, None, C_ADAM)
     expected = [np.zeros(10, np.float32) for _ in range(4)]
     kernels.adam_multi([expected[0]], [np.ones(10, np.float32)], [expected[1]], [expected[2]],
-                       None, *C_ADAM)
+                       None, C_ADAM)
     for p in params:
         np.testing.assert_array_equal(p, expected[0])
 
@@ -184,10 +184,10 @@ def test_a_sequence_of_fresh_arrays_is_held_for_the_whole_call():
     size = 4096
     for _ in range(20):
         params, _, ms, vs = adam_lists(4, size)
-        kernels.adam_multi(params, _FreshArrays(4, size), ms, vs, None, *C_ADAM)
+        kernels.adam_multi(params, _FreshArrays(4, size), ms, vs, None, C_ADAM)
         expected = np.zeros(size, np.float32)
         kernels.adam(expected, np.full(size, 0.5, np.float32),
-                     np.zeros(size, np.float32), np.zeros(size, np.float32), None, *C_ADAM)
+                     np.zeros(size, np.float32), np.zeros(size, np.float32), None, C_ADAM)
         for p in params:
             np.testing.assert_array_equal(p, expected)
 
@@ -195,7 +195,7 @@ def test_a_sequence_of_fresh_arrays_is_held_for_the_whole_call():
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
 def test_bad_thread_count(bad):
     with pytest.raises(ValueError, match="num_threads"):
-        kernels.adam_multi(*adam_lists(), None, *C_ADAM, num_threads=bad)
+        kernels.adam_multi(*adam_lists(), None, C_ADAM, num_threads=bad)
 
 
 @pytest.mark.parametrize("user_value", [None, "active"])
@@ -221,10 +221,10 @@ def test_multi_tensor_step_allocates_no_array(num_threads, rng):
     import tracemalloc
     lists = [[rng.standard_normal(6000).astype(np.float32) for _ in range(50)]
              for _ in range(4)]
-    kernels.adam_multi(*lists, None, *C_ADAM, num_threads=num_threads)
+    kernels.adam_multi(*lists, None, C_ADAM, num_threads=num_threads)
     tracemalloc.start()
     try:
-        kernels.adam_multi(*lists, None, *C_ADAM, num_threads=num_threads)
+        kernels.adam_multi(*lists, None, C_ADAM, num_threads=num_threads)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

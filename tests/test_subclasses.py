@@ -140,7 +140,7 @@ def test_masked_arrays_are_refused_by_the_multi_tensor_kernels():
     p = [np.ones(10, np.float32)]
     g = [np.ma.MaskedArray(np.ones(10, np.float32), mask=np.zeros(10, bool))]
     with pytest.raises(TypeError, match=r"grads\[0\].*MaskedArray"):
-        kernels.sgd_multi(p, g, 0.1, 1.0, 0.0)
+        kernels.sgd_multi(p, g, kernels.coefficients_sgd(0.1, 0.0, False))
     np.testing.assert_array_equal(p[0], 1.0)
 
 

@@ -8,33 +8,21 @@ results are those of the serial kernels, bit for bit, for any thread count (the 
 element-wise and the chunk boundaries do not depend on the threads).
 """
 from . import kernels as _k
+from ._registry import KERNELS
 
 
-def _one(array):
-    return None if array is None else (array,)
+def _parallel_entry(name: str):
+    """``kernels.<name>`` with the signature of the serial entry point, run as a one-entry
+    ``kernels.<name>_multi`` call (``None`` stays ``None``: an absent optional state)."""
+    multi = getattr(_k, name + "_multi")
+
+    def entry(*arrays_then_coefficients):
+        *arrays, coefficients = arrays_then_coefficients
+        multi(*[None if a is None else (a,) for a in arrays], coefficients)
+
+    entry.__name__ = entry.__qualname__ = name
+    return entry
 
 
-def sgd(param, grad, *coefficients):
-    _k.sgd_multi((param,), (grad,), *coefficients)
-
-
-def momentum(param, grad, velocity, *coefficients):
-    _k.momentum_multi((param,), (grad,), (velocity,), *coefficients)
-
-
-def rmsprop(param, grad, square_avg, momentum_buffer, grad_avg, *coefficients):
-    _k.rmsprop_multi((param,), (grad,), (square_avg,), _one(momentum_buffer), _one(grad_avg),
-                     *coefficients)
-
-
-def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *coefficients):
-    _k.adam_multi((param,), (grad,), (exp_avg,), (exp_avg_sq,), _one(max_exp_avg_sq),
-                  *coefficients)
-
-
-def adagrad(param, grad, state_sum, *coefficients):
-    _k.adagrad_multi((param,), (grad,), (state_sum,), *coefficients)
-
-
-def ewa(average, value, *coefficients):
-    _k.ewa_multi((average,), (value,), *coefficients)
+for _name in KERNELS:
+    globals()[_name] = _parallel_entry(_name)

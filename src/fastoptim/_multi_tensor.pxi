@@ -44,9 +44,6 @@ def set_parallel_min_traffic(Py_ssize_t nbytes):
     return previous
 
 
-cdef enum Kind:
-    K_SGD, K_MOMENTUM, K_RMSPROP, K_ADAM, K_ADAGRAD, K_EWA
-
 cdef struct Table:
     int kind
     int nptr                   # arrays per kernel call
@@ -58,42 +55,11 @@ cdef struct Table:
     Py_ssize_t* entry          # [chunks] the list entry of each chunk
     Py_ssize_t* offset         # [chunks] its first element in that entry
     char* f64                  # [count] 1 for float64, 0 for float32
-    double c[10]               # the per-call coefficients
-    int flag                   # nesterov (momentum)
+    AnyCoefficients coef       # the per-call coefficients, by name (_glue.pxi)
 
 
 cdef inline void* _at(void* base, Py_ssize_t offset, Py_ssize_t itemsize) noexcept nogil:
     return NULL if base == NULL else <char*>base + offset * itemsize
-
-
-cdef void _chunk_typed(floating* p, const Table* t, Py_ssize_t i, Py_ssize_t off,
-                       Py_ssize_t n) noexcept nogil:
-    """Run kernel ``t.kind`` of list entry ``i`` on its elements [off, off + n)."""
-    cdef void** a = t.ptr + i * MAX_ARRAYS
-    cdef Py_ssize_t s = sizeof(floating)
-    cdef double* c = <double*>t.c
-    p = p + off
-    cdef const floating* g = <const floating*>_at(a[1], off, s)
-    if t.kind == K_SGD:
-        sgd_kernel(p, g, n, <floating>c[0], <floating>c[1], <floating>c[2])
-    elif t.kind == K_MOMENTUM:
-        momentum_kernel(p, g, <floating*>_at(a[2], off, s), n, <floating>c[0], <floating>c[1],
-                        <floating>c[2], <floating>c[3], <floating>c[4], t.flag)
-    elif t.kind == K_RMSPROP:
-        rmsprop_kernel(p, g, <floating*>_at(a[2], off, s), <floating*>_at(a[3], off, s),
-                       <floating*>_at(a[4], off, s), n, <floating>c[0], <floating>c[1],
-                       <floating>c[2], <floating>c[3], <floating>c[4], <floating>c[5],
-                       <floating>c[6])
-    elif t.kind == K_ADAM:
-        adam_kernel(p, g, <floating*>_at(a[2], off, s), <floating*>_at(a[3], off, s),
-                    <floating*>_at(a[4], off, s), n, <floating>c[0], <floating>c[1],
-                    <floating>c[2], <floating>c[3], <floating>c[4], <floating>c[5],
-                    <floating>c[6], <floating>c[7], <floating>c[8], <floating>c[9])
-    elif t.kind == K_ADAGRAD:
-        adagrad_kernel(p, g, <floating*>_at(a[2], off, s), n, <floating>c[0], <floating>c[1],
-                       <floating>c[2], <floating>c[3])
-    else:
-        ewa_kernel(p, g, n, <floating>c[0], <floating>c[1])
 
 
 cdef void _run_chunk(const Table* t, Py_ssize_t chunk) noexcept nogil:
@@ -269,7 +235,7 @@ cdef _check_no_overlap(str func, tuple names, Extent* e, Extent* tmp, Py_ssize_t
             far_out = x
 
 
-cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc, int flag,
+cdef _run(int kind, str func, tuple lists, tuple names, const AnyCoefficients* coef,
           object num_threads):
     """Fill a Table from ``lists`` (param list first; None for an absent state list), check
     everything a crash or a wrong result would follow from, and run it on ``num_threads``
@@ -302,9 +268,7 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
     t.kind = kind
     t.nptr = len(lists)
     t.count = k
-    t.flag = flag
-    for j in range(nc):
-        t.c[j] = c[j]
+    t.coef = coef[0]
     # chunks of about total / (CHUNKS_PER_THREAD * threads) elements, a multiple of 64, at
     # least CHUNK; at most k + total / chunk of them
     most = 0
@@ -372,8 +336,8 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
 
 
 # ---------------------------------------------------------------------------------------------
-# Python entry points. Arguments: lists (any sequences) of arrays, one entry per parameter,
-# then the per-call coefficients of the single-array entry point of the same kernel. The
+# The Python entry points ``<kernel>_multi`` (generated in _glue.pxi) take lists (any
+# sequences) of arrays, one entry per parameter, then the kernel's Coefficients. The
 # caller validates every array as for the single-array kernels (fastoptim._checks.check_arrays
 # on each entry's arrays). Still, these public entry points refuse everything that would
 # crash or compute garbage: a non-ndarray or masked array, float32/64 only, within an entry
@@ -383,67 +347,3 @@ cdef _run(int kind, str func, tuple lists, tuple names, const double* c, int nc,
 # ``num_threads``: an int >= 1, or None for fastoptim's thread setting
 # (``fastoptim.get_num_threads()``; 1 if the package has none). Results do not depend on it.
 # ---------------------------------------------------------------------------------------------
-
-def sgd_multi(params, grads, double lr, double grad_sign, double weight_decay, *,
-              num_threads=None):
-    """:func:`sgd` on every ``(params[i], grads[i])``, in one call and one parallel region."""
-    cdef double c[3]
-    c[:] = [lr, grad_sign, weight_decay]
-    _run(K_SGD, "sgd_multi", (params, grads), ("params", "grads"), c, 3, 0, num_threads)
-
-
-def momentum_multi(params, grads, velocities, double lr, double grad_sign, double weight_decay,
-                   double momentum, double one_minus_dampening, bint nesterov, *,
-                   num_threads=None):
-    """:func:`momentum` on every ``(params[i], grads[i], velocities[i])``, in one call."""
-    cdef double c[5]
-    c[:] = [lr, grad_sign, weight_decay, momentum, one_minus_dampening]
-    _run(K_MOMENTUM, "momentum_multi", (params, grads, velocities),
-         ("params", "grads", "velocities"), c, 5, nesterov, num_threads)
-
-
-def rmsprop_multi(params, grads, square_avgs, momentum_buffers, grad_avgs, double lr,
-                  double grad_sign, double weight_decay, double alpha, double one_minus_alpha,
-                  double eps, double momentum, *, num_threads=None):
-    """:func:`rmsprop` on every entry, in one call; ``momentum_buffers`` / ``grad_avgs`` are
-    lists or None (for every entry alike)."""
-    cdef double c[7]
-    c[:] = [lr, grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum]
-    _run(K_RMSPROP, "rmsprop_multi", (params, grads, square_avgs, momentum_buffers, grad_avgs),
-         ("params", "grads", "square_avgs", "momentum_buffers", "grad_avgs"), c, 7, 0,
-         num_threads)
-
-
-def adam_multi(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, double grad_sign,
-               double weight_decay, double param_scale, double beta1, double one_minus_beta1,
-               double beta2, double one_minus_beta2, double step_size,
-               double inv_bias_correction2_sqrt, double eps, *, num_threads=None):
-    """:func:`adam` on every entry, in one call and one parallel region.
-
-    ``max_exp_avg_sqs`` is a list (AMSGrad) or None. Example (an optimizer's step)::
-
-        kernels.adam_multi(params, grads, ms, vs, None,
-                           *_coefficients.adam(t, lr, b1, b2, eps, wd, False, False))
-    """
-    cdef double c[10]
-    c[:] = [grad_sign, weight_decay, param_scale, beta1, one_minus_beta1, beta2,
-            one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps]
-    _run(K_ADAM, "adam_multi", (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs),
-         ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs"), c, 10, 0,
-         num_threads)
-
-
-def adagrad_multi(params, grads, state_sums, double clr, double grad_sign, double weight_decay,
-                  double eps, *, num_threads=None):
-    """:func:`adagrad` on every ``(params[i], grads[i], state_sums[i])``, in one call."""
-    cdef double c[4]
-    c[:] = [clr, grad_sign, weight_decay, eps]
-    _run(K_ADAGRAD, "adagrad_multi", (params, grads, state_sums),
-         ("params", "grads", "state_sums"), c, 4, 0, num_threads)
-
-
-def ewa_multi(averages, values, double beta, double one_minus_beta, *, num_threads=None):
-    """:func:`ewa` on every ``(averages[i], values[i])``, in one call."""
-    cdef double c[2]
-    c[:] = [beta, one_minus_beta]
-    _run(K_EWA, "ewa_multi", (averages, values), ("averages", "values"), c, 2, 0, num_threads)

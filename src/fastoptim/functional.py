@@ -102,7 +102,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: fl
         _reference_call(_reference.sgd_step, param, grad, lr=lr, weight_decay=weight_decay,
                         maximize=maximize)
     else:
-        impl.sgd(param, grad, *_coef.sgd(lr, weight_decay, maximize))
+        impl.sgd(param, grad, _coef.sgd(lr, weight_decay, maximize))
 
 
 def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, lr: float,
@@ -158,7 +158,7 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, 
                         momentum=momentum, dampening=dampening, nesterov=nesterov,
                         weight_decay=weight_decay, maximize=maximize)
     else:
-        impl.momentum(param, grad, velocity, *_coef.momentum(
+        impl.momentum(param, grad, velocity, _coef.momentum(
             lr, momentum, dampening, nesterov, weight_decay, maximize))
 
 
@@ -237,7 +237,7 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
                         momentum_buffer=momentum_buffer, centered=centered,
                         grad_avg=grad_avg, maximize=maximize)
     else:
-        impl.rmsprop(param, grad, square_avg, momentum_buffer, grad_avg, *_coef.rmsprop(
+        impl.rmsprop(param, grad, square_avg, momentum_buffer, grad_avg, _coef.rmsprop(
             lr, alpha, eps, weight_decay, momentum, maximize))
 
 
@@ -312,7 +312,7 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
                         decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
                         max_exp_avg_sq=max_exp_avg_sq, maximize=maximize)
         return
-    impl.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *_coef.adam(
+    impl.adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, _coef.adam(
         step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize))
 
 
@@ -360,7 +360,7 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, 
                         lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
                         maximize=maximize)
     else:
-        impl.adagrad(param, grad, state_sum, *_coef.adagrad(
+        impl.adagrad(param, grad, state_sum, _coef.adagrad(
             step, lr, lr_decay, weight_decay, eps, maximize))
 
 
@@ -394,4 +394,4 @@ def ewa_update(average: np.ndarray, value: np.ndarray, *, beta: float,
     if impl is None:
         _reference_call(_reference.ewa_update, average, value, beta=beta)
     else:
-        impl.ewa(average, value, *_coef.ewa(beta))
+        impl.ewa(average, value, _coef.ewa(beta))

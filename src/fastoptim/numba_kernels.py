@@ -26,6 +26,7 @@ arithmetic, as in the Cython kernels) and ``nogil=True``.
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numba
 import numpy as np
@@ -33,6 +34,7 @@ from numba import prange
 
 from . import _coefficients as _coef
 from . import _threads
+from ._registry import KERNELS as _SPECS
 
 __all__ = [
     "sgd_kernel", "momentum_kernel", "rmsprop_kernel", "adam_kernel", "adagrad_kernel",
@@ -181,37 +183,24 @@ def _run(kernel, *args):
         numba.set_num_threads(previous)
 
 
-def sgd(param, grad, lr, grad_sign, weight_decay):
-    _run(sgd_kernel, _flat(param), _flat(grad), lr, grad_sign, weight_decay)
+def _entry(name: str, kernel):
+    """The Python entry point ``name`` of this backend: the signature of
+    ``fastoptim.kernels.<name>`` (the kernel's arrays, ``None`` for an absent optional state,
+    then its :class:`~fastoptim.kernels.Coefficients`), flattening each array to 1-D."""
+    def entry(*arrays_then_coefficients):
+        *arrays, coefficients = arrays_then_coefficients
+        _run(kernel, *[_flat(a) for a in arrays], *coefficients.values())
+
+    entry.__name__ = entry.__qualname__ = name
+    return entry
 
 
-def momentum(param, grad, velocity, lr, grad_sign, weight_decay, momentum,
-             one_minus_dampening, nesterov):
-    _run(momentum_kernel, _flat(param), _flat(grad), _flat(velocity), lr, grad_sign,
-         weight_decay, momentum, one_minus_dampening, bool(nesterov))
-
-
-def rmsprop(param, grad, square_avg, momentum_buffer, grad_avg, lr, grad_sign, weight_decay,
-            alpha, one_minus_alpha, eps, momentum):
-    _run(rmsprop_kernel, _flat(param), _flat(grad), _flat(square_avg), _flat(momentum_buffer),
-         _flat(grad_avg), lr, grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum)
-
-
-def adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, grad_sign, weight_decay,
-         param_scale, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
-         inv_bias_correction2_sqrt, eps):
-    _run(adam_kernel, _flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
-         _flat(max_exp_avg_sq), grad_sign, weight_decay, param_scale, beta1, one_minus_beta1,
-         beta2, one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps)
-
-
-def adagrad(param, grad, state_sum, clr, grad_sign, weight_decay, eps):
-    _run(adagrad_kernel, _flat(param), _flat(grad), _flat(state_sum), clr, grad_sign,
-         weight_decay, eps)
-
-
-def ewa(average, value, beta, one_minus_beta):
-    _run(ewa_kernel, _flat(average), _flat(value), beta, one_minus_beta)
+sgd = _entry("sgd", sgd_kernel)
+momentum = _entry("momentum", momentum_kernel)
+rmsprop = _entry("rmsprop", rmsprop_kernel)
+adam = _entry("adam", adam_kernel)
+adagrad = _entry("adagrad", adagrad_kernel)
+ewa = _entry("ewa", ewa_kernel)
 
 
 def warmup(dtypes=(np.float32, np.float64)) -> int:
@@ -221,22 +210,18 @@ def warmup(dtypes=(np.float32, np.float64)) -> int:
     and with a writeable and a read-only ``grad``/``value``. Returns the number of compiled
     specializations held by the kernels afterwards.
     """
-    for dtype in dtypes:
-        for readonly in (False, True):
-            def z():
-                return np.zeros(1, dtype)
-            g = z()
-            g.flags.writeable = not readonly
-            sgd(z(), g, *_coef.sgd(0.1, 0.0, False))
-            for nesterov in (False, True):
-                momentum(z(), g, z(), *_coef.momentum(0.1, 0.9, 0.0, nesterov, 0.0, False))
-            for buf in (None, z()):
-                for avg in (None, z()):
-                    rmsprop(z(), g, z(), buf, avg, *_coef.rmsprop(0.1, 0.9, 1e-8, 0.0, 0.9,
-                                                                  False))
-            for vmax in (None, z()):
-                adam(z(), g, z(), z(), vmax, *_coef.adam(1, 0.1, 0.9, 0.999, 1e-8, 0.0, False,
-                                                         False))
-            adagrad(z(), g, z(), *_coef.adagrad(1, 0.1, 0.0, 0.0, 1e-10, False))
-            ewa(z(), g, *_coef.ewa(0.9))
+    for spec in _SPECS.values():
+        hyper = {**spec.defaults(), "lr": 0.1, "step": 1, "beta": 0.9}
+        coefficients = getattr(_coef, spec.name)(*[hyper[a] for a in spec.coefficient_args])
+        optional = [s for s in spec.states if s.enabled_by is not None]
+        entry = globals()[spec.name]
+        for dtype in dtypes:
+            for readonly in (False, True):
+                for present in itertools.product((False, True), repeat=len(optional)):
+                    on = {s.name for s, p in zip(optional, present) if p}
+                    grad = np.zeros(1, dtype)
+                    grad.flags.writeable = not readonly
+                    states = [np.zeros(1, dtype) if s.enabled_by is None or s.name in on
+                              else None for s in spec.states]
+                    entry(np.zeros(1, dtype), grad, *states, coefficients)
     return sum(len(k.signatures) for k in KERNELS)

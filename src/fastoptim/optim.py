@@ -293,11 +293,11 @@ class Optimizer:
         coefficients = self._coefficients(t, lr)
         if impl is _cython or impl is _cython_parallel:
             multi = getattr(_cython, self._kernel + "_multi")
-            multi(self._params, grads, *self._state_lists, *coefficients)
+            multi(self._params, grads, *self._state_lists, coefficients)
             return
         kernel = getattr(impl, self._kernel)
         for param, grad, states in zip(self._params, grads, self._array_states):
-            kernel(param, grad, *states, *coefficients)
+            kernel(param, grad, *states, coefficients)
 
     def _apply_reference(self, grads: List[np.ndarray], t: int, lr: float) -> None:
         """The same loop on the NumPy reference, which takes user-level hyperparameters."""
