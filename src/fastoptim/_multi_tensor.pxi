@@ -75,9 +75,32 @@ cdef void _run_chunk(const Table* t, Py_ssize_t chunk) noexcept nogil:
 
 cdef object _get_num_threads = None
 
+# In a process created by fork() the kernels never open an OpenMP parallel region: libgomp's
+# thread pool does not survive fork, and a child whose parent had used it hangs in its first
+# parallel region (the same policy as other OpenMP-based libraries). The at-fork handler
+# below sets this flag in every child; one thread then runs the serial C loop.
+cdef bint _in_forked_child = False
+
+
+def _after_fork_in_child():
+    global _in_forked_child
+    _in_forked_child = True
+
+
+def in_forked_child():
+    """Whether this process was created by ``fork()`` after fastoptim was imported (its
+    kernels then run on one thread)."""
+    return _in_forked_child
+
+
+import os as _os
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 cdef int _threads(object num_threads) except -1:
-    """The thread count to use: ``num_threads``, or fastoptim's setting when it is None."""
+    """The thread count to use: ``num_threads``, or fastoptim's setting when it is None;
+    always 1 in a forked child."""
     global _get_num_threads
     if num_threads is None:
         if _get_num_threads is None:
@@ -86,7 +109,7 @@ cdef int _threads(object num_threads) except -1:
         num_threads = _get_num_threads()
     if type(num_threads) is not int or num_threads < 1:
         raise ValueError(f"num_threads must be an int >= 1 (or None), got {num_threads!r}")
-    return num_threads
+    return 1 if _in_forked_child else num_threads
 
 
 cdef struct Extent:

@@ -15,6 +15,25 @@ from typing import Optional
 ENV_VAR = "FASTOPTIM_NUM_THREADS"
 
 _num_threads: Optional[int] = None
+_forked_child = False
+
+
+def _after_fork_in_child() -> None:
+    """At-fork handler: a child of fork() runs fastoptim's kernels on one thread. OpenMP's
+    and Numba's thread pools do not survive fork; a child whose parent had used them would
+    hang (libgomp) or be terminated (Numba's OpenMP layer) in its first parallel call."""
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def in_forked_child() -> bool:
+    """Whether this process was created by ``fork()`` after fastoptim was imported: its
+    kernels then run on one thread whatever :func:`set_num_threads` says."""
+    return _forked_child
 
 
 def available_cpus() -> int:
@@ -61,8 +80,9 @@ def set_num_threads(n: Optional[int]) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads fastoptim's parallel kernels use (see :func:`set_num_threads`)."""
+    """The number of threads fastoptim's parallel kernels use (see :func:`set_num_threads`);
+    always 1 in a process created by ``fork()`` (see :func:`in_forked_child`)."""
     global _num_threads
     if _num_threads is None:
         _num_threads = _from_environment() or available_cpus()
-    return _num_threads
+    return 1 if _forked_child else _num_threads

@@ -170,8 +170,27 @@ def _flat(a):
     return None if a is None else a.ravel(order="K")
 
 
+_serial_twins = {}
+
+
+def _serial(kernel):
+    """The kernel compiled without ``parallel`` (its ``prange`` runs as ``range``), for a
+    process created by fork(): Numba's parallel launcher does not survive fork (its OpenMP
+    layer terminates the child), so a forked child runs these. Compiled on first use in the
+    child, and not cached on disk: Numba's cache index does not tell them from the parallel
+    kernels of the same function, and would hand back the parallel code."""
+    twin = _serial_twins.get(kernel)
+    if twin is None:
+        twin = _serial_twins[kernel] = numba.njit(
+            kernel.py_func, parallel=False, cache=False, error_model="numpy", fastmath=False,
+            nogil=True)
+    return twin
+
+
 def _run(kernel, *args):
     """Call ``kernel`` on fastoptim's thread count, leaving Numba's own setting as it was."""
+    if _threads.in_forked_child():
+        return _serial(kernel)(*args)
     n = min(_threads.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
     previous = numba.get_num_threads()
     if n == previous:
