@@ -46,7 +46,7 @@ def case_id(case):
 def state_names(kernel, opts):
     """(positional state names, keyword state names) of a kernel call with these options."""
     if kernel == "momentum":
-        return ("velocity",), ()
+        return ("momentum_buffer",), ()
     if kernel == "rmsprop":
         kw = ()
         if opts.get("momentum", 0.0) > 0:

@@ -592,7 +592,7 @@ def optimizer_setups(draw):
                       weight_decay=wd, maximize=maximize)
         if momentum == 0.0:
             return name, kwargs, "sgd", dict(lr=lr, weight_decay=wd, maximize=maximize), {}
-        return name, kwargs, "momentum", dict(kwargs), {"velocity": "momentum_buffer"}
+        return name, kwargs, "momentum", dict(kwargs), {"momentum_buffer": "momentum_buffer"}
     if name == "RMSprop":
         centered = draw(FLAG)
         if centered:    # away from the ill-conditioned corner (see hyperparameters())

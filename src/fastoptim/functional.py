@@ -20,6 +20,7 @@ Formulas and defaults follow ``torch.optim`` (for-loop implementation).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -33,7 +34,7 @@ __all__ = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_st
            "ewa_update"]
 
 _SGD_NAMES = ("param", "grad")
-_MOMENTUM_NAMES = ("param", "grad", "velocity")
+_MOMENTUM_NAMES = ("param", "grad", "momentum_buffer")
 _ADAGRAD_NAMES = ("param", "grad", "state_sum")
 _ADAM_NAMES = ("param", "grad", "exp_avg", "exp_avg_sq")
 _ADAM_AMSGRAD_NAMES = _ADAM_NAMES + ("max_exp_avg_sq",)
@@ -59,6 +60,19 @@ _EWA_SCALARS = _v.scalar_spec(beta="unit_interval")
 # Every eps >= this is a normal number of both dtypes: the per-dtype rule
 # (_validation.eps_for_dtype) runs only below it.
 _TINY32 = float(np.finfo(np.float32).tiny)
+
+
+def _renamed(func: str, old: str, old_value, new: str, new_value):
+    """A state array passed under its old keyword name: still accepted for one release, with
+    a ``DeprecationWarning`` (the functional API and the optimizer classes now share the
+    state names of the registry)."""
+    if old_value is None:
+        raise TypeError(f"{func}: missing the state array {new}")
+    if new_value is not None:
+        raise TypeError(f"{func}: pass {new} only (its old name {old} is deprecated)")
+    warnings.warn(f"{func}: the keyword {old}= is deprecated, use {new}= (the name the "
+                  f"optimizer classes use)", DeprecationWarning, stacklevel=3)
+    return old_value
 
 
 def _reference_call(reference, *arrays, **hyperparameters) -> None:
@@ -105,10 +119,11 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: fl
         impl.sgd(param, grad, _coef.sgd(lr, weight_decay, maximize))
 
 
-def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, lr: float,
+def momentum_step(param: np.ndarray, grad: np.ndarray,
+                  momentum_buffer: Optional[np.ndarray] = None, *, lr: float,
                   momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False,
-                  weight_decay: float = 0.0, maximize: bool = False,
-                  backend: str = "auto") -> None:
+                  weight_decay: float = 0.0, maximize: bool = False, backend: str = "auto",
+                  velocity: Optional[np.ndarray] = None) -> None:
     r"""Gradient descent with momentum (classical, EWA or Nesterov), in place.
 
     .. math::
@@ -121,13 +136,13 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, 
     with :math:`\mu` = ``momentum`` and :math:`\tau` = ``dampening``. The course's
     exponentially weighted form :math:`v = \beta v + (1-\beta)\,dW` is
     ``momentum=beta, dampening=beta``; the classical form is ``dampening=0`` (torch's SGD).
-    ``velocity`` starts at zero, so the first step is :math:`v = (1-\tau)\,g`.
+    ``momentum_buffer`` starts at zero, so the first step is :math:`v = (1-\tau)\,g`.
 
     Parameters
     ----------
     param, grad : ndarray
         Parameters (updated in place) and their gradient.
-    velocity : ndarray
+    momentum_buffer : ndarray
         The momentum buffer :math:`v`, updated in place; start it at zero.
     lr : float
         Learning rate, ``>= 0``.
@@ -141,24 +156,29 @@ def momentum_step(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, *, 
         L2 penalty :math:`\lambda \ge 0`.
     maximize : bool, default False
     backend : {"auto", "cython", "numba", "numpy"}
+    velocity : ndarray, optional
+        Deprecated name of ``momentum_buffer`` (a ``DeprecationWarning``; removed in 0.3).
     """
     f = "momentum_step"
+    if velocity is not None or momentum_buffer is None:
+        momentum_buffer = _renamed(f, "velocity", velocity, "momentum_buffer",
+                                   momentum_buffer)
     lr, momentum, dampening, nesterov, weight_decay, maximize = _v.check_scalars(
         f, _MOMENTUM_SCALARS, (lr, momentum, dampening, nesterov, weight_decay, maximize))
-    plain = _v.check_arrays(f, _MOMENTUM_NAMES, (param, grad, velocity))
+    plain = _v.check_arrays(f, _MOMENTUM_NAMES, (param, grad, momentum_buffer))
     if plain is not None:
-        param, grad, velocity = plain
+        param, grad, momentum_buffer = plain
     if nesterov and (momentum <= 0.0 or dampening != 0.0):
         raise ValueError(
             f"{f}: nesterov=True needs momentum > 0 and dampening == 0, got "
             f"momentum={momentum!r}, dampening={dampening!r}")
     impl = _select(f, backend, param.size, param.itemsize, 3)
     if impl is None:
-        _reference_call(_reference.momentum_step, param, grad, velocity, lr=lr,
+        _reference_call(_reference.momentum_step, param, grad, momentum_buffer, lr=lr,
                         momentum=momentum, dampening=dampening, nesterov=nesterov,
                         weight_decay=weight_decay, maximize=maximize)
     else:
-        impl.momentum(param, grad, velocity, _coef.momentum(
+        impl.momentum(param, grad, momentum_buffer, _coef.momentum(
             lr, momentum, dampening, nesterov, weight_decay, maximize))
 
 

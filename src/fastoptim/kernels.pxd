@@ -83,7 +83,7 @@ cdef void sgd_kernel(
 cdef void momentum_kernel(
     floating* param,                # IN/OUT
     const floating* grad,           # IN
-    floating* velocity,             # IN/OUT  the momentum buffer (starts at zero)
+    floating* momentum_buffer,      # IN/OUT  the velocity v (starts at zero)
     Py_ssize_t n,                   # IN
     floating lr,                    # IN
     floating grad_sign,             # IN

@@ -29,15 +29,15 @@ def sgd_step(param, grad, *, lr, weight_decay=0.0, maximize=False):
     param -= lr * g
 
 
-def momentum_step(param, grad, velocity, *, lr, momentum=0.9, dampening=0.0, nesterov=False,
+def momentum_step(param, grad, momentum_buffer, *, lr, momentum=0.9, dampening=0.0, nesterov=False,
                   weight_decay=0.0, maximize=False):
     """``v = momentum*v + (1-dampening)*g``; ``param -= lr * (g + momentum*v if nesterov else v)``."""
     g = _direction(param, grad, weight_decay, maximize)
-    velocity[...] = momentum * velocity + (1 - dampening) * g
+    momentum_buffer[...] = momentum * momentum_buffer + (1 - dampening) * g
     if nesterov:
-        param -= lr * (g + momentum * velocity)
+        param -= lr * (g + momentum * momentum_buffer)
     else:
-        param -= lr * velocity
+        param -= lr * momentum_buffer
 
 
 def rmsprop_step(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
