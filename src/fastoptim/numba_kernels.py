@@ -50,50 +50,67 @@ _jit = functools.partial(numba.njit, parallel=True, cache=True, error_model="num
 # njit kernels (1-D arrays; formulas identical to kernels.pyx)
 # ---------------------------------------------------------------------------------------------
 
+@numba.njit(inline="always", cache=True)
+def _direction(grad, param, grad_sign, weight_decay, use_wd):
+    """grad_sign*g (+ weight_decay*p when use_wd: never 0*p, which is NaN for an inf p).
+    ``use_wd`` is the same for every element, so LLVM unswitches the loop on it."""
+    return grad_sign * grad + weight_decay * param if use_wd else grad_sign * grad
+
+
+@numba.njit(inline="always", cache=True)
+def _nan_max(a, b):
+    """max(a, b) propagating NaN, like np.maximum."""
+    return a if (a > b or a != a) else b
+
+
 @_jit
 def sgd_kernel(param, grad, lr, grad_sign, weight_decay):
-    """d = grad_sign*g + weight_decay*p;  p -= lr*d"""
+    """d = grad_sign*g (+ weight_decay*p);  p -= lr*d"""
     t = param.dtype.type
     lr, grad_sign, weight_decay = t(lr), t(grad_sign), t(weight_decay)
+    use_wd = weight_decay != 0
     for i in prange(param.size):
-        param[i] = param[i] - lr * (grad_sign * grad[i] + weight_decay * param[i])
+        param[i] = param[i] - lr * _direction(grad[i], param[i], grad_sign, weight_decay,
+                                              use_wd)
 
 
 @_jit
-def momentum_kernel(param, grad, velocity, lr, grad_sign, weight_decay, momentum,
+def momentum_kernel(param, grad, momentum_buffer, lr, grad_sign, weight_decay, momentum,
                     one_minus_dampening, nesterov):
-    """d = grad_sign*g + wd*p;  v = momentum*v + (1-dampening)*d;
+    """d = grad_sign*g (+ wd*p);  v = momentum*v + (1-dampening)*d;
     p -= lr*(d + momentum*v) if nesterov else lr*v"""
     t = param.dtype.type
     lr, grad_sign, weight_decay = t(lr), t(grad_sign), t(weight_decay)
     momentum, one_minus_dampening = t(momentum), t(one_minus_dampening)
+    use_wd = weight_decay != 0
     if nesterov:
         for i in prange(param.size):
-            d = grad_sign * grad[i] + weight_decay * param[i]
-            v = momentum * velocity[i] + one_minus_dampening * d
-            velocity[i] = v
+            d = _direction(grad[i], param[i], grad_sign, weight_decay, use_wd)
+            v = momentum * momentum_buffer[i] + one_minus_dampening * d
+            momentum_buffer[i] = v
             param[i] = param[i] - lr * (d + momentum * v)
     else:
         for i in prange(param.size):
-            d = grad_sign * grad[i] + weight_decay * param[i]
-            v = momentum * velocity[i] + one_minus_dampening * d
-            velocity[i] = v
+            d = _direction(grad[i], param[i], grad_sign, weight_decay, use_wd)
+            v = momentum * momentum_buffer[i] + one_minus_dampening * d
+            momentum_buffer[i] = v
             param[i] = param[i] - lr * v
 
 
 @_jit
 def rmsprop_kernel(param, grad, square_avg, momentum_buffer, grad_avg, lr, grad_sign,
                    weight_decay, alpha, one_minus_alpha, eps, momentum):
-    """d = grad_sign*g + wd*p;  s = alpha*s + (1-alpha)*d*d;
+    """d = grad_sign*g (+ wd*p);  s = alpha*s + (1-alpha)*d*d;
     centered (grad_avg not None): a = alpha*a + (1-alpha)*d; avg = sqrt(s - a*a) + eps,
     else avg = sqrt(s) + eps;
     momentum_buffer not None: b = momentum*b + d/avg; p -= lr*b, else p -= lr*d/avg"""
     t = param.dtype.type
     lr, grad_sign, weight_decay = t(lr), t(grad_sign), t(weight_decay)
     alpha, one_minus_alpha, eps, momentum = t(alpha), t(one_minus_alpha), t(eps), t(momentum)
+    use_wd = weight_decay != 0
     # `is None` tests on arguments are pruned at compile time: no branch is left in the loop.
     for i in prange(param.size):
-        d = grad_sign * grad[i] + weight_decay * param[i]
+        d = _direction(grad[i], param[i], grad_sign, weight_decay, use_wd)
         s = alpha * square_avg[i] + one_minus_alpha * d * d
         square_avg[i] = s
         if grad_avg is None:
@@ -114,35 +131,38 @@ def rmsprop_kernel(param, grad, square_avg, momentum_buffer, grad_avg, lr, grad_
 def adam_kernel(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, grad_sign, weight_decay,
                 param_scale, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
                 inv_bias_correction2_sqrt, eps):
-    """d = grad_sign*g + wd*p;  m = beta1*m + (1-beta1)*d;  v = beta2*v + (1-beta2)*d*d;
-    AMSGrad (max_exp_avg_sq not None): vmax = max(vmax, v), used for v below;
+    """d = grad_sign*g (+ wd*p);  m = beta1*m + (1-beta1)*d;  v = beta2*v + (1-beta2)*d*d;
+    AMSGrad (max_exp_avg_sq not None): vmax = max(vmax, v) (NaN propagates), used for v;
     p = param_scale*p - step_size * m / (sqrt(v)*inv_bias_correction2_sqrt + eps)"""
     t = param.dtype.type
     grad_sign, weight_decay, param_scale = t(grad_sign), t(weight_decay), t(param_scale)
     beta1, one_minus_beta1 = t(beta1), t(one_minus_beta1)
     beta2, one_minus_beta2 = t(beta2), t(one_minus_beta2)
     step_size, inv_bc2_sqrt, eps = t(step_size), t(inv_bias_correction2_sqrt), t(eps)
+    use_wd = weight_decay != 0
+    scale = param_scale != 1
     for i in prange(param.size):
         p = param[i]
-        d = grad_sign * grad[i] + weight_decay * p
+        d = _direction(grad[i], p, grad_sign, weight_decay, use_wd)
         m = beta1 * exp_avg[i] + one_minus_beta1 * d
         v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
         exp_avg[i] = m
         exp_avg_sq[i] = v
         if max_exp_avg_sq is not None:  # pruned at compile time, like rmsprop's options
-            vmax = max_exp_avg_sq[i]
-            v = v if v > vmax else vmax
+            v = _nan_max(v, max_exp_avg_sq[i])
             max_exp_avg_sq[i] = v
-        param[i] = param_scale * p - step_size * m / (np.sqrt(v) * inv_bc2_sqrt + eps)
+        kept = param_scale * p if scale else p
+        param[i] = kept - step_size * m / (np.sqrt(v) * inv_bc2_sqrt + eps)
 
 
 @_jit
 def adagrad_kernel(param, grad, state_sum, clr, grad_sign, weight_decay, eps):
-    """d = grad_sign*g + wd*p;  G += d*d;  p -= clr * d / (sqrt(G) + eps)"""
+    """d = grad_sign*g (+ wd*p);  G += d*d;  p -= clr * d / (sqrt(G) + eps)"""
     t = param.dtype.type
     clr, grad_sign, weight_decay, eps = t(clr), t(grad_sign), t(weight_decay), t(eps)
+    use_wd = weight_decay != 0
     for i in prange(param.size):
-        d = grad_sign * grad[i] + weight_decay * param[i]
+        d = _direction(grad[i], param[i], grad_sign, weight_decay, use_wd)
         s = state_sum[i] + d * d
         state_sum[i] = s
         param[i] = param[i] - clr * d / (np.sqrt(s) + eps)
