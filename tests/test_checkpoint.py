@@ -117,7 +117,12 @@ def _assert_unchanged(opt, before):
     (lambda sd: sd["state"].pop("exp_avg_sq"), "state"),
     (lambda sd: sd["hyperparameters"].update(amsgrad=True), "construct it with the saved options"),
     (lambda sd: sd["hyperparameters"].update(eps=-1.0), "eps must be > 0"),
-    (lambda sd: sd.update(step=-3), "step must be an integer >= 0"),
+    (lambda sd: sd.update(step=-3), r"step must be in \[0, 2\*\*63 - 1\]"),
+    (lambda sd: sd.update(step=2**63), r"step must be in \[0, 2\*\*63 - 1\]"),
+    (lambda sd: sd.update(step=2**64), r"step must be in \[0, 2\*\*63 - 1\]"),
+    (lambda sd: sd.update(step=3.7), "step must be an integer"),
+    (lambda sd: sd.update(step=np.float64(3.0)), "step must be an integer"),
+    (lambda sd: sd.update(skipped_steps=-1), "skipped_steps must be in"),
     (lambda sd: sd["hyperparameters"].pop("betas"), r"hyperparameters \['amsgrad', 'eps'"),
     (lambda sd: sd.pop("state"), "missing"),
 ])
@@ -153,7 +158,7 @@ def test_list_params_checkpoint(tmp_path):
     opt2 = Adagrad(fresh)
     load_state(opt2, tmp_path / "l.npz")
     np.testing.assert_array_equal(fresh[1], params[1])
-    np.testing.assert_array_equal(opt2._state["sum"][0], opt._state["sum"][0])
+    np.testing.assert_array_equal(opt2._state["state_sum"][0], opt._state["state_sum"][0])
 
 
 def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):

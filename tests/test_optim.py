@@ -287,7 +287,7 @@ def test_state_buffers_created_once_with_param_dtype_and_layout(rng):
     for _ in range(3):
         opt.step({"W": np.asfortranarray(np.ones((3, 4), np.float32)), "b": np.ones(3)})
     assert {n: [b.ctypes.data for b in lst] for n, lst in opt._state.items()} == bufs
-    assert Adagrad([np.zeros(2)], initial_accumulator_value=0.5)._state["sum"][0].tolist() == [0.5, 0.5]
+    assert Adagrad([np.zeros(2)], initial_accumulator_value=0.5)._state["state_sum"][0].tolist() == [0.5, 0.5]
 
 
 def test_public_names():
@@ -401,4 +401,4 @@ def test_state_lives_in_one_arena_laid_out_like_the_params(rng):
             assert s.ctypes.data % 64 == 0
         ends = sorted((s.ctypes.data, s.ctypes.data + s.nbytes) for s in buffers)
         assert all(a[1] <= b[0] for a, b in zip(ends, ends[1:]))  # no overlap
-    assert Adagrad(params, initial_accumulator_value=0.5)._state["sum"][0].min() == 0.5
+    assert Adagrad(params, initial_accumulator_value=0.5)._state["state_sum"][0].min() == 0.5

@@ -625,7 +625,7 @@ def optimizer_setups(draw):
                   weight_decay=wd, initial_accumulator_value=initial, eps=eps,
                   maximize=maximize)
     ref = {k: v for k, v in kwargs.items() if k != "initial_accumulator_value"}
-    return name, kwargs, "adagrad", ref, {"state_sum": "sum"}
+    return name, kwargs, "adagrad", ref, {"state_sum": "state_sum"}
 
 
 @pytest.mark.parametrize("backend", EVERY_BACKEND)

@@ -211,8 +211,15 @@ cdef void _pack_extents(Extent* e, Py_ssize_t* count, Py_ssize_t k, int nlists) 
         base += count[j]
 
 
+cdef str _label(tuple names, int which, Py_ssize_t entry, object labels):
+    """``params[3]``, or ``params['W1']`` when the caller named the entries (``labels``)."""
+    if labels is None:
+        return f"{names[which]}[{entry}]"
+    return f"{names[which]}[{labels[entry]!r}]"
+
+
 cdef _check_no_overlap(str func, tuple names, Extent* e, Extent* tmp, Py_ssize_t* count,
-                       int nlists):
+                       int nlists, object labels):
     """No array written by the call may share memory with any other array of the call
     (gradients, which are only read, may share memory with each other).
 
@@ -249,9 +256,9 @@ cdef _check_no_overlap(str func, tuple names, Extent* e, Extent* tmp, Py_ssize_t
             other = far_out
         if other >= 0:
             raise ValueError(
-                f"{func}: {names[e[other].which]}[{e[other].entry}] and "
-                f"{names[e[x].which]}[{e[x].entry}] share memory; every array the call "
-                f"writes must be a separate buffer")
+                f"{func}: {_label(names, e[other].which, e[other].entry, labels)} and "
+                f"{_label(names, e[x].which, e[x].entry, labels)} share memory; every "
+                f"array the call writes must be a separate buffer")
         if far_any < 0 or e[x].hi > e[far_any].hi:
             far_any = x
         if e[x].which != 1 and (far_out < 0 or e[x].hi > e[far_out].hi):
@@ -259,7 +266,7 @@ cdef _check_no_overlap(str func, tuple names, Extent* e, Extent* tmp, Py_ssize_t
 
 
 cdef _run(int kind, str func, tuple lists, tuple names, const AnyCoefficients* coef,
-          object num_threads):
+          object num_threads, object labels=None):
     """Fill a Table from ``lists`` (param list first; None for an absent state list), check
     everything a crash or a wrong result would follow from, and run it on ``num_threads``
     threads.
@@ -345,7 +352,8 @@ cdef _run(int kind, str func, tuple lists, tuple names, const AnyCoefficients* c
                 t.chunks += 1
                 j += t.chunk
         _pack_extents(extents, counts, k, t.nptr)
-        _check_no_overlap(func, names, extents, extents + k * MAX_ARRAYS, counts, t.nptr)
+        _check_no_overlap(func, names, extents, extents + k * MAX_ARRAYS, counts, t.nptr,
+                          labels)
         arrays = sum(1 for lst in lists if lst is not None)
         if nt == 1 or nbytes * (2 * arrays - 1) < _parallel_min_traffic:
             with nogil:
@@ -367,6 +375,7 @@ cdef _run(int kind, str func, tuple lists, tuple names, const AnyCoefficients* c
 # the parameter's dtype, shape and layout (all C or all F), native byte order, alignment,
 # contiguity, writeable outputs, and no written array sharing memory with any other array
 # of the call. Entries may differ in size, shape and dtype from each other.
+# ``labels``: optional names of the entries (the optimizer's keys), used in the messages.
 # ``num_threads``: an int >= 1, or None for fastoptim's thread setting
 # (``fastoptim.get_num_threads()``; 1 if the package has none). Results do not depend on it.
 # ---------------------------------------------------------------------------------------------

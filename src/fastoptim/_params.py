@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["flatten", "labels", "check_disjoint", "match"]
+__all__ = ["flatten", "labels", "check_disjoint", "match", "check_grads_apart"]
 
 
 def flatten(func: str, what: str, obj):
@@ -84,3 +84,37 @@ def match(func: str, what: str, obj, keys, is_dict: bool, reference: str) -> lis
         raise ValueError(
             f"{func}: {what} must have {len(keys)} arrays like {reference}, got {len(obj)}")
     return list(obj)
+
+
+def _extent(a):
+    lo = a.__array_interface__["data"][0]
+    return lo, lo + a.nbytes
+
+
+def check_grads_apart(func: str, grad_names, grads, param_names, written) -> None:
+    """No gradient may share memory with a parameter or a state buffer (``written``: the
+    parameters first, in ``param_names`` order, then the state buffers); gradients may share
+    memory with each other (they are only read). One sort of the extents, O(k log k) in the
+    number of arrays, independent of their sizes. (The compiled multi-tensor kernels make
+    the same check themselves; this serves the other backends.)"""
+    k = len(param_names)
+    spans = []
+    for i, a in enumerate(written):
+        if a.size:
+            name = param_names[i] if i < k else f"the state of {param_names[i % k]}"
+            spans.append((*_extent(a), True, name))
+    for name, g in zip(grad_names, grads):
+        if g.size:
+            spans.append((*_extent(g), False, name))
+    spans.sort(key=lambda s: s[0])
+    far_any = far_written = None
+    for lo, hi, is_written, name in spans:
+        other = far_any if is_written else far_written
+        if other is not None and lo < other[1]:
+            first, second = (other[3], name) if other[2] else (name, other[3])
+            raise ValueError(f"{func}: {second} shares memory with {first}; a gradient must "
+                             f"not be a parameter or a state buffer")
+        if far_any is None or hi > far_any[1]:
+            far_any = (lo, hi, is_written, name)
+        if is_written and (far_written is None or hi > far_written[1]):
+            far_written = (lo, hi, is_written, name)

@@ -129,3 +129,64 @@ def scale(list arrays, double factor):
 def clip(list arrays, double limit):
     """``x = min(max(x, -limit), limit)`` for every array, in place (NaN is kept)."""
     _in_place(arrays, limit, True)
+
+
+from libc.stdint cimport uint32_t, uint64_t
+
+cdef enum:
+    FINITE_BLOCK = 4096            # elements tested between early exits
+
+
+cdef bint all_finite_f32(const uint32_t* bits, Py_ssize_t n) noexcept nogil:
+    """Whether no float32 (given as its bits) is inf or NaN: the exponent is all ones
+    exactly for those. An OR of integer tests per block (integer OR is associative, so the
+    loop vectorizes without -ffast-math), leaving at the first block that has one."""
+    cdef Py_ssize_t start, i, stop
+    cdef uint32_t bad
+    start = 0
+    while start < n:
+        stop = min(start + <Py_ssize_t>FINITE_BLOCK, n)
+        bad = 0
+        for i in range(start, stop):
+            bad |= (bits[i] & 0x7F800000u) == 0x7F800000u
+        if bad:
+            return False
+        start = stop
+    return True
+
+
+cdef bint all_finite_f64(const uint64_t* bits, Py_ssize_t n) noexcept nogil:
+    """:func:`all_finite_f32` for float64."""
+    cdef Py_ssize_t start, i, stop
+    cdef uint64_t bad
+    start = 0
+    while start < n:
+        stop = min(start + <Py_ssize_t>FINITE_BLOCK, n)
+        bad = 0
+        for i in range(start, stop):
+            bad |= (bits[i] & 0x7FF0000000000000u) == 0x7FF0000000000000u
+        if bad:
+            return False
+        start = stop
+    return True
+
+
+def all_finite(arrays):
+    """Whether every element of every array (float32/float64, contiguous) is finite: one
+    read-only pass, stopping at the first block holding an inf or a NaN."""
+    cdef cnp.ndarray a
+    cdef const void* p
+    cdef Py_ssize_t n
+    cdef bint ok = True
+    for obj in arrays:
+        a = <cnp.ndarray>obj
+        p = cnp.PyArray_DATA(a)
+        n = cnp.PyArray_SIZE(a)
+        with nogil:
+            if _is_float32(a):
+                ok = all_finite_f32(<const uint32_t*>p, n)
+            else:
+                ok = all_finite_f64(<const uint64_t*>p, n)
+        if not ok:
+            return False
+    return True

@@ -58,6 +58,7 @@ def save_state(opt: Optimizer, path: PathLike) -> None:
         "format": _FORMAT,
         "optimizer": sd["optimizer"],
         "step": int(sd["step"]),
+        "skipped_steps": int(sd["skipped_steps"]),
         "param_keys": sd["param_keys"],
         "hyperparameters": sd["hyperparameters"],
         "state": {name: len(bufs) for name, bufs in sd["state"].items()},
@@ -119,7 +120,8 @@ def load_state(opt: Optimizer, path: PathLike) -> None:
         try:
             sd = {
                 "optimizer": meta["optimizer"],
-                "step": np.int64(meta["step"]),
+                "step": meta["step"],
+                "skipped_steps": meta.get("skipped_steps", 0),
                 "param_keys": meta["param_keys"],
                 "hyperparameters": meta["hyperparameters"],
                 "params": [data[f"params/{i}"] for i in range(n)],

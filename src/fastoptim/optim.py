@@ -23,13 +23,14 @@ Every state buffer starts at zero, with its parameter's dtype and layout (Adagra
 """
 from __future__ import annotations
 
-from numbers import Integral
+import threading
 from typing import Callable, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _coefficients as _coef
 from . import _params
+from . import _reductions
 from . import _validation as _v
 from . import reference as _reference
 from . import _cython_parallel
@@ -60,29 +61,40 @@ class Optimizer:
     _kernel: str = ""
     _n_positional: int = 0
 
-    def __init__(self, params: Params, lr: LR, hyper: dict, backend: str = "auto") -> None:
+    def __init__(self, params: Params, lr: LR, hyper: dict, backend: str = "auto",
+                 skip_nonfinite: bool = False) -> None:
         f = type(self).__name__
         self._hyper = self._validate(f, hyper)
         keys, arrays, is_dict = _params.flatten(f, "params", params)
         if not arrays:
             raise ValueError(f"{f}: params is empty; pass the arrays to optimize")
         names = _params.labels("params", keys)
+        plain_arrays = []
         for name, p in zip(names, arrays):
-            _v.check_arrays(f, (name,), (p,))
-        _params.check_disjoint(f, names, arrays)
+            plain = _v.check_arrays(f, (name,), (p,))
+            plain_arrays.append(p if plain is None else plain[0])
+            if "eps" in self._hyper and isinstance(self._hyper["eps"], float):
+                _v.eps_for_dtype(f, "eps", self._hyper["eps"], p.dtype)
+        _params.check_disjoint(f, names, plain_arrays)
         _select(f, backend, 0)          # a bad backend name fails here, not at the first step
+        self._lock = threading.Lock()
+        # the user's container and array objects, to detect a key rebound to a new array
+        self._container = params if isinstance(params, (dict, list)) else None
+        self._given = arrays
         self._keys: List = keys
         self._is_dict = is_dict
-        self._params: List[np.ndarray] = arrays
+        self._params: List[np.ndarray] = plain_arrays
         self._param_names = names
         self._grad_names = _params.labels("grads", keys)
-        self.backend = backend
+        self._backend = backend
         self.lr = lr
         self._t = 0
-        self.last_lr = None
+        self._last_lr = None
+        self._skipped_steps = 0
+        self._skip_nonfinite = _v.flag(f, "skip_nonfinite", skip_nonfinite)
         self._set_slots(self._slots(self._hyper))
         self._state: Dict[str, List[np.ndarray]] = {
-            name: self._new_states(name, arrays)
+            name: self._new_states(name, plain_arrays)
             for name in self._slot_names if name is not None}
         self._bind_state()
 
@@ -122,15 +134,44 @@ class Optimizer:
 
     @property
     def t(self) -> int:
-        """Number of steps taken (the next step uses ``t + 1``)."""
+        """Number of steps taken (the next step uses ``t + 1``); skipped steps not counted."""
         return self._t
+
+    @property
+    def last_lr(self):
+        """The learning rate the last step used (a float; ``None`` before the first step).
+        With a schedule as ``lr``, ``opt.lr`` is the schedule and this is its value."""
+        return self._last_lr
+
+    @property
+    def backend(self) -> str:
+        """The backend chosen at construction."""
+        return self._backend
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped because a gradient held an inf or a NaN (``skip_nonfinite``)."""
+        return self._skipped_steps
+
+    @property
+    def skip_nonfinite(self) -> bool:
+        """Whether a step whose gradients hold an inf or a NaN is skipped (nothing changes
+        but :attr:`skipped_steps`); may be changed between steps."""
+        return self._skip_nonfinite
+
+    @skip_nonfinite.setter
+    def skip_nonfinite(self, value: bool) -> None:
+        self._skip_nonfinite = _v.flag(type(self).__name__, "skip_nonfinite", value)
 
     @property
     def params(self) -> Params:
         """The parameters, in the structure they were given (the same array objects)."""
         if self._is_dict:
-            return dict(zip(self._keys, self._params))
-        return list(self._params)
+            return dict(zip(self._keys, self._given))
+        return list(self._given)
+
+    # Attributes that may be assigned; every other public name is read-only or a typo.
+    _SETTABLE = ("lr", "skip_nonfinite")
 
     def __getattr__(self, name):
         hyper = self.__dict__.get("_hyper")
@@ -139,39 +180,60 @@ class Optimizer:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
-        hyper = self.__dict__.get("_hyper")
-        if hyper is not None and name in hyper:
+        if name.startswith("_") or name in self._SETTABLE:
+            object.__setattr__(self, name, value)
+            return
+        cls = type(self).__name__
+        hyper = self.__dict__.get("_hyper") or {}
+        if name in hyper:
             raise AttributeError(
-                f"{type(self).__name__}.{name} is fixed at construction (it was validated "
-                f"then); only lr can be changed between steps")
-        object.__setattr__(self, name, value)
+                f"{cls}.{name} is fixed at construction (it was validated then); only "
+                f"{' and '.join(self._SETTABLE)} can be changed between steps")
+        readonly = sorted(set(hyper) | {"t", "last_lr", "backend", "skipped_steps",
+                                        "params", "param_groups"} - {"param_groups"})
+        raise AttributeError(
+            f"{cls} has no attribute {name!r} to set; settable: {', '.join(self._SETTABLE)}; "
+            f"read-only: {', '.join(readonly)}")
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self._hyper.items())
         return (f"{type(self).__name__}({len(self._params)} arrays, lr={self._lr!r}, {opts}, "
-                f"backend={self.backend!r})")
+                f"backend={self._backend!r})")
 
     def step(self, grads: Params) -> None:
         """Update every parameter in place from ``grads`` (the structure of ``params``).
 
         Every gradient is checked first (keys, shape, dtype, layout, no shared memory with
-        its parameter); on any error nothing is updated and the step count is unchanged.
+        any parameter or state buffer); on any error nothing is updated and the step count
+        is unchanged. With ``skip_nonfinite=True`` a step whose gradients hold an inf or a
+        NaN changes nothing but :attr:`skipped_steps`. Safe to call from several threads:
+        steps are serialized by a lock, none is lost.
         """
         f = f"{type(self).__name__}.step"
-        grads = _params.match(f, "grads", grads, self._keys, self._is_dict, "params")
-        check = _v.check_arrays
-        for names, pair in zip(self._check_names, zip(self._params, grads)):
-            check(f, names, pair)
-        t = self._t + 1
-        lr = self._lr_at(f, t)
-        self._apply(grads, t, lr)
-        self._t = t
-        self.last_lr = lr
+        with self._lock:
+            self._check_bindings(f)
+            grads = _params.match(f, "grads", grads, self._keys, self._is_dict, "params")
+            check = _v.check_arrays
+            for i, names in enumerate(self._check_names):
+                plain = check(f, names, (self._params[i], grads[i]))
+                if plain is not None:
+                    grads[i] = plain[1]
+            if self._t >= _v.MAX_STEP:
+                raise ValueError(f"{f}: the step count would exceed 2**63 - 1")
+            t = self._t + 1
+            lr = self._lr_at(f, t)
+            if self._skip_nonfinite and not _reductions.all_finite(grads):
+                self._skipped_steps += 1
+                return
+            self._apply(grads, t, lr)
+            self._t = t
+            self._last_lr = lr
 
     def state_dict(self) -> dict:
         """A copy of everything a resumed run needs, as plain NumPy arrays and Python scalars.
 
-        Keys: ``"optimizer"`` (class name), ``"step"`` (``np.int64``), ``"param_keys"``,
+        Keys: ``"optimizer"`` (class name), ``"step"`` and ``"skipped_steps"``
+        (``np.int64``), ``"param_keys"``,
         ``"hyperparameters"`` (``lr`` is ``None`` when it is a schedule), ``"params"`` (list
         of arrays in ``param_keys`` order) and ``"state"`` (state name -> list of arrays).
         """
@@ -180,6 +242,7 @@ class Optimizer:
         return {
             "optimizer": type(self).__name__,
             "step": np.int64(self._t),
+            "skipped_steps": np.int64(self._skipped_steps),
             "param_keys": list(self._keys),
             "hyperparameters": hyper,
             "params": [p.copy(order="K") for p in self._params],
@@ -206,11 +269,8 @@ class Optimizer:
             raise ValueError(
                 f"{f}: the state_dict is from a {sd['optimizer']!r} optimizer, not "
                 f"{type(self).__name__!r}")
-        step = sd["step"]
-        if isinstance(step, np.ndarray) and step.ndim == 0:
-            step = step[()]
-        if isinstance(step, (bool, np.bool_)) or not isinstance(step, Integral) or step < 0:
-            raise ValueError(f"{f}: step must be an integer >= 0, got {step!r}")
+        step = _v.steps_taken(f, "step", sd["step"])
+        skipped = _v.steps_taken(f, "skipped_steps", sd.get("skipped_steps", 0))
         keys = list(sd["param_keys"])
         if keys != self._keys:
             raise ValueError(
@@ -231,7 +291,10 @@ class Optimizer:
                 f"{f}: the state_dict has state {[s for s in slots if s]}, this optimizer "
                 f"has {[s for s in self._slot_names if s]}; construct it with the saved "
                 f"options {hyper}")
-        state = sd["state"]
+        state = dict(sd["state"])
+        for old, new in _RENAMED_STATES.items():     # checkpoints of fastoptim 0.1
+            if old in state and new in self._state and new not in state:
+                state[new] = state.pop(old)
         if set(state) != set(self._state):
             raise ValueError(
                 f"{f}: the state_dict has state {sorted(state)}, expected "
@@ -257,7 +320,8 @@ class Optimizer:
         self._hyper = hyper
         if lr is not None:
             self._lr = lr
-        self._t = int(step)
+        self._t = step
+        self._skipped_steps = skipped
 
     # ---- internals -----------------------------------------------------------------------
     def _set_slots(self, slots: Tuple) -> None:
@@ -270,6 +334,28 @@ class Optimizer:
         self._state_lists = [None if s is None else self._state[s] for s in self._slot_names]
         self._array_states = [tuple(None if s is None else s[i] for s in self._state_lists)
                               for i in range(len(self._params))]
+
+    def _check_bindings(self, f: str) -> None:
+        """Refuse a step after a key of the user's dict (or an entry of their list) was
+        rebound to another array: the optimizer updates the arrays it was given in place,
+        and would silently go on updating the old one. O(number of arrays)."""
+        container = self._container
+        if container is None:
+            return
+        if self._is_dict:
+            for key, given in zip(self._keys, self._given):
+                if container.get(key) is not given:
+                    raise ValueError(
+                        f"{f}: params[{key!r}] was replaced by another array after the "
+                        f"optimizer was created; it updates the arrays it was given in "
+                        f"place. Assign into the array instead (params[{key!r}][...] = "
+                        f"new_values), or create a new optimizer (load_state to resume)")
+        elif len(container) != len(self._given) or any(
+                a is not b for a, b in zip(container, self._given)):
+            raise ValueError(
+                f"{f}: the params list was changed after the optimizer was created; it "
+                f"updates the arrays it was given in place. Assign into them instead "
+                f"(params[i][...] = new_values), or create a new optimizer")
 
     def _lr_at(self, f: str, t: int) -> float:
         lr = self._lr
@@ -286,18 +372,31 @@ class Optimizer:
         arrays when the step moves enough memory for threads to pay, one thread otherwise.
         Other backends get one call per array.
         """
-        impl = _select(type(self).__name__, self.backend, 0)
-        if impl is None:
-            self._apply_reference(grads, t, lr)
-            return
+        f = f"{type(self).__name__}.step"
+        impl = _select(f, self._backend, 0)
         coefficients = self._coefficients(t, lr)
         if impl is _cython or impl is _cython_parallel:
+            # the multi-tensor kernel refuses a gradient sharing memory with any parameter
+            # or state buffer (one sort of the byte extents) before it touches anything
             multi = getattr(_cython, self._kernel + "_multi")
-            multi(self._params, grads, *self._state_lists, coefficients)
+            multi(self._params, grads, *self._state_lists, coefficients,
+                  labels=self._keys)
+            return
+        _params.check_grads_apart(f, self._grad_names, grads,
+                                  self._param_names, self._written_arrays())
+        if impl is None:
+            self._apply_reference(grads, t, lr)
             return
         kernel = getattr(impl, self._kernel)
         for param, grad, states in zip(self._params, grads, self._array_states):
             kernel(param, grad, *states, coefficients)
+
+    def _written_arrays(self) -> List[np.ndarray]:
+        """Every parameter and state buffer (what a step writes), parameters first."""
+        out = list(self._params)
+        for states in self._state.values():
+            out.extend(states)
+        return out
 
     def _apply_reference(self, grads: List[np.ndarray], t: int, lr: float) -> None:
         """The same loop on the NumPy reference, which takes user-level hyperparameters."""
@@ -308,6 +407,10 @@ class Optimizer:
             optional = {slots[j]: states[j] for j in range(n_pos, len(slots))
                         if slots[j] is not None}
             reference(param, grad, *states[:n_pos], **optional, **kwargs)
+
+
+# State names of fastoptim 0.1 -> today's (the functional API's): read from old checkpoints.
+_RENAMED_STATES = {"sum": "state_sum"}
 
 
 def _betas(f: str, betas) -> Tuple[float, float]:
@@ -347,14 +450,18 @@ class SGD(Optimizer):
         L2 penalty :math:`\lambda \ge 0`.
     maximize : bool, default False
     backend : {"auto", "cython", "numba", "numpy"}
+    skip_nonfinite : bool, default False
+        Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
+        state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
+        ``apply_if_finite``). Costs one read-only pass over the gradients.
     """
 
     def __init__(self, params: Params, lr: LR, momentum: float = 0.0, dampening: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0, maximize: bool = False,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", skip_nonfinite: bool = False) -> None:
         super().__init__(params, lr, dict(
             momentum=momentum, dampening=dampening, nesterov=nesterov,
-            weight_decay=weight_decay, maximize=maximize), backend)
+            weight_decay=weight_decay, maximize=maximize), backend, skip_nonfinite)
         self._kernel = "momentum" if self._hyper["momentum"] > 0.0 else "sgd"
         self._n_positional = len(self._slot_names)
 
@@ -419,6 +526,10 @@ class RMSprop(Optimizer):
     centered : bool, default False
     maximize : bool, default False
     backend : {"auto", "cython", "numba", "numpy"}
+    skip_nonfinite : bool, default False
+        Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
+        state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
+        ``apply_if_finite``). Costs one read-only pass over the gradients.
     """
 
     _kernel = "rmsprop"
@@ -426,10 +537,11 @@ class RMSprop(Optimizer):
 
     def __init__(self, params: Params, lr: LR = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 maximize: bool = False, backend: str = "auto") -> None:
+                 maximize: bool = False, backend: str = "auto",
+                 skip_nonfinite: bool = False) -> None:
         super().__init__(params, lr, dict(
             alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-            centered=centered, maximize=maximize), backend)
+            centered=centered, maximize=maximize), backend, skip_nonfinite)
 
     @classmethod
     def _validate(cls, f, h):
@@ -480,6 +592,10 @@ class Adam(Optimizer):
     amsgrad : bool, default False
     maximize : bool, default False
     backend : {"auto", "cython", "numba", "numpy"}
+    skip_nonfinite : bool, default False
+        Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
+        state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
+        ``apply_if_finite``). Costs one read-only pass over the gradients.
     """
 
     _kernel = "adam"
@@ -488,10 +604,11 @@ class Adam(Optimizer):
 
     def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
-                 maximize: bool = False, backend: str = "auto") -> None:
+                 maximize: bool = False, backend: str = "auto",
+                 skip_nonfinite: bool = False) -> None:
         super().__init__(params, lr, dict(
             betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-            maximize=maximize), backend)
+            maximize=maximize), backend, skip_nonfinite)
 
     @classmethod
     def _validate(cls, f, h):
@@ -535,8 +652,10 @@ class AdamW(Adam):
 
     def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
-                 maximize: bool = False, backend: str = "auto") -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, backend)
+                 maximize: bool = False, backend: str = "auto",
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, backend,
+                         skip_nonfinite)
 
 
 class Adagrad(Optimizer):
@@ -549,7 +668,8 @@ class Adagrad(Optimizer):
         G &\leftarrow G + g^2, \qquad
         \theta \leftarrow \theta - \tilde\eta\, g / (\sqrt{G} + \epsilon)
 
-    State: ``sum`` (:math:`G`), starting at ``initial_accumulator_value``.
+    State: ``state_sum`` (:math:`G`; ``sum`` in fastoptim 0.1 checkpoints, still read),
+    starting at ``initial_accumulator_value``.
 
     Parameters
     ----------
@@ -562,6 +682,10 @@ class Adagrad(Optimizer):
     eps : float, default 1e-10
     maximize : bool, default False
     backend : {"auto", "cython", "numba", "numpy"}
+    skip_nonfinite : bool, default False
+        Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
+        state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
+        ``apply_if_finite``). Costs one read-only pass over the gradients.
     """
 
     _kernel = "adagrad"
@@ -569,11 +693,12 @@ class Adagrad(Optimizer):
 
     def __init__(self, params: Params, lr: LR = 1e-2, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
-                 eps: float = 1e-10, maximize: bool = False, backend: str = "auto") -> None:
+                 eps: float = 1e-10, maximize: bool = False, backend: str = "auto",
+                 skip_nonfinite: bool = False) -> None:
         super().__init__(params, lr, dict(
             lr_decay=lr_decay, weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value, eps=eps,
-            maximize=maximize), backend)
+            maximize=maximize), backend, skip_nonfinite)
 
     @classmethod
     def _validate(cls, f, h):
@@ -586,7 +711,7 @@ class Adagrad(Optimizer):
 
     @staticmethod
     def _slots(h):
-        return ("sum",)
+        return ("state_sum",)
 
     def _new_states(self, name, params):
         states = super()._new_states(name, params)
