@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
+import zipfile
 from typing import Union
 
 import numpy as np
 
+from . import _validation
+from .optim import _RENAMED_STATES as _RENAMED
 from .optim import Optimizer
 
 __all__ = ["save_state", "load_state"]
@@ -68,7 +73,10 @@ def save_state(opt: Optimizer, path: PathLike) -> None:
     for name, bufs in sd["state"].items():
         arrays.update({f"state/{name}/{i}": a for i, a in enumerate(bufs)})
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"save_state: the folder {folder!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=_TMP_SUFFIX,
+                               prefix=f".{os.path.basename(path)}.{os.getpid()}.")
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
@@ -83,6 +91,50 @@ def save_state(opt: Optimizer, path: PathLike) -> None:
             pass
         raise
     _sync_folder(folder)
+    _remove_stale_temporaries(folder)
+
+
+# Temporary files of save_state: ".<checkpoint name>.<writer pid>.<random>.fastoptim-tmp".
+_TMP_SUFFIX = ".fastoptim-tmp"
+_TMP_NAME = re.compile(r"^\..*\.(\d+)\.[^./]+" + re.escape(_TMP_SUFFIX) + "$")
+_STALE_AGE = 24 * 3600      # seconds: older temporaries are stale even if the pid is reused
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    """Remove save_state temporaries left in ``folder`` by writers that died (``kill -9``
+    in the middle of a save): those whose process no longer exists, or older than a day
+    (a pid may have been reused). Never anything else: only names of fastoptim's pattern,
+    never this process's own."""
+    now = time.time()
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for name in entries:
+        match = _TMP_NAME.match(name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        full = os.path.join(folder, name)
+        try:
+            if pid == os.getpid() or (_alive(pid)
+                                      and now - os.stat(full).st_mtime < _STALE_AGE):
+                continue
+            os.unlink(full)
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:        # exists, owned by someone else
+        return True
+    except OSError:
+        return True
+    return True
 
 
 def _sync_folder(folder: str) -> None:
@@ -102,32 +154,144 @@ def _sync_folder(folder: str) -> None:
 def load_state(opt: Optimizer, path: PathLike) -> None:
     """Restore a checkpoint written by :func:`save_state` into ``opt``, in place.
 
-    Raises ``ValueError`` (naming what differs) when the file is not a fastoptim checkpoint
-    or was saved from a different optimizer type, other parameter keys, shapes, dtypes or
-    state options; nothing is changed then.
+    Every unusable file raises ``ValueError`` (the underlying error chained as its cause)
+    and leaves ``opt`` unchanged: not an ``.npz`` archive (empty, truncated, a ``.npy``),
+    malformed metadata, a step count that is not an integer in ``[0, 2**63 - 1]``, another
+    optimizer type, other parameter keys, shapes, dtypes or state options. The ``.npy``
+    header (shape and dtype) of every entry is read and compared with the optimizer before
+    any array data is decompressed, so a small file that would inflate to gigabytes is
+    refused after reading a few hundred bytes. A missing or unreadable file raises the
+    ``OSError`` of ``open``.
     """
     _check_optimizer("load_state", opt)
     path = os.fspath(path)
-    with np.load(path, allow_pickle=False) as data:
-        if "__meta__" not in data.files:
-            raise ValueError(f"load_state: {path!r} is not a fastoptim checkpoint (no __meta__)")
-        meta = json.loads(str(data["__meta__"]))
-        if meta.get("format") != _FORMAT:
-            raise ValueError(
-                f"load_state: {path!r} has checkpoint format {meta.get('format')!r}, "
-                f"this fastoptim reads format {_FORMAT}")
-        n = len(meta["param_keys"])
+    with open(path, "rb") as fh:
         try:
-            sd = {
-                "optimizer": meta["optimizer"],
-                "step": meta["step"],
-                "skipped_steps": meta.get("skipped_steps", 0),
-                "param_keys": meta["param_keys"],
-                "hyperparameters": meta["hyperparameters"],
-                "params": [data[f"params/{i}"] for i in range(n)],
-                "state": {name: [data[f"state/{name}/{i}"] for i in range(count)]
-                          for name, count in meta["state"].items()},
-            }
-        except KeyError as exc:
-            raise ValueError(f"load_state: {path!r} is incomplete: {exc}") from None
-    opt.load_state_dict(sd)
+            sd = _read_checkpoint(fh, path, opt)
+        except ValueError:
+            raise
+        except Exception as exc:      # zipfile, zlib, EOF, format errors: unusable file
+            raise ValueError(
+                f"load_state: {path!r} is not a readable fastoptim checkpoint "
+                f"({type(exc).__name__}: {exc})") from exc
+    try:
+        opt.load_state_dict(sd)
+    except ValueError:
+        raise
+    except (TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise ValueError(f"load_state: {path!r} does not fit this optimizer: {exc}") from exc
+
+
+_MAX_META_BYTES = 1 << 20
+
+
+def _read_checkpoint(fh, path: str, opt: Optimizer) -> dict:
+    """The state_dict stored in the open file ``fh``, checked against ``opt`` entry by entry
+    (names, then every .npy header) before any array data is read."""
+    def fail(why):
+        return ValueError(f"load_state: {path!r} {why}")
+
+    try:
+        archive = zipfile.ZipFile(fh)
+    except zipfile.BadZipFile as exc:
+        raise fail("is not a fastoptim checkpoint (not an .npz archive)") from exc
+    with archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        if "__meta__.npy" not in infos:
+            raise fail("is not a fastoptim checkpoint (no __meta__)")
+        if infos["__meta__.npy"].file_size > _MAX_META_BYTES:
+            raise fail("has oversized metadata")
+        meta = _parse_meta(_read_member(archive, "__meta__.npy", None, path), fail)
+        expected = _expected_entries(opt, meta, fail)
+        unexpected = sorted(set(infos) - set(expected) - {"__meta__.npy"})
+        missing = sorted(set(expected) - set(infos))
+        if missing or unexpected:
+            raise fail(f"does not match this optimizer: missing entries {missing}, "
+                       f"unexpected entries {unexpected}")
+        for member, like in expected.items():     # headers first, no data yet
+            _check_header(archive, member, like, path)
+        arrays = {member: _read_member(archive, member, like, path)
+                  for member, like in expected.items()}
+    n = len(meta["param_keys"])
+    return {
+        "optimizer": meta["optimizer"], "step": meta["step"],
+        "skipped_steps": meta.get("skipped_steps", 0), "param_keys": meta["param_keys"],
+        "hyperparameters": meta["hyperparameters"],
+        "params": [arrays[f"params/{i}.npy"] for i in range(n)],
+        "state": {name: [arrays[f"state/{name}/{i}.npy"] for i in range(count)]
+                  for name, count in meta["state"].items()},
+    }
+
+
+def _parse_meta(raw, fail) -> dict:
+    """The JSON metadata, with the type of every field checked."""
+    if not isinstance(raw, np.ndarray) or raw.shape != () or raw.dtype.kind != "U":
+        raise fail("has malformed metadata (not a text entry)")
+    try:
+        meta = json.loads(str(raw))
+    except ValueError as exc:
+        raise fail(f"has malformed metadata: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise fail("has malformed metadata (not a JSON object)")
+    if meta.get("format") != _FORMAT:
+        raise fail(f"has checkpoint format {meta.get('format')!r}, this fastoptim reads "
+                   f"format {_FORMAT}")
+    kinds = {"optimizer": str, "step": int, "param_keys": list, "hyperparameters": dict,
+             "state": dict}
+    for key, kind in kinds.items():
+        if key not in meta:
+            raise fail(f"has malformed metadata (no {key!r})")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise fail(f"has malformed metadata ({key!r} is {type(meta[key]).__name__}, "
+                       f"expected {kind.__name__})")
+    _validation.steps_taken("load_state", "step", meta["step"])
+    _validation.steps_taken("load_state", "skipped_steps", meta.get("skipped_steps", 0))
+    for name, count in meta["state"].items():
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise fail(f"has malformed metadata (state {name!r} count {count!r})")
+    return meta
+
+
+def _expected_entries(opt: Optimizer, meta: dict, fail) -> dict:
+    """Archive member -> the optimizer's array it will be copied into (its shape and dtype
+    are what the member's header must say)."""
+    if meta["optimizer"] != type(opt).__name__:
+        raise fail(f"is from a {meta['optimizer']!r} optimizer, not {type(opt).__name__!r}")
+    if len(meta["param_keys"]) != len(opt._params):
+        raise fail(f"has {len(meta['param_keys'])} parameters, this optimizer "
+                   f"{len(opt._params)}")
+    expected = {f"params/{i}.npy": p for i, p in enumerate(opt._params)}
+    for name, count in meta["state"].items():
+        current = _RENAMED.get(name, name) if name not in opt._state else name
+        if current not in opt._state:
+            raise fail(f"has state {sorted(meta['state'])}, this optimizer "
+                       f"{sorted(opt._state)}; construct it with the saved options "
+                       f"{meta['hyperparameters']}")
+        if count != len(opt._state[current]):
+            raise fail(f"has {count} {name!r} buffers, expected {len(opt._state[current])}")
+        expected.update({f"state/{name}/{i}.npy": a
+                         for i, a in enumerate(opt._state[current])})
+    return expected
+
+
+def _header(stream):
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(stream)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(stream)
+    raise ValueError(f"unsupported .npy version {version}")
+
+
+def _check_header(archive, member: str, like: np.ndarray, path: str) -> None:
+    with archive.open(member) as stream:
+        shape, _, dtype = _header(stream)
+    if dtype.hasobject or shape != like.shape or dtype != like.dtype:
+        raise ValueError(
+            f"load_state: {path!r} entry {member[:-4]!r} has shape {shape} and dtype "
+            f"{dtype}, this optimizer expects {like.shape} and {like.dtype}")
+
+
+def _read_member(archive, member: str, like, path: str) -> np.ndarray:
+    with archive.open(member) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
