@@ -56,7 +56,7 @@ HEADERS = ["_simd_kernels.h", "_simd_body.h", "_multi_tensor.pxi", "_glue.pxi",
 # The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])
-OPENMP = {"kernels": OPENMP_FLAGS}
+OPENMP = {"kernels": OPENMP_FLAGS, "_reductions": OPENMP_FLAGS}
 DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,

@@ -260,3 +260,23 @@ def test_adagrad_state_is_named_like_the_functional_argument_and_old_name_loads(
     sd["state"] = {"sum": [np.full(3, 2.0)]}            # a fastoptim 0.1 checkpoint
     opt.load_state_dict(sd)
     np.testing.assert_array_equal(opt._state["state_sum"][0], 2.0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nonfinite_detection_finds_every_position_on_any_thread_count(dtype, threads):
+    """The read-only pass behind skip_nonfinite (parallel from a million elements)."""
+    from fastoptim import _reductions
+    fo.set_num_threads(threads)
+    try:
+        a = np.ones(3 * 2**20 + 7, dtype)
+        assert _reductions.all_finite([np.ones(5, dtype), a])
+        for pos in (0, 4095, 4096, 2**16 * 5 + 3, a.size - 1):
+            for bad in (np.nan, np.inf, -np.inf):
+                a[pos] = bad
+                assert not _reductions.all_finite([np.ones(5, dtype), a]), (pos, bad)
+                a[pos] = np.finfo(dtype).max
+                assert _reductions.all_finite([a])
+                a[pos] = 1
+    finally:
+        fo.set_num_threads(None)

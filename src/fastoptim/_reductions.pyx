@@ -133,8 +133,12 @@ def clip(list arrays, double limit):
 
 from libc.stdint cimport uint32_t, uint64_t
 
+from cython.parallel cimport prange
+
 cdef enum:
     FINITE_BLOCK = 4096            # elements tested between early exits
+    PARALLEL_MIN = 1 << 20         # elements from which all_finite uses several threads
+    PARALLEL_BLOCK = 1 << 16       # elements per parallel work item
 
 
 cdef bint all_finite_f32(const uint32_t* bits, Py_ssize_t n) noexcept nogil:
@@ -171,19 +175,42 @@ cdef bint all_finite_f64(const uint64_t* bits, Py_ssize_t n) noexcept nogil:
     return True
 
 
+cdef bint _all_finite_parallel(const void* p, Py_ssize_t n, bint f32, int threads) noexcept nogil:
+    """:func:`all_finite_f32` / ``_f64`` over blocks on ``threads`` OpenMP threads (no early
+    exit; the OR of the blocks' answers does not depend on the thread count)."""
+    cdef Py_ssize_t blocks = (n + PARALLEL_BLOCK - 1) // PARALLEL_BLOCK, b, start
+    cdef int bad = 0
+    for b in prange(blocks, num_threads=threads, schedule="static"):
+        start = b * PARALLEL_BLOCK
+        if f32:
+            bad |= not all_finite_f32(<const uint32_t*>p + start,
+                                      min(<Py_ssize_t>PARALLEL_BLOCK, n - start))
+        else:
+            bad |= not all_finite_f64(<const uint64_t*>p + start,
+                                      min(<Py_ssize_t>PARALLEL_BLOCK, n - start))
+    return bad == 0
+
+
 def all_finite(arrays):
     """Whether every element of every array (float32/float64, contiguous) is finite: one
-    read-only pass, stopping at the first block holding an inf or a NaN."""
+    read-only pass, stopping at the first block holding an inf or a NaN; arrays of a million
+    elements and more are read by fastoptim's threads (one in a forked child)."""
     cdef cnp.ndarray a
     cdef const void* p
     cdef Py_ssize_t n
     cdef bint ok = True
+    cdef int threads = 1
     for obj in arrays:
         a = <cnp.ndarray>obj
         p = cnp.PyArray_DATA(a)
         n = cnp.PyArray_SIZE(a)
+        if n >= PARALLEL_MIN:
+            from fastoptim._threads import get_num_threads
+            threads = get_num_threads()
         with nogil:
-            if _is_float32(a):
+            if n >= PARALLEL_MIN and threads > 1:
+                ok = _all_finite_parallel(p, n, _is_float32(a), threads)
+            elif _is_float32(a):
                 ok = all_finite_f32(<const uint32_t*>p, n)
             else:
                 ok = all_finite_f64(<const uint64_t*>p, n)
