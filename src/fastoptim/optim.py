@@ -24,6 +24,7 @@ Every state buffer starts at zero, with its parameter's dtype and layout (Adagra
 from __future__ import annotations
 
 import threading
+from operator import is_ as _is
 from typing import Callable, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
@@ -214,10 +215,10 @@ class Optimizer:
             self._check_bindings(f)
             grads = _params.match(f, "grads", grads, self._keys, self._is_dict, "params")
             check = _v.check_arrays
-            for i, names in enumerate(self._check_names):
-                plain = check(f, names, (self._params[i], grads[i]))
-                if plain is not None:
-                    grads[i] = plain[1]
+            for i, (names, param, grad) in enumerate(zip(self._check_names, self._params,
+                                                         grads)):
+                if check(f, names, (param, grad)) is not None:
+                    grads[i] = grad.view(np.ndarray)     # a subclass: its plain view
             if self._t >= _v.MAX_STEP:
                 raise ValueError(f"{f}: the step count would exceed 2**63 - 1")
             t = self._t + 1
@@ -225,7 +226,7 @@ class Optimizer:
             if self._skip_nonfinite and not _reductions.all_finite(grads):
                 self._skipped_steps += 1
                 return
-            self._apply(grads, t, lr)
+            self._apply(f, grads, t, lr)
             self._t = t
             self._last_lr = lr
 
@@ -343,15 +344,20 @@ class Optimizer:
         if container is None:
             return
         if self._is_dict:
-            for key, given in zip(self._keys, self._given):
-                if container.get(key) is not given:
-                    raise ValueError(
-                        f"{f}: params[{key!r}] was replaced by another array after the "
-                        f"optimizer was created; it updates the arrays it was given in "
-                        f"place. Assign into the array instead (params[{key!r}][...] = "
-                        f"new_values), or create a new optimizer (load_state to resume)")
-        elif len(container) != len(self._given) or any(
-                a is not b for a, b in zip(container, self._given)):
+            try:
+                same = all(map(_is, map(container.__getitem__, self._keys), self._given))
+            except KeyError:
+                same = False
+            if not same:
+                key = next(k for k, given in zip(self._keys, self._given)
+                           if container.get(k) is not given)
+                raise ValueError(
+                    f"{f}: params[{key!r}] was replaced by another array after the "
+                    f"optimizer was created; it updates the arrays it was given in "
+                    f"place. Assign into the array instead (params[{key!r}][...] = "
+                    f"new_values), or create a new optimizer (load_state to resume)")
+        elif len(container) != len(self._given) or not all(
+                map(_is, container, self._given)):
             raise ValueError(
                 f"{f}: the params list was changed after the optimizer was created; it "
                 f"updates the arrays it was given in place. Assign into them instead "
@@ -363,7 +369,7 @@ class Optimizer:
             return _v.nonnegative(f, f"lr (the schedule's value at t={t})", lr(t))
         return lr
 
-    def _apply(self, grads: List[np.ndarray], t: int, lr: float) -> None:
+    def _apply(self, f: str, grads: List[np.ndarray], t: int, lr: float) -> None:
         """Update every array, with the coefficients computed once for the step.
 
         ``self._params``, ``grads`` and each list of ``self._state_lists`` are parallel lists
@@ -372,7 +378,6 @@ class Optimizer:
         arrays when the step moves enough memory for threads to pay, one thread otherwise.
         Other backends get one call per array.
         """
-        f = f"{type(self).__name__}.step"
         impl = _select(f, self._backend, 0)
         coefficients = self._coefficients(t, lr)
         if impl is _cython or impl is _cython_parallel:
