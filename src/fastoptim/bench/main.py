@@ -23,7 +23,7 @@ import json
 import statistics
 import sys
 
-from ._benchcases import BASELINE, COMPETITORS, KERNELS
+from .cases import BASELINE, COMPETITORS, KERNELS
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 QUICK_SIZES = (1_000, 100_000, 1_000_000)
@@ -35,7 +35,7 @@ QUICK_BANDWIDTH_BYTES = 32 * 2**20
 def kernel_call(kernel: str, n: int, dtype, backend: str):
     """A zero-argument callable making one step of ``kernel`` with a fastoptim ``backend``
     (``"numpy"``, ``"cython"``, ``"numba"``, ``"auto"``) on fresh arrays of ``n`` elements."""
-    from ._benchcases import fastoptim_call, make_arrays
+    from .cases import fastoptim_call, make_arrays
     return fastoptim_call(kernel, make_arrays(kernel, n, dtype), backend)
 
 
@@ -47,8 +47,8 @@ def time_interleaved(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
 
 def interleaved_samples(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
     """Seconds per call of each callable in each of ``repeats`` interleaved rounds
-    (:func:`fastoptim._benchtiming.time_interleaved`, the one sampler)."""
-    from ._benchtiming import time_interleaved as sample
+    (:func:`fastoptim.bench.timing.time_interleaved`, the one sampler)."""
+    from .timing import time_interleaved as sample
     return sample(calls, repeats, min_time=min_time)
 
 
@@ -114,16 +114,16 @@ def _options(args) -> dict:
 
 
 def run(args) -> int:
-    from . import _benchreport as report
-    from ._bandwidth import BANDWIDTH_ARRAY_BYTES
-    from ._benchmachine import busy_warning, machine_info, machine_line
-    from ._benchrun import run_benchmark
+    from . import report
+    from .bandwidth import BANDWIDTH_ARRAY_BYTES
+    from .machine import busy_warning, machine_info, machine_line
+    from .runner import run_benchmark
 
     opts = _options(args)
     plot = None
     if args.plot:   # fail before the run, not after it
         try:
-            from ._benchplot import plot
+            from .plot import plot
         except ImportError as exc:
             print(f"fastoptim bench: --plot needs matplotlib ({exc}); "
                   f"pip install 'fastoptim[bench]'", file=sys.stderr)
@@ -152,7 +152,7 @@ def run(args) -> int:
     if result["targets"]:
         print("\n" + report.format_targets(result["targets"]))
     if args.targets:
-        from ._benchmulti import run_multi
+        from .multi import run_multi
         result["multi_tensor_seconds"] = run_multi(opts["repeats"])
     if args.json:
         with open(args.json, "w") as fh:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._benchtiming import summarize, time_interleaved
+from .timing import summarize, time_interleaved
 
 N_ARRAYS = 200
 

@@ -43,7 +43,7 @@ def table_header(kernel: str, dtype: str, bandwidth: Optional[dict]) -> str:
               f"on {bandwidth['n']:.2g} elements")
     else:
         bw = "bandwidth not measured"
-    from ._bandwidth import bytes_per_element
+    from .bandwidth import bytes_per_element
     return f"{kernel} {dtype}: {bytes_per_element(kernel, dtype)} B/elem moved; {bw}"
 
 

@@ -9,7 +9,7 @@ The result is one plain dict (JSON-able), the single source of the printed table
                   "speedup_vs_torch", "peak_bytes", "bytes_per_elem"}, ...],
      "unavailable": {"kernel/backend": "reason", ...}}
 
-(``fastoptim bench`` adds ``"command"`` and ``"targets"``, see :mod:`fastoptim._benchreport`.)
+(``fastoptim bench`` adds ``"command"`` and ``"targets"``, see :mod:`fastoptim.bench.report`.)
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from . import _bandwidth
-from ._benchcases import BASELINE, NotApplicable, Unavailable, build, make_arrays
-from ._benchtiming import peak_extra_bytes, summarize, time_interleaved
+from . import bandwidth as _bandwidth
+from .cases import BASELINE, NotApplicable, Unavailable, build, make_arrays
+from .timing import peak_extra_bytes, summarize, time_interleaved
 
 # competitors whose memory tracemalloc cannot see (their own allocators)
 UNTRACED = ("torch-foreach", "torch-fused", "numba", "traffic")
@@ -135,7 +135,7 @@ def run_benchmark(kernels: Iterable[str], dtypes: Iterable[str], sizes: Iterable
     ``on_group_done(bar, kernel, dtype, rows_of_that_kernel_and_dtype, bandwidth)`` is called
     after the last size of each (kernel, dtype), e.g. to print its table.
     """
-    from ._benchmachine import machine_info
+    from .machine import machine_info
     kernels, dtypes, sizes = list(kernels), list(dtypes), list(sizes)
     result = dict(machine=machine or machine_info(), bandwidth=[], results=[],
                   unavailable={})
