@@ -80,6 +80,7 @@ def test_text_output_has_machine_line_and_tables(adam_run):
             assert f"{kernel} {dtype}: " in out
     assert "ns/elem" in out and "GB/s" in out and "vs numpy" in out
     assert "performance targets" in out
+    assert "issue" not in out.lower()                 # no tracker numbers in shipped output
 
 
 def test_unavailable_competitors_are_reported_not_fatal(adam_run):

@@ -15,7 +15,7 @@ Examples::
     fastoptim bench --quick
     fastoptim bench --kernels adam --dtypes float32 float64 --sizes 1e3 1e5 1e7
     fastoptim bench --json bench.json --plot bench.png
-    fastoptim bench --targets             # the issue-6 ratios for float32 Adam
+    fastoptim bench --targets             # the performance targets for float32 Adam
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--targets", action="store_true",
                         help="only float32 Adam at 1e2..1e7 vs numpy, torch fused and the "
                              "traffic loop, and an optimizer step over 200 arrays; then print "
-                             "the issue-6 target ratios")
+                             "the performance targets")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
 

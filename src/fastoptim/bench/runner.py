@@ -1,7 +1,7 @@
 """Run the benchmark: bandwidth first, then every kernel x dtype x size group, interleaved.
 
 The result is one plain dict (JSON-able), the single source of the printed tables, the
-``--json`` file, the plots and the issue-6 target ratios::
+``--json`` file, the plots and the performance targets::
 
     {"machine": {...}, "bandwidth": [{"kernel", "dtype", "gbps", ...}, ...],
      "results": [{"kernel", "dtype", "n", "backend", "seconds", "q1", "q3", "min", "max",
