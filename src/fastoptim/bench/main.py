@@ -113,39 +113,45 @@ def _options(args) -> dict:
                 repeats=repeats)
 
 
-def run(args) -> int:
-    from . import report
-    from .bandwidth import BANDWIDTH_ARRAY_BYTES
-    from .machine import busy_warning, machine_info, machine_line
-    from .runner import run_benchmark
+def _plotter(args):
+    """The plot function when ``--plot`` is given (imported before the run, so a missing
+    matplotlib fails at once, not after it); None without ``--plot``. Raises ImportError."""
+    if not args.plot:
+        return None
+    from .plot import plot
+    return plot
 
-    opts = _options(args)
-    plot = None
-    if args.plot:   # fail before the run, not after it
-        try:
-            from .plot import plot
-        except ImportError as exc:
-            print(f"fastoptim bench: --plot needs matplotlib ({exc}); "
-                  f"pip install 'fastoptim[bench]'", file=sys.stderr)
-            return 2
-    command = ("fastoptim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"]
-               else "fastoptim bench")
 
-    def print_table(bar, kernel, dtype, rows, bandwidth):
-        bar.write(report.format_table(kernel, dtype, rows, bandwidth) + "\n")
-
-    info = machine_info()
+def _print_machine(info: dict) -> None:
+    """The machine line, a warning when the machine is busy, and how to read the tables."""
+    from .machine import busy_warning, machine_line
     print("machine: " + machine_line(info), flush=True)
     if busy_warning(info):
         print(busy_warning(info), flush=True)
     print("GB/s counts the bytes a fused step must move; %BW is relative to the traffic "
           "loop's bandwidth; times are medians of interleaved rounds.\n", flush=True)
-    result = run_benchmark(
+
+
+def _measure(args, opts: dict, info: dict) -> dict:
+    """Run the benchmark, printing each kernel's table as soon as it is measured."""
+    from . import report
+    from .bandwidth import BANDWIDTH_ARRAY_BYTES
+    from .runner import run_benchmark
+
+    def print_table(bar, kernel, dtype, rows, bandwidth):
+        bar.write(report.format_table(kernel, dtype, rows, bandwidth) + "\n")
+
+    return run_benchmark(
         opts["kernels"], opts["dtypes"], opts["sizes"], opts["competitors"], opts["repeats"],
         min_time=1e-3 if args.quick else 2e-3,
         bandwidth_bytes=QUICK_BANDWIDTH_BYTES if args.quick else BANDWIDTH_ARRAY_BYTES,
         memory=args.memory, progress=args.progress, on_group_done=print_table, machine=info)
-    result["command"] = command
+
+
+def _report(result: dict, args, opts: dict) -> None:
+    """The skipped competitors, the performance targets and (``--targets``) the
+    multi-tensor comparison, printed and added to ``result``."""
+    from . import report
     for line in report.format_unavailable(result["unavailable"]):
         print(line)
     result["targets"] = report.targets(result)
@@ -154,6 +160,25 @@ def run(args) -> int:
     if args.targets:
         from .multi import run_multi
         result["multi_tensor_seconds"] = run_multi(opts["repeats"])
+
+
+def run(args) -> int:
+    from .machine import machine_info
+
+    opts = _options(args)
+    try:
+        plot = _plotter(args)
+    except ImportError as exc:
+        print(f"fastoptim bench: --plot needs matplotlib ({exc}); "
+              f"pip install 'fastoptim[bench]'", file=sys.stderr)
+        return 2
+    command = ("fastoptim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"]
+               else "fastoptim bench")
+    info = machine_info()
+    _print_machine(info)
+    result = _measure(args, opts, info)
+    result["command"] = command
+    _report(result, args, opts)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)

@@ -124,6 +124,20 @@ def progress_bar(total: int, enabled: bool = True):
     return bar
 
 
+def _pattern_bandwidth(kernel: str, dtype, patterns: dict, repeats: int, array_bytes: int,
+                       unavailable: dict) -> Optional[dict]:
+    """The bandwidth row of ``kernel``'s access pattern and ``dtype``, measured once per
+    pattern (cached in ``patterns``); None (and a note in ``unavailable``) without numba."""
+    key = (_bandwidth.ACCESS_PATTERN[kernel], dtype)
+    if key not in patterns:
+        try:
+            patterns[key] = measure_bandwidth(kernel, dtype, repeats, array_bytes)
+        except ImportError as exc:
+            unavailable["bandwidth"] = f"needs numba ({exc})"
+            patterns[key] = None
+    return patterns[key] and dict(patterns[key], kernel=kernel)
+
+
 def run_benchmark(kernels: Iterable[str], dtypes: Iterable[str], sizes: Iterable[int],
                   competitors: Sequence[str], repeats: int, min_time: float = 2e-3,
                   bandwidth_bytes: int = _bandwidth.BANDWIDTH_ARRAY_BYTES,
@@ -144,16 +158,9 @@ def run_benchmark(kernels: Iterable[str], dtypes: Iterable[str], sizes: Iterable
     try:
         for kernel in kernels:
             for dtype in dtypes:
-                key = (_bandwidth.ACCESS_PATTERN[kernel], dtype)
                 bar.set_description(f"bandwidth {kernel} {dtype}")
-                if key not in patterns:
-                    try:
-                        patterns[key] = measure_bandwidth(kernel, dtype, max(3, repeats),
-                                                          bandwidth_bytes)
-                    except ImportError as exc:
-                        result["unavailable"]["bandwidth"] = f"needs numba ({exc})"
-                        patterns[key] = None
-                bw = patterns[key] and dict(patterns[key], kernel=kernel)
+                bw = _pattern_bandwidth(kernel, dtype, patterns, max(3, repeats),
+                                        bandwidth_bytes, result["unavailable"])
                 if bw:
                     result["bandwidth"].append(bw)
                 bar.update()
