@@ -8,9 +8,9 @@ each kernel and dtype (``--markdown``), as pasted in the README.
 import argparse
 import json
 
-from fastoptim._benchmachine import machine_info
-from fastoptim._benchreport import markdown_table
-from fastoptim._benchrun import add_speedups
+from fastoptim.bench.machine import machine_info
+from fastoptim.bench.report import markdown_table
+from fastoptim.bench.runner import add_speedups
 
 
 def from_pytest_benchmark(data: dict) -> dict:
@@ -54,7 +54,7 @@ def main() -> None:
             print(markdown_table([r for r in result["results"]
                                   if (r["kernel"], r["dtype"]) == (kernel, dtype)]))
     if args.out:
-        from fastoptim._benchplot import plot
+        from fastoptim.bench.plot import plot
         plot(result, args.out)
         print(f"wrote {args.out}")
 

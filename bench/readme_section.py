@@ -8,8 +8,8 @@ bench/results/adam-float32.json); paste it into README.md after a new run::
 import json
 import sys
 
-from fastoptim._benchmachine import machine_line
-from fastoptim._benchreport import markdown_table, format_targets
+from fastoptim.bench.machine import machine_line
+from fastoptim.bench.report import markdown_table, format_targets
 path = sys.argv[1] if len(sys.argv) > 1 else "bench/results/adam-float32.json"
 with open(path) as fh:
     res = json.load(fh)

@@ -1,4 +1,4 @@
-"""Print the issue-6 performance targets for float32 Adam, measured side by side in one run.
+"""Print the performance targets for float32 Adam, measured side by side in one run.
 
     PYTHONPATH=src python bench/targets.py                 # sizes 1e2 1e3 1e5 1e6 1e7
     PYTHONPATH=src python bench/targets.py --repeats 11 --json targets.json

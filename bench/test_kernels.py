@@ -17,9 +17,9 @@ import time
 import numpy as np
 import pytest
 
-from fastoptim._bandwidth import bytes_per_element
-from fastoptim._benchcases import BASELINE, COMPETITORS, KERNELS, Unavailable, build, make_arrays
-from fastoptim._benchtiming import SETTLE, peak_extra_bytes
+from fastoptim.bench.bandwidth import bytes_per_element
+from fastoptim.bench.cases import BASELINE, COMPETITORS, KERNELS, Unavailable, build, make_arrays
+from fastoptim.bench.timing import SETTLE, peak_extra_bytes
 
 SIZES = (10**2, 10**3, 10**4, 10**5, 10**6, 10**7)
 DTYPES = ("float32", "float64")

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastoptim import _bandwidth, _benchcases, _benchreport, reference
-from fastoptim._benchtiming import peak_extra_bytes, summarize
+from fastoptim import reference
+from fastoptim.bench import bandwidth, cases, report
+from fastoptim.bench.timing import peak_extra_bytes, summarize
 from fastoptim.cli import main
 
 ROW_KEYS = {"kernel", "dtype", "n", "backend", "seconds", "q1", "q3", "min", "max",
@@ -32,7 +33,7 @@ def adam_run(tmp_path_factory):
 
 def _env():
     import os
-    src = str(Path(_benchcases.__file__).resolve().parents[1])
+    src = str(Path(cases.__file__).resolve().parents[2])
     return dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
@@ -46,7 +47,7 @@ def test_json_has_one_row_per_kernel_dtype_and_competitor(adam_run):
         assert set(r) >= ROW_KEYS
         assert r["seconds"] > 0 and r["ns_per_elem"] > 0 and r["gbps"] > 0
         assert r["min"] <= r["seconds"] <= r["max"]
-        assert r["bytes_per_elem"] == _bandwidth.bytes_per_element(r["kernel"], r["dtype"])
+        assert r["bytes_per_elem"] == bandwidth.bytes_per_element(r["kernel"], r["dtype"])
     backends = {r["backend"] for r in result["results"]}
     assert {"numpy", "cython", "auto"} <= backends
 
@@ -79,6 +80,7 @@ def test_text_output_has_machine_line_and_tables(adam_run):
             assert f"{kernel} {dtype}: " in out
     assert "ns/elem" in out and "GB/s" in out and "vs numpy" in out
     assert "performance targets" in out
+    assert "issue" not in out.lower()                 # no tracker numbers in shipped output
 
 
 def test_unavailable_competitors_are_reported_not_fatal(adam_run):
@@ -127,7 +129,7 @@ def test_targets_from_results_compute_the_ratios():
         return dict(kernel="adam", dtype="float32", n=n, backend=backend, seconds=seconds)
     result = dict(results=[row(10**7, "auto", 2.0), row(10**7, "traffic", 1.0),
                            row(10**3, "auto", 1e-6), row(10**3, "numpy", 8e-6)])
-    entries = {(e["n"], e["what"]): e for e in _benchreport.targets(result)}
+    entries = {(e["n"], e["what"]): e for e in report.targets(result)}
     assert entries[(10**7, "auto speed / traffic loop speed")]["value"] == 0.5
     assert entries[(10**7, "auto speed / traffic loop speed")]["met"] is False
     assert entries[(10**3, "auto vs naive numpy")]["value"] == 8.0
@@ -150,7 +152,7 @@ def test_careful_numpy_adam_matches_the_reference():
         b = [x.copy() for x in a]
         scratch = np.empty_like(a[0])
         for t in range(1, 30):
-            _benchcases.careful_numpy_adam(*a, scratch, step=t)
+            cases.careful_numpy_adam(*a, scratch, step=t)
             reference.adam_step(*b, step=t)
         tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12)
         for x, y in zip(a, b):
@@ -159,13 +161,13 @@ def test_careful_numpy_adam_matches_the_reference():
 
 def test_traffic_loop_moves_the_pattern_and_changes_nothing():
     pytest.importorskip("numba")
-    arrays = _benchcases.make_arrays("adam", 1001, np.float32)
+    arrays = cases.make_arrays("adam", 1001, np.float32)
     before = [x.copy() for x in arrays]
-    _bandwidth.traffic_call("adam", arrays)()
+    bandwidth.traffic_call("adam", arrays)()
     for x, y in zip(arrays, before):   # x + 0 * g: every element read and written back
         np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="adam needs 4 arrays"):
-        _bandwidth.traffic_call("adam", arrays[:3])
+        bandwidth.traffic_call("adam", arrays[:3])
 
 
 def test_summary_and_peak_memory():
@@ -178,7 +180,7 @@ def test_summary_and_peak_memory():
 
 def test_unknown_competitor_is_a_value_error():
     with pytest.raises(ValueError, match="unknown competitor"):
-        _benchcases.build("nope", "adam", _benchcases.make_arrays("adam", 10, np.float32))
+        cases.build("nope", "adam", cases.make_arrays("adam", 10, np.float32))
 
 
 def test_plot_json_converts_pytest_benchmark_output():
@@ -198,12 +200,12 @@ def test_plot_json_converts_pytest_benchmark_output():
     assert by["numpy"]["speedup_vs_numpy"] == 1.0
     assert by["cython"]["speedup_vs_numpy"] == pytest.approx(4.0)
     assert by["cython"]["gbps"] == pytest.approx(12 * 1000 / 1e-6 / 1e9)
-    assert "| 1,000 | cython |" in _benchreport.markdown_table(result["results"])
+    assert "| 1,000 | cython |" in report.markdown_table(result["results"])
 
 
 def test_plot_without_matplotlib_fails_before_running(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)        # import matplotlib -> error
-    monkeypatch.delitem(sys.modules, "fastoptim._benchplot", raising=False)
+    monkeypatch.delitem(sys.modules, "fastoptim.bench.plot", raising=False)
     path = tmp_path / "bench.png"
     assert main(["bench", "--kernels", "ewa", *TINY, "--plot", str(path)]) == 2
     captured = capsys.readouterr()
@@ -213,7 +215,7 @@ def test_plot_without_matplotlib_fails_before_running(monkeypatch, tmp_path, cap
 
 def test_runs_without_numba(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "numba", None)             # import numba -> ImportError
-    monkeypatch.setattr(_bandwidth, "_traffic_loops", _no_numba)
+    monkeypatch.setattr(bandwidth, "_traffic_loops", _no_numba)
     path = tmp_path / "out.json"
     assert main(["bench", "--kernels", "ewa", *TINY, "--json", str(path)]) == 0
     result = json.loads(path.read_text())

@@ -15,7 +15,7 @@ Examples::
     fastoptim bench --quick
     fastoptim bench --kernels adam --dtypes float32 float64 --sizes 1e3 1e5 1e7
     fastoptim bench --json bench.json --plot bench.png
-    fastoptim bench --targets             # the issue-6 ratios for float32 Adam
+    fastoptim bench --targets             # the performance targets for float32 Adam
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import json
 import statistics
 import sys
 
-from ._benchcases import BASELINE, COMPETITORS, KERNELS
+from .cases import BASELINE, COMPETITORS, KERNELS
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 QUICK_SIZES = (1_000, 100_000, 1_000_000)
@@ -35,7 +35,7 @@ QUICK_BANDWIDTH_BYTES = 32 * 2**20
 def kernel_call(kernel: str, n: int, dtype, backend: str):
     """A zero-argument callable making one step of ``kernel`` with a fastoptim ``backend``
     (``"numpy"``, ``"cython"``, ``"numba"``, ``"auto"``) on fresh arrays of ``n`` elements."""
-    from ._benchcases import fastoptim_call, make_arrays
+    from .cases import fastoptim_call, make_arrays
     return fastoptim_call(kernel, make_arrays(kernel, n, dtype), backend)
 
 
@@ -47,8 +47,8 @@ def time_interleaved(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
 
 def interleaved_samples(calls: dict, repeats: int, min_time: float = 2e-3) -> dict:
     """Seconds per call of each callable in each of ``repeats`` interleaved rounds
-    (:func:`fastoptim._benchtiming.time_interleaved`, the one sampler)."""
-    from ._benchtiming import time_interleaved as sample
+    (:func:`fastoptim.bench.timing.time_interleaved`, the one sampler)."""
+    from .timing import time_interleaved as sample
     return sample(calls, repeats, min_time=min_time)
 
 
@@ -89,7 +89,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--targets", action="store_true",
                         help="only float32 Adam at 1e2..1e7 vs numpy, torch fused and the "
                              "traffic loop, and an optimizer step over 200 arrays; then print "
-                             "the issue-6 target ratios")
+                             "the performance targets")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
 
@@ -113,47 +113,72 @@ def _options(args) -> dict:
                 repeats=repeats)
 
 
-def run(args) -> int:
-    from . import _benchreport as report
-    from ._bandwidth import BANDWIDTH_ARRAY_BYTES
-    from ._benchmachine import busy_warning, machine_info, machine_line
-    from ._benchrun import run_benchmark
+def _plotter(args):
+    """The plot function when ``--plot`` is given (imported before the run, so a missing
+    matplotlib fails at once, not after it); None without ``--plot``. Raises ImportError."""
+    if not args.plot:
+        return None
+    from .plot import plot
+    return plot
 
-    opts = _options(args)
-    plot = None
-    if args.plot:   # fail before the run, not after it
-        try:
-            from ._benchplot import plot
-        except ImportError as exc:
-            print(f"fastoptim bench: --plot needs matplotlib ({exc}); "
-                  f"pip install 'fastoptim[bench]'", file=sys.stderr)
-            return 2
-    command = ("fastoptim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"]
-               else "fastoptim bench")
 
-    def print_table(bar, kernel, dtype, rows, bandwidth):
-        bar.write(report.format_table(kernel, dtype, rows, bandwidth) + "\n")
-
-    info = machine_info()
+def _print_machine(info: dict) -> None:
+    """The machine line, a warning when the machine is busy, and how to read the tables."""
+    from .machine import busy_warning, machine_line
     print("machine: " + machine_line(info), flush=True)
     if busy_warning(info):
         print(busy_warning(info), flush=True)
     print("GB/s counts the bytes a fused step must move; %BW is relative to the traffic "
           "loop's bandwidth; times are medians of interleaved rounds.\n", flush=True)
-    result = run_benchmark(
+
+
+def _measure(args, opts: dict, info: dict) -> dict:
+    """Run the benchmark, printing each kernel's table as soon as it is measured."""
+    from . import report
+    from .bandwidth import BANDWIDTH_ARRAY_BYTES
+    from .runner import run_benchmark
+
+    def print_table(bar, kernel, dtype, rows, bandwidth):
+        bar.write(report.format_table(kernel, dtype, rows, bandwidth) + "\n")
+
+    return run_benchmark(
         opts["kernels"], opts["dtypes"], opts["sizes"], opts["competitors"], opts["repeats"],
         min_time=1e-3 if args.quick else 2e-3,
         bandwidth_bytes=QUICK_BANDWIDTH_BYTES if args.quick else BANDWIDTH_ARRAY_BYTES,
         memory=args.memory, progress=args.progress, on_group_done=print_table, machine=info)
-    result["command"] = command
+
+
+def _report(result: dict, args, opts: dict) -> None:
+    """The skipped competitors, the performance targets and (``--targets``) the
+    multi-tensor comparison, printed and added to ``result``."""
+    from . import report
     for line in report.format_unavailable(result["unavailable"]):
         print(line)
     result["targets"] = report.targets(result)
     if result["targets"]:
         print("\n" + report.format_targets(result["targets"]))
     if args.targets:
-        from ._benchmulti import run_multi
+        from .multi import run_multi
         result["multi_tensor_seconds"] = run_multi(opts["repeats"])
+
+
+def run(args) -> int:
+    from .machine import machine_info
+
+    opts = _options(args)
+    try:
+        plot = _plotter(args)
+    except ImportError as exc:
+        print(f"fastoptim bench: --plot needs matplotlib ({exc}); "
+              f"pip install 'fastoptim[bench]'", file=sys.stderr)
+        return 2
+    command = ("fastoptim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"]
+               else "fastoptim bench")
+    info = machine_info()
+    _print_machine(info)
+    result = _measure(args, opts, info)
+    result["command"] = command
+    _report(result, args, opts)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)

@@ -7,7 +7,7 @@ import platform
 
 import numpy as np
 
-from ._config import cpu_simd_features
+from .._config import cpu_simd_features
 
 
 def cpu_model() -> str:
@@ -31,7 +31,7 @@ def _version(module: str):
 
 def machine_info() -> dict:
     """CPU, SIMD, thread count and versions, as plain JSON-able values."""
-    from . import __version__
+    from .. import __version__
     try:
         threads = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -1,4 +1,4 @@
-"""Text output of ``fastoptim bench``: the per-kernel tables and the issue-6 target ratios."""
+"""Text output of ``fastoptim bench``: the per-kernel tables and the performance targets."""
 from __future__ import annotations
 
 from typing import List, Optional
@@ -43,7 +43,7 @@ def table_header(kernel: str, dtype: str, bandwidth: Optional[dict]) -> str:
               f"on {bandwidth['n']:.2g} elements")
     else:
         bw = "bandwidth not measured"
-    from ._bandwidth import bytes_per_element
+    from .bandwidth import bytes_per_element
     return f"{kernel} {dtype}: {bytes_per_element(kernel, dtype)} B/elem moved; {bw}"
 
 
@@ -83,7 +83,7 @@ def markdown_table(rows: List[dict]) -> str:
     return "\n".join(out)
 
 
-# --------------------------------------------------------------------------- issue-6 targets
+# ------------------------------------------------------------------- the performance targets
 
 def _time(result: dict, backend: str, n: int, kernel="adam", dtype="float32"):
     for r in result["results"]:
@@ -93,7 +93,7 @@ def _time(result: dict, backend: str, n: int, kernel="adam", dtype="float32"):
 
 
 def targets(result: dict) -> List[dict]:
-    """The issue-6 target ratios for float32 Adam, ``backend="auto"``, from one run's results.
+    """The performance targets for float32 Adam, ``backend="auto"``, from one run's results.
 
     Each entry: ``what``, ``n``, ``value`` (a speed ratio, > 1 means auto is faster; or
     microseconds per call), ``target``, ``higher_is_better`` and ``met`` (None when a
@@ -127,7 +127,7 @@ def targets(result: dict) -> List[dict]:
 
 
 def format_targets(entries: List[dict]) -> str:
-    lines = ["performance targets (issue 6), adam float32, backend='auto', ratios measured "
+    lines = ["performance targets, adam float32, backend='auto', ratios measured "
              "side by side in this run:"]
     for e in entries:
         if e["value"] is None:

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ._benchmachine import machine_line  # noqa: E402
+from .machine import machine_line  # noqa: E402
 
 STYLE = {  # competitor -> (color, line style, marker)
     "numpy": ("0.45", "--", "o"),

@@ -1,4 +1,4 @@
-"""The multi-tensor target of issue 6: one optimizer step over 200 arrays of mixed sizes.
+"""The multi-tensor performance target: one optimizer step over 200 arrays of mixed sizes.
 
 An optimizer class stepping 200 arrays (64 to 32768 elements, about 2.2M in total) should
 take at most 1.2x one ``adam_step`` on a single flat array of the same total size, and be at
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._benchtiming import summarize, time_interleaved
+from .timing import summarize, time_interleaved
 
 N_ARRAYS = 200
 

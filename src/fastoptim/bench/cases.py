@@ -10,7 +10,7 @@ step in place. They are:
 * ``numexpr`` (Adam), ``torch-foreach`` and ``torch-fused`` (``torch.optim``): peers, when
   installed;
 * ``traffic``: the memory-traffic loop with the kernel's access pattern
-  (:mod:`fastoptim._bandwidth`), the speed limit.
+  (:mod:`fastoptim.bench.bandwidth`), the speed limit.
 
 A competitor that cannot run here (package missing, backend not built yet, option not
 supported) raises :class:`Unavailable` from :func:`build`, with the reason; one that has
@@ -23,8 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import functional as F
-from ._bandwidth import traffic_call
+from .. import functional as F
+from .bandwidth import traffic_call
 
 # kernel -> (number of state arrays, keyword arguments of one step)
 KERNELS = {

@@ -1,7 +1,7 @@
 """Run the benchmark: bandwidth first, then every kernel x dtype x size group, interleaved.
 
 The result is one plain dict (JSON-able), the single source of the printed tables, the
-``--json`` file, the plots and the issue-6 target ratios::
+``--json`` file, the plots and the performance targets::
 
     {"machine": {...}, "bandwidth": [{"kernel", "dtype", "gbps", ...}, ...],
      "results": [{"kernel", "dtype", "n", "backend", "seconds", "q1", "q3", "min", "max",
@@ -9,7 +9,7 @@ The result is one plain dict (JSON-able), the single source of the printed table
                   "speedup_vs_torch", "peak_bytes", "bytes_per_elem"}, ...],
      "unavailable": {"kernel/backend": "reason", ...}}
 
-(``fastoptim bench`` adds ``"command"`` and ``"targets"``, see :mod:`fastoptim._benchreport`.)
+(``fastoptim bench`` adds ``"command"`` and ``"targets"``, see :mod:`fastoptim.bench.report`.)
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from . import _bandwidth
-from ._benchcases import BASELINE, NotApplicable, Unavailable, build, make_arrays
-from ._benchtiming import peak_extra_bytes, summarize, time_interleaved
+from . import bandwidth as _bandwidth
+from .cases import BASELINE, NotApplicable, Unavailable, build, make_arrays
+from .timing import peak_extra_bytes, summarize, time_interleaved
 
 # competitors whose memory tracemalloc cannot see (their own allocators)
 UNTRACED = ("torch-foreach", "torch-fused", "numba", "traffic")
@@ -124,6 +124,20 @@ def progress_bar(total: int, enabled: bool = True):
     return bar
 
 
+def _pattern_bandwidth(kernel: str, dtype, patterns: dict, repeats: int, array_bytes: int,
+                       unavailable: dict) -> Optional[dict]:
+    """The bandwidth row of ``kernel``'s access pattern and ``dtype``, measured once per
+    pattern (cached in ``patterns``); None (and a note in ``unavailable``) without numba."""
+    key = (_bandwidth.ACCESS_PATTERN[kernel], dtype)
+    if key not in patterns:
+        try:
+            patterns[key] = measure_bandwidth(kernel, dtype, repeats, array_bytes)
+        except ImportError as exc:
+            unavailable["bandwidth"] = f"needs numba ({exc})"
+            patterns[key] = None
+    return patterns[key] and dict(patterns[key], kernel=kernel)
+
+
 def run_benchmark(kernels: Iterable[str], dtypes: Iterable[str], sizes: Iterable[int],
                   competitors: Sequence[str], repeats: int, min_time: float = 2e-3,
                   bandwidth_bytes: int = _bandwidth.BANDWIDTH_ARRAY_BYTES,
@@ -135,7 +149,7 @@ def run_benchmark(kernels: Iterable[str], dtypes: Iterable[str], sizes: Iterable
     ``on_group_done(bar, kernel, dtype, rows_of_that_kernel_and_dtype, bandwidth)`` is called
     after the last size of each (kernel, dtype), e.g. to print its table.
     """
-    from ._benchmachine import machine_info
+    from .machine import machine_info
     kernels, dtypes, sizes = list(kernels), list(dtypes), list(sizes)
     result = dict(machine=machine or machine_info(), bandwidth=[], results=[],
                   unavailable={})
@@ -144,16 +158,9 @@ def run_benchmark(kernels: Iterable[str], dtypes: Iterable[str], sizes: Iterable
     try:
         for kernel in kernels:
             for dtype in dtypes:
-                key = (_bandwidth.ACCESS_PATTERN[kernel], dtype)
                 bar.set_description(f"bandwidth {kernel} {dtype}")
-                if key not in patterns:
-                    try:
-                        patterns[key] = measure_bandwidth(kernel, dtype, max(3, repeats),
-                                                          bandwidth_bytes)
-                    except ImportError as exc:
-                        result["unavailable"]["bandwidth"] = f"needs numba ({exc})"
-                        patterns[key] = None
-                bw = patterns[key] and dict(patterns[key], kernel=kernel)
+                bw = _pattern_bandwidth(kernel, dtype, patterns, max(3, repeats),
+                                        bandwidth_bytes, result["unavailable"])
                 if bw:
                     result["bandwidth"].append(bw)
                 bar.update()
