@@ -14,22 +14,21 @@ from . import _openmp  # noqa: F401  (first: loads the kernels with OpenMP's wai
 from ._backends import warmup
 from ._config import show_config
 from ._threads import get_num_threads, set_num_threads
-from .functional import (adagrad_step, adam_step, ewa_update, momentum_step, rmsprop_step,
-                         sgd_step)
+from . import optimizers as _optimizers
+from .optimizers import *  # noqa: F401,F403  (every optimizer's functions and classes)
+from ._optimizer import Optimizer
 from ._include import get_include
 from . import schedules
 from .data import minibatches
 from .clip import clip_grad_norm, clip_grad_value
 from .ema import ExponentialMovingAverage
 from .checkpoint import load_state, save_state
-from .optim import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step", "ewa_update",
+__all__ = list(_optimizers.FUNCTIONS) + [
     "get_include", "set_num_threads", "get_num_threads", "warmup", "show_config",
-    "Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "schedules", "minibatches",
+    "Optimizer"] + list(_optimizers.CLASSES) + ["schedules", "minibatches",
     "clip_grad_norm", "clip_grad_value", "ExponentialMovingAverage", "save_state",
     "load_state", "__version__",
 ]

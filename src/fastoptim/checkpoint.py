@@ -27,7 +27,7 @@ from typing import Union
 import numpy as np
 
 from . import _validation
-from .optim import _RENAMED_STATES as _RENAMED
+from ._state_dict import RENAMED_STATES as _RENAMED
 from .optim import Optimizer
 
 __all__ = ["save_state", "load_state"]

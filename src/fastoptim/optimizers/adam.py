@@ -1,0 +1,151 @@
+"""Adam with bias correction (AdamW, AMSGrad): ``adam_step``, :class:`Adam` and
+:class:`AdamW`."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .. import _dispatch
+from .._optimizer import LR, Optimizer, Params
+
+from .. import _validation as _v
+
+__all__ = ["adam_step", "Adam", "AdamW"]
+
+_ADAM = _dispatch.call("adam")
+
+
+def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
+              exp_avg_sq: np.ndarray, *, step: int, lr: float = 1e-3, beta1: float = 0.9,
+              beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
+              decoupled_weight_decay: bool = False, amsgrad: bool = False,
+              max_exp_avg_sq: Optional[np.ndarray] = None, maximize: bool = False,
+              backend: str = "auto") -> None:
+    r"""Adam with bias correction (AdamW, AMSGrad), in place.
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} \;(+\, \lambda\theta \text{ unless decoupled}) \\
+        \theta &\leftarrow \theta\,(1 - \text{lr}\,\lambda) \quad\text{(decoupled, AdamW)} \\
+        m &\leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
+        v \leftarrow \beta_2 v + (1-\beta_2)\, g^2 \\
+        \hat v_{\max} &\leftarrow \max(\hat v_{\max}, v) \quad\text{(AMSGrad; used for } v
+            \text{ below)} \\
+        \theta &\leftarrow \theta - \text{lr}\, \frac{m / (1-\beta_1^t)}
+            {\sqrt{v / (1-\beta_2^t)} + \epsilon}
+
+    ``eps`` is added outside the square root of the bias-corrected second moment (torch and
+    optax; TF/Keras use the "eps-hat" form).
+
+    Parameters
+    ----------
+    param, grad : ndarray
+        Parameters (updated in place) and their gradient.
+    exp_avg, exp_avg_sq : ndarray
+        First and second moments :math:`m, v` (start at zero), updated in place.
+    step : int
+        The 1-based step count :math:`t` of this update (1 on the first call).
+    lr : float, default 1e-3
+    beta1, beta2 : float, default 0.9, 0.999
+        Decay rates of the moments, in ``[0, 1)``.
+    eps : float, default 1e-8
+        ``> 0``.
+    weight_decay : float, default 0
+        :math:`\lambda \ge 0`: an L2 term added to the gradient, or with
+        ``decoupled_weight_decay=True`` the AdamW decay of the parameters.
+    decoupled_weight_decay : bool, default False
+    amsgrad : bool, default False
+        Use the running maximum of :math:`v`; requires ``max_exp_avg_sq``.
+    max_exp_avg_sq : ndarray, optional
+        :math:`\hat v_{\max}` (start at zero), only with ``amsgrad``.
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    _ADAM((param, grad, exp_avg, exp_avg_sq), (max_exp_avg_sq,),
+          (step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, amsgrad,
+           maximize), backend)
+
+
+def _betas(f: str, betas) -> Tuple[float, float]:
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{f}: betas must be a pair (beta1, beta2), got {betas!r}")
+    return (_v.unit_interval(f, "betas[0]", betas[0]),
+            _v.unit_interval(f, "betas[1]", betas[1]))
+
+
+class Adam(Optimizer):
+    r"""Adam with bias correction (optionally AMSGrad); L2 weight decay added to the gradient.
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} + \lambda\theta, \qquad
+        m \leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
+        v \leftarrow \beta_2 v + (1-\beta_2)\, g^2 \\
+        \theta &\leftarrow \theta - \text{lr}\, \frac{m / (1-\beta_1^t)}
+            {\sqrt{v / (1-\beta_2^t)} + \epsilon}
+
+    with :math:`v` replaced by its running maximum ``max_exp_avg_sq`` under AMSGrad. State:
+    ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``), all starting at zero; ``t`` is the
+    step count, also the argument of an ``lr`` schedule.
+
+    Parameters
+    ----------
+    params : list or dict of ndarray
+    lr : float or callable, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+        Each in ``[0, 1)``.
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    amsgrad : bool, default False
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    skip_nonfinite : bool, default False
+        Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
+        state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
+        ``apply_if_finite``). Costs one read-only pass over the gradients.
+    """
+
+    _kernels = ("adam",)
+    _decoupled = False
+
+    def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
+                 maximize: bool = False, backend: str = "auto",
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, lr, dict(
+            betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+            maximize=maximize), backend, skip_nonfinite)
+
+    @classmethod
+    def _check(cls, f, hyper):
+        hyper = dict(hyper)
+        betas = _betas(f, hyper.pop("betas"))
+        return dict(betas=betas, **super()._check(f, hyper))
+
+    @classmethod
+    def _functional(cls, hyper):
+        beta1, beta2 = hyper["betas"]
+        return dict(hyper, beta1=beta1, beta2=beta2, decoupled_weight_decay=cls._decoupled)
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov & Hutter).
+
+    .. math::
+
+        \theta \leftarrow \theta\,(1 - \text{lr}\,\lambda), \quad\text{then the Adam update
+        of } \theta \text{ with } g = \pm\,\text{grad}
+
+    Same arguments as :class:`Adam`, with ``weight_decay`` (:math:`\lambda`) defaulting to
+    ``1e-2`` as in torch.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
+                 maximize: bool = False, backend: str = "auto",
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, backend,
+                         skip_nonfinite)

@@ -1,0 +1,105 @@
+"""RMSprop (centered, with momentum): ``rmsprop_step`` and :class:`RMSprop`."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .. import _dispatch
+from .._optimizer import LR, Optimizer, Params
+
+__all__ = ["rmsprop_step", "RMSprop"]
+
+_RMSPROP = _dispatch.call("rmsprop")
+
+
+def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
+                 lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0,
+                 momentum_buffer: Optional[np.ndarray] = None, centered: bool = False,
+                 grad_avg: Optional[np.ndarray] = None, maximize: bool = False,
+                 backend: str = "auto") -> None:
+    r"""RMSprop, in place (optionally centered and with momentum).
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} + \lambda\,\theta \\
+        s &\leftarrow \alpha\, s + (1-\alpha)\, g^2 \\
+        a &\leftarrow \alpha\, a + (1-\alpha)\, g, \quad
+            \text{avg} = \sqrt{s - a^2} + \epsilon \quad\text{(centered)} \qquad
+            \text{else}\quad \text{avg} = \sqrt{s} + \epsilon \\
+        b &\leftarrow \mu\, b + g / \text{avg}, \quad \theta \leftarrow \theta - \text{lr}\, b
+            \quad (\mu > 0) \qquad
+            \text{else}\quad \theta \leftarrow \theta - \text{lr}\, g / \text{avg}
+
+    Parameters
+    ----------
+    param, grad : ndarray
+        Parameters (updated in place) and their gradient.
+    square_avg : ndarray
+        Running average of squared gradients :math:`s` (start at zero), updated in place.
+    lr : float, default 1e-2
+    alpha : float, default 0.99
+        Smoothing constant, in ``[0, 1)``.
+    eps : float, default 1e-8
+        Added to the denominator, ``> 0``.
+    weight_decay : float, default 0
+    momentum : float, default 0
+        :math:`\mu \ge 0`; when ``> 0``, ``momentum_buffer`` is required.
+    momentum_buffer : ndarray, optional
+        :math:`b` (start at zero), only with ``momentum > 0``.
+    centered : bool, default False
+        Normalize by the estimated variance; requires ``grad_avg``.
+    grad_avg : ndarray, optional
+        Running average of gradients :math:`a` (start at zero), only with ``centered``.
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    _RMSPROP((param, grad, square_avg), (momentum_buffer, grad_avg),
+             (lr, alpha, eps, weight_decay, momentum, centered, maximize), backend)
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop (optionally centered and with momentum).
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} + \lambda\,\theta, \qquad
+        s \leftarrow \alpha\, s + (1-\alpha)\, g^2 \\
+        \text{avg} &= \sqrt{s - a^2} + \epsilon \text{ with }
+            a \leftarrow \alpha a + (1-\alpha) g \text{ (centered)},
+            \quad\text{else } \sqrt{s} + \epsilon \\
+        b &\leftarrow \mu\, b + g / \text{avg},\ \theta \leftarrow \theta - \text{lr}\, b
+            \ (\mu > 0) \qquad\text{else}\quad \theta \leftarrow \theta - \text{lr}\, g/\text{avg}
+
+    State: ``square_avg`` (:math:`s`), ``momentum_buffer`` (:math:`b`, when
+    ``momentum > 0``), ``grad_avg`` (:math:`a`, when ``centered``), all starting at zero.
+
+    Parameters
+    ----------
+    params : list or dict of ndarray
+    lr : float or callable, default 1e-2
+    alpha : float, default 0.99
+        In ``[0, 1)``.
+    eps : float, default 1e-8
+        ``> 0``.
+    weight_decay : float, default 0
+    momentum : float, default 0
+    centered : bool, default False
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    skip_nonfinite : bool, default False
+        Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
+        state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
+        ``apply_if_finite``). Costs one read-only pass over the gradients.
+    """
+
+    _kernels = ("rmsprop",)
+
+    def __init__(self, params: Params, lr: LR = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 maximize: bool = False, backend: str = "auto",
+                 skip_nonfinite: bool = False) -> None:
+        super().__init__(params, lr, dict(
+            alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+            centered=centered, maximize=maximize), backend, skip_nonfinite)

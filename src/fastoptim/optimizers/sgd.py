@@ -1,0 +1,138 @@
+"""Stochastic gradient descent, with momentum (classical, the course's EWA form, Nesterov):
+the functional steps ``sgd_step`` and ``momentum_step`` and the class :class:`SGD`."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .. import _dispatch
+from .._optimizer import LR, Optimizer, Params
+
+__all__ = ["sgd_step", "momentum_step", "SGD"]
+
+_SGD = _dispatch.call("sgd")
+_MOMENTUM = _dispatch.call("momentum")
+
+
+def sgd_step(param: np.ndarray, grad: np.ndarray, *, lr: float, weight_decay: float = 0.0,
+             maximize: bool = False, backend: str = "auto") -> None:
+    r"""Mini-batch gradient descent, in place.
+
+    .. math::
+
+        g \leftarrow \pm\,\text{grad} + \lambda\,\theta, \qquad
+        \theta \leftarrow \theta - \text{lr}\; g
+
+    Parameters
+    ----------
+    param : ndarray
+        Parameters :math:`\theta`, updated in place.
+    grad : ndarray
+        Gradient of the loss with respect to ``param`` (may be read-only).
+    lr : float
+        Learning rate, ``>= 0``.
+    weight_decay : float, default 0
+        L2 penalty :math:`\lambda`, ``>= 0``.
+    maximize : bool, default False
+        Ascend instead of descend (:math:`g = -\text{grad}`).
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    _SGD((param, grad), (), (lr, weight_decay, maximize), backend)
+
+
+def momentum_step(param: np.ndarray, grad: np.ndarray,
+                  momentum_buffer: Optional[np.ndarray] = None, *, lr: float,
+                  momentum: float = 0.9, dampening: float = 0.0, nesterov: bool = False,
+                  weight_decay: float = 0.0, maximize: bool = False, backend: str = "auto",
+                  velocity: Optional[np.ndarray] = None) -> None:
+    r"""Gradient descent with momentum (classical, EWA or Nesterov), in place.
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} + \lambda\,\theta \\
+        v &\leftarrow \mu\, v + (1 - \tau)\, g \\
+        \theta &\leftarrow \theta - \text{lr}\,(g + \mu v) \quad\text{(Nesterov)}
+        \qquad\text{or}\qquad \theta \leftarrow \theta - \text{lr}\; v
+
+    with :math:`\mu` = ``momentum`` and :math:`\tau` = ``dampening``. The course's
+    exponentially weighted form :math:`v = \beta v + (1-\beta)\,dW` is
+    ``momentum=beta, dampening=beta``; the classical form is ``dampening=0`` (torch's SGD).
+    ``momentum_buffer`` starts at zero, so the first step is :math:`v = (1-\tau)\,g`.
+
+    Parameters
+    ----------
+    param, grad : ndarray
+        Parameters (updated in place) and their gradient.
+    momentum_buffer : ndarray
+        The momentum buffer :math:`v`, updated in place; start it at zero.
+    lr : float
+        Learning rate, ``>= 0``.
+    momentum : float, default 0.9
+        :math:`\mu \ge 0`.
+    dampening : float, default 0
+        :math:`\tau \in [0, 1]`.
+    nesterov : bool, default False
+        Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
+    weight_decay : float, default 0
+        L2 penalty :math:`\lambda \ge 0`.
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    velocity : ndarray, optional
+        Deprecated name of ``momentum_buffer`` (a ``DeprecationWarning``; removed in 0.3).
+    """
+    if velocity is not None or momentum_buffer is None:
+        momentum_buffer = _dispatch.renamed("momentum_step", "velocity", velocity,
+                                            "momentum_buffer", momentum_buffer)
+    _MOMENTUM((param, grad, momentum_buffer), (),
+              (lr, momentum, dampening, nesterov, weight_decay, maximize), backend)
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent, optionally with momentum (classical, EWA or Nesterov).
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} + \lambda\,\theta \\
+        v &\leftarrow \mu\, v + (1 - \tau)\, g \\
+        \theta &\leftarrow \theta - \text{lr}\,(g + \mu v) \quad\text{(Nesterov)}
+        \qquad\text{or}\qquad \theta \leftarrow \theta - \text{lr}\; v
+
+    and plain :math:`\theta \leftarrow \theta - \text{lr}\, g` when ``momentum == 0``. The
+    buffer ``momentum_buffer`` starts at zero. The course's EWA momentum
+    :math:`v = \beta v + (1-\beta)\,dW` is ``momentum=beta, dampening=beta``.
+
+    Parameters
+    ----------
+    params : list or dict of ndarray
+        float32/float64, contiguous, writeable, not sharing memory; updated in place.
+    lr : float or callable
+        Learning rate ``>= 0``, or a schedule ``lr(t)`` of the step count ``t = 1, 2, ...``.
+    momentum : float, default 0
+        :math:`\mu \ge 0`.
+    dampening : float, default 0
+        :math:`\tau \in [0, 1]`.
+    nesterov : bool, default False
+        Needs ``momentum > 0`` and ``dampening == 0``.
+    weight_decay : float, default 0
+        L2 penalty :math:`\lambda \ge 0`.
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    skip_nonfinite : bool, default False
+        Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
+        state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
+        ``apply_if_finite``). Costs one read-only pass over the gradients.
+    """
+
+    _kernels = ("sgd", "momentum")
+
+    def __init__(self, params: Params, lr: LR, momentum: float = 0.0, dampening: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0, maximize: bool = False,
+                 backend: str = "auto", skip_nonfinite: bool = False) -> None:
+        super().__init__(params, lr, dict(
+            momentum=momentum, dampening=dampening, nesterov=nesterov,
+            weight_decay=weight_decay, maximize=maximize), backend, skip_nonfinite)
+
+    @classmethod
+    def _choose(cls, hyper):
+        return "momentum" if hyper["momentum"] > 0.0 else "sgd"
