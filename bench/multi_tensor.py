@@ -9,6 +9,7 @@ same 200 arrays as views of one buffer per role (an arena); "m v views": only th
 import numpy as np
 from _timing import time_calls
 
+import fastoptim as fo
 from fastoptim import _coefficients as coef
 from fastoptim import functional as F
 from fastoptim import kernels
@@ -45,7 +46,11 @@ def main():
         for p, g, m, v in zip(params, grads, ms, vs):
             kernels.adam(p, g, m, v, None, c)
 
+    opt_many = fo.Adam([p.copy() for p in params])
+    opt_flat = fo.Adam([flat[0].copy()])
     calls = {
+        "Adam.step, 1 flat array": lambda: opt_flat.step([flat[1]]),
+        "Adam.step, 200 arrays": lambda: opt_many.step(grads),
         "flat adam_step (serial)": lambda: F.adam_step(*flat, step=10, backend="cython"),
         "flat adam_multi 2 thr": lambda: kernels.adam_multi(
             [flat[0]], [flat[1]], [flat[2]], [flat[3]], None, c, num_threads=2),
@@ -72,6 +77,8 @@ def main():
     multi = times["adam_multi 2 threads"][0]
     print(f"  adam_multi 2 threads / best flat = {multi / best_flat:.2f} (target <= 1.2); "
           f"/ flat serial = {multi / ref:.2f}")
+    many, one = times["Adam.step, 200 arrays"][0], times["Adam.step, 1 flat array"][0]
+    print(f"  Adam.step: 200 arrays / 1 flat array = {many / one:.2f} (target <= 1.2)")
 
 
 if __name__ == "__main__":
