@@ -7,7 +7,8 @@ The ``"numpy"`` reference takes user-level hyperparameters instead, so :func:`se
 returns ``None`` for it and the caller runs :mod:`fastoptim.reference`.
 
 ``"auto"`` picks per call: the serial Cython kernel while a call moves less than
-:data:`PARALLEL_MIN_TRAFFIC` bytes (lowest call overhead; threads do not pay on small,
+:data:`PARALLEL_MIN_TRAFFIC` bytes (``kernels.threads_pay``, the one threading decision,
+also that of the multi-tensor kernels; lowest call overhead; threads do not pay on small,
 cache-resident arrays), and from
 there on the same Cython kernels run by several OpenMP threads over fixed chunks
 (:mod:`fastoptim._cython_parallel`), when more than one thread is allowed. Both give the
@@ -27,16 +28,11 @@ from . import kernels as _cython
 
 BACKENDS = ("auto", "cython", "numba", "numpy")
 
-# Memory traffic of one call (bytes read + written: every array read, all but the gradient
-# written; 28 bytes per element for float32 Adam) from which threads pay: the one place this
-# crossover lives (the multi-tensor kernels use it too, for their whole list). Measured on
-# this machine (2 cores, AVX2, idle) with `python bench/crossover.py`: two threads beat the
-# serial kernel from a serial call that moves 2-12 MiB (Adam float64 1.8 MiB, SGD float64
-# 6 MiB, Adam float32 7 MiB, SGD float32 12 MiB); 8 MiB loses least across them (a wrong
-# "parallel" costs up to 1.4x near the crossover, a wrong "serial" at most ~1.3x). The run
-# is recorded in bench/README.md.
-PARALLEL_MIN_TRAFFIC = 8 * 1024 * 1024
-_cython.set_parallel_min_traffic(PARALLEL_MIN_TRAFFIC)
+# The default crossover, in bytes of memory traffic per call, from which "auto" runs on
+# threads: the number and the decision live in the compiled module
+# (kernels.threads_pay, shared with the multi-tensor kernels); this is for display.
+PARALLEL_MIN_TRAFFIC = _cython.get_parallel_min_traffic()
+_threads_pay = _cython.threads_pay
 
 _numba_module = None
 
@@ -59,7 +55,7 @@ def crossover(itemsize: int, n_arrays: int = 4) -> int:
     """Elements per array from which ``"auto"`` runs the parallel kernels, for this itemsize
     and number of arrays (4 for Adam: param, grad, exp_avg, exp_avg_sq)."""
     per_element = itemsize * (2 * n_arrays - 1)
-    return -(-PARALLEL_MIN_TRAFFIC // per_element)
+    return -(-_cython.get_parallel_min_traffic() // per_element)
 
 
 def warmup() -> int:
@@ -99,7 +95,7 @@ def select(func: str, backend, n: int, itemsize: int = 8, n_arrays: int = 2):
     if backend == "auto":
         backend = DEFAULT_BACKEND
         if backend == "auto":  # (inline: this runs on every call, small ones included)
-            if n * itemsize * (2 * n_arrays - 1) < PARALLEL_MIN_TRAFFIC:
+            if not _threads_pay(n * itemsize, n_arrays):
                 return _cython
             return _cython_parallel if _threads.get_num_threads() > 1 else _cython
     if backend == "cython":

@@ -47,7 +47,7 @@ def config_lines() -> list:
         f"numba     {numba_status()}",
         f"threads   {_threads.get_num_threads()} (set_num_threads, else "
         f"{_threads.ENV_VAR}, else the {_threads.available_cpus()} CPUs available)",
-        f"auto      serial cython below {_backends.PARALLEL_MIN_TRAFFIC} bytes moved per call "
+        f"auto      serial cython below {kernels.get_parallel_min_traffic()} bytes moved per call "
         f"(Adam float32: {_backends.crossover(4)} elements), OpenMP threads from there "
         f"(with 2+ threads); numba only when asked for",
     ]

@@ -1,9 +1,9 @@
 """The parallel Cython path: the single-array entry points run as one-entry multi-tensor
 calls, i.e. one OpenMP parallel region over fixed chunks of the array.
 
-``backend="auto"`` takes this module for calls that move at least
-:data:`fastoptim._backends.PARALLEL_MIN_TRAFFIC` bytes of memory traffic per call, when
-more than one thread is allowed. The
+``backend="auto"`` takes this module for calls that move enough memory for threads to pay
+(``fastoptim.kernels.threads_pay``, the measured crossover), when more than one thread is
+allowed. The
 results are those of the serial kernels, bit for bit, for any thread count (the updates are
 element-wise and the chunk boundaries do not depend on the threads).
 """

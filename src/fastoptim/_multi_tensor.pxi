@@ -24,10 +24,26 @@ cdef enum:
 MULTI_CHUNK = CHUNK
 
 # Memory traffic of one call (bytes read + written: every array read, all but the gradient
-# written) under which one thread does everything, because threads do not pay there.
-# fastoptim._backends sets it at import from PARALLEL_MIN_TRAFFIC, the measured crossover and
-# the one place that number lives; get/set_parallel_min_traffic let benchmarks move it.
+# written; 28 bytes per element for float32 Adam) from which threads pay: the one place this
+# crossover lives, used by _threads_pay for the multi-tensor kernels and, through
+# threads_pay, by fastoptim._backends for every single-array call. Measured on a 2-core AVX2
+# machine, idle, with `python bench/crossover.py`: two threads beat the serial kernel from a
+# serial call that moves 2-12 MiB (Adam float64 1.8 MiB, SGD float64 6 MiB, Adam float32
+# 7 MiB, SGD float32 12 MiB); 8 MiB loses least across them (a wrong "parallel" costs up to
+# 1.4x near the crossover, a wrong "serial" at most ~1.3x). The run is recorded in
+# bench/README.md. get/set_parallel_min_traffic let benchmarks move it.
 cdef Py_ssize_t _parallel_min_traffic = 8 << 20
+
+
+cdef inline bint _threads_pay(Py_ssize_t bytes_per_array, Py_ssize_t arrays) noexcept nogil:
+    """Whether a call on ``arrays`` arrays (the gradient read, the others read and written)
+    of ``bytes_per_array`` bytes each moves enough memory for threads to pay."""
+    return bytes_per_array * (2 * arrays - 1) >= _parallel_min_traffic
+
+
+def threads_pay(Py_ssize_t bytes_per_array, Py_ssize_t arrays):
+    """:func:`_threads_pay` for Python: the threading decision of ``backend="auto"``."""
+    return _threads_pay(bytes_per_array, arrays)
 
 
 def get_parallel_min_traffic():
@@ -355,7 +371,7 @@ cdef _run(int kind, str func, tuple lists, tuple names, const AnyCoefficients* c
         _check_no_overlap(func, names, extents, extents + k * MAX_ARRAYS, counts, t.nptr,
                           labels)
         arrays = sum(1 for lst in lists if lst is not None)
-        if nt == 1 or nbytes * (2 * arrays - 1) < _parallel_min_traffic:
+        if nt == 1 or not _threads_pay(nbytes, arrays):
             with nogil:
                 for chunk in range(t.chunks):
                     _run_chunk(&t, chunk)
