@@ -95,7 +95,7 @@ def test_bad_arguments(make, exc, msg):
         make()
 
 
-@pytest.mark.parametrize("count,exc", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
+@pytest.mark.parametrize("count,exc", [(-1, ValueError), (1.5, TypeError),
                                        (True, TypeError)])
 def test_bad_count(count, exc):
     with pytest.raises(exc, match="count"):
@@ -118,3 +118,31 @@ def test_schedule_as_optimizer_lr_uses_step_count():
 
 def test_public():
     assert fastoptim.schedules is S
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    (S.inverse_time_decay(0.2, 1.0), 0.2),
+    (S.inverse_time_decay(0.2, 1.0, decay_steps=3, staircase=True), 0.2),
+    (S.exponential_decay(0.1, 0.5), 0.1),
+    (S.step_decay(0.1, 0.5, every=2), 0.1),
+    (S.linear_decay(0.1, 0.01, tau=10), 0.1),
+    (S.piecewise_constant([5], [0.3, 0.1]), 0.3),
+    (S.cosine_decay(0.1, total=100), 0.1),
+    (S.cosine_decay(0.1, total=100, warmup=10), 0.0),   # the warmup's line starts at 0
+], ids=repr)
+def test_count_zero_gives_the_starting_value(schedule, expected):
+    """A ``for epoch in range(n)`` loop starts at 0 (optax's and Keras's convention)."""
+    assert schedule(0) == expected
+    assert schedule(np.int64(0)) == expected
+
+
+def test_inverse_sqrt_decay_refuses_count_zero():
+    with pytest.raises(ValueError, match="count must be >= 1"):
+        S.inverse_sqrt_decay(0.1)(0)
+    assert S.inverse_sqrt_decay(0.1, k=2.0)(4) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("count", [False, 0.0, np.float64(0.0)])
+def test_count_zero_must_be_an_integer(count):
+    with pytest.raises(TypeError, match="count"):
+        S.linear_decay(0.1, 0.01, tau=10)(count)

@@ -1,4 +1,4 @@
-r"""Learning-rate schedules: plain callables of a 1-based count.
+r"""Learning-rate schedules: plain callables of a count ``0, 1, 2, ...``.
 
 Each schedule is a small object ``lr = schedule(count)`` with a readable ``repr``. The count
 is whatever the caller chooses:
@@ -16,7 +16,12 @@ is whatever the caller chooses:
 
       opt = fastoptim.Adam(parameters, lr=fastoptim.schedules.cosine_decay(1e-3, total=10_000))
 
-Arguments are checked when the schedule is made; a count must be an integer ``>= 1``.
+* **from 0**, as a ``for epoch in range(num_epochs)`` loop counts (optax's and Keras's
+  convention): every schedule is defined at count 0 and gives its starting value there
+  (``inverse_time_decay(0.2, 1.0)(0) == 0.2``), except :class:`inverse_sqrt_decay`, whose
+  formula divides by ``sqrt(count)`` and raises.
+
+Arguments are checked when the schedule is made; a count must be an integer ``>= 0``.
 """
 from __future__ import annotations
 
@@ -36,8 +41,17 @@ class Schedule:
 
     _args: dict
 
+    #: the smallest count the formula is defined at
+    first_count = 0
+
     def __call__(self, count: int) -> float:
-        count = _v.step_count(type(self).__name__, "count", count)
+        f = type(self).__name__
+        if isinstance(count, Integral) and not isinstance(count, bool) and count == 0:
+            if self.first_count > 0:
+                raise ValueError(f"{f}: count must be >= {self.first_count} (the formula "
+                                 f"divides by sqrt(count)), got 0")
+            return float(self.value(0))
+        count = _v.step_count(f, "count", count)
         return float(self.value(count))
 
     def value(self, count: int) -> float:
@@ -105,7 +119,10 @@ class exponential_decay(_RateDecay):
 
 
 class inverse_sqrt_decay(Schedule):
-    r"""``k / sqrt(count) * lr0`` (the course's ``k / sqrt(epoch_num) * lr0``)."""
+    r"""``k / sqrt(count) * lr0`` (the course's ``k / sqrt(epoch_num) * lr0``); counts
+    from 1 (count 0 raises)."""
+
+    first_count = 1
 
     def __init__(self, lr0: float, k: float = 1.0) -> None:
         f = "inverse_sqrt_decay"
@@ -202,7 +219,7 @@ class cosine_decay(Schedule):
 
     def value(self, count):
         a = self._args
-        if count <= a["warmup"]:
+        if a["warmup"] and count <= a["warmup"]:
             return a["lr0"] * count / a["warmup"]
         p = min((count - a["warmup"]) / (a["total"] - a["warmup"]), 1.0)
         return a["lr_min"] + (a["lr0"] - a["lr_min"]) * 0.5 * (1.0 + math.cos(math.pi * p))
