@@ -104,7 +104,19 @@ BAD_FILES = {
     "keys_not_list": lambda src, dst: rewrite(src, dst, _set("param_keys", "Wb")),
     "hyper_not_dict": lambda src, dst: rewrite(src, dst, _set("hyperparameters", [1])),
     "hyper_bad_betas": lambda src, dst: rewrite(
-        src, dst, lambda m: m["hyperparameters"].__setitem__("betas", 5)),
+        src, dst, lambda m: m["param_groups"][0].__setitem__("betas", 5)),
+    "hyper_bad_betas_format_1": lambda src, dst: rewrite(
+        src, dst, lambda m: (m.update(format=1), m.pop("param_groups"),
+                             m["hyperparameters"].__setitem__("betas", 5))),
+    "groups_not_list": lambda src, dst: rewrite(src, dst, _set("param_groups", {"a": 1})),
+    "groups_of_numbers": lambda src, dst: rewrite(src, dst, _set("param_groups", [1, 2])),
+    "steps_not_ints": lambda src, dst: rewrite(src, dst, _set("steps", ["a", "b", "c"])),
+    "steps_negative": lambda src, dst: rewrite(src, dst, _set("steps", [1, -1, 1])),
+    "steps_short": lambda src, dst: rewrite(src, dst, _set("steps", [1])),
+    "state_params_bad": lambda src, dst: rewrite(
+        src, dst, _set("state_params", {"exp_avg": "x"})),
+    "state_params_other": lambda src, dst: rewrite(
+        src, dst, lambda m: m["state_params"].__setitem__("exp_avg", [2, 1, 0])),
     "state_count_bad": lambda src, dst: rewrite(
         src, dst, lambda m: m["state"].__setitem__("exp_avg", "two")),
     "format": lambda src, dst: rewrite(src, dst, _set("format", 99)),

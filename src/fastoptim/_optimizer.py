@@ -12,18 +12,21 @@ fixed order** (list order or the dict's insertion order). A step
 What a class runs is described by the registry (:mod:`fastoptim._registry`): a subclass
 names its kernels and maps its hyperparameters to the kernel's (``betas`` to ``beta1``,
 ``beta2``); validation, the state buffers, the coefficients and the reference call follow.
-Hyperparameters are validated once, at construction (and when ``opt.lr`` is set by hand).
-Every state buffer starts at zero, with its parameter's dtype and layout.
+Hyperparameters are validated when set: at construction, in ``opt.lr = ...`` and in
+``opt.param_groups[i][name] = ...`` (torch's parameter groups, :mod:`fastoptim._groups`).
+Every state buffer starts at zero, with its parameter's dtype and layout. Each array keeps
+its own step count (a ``None`` gradient skips the array: its state and count stay), and
+the arrays of a group with equal counts step together, in one compiled call.
 """
 from __future__ import annotations
 
 import threading
-from operator import is_ as _is
-from typing import Callable, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _dispatch
+from . import _groups
 from . import _params
 from . import _reductions
 from . import _registry
@@ -40,8 +43,21 @@ Params = Union[Sequence[np.ndarray], Mapping[str, np.ndarray]]
 LR = Union[float, Callable[[int], float]]
 
 
+class _Counters:
+    """The counts a step changes (plain attributes: the optimizer's own ``__setattr__``
+    guards its public names and would cost on every small step)."""
+
+    __slots__ = ("t", "step_all", "last_lr", "skipped")
+
+    def __init__(self) -> None:
+        self.t = 0              # steps taken
+        self.step_all = 0       # every array's step count, while they are all equal
+        self.last_lr = None     # the first group's lr at the last step
+        self.skipped = 0        # steps skipped by skip_nonfinite
+
+
 class Optimizer:
-    """Base class: parameters, state buffers, the step count and the per-array loop.
+    """Base class: parameter groups, state buffers, step counts and the step loop.
 
     Subclasses define
 
@@ -59,41 +75,27 @@ class Optimizer:
     def __init__(self, params: Params, lr: LR, hyper: dict, backend: str = "auto",
                  skip_nonfinite: bool = False) -> None:
         f = type(self).__name__
-        self._hyper = self._validate(f, hyper)
-        keys, arrays, is_dict = _params.flatten(f, "params", params)
-        if not arrays:
-            raise ValueError(f"{f}: params is empty; pass the arrays to optimize")
-        names = _params.labels("params", keys)
-        plain_arrays = []
-        for name, p in zip(names, arrays):
-            plain = _v.check_arrays(f, (name,), (p,))
-            plain_arrays.append(p if plain is None else plain[0])
-            if "eps" in self._hyper and isinstance(self._hyper["eps"], float):
-                _v.eps_for_dtype(f, "eps", self._hyper["eps"], p.dtype)
-        _params.check_disjoint(f, names, plain_arrays)
-        _select(f, backend, 0)          # a bad backend name fails here, not at the first step
         self._lock = threading.Lock()
-        # the user's container and array objects, to detect a key rebound to a new array
-        self._container = params if isinstance(params, (dict, list)) else None
-        self._given = arrays
-        self._keys: List = keys
-        self._is_dict = is_dict
-        self._params: List[np.ndarray] = plain_arrays
-        self._param_names = names
-        self._grad_names = _params.labels("grads", keys)
-        self._check_names = list(zip(names, self._grad_names))
+        self._defaults = self._validate(f, hyper)
+        self._default_lr = _lr_value(f, lr)
+        _select(f, backend, 0)          # a bad backend name fails here, not at the first step
         self._backend = backend
-        self.lr = lr
-        self._t = 0
-        self._last_lr = None
-        self._skipped_steps = 0
+        self._n = _Counters()
         self._skip_nonfinite = _v.flag(f, "skip_nonfinite", skip_nonfinite)
-        self._kernel, self._call, self._slot_names, values = self._plan(self._hyper)
-        self._values = list(values)
-        self._state: Dict[str, List[np.ndarray]] = {
-            name: self._new_states(name, plain_arrays)
-            for name in self._slot_names if name is not None}
-        self._bind_state()
+        self._keys: List = []
+        self._is_dict = None
+        self._params: List[np.ndarray] = []
+        self._given: List[np.ndarray] = []
+        self._param_names: List[str] = []
+        self._check_names: List[tuple] = []
+        # each array's step count: None while all are _n.step_all (the common case)
+        self._steps: Optional[List[int]] = None
+        self._state: Dict[str, List[Optional[np.ndarray]]] = {}
+        self._groups: List[_groups.ParamGroup] = []
+        self._containers: List[tuple] = []
+        self._add_groups(f, _groups.split(f, params))
+        if not self._params:
+            raise ValueError(f"{f}: params is empty; pass the arrays to optimize")
 
     # ---- hooks ---------------------------------------------------------------------------
     @classmethod
@@ -127,7 +129,8 @@ class Optimizer:
         """The registry kernel a step runs with these hyperparameters."""
         return cls._kernels[0]
 
-    def _new_states(self, name: str, params: List[np.ndarray]) -> List[np.ndarray]:
+    def _new_states(self, name: str, params: List[np.ndarray], hyper: dict
+                    ) -> List[np.ndarray]:
         """One zeroed buffer per parameter (its shape, dtype and layout), all views of one
         aligned buffer (:func:`fastoptim.arena.zeros_like_all`): a step over many arrays
         then touches fewer memory pages, and runs as fast as on one flat array."""
@@ -136,26 +139,43 @@ class Optimizer:
     # ---- public --------------------------------------------------------------------------
     @property
     def lr(self) -> LR:
-        """The learning rate: a float ``>= 0``, or a schedule called with the step count t."""
-        return self._lr
+        """The learning rate (of the first parameter group): a float ``>= 0``, or a schedule
+        called with the step count t. Setting it sets every group's."""
+        return self._groups[0].lr
 
     @lr.setter
     def lr(self, value: LR) -> None:
-        if callable(value):
-            self._lr = value
-        else:
-            self._lr = _v.nonnegative(type(self).__name__, "lr", value)
+        value = _lr_value(type(self).__name__, value)
+        for group in self._groups:
+            group.lr = value
+
+    @property
+    def param_groups(self) -> List[_groups.ParamGroup]:
+        """The parameter groups (torch's ``param_groups``): dict-like, with ``"params"``,
+        ``"lr"`` and every hyperparameter; set a value to change it from the next step."""
+        return list(self._groups)
+
+    def add_param_group(self, param_group: Mapping) -> None:
+        """Add a group ``{"params": <list or dict of arrays>, <hyperparameter>: value}``
+        (missing hyperparameters take the constructor's values), as torch does. Its arrays
+        must not share memory with any array the optimizer holds; their step counts start
+        at 0."""
+        f = f"{type(self).__name__}.add_param_group"
+        if not isinstance(param_group, Mapping) or "params" not in param_group:
+            raise TypeError(f"{f}: param_group must be a dict with a 'params' entry")
+        with self._lock:
+            self._add_groups(f, _groups.split(f, [param_group]))
 
     @property
     def t(self) -> int:
         """Number of steps taken (the next step uses ``t + 1``); skipped steps not counted."""
-        return self._t
+        return self._n.t
 
     @property
     def last_lr(self):
-        """The learning rate the last step used (a float; ``None`` before the first step).
-        With a schedule as ``lr``, ``opt.lr`` is the schedule and this is its value."""
-        return self._last_lr
+        """The learning rate the last step used (a float; ``None`` before the first step),
+        of the first group. With a schedule as ``lr``, this is its value."""
+        return self._n.last_lr
 
     @property
     def backend(self) -> str:
@@ -165,7 +185,7 @@ class Optimizer:
     @property
     def skipped_steps(self) -> int:
         """Steps skipped because a gradient held an inf or a NaN (``skip_nonfinite``)."""
-        return self._skipped_steps
+        return self._n.skipped
 
     @property
     def skip_nonfinite(self) -> bool:
@@ -179,7 +199,8 @@ class Optimizer:
 
     @property
     def params(self) -> Params:
-        """The parameters, in the structure they were given (the same array objects)."""
+        """The parameters of every group, flat, in the structure they were given (the same
+        array objects)."""
         if self._is_dict:
             return dict(zip(self._keys, self._given))
         return list(self._given)
@@ -188,9 +209,9 @@ class Optimizer:
     _SETTABLE = ("lr", "skip_nonfinite")
 
     def __getattr__(self, name):
-        hyper = self.__dict__.get("_hyper")
-        if hyper is not None and name in hyper:
-            return hyper[name]
+        groups = self.__dict__.get("_groups")
+        if groups and name in groups[0].hyper:
+            return groups[0].hyper[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
@@ -198,90 +219,85 @@ class Optimizer:
             object.__setattr__(self, name, value)
             return
         cls = type(self).__name__
-        hyper = self.__dict__.get("_hyper") or {}
+        hyper = self.__dict__.get("_defaults") or {}
         if name in hyper:
             raise AttributeError(
-                f"{cls}.{name} is fixed at construction (it was validated then); only "
-                f"{' and '.join(self._SETTABLE)} can be changed between steps")
+                f"{cls}.{name} was validated at construction; change it between steps "
+                f"with opt.param_groups[i][{name!r}] = value (only "
+                f"{' and '.join(self._SETTABLE)} are attributes)")
         readonly = sorted(set(hyper) | {"t", "last_lr", "backend", "skipped_steps",
-                                        "params", "param_groups"} - {"param_groups"})
+                                        "params", "param_groups"})
         raise AttributeError(
             f"{cls} has no attribute {name!r} to set; settable: {', '.join(self._SETTABLE)}; "
             f"read-only: {', '.join(readonly)}")
 
     def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self._hyper.items())
-        return (f"{type(self).__name__}({len(self._params)} arrays, lr={self._lr!r}, {opts}, "
-                f"backend={self._backend!r})")
-
+        g = self._groups[0]
+        opts = ", ".join(f"{k}={v!r}" for k, v in g.hyper.items())
+        groups = f" in {len(self._groups)} groups" if len(self._groups) > 1 else ""
+        return (f"{type(self).__name__}({len(self._params)} arrays{groups}, lr={g.lr!r}, "
+                f"{opts}, backend={self._backend!r})")
 
     def step(self, grads: Params) -> None:
         """Update every parameter in place from ``grads`` (the structure of ``params``).
 
         Every gradient is checked first (keys, shape, dtype, layout, no shared memory with
         any parameter or state buffer); on any error nothing is updated and the step count
-        is unchanged. With ``skip_nonfinite=True`` a step whose gradients hold an inf or a
-        NaN changes nothing but :attr:`skipped_steps`. Safe to call from several threads:
-        steps are serialized by a lock, none is lost.
+        is unchanged. A gradient of ``None`` skips its array (its state and step count do
+        not change), as in torch. With ``skip_nonfinite=True`` a step whose gradients hold
+        an inf or a NaN changes nothing but :attr:`skipped_steps`. Safe to call from
+        several threads: steps are serialized by a lock, none is lost.
         """
         f = f"{type(self).__name__}.step"
         with self._lock:
             self._check_bindings(f)
             grads = _params.match(f, "grads", grads, self._keys, self._is_dict, "params")
             check = _v.check_arrays
+            missing = False
             for i, (names, param, grad) in enumerate(zip(self._check_names, self._params,
                                                          grads)):
-                if check(f, names, (param, grad)) is not None:
+                if grad is None:
+                    missing = True
+                elif check(f, names, (param, grad)) is not None:
                     grads[i] = grad.view(np.ndarray)     # a subclass: its plain view
-            if self._t >= _v.MAX_STEP:
+            if self._n.t >= _v.MAX_STEP:
                 raise ValueError(f"{f}: the step count would exceed 2**63 - 1")
-            t = self._t + 1
-            lr = self._lr_at(f, t)
-            if self._skip_nonfinite and not _reductions.all_finite(grads):
-                self._skipped_steps += 1
+            t = self._n.t + 1
+            lrs = [_lr_at(f, group.lr, t) for group in self._groups]
+            if self._skip_nonfinite and not _reductions.all_finite(
+                    [g for g in grads if g is not None] if missing else grads):
+                self._n.skipped += 1
                 return
-            self._apply(f, grads, t, lr)
-            self._t = t
-            self._last_lr = lr
+            self._apply(f, grads, lrs, missing)
+            self._n.t = t
+            self._n.last_lr = lrs[0]
 
     def state_dict(self) -> dict:
-        """A copy of everything a resumed run needs, as plain NumPy arrays and Python scalars.
-
-        Keys: ``"optimizer"`` (class name), ``"step"`` and ``"skipped_steps"``
-        (``np.int64``), ``"param_keys"``,
-        ``"hyperparameters"`` (``lr`` is ``None`` when it is a schedule), ``"params"`` (list
-        of arrays in ``param_keys`` order) and ``"state"`` (state name -> list of arrays).
-        """
-        hyper = dict(self._hyper)
-        hyper["lr"] = None if callable(self._lr) else self._lr
-        return {
-            "optimizer": type(self).__name__,
-            "step": np.int64(self._t),
-            "skipped_steps": np.int64(self._skipped_steps),
-            "param_keys": list(self._keys),
-            "hyperparameters": hyper,
-            "params": [p.copy(order="K") for p in self._params],
-            "state": {name: [s.copy(order="K") for s in bufs]
-                      for name, bufs in self._state.items()},
-        }
+        """A copy of everything a resumed run needs, as plain NumPy arrays and Python scalars
+        (see :func:`fastoptim._state_dict.build` for the keys)."""
+        return _state_dict.build(self)
 
     def load_state_dict(self, state_dict: Mapping) -> None:
-        """Restore :meth:`state_dict` output in place (params, state, step, hyperparameters).
+        """Restore :meth:`state_dict` output in place (params, state, step counts, the
+        groups' hyperparameters).
 
-        Checks the optimizer type, the parameter keys, the hyperparameters, the state names
-        and every array's shape and dtype before copying anything; the arrays are copied
-        into the existing buffers, so references to them stay valid.
+        Checks the optimizer type, the parameter keys and groups, the hyperparameters, the
+        state names and every array's shape and dtype before copying anything; the arrays
+        are copied into the existing buffers, so references to them stay valid.
         """
-        restore = _state_dict.checked(self, state_dict)
-        for dst_list, src_list in restore.copies:
-            for dst, src in zip(dst_list, src_list):
-                np.copyto(dst, src, casting="no")
-        self._hyper = restore.hyper
-        self._values = list(self._plan(restore.hyper)[3])
-        if restore.lr is not None:
-            self._lr = restore.lr
-        self._t = restore.step
-        self._skipped_steps = restore.skipped_steps
+        with self._lock:
+            restore = _state_dict.checked(self, state_dict)
+            for dst_list, src_list in restore.copies:
+                for dst, src in zip(dst_list, src_list):
+                    np.copyto(dst, src, casting="no")
+            for group, hyper, lr in zip(self._groups, restore.hypers, restore.lrs):
+                group.hyper, group.plan = hyper, self._plan(hyper)
+                group.values = list(group.plan[3])
+                if lr is not None:
+                    group.lr = lr
+            self._n.t = restore.step
+            self._n.skipped = restore.skipped_steps
+            self._set_step_counts(list(restore.steps))
 
     # ---- internals -----------------------------------------------------------------------
     def _plan(self, hyper: dict):
@@ -297,99 +313,103 @@ class Optimizer:
                               for s, on in zip(call.optional, call.enabled(values)))
         return kernel, call, slots, values
 
-    def _bind_state(self) -> None:
-        """The state lists in the entry point's argument order (``None`` for unused slots),
-        and the same regrouped per array (``self._array_states[i]``) for the loop."""
-        self._state_lists = [None if s is None else self._state[s] for s in self._slot_names]
-        self._array_states = [tuple(None if s is None else s[i] for s in self._state_lists)
-                              for i in range(len(self._params))]
-        names = self._call.hyper_names
-        self._step_index = names.index("step") if "step" in names else None
-        self._lr_index = names.index("lr")
-
-    def _coefficients(self, t: int, lr: float):
-        """The entry points' coefficients of step ``t`` (computed once per step)."""
-        values = self._values
-        if self._step_index is not None:
-            values[self._step_index] = t
-        values[self._lr_index] = lr
-        return self._call.coefficients_of(tuple(values))
+    def _add_groups(self, f: str, groups) -> None:
+        _groups.add(self, f, groups)
 
     def _check_bindings(self, f: str) -> None:
-        """Refuse a step after a key of the user's dict (or an entry of their list) was
-        rebound to another array: the optimizer updates the arrays it was given in place,
-        and would silently go on updating the old one. O(number of arrays)."""
-        container = self._container
-        if container is None:
-            return
-        if self._is_dict:
-            try:
-                same = all(map(_is, map(container.__getitem__, self._keys), self._given))
-            except KeyError:
-                same = False
-            if not same:
-                key = next(k for k, given in zip(self._keys, self._given)
-                           if container.get(k) is not given)
-                raise ValueError(
-                    f"{f}: params[{key!r}] was replaced by another array after the "
-                    f"optimizer was created; it updates the arrays it was given in "
-                    f"place. Assign into the array instead (params[{key!r}][...] = "
-                    f"new_values), or create a new optimizer (load_state to resume)")
-        elif len(container) != len(self._given) or not all(
-                map(_is, container, self._given)):
-            raise ValueError(
-                f"{f}: the params list was changed after the optimizer was created; it "
-                f"updates the arrays it was given in place. Assign into them instead "
-                f"(params[i][...] = new_values), or create a new optimizer")
+        _params.check_bindings(f, self._containers)
 
-    def _lr_at(self, f: str, t: int) -> float:
-        lr = self._lr
-        if callable(lr):
-            return _v.nonnegative(f, f"lr (the schedule's value at t={t})", lr(t))
-        return lr
-
-    def _apply(self, f: str, grads: List[np.ndarray], t: int, lr: float) -> None:
-        """Update every array, with the coefficients computed once for the step.
-
-        ``self._params``, ``grads`` and each list of ``self._state_lists`` are parallel lists
-        in one fixed order. On the Cython backend (what "auto" picks) the whole list is one
-        compiled call, ``kernels.<kernel>_multi``: one OpenMP parallel region over all the
-        arrays when the step moves enough memory for threads to pay, one thread otherwise.
-        Other backends get one call per array.
-        """
-        impl = _select(f, self._backend, 0)
-        coefficients = self._coefficients(t, lr)
-        if impl is _cython or impl is _cython_parallel:
-            # the multi-tensor kernel refuses a gradient sharing memory with any parameter
-            # or state buffer (one sort of the byte extents) before it touches anything
-            multi = getattr(_cython, self._kernel + "_multi")
-            multi(self._params, grads, *self._state_lists, coefficients,
-                  labels=self._keys)
-            return
-        _params.check_grads_apart(f, self._grad_names, grads,
-                                  self._param_names, self._written_arrays())
-        if impl is None:
-            self._apply_reference(grads, t, lr)
-            return
-        kernel = getattr(impl, self._kernel)
-        for param, grad, states in zip(self._params, grads, self._array_states):
-            kernel(param, grad, *states, coefficients)
-
-    def _written_arrays(self) -> List[np.ndarray]:
-        """Every parameter and state buffer (what a step writes), parameters first."""
-        out = list(self._params)
-        for states in self._state.values():
-            out.extend(states)
+    def _buckets(self, grads: list, missing: bool) -> list:
+        """``(group, step count, indices)`` of the arrays that step together: one per group
+        while every array has the same count and a gradient, else one per group and count
+        (only arrays with a gradient)."""
+        if self._steps is None and not missing:
+            return [(g, self._n.step_all, range(g.start, g.stop)) for g in self._groups
+                    if g.stop > g.start]
+        steps = self._step_counts()
+        out = []
+        for g in self._groups:
+            by_count: Dict[int, List[int]] = {}
+            for i in range(g.start, g.stop):
+                if grads[i] is not None:
+                    by_count.setdefault(steps[i], []).append(i)
+            out.extend((g, count, idx) for count, idx in sorted(by_count.items()))
         return out
 
-    def _apply_reference(self, grads: List[np.ndarray], t: int, lr: float) -> None:
-        """The same loop on the NumPy reference, which takes user-level hyperparameters."""
-        call = self._call
-        self._coefficients(t, lr)                    # (sets step and lr in self._values)
-        kwargs = dict(zip(call.hyper_names, self._values))
-        n_fixed = len(call.fixed_names) - len(call.kernel.inputs)
-        optional = [s.name for s in call.optional]
-        for param, grad, states in zip(self._params, grads, self._array_states):
-            extra = {name: s for name, s in zip(optional, states[n_fixed:]) if s is not None}
-            _dispatch.reference_call(call.reference, param, grad, *states[:n_fixed],
-                                     **extra, **kwargs)
+    def _apply(self, f: str, grads: list, lrs: list, missing: bool) -> None:
+        """Update every array with a gradient, with the coefficients computed once per
+        bucket of :meth:`_buckets` (one in the common case).
+
+        On the Cython backend (what "auto" picks) each bucket is one compiled call,
+        ``kernels.<kernel>_multi``: one OpenMP parallel region over its arrays when the call
+        moves enough memory for threads to pay. Other backends get one call per array.
+        """
+        impl = _select(f, self._backend, 0)
+        compiled = impl is _cython or impl is _cython_parallel
+        if compiled and self._steps is None and not missing and len(self._groups) == 1:
+            group = self._groups[0]         # the common case: one call, nothing to gather
+            multi = getattr(_cython, group.kernel + "_multi")
+            multi(self._params, grads, *[None if s is None else self._state[s]
+                                         for s in group.slots],
+                  group.coefficients(self._n.step_all + 1, lrs[0]), labels=self._keys)
+            self._n.step_all += 1
+            return
+        buckets = self._buckets(grads, missing)
+        if len(buckets) > 1 or not compiled:
+            # one check of every gradient against every written array; (the multi-tensor
+            # kernel makes it itself within one call)
+            _params.check_grads_apart(f, *self._grads_and_written(grads))
+        lr_of = {id(g): lr for g, lr in zip(self._groups, lrs)}
+        for group, count, idx in buckets:
+            lr = lr_of[id(group)]
+            params = [self._params[i] for i in idx]
+            gs = [grads[i] for i in idx]
+            states = [None if s is None else [self._state[s][i] for i in idx]
+                      for s in group.slots]
+            if compiled:
+                multi = getattr(_cython, group.kernel + "_multi")
+                multi(params, gs, *states, group.coefficients(count + 1, lr),
+                      labels=[self._keys[i] for i in idx])
+            elif impl is None:
+                group.apply_reference(count + 1, lr, params, gs, states)
+            else:
+                kernel, c = getattr(impl, group.kernel), group.coefficients(count + 1, lr)
+                for j, (param, grad) in enumerate(zip(params, gs)):
+                    kernel(param, grad, *[None if s is None else s[j] for s in states], c)
+        self._set_step_counts([s + 1 if g is not None else s
+                               for s, g in zip(self._step_counts(), grads)])
+
+    def _step_counts(self) -> List[int]:
+        """Each array's step count."""
+        if self._steps is None:
+            return [self._n.step_all] * len(self._params)
+        return list(self._steps)
+
+    def _set_step_counts(self, steps: List[int]) -> None:
+        if len(set(steps)) <= 1:
+            self._steps, self._n.step_all = None, steps[0] if steps else 0
+        else:
+            self._steps = steps
+
+    def _grads_and_written(self, grads: list):
+        """(gradient names, gradients, written names, written arrays), ``None`` skipped."""
+        gn, ga = zip(*[(n[1], g) for n, g in zip(self._check_names, grads) if g is not None]
+                     ) if any(g is not None for g in grads) else ((), ())
+        wn, wa = list(self._param_names), list(self._params)
+        for name, bufs in self._state.items():
+            for pname, buf in zip(self._param_names, bufs):
+                if buf is not None:
+                    wn.append(f"the {name} of {pname}")
+                    wa.append(buf)
+        return list(gn), list(ga), wn, wa
+
+
+def _lr_value(f: str, lr) -> LR:
+    """A learning rate: a schedule (callable), or a float ``>= 0``."""
+    return lr if callable(lr) else _v.nonnegative(f, "lr", lr)
+
+
+def _lr_at(f: str, lr, t: int) -> float:
+    if callable(lr):
+        return _v.nonnegative(f, f"lr (the schedule's value at t={t})", lr(t))
+    return lr

@@ -7,10 +7,12 @@ in the same order; :func:`labels` names each array in error messages; :func:`che
 rejects arrays that share memory (an in-place update would apply twice).
 """
 from collections.abc import Mapping
+from operator import is_ as _is
 
 import numpy as np
 
-__all__ = ["flatten", "labels", "check_disjoint", "match", "check_grads_apart"]
+__all__ = ["flatten", "labels", "check_disjoint", "match", "check_grads_apart",
+           "check_bindings"]
 
 
 def flatten(func: str, what: str, obj):
@@ -91,17 +93,15 @@ def _extent(a):
     return lo, lo + a.nbytes
 
 
-def check_grads_apart(func: str, grad_names, grads, param_names, written) -> None:
-    """No gradient may share memory with a parameter or a state buffer (``written``: the
-    parameters first, in ``param_names`` order, then the state buffers); gradients may share
-    memory with each other (they are only read). One sort of the extents, O(k log k) in the
-    number of arrays, independent of their sizes. (The compiled multi-tensor kernels make
-    the same check themselves; this serves the other backends.)"""
-    k = len(param_names)
+def check_grads_apart(func: str, grad_names, grads, written_names, written) -> None:
+    """No gradient may share memory with a parameter or a state buffer (``written``, named
+    by ``written_names``); gradients may share memory with each other (they are only
+    read). One sort of the extents, O(k log k) in the number of arrays, independent of
+    their sizes. (The compiled multi-tensor kernels make the same check themselves within
+    one call; this serves the other backends and steps made of several calls.)"""
     spans = []
-    for i, a in enumerate(written):
+    for name, a in zip(written_names, written):
         if a.size:
-            name = param_names[i] if i < k else f"the state of {param_names[i % k]}"
             spans.append((*_extent(a), True, name))
     for name, g in zip(grad_names, grads):
         if g.size:
@@ -118,3 +118,30 @@ def check_grads_apart(func: str, grad_names, grads, param_names, written) -> Non
             far_any = (lo, hi, is_written, name)
         if is_written and (far_written is None or hi > far_written[1]):
             far_written = (lo, hi, is_written, name)
+
+
+def check_bindings(func: str, containers) -> None:
+    """Refuse a step after a key of the user's dict (or an entry of their list) was
+    rebound to another array: the optimizer updates the arrays it was given in place,
+    and would silently go on updating the old one. ``containers``: (the user's dict or
+    list or None, the keys, the arrays given) per group. O(number of arrays)."""
+    for container, keys, given, is_dict in containers:
+        if container is None:
+            continue
+        if is_dict:
+            try:
+                same = all(map(_is, map(container.__getitem__, keys), given))
+            except KeyError:
+                same = False
+            if not same:
+                key = next(k for k, a in zip(keys, given) if container.get(k) is not a)
+                raise ValueError(
+                    f"{func}: params[{key!r}] was replaced by another array after the "
+                    f"optimizer was created; it updates the arrays it was given in "
+                    f"place. Assign into the array instead (params[{key!r}][...] = "
+                    f"new_values), or create a new optimizer (load_state to resume)")
+        elif len(container) != len(given) or not all(map(_is, container, given)):
+            raise ValueError(
+                f"{func}: the params list was changed after the optimizer was created; it "
+                f"updates the arrays it was given in place. Assign into them instead "
+                f"(params[i][...] = new_values), or create a new optimizer")

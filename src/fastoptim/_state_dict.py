@@ -1,7 +1,18 @@
-"""Checking a state dict against an optimizer before :meth:`Optimizer.load_state_dict`
-copies anything: type, keys, hyperparameters, state names, every array's shape and dtype.
+"""An optimizer's state dict: :func:`build` makes it, :func:`checked` compares one with an
+optimizer before :meth:`Optimizer.load_state_dict` copies anything (type, keys, groups,
+hyperparameters, state names, step counts, every array's shape and dtype).
 
-:func:`checked` returns what to restore, or raises with the optimizer unchanged.
+Keys of a state dict:
+
+* ``"optimizer"``: the class name; ``"step"``: the optimizer's step count ``t``;
+  ``"skipped_steps"``; ``"param_keys"``: every array's key, flat, in group order;
+* ``"param_groups"``: one dict per group, its hyperparameters, ``"lr"`` (``None`` when it
+  is a schedule) and ``"params"`` (the flat indices of its arrays);
+* ``"hyperparameters"``: the first group's, ``lr`` included (what a one-group file of
+  fastoptim 0.1 holds; read when ``"param_groups"`` is absent);
+* ``"steps"``: each array's own step count (``"step"`` for all when absent);
+* ``"params"``: the arrays; ``"state"``: state name -> the buffers of the arrays that
+  have it, and ``"state_params"``: state name -> their flat indices (all when absent).
 """
 from __future__ import annotations
 
@@ -11,20 +22,48 @@ import numpy as np
 
 from . import _validation as _v
 
-REQUIRED_KEYS = ("optimizer", "step", "param_keys", "hyperparameters", "params", "state")
+REQUIRED_KEYS = ("optimizer", "step", "param_keys", "params", "state")
 
 # State names of fastoptim 0.1 -> today's (the functional API's): read from old checkpoints.
 RENAMED_STATES = {"sum": "state_sum"}
 
 
-class Restore(NamedTuple):
-    """What a checked state dict restores: hyperparameters (``lr`` apart, ``None`` when the
-    checkpoint's was a schedule), step counts, and (destination, source) array lists."""
+def build(opt) -> dict:
+    """A copy of everything a resumed run needs, as plain NumPy arrays and Python scalars."""
+    groups = [dict(g.hyper, lr=None if callable(g.lr) else g.lr,
+                   params=list(range(g.start, g.stop))) for g in opt._groups]
+    first = {k: v for k, v in groups[0].items() if k != "params"}
+    return {
+        "optimizer": type(opt).__name__,
+        "step": np.int64(opt._n.t),
+        "skipped_steps": np.int64(opt._n.skipped),
+        "param_keys": list(opt._keys),
+        "hyperparameters": first,
+        "param_groups": groups,
+        "steps": opt._step_counts(),
+        "params": [p.copy(order="K") for p in opt._params],
+        "state": {name: [s.copy(order="K") for s in bufs if s is not None]
+                  for name, bufs in opt._state.items()},
+        "state_params": state_params(opt),
+    }
 
-    hyper: dict
-    lr: object
+
+def state_params(opt) -> dict:
+    """State name -> the flat indices of the arrays that have that buffer."""
+    return {name: [i for i, s in enumerate(bufs) if s is not None]
+            for name, bufs in opt._state.items()}
+
+
+class Restore(NamedTuple):
+    """What a checked state dict restores: each group's hyperparameters and lr (``None``:
+    keep the current one, the checkpoint's was a schedule), the step counts, and
+    (destination, source) array lists."""
+
+    hypers: List[dict]
+    lrs: list
     step: int
     skipped_steps: int
+    steps: List[int]
     copies: List[Tuple[list, list]]
 
 
@@ -36,6 +75,8 @@ def checked(opt, sd: Mapping) -> Restore:
     if not isinstance(sd, Mapping):
         raise TypeError(f"{f}: state_dict must be a dict, got {type(sd).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in sd]
+    if "param_groups" not in sd and "hyperparameters" not in sd:
+        missing.append("param_groups")
     if missing:
         raise ValueError(f"{f}: state_dict is missing {missing}")
     if sd["optimizer"] != name:
@@ -48,42 +89,73 @@ def checked(opt, sd: Mapping) -> Restore:
         raise ValueError(
             f"{f}: the state_dict's param_keys {keys} differ from this optimizer's "
             f"{opt._keys}")
-    hyper, lr = _hyperparameters(f, opt, sd["hyperparameters"])
-    state = _state(f, opt, dict(sd["state"]))
-    copies = [("params", opt._params, sd["params"])]
-    copies += [(f"state[{n!r}]", opt._state[n], state[n]) for n in opt._state]
-    for what, dst_list, src_list in copies:
-        _check_arrays(f, what, opt._keys, dst_list, src_list)
-    return Restore(hyper, lr, step, skipped, [(d, s) for _, d, s in copies])
+    hypers, lrs = _groups(f, opt, sd)
+    n = len(opt._params)
+    steps = sd.get("steps", [step] * n)
+    if len(steps) != n:
+        raise ValueError(f"{f}: steps has {len(steps)} counts, expected {n}")
+    steps = [_v.steps_taken(f, f"steps[{i}]", s) for i, s in enumerate(steps)]
+    copies = [("params", opt._keys, opt._params, sd["params"])]
+    for state, (where, dst, src) in _state(f, opt, sd).items():
+        copies.append((f"state[{state!r}]", [opt._keys[i] for i in where], dst, src))
+    for what, keys, dst_list, src_list in copies:
+        _check_arrays(f, what, keys, dst_list, src_list)
+    return Restore(hypers, lrs, step, skipped, steps, [(d, s) for _, _, d, s in copies])
 
 
-def _hyperparameters(f: str, opt, saved) -> Tuple[dict, object]:
-    saved = dict(saved)
-    lr = saved.pop("lr", None)
-    if set(saved) != set(opt._hyper):
-        raise ValueError(
-            f"{f}: the state_dict's hyperparameters {sorted(saved)} differ from "
-            f"{type(opt).__name__}'s {sorted(opt._hyper)}")
-    hyper = opt._validate(f, saved)
-    if lr is not None:
-        lr = _v.nonnegative(f, "lr", lr)
-    slots = opt._plan(hyper)[2]
-    if slots != opt._slot_names:
-        raise ValueError(
-            f"{f}: the state_dict has state {[s for s in slots if s]}, this optimizer "
-            f"has {[s for s in opt._slot_names if s]}; construct it with the saved "
-            f"options {hyper}")
-    return hyper, lr
+def _groups(f: str, opt, sd) -> Tuple[List[dict], list]:
+    """Each group's checked hyperparameters and lr; the groups must be this optimizer's
+    (same arrays, same state buffers)."""
+    saved = sd.get("param_groups")
+    if saved is None:       # one group, fastoptim 0.1
+        saved = [dict(sd["hyperparameters"], params=list(range(len(opt._params))))]
+    if len(saved) != len(opt._groups):
+        raise ValueError(f"{f}: the state_dict has {len(saved)} parameter groups, this "
+                         f"optimizer has {len(opt._groups)}")
+    hypers, lrs = [], []
+    for i, (group, g) in enumerate(zip(saved, opt._groups)):
+        group = dict(group)
+        if list(group.pop("params", [])) != list(range(g.start, g.stop)):
+            raise ValueError(f"{f}: parameter group {i} holds other arrays than this "
+                             f"optimizer's group {i}")
+        lr = group.pop("lr", None)
+        for key, default in getattr(opt, "_ADDED_HYPERPARAMETERS", {}).items():
+            group.setdefault(key, default)      # (saved before the option existed)
+        if set(group) != set(g.hyper):
+            raise ValueError(
+                f"{f}: the state_dict's hyperparameters {sorted(group)} differ from "
+                f"{type(opt).__name__}'s {sorted(g.hyper)}")
+        hyper = opt._validate(f, group)
+        slots = opt._plan(hyper)[2]
+        if slots != g.slots:
+            raise ValueError(
+                f"{f}: the state_dict has state {[s for s in slots if s]}, this optimizer "
+                f"has {[s for s in g.slots if s]}; construct it with the saved "
+                f"options {hyper}")
+        hypers.append(hyper)
+        lrs.append(None if lr is None else _v.nonnegative(f, "lr", lr))
+    return hypers, lrs
 
 
-def _state(f: str, opt, state: dict) -> dict:
+def _state(f: str, opt, sd) -> dict:
+    """State name -> (flat indices, this optimizer's buffers, the state dict's list)."""
+    state = dict(sd["state"])
+    where = dict(sd.get("state_params") or {})
     for old, new in RENAMED_STATES.items():     # checkpoints of fastoptim 0.1
         if old in state and new in opt._state and new not in state:
             state[new] = state.pop(old)
+            if old in where:
+                where[new] = where.pop(old)
     if set(state) != set(opt._state):
         raise ValueError(
             f"{f}: the state_dict has state {sorted(state)}, expected {sorted(opt._state)}")
-    return state
+    mine = state_params(opt)
+    for name in state:
+        if list(where.get(name, mine[name])) != mine[name]:
+            raise ValueError(f"{f}: the state_dict's {name!r} buffers belong to other "
+                             f"arrays than this optimizer's")
+    return {name: (mine[name], [opt._state[name][i] for i in mine[name]], state[name])
+            for name in state}
 
 
 def _check_arrays(f: str, what: str, keys: list, dst_list: list, src_list) -> None:

@@ -32,7 +32,8 @@ from .optim import Optimizer
 
 __all__ = ["save_state", "load_state"]
 
-_FORMAT = 1
+_FORMAT = 2          # 2: parameter groups, per-array step counts; 1 (fastoptim 0.1) is read
+_READABLE = (1, 2)
 # mkstemp creates files readable by the owner only; a checkpoint gets the usual permissions
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -66,7 +67,10 @@ def save_state(opt: Optimizer, path: PathLike) -> None:
         "skipped_steps": int(sd["skipped_steps"]),
         "param_keys": sd["param_keys"],
         "hyperparameters": sd["hyperparameters"],
+        "param_groups": sd["param_groups"],
+        "steps": sd["steps"],
         "state": {name: len(bufs) for name, bufs in sd["state"].items()},
+        "state_params": sd["state_params"],
     }
     arrays = {"__meta__": np.array(json.dumps(meta))}
     arrays.update({f"params/{i}": a for i, a in enumerate(sd["params"])})
@@ -213,7 +217,7 @@ def _read_checkpoint(fh, path: str, opt: Optimizer) -> dict:
         arrays = {member: _read_member(archive, member, like, path)
                   for member, like in expected.items()}
     n = len(meta["param_keys"])
-    return {
+    sd = {
         "optimizer": meta["optimizer"], "step": meta["step"],
         "skipped_steps": meta.get("skipped_steps", 0), "param_keys": meta["param_keys"],
         "hyperparameters": meta["hyperparameters"],
@@ -221,6 +225,8 @@ def _read_checkpoint(fh, path: str, opt: Optimizer) -> dict:
         "state": {name: [arrays[f"state/{name}/{i}.npy"] for i in range(count)]
                   for name, count in meta["state"].items()},
     }
+    sd.update({k: meta[k] for k in ("param_groups", "steps", "state_params") if k in meta})
+    return sd
 
 
 def _parse_meta(raw, fail) -> dict:
@@ -233,9 +239,9 @@ def _parse_meta(raw, fail) -> dict:
         raise fail(f"has malformed metadata: {exc}") from exc
     if not isinstance(meta, dict):
         raise fail("has malformed metadata (not a JSON object)")
-    if meta.get("format") != _FORMAT:
+    if meta.get("format") not in _READABLE or isinstance(meta.get("format"), bool):
         raise fail(f"has checkpoint format {meta.get('format')!r}, this fastoptim reads "
-                   f"format {_FORMAT}")
+                   f"formats {', '.join(map(str, _READABLE))}")
     kinds = {"optimizer": str, "step": int, "param_keys": list, "hyperparameters": dict,
              "state": dict}
     for key, kind in kinds.items():
@@ -249,6 +255,14 @@ def _parse_meta(raw, fail) -> dict:
     for name, count in meta["state"].items():
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise fail(f"has malformed metadata (state {name!r} count {count!r})")
+    optional = {"param_groups": (list, dict), "steps": (list, int),
+                "state_params": (dict, list)}
+    for key, (kind, item) in optional.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, kind) or not all(
+                isinstance(v, item) and not isinstance(v, bool)
+                for v in (value.values() if isinstance(value, dict) else value))):
+            raise fail(f"has malformed metadata ({key!r})")
     return meta
 
 
@@ -267,10 +281,10 @@ def _expected_entries(opt: Optimizer, meta: dict, fail) -> dict:
             raise fail(f"has state {sorted(meta['state'])}, this optimizer "
                        f"{sorted(opt._state)}; construct it with the saved options "
                        f"{meta['hyperparameters']}")
-        if count != len(opt._state[current]):
-            raise fail(f"has {count} {name!r} buffers, expected {len(opt._state[current])}")
-        expected.update({f"state/{name}/{i}.npy": a
-                         for i, a in enumerate(opt._state[current])})
+        mine = [a for a in opt._state[current] if a is not None]
+        if count != len(mine):
+            raise fail(f"has {count} {name!r} buffers, expected {len(mine)}")
+        expected.update({f"state/{name}/{i}.npy": a for i, a in enumerate(mine)})
     return expected
 
 

@@ -1,8 +1,6 @@
 """Adagrad: ``adagrad_step`` and :class:`Adagrad`."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import numpy as np
 
 from .. import _dispatch
@@ -67,7 +65,8 @@ class Adagrad(Optimizer):
     lr_decay : float, default 0
     weight_decay : float, default 0
     initial_accumulator_value : float, default 0
-        ``>= 0``.
+        ``>= 0``. A parameter group's own value fills that group's ``state_sum`` (torch
+        2.13 fills every group's with the constructor's).
     eps : float, default 1e-10
     maximize : bool, default False
     backend : {"auto", "cython", "numba", "numpy"}
@@ -89,8 +88,8 @@ class Adagrad(Optimizer):
             initial_accumulator_value=initial_accumulator_value, eps=eps,
             maximize=maximize), backend, skip_nonfinite)
 
-    def _new_states(self, name, params):
-        states = super()._new_states(name, params)
+    def _new_states(self, name, params, hyper):
+        states = super()._new_states(name, params, hyper)
         for state in states:
-            state.fill(self._hyper["initial_accumulator_value"])
+            state.fill(hyper["initial_accumulator_value"])
         return states

@@ -75,11 +75,13 @@ def _betas(f: str, betas) -> Tuple[float, float]:
 
 
 class Adam(Optimizer):
-    r"""Adam with bias correction (optionally AMSGrad); L2 weight decay added to the gradient.
+    r"""Adam with bias correction (optionally AMSGrad); L2 weight decay added to the gradient,
+    or decoupled from it (AdamW) with ``decoupled_weight_decay=True``.
 
     .. math::
 
-        g &\leftarrow \pm\,\text{grad} + \lambda\theta, \qquad
+        g &\leftarrow \pm\,\text{grad} + \lambda\theta \;\text{(L2)}, \qquad
+        \theta \leftarrow \theta\,(1 - \text{lr}\,\lambda) \;\text{(decoupled)} \\
         m \leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
         v \leftarrow \beta_2 v + (1-\beta_2)\, g^2 \\
         \theta &\leftarrow \theta - \text{lr}\, \frac{m / (1-\beta_1^t)}
@@ -104,18 +106,24 @@ class Adam(Optimizer):
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
         ``apply_if_finite``). Costs one read-only pass over the gradients.
+    decoupled_weight_decay : bool, default False
+        Decay the parameters by ``lr * weight_decay`` instead of adding the L2 term to the
+        gradient (torch's keyword; :class:`AdamW` is ``Adam`` with it on).
     """
 
     _kernels = ("adam",)
-    _decoupled = False
+    # checkpoints of fastoptim 0.1 lack this hyperparameter: the class's value then
+    _ADDED_HYPERPARAMETERS = {"decoupled_weight_decay": False}
 
     def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
                  maximize: bool = False, backend: str = "auto",
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, *, decoupled_weight_decay: bool = False
+                 ) -> None:
         super().__init__(params, lr, dict(
             betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-            maximize=maximize), backend, skip_nonfinite)
+            maximize=maximize, decoupled_weight_decay=decoupled_weight_decay), backend,
+            skip_nonfinite)
 
     @classmethod
     def _check(cls, f, hyper):
@@ -126,7 +134,7 @@ class Adam(Optimizer):
     @classmethod
     def _functional(cls, hyper):
         beta1, beta2 = hyper["betas"]
-        return dict(hyper, beta1=beta1, beta2=beta2, decoupled_weight_decay=cls._decoupled)
+        return dict(hyper, beta1=beta1, beta2=beta2)
 
 
 class AdamW(Adam):
@@ -141,11 +149,11 @@ class AdamW(Adam):
     ``1e-2`` as in torch.
     """
 
-    _decoupled = True
+    _ADDED_HYPERPARAMETERS = {"decoupled_weight_decay": True}
 
     def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
                  maximize: bool = False, backend: str = "auto",
                  skip_nonfinite: bool = False) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, backend,
-                         skip_nonfinite)
+                         skip_nonfinite, decoupled_weight_decay=True)

@@ -2,8 +2,6 @@
 :class:`fastoptim.ExponentialMovingAverage`)."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import numpy as np
 
 from .. import _dispatch

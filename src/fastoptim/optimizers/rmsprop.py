@@ -1,7 +1,7 @@
 """RMSprop (centered, with momentum): ``rmsprop_step`` and :class:`RMSprop`."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 

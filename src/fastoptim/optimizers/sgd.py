@@ -2,7 +2,7 @@
 the functional steps ``sgd_step`` and ``momentum_step`` and the class :class:`SGD`."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
