@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 import zipfile
 
@@ -227,7 +228,32 @@ def test_a_killed_save_leaves_litter_that_the_next_save_removes(tmp_path):
 
 def test_a_live_writers_temporary_is_kept(tmp_path):
     """A temporary whose writer process is alive (another process saving right now) stays."""
-    live = tmp_path / f".ckpt.npz.{os.getppid()}.abcd1234.fastoptim-tmp"
+    from fastoptim.checkpoint import _writer_id
+    live = tmp_path / f".ckpt.npz.{_writer_id()}.{os.getppid()}.abcd1234.fastoptim-tmp"
     live.write_bytes(b"in progress")
     fo.save_state(make_opt(), tmp_path / "ckpt.npz")
     assert live.exists()
+
+
+def test_another_hosts_temporary_is_kept_until_it_is_old(tmp_path):
+    """A writer on another machine sharing the folder (NFS) cannot be checked from here: its
+    temporary, even with a pid that does not exist here, is removed only once a day old."""
+    from fastoptim.checkpoint import _STALE_AGE, _writer_id
+    other = "0" * 8 if _writer_id() != "0" * 8 else "1" * 8
+    young = tmp_path / f".ckpt.npz.{other}.999999999.abcd1234.fastoptim-tmp"
+    old = tmp_path / f".ckpt.npz.{other}.999999999.efgh5678.fastoptim-tmp"
+    young.write_bytes(b"in progress on another host")
+    old.write_bytes(b"left by a dead writer on another host")
+    stamp = time.time() - _STALE_AGE - 60
+    os.utime(old, (stamp, stamp))
+    fo.save_state(make_opt(), tmp_path / "ckpt.npz")
+    assert young.exists() and not old.exists()
+
+
+def test_a_long_checkpoint_name_saves(tmp_path):
+    """The temporary's name keeps at most 96 bytes of the checkpoint's name, so a name near
+    the file system's 255-byte limit still saves (and its temporary is removed)."""
+    target = tmp_path / ("c" * 240 + ".npz")
+    fo.save_state(make_opt(), target)
+    assert sorted(os.listdir(tmp_path)) == [target.name]
+    fo.load_state(make_opt(), target)

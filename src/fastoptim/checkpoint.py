@@ -79,8 +79,7 @@ def save_state(opt: Optimizer, path: PathLike) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save_state: the folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=_TMP_SUFFIX,
-                               prefix=f".{os.path.basename(path)}.{os.getpid()}.")
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=_TMP_SUFFIX, prefix=_tmp_prefix(path))
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
@@ -98,18 +97,40 @@ def save_state(opt: Optimizer, path: PathLike) -> None:
     _remove_stale_temporaries(folder)
 
 
-# Temporary files of save_state: ".<checkpoint name>.<writer pid>.<random>.fastoptim-tmp".
+# Temporary files of save_state:
+#   ".<checkpoint name, at most 96 bytes>.<writer id>.<writer pid>.<random>.fastoptim-tmp"
+# The writer id (a hash of the host name and the pid namespace) tells whether the writer's
+# pid can be checked from here: a temporary of another machine sharing the folder (NFS) or
+# of another container is only removed once it is old.
 _TMP_SUFFIX = ".fastoptim-tmp"
-_TMP_NAME = re.compile(r"^\..*\.(\d+)\.[^./]+" + re.escape(_TMP_SUFFIX) + "$")
+_TMP_NAME = re.compile(r"^\..*\.([0-9a-f]{8})\.(\d+)\.[^./]+" + re.escape(_TMP_SUFFIX) + "$")
 _STALE_AGE = 24 * 3600      # seconds: older temporaries are stale even if the pid is reused
+_NAME_BYTES = 96            # of the checkpoint's name kept in a temporary's name
+
+
+def _writer_id() -> str:
+    """8 hex digits naming this host and pid namespace."""
+    import hashlib
+    import socket
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return hashlib.sha1(f"{socket.gethostname()}|{namespace}".encode()).hexdigest()[:8]
+
+
+def _tmp_prefix(path: str) -> str:
+    name = os.path.basename(path).encode()[:_NAME_BYTES].decode(errors="ignore")
+    return f".{name}.{_writer_id()}.{os.getpid()}."
 
 
 def _remove_stale_temporaries(folder: str) -> None:
     """Remove save_state temporaries left in ``folder`` by writers that died (``kill -9``
-    in the middle of a save): those whose process no longer exists, or older than a day
-    (a pid may have been reused). Never anything else: only names of fastoptim's pattern,
-    never this process's own."""
+    in the middle of a save): those of this host whose process no longer exists, and any
+    older than a day (a pid may have been reused; another host's writer cannot be checked).
+    Never anything else: only names of fastoptim's pattern, never this process's own."""
     now = time.time()
+    me = _writer_id()
     try:
         entries = os.listdir(folder)
     except OSError:
@@ -118,25 +139,28 @@ def _remove_stale_temporaries(folder: str) -> None:
         match = _TMP_NAME.match(name)
         if match is None:
             continue
-        pid = int(match.group(1))
+        writer, pid = match.group(1), int(match.group(2))
         full = os.path.join(folder, name)
         try:
-            if pid == os.getpid() or (_alive(pid)
-                                      and now - os.stat(full).st_mtime < _STALE_AGE):
+            if writer == me and pid == os.getpid():
                 continue
-            os.unlink(full)
+            dead = writer == me and not _alive(pid)
+            if dead or now - os.stat(full).st_mtime >= _STALE_AGE:
+                os.unlink(full)
         except OSError:
             pass
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on Windows, where ``os.kill`` would terminate it, the
+    answer is always yes: temporaries are then removed by age only)."""
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:        # exists, owned by someone else
-        return True
-    except OSError:
+    except OSError:                 # exists, owned by someone else
         return True
     return True
 
