@@ -119,18 +119,38 @@ FO_TARGET static void FO_NAME(rmsprop)(
         FO_T momentum) {
     /* one branch-free loop per (centered, momentum, weight decay) combination */
     int c = grad_avg != NULL, m = momentum_buffer != NULL, w = weight_decay != 0;
-#define FO_RMSPROP_CALL(C, M, W) FO_NAME(rmsprop_loop)(param, grad, square_avg, \
-        momentum_buffer, grad_avg, n, lr, grad_sign, weight_decay, alpha, one_minus_alpha, \
-        eps, momentum, C, M, W)
-    if (c && m && w) FO_RMSPROP_CALL(1, 1, 1);
-    else if (c && m) FO_RMSPROP_CALL(1, 1, 0);
-    else if (c && w) FO_RMSPROP_CALL(1, 0, 1);
-    else if (c) FO_RMSPROP_CALL(1, 0, 0);
-    else if (m && w) FO_RMSPROP_CALL(0, 1, 1);
-    else if (m) FO_RMSPROP_CALL(0, 1, 0);
-    else if (w) FO_RMSPROP_CALL(0, 0, 1);
-    else FO_RMSPROP_CALL(0, 0, 0);
-#undef FO_RMSPROP_CALL
+    if (c && m && w)
+        FO_NAME(rmsprop_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, lr,
+                              grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum,
+                              1, 1, 1);
+    else if (c && m)
+        FO_NAME(rmsprop_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, lr,
+                              grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum,
+                              1, 1, 0);
+    else if (c && w)
+        FO_NAME(rmsprop_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, lr,
+                              grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum,
+                              1, 0, 1);
+    else if (c)
+        FO_NAME(rmsprop_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, lr,
+                              grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum,
+                              1, 0, 0);
+    else if (m && w)
+        FO_NAME(rmsprop_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, lr,
+                              grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum,
+                              0, 1, 1);
+    else if (m)
+        FO_NAME(rmsprop_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, lr,
+                              grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum,
+                              0, 1, 0);
+    else if (w)
+        FO_NAME(rmsprop_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, lr,
+                              grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum,
+                              0, 0, 1);
+    else
+        FO_NAME(rmsprop_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, lr,
+                              grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum,
+                              0, 0, 0);
 }
 
 /* ---- Adam (AdamW through param_scale, AMSGrad) ----------------------------------------- */
@@ -165,18 +185,46 @@ FO_TARGET static void FO_NAME(adam)(
     /* one branch-free loop per (AMSGrad, L2 decay, decoupled decay) combination; L2 and
        decoupled decay never come together (the coefficients set one of them) */
     int a = max_exp_avg_sq != NULL, w = weight_decay != 0, s = param_scale != 1;
-#define FO_ADAM_CALL(A, W, S) FO_NAME(adam_loop)(param, grad, exp_avg, exp_avg_sq, \
-        max_exp_avg_sq, n, grad_sign, weight_decay, param_scale, beta1, one_minus_beta1, \
-        beta2, one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps, A, W, S)
-    if (a && w && s) FO_ADAM_CALL(1, 1, 1);
-    else if (a && w) FO_ADAM_CALL(1, 1, 0);
-    else if (a && s) FO_ADAM_CALL(1, 0, 1);
-    else if (a) FO_ADAM_CALL(1, 0, 0);
-    else if (w && s) FO_ADAM_CALL(0, 1, 1);
-    else if (w) FO_ADAM_CALL(0, 1, 0);
-    else if (s) FO_ADAM_CALL(0, 0, 1);
-    else FO_ADAM_CALL(0, 0, 0);
-#undef FO_ADAM_CALL
+    if (a && w && s)
+        FO_NAME(adam_loop)(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, grad_sign,
+                           weight_decay, param_scale, beta1, one_minus_beta1, beta2,
+                           one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps,
+                           1, 1, 1);
+    else if (a && w)
+        FO_NAME(adam_loop)(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, grad_sign,
+                           weight_decay, param_scale, beta1, one_minus_beta1, beta2,
+                           one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps,
+                           1, 1, 0);
+    else if (a && s)
+        FO_NAME(adam_loop)(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, grad_sign,
+                           weight_decay, param_scale, beta1, one_minus_beta1, beta2,
+                           one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps,
+                           1, 0, 1);
+    else if (a)
+        FO_NAME(adam_loop)(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, grad_sign,
+                           weight_decay, param_scale, beta1, one_minus_beta1, beta2,
+                           one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps,
+                           1, 0, 0);
+    else if (w && s)
+        FO_NAME(adam_loop)(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, grad_sign,
+                           weight_decay, param_scale, beta1, one_minus_beta1, beta2,
+                           one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps,
+                           0, 1, 1);
+    else if (w)
+        FO_NAME(adam_loop)(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, grad_sign,
+                           weight_decay, param_scale, beta1, one_minus_beta1, beta2,
+                           one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps,
+                           0, 1, 0);
+    else if (s)
+        FO_NAME(adam_loop)(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, grad_sign,
+                           weight_decay, param_scale, beta1, one_minus_beta1, beta2,
+                           one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps,
+                           0, 0, 1);
+    else
+        FO_NAME(adam_loop)(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, n, grad_sign,
+                           weight_decay, param_scale, beta1, one_minus_beta1, beta2,
+                           one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps,
+                           0, 0, 0);
 }
 
 /* ---- Adagrad --------------------------------------------------------------------------- */
