@@ -45,14 +45,16 @@ render_glue()
 
 # -O3 turns on the loop vectorizer; -fno-math-errno lets gcc emit vector sqrt (sqrtps/pd)
 # instead of a scalar libm call that sets errno. No -march=native: the default build is
-# portable; the kernels' loops (_simd_body.h) are compiled for SSE2, AVX2+FMA and AVX-512 by
-# _simd_kernels.h and the best one for the CPU is picked at import (runtime dispatch).
+# portable; the kernels' loops (csrc/<kernel>.h) are compiled for SSE2, AVX2+FMA and AVX-512
+# by _simd_kernels.h and the best one for the CPU is picked at import (runtime dispatch).
 # -ffp-contract=off: no fused multiply-add contraction in the AVX2/AVX-512 variants, so every
 # SIMD variant, the Numba backend and the NumPy reference round alike; "auto" may switch
 # between Cython and Numba with the thread count, and results must not depend on it.
 COMPILE_ARGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
-HEADERS = ["_simd_kernels.h", "_simd_body.h", "_multi_tensor.pxi", "_glue.pxi",
-           "_registry.py", "coefficients.pxd"]
+HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_glue.pxi", "_registry.py",
+           "coefficients.pxd"] + sorted(
+    os.path.join("csrc", name) for name in os.listdir(os.path.join(PACKAGE, "csrc"))
+    if name.endswith(".h"))
 # The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])

@@ -1,8 +1,9 @@
 /* Runtime SIMD dispatch for the "cython" backend's kernels.
  *
  * The default build is portable (no -march=native), yet the kernels should use the widest
- * vectors the CPU running them has. So the loops of _simd_body.h are compiled several times,
- * once per target, and a table of function pointers picks one set at import time:
+ * vectors the CPU running them has. So the kernels' loops (csrc/<kernel>.h, with the helpers of
+ * csrc/common.h) are compiled several times, once per target, and a table of function
+ * pointers picks one set at import time:
  *
  *   level 0  "sse2"    the build's baseline (x86-64 always has SSE2); "generic" elsewhere
  *   level 1  "avx2"    AVX2 + FMA, 256-bit vectors (x86-64-v3 class CPUs)
@@ -35,19 +36,33 @@
 #define FO_DISPATCH 0
 #endif
 
+#define FO_INLINE static inline __attribute__((always_inline)) FO_TARGET
+
 /* ---- level 0: the build's baseline -------------------------------------------------- */
 #define FO_TARGET
 #define FO_T float
 #define FO_SQRT sqrtf
 #define FO_NAME(x) fo_##x##_f32_l0
-#include "_simd_body.h"
+#include "csrc/common.h"
+#include "csrc/sgd.h"
+#include "csrc/momentum.h"
+#include "csrc/rmsprop.h"
+#include "csrc/adam.h"
+#include "csrc/adagrad.h"
+#include "csrc/ewa.h"
 #undef FO_T
 #undef FO_SQRT
 #undef FO_NAME
 #define FO_T double
 #define FO_SQRT sqrt
 #define FO_NAME(x) fo_##x##_f64_l0
-#include "_simd_body.h"
+#include "csrc/common.h"
+#include "csrc/sgd.h"
+#include "csrc/momentum.h"
+#include "csrc/rmsprop.h"
+#include "csrc/adam.h"
+#include "csrc/adagrad.h"
+#include "csrc/ewa.h"
 #undef FO_T
 #undef FO_SQRT
 #undef FO_NAME
@@ -59,14 +74,26 @@
 #define FO_T float
 #define FO_SQRT sqrtf
 #define FO_NAME(x) fo_##x##_f32_l1
-#include "_simd_body.h"
+#include "csrc/common.h"
+#include "csrc/sgd.h"
+#include "csrc/momentum.h"
+#include "csrc/rmsprop.h"
+#include "csrc/adam.h"
+#include "csrc/adagrad.h"
+#include "csrc/ewa.h"
 #undef FO_T
 #undef FO_SQRT
 #undef FO_NAME
 #define FO_T double
 #define FO_SQRT sqrt
 #define FO_NAME(x) fo_##x##_f64_l1
-#include "_simd_body.h"
+#include "csrc/common.h"
+#include "csrc/sgd.h"
+#include "csrc/momentum.h"
+#include "csrc/rmsprop.h"
+#include "csrc/adam.h"
+#include "csrc/adagrad.h"
+#include "csrc/ewa.h"
 #undef FO_T
 #undef FO_SQRT
 #undef FO_NAME
@@ -82,14 +109,26 @@
 #define FO_T float
 #define FO_SQRT sqrtf
 #define FO_NAME(x) fo_##x##_f32_l2
-#include "_simd_body.h"
+#include "csrc/common.h"
+#include "csrc/sgd.h"
+#include "csrc/momentum.h"
+#include "csrc/rmsprop.h"
+#include "csrc/adam.h"
+#include "csrc/adagrad.h"
+#include "csrc/ewa.h"
 #undef FO_T
 #undef FO_SQRT
 #undef FO_NAME
 #define FO_T double
 #define FO_SQRT sqrt
 #define FO_NAME(x) fo_##x##_f64_l2
-#include "_simd_body.h"
+#include "csrc/common.h"
+#include "csrc/sgd.h"
+#include "csrc/momentum.h"
+#include "csrc/rmsprop.h"
+#include "csrc/adam.h"
+#include "csrc/adagrad.h"
+#include "csrc/ewa.h"
 #undef FO_T
 #undef FO_SQRT
 #undef FO_NAME
@@ -98,6 +137,7 @@
 #else
 #define FO_LEVELS 1
 #endif
+#undef FO_INLINE
 
 /* ---- the dispatch table ------------------------------------------------------------- */
 typedef struct {
