@@ -24,15 +24,14 @@ def load_registry():
     return module
 
 
-def render_glue():
-    """Render _glue.pxi (the per-kernel Cython glue of fastoptim.kernels) from its Tempita
-    template and the kernel registry; rewritten only when its text changes, so that an
-    unchanged build is not recompiled."""
-    registry = load_registry()
-    with open(os.path.join(PACKAGE, "_glue.pxi.tp")) as fh:
-        text = Template(fh.read(), name="_glue.pxi.tp").substitute(
+def render(template, registry):
+    """Render `template` (a Tempita template in the package, "<name>.tp") into <name> from
+    the kernel registry; rewritten only when its text changes, so that an unchanged build is
+    not recompiled."""
+    with open(os.path.join(PACKAGE, template)) as fh:
+        text = Template(fh.read(), name=template).substitute(
             kernels=list(registry.KERNELS.values()))
-    target = os.path.join(PACKAGE, "_glue.pxi")
+    target = os.path.join(PACKAGE, template[:-len(".tp")])
     if os.path.exists(target):
         with open(target) as fh:
             if fh.read() == text:
@@ -41,18 +40,22 @@ def render_glue():
         fh.write(text)
 
 
-render_glue()
+REGISTRY = load_registry()
+# _glue.pxi: the per-kernel Cython glue of fastoptim.kernels; _simd_kernels.h: the C side,
+# every kernel compiled from csrc/<name>.h per SIMD level and dtype, and the dispatch table.
+render("_glue.pxi.tp", REGISTRY)
+render("_simd_kernels.h.tp", REGISTRY)
 
 # -O3 turns on the loop vectorizer; -fno-math-errno lets gcc emit vector sqrt (sqrtps/pd)
 # instead of a scalar libm call that sets errno. No -march=native: the default build is
-# portable; the kernels' loops (_simd_body.h) are compiled for SSE2, AVX2+FMA and AVX-512 by
-# _simd_kernels.h and the best one for the CPU is picked at import (runtime dispatch).
+# portable; the kernels' loops (csrc/<kernel>.h) are compiled for SSE2, AVX2+FMA and AVX-512
+# by _simd_kernels.h and the best one for the CPU is picked at import (runtime dispatch).
 # -ffp-contract=off: no fused multiply-add contraction in the AVX2/AVX-512 variants, so every
 # SIMD variant, the Numba backend and the NumPy reference round alike; "auto" may switch
 # between Cython and Numba with the thread count, and results must not depend on it.
 COMPILE_ARGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
-HEADERS = ["_simd_kernels.h", "_simd_body.h", "_multi_tensor.pxi", "_glue.pxi",
-           "_registry.py", "coefficients.pxd"]
+HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_glue.pxi", "_registry.py",
+           "coefficients.pxd", "csrc/common.h"] + [f"csrc/{name}.h" for name in REGISTRY.KERNELS]
 # The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])

@@ -15,7 +15,7 @@ Validation and dispatch (:mod:`fastoptim._dispatch`), the Cython glue (``_glue.p
 generated from ``_glue.pxi.tp`` at build time), the Numba entry points, the multi-tensor
 kernels, the optimizer classes' state, the benchmark cases and the generic tests read this
 table. The formulas are not here: each is written once per backend (the C header
-``kernels/<name>.h``, the Numba twin in ``numba_kernels.py``, the hand-written NumPy
+``csrc/<name>.h``, the Numba twin in ``numba_kernels.py``, the hand-written NumPy
 reference in ``reference.py``, which never reads this table: it is the independent oracle).
 
 This module imports nothing from the package (``setup.py`` loads it by path to generate

@@ -2,8 +2,8 @@
 """The ``"cython"`` backend: one fused, in-place pass per optimizer step.
 
 The ``cdef ... noexcept nogil`` kernels are declared in ``kernels.pxd`` (read it for their
-contract; other Cython code may ``cimport`` them). Each forwards to a loop in the C header
-``_simd_body.h`` (the one place the formulas are written), compiled for several SIMD targets
+contract; other Cython code may ``cimport`` them). Each forwards to a loop in its C header
+``csrc/<kernel>.h`` (the one place its formula is written), compiled for several SIMD targets
 (SSE2, AVX2+FMA, AVX-512) and picked at import by ``_simd_kernels.h`` for this CPU, so a
 portable build still runs the widest vectors the CPU has (:func:`simd_target` says which).
 
@@ -21,7 +21,7 @@ cnp.import_array()
 
 cdef extern from "_simd_kernels.h" nogil:
     # The loops themselves, compiled once per SIMD target and picked at import (see the
-    # header). The formulas live only in _simd_body.h.
+    # header). The formulas live only in csrc/<kernel>.h.
     int fo_simd_levels()
     int fo_simd_supported(int level)
     int fo_simd_best()
