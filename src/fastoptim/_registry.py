@@ -413,7 +413,7 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         eps="eps", summary="RMSprop (centered, with momentum)",
         examples=(
             dict(lr=0.01),
-            dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.1),
+            dict(lr=0.03, alpha=0.9, eps=1e-6, weight_decay=0.1),
             dict(lr=0.01, centered=True),
             dict(lr=0.01, momentum=0.9),
             dict(lr=0.01, momentum=0.9, centered=True, maximize=True),
