@@ -116,8 +116,11 @@ def test_old_state_keyword_still_works_with_a_deprecation_warning():
 def test_kernel_is_fully_added(spec):
     """Every piece a kernel needs besides its registry entry (the generic tests and the
     benchmark derive the rest): the NumPy reference, the Numba twin, the Cython entry points
-    (single-array, multi-tensor, coefficients) and the public functional function."""
+    (single-array, multi-tensor, coefficients), the public functional function, and a
+    traffic loop for the benchmark's access pattern of each example."""
     from fastoptim import functional, numba_kernels
+    from fastoptim.bench import KERNELS as BENCH_KERNELS
+    from fastoptim.bench import bandwidth
     wanted = {
         f"fastoptim.reference.{spec.function} (the NumPy oracle)": (reference, spec.function),
         f"fastoptim.numba_kernels.{spec.name}_kernel (the Numba twin)":
@@ -134,6 +137,13 @@ def test_kernel_is_fully_added(spec):
                if not callable(getattr(module, name, None))]
     if spec.name not in KERNEL_DECLS:
         missing.append(f"{spec.name}_kernel in kernels.pxd")
+    if spec.name not in BENCH_KERNELS:
+        missing.append("a fastoptim bench case")
+    for example in spec.examples:
+        n_read, n_rw = bandwidth.access_pattern(spec.name, example)
+        if n_read != 1 or not 1 <= n_rw <= bandwidth.MAX_READ_WRITE:
+            missing.append(f"a traffic loop of {n_read} read-only and {n_rw} read-write "
+                           f"arrays (fastoptim.bench.bandwidth) for {dict(example)}")
     assert not missing, f"{spec.name} lacks: {', '.join(missing)}"
 
 
