@@ -289,15 +289,17 @@ def test_bad_constructor_value_is_refused_naming_it(case, keyword, value, shown,
     assert name in str(info.value) and shown in str(info.value), str(info.value)
 
 
-@pytest.mark.parametrize("name", CLASS_NAMES)
+# class name -> its torch.optim class (the same for every kernel the class runs)
+TORCH_PEERS = {name: {e.torch for _, e in pairs}
+               for name, pairs in fastoptim._registry.optimizer_classes().items()}
+
+
+@pytest.mark.parametrize("name", [n for n, peers in TORCH_PEERS.items() if peers != {None}])
 def test_defaults_follow_torch(name):
     """torch.optim's class of the same constructor has the same defaults (for the keywords
     both give a default; fastoptim's SGD requires lr)."""
     torch = pytest.importorskip("torch")
-    peers = {e.torch for _, e in fastoptim._registry.optimizer_classes()[name]}
-    if peers == {None}:
-        pytest.skip(f"{name} has no torch.optim peer")
-    (peer,) = peers
+    (peer,) = TORCH_PEERS[name]
     ours = inspect.signature(optimizer_class(name).__init__).parameters
     theirs = inspect.signature(getattr(torch.optim, peer).__init__).parameters
     compared = 0
@@ -460,18 +462,26 @@ def test_state_lives_in_one_arena_laid_out_like_the_params(case, rng):
         assert all(a[1] <= b[0] for a, b in zip(ends, ends[1:]))  # no overlap
 
 
-@pytest.mark.parametrize("case", CLASS_CASES, ids=class_case_id)
+def _torch_class_cases():
+    """The class cases with a torch.optim class of the same constructor, where torch
+    computes the same (the registry's TorchPeer.differs_when)."""
+    out = []
+    for name, kernel, opts in CLASS_CASES:
+        spec, e = KERNELS[kernel], entry(name, kernel)
+        if e.torch and spec.torch and spec.torch.agrees(spec, e.hyperparameters(spec, opts)):
+            out.append((name, kernel, opts))
+    return out
+
+
+@pytest.mark.parametrize("case", _torch_class_cases(), ids=class_case_id)
 def test_matches_torch_optim(case, rng):
     """The class against torch.optim's class of the same name and keywords (float64, many
-    steps), where the registry says torch computes the same."""
+    steps)."""
     torch = pytest.importorskip("torch")
     name, kernel, opts = case
-    spec, e = KERNELS[kernel], entry(name, kernel)
-    if e.torch is None:
-        pytest.skip(f"{name} has no torch.optim peer")
-    if spec.torch is None or not spec.torch.agrees(spec, e.hyperparameters(spec, opts)):
-        pytest.skip("torch computes this case differently by design (see the registry)")
+    e = entry(name, kernel)
     params = make_params(rng, np.float64, False)
+    start = [p.copy() for p in params]
     tensors = [torch.from_numpy(p.copy()) for p in params]
     opt = optimizer_class(name)(params, backend="numpy", **opts)
     peer = getattr(torch.optim, e.torch)(tensors, **opts, foreach=False)
@@ -483,3 +493,4 @@ def test_matches_torch_optim(case, rng):
         peer.step()
     for p, t in zip(params, tensors):
         np.testing.assert_allclose(p, t.numpy(), rtol=1e-10, atol=1e-12)
+    assert not any(np.array_equal(p, q) for p, q in zip(params, start) if p.size)
