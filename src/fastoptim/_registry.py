@@ -20,9 +20,11 @@ Validation and dispatch (:mod:`fastoptim._dispatch`), the Cython glue (``_glue.p
 generated from ``_glue.pxi.tp`` at build time), the Numba entry points, the multi-tensor
 kernels, the optimizer classes' state, the benchmark (cases, access patterns, peers) and
 the generic tests (``tests/kernel_cases.py`` and everything built on it) read this table:
-adding a kernel here is all the tests and the benchmark need. The formulas are not here: each is written once per backend (the C header
-``kernels/<name>.h``, the Numba twin in ``numba_kernels.py``, the hand-written NumPy
-reference in ``reference.py``, which never reads this table: it is the independent oracle).
+a kernel's entry here is all the tests and the benchmark need (``tests/test_registry.py``
+says which backend pieces a new kernel still lacks). The formulas are not here: each is
+written once per backend (the C header ``kernels/<name>.h``, the Numba twin in
+``numba_kernels.py``, the hand-written NumPy reference in ``reference.py``, which never reads
+this table: it is the independent oracle).
 
 This module imports nothing from the package (``setup.py`` loads it by path to generate
 the glue before anything is compiled).
