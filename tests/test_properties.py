@@ -56,10 +56,6 @@ FULL = dict(FULL_CASES)
 EVERY_BACKEND = ALL_BACKENDS + ["auto"]
 
 
-def xfail_item(n):
-    return pytest.mark.xfail(reason=f"issue 11 item {n}: fixed on another branch", strict=False)
-
-
 # ---- strategies ----------------------------------------------------------------------------
 # 1-D sizes around the SIMD widths (4, 8, 16 lanes) and the unrolled bodies, plus tails.
 SIZES_1D = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 64 + 13, 127, 128 + 7]
