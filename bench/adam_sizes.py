@@ -3,23 +3,27 @@
     PYTHONPATH=src python bench/adam_sizes.py [float32|float64]
 
 "kernel" is kernels.adam (no validation), "call" the public adam_step(backend="cython")
-with its validation. Interleaved rounds, median/min (bench/_timing.py).
+with its validation, both on the typical step of ``fastoptim bench`` (the registry's first
+Adam example). Interleaved rounds, median/min (bench/_timing.py).
 """
 import sys
 
-import numpy as np
 from _timing import time_calls
 
-from fastoptim import _coefficients as coef
-from fastoptim import functional as F
 from fastoptim import kernels
+from fastoptim.bench.cases import entry_call, fastoptim_call, make_arrays
+
+KERNEL = "adam"
 
 
-def arrays(n, dtype):
-    rng = np.random.default_rng(0)
-    p = rng.standard_normal(n).astype(dtype)
-    g = rng.standard_normal(n).astype(dtype)
-    return p, g, np.zeros(n, dtype), np.zeros(n, dtype)
+def calls(n, dtype, *backends):
+    """The unvalidated kernel and the public call (on each backend) on fresh arrays."""
+    arrays = make_arrays(KERNEL, n, dtype)
+    out = {"kernel": entry_call(KERNEL, arrays)}
+    for backend in backends:
+        out["call" if backend == "cython" else backend] = fastoptim_call(KERNEL, arrays,
+                                                                         backend)
+    return out
 
 
 def cell(t, scale):
@@ -27,24 +31,14 @@ def cell(t, scale):
 
 
 def main(dtype="float32"):
-    c = coef.adam(10, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)
     print(f"Adam {dtype}, SIMD variant {kernels.simd_target()}; ns/element")
     for n in (1_000, 10_000, 100_000, 1_000_000, 10_000_000):
-        p, g, m, v = arrays(n, dtype)
-        t = time_calls({
-            "kernel": lambda: kernels.adam(p, g, m, v, None, c),
-            "call": lambda: F.adam_step(p, g, m, v, step=10, backend="cython"),
-        }, repeats=15 if n < 10_000_000 else 7)
+        t = time_calls(calls(n, dtype, "cython"), repeats=15 if n < 10_000_000 else 7)
         print(f"  n={n:>9}  kernel {cell(t['kernel'], 1e9 / n)} call {cell(t['call'], 1e9 / n)}",
               flush=True)
     print("per call, microseconds")
     for n in (8, 100, 1000):
-        p, g, m, v = arrays(n, dtype)
-        t = time_calls({
-            "kernel": lambda: kernels.adam(p, g, m, v, None, c),
-            "call": lambda: F.adam_step(p, g, m, v, step=10, backend="cython"),
-            "numpy": lambda: F.adam_step(p, g, m, v, step=10, backend="numpy"),
-        }, repeats=15)
+        t = time_calls(calls(n, dtype, "cython", "numpy"), repeats=15)
         print(f"  n={n:>5}  kernel {cell(t['kernel'], 1e6)} adam_step {cell(t['call'], 1e6)} "
               f"numpy reference {cell(t['numpy'], 1e6)} "
               f"ratio {t['numpy'][0] / t['call'][0]:.1f}x", flush=True)

@@ -22,12 +22,15 @@ import numpy as np
 
 import fastoptim
 from fastoptim import _backends, kernels
-from fastoptim.bench import kernel_call, time_interleaved
+from fastoptim.bench import KERNELS, kernel_call, time_interleaved
+from fastoptim.bench.bandwidth import bytes_per_element
 
 SCAN_SIZES = [2**k for k in range(12, 25)]  # 4 Ki .. 16 Mi elements
 IMPLEMENTATIONS = {"serial": "cython", "parallel": "auto", "numba": "numba"}
-# arrays per call in fastoptim.bench.kernel_call's cases (param, grad and the state)
-N_ARRAYS = {"sgd": 2, "momentum": 3, "rmsprop": 3, "adam": 4, "adagrad": 3, "ewa": 2}
+# by default the kernels that move the least and the most memory per element
+DEFAULT_KERNELS = sorted({min(KERNELS, key=lambda k: bytes_per_element(k, np.float32)),
+                          max(KERNELS, key=lambda k: bytes_per_element(k, np.float32))},
+                         key=list(KERNELS).index)
 
 
 def crossover(times: dict, sizes: list) -> float:
@@ -42,7 +45,7 @@ def crossover(times: dict, sizes: list) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kernels", nargs="+", default=["sgd", "adam"])
+    parser.add_argument("--kernels", nargs="+", choices=list(KERNELS), default=DEFAULT_KERNELS)
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     parser.add_argument("--sizes", nargs="+", type=int, default=SCAN_SIZES)
     parser.add_argument("--no-numba", action="store_true", help="time serial and parallel only")
@@ -72,7 +75,7 @@ def main() -> None:
                 print(f"{kernel:<8}{dtype:<9}{n:>10}{row}{t['parallel'] / t['serial']:>17.2f}",
                       flush=True)
             n_x = crossover(times, args.sizes)
-            traffic = n_x * np.dtype(dtype).itemsize * (2 * N_ARRAYS[kernel] - 1)
+            traffic = n_x * bytes_per_element(kernel, dtype)
             print(f"# {kernel} {dtype}: parallel wins from {n_x} elements "
                   f"({traffic / 2**20:.1f} MiB moved per call)")
 

@@ -12,26 +12,16 @@ import argparse
 import importlib
 import sys
 
-import numpy as np
 from _timing import time_calls
 
-from fastoptim import _coefficients as coef
 from fastoptim import kernels
-
-# kernel -> (state arrays, optional state slots, coefficients)
-SETUPS = {
-    "sgd": (0, 0, coef.sgd(1e-3, 0.0, False)),
-    "momentum": (1, 0, coef.momentum(1e-3, 0.9, 0.0, False, 0.0, False)),
-    "rmsprop": (1, 2, coef.rmsprop(1e-3, 0.99, 1e-8, 0.0, 0.0, False)),
-    "adam": (2, 1, coef.adam(10, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)),
-    "adagrad": (1, 0, coef.adagrad(10, 1e-3, 0.0, 0.0, 1e-10, False)),
-    "ewa": (0, 0, coef.ewa(0.9)),
-}
+from fastoptim.bench import KERNELS
+from fastoptim.bench.cases import coefficients, entry_arrays, make_arrays
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--kernels", nargs="+", choices=list(SETUPS), default=list(SETUPS))
+    ap.add_argument("--kernels", nargs="+", choices=list(KERNELS), default=list(KERNELS))
     ap.add_argument("--sizes", nargs="+", type=int, default=[100_000])
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--old", default=None)
@@ -44,12 +34,10 @@ def main():
     print(f"{args.dtype}, ns/element; running variant {kernels.simd_target()}")
     print(f"{'kernel':<9}{'n':>10}"
           + "".join(f"{k:>16}" for k in (["before"] if old else []) + targets))
-    rng = np.random.default_rng(0)
     for name in args.kernels:
-        n_state, n_optional, c = SETUPS[name]
+        c = coefficients(name)   # the typical step of fastoptim bench
         for n in args.sizes:
-            arrays = [rng.standard_normal(n).astype(args.dtype) for _ in range(2)] + [
-                np.zeros(n, args.dtype) for _ in range(n_state)] + [None] * n_optional
+            arrays = entry_arrays(name, make_arrays(name, n, args.dtype))
             calls = {}
             if old:
                 calls["before"] = lambda f=getattr(old, name), a=arrays: f(*a, c)

@@ -1,9 +1,10 @@
-"""What skip_nonfinite=True costs: Adam.step on float32 arrays with and without it.
+"""What skip_nonfinite=True costs: an optimizer's step (Adam by default, with the typical
+options of its registry entry) on float32 arrays with and without it.
 
 Interleaved rounds, medians, in one run (the machine is shared: compare the ratio, not the
 absolute times)::
 
-    python bench/skip_nonfinite.py --sizes 100 1e5 1e7 --rounds 15
+    python bench/skip_nonfinite.py --sizes 100 1e5 1e7 --rounds 15 [--optimizer Adam]
 """
 import argparse
 import time
@@ -11,6 +12,7 @@ import time
 import numpy as np
 
 import fastoptim as fo
+from fastoptim._registry import optimizer_classes
 
 
 def timed(opt, grads, repeat):
@@ -24,13 +26,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=float, nargs="+", default=[1e2, 1e5, 1e7])
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--optimizer", choices=list(optimizer_classes()), default="Adam")
     args = ap.parse_args(argv)
+    cls = getattr(fo, args.optimizer)
+    _, entry = optimizer_classes()[args.optimizer][-1]   # with state, for SGD: momentum
+    opts = dict(entry.examples[0])
     rng = np.random.default_rng(0)
     print(f"{'n':>10} {'plain (us)':>12} {'skip_nonfinite (us)':>20} {'ratio':>7}")
     for n in (int(s) for s in args.sizes):
         g = [rng.standard_normal(n).astype(np.float32)]
-        plain = fo.Adam([rng.standard_normal(n).astype(np.float32)])
-        guarded = fo.Adam([rng.standard_normal(n).astype(np.float32)], skip_nonfinite=True)
+        plain = cls([rng.standard_normal(n).astype(np.float32)], **opts)
+        guarded = cls([rng.standard_normal(n).astype(np.float32)], skip_nonfinite=True, **opts)
         repeat = max(1, int(2e6 // max(n, 1)))
         a, b = [], []
         for _ in range(args.rounds):

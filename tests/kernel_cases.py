@@ -1,41 +1,38 @@
-"""Builders shared by the kernel tests: one place that knows each kernel's arrays.
+"""Builders shared by the kernel tests, all derived from the kernel registry
+(:mod:`fastoptim._registry`): no kernel or optimizer class is named here, so that a kernel
+added to the registry is picked up by every generic test.
 
-A *case* is a kernel name plus the options that change its formula. :func:`make_arrays`
-creates a parameter, a gradient generator and zero-initialised state for a case, and
-:func:`step` makes one call of the public function with them.
+A *case* is a kernel name plus functional hyperparameters (one of the registry's
+``examples``; ``step`` is supplied per call). :func:`make_arrays` creates a parameter and
+zero-initialised state for a case, :func:`make_grad` a gradient, and :func:`step` makes one
+call of the public function with them.
+
+A *class case* is an optimizer class name, the kernel it runs and constructor keyword
+arguments (one of the ``examples`` of the registry's :class:`OptimizerClass` entries).
 """
 import numpy as np
 
-import fastoptim as fo
+import fastoptim
+from fastoptim import functional as F
+from fastoptim._registry import KERNELS, optimizer_classes
 
-# Every option and combination that changes a formula, with non-default hyperparameters.
-CASES = [
-    ("sgd", dict(lr=0.05)),
-    ("sgd", dict(lr=0.05, weight_decay=0.1)),
-    ("sgd", dict(lr=0.05, weight_decay=0.1, maximize=True)),
-    ("momentum", dict(lr=0.05, momentum=0.9)),                      # classical
-    ("momentum", dict(lr=0.05, momentum=0.9, dampening=0.9)),       # the course's EWA form
-    ("momentum", dict(lr=0.05, momentum=0.8, nesterov=True)),
-    ("momentum", dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.05, maximize=True)),
-    ("momentum", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.05)),
-    ("rmsprop", dict(lr=0.01)),
-    ("rmsprop", dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.1)),
-    ("rmsprop", dict(lr=0.01, centered=True)),
-    ("rmsprop", dict(lr=0.01, momentum=0.9)),
-    ("rmsprop", dict(lr=0.01, momentum=0.9, centered=True, maximize=True)),
-    ("adam", dict(lr=0.01)),
-    ("adam", dict(lr=0.01, beta1=0.0, beta2=0.99, eps=1e-6)),
-    ("adam", dict(lr=0.01, weight_decay=0.1)),                      # L2
-    ("adam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),   # AdamW
-    ("adam", dict(lr=0.01, amsgrad=True)),
-    ("adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1, decoupled_weight_decay=True,
-                  maximize=True)),
-    ("adagrad", dict(lr=0.05)),
-    ("adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.1)),
-    ("adagrad", dict(lr=0.05, maximize=True, eps=1e-8)),
-    ("ewa", dict(beta=0.9)),
-    ("ewa", dict(beta=0.0)),
-]
+SPECS = list(KERNELS.values())
+KERNEL_NAMES = list(KERNELS)
+
+# Every option and combination that changes a formula: the registry's examples.
+CASES = [(spec.name, dict(example)) for spec in SPECS for example in spec.examples]
+
+
+def full_example(spec):
+    """The example of ``spec`` with the most state buffers (then the most options set)."""
+    return dict(max(spec.examples, key=lambda e: (len(spec.active_states(e)), len(e))))
+
+
+# One case per kernel, with as many optional state arrays as an example enables (every
+# one: test_registry checks that one example enables them all at once).
+FULL_CASES = [(spec.name, full_example(spec)) for spec in SPECS]
+# The typical case of each kernel (what the benchmark times).
+TYPICAL_CASES = [(spec.name, dict(spec.typical)) for spec in SPECS]
 
 
 def case_id(case):
@@ -44,21 +41,18 @@ def case_id(case):
 
 
 def state_names(kernel, opts):
-    """(positional state names, keyword state names) of a kernel call with these options."""
-    if kernel == "momentum":
-        return ("momentum_buffer",), ()
-    if kernel == "rmsprop":
-        kw = ()
-        if opts.get("momentum", 0.0) > 0:
-            kw += ("momentum_buffer",)
-        if opts.get("centered", False):
-            kw += ("grad_avg",)
-        return ("square_avg",), kw
-    if kernel == "adam":
-        return ("exp_avg", "exp_avg_sq"), ("max_exp_avg_sq",) if opts.get("amsgrad") else ()
-    if kernel == "adagrad":
-        return ("state_sum",), ()
-    return (), ()
+    """(positional state names, keyword state names) of a kernel call with these options:
+    the buffers every call updates, then the optional ones ``opts`` enables."""
+    spec = KERNELS[kernel]
+    active = {s.name for s in spec.active_states(opts)}
+    return (tuple(s.name for s in spec.required_states),
+            tuple(s.name for s in spec.optional_states if s.name in active))
+
+
+def arg_names(kernel, opts):
+    """Every array argument of a call, in order: the inputs, then the states."""
+    pos, kw = state_names(kernel, opts)
+    return KERNELS[kernel].inputs + pos + kw
 
 
 def make_arrays(kernel, opts, shape, dtype, order, rng):
@@ -75,11 +69,74 @@ def make_grad(shape, dtype, order, rng):
     return np.asarray(g, dtype=dtype, order=order)
 
 
+def function(kernel):
+    """The public function of ``kernel`` (``fastoptim.functional.<function>``)."""
+    return getattr(F, KERNELS[kernel].function)
+
+
 def step(kernel, opts, param, grad, states, kw_states, t, backend):
-    """One call of the public function of ``kernel``."""
-    if kernel == "ewa":
-        return fo.ewa_update(param, grad, backend=backend, **opts)
+    """One call of the public function of ``kernel`` (``step=t`` when it takes one)."""
     kwargs = dict(opts, backend=backend, **kw_states)
-    if kernel in ("adam", "adagrad"):
+    if KERNELS[kernel].takes_step:
         kwargs["step"] = t
-    return getattr(fo, f"{kernel}_step")(param, grad, *states, **kwargs)
+    return function(kernel)(param, grad, *states, **kwargs)
+
+
+# ---- optimizer classes ---------------------------------------------------------------------
+CLASSES = optimizer_classes()                 # class name -> ((kernel spec, entry), ...)
+CLASS_NAMES = list(CLASSES)
+
+CLASS_CASES = [(entry.name, spec.name, dict(example))
+               for spec in SPECS for entry in spec.optimizers for example in entry.examples]
+
+
+def class_case_id(case):
+    name, kernel, opts = case
+    return f"{name}[{kernel}]" + "".join(f"-{k}={v}" for k, v in opts.items())
+
+
+def entry(name, kernel):
+    """The registry's :class:`OptimizerClass` entry of class ``name`` running ``kernel``."""
+    return next(e for e in KERNELS[kernel].optimizers if e.name == name)
+
+
+def optimizer_class(name):
+    return getattr(fastoptim, name)
+
+
+def _full_class_example(spec, e):
+    hyper = lambda ex: e.hyperparameters(spec, ex)  # noqa: E731
+    return dict(max(e.examples, key=lambda ex: (len(spec.active_states(hyper(ex))), len(ex))))
+
+
+# One case per (class, kernel): its typical example, and the one with the most state.
+CLASS_TYPICAL_CASES = [(e.name, spec.name, dict(e.examples[0]))
+                       for spec in SPECS for e in spec.optimizers]
+CLASS_FULL_CASES = [(e.name, spec.name, _full_class_example(spec, e))
+                    for spec in SPECS for e in spec.optimizers]
+
+
+def class_state_names(name, kernel, opts):
+    """The state buffers of class ``name`` constructed with ``opts`` (running ``kernel``):
+    the kernel's buffers that the corresponding functional call enables, in order."""
+    spec = KERNELS[kernel]
+    return tuple(s.name for s in spec.active_states(entry(name, kernel).hyperparameters(spec, opts)))
+
+
+def functional_run(name, kernel, opts, params, grads_seq, backend):
+    """What class ``name`` constructed with ``opts`` does, written with the public
+    functional step of ``kernel``, one array at a time: returns the params and, per state
+    name, the list of buffers. ``opts["lr"]`` may be a schedule of the step count."""
+    spec, e = KERNELS[kernel], entry(name, kernel)
+    hyper = e.hyperparameters(spec, opts)
+    lr = hyper.pop("lr")
+    initial = e.initial_values(opts)
+    out = [p.copy(order="K") for p in params]
+    pos, kw = state_names(kernel, hyper)
+    states = {s: [np.full_like(p, initial.get(s, 0.0)) for p in out] for s in pos + kw}
+    for t, grads in enumerate(grads_seq, start=1):
+        lr_t = lr(t) if callable(lr) else lr
+        for i, (p, g) in enumerate(zip(out, grads)):
+            step(kernel, dict(hyper, lr=lr_t), p, g, [states[s][i] for s in pos],
+                 {s: states[s][i] for s in kw}, t, backend)
+    return out, states

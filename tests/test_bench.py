@@ -159,15 +159,44 @@ def test_careful_numpy_adam_matches_the_reference():
             np.testing.assert_allclose(x, y, **tol)
 
 
-def test_traffic_loop_moves_the_pattern_and_changes_nothing():
+@pytest.mark.parametrize("kernel", list(cases.KERNELS))
+def test_traffic_loop_moves_the_pattern_and_changes_nothing(kernel):
     pytest.importorskip("numba")
-    arrays = cases.make_arrays("adam", 1001, np.float32)
+    arrays = cases.make_arrays(kernel, 1001, np.float32)
+    n_read, n_rw = bandwidth.ACCESS_PATTERN[kernel]
+    assert len(arrays) == n_read + n_rw                  # the arrays of one timed step
     before = [x.copy() for x in arrays]
-    bandwidth.traffic_call("adam", arrays)()
+    bandwidth.traffic_call(kernel, arrays)()
     for x, y in zip(arrays, before):   # x + 0 * g: every element read and written back
         np.testing.assert_array_equal(x, y)
-    with pytest.raises(ValueError, match="adam needs 4 arrays"):
-        bandwidth.traffic_call("adam", arrays[:3])
+    with pytest.raises(ValueError, match=f"{kernel} needs {len(arrays)} arrays"):
+        bandwidth.traffic_call(kernel, arrays[:-1])
+
+
+def test_cases_are_the_registry_kernels_and_their_typical_step():
+    from fastoptim._registry import KERNELS
+    assert list(cases.KERNELS) == list(KERNELS)
+    for name, spec in KERNELS.items():
+        n_state, kwargs = cases.KERNELS[name]
+        assert n_state == len(spec.active_states(spec.typical))
+        assert {k: v for k, v in kwargs.items() if k != "step"} == dict(spec.typical)
+        assert ("step" in kwargs) == spec.takes_step
+
+
+@pytest.mark.parametrize("kernel", list(cases.KERNELS))
+def test_public_call_and_entry_call_make_the_same_step(kernel):
+    """The benchmark's two ways of calling a kernel: validated (fastoptim_call) and the bare
+    entry point with the coefficients computed once (entry_call, bench/ scripts)."""
+    public = cases.make_arrays(kernel, 257, np.float64, seed=3)
+    bare = [a.copy() for a in public]
+    reference_arrays = [a.copy() for a in public]
+    cases.fastoptim_call(kernel, public, "cython")()
+    cases.entry_call(kernel, bare)()
+    cases.fastoptim_call(kernel, reference_arrays, "numpy")()
+    for a, b, r in zip(public, bare, reference_arrays):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-13)
+    assert not np.array_equal(public[0], cases.make_arrays(kernel, 257, np.float64, seed=3)[0])
 
 
 def test_summary_and_peak_memory():

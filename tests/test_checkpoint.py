@@ -1,4 +1,6 @@
-"""state_dict / load_state_dict and atomic .npz checkpoints: bit-for-bit resume."""
+"""state_dict / load_state_dict and atomic .npz checkpoints: bit-for-bit resume.
+
+Every optimizer class with every option set of the registry (kernel_cases.CLASS_CASES)."""
 import os
 
 import numpy as np
@@ -6,18 +8,9 @@ import pytest
 
 import fastoptim
 from fastoptim import load_state, save_state
-from fastoptim.optim import SGD, Adagrad, Adam, AdamW, RMSprop
+from fastoptim.optim import SGD, Adagrad, Adam, AdamW
+from kernel_cases import CLASS_CASES, class_case_id, class_state_names, optimizer_class
 from testing_settings import ALL_BACKENDS
-
-OPTIMIZERS = [
-    (SGD, dict(lr=0.05, momentum=0.9, nesterov=True)),
-    (SGD, dict(lr=0.05)),
-    (RMSprop, dict(lr=1e-3, momentum=0.5, centered=True)),
-    (Adam, dict(lr=1e-2, amsgrad=True)),
-    (AdamW, dict(lr=1e-2)),
-    (Adagrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1)),
-]
-IDS = [f"{c.__name__}-{i}" for i, (c, _) in enumerate(OPTIMIZERS)]
 
 
 def initial(dtype=np.float32):
@@ -34,8 +27,10 @@ def grad_stream(params, n, seed=1):
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
-@pytest.mark.parametrize("cls,opts", OPTIMIZERS, ids=IDS)
-def test_resume_is_bit_identical(cls, opts, backend, tmp_path):
+@pytest.mark.parametrize("case", CLASS_CASES, ids=class_case_id)
+def test_resume_is_bit_identical(case, backend, tmp_path):
+    name, _, opts = case
+    cls = optimizer_class(name)
     grads = grad_stream(initial(), 100)
     straight = initial()
     opt = cls(straight, backend=backend, **opts)
@@ -59,8 +54,10 @@ def test_resume_is_bit_identical(cls, opts, backend, tmp_path):
         assert resumed[k].tobytes() == straight[k].tobytes()
 
 
-@pytest.mark.parametrize("cls,opts", OPTIMIZERS, ids=IDS)
-def test_state_dict_roundtrip_in_memory(cls, opts):
+@pytest.mark.parametrize("case", CLASS_CASES, ids=class_case_id)
+def test_state_dict_roundtrip_in_memory(case):
+    name, _, opts = case
+    cls = optimizer_class(name)
     params = initial(np.float64)
     opt = cls(params, **opts)
     for g in grad_stream(params, 5):
@@ -69,6 +66,7 @@ def test_state_dict_roundtrip_in_memory(cls, opts):
     assert sd["optimizer"] == cls.__name__
     assert type(sd["step"]) is np.int64 and sd["step"] == 5
     assert sd["param_keys"] == ["W1", "b1", "W2"]
+    assert list(sd["state"]) == list(class_state_names(*case))
     for bufs in sd["state"].values():
         assert all(type(b) is np.ndarray for b in bufs)
         assert not any(np.shares_memory(b, s) for b in bufs for lst in opt._state.values()
@@ -80,6 +78,9 @@ def test_state_dict_roundtrip_in_memory(cls, opts):
     assert [a.ctypes.data for a in other.values()] == ptrs                # in place
     for k in params:
         np.testing.assert_array_equal(other[k], params[k])
+    for s, bufs in opt2.state_dict()["state"].items():
+        for a, b in zip(bufs, sd["state"][s]):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_manual_lr_is_restored(tmp_path):

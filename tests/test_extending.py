@@ -4,7 +4,8 @@ Modelled on scipy's ``linalg/tests/test_extending.py``: in a temporary folder we
 ``examples/embedding/consumer.pyx`` (a downstream extension that ``cimport``s fastoptim's
 Adam kernel and coefficient helper) with ``examples/embedding/setup.py``, against the
 importable fastoptim (``fastoptim.get_include()``), then run it next to the reference. The
-same build compiles ``tests/coefficients_probe.pyx``, which exposes the inline helpers of
+same build compiles ``coefficients_probe.pyx``, written from the kernel registry
+(:func:`probe_source`), which exposes every kernel's inline helper of
 ``fastoptim/coefficients.pxd`` so that they can be compared with ``fastoptim._coefficients``.
 """
 import fnmatch
@@ -24,13 +25,26 @@ import pytest
 import fastoptim
 from fastoptim import _coefficients as coef
 from fastoptim import reference
+from fastoptim._registry import KERNELS
 
 from testing_settings import DTYPES, TOLERANCE
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "embedding"
-PROBE = Path(__file__).resolve().parent / "coefficients_probe.pyx"
 PACKAGE = Path(fastoptim.__file__).resolve().parent
+
+
+def probe_source():
+    """A test-only Cython module exposing each kernel's ``<name>_coefficients`` inline
+    helper of coefficients.pxd to Python (each struct comes back as a dict in field order),
+    with the registry's ``coefficient_args`` as its arguments."""
+    lines = ["# cython: language_level=3",
+             "from fastoptim cimport coefficients as c", ""]
+    for spec in KERNELS.values():
+        args = ", ".join(spec.coefficient_args)
+        lines += ["", f"def {spec.name}({args}):",
+                  f"    return c.{spec.name}_coefficients({args})", ""]
+    return "\n".join(lines)
 
 
 def _why_cannot_build():
@@ -65,8 +79,9 @@ def _load(folder, name):
 def built(tmp_path_factory):
     """The compiled consumer and probe modules, built once for this file."""
     folder = tmp_path_factory.mktemp("consumer")
-    for source in (EXAMPLE / "consumer.pyx", EXAMPLE / "setup.py", PROBE):
+    for source in (EXAMPLE / "consumer.pyx", EXAMPLE / "setup.py"):
         shutil.copy(source, folder)
+    (folder / "coefficients_probe.pyx").write_text(probe_source(), encoding="utf-8")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [fastoptim.get_include()] + [p for p in [env.get("PYTHONPATH")] if p])
@@ -142,29 +157,32 @@ def _kernel_scalar_names():
     return names
 
 
-STEPS = [1, 2, 7, 1000]
-FLAGS = [False, True]
-CASES = {
-    "sgd": list(itertools.product([0.0, 1e-3, 0.5], [0.0, 1e-2], FLAGS)),
-    "momentum": list(itertools.product([1e-3, 0.1], [0.0, 0.9], [0.0, 0.9], FLAGS,
-                                       [0.0, 1e-2], FLAGS)),
-    "rmsprop": list(itertools.product([1e-2], [0.0, 0.99], [1e-8, 0.1], [0.0, 1e-2],
-                                      [0.0, 0.9], FLAGS)),
-    "adam": list(itertools.product(STEPS, [0.0, 1e-3, 0.3], [0.0, 0.9], [0.5, 0.999],
-                                   [1e-8], [0.0, 1e-2], FLAGS, FLAGS)),
-    "adagrad": list(itertools.product(STEPS, [1e-2, 0.7], [0.0, 1e-3], [0.0, 1e-2],
-                                      [1e-10], FLAGS)),
-    "ewa": [(0.0,), (0.9,), (0.999,)],
+# Values of each validation kind for the coefficient helpers' arguments; every combination
+# of a kernel's arguments is compared.
+VALUES = {
+    "step_count": [1, 2, 7, 1000],
+    "nonnegative": [0.0, 1e-3, 0.5],
+    "positive": [1e-8, 0.1],
+    "unit_interval": [0.0, 0.9, 0.999],
+    "closed_unit_interval": [0.0, 0.3, 1.0],
+    "flag": [False, True],
 }
 
 
+def argument_grid(spec):
+    return list(itertools.product(*(VALUES[spec.hyperparameter(a).kind]
+                                    for a in spec.coefficient_args)))
+
+
 @needs_build
-@pytest.mark.parametrize("kernel", sorted(CASES))
+@pytest.mark.parametrize("kernel", list(KERNELS))
 def test_inline_coefficients_match_python(built, kernel):
     probe = built["coefficients_probe"]
     fields = _kernel_scalar_names()[kernel]
-    for args in CASES[kernel]:
+    grid = argument_grid(KERNELS[kernel])
+    for args in grid:
         got = getattr(probe, kernel)(*args)
         assert list(got) == fields, "struct fields must be the kernel's scalars, in order"
         # Bit for bit: same formulas, same double arithmetic.
         assert tuple(got.values()) == getattr(coef, kernel)(*args).values(), args
+    assert len(grid) >= 2

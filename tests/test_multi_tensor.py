@@ -1,15 +1,15 @@
 """The multi-tensor entry points (kernels.<kernel>_multi) against the single-array kernels:
 many arrays of mixed sizes (0, 1, odd, larger than a chunk) and dtypes, several steps,
-1 and 2 threads; the results must be identical bit for bit."""
-import inspect
-
+1 and 2 threads; the results must be identical bit for bit. Then what the multi-tensor
+entry points refuse before touching anything, and that they allocate nothing. Every kernel
+of the registry (its examples, and kernel_cases.FULL_CASES for the error paths)."""
 import numpy as np
 import pytest
-from kernel_cases import CASES, case_id, state_names
+from kernel_cases import CASES, FULL_CASES, case_id
 
 from fastoptim import _coefficients as coef
-from fastoptim import functional as F
 from fastoptim import kernels
+from fastoptim._registry import KERNELS
 
 SIZES = [0, 1, 7, 64, 1000, 16384, 16385, 40000, 100003, 150001]
 
@@ -26,32 +26,23 @@ def parallel_at_every_size():
     kernels.set_parallel_min_traffic(previous)
 
 
-FUNC = {"sgd": F.sgd_step, "momentum": F.momentum_step, "rmsprop": F.rmsprop_step,
-        "adam": F.adam_step, "adagrad": F.adagrad_step, "ewa": F.ewa_update}
-# optional state of a kernel's single-array entry point, in its positional order
-OPTIONAL = {"rmsprop": ("momentum_buffer", "grad_avg"), "adam": ("max_exp_avg_sq",)}
-
-
 def coefficients(kernel, opts, t):
-    """The per-call coefficients, from the functional API's defaults and ``opts``."""
-    hyper = {name: p.default for name, p in inspect.signature(FUNC[kernel]).parameters.items()
-             if p.default is not inspect.Parameter.empty}
-    hyper.update(opts, step=t)
-    fn = getattr(coef, kernel)
-    return fn(*(hyper[name] for name in inspect.signature(fn).parameters))
+    """The per-call coefficients, from the registry's defaults and ``opts``."""
+    spec = KERNELS[kernel]
+    hyper = dict(spec.complete(opts), step=t)
+    return getattr(coef, kernel)(*(hyper[name] for name in spec.coefficient_args))
 
 
 def make_lists(kernel, opts, rng, dtypes):
-    """One entry per size: [param, grad, state..., optional state or None]."""
-    pos, kw = state_names(kernel, opts)
+    """One entry per size: [param, grad, every state (None when ``opts`` does not use it)]."""
+    spec = KERNELS[kernel]
+    active = {s.name for s in spec.active_states(opts)}
     entries = []
     for i, n in enumerate(SIZES):
         dtype = dtypes[i % len(dtypes)]
         param = rng.standard_normal(n).astype(dtype)
-        states = [np.zeros(n, dtype) for _ in pos]
-        optional = [np.zeros(n, dtype) if name in kw else None
-                    for name in OPTIONAL.get(kernel, ())]
-        entries.append([param, None] + states + optional)
+        states = [np.zeros(n, dtype) if s.name in active else None for s in spec.states]
+        entries.append([param, None] + states)
     return entries
 
 
@@ -92,11 +83,32 @@ def test_multi_equals_single_array_kernels(case, dtypes, rng):
                                                                 f"array {j}")
 
 
-def adam_lists(n=3, size=10, dtype=np.float32):
-    return [[np.zeros(size, dtype) for _ in range(n)] for _ in range(4)]
+FULL = dict(FULL_CASES)
+KERNEL_NAMES = list(KERNELS)
 
 
-C_ADAM = coef.adam(1, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False)
+def full_lists(kernel, n=3, size=10, dtype=np.float32):
+    """One list per array role of ``kernel``'s case with every state (inputs, states), all
+    zeros, and the coefficients of that case."""
+    spec = KERNELS[kernel]
+    roles = len(spec.inputs) + len(spec.active_states(FULL[kernel]))
+    return ([[np.zeros(size, dtype) for _ in range(n)] for _ in range(roles)],
+            coefficients(kernel, FULL[kernel], 1))
+
+
+def call_multi(kernel, lists, c, **kwargs):
+    """kernels.<kernel>_multi on the role lists (None for the states the case leaves out)."""
+    spec = KERNELS[kernel]
+    by_name = dict(zip([s.name for s in spec.active_states(FULL[kernel])], lists[2:]))
+    args = lists[:2] + [by_name.get(s.name) for s in spec.states]
+    return getattr(kernels, kernel + "_multi")(*args, c, **kwargs)
+
+
+def role_names(kernel):
+    """The names the multi-tensor entry point gives its lists (``exp_avg_sqs``)."""
+    spec = KERNELS[kernel]
+    return [a + "s" for a in spec.inputs + tuple(s.name for s in
+                                                 spec.active_states(FULL[kernel]))]
 
 
 def _misaligned(n):
@@ -114,53 +126,94 @@ def _halves():
     return _BUFFER[:10], _BUFFER[5:15]
 
 
-def test_empty_list_is_a_no_op():
-    kernels.adam_multi([], [], [], [], None, C_ADAM)
+def _set(L, role, i, value):
+    L[role][i] = value
 
 
-@pytest.mark.parametrize("mutate,exc,words", [
-    (lambda L: L[2].pop(), ValueError, "exp_avgs has 2 arrays"),
-    (lambda L: L[1].__setitem__(1, [0.0] * 10), TypeError, "grads[1] must be a numpy.ndarray"),
-    (lambda L: L[3].__setitem__(0, np.zeros(10, np.float64)), TypeError, "exp_avg_sqs[0]"),
-    (lambda L: L[2].__setitem__(2, np.zeros(11, np.float32)), ValueError, "exp_avgs[2]"),
-    (lambda L: L[0].__setitem__(0, np.zeros(10, np.int32)), TypeError, "params[0]"),
-    (lambda L: L[0].__setitem__(1, np.zeros(20, np.float32)[::2]), ValueError, "contiguous"),
-    (lambda L: L[3][2].setflags(write=False), ValueError, "exp_avg_sqs[2] is read-only"),
+def _read_only(a):
+    a.setflags(write=False)
+
+
+# Each refusal: (mutation of the role lists, exception, words of the message). ``w`` is the
+# last role the kernel writes (a state, or the first input when there is none), ``N`` the
+# role names (``params``, ``grads``, ``exp_avgs``...), ``last`` the last role.
+REFUSALS = {
+    "list_too_short": (lambda L, w, last: L[last].pop(), ValueError,
+                       lambda N, w, last: f"{N[last]} has 2 arrays"),
+    "not_an_array": (lambda L, w, last: _set(L, 1, 1, [0.0] * 10), TypeError,
+                     lambda N, w, last: f"{N[1]}[1] must be a numpy.ndarray"),
+    "other_dtype": (lambda L, w, last: _set(L, w, 0, np.zeros(10, np.float64)), TypeError,
+                    lambda N, w, last: f"{N[w]}[0]"),
+    "other_size": (lambda L, w, last: _set(L, w, 2, np.zeros(11, np.float32)), ValueError,
+                   lambda N, w, last: f"{N[w]}[2]"),
+    "integer_dtype": (lambda L, w, last: _set(L, 0, 0, np.zeros(10, np.int32)), TypeError,
+                      lambda N, w, last: f"{N[0]}[0]"),
+    "strided": (lambda L, w, last: _set(L, 0, 1, np.zeros(20, np.float32)[::2]), ValueError,
+                lambda N, w, last: "contiguous"),
+    "read_only": (lambda L, w, last: _read_only(L[w][2]), ValueError,
+                  lambda N, w, last: f"{N[w]}[2] is read-only"),
     # what would compute garbage or read out of bounds
-    (lambda L: L[2].__setitem__(1, np.zeros(10, ">f4")), TypeError, "exp_avgs[1] must be in native"),
-    (lambda L: L[1].__setitem__(0, _misaligned(10)), ValueError, "grads[0] is not aligned"),
-    (lambda L: L[0].__setitem__(2, np.ma.zeros(10, np.float32)), TypeError, "MaskedArray"),
-    (lambda L: L[1].__setitem__(2, np.ma.zeros(10, np.float32)), TypeError, "grads[2]"),
-    (lambda L: L[2].__setitem__(0, np.zeros((2, 5), np.float32)), ValueError, "shape"),
-    (lambda L: L[1].__setitem__(0, L[0][0]), ValueError, "params[0] and grads[0] share memory"),
-    (lambda L: L[2].__setitem__(1, L[0][2]), ValueError, "share memory"),
-    (lambda L: L[3].__setitem__(2, L[3][0]), ValueError, "exp_avg_sqs[0] and exp_avg_sqs[2]"),
-    (lambda L: L[0].__setitem__(1, _halves()[0]) or L[2].__setitem__(0, _halves()[1]),
-     ValueError, "share memory"),
-])
-def test_what_would_crash_is_refused_before_any_array_changes(mutate, exc, words):
-    lists = adam_lists()
-    mutate(lists)
+    "byte_swapped": (lambda L, w, last: _set(L, w, 1, np.zeros(10, ">f4")), TypeError,
+                     lambda N, w, last: f"{N[w]}[1] must be in native"),
+    "misaligned": (lambda L, w, last: _set(L, 1, 0, _misaligned(10)), ValueError,
+                   lambda N, w, last: f"{N[1]}[0] is not aligned"),
+    "masked_first": (lambda L, w, last: _set(L, 0, 2, np.ma.zeros(10, np.float32)), TypeError,
+                     lambda N, w, last: "MaskedArray"),
+    "masked_grad": (lambda L, w, last: _set(L, 1, 2, np.ma.zeros(10, np.float32)), TypeError,
+                    lambda N, w, last: f"{N[1]}[2]"),
+    "other_shape": (lambda L, w, last: _set(L, w, 0, np.zeros((2, 5), np.float32)),
+                    ValueError, lambda N, w, last: "shape"),
+    "grad_is_its_param": (lambda L, w, last: _set(L, 1, 0, L[0][0]), ValueError,
+                          lambda N, w, last: f"{N[0]}[0] and {N[1]}[0] share memory"),
+    "written_is_another_param": (lambda L, w, last: _set(L, w, 1, L[0][2]), ValueError,
+                                 lambda N, w, last: "share memory"),
+    "written_twice": (lambda L, w, last: _set(L, w, 2, L[w][0]), ValueError,
+                      lambda N, w, last: f"{N[w]}[0] and {N[w]}[2]"),
+    "overlapping_views": (lambda L, w, last: (_set(L, 0, 1, _halves()[0]),
+                                              _set(L, w, 0, _halves()[1])), ValueError,
+                          lambda N, w, last: "share memory"),
+}
+
+
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_empty_list_is_a_no_op(kernel):
+    lists, c = full_lists(kernel, n=0)
+    call_multi(kernel, lists, c)
+
+
+@pytest.mark.parametrize("refusal", list(REFUSALS))
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_what_would_crash_is_refused_before_any_array_changes(kernel, refusal):
+    mutate, exc, words = REFUSALS[refusal]
+    lists, c = full_lists(kernel)
+    last = len(lists) - 1
+    w = last if last >= 2 else 0
     for x in lists[0]:
         x[...] = 1.0
+    mutate(lists, w, last)
     before = [[np.array(a, copy=True) for a in L] for L in lists]
-    with pytest.raises(exc, match=words.replace("[", r"\[").replace("]", r"\]")):
-        kernels.adam_multi(*lists[:4], None, C_ADAM)
+    text = words(role_names(kernel), w, last)
+    with pytest.raises(exc, match=text.replace("[", r"\[").replace("]", r"\]")) as info:
+        call_multi(kernel, lists, c)
+    assert kernel + "_multi" in str(info.value)
     for L, B in zip(lists, before):
         for a, b in zip(L, B):
             np.testing.assert_array_equal(a, b)
 
 
-def test_gradients_may_share_memory_with_each_other():
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_gradients_may_share_memory_with_each_other(kernel):
     """Gradients are only read: one array may serve as the gradient of several entries."""
-    params, _, ms, vs = adam_lists()
+    lists, c = full_lists(kernel)
     g = np.ones(10, np.float32)
-    kernels.adam_multi(params, [g, g, g], ms, vs, None, C_ADAM)
-    expected = [np.zeros(10, np.float32) for _ in range(4)]
-    kernels.adam_multi([expected[0]], [np.ones(10, np.float32)], [expected[1]], [expected[2]],
-                       None, C_ADAM)
-    for p in params:
-        np.testing.assert_array_equal(p, expected[0])
+    lists[1] = [g, g, g]
+    call_multi(kernel, lists, c)
+    expected, _ = full_lists(kernel, n=1)
+    expected[1] = [np.ones(10, np.float32)]
+    call_multi(kernel, expected, c)
+    assert not np.array_equal(expected[0][0], np.zeros(10, np.float32))
+    for p in lists[0]:
+        np.testing.assert_array_equal(p, expected[0][0])
 
 
 class _FreshArrays:
@@ -178,24 +231,28 @@ class _FreshArrays:
         return np.full(self.size, 0.5, np.float32)
 
 
-def test_a_sequence_of_fresh_arrays_is_held_for_the_whole_call():
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_a_sequence_of_fresh_arrays_is_held_for_the_whole_call(kernel):
     """The kernel used to keep raw pointers to arrays it did not hold: freed and reused
     memory (a crash, or another array's data used as the gradient)."""
     size = 4096
     for _ in range(20):
-        params, _, ms, vs = adam_lists(4, size)
-        kernels.adam_multi(params, _FreshArrays(4, size), ms, vs, None, C_ADAM)
-        expected = np.zeros(size, np.float32)
-        kernels.adam(expected, np.full(size, 0.5, np.float32),
-                     np.zeros(size, np.float32), np.zeros(size, np.float32), None, C_ADAM)
-        for p in params:
-            np.testing.assert_array_equal(p, expected)
+        lists, c = full_lists(kernel, 4, size)
+        lists[1] = _FreshArrays(4, size)
+        call_multi(kernel, lists, c)
+        expected, _ = full_lists(kernel, 1, size)
+        expected[1] = [np.full(size, 0.5, np.float32)]
+        call_multi(kernel, expected, c)
+        for p in lists[0]:
+            np.testing.assert_array_equal(p, expected[0][0])
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
-def test_bad_thread_count(bad):
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_bad_thread_count(kernel, bad):
+    lists, c = full_lists(kernel)
     with pytest.raises(ValueError, match="num_threads"):
-        kernels.adam_multi(*adam_lists(), None, C_ADAM, num_threads=bad)
+        call_multi(kernel, lists, c, num_threads=bad)
 
 
 @pytest.mark.parametrize("user_value", [None, "active"])
@@ -215,16 +272,21 @@ def test_openmp_wait_policy_does_not_leak_into_the_environment(user_value):
 
 
 @pytest.mark.parametrize("num_threads", [1, 2])
-def test_multi_tensor_step_allocates_no_array(num_threads, rng):
+@pytest.mark.parametrize("kernel", KERNEL_NAMES)
+def test_multi_tensor_step_allocates_no_array(kernel, num_threads, rng):
     """Like test_memory for the single-array kernels: a step over 50 arrays (300k elements,
     parallel path) allocates no array; tracemalloc sees NumPy's buffers."""
     import tracemalloc
-    lists = [[rng.standard_normal(6000).astype(np.float32) for _ in range(50)]
-             for _ in range(4)]
-    kernels.adam_multi(*lists, None, C_ADAM, num_threads=num_threads)
+    lists, c = full_lists(kernel, 50, 6000)
+    for L in lists:
+        for a in L:
+            a[...] = rng.standard_normal(a.size)
+    for a in (a for L in lists[2:] for a in L):
+        np.abs(a, out=a)          # second moments are >= 0
+    call_multi(kernel, lists, c, num_threads=num_threads)
     tracemalloc.start()
     try:
-        kernels.adam_multi(*lists, None, C_ADAM, num_threads=num_threads)
+        call_multi(kernel, lists, c, num_threads=num_threads)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

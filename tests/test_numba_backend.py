@@ -12,7 +12,8 @@ import pytest
 import fastoptim as fo
 from fastoptim import _backends, _cython_parallel, _threads
 
-from kernel_cases import CASES, case_id, make_arrays, make_grad, step
+from fastoptim._registry import KERNELS
+from kernel_cases import CASES, FULL_CASES, case_id, make_arrays, make_grad, step
 from testing_settings import DTYPES, TOLERANCE
 
 SRC = str(Path(fo.__file__).resolve().parent.parent)
@@ -55,11 +56,7 @@ def threads():
     _threads._num_threads = saved
 
 
-THREAD_CASES = [c for c in CASES if c[1].get("nesterov") or c[1].get("amsgrad")
-                or (c[1].get("centered") and c[1].get("momentum"))]
-
-
-@pytest.mark.parametrize("case", THREAD_CASES, ids=case_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_results_are_bitwise_identical_for_1_and_2_threads(threads, case, dtype):
     results = []
@@ -90,17 +87,16 @@ def test_kernel_runs_on_fastoptim_threads_and_restores_numbas_count(threads):
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_python_threads_may_step_different_arrays_concurrently(threads, n_threads):
+@pytest.mark.parametrize("case", FULL_CASES, ids=case_id)
+def test_python_threads_may_step_different_arrays_concurrently(threads, case, n_threads):
     import threading
     fo.set_num_threads(n_threads)  # 1: every call also sets and restores numba's count
     matches = {}
     tol = TOLERANCE[np.dtype(np.float32)]
 
-    amsgrad = next(c for c in CASES if c[1].get("amsgrad"))
-
     def train(seed):
-        ours = run_steps(amsgrad, np.float32, "numba", 40, (50001,), seed)
-        want = run_steps(amsgrad, np.float32, "numpy", 40, (50001,), seed)
+        ours = run_steps(case, np.float32, "numba", 40, (50001,), seed)
+        want = run_steps(case, np.float32, "numpy", 40, (50001,), seed)
         matches[seed] = all(np.allclose(a, b, **tol) for a, b in zip(ours, want))
 
     workers = [threading.Thread(target=train, args=(seed,)) for seed in range(4)]
@@ -158,7 +154,9 @@ def test_environment_backend_overrides_auto(monkeypatch):
 
 
 def test_warmup_compiles_every_variant():
-    assert fo.warmup() >= 40  # 2 dtypes x 2 grad kinds x 10 option variants
+    # per kernel: 2 dtypes x 2 grad kinds (writeable, read-only) x each set of optional states
+    variants = sum(2 * 2 * 2 ** len(spec.optional_states) for spec in KERNELS.values())
+    assert fo.warmup() >= variants
 
 
 def test_show_config_lists_numba_threads_and_crossovers(capsys):

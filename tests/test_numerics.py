@@ -14,6 +14,7 @@ from kernel_cases import CASES, case_id, make_arrays, step
 
 import fastoptim as fo
 from fastoptim import kernels
+from fastoptim._registry import KERNELS
 
 SIZES = [37, 67, 1003]
 BACKENDS = ["numba", "numpy", "auto"] + [f"cython:{t}" for t in kernels.simd_targets()]
@@ -63,11 +64,19 @@ def test_amsgrad_propagates_nan_like_the_reference(backend, dtype, n, bad, run_b
         assert np.isnan(p[_bad_positions(n)]).all()
 
 
-WD_ZERO_CASES = [c for c in CASES if c[1].get("weight_decay", 0.0) == 0.0
-                 and c[0] != "ewa"] + [
-    ("adam", dict(lr=0.01, weight_decay=0.0, decoupled_weight_decay=True)),
-    ("adam", dict(lr=0.01, weight_decay=0.0, decoupled_weight_decay=True, amsgrad=True)),
-]
+def _zero_weight_decay_cases():
+    """Every example of a kernel with weight decay, with weight_decay=0 (AdamW's decoupled
+    decay included), without duplicates."""
+    out = []
+    for kernel, opts in CASES:
+        if any(h.name == "weight_decay" for h in KERNELS[kernel].hyperparameters):
+            case = (kernel, dict(opts, weight_decay=0.0))
+            if case not in out:
+                out.append(case)
+    return out
+
+
+WD_ZERO_CASES = _zero_weight_decay_cases()
 
 
 @pytest.mark.parametrize("n", [37, 1003])

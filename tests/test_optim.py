@@ -1,35 +1,24 @@
-"""Optimizer classes: parity with the functional reference over many steps, errors, lr."""
+"""Optimizer classes: parity with the functional reference over many steps, errors, lr.
+
+The classes and their option sets come from the kernel registry (kernel_cases.CLASS_CASES:
+each class entry's examples); a test that names a class tests something specific to it."""
+import inspect
+
 import numpy as np
 import pytest
 
 import fastoptim
 from fastoptim import functional as F
-from fastoptim import reference as R
+from fastoptim._registry import KERNELS
 from fastoptim.optim import SGD, Adagrad, Adam, AdamW, RMSprop
+from kernel_cases import (CLASS_CASES, CLASS_FULL_CASES, CLASS_NAMES, CLASS_TYPICAL_CASES,
+                          class_case_id, class_state_names, entry, functional_run,
+                          optimizer_class)
 from testing_settings import ALL_BACKENDS, DTYPES, TOLERANCE
 
 SHAPES = {"W1": (5, 7), "b1": (5, 1), "W2": (1, 5), "b2": (1, 1), "v": (33,), "e": (0,)}
-
-# (class, options, functional reference step run per array with its states)
-CASES = [
-    (SGD, dict(lr=0.05)),
-    (SGD, dict(lr=0.05, weight_decay=0.01, maximize=True)),
-    (SGD, dict(lr=0.05, momentum=0.9)),
-    (SGD, dict(lr=0.05, momentum=0.9, dampening=0.9, weight_decay=0.1)),
-    (SGD, dict(lr=0.05, momentum=0.8, nesterov=True)),
-    (RMSprop, dict()),
-    (RMSprop, dict(lr=1e-3, momentum=0.9, weight_decay=0.01)),
-    (RMSprop, dict(lr=1e-3, centered=True, alpha=0.9)),
-    (RMSprop, dict(lr=1e-3, centered=True, momentum=0.5, maximize=True)),
-    (Adam, dict()),
-    (Adam, dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1)),
-    (Adam, dict(lr=1e-2, amsgrad=True, maximize=True)),
-    (AdamW, dict(lr=1e-2)),
-    (AdamW, dict(lr=1e-2, amsgrad=True, weight_decay=0.1)),
-    (Adagrad, dict()),
-    (Adagrad, dict(lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1)),
-]
-IDS = [f"{c.__name__}-{i}" for i, (c, _) in enumerate(CASES)]
+# constructor keywords of every class that are not hyperparameters of a formula
+COMMON = {"self", "params", "backend", "skip_nonfinite"}
 
 
 def make_params(rng, dtype, as_dict, fortran=False):
@@ -50,57 +39,16 @@ def values(x):
     return list(x.values()) if isinstance(x, dict) else list(x)
 
 
-def functional_run(cls, opts, params, grads_seq, backend):
-    """The same training run written with the functional step functions, one array at a time."""
-    opts = dict(opts)
-    lr = opts.pop("lr", cls.__init__.__defaults__[0])
-    out = [p.copy(order="K") for p in params]
-    if cls is SGD:
-        mom = opts.get("momentum", 0.0)
-        state = [[np.zeros_like(p)] if mom else [] for p in out]
-    elif cls is RMSprop:
-        state = [[np.zeros_like(p)] for p in out]
-        extra = [{"momentum_buffer": np.zeros_like(p) if opts.get("momentum") else None,
-                  "grad_avg": np.zeros_like(p) if opts.get("centered") else None} for p in out]
-    elif cls in (Adam, AdamW):
-        state = [[np.zeros_like(p), np.zeros_like(p)] for p in out]
-        extra = [{"max_exp_avg_sq": np.zeros_like(p) if opts.get("amsgrad") else None}
-                 for p in out]
-        beta1, beta2 = opts.pop("betas", (0.9, 0.999))
-        opts.update(beta1=beta1, beta2=beta2,
-                    decoupled_weight_decay=cls is AdamW,
-                    weight_decay=opts.get("weight_decay", 1e-2 if cls is AdamW else 0.0))
-    else:
-        init = opts.pop("initial_accumulator_value", 0.0)
-        state = [[np.full_like(p, init)] for p in out]
-    for t, grads in enumerate(grads_seq, start=1):
-        lr_t = lr(t) if callable(lr) else lr
-        for i, (p, g) in enumerate(zip(out, grads)):
-            if cls is SGD:
-                if state[i]:
-                    F.momentum_step(p, g, *state[i], lr=lr_t, backend=backend, **opts)
-                else:
-                    F.sgd_step(p, g, lr=lr_t, backend=backend, **opts)
-            elif cls is RMSprop:
-                F.rmsprop_step(p, g, *state[i], lr=lr_t, backend=backend, **opts, **extra[i])
-            elif cls in (Adam, AdamW):
-                o = {k: v for k, v in opts.items() if k != "amsgrad"}
-                F.adam_step(p, g, *state[i], step=t, lr=lr_t, backend=backend,
-                            amsgrad=opts.get("amsgrad", False), **o, **extra[i])
-            else:
-                F.adagrad_step(p, g, *state[i], step=t, lr=lr_t, backend=backend, **opts)
-    return out
-
-
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("as_dict", [True, False], ids=["dict", "list"])
-@pytest.mark.parametrize("cls,opts", CASES, ids=IDS)
-def test_parity_with_functional_reference(cls, opts, as_dict, dtype, backend, rng):
+@pytest.mark.parametrize("case", CLASS_CASES, ids=class_case_id)
+def test_parity_with_functional_reference(case, as_dict, dtype, backend, rng):
+    name, kernel, opts = case
     params = make_params(rng, dtype, as_dict)
     start = [p.copy() for p in values(params)]
     grads_seq = [make_grads(rng, params) for _ in range(60)]
-    opt = cls(params, backend=backend, **opts)
+    opt = optimizer_class(name)(params, backend=backend, **opts)
     ptrs = [p.ctypes.data for p in values(params)]
     for grads in grads_seq:
         opt.step(grads)
@@ -108,30 +56,38 @@ def test_parity_with_functional_reference(cls, opts, as_dict, dtype, backend, rn
     got = values(params)
     assert [p.ctypes.data for p in got] == ptrs          # in place
     seq = [values(g) for g in grads_seq]
-    expected = functional_run(cls, opts, start, seq, "numpy")
+    expected, _ = functional_run(name, kernel, opts, start, seq, "numpy")
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, **TOLERANCE[np.dtype(dtype)])
     # same backend through the functional API: identical arithmetic, identical bits
-    same = functional_run(cls, opts, start, seq, backend)
+    same, same_states = functional_run(name, kernel, opts, start, seq, backend)
     for a, b in zip(got, same):
         np.testing.assert_array_equal(a, b)
+    state = opt.state_dict()["state"]
+    assert list(state) == list(class_state_names(name, kernel, opts))
+    for s, buffers in same_states.items():
+        for a, b in zip(state[s], buffers):
+            np.testing.assert_array_equal(a, b, err_msg=s)
     assert not any(np.array_equal(a, b) for a, b in zip(got, start) if a.size)
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
-@pytest.mark.parametrize("cls,opts", [CASES[2], CASES[9], CASES[15]], ids=["SGD", "Adam", "Adagrad"])
-def test_fortran_params_and_schedule(cls, opts, backend, rng):
+@pytest.mark.parametrize("case", CLASS_TYPICAL_CASES, ids=class_case_id)
+def test_fortran_params_and_schedule(case, backend, rng):
+    name, kernel, opts = case
     params = make_params(rng, np.float64, True, fortran=True)
     start = [p.copy(order="K") for p in values(params)]
     grads_seq = [{k: np.asfortranarray(g) for k, g in make_grads(rng, params).items()}
                  for _ in range(20)]
     opts = dict(opts, lr=lambda t: 0.1 / (1 + 0.5 * t))
-    opt = cls(params, backend=backend, **opts)
+    opt = optimizer_class(name)(params, backend=backend, **opts)
     for grads in grads_seq:
         opt.step(grads)
-    expected = functional_run(cls, opts, start, [values(g) for g in grads_seq], backend)
+    expected, _ = functional_run(name, kernel, opts, start, [values(g) for g in grads_seq],
+                                 backend)
     for a, b in zip(values(params), expected):
         np.testing.assert_array_equal(a, b)
+        assert a.flags.f_contiguous
     assert opt.last_lr == pytest.approx(0.1 / 11)
 
 
@@ -151,24 +107,30 @@ def test_manual_lr_decay_between_steps(rng):
     assert opt.lr == 0.1
 
 
-def test_schedule_gets_the_step_count(rng):
+@pytest.mark.parametrize("case", CLASS_TYPICAL_CASES, ids=class_case_id)
+def test_schedule_gets_the_step_count(case, rng):
+    name, _, opts = case
     seen = []
     params = [rng.standard_normal(3)]
-    opt = Adam(params, lr=lambda t: seen.append(t) or 1e-3)
+    opt = optimizer_class(name)(params, **dict(opts, lr=lambda t: seen.append(t) or 1e-3))
     for _ in range(3):
         opt.step([np.ones(3)])
     assert seen == [1, 2, 3]
 
 
-def test_bad_schedule_value_changes_nothing(rng):
+@pytest.mark.parametrize("case", CLASS_FULL_CASES, ids=class_case_id)
+def test_bad_schedule_value_changes_nothing(case, rng):
+    name, _, opts = case
     params = [rng.standard_normal(3)]
-    before = params[0].copy()
-    opt = Adam(params, lr=lambda t: -1.0)
+    opt = optimizer_class(name)(params, **dict(opts, lr=lambda t: -1.0))
+    before = opt.state_dict()
     with pytest.raises(ValueError, match=r"lr \(the schedule's value at t=1\) must be >= 0"):
         opt.step([np.ones(3)])
-    np.testing.assert_array_equal(params[0], before)
-    assert opt.t == 0
-    assert not opt._state["exp_avg"][0].any()
+    after = opt.state_dict()
+    np.testing.assert_array_equal(after["params"][0], before["params"][0])
+    assert opt.t == 0 and list(after["state"]) == list(before["state"])
+    for s, buffers in before["state"].items():
+        np.testing.assert_array_equal(after["state"][s][0], buffers[0])
 
 
 def _bad_grads(params):
@@ -187,12 +149,13 @@ def _bad_grads(params):
     ]
 
 
-@pytest.mark.parametrize("case", range(9))
-@pytest.mark.parametrize("cls", [SGD, RMSprop, Adam, AdamW, Adagrad])
-def test_bad_grads_change_nothing(cls, case, rng):
+@pytest.mark.parametrize("bad", range(9))
+@pytest.mark.parametrize("case", CLASS_FULL_CASES, ids=class_case_id)
+def test_bad_grads_change_nothing(case, bad, rng):
+    name, _, opts = case
     params = {"W1": rng.standard_normal((3, 4)), "b1": rng.standard_normal((3, 1))}
-    grads, exc, msg = _bad_grads(params)[case]
-    opt = cls(params, lr=0.1, **({"momentum": 0.9} if cls is SGD else {}))
+    grads, exc, msg = _bad_grads(params)[bad]
+    opt = optimizer_class(name)(params, **opts)
     opt.step({"W1": np.ones((3, 4)), "b1": np.ones((3, 1))})
     snapshot = opt.state_dict()
     with pytest.raises(exc, match=msg):
@@ -201,24 +164,29 @@ def test_bad_grads_change_nothing(cls, case, rng):
     assert after["step"] == snapshot["step"] == 1
     for a, b in zip(after["params"], snapshot["params"]):
         np.testing.assert_array_equal(a, b)
-    for name in snapshot["state"]:
-        for a, b in zip(after["state"][name], snapshot["state"][name]):
+    assert snapshot["state"] or not class_state_names(*case)
+    for s in snapshot["state"]:
+        for a, b in zip(after["state"][s], snapshot["state"][s]):
             np.testing.assert_array_equal(a, b)
 
 
-def test_list_grads_errors(rng):
+@pytest.mark.parametrize("case", CLASS_TYPICAL_CASES, ids=class_case_id)
+def test_list_grads_errors(case, rng):
+    name, _, opts = case
     params = [rng.standard_normal(3), rng.standard_normal(2)]
-    opt = SGD(params, lr=0.1)
+    opt = optimizer_class(name)(params, **opts)
     with pytest.raises(ValueError, match="grads must have 2 arrays"):
         opt.step([np.ones(3)])
     with pytest.raises(ValueError, match=r"grads\[1\] must have the shape"):
         opt.step([np.ones(3), np.ones(3)])
 
 
-def test_gradient_key_hint_for_course_names(rng):
+@pytest.mark.parametrize("case", CLASS_TYPICAL_CASES, ids=class_case_id)
+def test_gradient_key_hint_for_course_names(case, rng):
+    name, _, opts = case
     params = {"W1": rng.standard_normal((2, 2))}
     with pytest.raises(ValueError, match=r"found \['dW1'\]"):
-        SGD(params, lr=0.1).step({"dW1": np.ones((2, 2))})
+        optimizer_class(name)(params, **opts).step({"dW1": np.ones((2, 2))})
 
 
 @pytest.mark.parametrize("params,exc,msg", [
@@ -230,20 +198,25 @@ def test_gradient_key_hint_for_course_names(rng):
     ([], ValueError, "params is empty"),
     ({}, ValueError, "params is empty"),
 ])
-def test_bad_params(params, exc, msg):
+@pytest.mark.parametrize("case", CLASS_TYPICAL_CASES, ids=class_case_id)
+def test_bad_params(case, params, exc, msg):
+    name, _, opts = case
     with pytest.raises(exc, match=msg):
-        SGD(params, lr=0.1)
+        optimizer_class(name)(params, **opts)
 
 
-def test_params_sharing_memory_or_readonly():
+@pytest.mark.parametrize("case", CLASS_TYPICAL_CASES, ids=class_case_id)
+def test_params_sharing_memory_or_readonly(case):
+    name, _, opts = case
+    cls = optimizer_class(name)
     buf = np.zeros(10)
     with pytest.raises(ValueError, match=r"params\[0\] and params\[1\] share memory"):
-        Adam([buf[:6], buf[4:]])
-    Adam([buf[:5], buf[5:]])                     # adjacent, disjoint: fine
+        cls([buf[:6], buf[4:]], **opts)
+    cls([buf[:5], buf[5:]], **opts)              # adjacent, disjoint: fine
     ro = np.zeros(3)
     ro.flags.writeable = False
     with pytest.raises(ValueError, match=r"params\['w'\] is read-only"):
-        Adam({"w": ro})
+        cls({"w": ro}, **opts)
 
 
 @pytest.mark.parametrize("cls,kw,exc,msg", [
@@ -261,37 +234,109 @@ def test_params_sharing_memory_or_readonly():
     (Adam, dict(backend="torch"), ValueError, "backend must be one of"),
 ])
 def test_bad_hyperparameters(cls, kw, exc, msg):
+    """The exact messages of some refusals (every keyword of every class is in
+    test_bad_constructor_value_is_refused_naming_it)."""
     with pytest.raises(exc, match=msg):
         cls([np.zeros(3)], **kw)
 
 
-def test_defaults_follow_torch():
-    p = [np.zeros(2)]
-    assert (RMSprop(p).lr, RMSprop(p).alpha, RMSprop(p).eps) == (1e-2, 0.99, 1e-8)
-    assert (Adam(p).lr, Adam(p).betas, Adam(p).eps, Adam(p).weight_decay) == (1e-3, (0.9, 0.999), 1e-8, 0.0)
-    assert AdamW(p).weight_decay == 1e-2
-    assert (Adagrad(p).lr, Adagrad(p).eps) == (1e-2, 1e-10)
+@pytest.mark.parametrize("case", CLASS_TYPICAL_CASES, ids=class_case_id)
+def test_bad_backend_is_refused_at_construction(case):
+    name, _, opts = case
+    with pytest.raises(ValueError, match="backend must be one of"):
+        optimizer_class(name)([np.zeros(3)], backend="torch", **opts)
+
+
+# bad values of each validation kind: (value, exception)
+BAD_VALUES = {
+    "nonnegative": [(-0.1, ValueError), (float("nan"), ValueError), ("0.1", TypeError)],
+    "positive": [(0.0, ValueError), (-1.0, ValueError), (float("inf"), ValueError)],
+    "unit_interval": [(1.0, ValueError), (-0.1, ValueError), (None, TypeError)],
+    "closed_unit_interval": [(1.5, ValueError), (-0.1, ValueError), ("0", TypeError)],
+    "flag": [(1, TypeError), (None, TypeError)],
+}
+
+
+def _bad_constructor_values():
+    """(class case, constructor keyword, value passed, name in the message, exception) for
+    every hyperparameter a class takes, from the registry's kinds."""
+    out = []
+    for case in CLASS_TYPICAL_CASES:
+        name, kernel, opts = case
+        spec, e = KERNELS[kernel], entry(name, kernel)
+        full = e.constructor_kwargs(spec, e.hyperparameters(spec, opts))
+        for h in spec.hyperparameters:
+            if h.name == "step" or h.name in e.fixed:
+                continue
+            keyword = e.renames.get(h.name, h.name)
+            for value, exc in BAD_VALUES[h.kind]:
+                if "[" in keyword:          # an element of a tuple keyword (betas[1])
+                    outer, i = keyword[:-1].split("[")
+                    items = list(full[outer])
+                    items[int(i)] = value
+                    out.append((case, outer, tuple(items), keyword, exc))
+                else:
+                    out.append((case, keyword, value, keyword, exc))
+    return out
+
+
+@pytest.mark.parametrize("case,keyword,value,shown,exc", _bad_constructor_values(),
+                         ids=lambda x: x if isinstance(x, str) else None)
+def test_bad_constructor_value_is_refused_naming_it(case, keyword, value, shown, exc):
+    name, _, opts = case
+    with pytest.raises(exc) as info:
+        optimizer_class(name)([np.zeros(3)], **dict(opts, **{keyword: value}))
+    assert name in str(info.value) and shown in str(info.value), str(info.value)
+
+
+# class name -> its torch.optim class (the same for every kernel the class runs)
+TORCH_PEERS = {name: {e.torch for _, e in pairs}
+               for name, pairs in fastoptim._registry.optimizer_classes().items()}
+
+
+@pytest.mark.parametrize("name", [n for n, peers in TORCH_PEERS.items() if peers != {None}])
+def test_defaults_follow_torch(name):
+    """torch.optim's class of the same constructor has the same defaults (for the keywords
+    both give a default; fastoptim's SGD requires lr)."""
+    torch = pytest.importorskip("torch")
+    (peer,) = TORCH_PEERS[name]
+    ours = inspect.signature(optimizer_class(name).__init__).parameters
+    theirs = inspect.signature(getattr(torch.optim, peer).__init__).parameters
+    compared = 0
+    for keyword, p in ours.items():
+        if keyword in COMMON or p.default is p.empty or keyword not in theirs:
+            continue
+        assert p.default == theirs[keyword].default, keyword
+        compared += 1
+    assert compared >= 2
+
+
+def test_sgd_requires_lr():
     with pytest.raises(TypeError):
-        SGD(p)                                    # lr is required, as in the design
+        SGD([np.zeros(2)])                        # lr is required, as in the design
 
 
-def test_state_buffers_created_once_with_param_dtype_and_layout(rng):
+@pytest.mark.parametrize("case", CLASS_FULL_CASES, ids=class_case_id)
+def test_state_buffers_created_once_with_param_dtype_and_layout(case, rng):
+    name, kernel, opts = case
     params = {"W": np.asfortranarray(rng.standard_normal((3, 4)).astype(np.float32)),
               "b": np.zeros(3)}
-    opt = Adam(params, amsgrad=True)
+    opt = optimizer_class(name)(params, **opts)
+    initial = entry(name, kernel).initial_values(opts)
+    names = class_state_names(name, kernel, opts)
+    assert set(opt._state) == set(names)
     bufs = {n: [b.ctypes.data for b in lst] for n, lst in opt._state.items()}
-    assert set(bufs) == {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
-    for lst in opt._state.values():
-        assert lst[0].dtype == np.float32 and lst[0].flags.f_contiguous and not lst[0].any()
+    for s, lst in opt._state.items():
+        assert lst[0].dtype == np.float32 and lst[0].flags.f_contiguous
         assert lst[1].dtype == np.float64
+        assert all((b == initial.get(s, 0.0)).all() for b in lst)
     for _ in range(3):
         opt.step({"W": np.asfortranarray(np.ones((3, 4), np.float32)), "b": np.ones(3)})
     assert {n: [b.ctypes.data for b in lst] for n, lst in opt._state.items()} == bufs
-    assert Adagrad([np.zeros(2)], initial_accumulator_value=0.5)._state["state_sum"][0].tolist() == [0.5, 0.5]
 
 
 def test_public_names():
-    for name in ("SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Optimizer"):
+    for name in CLASS_NAMES + ["Optimizer"]:
         assert getattr(fastoptim, name) is getattr(fastoptim.optim, name)
 
 
@@ -315,21 +360,19 @@ def _forward_backward(parameters, X, Y):
                   "dW1": dZ1 @ X.T / m, "db1": dZ1.sum(axis=1, keepdims=True) / m}
 
 
-@pytest.mark.parametrize("cls,opts", [
-    (SGD, dict(lr=0.5, momentum=0.9, dampening=0.9)),        # the course's EWA momentum
-    (RMSprop, dict(lr=0.01)),
-    (Adam, dict(lr=0.02)),
-    (AdamW, dict(lr=0.02)),
-    (Adagrad, dict(lr=0.2)),
-])
-def test_course_training_loop_learns(cls, opts):
-    """The course's loop: dict of parameters, mini-batches (examples in columns), decay per epoch."""
+@pytest.mark.parametrize("case", CLASS_TYPICAL_CASES, ids=class_case_id)
+def test_course_training_loop_learns(case):
+    """The course's loop: dict of parameters, mini-batches (examples in columns), decay per
+    epoch; with each class's typical options (the registry's first class example)."""
     from fastoptim import minibatches
     from fastoptim.schedules import inverse_time_decay
+    name, _, opts = case
+    cls = optimizer_class(name)
     X, Y, parameters = _course_network(np.random.default_rng(1))
     cost0, _ = _forward_backward(parameters, X, Y)
     opt = cls(parameters, **opts)
-    decay = inverse_time_decay(opts["lr"], decay_rate=0.01)
+    lr0 = opts.get("lr", inspect.signature(cls.__init__).parameters["lr"].default)
+    decay = inverse_time_decay(lr0, decay_rate=0.01)
     for epoch in range(1, 101):
         opt.lr = decay(epoch)
         for X_t, Y_t in minibatches(X, Y, 64, axis=1, seed=epoch):
@@ -340,43 +383,54 @@ def test_course_training_loop_learns(cls, opts):
     assert cost < 0.5 * cost0
 
 
-def test_hyperparameters_are_read_only_except_lr():
-    opt = SGD([np.zeros(2)], lr=0.1, momentum=0.9)
-    assert opt.momentum == 0.9
-    with pytest.raises(AttributeError, match=r"momentum was validated at construction; change it between steps with opt.param_groups"):
-        opt.momentum = 0.5
-    assert opt.momentum == 0.9
-    with pytest.raises(AttributeError, match="no attribute 'betas'"):
-        opt.betas
+@pytest.mark.parametrize("case", CLASS_FULL_CASES, ids=class_case_id)
+def test_hyperparameters_are_read_only_except_lr(case):
+    name, kernel, opts = case
+    cls = optimizer_class(name)
+    opt = cls([np.zeros(2)], **opts)
+    given = {**{k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not p.empty}, **opts}
+    checked = 0
+    for keyword, value in given.items():
+        if keyword in COMMON or keyword == "lr":
+            continue
+        assert getattr(opt, keyword) == value
+        with pytest.raises(AttributeError, match=f"{keyword} was validated at construction; change it between steps"):
+            setattr(opt, keyword, value)
+        assert getattr(opt, keyword) == value
+        checked += 1
+    assert checked >= 1
+    with pytest.raises(AttributeError, match="no attribute 'no_such_option'"):
+        opt.no_such_option
 
 
-@pytest.mark.parametrize("cls,opts", CASES, ids=IDS)
-def test_step_does_not_revalidate_hyperparameters_or_call_public_steps(cls, opts, monkeypatch, rng):
+@pytest.mark.parametrize("case", CLASS_CASES, ids=class_case_id)
+def test_step_does_not_revalidate_hyperparameters_or_call_public_steps(case, monkeypatch, rng):
+    name, _, opts = case
     params = make_params(rng, np.float64, True)
-    opt = cls(params, backend="cython", **opts)
+    opt = optimizer_class(name)(params, backend="cython", **opts)
     calls = []
-    for name in ("real", "nonnegative", "positive", "unit_interval", "closed_unit_interval",
+    for kind in ("real", "nonnegative", "positive", "unit_interval", "closed_unit_interval",
                  "flag", "step_count"):
-        real = getattr(fastoptim._validation, name)
-        monkeypatch.setattr(fastoptim._validation, name,
-                            lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
-    for name in ("sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step"):
-        monkeypatch.setattr(F, name, lambda *a, **k: pytest.fail("public step function called"))
+        real = getattr(fastoptim._validation, kind)
+        monkeypatch.setattr(fastoptim._validation, kind,
+                            lambda *a, _r=real, _n=kind: calls.append(_n) or _r(*a))
+    for spec in KERNELS.values():
+        monkeypatch.setattr(F, spec.function,
+                            lambda *a, **k: pytest.fail("public step function called"))
     for _ in range(3):
         opt.step(make_grads(rng, params))
     assert calls == [] and opt.t == 3
 
 
-@pytest.mark.parametrize("cls,opts", [(SGD, dict(lr=0.1)), (SGD, dict(lr=0.1, momentum=0.9)),
-                                      (RMSprop, dict(centered=True, momentum=0.5)),
-                                      (Adam, dict(amsgrad=True)), (AdamW, {}), (Adagrad, {})],
-                         ids=lambda x: x.__name__ if isinstance(x, type) else str(x))
-def test_step_is_one_compiled_multi_tensor_call(cls, opts, monkeypatch, rng):
+@pytest.mark.parametrize("case", sorted(set(map(repr, CLASS_TYPICAL_CASES + CLASS_FULL_CASES)),
+                                        key=repr), ids=lambda r: class_case_id(eval(r)))
+def test_step_is_one_compiled_multi_tensor_call(case, monkeypatch, rng):
     """A step over many arrays is one kernels.<kernel>_multi call, not a per-array loop."""
     from fastoptim import kernels
+    name, kernel, opts = eval(case)
     params = make_params(rng, np.float32, True)
-    opt = cls(params, **opts)  # backend "auto"
-    kernel = opt.param_groups[0].kernel
+    opt = optimizer_class(name)(params, **opts)  # backend "auto"
     calls = []
     multi = getattr(kernels, kernel + "_multi")
     monkeypatch.setattr(kernels, kernel + "_multi",
@@ -389,16 +443,54 @@ def test_step_is_one_compiled_multi_tensor_call(cls, opts, monkeypatch, rng):
     assert all(p.size == 0 or not np.array_equal(p, b) for p, b in zip(params.values(), before))
 
 
-def test_state_lives_in_one_arena_laid_out_like_the_params(rng):
+@pytest.mark.parametrize("case", CLASS_FULL_CASES, ids=class_case_id)
+def test_state_lives_in_one_arena_laid_out_like_the_params(case, rng):
+    name, kernel, opts = case
     params = make_params(rng, np.float32, True, fortran=True)
     params["c64"] = rng.standard_normal(9)  # float64 next to float32
-    opt = Adam(params, amsgrad=True)
-    for name, buffers in opt._state.items():
+    opt = optimizer_class(name)(params, **opts)
+    initial = entry(name, kernel).initial_values(opts)
+    assert set(opt._state) == set(class_state_names(name, kernel, opts))
+    for s, buffers in opt._state.items():
         base = buffers[0].base
-        for p, s in zip(params.values(), buffers):
-            assert s.base is base and s.shape == p.shape and s.dtype == p.dtype
-            assert s.flags.f_contiguous == p.flags.f_contiguous and not s.any()
-            assert s.ctypes.data % 64 == 0
-        ends = sorted((s.ctypes.data, s.ctypes.data + s.nbytes) for s in buffers)
+        for p, b in zip(params.values(), buffers):
+            assert b.base is base and b.shape == p.shape and b.dtype == p.dtype
+            assert b.flags.f_contiguous == p.flags.f_contiguous
+            assert (b == initial.get(s, 0.0)).all()
+            assert b.ctypes.data % 64 == 0
+        ends = sorted((b.ctypes.data, b.ctypes.data + b.nbytes) for b in buffers)
         assert all(a[1] <= b[0] for a, b in zip(ends, ends[1:]))  # no overlap
-    assert Adagrad(params, initial_accumulator_value=0.5)._state["state_sum"][0].min() == 0.5
+
+
+def _torch_class_cases():
+    """The class cases with a torch.optim class of the same constructor, where torch
+    computes the same (the registry's TorchPeer.differs_when)."""
+    out = []
+    for name, kernel, opts in CLASS_CASES:
+        spec, e = KERNELS[kernel], entry(name, kernel)
+        if e.torch and spec.torch and spec.torch.agrees(spec, e.hyperparameters(spec, opts)):
+            out.append((name, kernel, opts))
+    return out
+
+
+@pytest.mark.parametrize("case", _torch_class_cases(), ids=class_case_id)
+def test_matches_torch_optim(case, rng):
+    """The class against torch.optim's class of the same name and keywords (float64, many
+    steps)."""
+    torch = pytest.importorskip("torch")
+    name, kernel, opts = case
+    e = entry(name, kernel)
+    params = make_params(rng, np.float64, False)
+    start = [p.copy() for p in params]
+    tensors = [torch.from_numpy(p.copy()) for p in params]
+    opt = optimizer_class(name)(params, backend="numpy", **opts)
+    peer = getattr(torch.optim, e.torch)(tensors, **opts, foreach=False)
+    for _ in range(30):
+        grads = make_grads(rng, params)
+        opt.step(grads)
+        for t, g in zip(tensors, grads):
+            t.grad = torch.from_numpy(g)
+        peer.step()
+    for p, t in zip(params, tensors):
+        np.testing.assert_allclose(p, t.numpy(), rtol=1e-10, atol=1e-12)
+    assert not any(np.array_equal(p, q) for p, q in zip(params, start) if p.size)

@@ -11,13 +11,17 @@ import pytest
 from testing_settings import ALL_BACKENDS
 
 import fastoptim as fo
-from fastoptim import Adagrad, Adam, AdamW, RMSprop, SGD
+from fastoptim import Adagrad, Adam, SGD
+from fastoptim._registry import KERNELS
+from kernel_cases import (CLASS_FULL_CASES, CLASS_TYPICAL_CASES, class_case_id, entry,
+                          optimizer_class)
 
-CLASSES = [
-    (SGD, dict(lr=0.1)), (SGD, dict(lr=0.1, momentum=0.9)), (RMSprop, dict(centered=True)),
-    (Adam, dict(amsgrad=True)), (AdamW, dict()), (Adagrad, dict()),
-]
-CLASS_IDS = [f"{c.__name__}-{'-'.join(kw)}" for c, kw in CLASSES]
+# (class, constructor keywords): each class and kernel it runs, with the most state buffers
+CLASSES = [(optimizer_class(name), opts) for name, _, opts in CLASS_FULL_CASES]
+CLASS_IDS = [class_case_id(case) for case in CLASS_FULL_CASES]
+# (class case, the keyword of its eps) where eps must be a normal number of the dtype
+EPS_CASES = [(case, entry(*case[:2]).renames.get(KERNELS[case[1]].eps, KERNELS[case[1]].eps))
+             for case in CLASS_TYPICAL_CASES if KERNELS[case[1]].eps]
 
 
 def params_dict(n=10, dtype=np.float64):
@@ -170,11 +174,14 @@ def test_last_lr_is_the_rate_of_the_last_step_with_a_schedule():
 
 
 # ---- item 10: eps that underflows the parameters' dtype --------------------------------------
-@pytest.mark.parametrize("cls", [Adam, AdamW, RMSprop, Adagrad])
-def test_eps_that_underflows_float32_is_refused_at_construction(cls):
-    with pytest.raises(ValueError, match="eps=1e-50 underflows float32"):
-        cls([np.zeros(3, np.float32)], eps=1e-50)
-    cls([np.zeros(3, np.float64)], eps=1e-50)     # a normal float64
+@pytest.mark.parametrize("case,keyword", EPS_CASES,
+                         ids=[class_case_id(c) for c, _ in EPS_CASES])
+def test_eps_that_underflows_float32_is_refused_at_construction(case, keyword):
+    name, _, opts = case
+    cls = optimizer_class(name)
+    with pytest.raises(ValueError, match=f"{keyword}=1e-50 underflows float32"):
+        cls([np.zeros(3, np.float32)], **dict(opts, **{keyword: 1e-50}))
+    cls([np.zeros(3, np.float64)], **dict(opts, **{keyword: 1e-50}))     # a normal float64
 
 
 # ---- item 11: skip_nonfinite -------------------------------------------------------------------

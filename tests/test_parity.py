@@ -1,9 +1,12 @@
 """Every kernel x compiled backend x dtype x layout x option against the NumPy reference,
-over many consecutive steps with the state carried over."""
+over many consecutive steps with the state carried over; and the reference against
+torch.optim where the registry names a peer."""
 import numpy as np
 import pytest
 from testing_settings import COMPILED_BACKENDS, DTYPES, TOLERANCE
 from kernel_cases import CASES, case_id, make_arrays, make_grad, step
+
+from fastoptim._registry import KERNELS
 
 N_STEPS = 50
 
@@ -37,3 +40,30 @@ def test_matches_reference_over_many_steps(case, shape, order, dtype, backend, r
     if ours[0].size:
         # every element moved: a vector path that skipped the tail would leave some behind
         assert np.all(ours[0] != start)
+
+
+# the examples whose kernel has a torch.optim peer that computes the same (the registry's
+# TorchPeer.differs_when: momentum with dampening starts torch's buffer at the gradient)
+TORCH_CASES = [(kernel, opts) for kernel, opts in CASES
+               if KERNELS[kernel].torch and KERNELS[kernel].torch.agrees(KERNELS[kernel], opts)]
+
+
+@pytest.mark.parametrize("case", TORCH_CASES, ids=case_id)
+def test_matches_torch_optim(case, rng):
+    """Every such example against its torch.optim peer over many steps, in float64."""
+    torch = pytest.importorskip("torch")
+    kernel, opts = case
+    spec = KERNELS[kernel]
+    shape = (37, 29)
+    ours = make_arrays(kernel, opts, shape, np.float64, "C", rng)
+    start = ours[0].copy()
+    tensor = torch.from_numpy(ours[0].copy())
+    peer = getattr(torch.optim, spec.torch.optimizer)(
+        [tensor], **spec.torch.kwargs(spec, opts), foreach=False)
+    for t in range(1, N_STEPS + 1):
+        grad = make_grad(shape, np.float64, "C", rng)
+        step(kernel, opts, ours[0], grad, ours[1], ours[2], t, "numpy")
+        tensor.grad = torch.from_numpy(grad)
+        peer.step()
+    np.testing.assert_allclose(ours[0], tensor.numpy(), rtol=1e-10, atol=1e-12)
+    assert not np.array_equal(ours[0], start)

@@ -1,4 +1,4 @@
-"""Property-based tests (issue 11), with hypothesis.
+"""Property-based tests, with hypothesis.
 
 1. parity: every kernel x option x compiled backend against the NumPy reference over several
    steps, on random shapes (0-d, empty, around the SIMD widths, one above the parallel
@@ -10,6 +10,10 @@
 3. the subclass zoo: MaskedArray refused, other ndarray subclasses updated like plain arrays;
 4. numerics: AMSGrad NaN propagation, inf parameters with weight_decay=0, underflowing eps;
 5. the optimizer classes against the functional reference, per array.
+
+Kernels, optimizer classes and the hyperparameter strategies come from the kernel registry:
+each hyperparameter is drawn by its validation kind, and a draw the registry's rules refuse
+(Nesterov without momentum) is drawn again.
 
 The example budget comes from the hypothesis profile loaded in conftest.py ("ci" by
 default; FASTOPTIM_HYPOTHESIS_PROFILE=thorough or FASTOPTIM_HYPOTHESIS_EXAMPLES=N for more).
@@ -25,11 +29,14 @@ import numpy as np
 import pytest
 from hypothesis import Phase, assume, given, note, settings
 from hypothesis import strategies as st
-from kernel_cases import make_arrays, make_grad, state_names, step
+from kernel_cases import (CLASS_TYPICAL_CASES, FULL_CASES, arg_names, class_case_id,
+                          class_state_names, make_arrays, make_grad, optimizer_class,
+                          state_names, step)
 from testing_settings import ALL_BACKENDS, COMPILED_BACKENDS, DTYPES, TOLERANCE
 
 import fastoptim as fo
-from fastoptim import _backends, kernels, optim, reference
+from fastoptim import _backends, kernels, reference
+from fastoptim._registry import KERNELS as SPECS
 
 BASE_EXAMPLES = settings.default.max_examples
 
@@ -43,14 +50,10 @@ def budget(scale, **kwargs):
 # spend time on a known failure).
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 
-KERNELS = ["sgd", "momentum", "rmsprop", "adam", "adagrad", "ewa"]
-FUNC_NAME = {k: f"{k}_step" for k in KERNELS}
-FUNC_NAME["ewa"] = "ewa_update"
+KERNELS = list(SPECS)
+FUNC_NAME = {name: spec.function for name, spec in SPECS.items()}
+FULL = dict(FULL_CASES)
 EVERY_BACKEND = ALL_BACKENDS + ["auto"]
-
-
-def xfail_item(n):
-    return pytest.mark.xfail(reason=f"issue 11 item {n}: fixed on another branch", strict=False)
 
 
 # ---- strategies ----------------------------------------------------------------------------
@@ -85,11 +88,16 @@ def layouts(draw, allow_big=False, nonempty=False, dtypes=DTYPES):
     return shape, order, dtype
 
 
-LR = st.one_of(st.just(0.0), st.floats(1e-4, 0.3))
-WEIGHT_DECAY = st.one_of(st.just(0.0), st.floats(0.0, 0.3))
 FRACTION = st.one_of(st.just(0.0), st.floats(0.0, 0.999))          # beta, alpha: [0, 1)
-MOMENTUM = st.one_of(st.just(0.0), st.floats(0.0, 0.99))
 FLAG = st.booleans()
+# a value of each validation kind (step counts: first_step)
+KIND = {
+    "nonnegative": st.one_of(st.just(0.0), st.floats(0.0, 0.3), st.floats(0.0, 0.99)),
+    "positive": st.floats(1e-3, 10.0),
+    "unit_interval": FRACTION,
+    "closed_unit_interval": st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)),
+    "flag": FLAG,
+}
 
 
 def eps_for(dtype):
@@ -100,58 +108,58 @@ def eps_for(dtype):
                      st.floats(1e-12, 1e-2))
 
 
+# Ill-conditioned corners of a formula (not kernel defects), kept out of the draws:
+# (kernel, flag) -> narrower strategies for some hyperparameters when the flag is drawn true.
+# Centered RMSprop: sqrt(square_avg - grad_avg**2) cancels catastrophically when alpha -> 0
+# (the difference is alpha*(1-alpha)*(g1-g2)**2) and a tiny eps does not damp it: any two
+# correct roundings then differ far beyond the tolerance.
+WELL_CONDITIONED = {
+    ("rmsprop", "centered"): dict(alpha=st.floats(0.5, 0.99),
+                                  eps=st.one_of(st.floats(1e-6, 1.0), st.just(1e30))),
+}
+
+
+def _obeys_rules(spec, opts):
+    try:
+        for rule in spec.rules:
+            rule(spec.function, opts)
+    except ValueError:
+        return False
+    return True
+
+
 @st.composite
 def hyperparameters(draw, kernel, dtype):
-    if kernel == "sgd":
-        return dict(lr=draw(LR), weight_decay=draw(WEIGHT_DECAY), maximize=draw(FLAG))
-    if kernel == "momentum":
-        nesterov = draw(FLAG)
-        if nesterov:
-            momentum, dampening = draw(st.floats(0.05, 0.99)), 0.0
-        else:
-            momentum = draw(MOMENTUM)
-            dampening = draw(st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)))
-        return dict(lr=draw(LR), momentum=momentum, dampening=dampening, nesterov=nesterov,
-                    weight_decay=draw(WEIGHT_DECAY), maximize=draw(FLAG))
-    if kernel == "rmsprop":
-        centered = draw(FLAG)
-        if centered:
-            # sqrt(square_avg - grad_avg**2) cancels catastrophically when alpha -> 0 (the
-            # difference is alpha*(1-alpha)*(g1-g2)**2) and a tiny eps does not damp it:
-            # any two correct roundings then differ far beyond the tolerance. Ill-conditioned
-            # formula, not a kernel defect, so keep centered RMSprop away from that corner.
-            alpha = draw(st.floats(0.5, 0.99))
-            eps = draw(st.one_of(st.floats(1e-6, 1.0), st.just(1e30)))
-        else:
-            alpha, eps = draw(FRACTION), draw(eps_for(dtype))
-        return dict(lr=draw(LR), alpha=alpha, eps=eps, weight_decay=draw(WEIGHT_DECAY),
-                    momentum=draw(MOMENTUM), centered=centered, maximize=draw(FLAG))
-    if kernel == "adam":
-        return dict(lr=draw(LR), beta1=draw(FRACTION), beta2=draw(FRACTION),
-                    eps=draw(eps_for(dtype)), weight_decay=draw(WEIGHT_DECAY),
-                    decoupled_weight_decay=draw(FLAG), amsgrad=draw(FLAG),
-                    maximize=draw(FLAG))
-    if kernel == "adagrad":
-        return dict(lr=draw(LR), lr_decay=draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0))),
-                    weight_decay=draw(WEIGHT_DECAY), eps=draw(eps_for(dtype)),
-                    maximize=draw(FLAG))
-    return dict(beta=draw(FRACTION))
+    """Every hyperparameter of ``kernel`` but ``step``, each drawn by its kind (the kernel's
+    eps by :func:`eps_for` the dtype). The flags are drawn first; the other values are drawn
+    again (up to 20 times) until the registry's rules accept them."""
+    spec = SPECS[kernel]
+    hypers = [h for h in spec.hyperparameters if h.name != "step"]
+    flags = {h.name: draw(FLAG, label=h.name) for h in hypers if h.kind == "flag"}
+    narrow = {}
+    for (name, flag), strategies in WELL_CONDITIONED.items():
+        if name == kernel and flags[flag]:
+            narrow.update(strategies)
+    for _ in range(20):
+        opts = {}
+        for h in hypers:
+            if h.kind == "flag":
+                opts[h.name] = flags[h.name]
+                continue
+            default = eps_for(dtype) if h.name == spec.eps else KIND[h.kind]
+            opts[h.name] = draw(narrow.get(h.name, default), label=h.name)
+        if _obeys_rules(spec, opts):
+            return opts
+    assume(False)
 
 
 def first_step(kernel):
-    """The step count of the first call (only Adam and Adagrad take one)."""
-    return st.one_of(st.just(1), st.integers(1, 10**6)) if kernel in ("adam", "adagrad") \
+    """The step count of the first call (for the kernels that take one)."""
+    return st.one_of(st.just(1), st.integers(1, 10**6)) if SPECS[kernel].takes_step \
         else st.just(1)
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def arg_names(kernel, opts):
-    if kernel == "ewa":
-        return ["average", "value"]
-    pos, kw = state_names(kernel, opts)
-    return ["param", "grad", *pos, *kw]
-
-
 def copy_arrays(arrays):
     param, pos, kw = arrays
     return (param.copy(order="K"), [s.copy(order="K") for s in pos],
@@ -329,7 +337,7 @@ def assert_unchanged(snap):
 
 
 def call_with(kernel, opts, names, arrays, backend, t=1):
-    n_pos = 2 if kernel == "ewa" else 2 + len(state_names(kernel, opts)[0])
+    n_pos = 2 + len(state_names(kernel, opts)[0])
     return step(kernel, opts, arrays[0], arrays[1], arrays[2:n_pos],
                 dict(zip(names[n_pos:], arrays[n_pos:])), t, backend)
 
@@ -379,37 +387,51 @@ def test_masked_array_is_refused_by_the_functions(backend, data):
 
 @pytest.mark.parametrize("backend", EVERY_BACKEND)
 @pytest.mark.parametrize("where", ["params", "grads"])
-def test_masked_array_is_refused_by_the_optimizer_classes(where, backend, rng):
+@pytest.mark.parametrize("case", CLASS_TYPICAL_CASES, ids=class_case_id)
+def test_masked_array_is_refused_by_the_optimizer_classes(case, where, backend, rng):
+    name, _, opts = case
+    cls = optimizer_class(name)
     params = [rng.standard_normal((3, 5)), rng.standard_normal(7)]
     grads = [rng.standard_normal((3, 5)), rng.standard_normal(7)]
     if where == "params":
         params[0] = np.ma.MaskedArray(params[0], mask=mask_for((3, 5), rng))
         snap = snapshot(params + [params[0].mask])
-        with pytest.raises(TypeError, match="Adam"):
-            optim.Adam(params, lr=0.1, backend=backend)
+        with pytest.raises(TypeError, match=name):
+            cls(params, backend=backend, **opts)
     else:
-        opt = optim.Adam(params, lr=0.1, backend=backend)
+        opt = cls(params, backend=backend, **opts)
         grads[1] = np.ma.MaskedArray(grads[1], mask=mask_for(7, rng))
         snap = snapshot(params + grads + [grads[1].mask]
                         + [s for bufs in opt.state_dict()["state"].values() for s in bufs])
-        with pytest.raises(TypeError, match="Adam.step"):
+        with pytest.raises(TypeError, match=f"{name}.step"):
             opt.step(grads)
         assert opt.t == 0
     assert_unchanged(snap)
 
 
-@pytest.mark.parametrize("which", ["params", "grads", "exp_avgs", "exp_avg_sqs"])
-def test_masked_array_is_refused_by_adam_multi(which, rng):
+def _multi_roles(kernel):
+    """The list names of kernels.<kernel>_multi for its case with every state."""
+    return [a + "s" for a in arg_names(kernel, FULL[kernel])]
+
+
+@pytest.mark.parametrize("which", [(k, i) for k in KERNELS for i in range(len(_multi_roles(k)))],
+                         ids=lambda x: f"{x[0]}-{_multi_roles(x[0])[x[1]]}")
+def test_masked_array_is_refused_by_the_multi_tensor_kernels(which, rng):
     from fastoptim import _coefficients as coef
-    lists = {name: [rng.standard_normal(9), rng.standard_normal((2, 3))]
-             for name in ("params", "grads", "exp_avgs", "exp_avg_sqs")}
-    lists["exp_avg_sqs"] = [np.abs(a) for a in lists["exp_avg_sqs"]]
-    lists[which][1] = np.ma.MaskedArray(lists[which][1], mask=mask_for((2, 3), rng))
-    snap = snapshot([a for arrays in lists.values() for a in arrays] + [lists[which][1].mask])
-    with pytest.raises(TypeError, match="adam_multi"):
-        kernels.adam_multi(lists["params"], lists["grads"], lists["exp_avgs"],
-                           lists["exp_avg_sqs"], None,
-                           coef.adam(1, 0.1, 0.9, 0.999, 1e-8, 0.0, False, False))
+    kernel, index = which
+    spec = SPECS[kernel]
+    roles = _multi_roles(kernel)
+    lists = {role: [np.abs(rng.standard_normal(9)), np.abs(rng.standard_normal((2, 3)))]
+             for role in roles}
+    lists[roles[index]][1] = np.ma.MaskedArray(lists[roles[index]][1],
+                                               mask=mask_for((2, 3), rng))
+    snap = snapshot([a for arrays in lists.values() for a in arrays]
+                    + [lists[roles[index]][1].mask])
+    full = spec.complete(FULL[kernel])
+    c = getattr(coef, kernel)(*[dict(full, step=1)[a] for a in spec.coefficient_args])
+    by_role = [lists.get(a + "s") for a in spec.arrays]      # None: a state the case leaves out
+    with pytest.raises(TypeError, match=f"{kernel}_multi.*{roles[index]}"):
+        getattr(kernels, kernel + "_multi")(*by_role, c)
     assert_unchanged(snap)
 
 
@@ -486,10 +508,7 @@ MATRIX_NUMBA_SCRIPT = textwrap.dedent("""
             for order in "CF":
                 for shape in [(1, 1), (3, 17), (8, 9)]:
                     rng = np.random.default_rng(7)
-                    opts = {"sgd": dict(lr=0.1), "momentum": dict(lr=0.1, momentum=0.9),
-                            "rmsprop": dict(lr=0.01, momentum=0.5, centered=True),
-                            "adam": dict(lr=0.01, amsgrad=True), "adagrad": dict(lr=0.1),
-                            "ewa": dict(beta=0.9)}[kernel]
+                    opts = tp.FULL[kernel]       # with every state buffer
                     ours, ref, types = tp.subclass_step(kernel, opts, shape, order,
                                                         np.dtype(dtype), rng, "matrix",
                                                         "numba", 3, 1)
@@ -537,12 +556,17 @@ def test_amsgrad_propagates_nan_like_np_maximum(backend, data):
     assert np.isnan(kw["max_exp_avg_sq"][nan_at]).all()
 
 
+# the kernels with state buffers and a weight_decay (which must not be computed when 0)
+WEIGHT_DECAY_KERNELS = [name for name, spec in SPECS.items()
+                        if spec.states and any(h.name == "weight_decay"
+                                               for h in spec.hyperparameters)]
+
+
 @pytest.mark.parametrize("backend", numerics_params({"cython", "numba", "auto"}))
 @budget(0.5, phases=NO_SHRINK)
 @given(data=st.data())
 def test_inf_parameter_with_zero_weight_decay_leaves_the_states_finite(backend, data):
-    kernel = data.draw(st.sampled_from(["momentum", "rmsprop", "adam", "adagrad"]),
-                       label="kernel")
+    kernel = data.draw(st.sampled_from(WEIGHT_DECAY_KERNELS), label="kernel")
     shape, order, dtype, opts, rng = make_case(data, kernel, nonempty=True)
     opts["weight_decay"] = 0.0
     param, pos, kw = make_arrays(kernel, opts, shape, dtype, order, rng)
@@ -560,79 +584,47 @@ def test_inf_parameter_with_zero_weight_decay_leaves_the_states_finite(backend, 
 @budget(0.3, phases=NO_SHRINK)
 @given(data=st.data())
 def test_eps_that_underflows_the_dtype_is_refused(backend, data):
-    kernel = data.draw(st.sampled_from(["rmsprop", "adam", "adagrad"]), label="kernel")
+    kernel = data.draw(st.sampled_from([k for k in KERNELS if SPECS[k].eps]), label="kernel")
     shape, order, dtype, opts, rng = make_case(data, kernel)
     tiny = float(np.finfo(dtype).tiny)
     fixed = [tiny / 2] + ([1e-50] if np.dtype(dtype) == np.float32 else [1e-310])
-    opts["eps"] = data.draw(st.one_of(st.sampled_from(fixed),
+    opts[SPECS[kernel].eps] = data.draw(st.one_of(st.sampled_from(fixed),
                                       st.floats(5e-324, tiny, exclude_max=True)), label="eps")
     arrays = make_arrays(kernel, opts, shape, dtype, order, rng)
     grad = make_grad(shape, dtype, order, rng)
     snap = snapshot(flat_list(arrays) + [grad])
-    with pytest.raises(ValueError, match="eps") as info:
+    with pytest.raises(ValueError, match=SPECS[kernel].eps) as info:
         run_steps(kernel, opts, arrays, [grad], 1, backend)
     assert FUNC_NAME[kernel] in str(info.value)
     assert_unchanged(snap)
 
 
 # ---- 5. optimizer classes ------------------------------------------------------------------
+ENTRIES = [(spec.name, e.name) for spec in SPECS.values() for e in spec.optimizers]
+
+
 @st.composite
 def optimizer_setups(draw):
-    """(class, constructor kwargs, reference kernel, reference kwargs, {state slot: name of
-    the class's state})."""
-    name = draw(st.sampled_from(["SGD", "RMSprop", "Adam", "AdamW", "Adagrad"]), label="class")
-    lr = draw(LR)
-    wd = draw(WEIGHT_DECAY)
-    maximize = draw(FLAG)
-    eps = draw(eps_for(np.float32))            # normal in both dtypes
-    if name == "SGD":
-        nesterov = draw(FLAG)
-        momentum = draw(st.floats(0.05, 0.99) if nesterov else MOMENTUM)
-        dampening = 0.0 if nesterov else draw(st.floats(0.0, 1.0))
-        kwargs = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                      weight_decay=wd, maximize=maximize)
-        if momentum == 0.0:
-            return name, kwargs, "sgd", dict(lr=lr, weight_decay=wd, maximize=maximize), {}
-        return name, kwargs, "momentum", dict(kwargs), {"momentum_buffer": "momentum_buffer"}
-    if name == "RMSprop":
-        centered = draw(FLAG)
-        if centered:    # away from the ill-conditioned corner (see hyperparameters())
-            alpha, eps = draw(st.floats(0.5, 0.99)), draw(st.floats(1e-6, 1.0))
-        else:
-            alpha = draw(FRACTION)
-        kwargs = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=wd,
-                      momentum=draw(MOMENTUM), centered=centered, maximize=maximize)
-        slots = {"square_avg": "square_avg"}
-        if kwargs["momentum"] > 0:
-            slots["momentum_buffer"] = "momentum_buffer"
-        if kwargs["centered"]:
-            slots["grad_avg"] = "grad_avg"
-        return name, kwargs, "rmsprop", dict(kwargs), slots
-    if name in ("Adam", "AdamW"):
-        beta1, beta2 = draw(FRACTION), draw(FRACTION)
-        amsgrad = draw(FLAG)
-        kwargs = dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=wd, amsgrad=amsgrad,
-                      maximize=maximize)
-        ref = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=wd,
-                   amsgrad=amsgrad, maximize=maximize,
-                   decoupled_weight_decay=name == "AdamW")
-        slots = {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"}
-        if amsgrad:
-            slots["max_exp_avg_sq"] = "max_exp_avg_sq"
-        return name, kwargs, "adam", ref, slots
-    initial = draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0)))
-    kwargs = dict(lr=lr, lr_decay=draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0))),
-                  weight_decay=wd, initial_accumulator_value=initial, eps=eps,
-                  maximize=maximize)
-    ref = {k: v for k, v in kwargs.items() if k != "initial_accumulator_value"}
-    return name, kwargs, "adagrad", ref, {"state_sum": "state_sum"}
+    """(class name, kernel, constructor kwargs, reference hyperparameters, initial values
+    of the state buffers that do not start at zero), from a registry class entry."""
+    kernel, name = draw(st.sampled_from(ENTRIES), label="class")
+    spec = SPECS[kernel]
+    e = next(e for e in spec.optimizers if e.name == name)
+    hyper = draw(hyperparameters(kernel, np.float32), label="hyper")   # eps normal in both
+    hyper.update(e.fixed)
+    kwargs = e.constructor_kwargs(spec, hyper)
+    for keyword in e.initial.values():
+        kwargs[keyword] = draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0)), label=keyword)
+    assume(e.selects(spec, kwargs))          # SGD with momentum 0 runs sgd, not momentum
+    return name, kernel, kwargs, e.hyperparameters(spec, kwargs), e.initial_values(kwargs)
 
 
 @pytest.mark.parametrize("backend", EVERY_BACKEND)
 @budget(1.5)
 @given(data=st.data())
 def test_optimizer_classes_match_the_functional_reference(backend, data):
-    name, kwargs, kernel, ref_kwargs, slots = data.draw(optimizer_setups(), label="optimizer")
+    name, kernel, kwargs, ref_kwargs, initial = data.draw(optimizer_setups(),
+                                                          label="optimizer")
     n = data.draw(st.integers(1, 5), label="arrays")
     layouts_ = [data.draw(layouts(), label=f"layout {i}") for i in range(n)]
     as_dict = data.draw(FLAG, label="dict")
@@ -640,27 +632,28 @@ def test_optimizer_classes_match_the_functional_reference(backend, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     params = [np.asarray(rng.standard_normal(s), dtype=d, order=o) for s, o, d in layouts_]
     ref_params = [p.copy(order="K") for p in params]
-    fill = kwargs.get("initial_accumulator_value", 0.0)
-    ref_states = [{slot: np.full_like(p, fill if slot == "state_sum" else 0.0, order="K")
-                   for slot in slots} for p in params]
+    slots = class_state_names(name, kernel, kwargs)
+    ref_states = [{slot: np.full_like(p, initial.get(slot, 0.0), order="K") for slot in slots}
+                  for p in params]
     keys = [f"w{i}" for i in range(n)]
-    opt = getattr(optim, name)(dict(zip(keys, params)) if as_dict else params, **kwargs,
-                               backend=backend)
+    opt = optimizer_class(name)(dict(zip(keys, params)) if as_dict else params, **kwargs,
+                                backend=backend)
     pos_names = state_names(kernel, ref_kwargs)[0]
-    function = getattr(reference, f"{kernel}_step")
+    function = getattr(reference, SPECS[kernel].function)
     for t in range(1, n_steps + 1):
         grads = [make_grad(s, d, o, rng) for s, o, d in layouts_]
         opt.step(dict(zip(keys, grads)) if as_dict else grads)
         with np.errstate(all="ignore"):
             for p, g, states in zip(ref_params, grads, ref_states):
-                extra = dict(step=t) if kernel in ("adam", "adagrad") else {}
+                extra = dict(step=t) if SPECS[kernel].takes_step else {}
                 function(p, g, *(states[s] for s in pos_names), **ref_kwargs, **extra,
                          **{s: a for s, a in states.items() if s not in pos_names})
     saved = opt.state_dict()
     assert int(saved["step"]) == n_steps
+    assert list(saved["state"]) == list(slots)
     for i, (p, rp) in enumerate(zip(params, ref_params)):
         check = assert_bits_equal if backend == "numpy" else \
             lambda a, b, w: assert_close(a, b, p.dtype, w)
         check([p], [rp], f"param {i}")
-        check([saved["state"][slots[s]][i] for s in slots],
+        check([saved["state"][s][i] for s in slots],
               [ref_states[i][s] for s in slots], f"states of param {i}")

@@ -1,48 +1,61 @@
 """Thread safety of the functional API: the compiled kernels release the GIL and keep no
-shared state, so threads may step *different* arrays concurrently."""
+shared state, so threads may step *different* arrays concurrently. Every kernel of the
+registry, with every state buffer (kernel_cases.FULL_CASES)."""
 import threading
 
 import numpy as np
 import pytest
 
-import fastoptim
+from kernel_cases import FULL_CASES, case_id, make_arrays, step
 from testing_settings import COMPILED_BACKENDS, DTYPES
 
 N_THREADS, N_STEPS, SIZE = 2, 15, 1 << 18
-HYPER = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-3)
 
 
-def _problem(seed, dtype):
-    """(param, exp_avg, exp_avg_sq) and the gradients of every step."""
+def _problem(case, seed, dtype):
+    """The arrays of one call (param, positional states, keyword states) and the gradients
+    of every step."""
+    kernel, opts = case
     rng = np.random.default_rng(seed)
-    param = rng.standard_normal(SIZE).astype(dtype)
+    arrays = make_arrays(kernel, opts, (SIZE,), dtype, "C", rng)
     grads = rng.standard_normal((N_STEPS, SIZE)).astype(dtype)
-    return (param, np.zeros_like(param), np.zeros_like(param)), grads
+    return arrays, grads
 
 
-def _train(arrays, grads, backend, start=None):
-    param, exp_avg, exp_avg_sq = arrays
+def _flat(arrays):
+    param, pos, kw = arrays
+    return [param, *pos, *kw.values()]
+
+
+def _copy(arrays):
+    param, pos, kw = arrays
+    return param.copy(), [s.copy() for s in pos], {k: s.copy() for k, s in kw.items()}
+
+
+def _train(case, arrays, grads, backend, start=None):
+    kernel, opts = case
+    param, pos, kw = arrays
     if start is not None:
         start.wait()  # every thread enters its step loop at the same moment
-    for step, grad in enumerate(grads, 1):
-        fastoptim.adam_step(param, grad, exp_avg, exp_avg_sq, step=step, backend=backend,
-                            **HYPER)
+    for t, grad in enumerate(grads, 1):
+        step(kernel, opts, param, grad, pos, kw, t, backend)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("backend", COMPILED_BACKENDS)
-def test_threads_step_different_arrays_concurrently(backend, dtype):
-    problems = [_problem(seed, dtype) for seed in range(N_THREADS)]
-    serial = [tuple(a.copy() for a in arrays) for arrays, _ in problems]
+@pytest.mark.parametrize("case", FULL_CASES, ids=case_id)
+def test_threads_step_different_arrays_concurrently(case, backend, dtype):
+    problems = [_problem(case, seed, dtype) for seed in range(N_THREADS)]
+    serial = [_copy(arrays) for arrays, _ in problems]
     for arrays, (_, grads) in zip(serial, problems):
-        _train(arrays, grads, backend)
+        _train(case, arrays, grads, backend)
 
     start = threading.Barrier(N_THREADS)
     errors = []
 
     def run(arrays, grads):
         try:
-            _train(arrays, grads, backend, start)
+            _train(case, arrays, grads, backend, start)
         except BaseException as exc:  # surfaced in the main thread below
             errors.append(exc)
 
@@ -53,5 +66,5 @@ def test_threads_step_different_arrays_concurrently(backend, dtype):
         t.join()
     assert not errors, errors
     for (arrays, _), want in zip(problems, serial):
-        for got, expected in zip(arrays, want):
+        for got, expected in zip(_flat(arrays), _flat(want)):
             np.testing.assert_array_equal(got, expected)

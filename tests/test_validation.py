@@ -1,24 +1,20 @@
 """Every error path of the functional API: the right exception, a message naming the
-argument, and no array touched."""
+argument, and no array touched.
+
+Every kernel of the registry: the array errors on one case per kernel with every optional
+state present (kernel_cases.FULL_CASES), bad values of every hyperparameter from its
+validation kind, and the optional-state rules from each state's enabling condition."""
+
 import numpy as np
 import pytest
 from testing_settings import ALL_BACKENDS
-from kernel_cases import CASES, case_id, make_arrays, make_grad, state_names, step
+from kernel_cases import (CASES, FULL_CASES, TYPICAL_CASES, arg_names, case_id, make_arrays,
+                          make_grad, state_names, step)
 
 import fastoptim as fo
+from fastoptim._registry import KERNELS
 
-# one case per kernel, with every optional state array present
-FULL_CASES = [
-    ("sgd", dict(lr=0.1)),
-    ("momentum", dict(lr=0.1, momentum=0.9)),
-    ("rmsprop", dict(lr=0.1, momentum=0.9, centered=True)),
-    ("adam", dict(lr=0.1, amsgrad=True)),
-    ("adagrad", dict(lr=0.1)),
-    ("ewa", dict(beta=0.9)),
-]
-FUNC = {"sgd": "sgd_step", "momentum": "momentum_step", "rmsprop": "rmsprop_step",
-        "adam": "adam_step", "adagrad": "adagrad_step", "ewa": "ewa_update"}
-FIRST = {"ewa": ("average", "value")}
+FUNC = {name: spec.function for name, spec in KERNELS.items()}
 
 
 def setup_call(case, rng, shape=(6, 5), dtype=np.float32, order="C"):
@@ -33,8 +29,7 @@ def setup_call(case, rng, shape=(6, 5), dtype=np.float32, order="C"):
 
 
 def array_names(kernel, opts):
-    pos, kw = state_names(kernel, opts)
-    return FIRST.get(kernel, ("param", "grad")) + pos + kw
+    return arg_names(kernel, opts)
 
 
 def arrays_in_order(param, grad, states, kw):
@@ -159,48 +154,30 @@ class TestArrayErrors:
         self.check(case, arrays, TypeError, array_names(*case)[1], backend, "byte order")
 
 
+# bad values of each validation kind (fastoptim._validation.SCALAR_KINDS): (value, exception)
+BAD_VALUES = {
+    "nonnegative": [(-0.1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+                    ("0.1", TypeError), (True, TypeError), (None, TypeError)],
+    "positive": [(0.0, ValueError), (-1e-8, ValueError), (float("nan"), ValueError),
+                 ("1e-8", TypeError)],
+    "unit_interval": [(1.0, ValueError), (-0.1, ValueError), (1.5, ValueError),
+                      (float("nan"), ValueError), ("0.9", TypeError)],
+    "closed_unit_interval": [(1.5, ValueError), (-0.1, ValueError), (float("inf"), ValueError),
+                             ("0.5", TypeError)],
+    "flag": [(1, TypeError), (0, TypeError), ("yes", TypeError), (None, TypeError)],
+    "step_count": [(0, ValueError), (-3, ValueError), (1.5, TypeError), (3.7, TypeError),
+                   (True, TypeError), (2**63, ValueError),       # C long long would overflow
+                   (2**64, ValueError)],
+}
+# eps values that are not normal float32 numbers (the arrays below are float32): 0 in
+# float32 (0/0 on a zero gradient), subnormal
+BAD_EPS = [(1e-50, ValueError), (1e-39, ValueError), (1e-45, ValueError)]
+
 # (kernel, hyperparameter, bad value, exception)
 BAD_HYPERPARAMETERS = [
-    (k, "lr", v, e) for k in ("sgd", "momentum", "rmsprop", "adam", "adagrad")
-    for v, e in ((-0.1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
-                 ("0.1", TypeError), (True, TypeError), (None, TypeError))
-] + [
-    ("sgd", "weight_decay", -1.0, ValueError),
-    ("sgd", "maximize", 1, TypeError),
-    ("momentum", "momentum", -0.5, ValueError),
-    ("momentum", "dampening", 1.5, ValueError),
-    ("momentum", "dampening", -0.1, ValueError),
-    ("momentum", "nesterov", "yes", TypeError),
-    ("momentum", "weight_decay", float("nan"), ValueError),
-    ("rmsprop", "alpha", 1.0, ValueError),
-    ("rmsprop", "alpha", -0.1, ValueError),
-    ("rmsprop", "eps", 0.0, ValueError),
-    ("rmsprop", "momentum", -0.9, ValueError),
-    ("rmsprop", "centered", 0, TypeError),
-    ("adam", "beta1", 1.0, ValueError),
-    ("adam", "beta2", -0.001, ValueError),
-    ("adam", "beta2", 1.5, ValueError),
-    ("adam", "eps", -1e-8, ValueError),
-    ("adam", "weight_decay", -0.01, ValueError),
-    ("adam", "step", 0, ValueError),
-    ("adam", "step", -3, ValueError),
-    ("adam", "step", 1.5, TypeError),
-    ("adam", "step", True, TypeError),
-    ("adam", "eps", 1e-50, ValueError),        # 0 in float32: 0/0 on a zero gradient
-    ("adam", "eps", 1e-39, ValueError),        # subnormal in float32
-    ("rmsprop", "eps", 1e-45, ValueError),
-    ("adagrad", "eps", 1e-40, ValueError),
-    ("adam", "step", 2**63, ValueError),       # C long long would overflow
-    ("adam", "step", 2**64, ValueError),
-    ("adam", "step", 3.7, TypeError),
-    ("adagrad", "step", 2**63, ValueError),
-    ("adam", "decoupled_weight_decay", None, TypeError),
-    ("adagrad", "lr_decay", -0.1, ValueError),
-    ("adagrad", "eps", 0.0, ValueError),
-    ("adagrad", "step", 0, ValueError),
-    ("ewa", "beta", 1.0, ValueError),
-    ("ewa", "beta", -0.5, ValueError),
-    ("ewa", "beta", "0.9", TypeError),
+    (spec.name, h.name, value, exc)
+    for spec in KERNELS.values() for h in spec.hyperparameters
+    for value, exc in BAD_VALUES[h.kind] + (BAD_EPS if h.name == spec.eps else [])
 ]
 FULL = dict(FULL_CASES)
 
@@ -221,62 +198,101 @@ def test_bad_hyperparameter(kernel, name, value, exc, backend, rng):
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
-def test_tiny_eps_is_fine_where_the_dtype_holds_it(backend):
+@pytest.mark.parametrize("case", [c for c in TYPICAL_CASES if KERNELS[c[0]].eps], ids=case_id)
+def test_tiny_eps_is_fine_where_the_dtype_holds_it(case, backend):
     """eps=1e-50 is a normal float64: accepted there, and a zero gradient stays finite."""
-    p, g = np.ones(5), np.zeros(5)
-    m, v = np.zeros(5), np.zeros(5)
-    fo.adam_step(p, g, m, v, step=1, eps=1e-50, backend=backend)
-    np.testing.assert_array_equal(p, 1.0)
+    kernel, opts = case
+    opts = dict(opts, **{KERNELS[kernel].eps: 1e-50})
+    results = {}
+    for b in (backend, "numpy"):
+        param, states, kw = make_arrays(kernel, opts, (5,), np.float64, "C",
+                                        np.random.default_rng(0))
+        for t in (1, 2):
+            step(kernel, opts, param, np.zeros(5), states, kw, t, b)
+        results[b] = [param, *states, *kw.values()]
+    for ours, ref in zip(results[backend], results["numpy"]):
+        assert np.isfinite(ours).all()
+        np.testing.assert_array_equal(ours, ref)
 
 
-def test_numpy_scalars_are_accepted(rng):
-    case = ("adam", dict(lr=np.float32(0.1), beta1=np.float64(0.9)))
+def _as_numpy_scalars(opts):
+    """Every hyperparameter as a NumPy scalar (float32 and float64 in turn, np.bool_)."""
+    out = {}
+    for i, (k, v) in enumerate(opts.items()):
+        if isinstance(v, bool):
+            out[k] = np.bool_(v)
+        elif isinstance(v, int):
+            out[k] = np.int64(v)
+        else:
+            out[k] = (np.float32 if i % 2 == 0 else np.float64)(v)
+    return out
+
+
+@pytest.mark.parametrize("case", FULL_CASES, ids=case_id)
+def test_numpy_scalars_are_accepted(case, rng):
+    """NumPy scalars are taken for their value: the same step as with Python scalars."""
+    kernel, opts = case
+    numpy_opts = _as_numpy_scalars(opts)
+    plain_opts = {k: v.item() for k, v in numpy_opts.items()}
     param, grad, states, kw = setup_call(case, rng)
-    fo.adam_step(param, grad, *states, step=np.int64(3), lr=np.float32(0.1),
-                 beta1=np.float64(0.9), maximize=np.bool_(False))
+    start = arrays_in_order(param, grad, states, kw)
+    copies = [snapshot(start), snapshot(start)]
+    call_with((kernel, numpy_opts), copies[0], t=np.int64(3))
+    call_with((kernel, plain_opts), copies[1], t=3)
+    for a, b in zip(*copies):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(copies[0][0], param)
 
 
 @pytest.mark.parametrize("backend", ["fast", "", None, "CYTHON"])
-def test_bad_backend(backend, rng):
-    param, grad, states, kw = setup_call(("sgd", {}), rng)
-    before = param.copy()
-    with pytest.raises(ValueError, match="backend"):
-        fo.sgd_step(param, grad, lr=0.1, backend=backend)
-    np.testing.assert_array_equal(param, before)
+@pytest.mark.parametrize("case", FULL_CASES, ids=case_id)
+def test_bad_backend(case, backend, rng):
+    arrays = arrays_in_order(*setup_call(case, rng))
+    before = snapshot(arrays)
+    with pytest.raises(ValueError, match="backend") as info:
+        call_with(case, arrays, backend=backend)
+    assert FUNC[case[0]] in str(info.value)
+    assert_unchanged(arrays, before)
 
 
-class TestOptionalStateRules:
-    def test_nesterov_needs_momentum_and_no_dampening(self, rng):
-        param, grad, (v,), _ = setup_call(("momentum", {}), rng)
-        before = snapshot([param, v])
-        with pytest.raises(ValueError, match="nesterov"):
-            fo.momentum_step(param, grad, v, lr=0.1, momentum=0.0, nesterov=True)
-        with pytest.raises(ValueError, match="dampening"):
-            fo.momentum_step(param, grad, v, lr=0.1, momentum=0.9, dampening=0.1,
-                             nesterov=True)
-        assert_unchanged([param, v], before)
+def test_nesterov_needs_momentum_and_no_dampening(rng):
+    param, grad, (v,), _ = setup_call(("momentum", {}), rng)
+    before = snapshot([param, v])
+    with pytest.raises(ValueError, match="nesterov"):
+        fo.momentum_step(param, grad, v, lr=0.1, momentum=0.0, nesterov=True)
+    with pytest.raises(ValueError, match="dampening"):
+        fo.momentum_step(param, grad, v, lr=0.1, momentum=0.9, dampening=0.1,
+                         nesterov=True)
+    assert_unchanged([param, v], before)
 
-    def test_amsgrad_needs_its_buffer(self, rng):
-        param, grad, (m, v), _ = setup_call(("adam", {}), rng)
-        before = snapshot([param, m, v])
-        with pytest.raises(ValueError, match="max_exp_avg_sq"):
-            fo.adam_step(param, grad, m, v, step=1, amsgrad=True)
-        with pytest.raises(ValueError, match="max_exp_avg_sq"):
-            fo.adam_step(param, grad, m, v, step=1, max_exp_avg_sq=np.zeros_like(param))
-        assert_unchanged([param, m, v], before)
 
-    def test_rmsprop_buffers(self, rng):
-        param, grad, (s,), _ = setup_call(("rmsprop", {}), rng)
-        before = snapshot([param, s])
-        with pytest.raises(ValueError, match="momentum_buffer"):
-            fo.rmsprop_step(param, grad, s, momentum=0.9)
-        with pytest.raises(ValueError, match="grad_avg"):
-            fo.rmsprop_step(param, grad, s, centered=True)
-        with pytest.raises(ValueError, match="momentum_buffer"):
-            fo.rmsprop_step(param, grad, s, momentum_buffer=np.zeros_like(param))
-        with pytest.raises(ValueError, match="grad_avg"):
-            fo.rmsprop_step(param, grad, s, grad_avg=np.zeros_like(param))
-        assert_unchanged([param, s], before)
+# (kernel, optional state, an example that enables it, one that does not)
+OPTIONAL_STATES = [
+    (spec.name, state.name,
+     next(dict(e) for e in spec.examples if state.enabled(spec.complete(e))),
+     next(dict(e) for e in spec.examples if not state.enabled(spec.complete(e))))
+    for spec in KERNELS.values() for state in spec.optional_states
+]
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("kernel,state,enabling,disabling", OPTIONAL_STATES,
+                         ids=lambda x: x if isinstance(x, str) else None)
+def test_optional_state_missing_or_unused_is_refused(kernel, state, enabling, disabling,
+                                                     backend, rng):
+    """An option that needs a buffer, without it; a buffer the options do not use."""
+    spec = KERNELS[kernel]
+    for opts, present in ((enabling, False), (disabling, True)):
+        param, grad, states, kw = setup_call((kernel, opts), rng)
+        kw.pop(state, None)
+        if present:
+            kw[state] = np.zeros_like(param)
+        arrays = [param, grad, *states, *kw.values()]
+        before = snapshot(arrays)
+        with pytest.raises(ValueError, match=state) as info:
+            step(kernel, opts, param, grad, states, kw, 1, backend)
+        assert spec.function in str(info.value)
+        assert_unchanged(arrays, before)
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)

@@ -9,24 +9,35 @@ One :class:`Kernel` per update rule says what the rest of the package derives fr
   (``kernels.pxd``), each with the C type, and the hyperparameters that
   ``coefficients.pxd``'s ``<name>_coefficients`` helper takes to compute them;
 * its **hyperparameters**: name, validation kind (see ``_validation.SCALAR_KINDS``) and
-  default, plus rules between them (Nesterov needs momentum).
+  default, plus rules between them (Nesterov needs momentum);
+* its **examples**: option sets of the functional API that together take every branch of
+  the formula (the generic tests run each of them; the benchmark times the first);
+* its **peer** in ``torch.optim`` (the benchmark's competitor, and an oracle of the tests
+  when torch is installed) and the fastoptim **optimizer classes** that step with it, with
+  how their constructor keywords map to the functional hyperparameters and examples of them.
 
 Validation and dispatch (:mod:`fastoptim._dispatch`), the Cython glue (``_glue.pxi``,
 generated from ``_glue.pxi.tp`` at build time), the Numba entry points, the multi-tensor
-kernels, the optimizer classes' state, the benchmark cases and the generic tests read this
-table. The formulas are not here: each is written once per backend (the C header
-``csrc/<name>.h``, the Numba twin in ``numba_kernels.py``, the hand-written NumPy
-reference in ``reference.py``, which never reads this table: it is the independent oracle).
+kernels, the optimizer classes' state, the benchmark (cases, access patterns, peers) and
+the generic tests (``tests/kernel_cases.py`` and everything built on it) read this table:
+a kernel's entry here is all the tests and the benchmark need (``tests/test_registry.py``
+says which backend pieces a new kernel still lacks). The formulas are not here: each is
+written once per backend (the C header ``csrc/<name>.h``, the Numba twin in
+``numba_kernels/<name>.py``, the hand-written NumPy reference in ``reference.py``, which never reads
+this table: it is the independent oracle).
 
 This module imports nothing from the package (``setup.py`` loads it by path to generate
 the glue before anything is compiled).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from types import MappingProxyType
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
-__all__ = ["REQUIRED", "Hyper", "State", "Kernel", "KERNELS", "kernel"]
+__all__ = ["REQUIRED", "Hyper", "State", "TorchPeer", "OptimizerClass", "Kernel", "KERNELS",
+           "kernel", "optimizer_classes", "holds"]
 
 
 class _Required:
@@ -46,12 +57,24 @@ class Hyper:
     default: object = REQUIRED
 
 
+def holds(condition: str, hyper: Mapping[str, object]) -> bool:
+    """Whether ``condition`` holds for the hyperparameters ``hyper`` (a complete set: see
+    :meth:`Kernel.complete`). A condition is the name of a flag (``"amsgrad"``: it is true),
+    ``"<name> > 0"`` (a positive real) or ``"<name> == 0"``."""
+    if condition.endswith(" > 0"):
+        return hyper[condition[:-4]] > 0.0
+    if condition.endswith(" == 0"):
+        return hyper[condition[:-5]] == 0.0
+    return bool(hyper[condition])
+
+
 @dataclass(frozen=True)
 class State:
     """A state buffer. ``enabled_by`` is ``None`` for a buffer the kernel always updates, or
-    the name of a flag hyperparameter (``"amsgrad"``), or ``"<name> > 0"`` for a positive
-    real one (``"momentum > 0"``). ``deprecated`` is an old functional keyword name that
-    still works for one release, with a ``DeprecationWarning``."""
+    a condition on the hyperparameters (see :func:`holds`): the name of a flag
+    (``"amsgrad"``) or ``"<name> > 0"`` for a positive real one (``"momentum > 0"``).
+    ``deprecated`` is an old functional keyword name that still works for one release, with
+    a ``DeprecationWarning``."""
 
     name: str
     enabled_by: Optional[str] = None
@@ -59,16 +82,184 @@ class State:
 
     def enabled(self, hyper: Dict[str, object]) -> bool:
         """Whether this buffer takes part in a call with hyperparameters ``hyper``."""
-        if self.enabled_by is None:
-            return True
-        if self.enabled_by.endswith(" > 0"):
-            return hyper[self.enabled_by[:-4]] > 0.0
-        return bool(hyper[self.enabled_by])
+        return self.enabled_by is None or holds(self.enabled_by, hyper)
+
+
+# ``"betas[0]"``: element 0 of the tuple keyword ``betas``.
+_ELEMENT = re.compile(r"^(\w+)\[(\d+)\]$")
+
+
+def _frozen(mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+def _pack(values: Mapping[str, object], renames: Mapping[str, str]) -> dict:
+    """``values`` under the names ``renames`` gives (a name not in ``renames`` keeps its
+    own); targets ``"x[i]"`` gather into one tuple ``x``, whose elements must all be given."""
+    out, parts = {}, {}
+    for name, value in values.items():
+        target = renames.get(name, name)
+        element = _ELEMENT.match(target)
+        if element:
+            parts.setdefault(element.group(1), {})[int(element.group(2))] = value
+        else:
+            out[target] = value
+    for name, items in parts.items():
+        if sorted(items) != list(range(len(items))):
+            raise KeyError(f"{name}: elements {sorted(items)} given, not every one")
+        out[name] = tuple(items[i] for i in range(len(items)))
+    return out
+
+
+def _unpack(values: Mapping[str, object], renames: Mapping[str, str]) -> dict:
+    """The inverse of :func:`_pack`: keyword arguments under their own names again."""
+    elements = {}
+    for name, target in renames.items():
+        element = _ELEMENT.match(target)
+        if element:
+            elements.setdefault(element.group(1), []).append((int(element.group(2)), name))
+    inverse = {target: name for name, target in renames.items()}
+    out = {}
+    for key, value in values.items():
+        if key in elements:
+            for i, name in elements[key]:
+                out[name] = value[i]
+        else:
+            out[inverse.get(key, key)] = value
+    return out
+
+
+@dataclass(frozen=True)
+class TorchPeer:
+    """The same update rule in ``torch.optim``: the benchmark's peer, and an oracle of the
+    tests when torch is installed.
+
+    * ``optimizer``: the class name in ``torch.optim`` (``"Adam"``);
+    * ``renames``: functional hyperparameter -> torch keyword, where they differ;
+      ``"betas[0]"`` is element 0 of the pair ``betas`` (``{"beta1": "betas[0]"}``). Every
+      other hyperparameter is passed under its own name, except ``step`` (torch counts its
+      steps itself);
+    * ``differs_when``: conditions (see :func:`holds`) under which torch computes something
+      else by design, e.g. momentum with dampening (torch's buffer starts as a copy of the
+      first gradient, fastoptim's at zero).
+    """
+
+    optimizer: str
+    renames: Mapping[str, str] = field(default_factory=dict, compare=False)
+    differs_when: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "renames", _frozen(self.renames))
+
+    def kwargs(self, kernel: "Kernel", hyper: Mapping[str, object]) -> dict:
+        """``torch.optim.<optimizer>`` keyword arguments (besides the params) of the
+        functional hyperparameters ``hyper`` of ``kernel`` (completed with its defaults)."""
+        full = {k: v for k, v in kernel.complete(hyper).items() if k != "step"}
+        return _pack(full, self.renames)
+
+    def agrees(self, kernel: "Kernel", hyper: Mapping[str, object]) -> bool:
+        """Whether torch computes the same as ``kernel`` with ``hyper`` (no ``differs_when``
+        condition holds)."""
+        full = kernel.complete(hyper)
+        return not any(holds(c, full) for c in self.differs_when)
+
+
+@dataclass(frozen=True)
+class OptimizerClass:
+    """An optimizer class of :mod:`fastoptim.optim` whose steps run this kernel (one class
+    may run several: ``SGD`` runs ``momentum`` when ``momentum > 0``, else ``sgd``).
+
+    * ``name``: the class (``fastoptim.<name>`` and ``fastoptim.optim.<name>``);
+    * ``examples``: constructor keyword arguments (besides the params, ``backend`` and
+      ``skip_nonfinite``) that together give every constructor keyword a value other than its
+      default and enable every optional state; the first is the typical one, which trains
+      the course's small network (``tests/test_optim.py``);
+    * ``renames``: functional hyperparameter -> constructor keyword where they differ
+      (``{"beta1": "betas[0]", "beta2": "betas[1]"}``, as in :class:`TorchPeer`);
+    * ``fixed``: functional hyperparameters the class sets itself
+      (AdamW: ``decoupled_weight_decay=True``);
+    * ``defaults``: the constructor defaults that are not the functional API's default of
+      the same name: a different value (AdamW's ``weight_decay=1e-2``) or a keyword the
+      kernel does not take (``SGD``'s ``momentum=0`` for ``sgd``, Adagrad's
+      ``initial_accumulator_value``);
+    * ``initial``: state buffer -> the constructor keyword of its initial value, for buffers
+      that do not start at zero (Adagrad's ``state_sum``);
+    * ``selected_when``: the condition (see :func:`holds`, on the constructor keywords) under
+      which the class runs this kernel; ``None``: always;
+    * ``torch``: the ``torch.optim`` class of the same constructor (names and defaults), or
+      ``None``.
+    """
+
+    name: str
+    examples: Tuple[Mapping[str, object], ...] = field(default=(), compare=False)
+    renames: Mapping[str, str] = field(default_factory=dict, compare=False)
+    fixed: Mapping[str, object] = field(default_factory=dict, compare=False)
+    defaults: Mapping[str, object] = field(default_factory=dict, compare=False)
+    initial: Mapping[str, str] = field(default_factory=dict, compare=False)
+    selected_when: Optional[str] = None
+    torch: Optional[str] = None
+
+    def __post_init__(self):
+        for name in ("renames", "fixed", "defaults", "initial"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        object.__setattr__(self, "examples", tuple(_frozen(e) for e in self.examples))
+
+    def _given(self, kernel: "Kernel", kwargs: Mapping[str, object]) -> dict:
+        """Every constructor keyword under its functional name, defaults filled in."""
+        return {**kernel.defaults(), **_unpack({**self.defaults, **kwargs}, self.renames)}
+
+    def hyperparameters(self, kernel: "Kernel", kwargs: Mapping[str, object]) -> dict:
+        """The functional hyperparameters of ``kernel`` (``step`` aside) of one step of this
+        class constructed with ``kwargs``: defaults filled in, keywords the kernel does not
+        take left out, ``fixed`` applied. ``lr`` is as given (a schedule stays callable)."""
+        given = self._given(kernel, kwargs)
+        names = [h.name for h in kernel.hyperparameters if h.name != "step"]
+        hyper = {name: given[name] for name in names if name in given}
+        hyper.update(self.fixed)
+        return hyper
+
+    def initial_values(self, kwargs: Mapping[str, object]) -> Dict[str, object]:
+        """State buffer -> its initial value, for those that do not start at zero."""
+        ctor = {**self.defaults, **kwargs}
+        return {state: ctor[keyword] for state, keyword in self.initial.items()}
+
+    def constructor_kwargs(self, kernel: "Kernel", hyper: Mapping[str, object]) -> dict:
+        """The inverse of :meth:`hyperparameters`: constructor keywords for the functional
+        hyperparameters ``hyper`` (``step`` and the ``fixed`` ones left out)."""
+        return _pack({k: v for k, v in hyper.items() if k != "step" and k not in self.fixed},
+                     self.renames)
+
+    def selects(self, kernel: "Kernel", kwargs: Mapping[str, object]) -> bool:
+        """Whether the class constructed with ``kwargs`` runs ``kernel``."""
+        return self.selected_when is None or holds(self.selected_when,
+                                                   self._given(kernel, kwargs))
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """One fused kernel and everything derived from it (see the module docstring)."""
+    """One fused kernel and everything derived from it (see the module docstring).
+
+    * ``name``: the entry points' name (``kernels.<name>``, ``kernels.<name>_multi``,
+      ``numba_kernels.<name>_kernel``, ``_coefficients.<name>``);
+    * ``function``: the public functional name (``fastoptim.functional.<function>``, and
+      ``fastoptim.reference.<function>``, the NumPy oracle);
+    * ``inputs``: the two input arrays (the first is updated, the second only read);
+    * ``states``: every state buffer, in the C kernel's order (see :class:`State`);
+    * ``coefficients``: (name, C type) of the C kernel's scalars, in order;
+    * ``coefficient_args``: the hyperparameters of ``<name>_coefficients``, in order;
+    * ``hyperparameters``: the functional API's keyword arguments (see :class:`Hyper`);
+    * ``rules``: checks between hyperparameters, ``rule(function name, hyper)`` raising
+      ``ValueError``;
+    * ``eps``: the hyperparameter that must be a normal number of the arrays' dtype;
+    * ``summary``: one line for listings;
+    * ``examples``: functional hyperparameters (``step`` is the caller's) that together take
+      every branch of the formula: every optional state enabled and disabled (and all at
+      once in one example), every flag true, every hyperparameter away from its default.
+      Each includes the required ones (``lr`` of SGD). The first is the typical step, the
+      one the benchmark times;
+    * ``torch``: the peer in ``torch.optim`` (:class:`TorchPeer`), or ``None``;
+    * ``optimizers``: the optimizer classes that run this kernel (:class:`OptimizerClass`).
+    """
 
     name: str
     function: str
@@ -80,6 +271,12 @@ class Kernel:
     rules: Tuple[Callable[[str, dict], None], ...] = ()
     eps: Optional[str] = None                    # must be a normal number of the dtype
     summary: str = ""
+    examples: Tuple[Mapping[str, object], ...] = field(default=(), compare=False)
+    torch: Optional[TorchPeer] = None
+    optimizers: Tuple[OptimizerClass, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "examples", tuple(_frozen(e) for e in self.examples))
 
     @property
     def arrays(self) -> Tuple[str, ...]:
@@ -91,8 +288,33 @@ class Kernel:
         """The coefficient struct of ``coefficients.pxd`` (``AdamCoefficients``)."""
         return _STRUCT_NAMES.get(self.name, self.name.capitalize()) + "Coefficients"
 
-    def active_states(self, hyper: dict) -> Tuple[State, ...]:
-        return tuple(s for s in self.states if s.enabled(hyper))
+    @property
+    def required_states(self) -> Tuple[State, ...]:
+        """The buffers every call updates: positional arguments of the functional API."""
+        return tuple(s for s in self.states if s.enabled_by is None)
+
+    @property
+    def optional_states(self) -> Tuple[State, ...]:
+        """The buffers an option enables: keyword arguments (default ``None``)."""
+        return tuple(s for s in self.states if s.enabled_by is not None)
+
+    @property
+    def takes_step(self) -> bool:
+        """Whether the functional API takes the step count ``step`` (bias correction)."""
+        return any(h.name == "step" for h in self.hyperparameters)
+
+    @property
+    def typical(self) -> Mapping[str, object]:
+        """The first example: a typical step (what the benchmark times)."""
+        return self.examples[0]
+
+    def hyperparameter(self, name: str) -> Hyper:
+        return next(h for h in self.hyperparameters if h.name == name)
+
+    def active_states(self, hyper: Mapping[str, object]) -> Tuple[State, ...]:
+        """The buffers a call with ``hyper`` (completed with the defaults) updates."""
+        full = self.complete(hyper)
+        return tuple(s for s in self.states if s.enabled(full))
 
     def traffic_arrays(self, hyper: dict) -> int:
         """Arrays one call touches (inputs and enabled states)."""
@@ -100,6 +322,10 @@ class Kernel:
 
     def defaults(self) -> Dict[str, object]:
         return {h.name: h.default for h in self.hyperparameters if h.default is not REQUIRED}
+
+    def complete(self, hyper: Mapping[str, object]) -> Dict[str, object]:
+        """``hyper`` with every other hyperparameter at its default."""
+        return {**self.defaults(), **hyper}
 
 
 _STRUCT_NAMES = {"sgd": "SGD", "rmsprop": "RMSprop", "ewa": "EWA"}
@@ -116,13 +342,31 @@ F = "floating"
 _MAXIMIZE = Hyper("maximize", "flag", False)
 _WD = Hyper("weight_decay", "nonnegative", 0.0)
 
+_BETAS = {"beta1": "betas[0]", "beta2": "betas[1]"}
+
 KERNELS: Dict[str, Kernel] = {k.name: k for k in (
     Kernel(
         name="sgd", function="sgd_step", inputs=("param", "grad"), states=(),
         coefficients=(("lr", F), ("grad_sign", F), ("weight_decay", F)),
         coefficient_args=("lr", "weight_decay", "maximize"),
         hyperparameters=(Hyper("lr", "nonnegative"), _WD, _MAXIMIZE),
-        summary="mini-batch gradient descent"),
+        summary="mini-batch gradient descent",
+        examples=(
+            dict(lr=0.05),
+            dict(lr=0.05, weight_decay=0.1),
+            dict(lr=0.05, weight_decay=0.1, maximize=True),
+        ),
+        torch=TorchPeer("SGD"),
+        optimizers=(
+            OptimizerClass(
+                "SGD", selected_when="momentum == 0", torch="SGD",
+                defaults=dict(momentum=0.0, dampening=0.0, nesterov=False),
+                examples=(
+                    dict(lr=0.5),
+                    dict(lr=0.05),
+                    dict(lr=0.05, weight_decay=0.01, maximize=True),
+                )),
+        )),
     Kernel(
         name="momentum", function="momentum_step", inputs=("param", "grad"),
         states=(State("momentum_buffer", deprecated="velocity"),),
@@ -134,7 +378,29 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                          Hyper("dampening", "closed_unit_interval", 0.0),
                          Hyper("nesterov", "flag", False), _WD, _MAXIMIZE),
         rules=(_nesterov_rule,),
-        summary="gradient descent with momentum (classical, EWA or Nesterov)"),
+        summary="gradient descent with momentum (classical, EWA or Nesterov)",
+        examples=(
+            dict(lr=0.05, momentum=0.9),                      # classical
+            dict(lr=0.05, momentum=0.9, dampening=0.9),       # the course's EWA form
+            dict(lr=0.05, momentum=0.8, nesterov=True),
+            dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.05, maximize=True),
+            dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.05),
+        ),
+        # torch's buffer starts as a copy of the first gradient, fastoptim's at zero: the
+        # same when dampening is 0
+        torch=TorchPeer("SGD", differs_when=("dampening > 0",)),
+        optimizers=(
+            OptimizerClass(
+                "SGD", selected_when="momentum > 0", torch="SGD",
+                defaults=dict(momentum=0.0),
+                examples=(
+                    dict(lr=0.5, momentum=0.9, dampening=0.9),   # the course's EWA momentum
+                    dict(lr=0.05, momentum=0.9),
+                    dict(lr=0.05, momentum=0.9, dampening=0.9, weight_decay=0.1),
+                    dict(lr=0.05, momentum=0.8, nesterov=True),
+                    dict(lr=0.05, momentum=0.9, nesterov=True, maximize=True),
+                )),
+        )),
     Kernel(
         name="rmsprop", function="rmsprop_step", inputs=("param", "grad"),
         states=(State("square_avg"), State("momentum_buffer", "momentum > 0"),
@@ -146,7 +412,26 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                          Hyper("alpha", "unit_interval", 0.99), Hyper("eps", "positive", 1e-8),
                          _WD, Hyper("momentum", "nonnegative", 0.0),
                          Hyper("centered", "flag", False), _MAXIMIZE),
-        eps="eps", summary="RMSprop (centered, with momentum)"),
+        eps="eps", summary="RMSprop (centered, with momentum)",
+        examples=(
+            dict(lr=0.01),
+            dict(lr=0.03, alpha=0.9, eps=1e-6, weight_decay=0.1),
+            dict(lr=0.01, centered=True),
+            dict(lr=0.01, momentum=0.9),
+            dict(lr=0.01, momentum=0.9, centered=True, maximize=True),
+        ),
+        torch=TorchPeer("RMSprop"),
+        optimizers=(
+            OptimizerClass(
+                "RMSprop", torch="RMSprop",
+                examples=(
+                    dict(lr=0.01),
+                    dict(),
+                    dict(lr=1e-3, momentum=0.9, weight_decay=0.01),
+                    dict(lr=1e-3, centered=True, alpha=0.9, eps=1e-6),
+                    dict(lr=1e-3, centered=True, momentum=0.5, maximize=True),
+                )),
+        )),
     Kernel(
         name="adam", function="adam_step", inputs=("param", "grad"),
         states=(State("exp_avg"), State("exp_avg_sq"), State("max_exp_avg_sq", "amsgrad")),
@@ -161,7 +446,37 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                          Hyper("eps", "positive", 1e-8), _WD,
                          Hyper("decoupled_weight_decay", "flag", False),
                          Hyper("amsgrad", "flag", False), _MAXIMIZE),
-        eps="eps", summary="Adam with bias correction (AdamW, AMSGrad)"),
+        eps="eps", summary="Adam with bias correction (AdamW, AMSGrad)",
+        examples=(
+            dict(lr=0.01),
+            dict(lr=0.01, beta1=0.0, beta2=0.99, eps=1e-6),
+            dict(lr=0.01, weight_decay=0.1),                                   # L2
+            dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),      # AdamW
+            dict(lr=0.01, amsgrad=True),
+            dict(lr=0.01, amsgrad=True, weight_decay=0.1, decoupled_weight_decay=True,
+                 maximize=True),
+        ),
+        torch=TorchPeer("Adam", renames=_BETAS),
+        optimizers=(
+            OptimizerClass(
+                "Adam", renames=_BETAS, torch="Adam",
+                examples=(
+                    dict(lr=0.02),
+                    dict(),
+                    dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+                    dict(lr=1e-2, amsgrad=True, maximize=True),
+                    dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True),
+                )),
+            OptimizerClass(
+                "AdamW", renames=_BETAS, fixed=dict(decoupled_weight_decay=True),
+                defaults=dict(weight_decay=1e-2), torch="AdamW",
+                examples=(
+                    dict(lr=0.02),
+                    dict(),
+                    dict(lr=1e-2, amsgrad=True, weight_decay=0.1),
+                    dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, maximize=True),
+                )),
+        )),
     Kernel(
         name="adagrad", function="adagrad_step", inputs=("param", "grad"),
         states=(State("state_sum"),),
@@ -170,13 +485,36 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         hyperparameters=(Hyper("step", "step_count"), Hyper("lr", "nonnegative", 1e-2),
                          Hyper("lr_decay", "nonnegative", 0.0), _WD,
                          Hyper("eps", "positive", 1e-10), _MAXIMIZE),
-        eps="eps", summary="Adagrad"),
+        eps="eps", summary="Adagrad",
+        examples=(
+            dict(lr=0.05),
+            dict(lr=0.05, lr_decay=0.01, weight_decay=0.1),
+            dict(lr=0.05, maximize=True, eps=1e-8),
+        ),
+        torch=TorchPeer("Adagrad"),
+        optimizers=(
+            OptimizerClass(
+                "Adagrad", torch="Adagrad",
+                defaults=dict(initial_accumulator_value=0.0),
+                initial=dict(state_sum="initial_accumulator_value"),
+                examples=(
+                    dict(lr=0.2),
+                    dict(),
+                    dict(lr=0.1, lr_decay=0.01, weight_decay=0.01,
+                         initial_accumulator_value=0.1),
+                    dict(lr=0.1, eps=1e-8, maximize=True),
+                )),
+        )),
     Kernel(
         name="ewa", function="ewa_update", inputs=("average", "value"), states=(),
         coefficients=(("beta", F), ("one_minus_beta", F)),
         coefficient_args=("beta",),
         hyperparameters=(Hyper("beta", "unit_interval"),),
-        summary="exponentially weighted average"),
+        summary="exponentially weighted average",
+        examples=(
+            dict(beta=0.9),
+            dict(beta=0.0),
+        )),
 )}
 
 
@@ -186,3 +524,12 @@ def kernel(name: str) -> Kernel:
         return KERNELS[name]
     except KeyError:
         raise KeyError(f"no kernel {name!r}; the registry has {sorted(KERNELS)}") from None
+
+
+def optimizer_classes() -> Dict[str, Tuple[Tuple[Kernel, OptimizerClass], ...]]:
+    """Optimizer class name -> every (kernel, class entry) it runs, in registry order."""
+    out: Dict[str, list] = {}
+    for k in KERNELS.values():
+        for oc in k.optimizers:
+            out.setdefault(oc.name, []).append((k, oc))
+    return {name: tuple(pairs) for name, pairs in out.items()}

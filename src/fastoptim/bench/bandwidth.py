@@ -12,18 +12,28 @@ Numba is imported on first use only (``import fastoptim`` compiles nothing).
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 
-# kernel -> (read-only arrays, read-write arrays) of one step with default options.
-ACCESS_PATTERN = {
-    "sgd": (1, 1),       # reads p, g; writes p
-    "ewa": (1, 1),       # reads average, value; writes average
-    "momentum": (1, 2),  # reads p, g, v; writes p, v
-    "rmsprop": (1, 2),   # reads p, g, s; writes p, s
-    "adagrad": (1, 2),   # reads p, g, G; writes p, G
-    "adam": (1, 3),      # reads p, g, m, v; writes p, m, v
-}
+from .._registry import KERNELS as _SPECS
+
+
+def access_pattern(kernel: str, hyper: Optional[Mapping[str, object]] = None) -> Tuple[int, int]:
+    """``(read-only arrays, read-write arrays)`` of one step of ``kernel`` with the
+    hyperparameters ``hyper`` (default: the registry's typical example), from the registry:
+    the second input (the gradient) is only read; the first input and every state buffer the
+    step uses are read and written (Adam: reads p, g, m, v; writes p, m, v: ``(1, 3)``)."""
+    spec = _SPECS[kernel]
+    hyper = spec.typical if hyper is None else hyper
+    return len(spec.inputs) - 1, 1 + len(spec.active_states(hyper))
+
+
+# kernel -> (read-only arrays, read-write arrays) of one step with its typical options.
+ACCESS_PATTERN = {name: access_pattern(name) for name in _SPECS}
+
+# The traffic loops cover 1 to MAX_READ_WRITE read-write arrays (and one read-only array).
+MAX_READ_WRITE = 4
 
 # Each array of the bandwidth measurement is at least this big (and at least twice the
 # last-level cache): for Adam 4 arrays of 64 MiB, 8x the 32 MiB L3 of the machine here.
@@ -91,7 +101,9 @@ def _traffic_loops() -> dict:
             d[i] = d[i] + x
             e[i] = e[i] + x
 
-    return {1: rw1, 2: rw2, 3: rw3, 4: rw4}
+    loops = {1: rw1, 2: rw2, 3: rw3, 4: rw4}
+    assert max(loops) == MAX_READ_WRITE
+    return loops
 
 
 def traffic_call(kernel: str, arrays):

@@ -12,6 +12,10 @@ step in place. They are:
 * ``traffic``: the memory-traffic loop with the kernel's access pattern
   (:mod:`fastoptim.bench.bandwidth`), the speed limit.
 
+The kernels, the step each one times (its registry entry's typical example,
+:mod:`fastoptim._registry`), its arrays and its ``torch.optim`` peer all come from the kernel
+registry: a kernel added there is benchmarked without an edit here.
+
 A competitor that cannot run here (package missing, backend not built yet, option not
 supported) raises :class:`Unavailable` from :func:`build`, with the reason; one that has
 no version of a kernel by design (careful NumPy for SGD) raises :class:`NotApplicable`.
@@ -19,22 +23,31 @@ no version of a kernel by design (careful NumPy for SGD) raises :class:`NotAppli
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from .. import functional as F
+from .._registry import KERNELS as _SPECS
 from .bandwidth import traffic_call
 
-# kernel -> (number of state arrays, keyword arguments of one step)
-KERNELS = {
-    "sgd": (0, dict(lr=1e-3)),
-    "momentum": (1, dict(lr=1e-3, momentum=0.9)),
-    "rmsprop": (1, dict(lr=1e-3)),
-    "adam": (2, dict(step=10, lr=1e-3)),
-    "adagrad": (1, dict(step=10, lr=1e-3)),
-    "ewa": (0, dict(beta=0.9)),
-}
+# The step count of a timed step of a kernel that takes one (bias corrections away from 1).
+BENCH_STEP = 10
+
+
+def step_hyperparameters(kernel: str) -> dict:
+    """The functional hyperparameters of one timed step: the registry's typical example of
+    ``kernel``, with ``step=BENCH_STEP`` when it takes a step count."""
+    spec = _SPECS[kernel]
+    hyper = dict(spec.typical)
+    if spec.takes_step:
+        hyper["step"] = BENCH_STEP
+    return hyper
+
+
+# kernel -> (number of state arrays, keyword arguments of one step), from the registry
+KERNELS = {name: (len(spec.active_states(spec.typical)), step_hyperparameters(name))
+           for name, spec in _SPECS.items()}
 
 FASTOPTIM_BACKENDS = ("cython", "numba", "auto")
 PEERS = ("numpy-careful", "numexpr", "torch-foreach", "torch-fused")
@@ -61,14 +74,50 @@ def make_arrays(kernel: str, n: int, dtype, seed: int = 0) -> list:
     return [param, grad] + [np.zeros(n, dtype) for _ in range(n_state)]
 
 
+def state_names(kernel: str) -> tuple:
+    """The state buffers of one timed step of ``kernel``, in the order of its arrays."""
+    spec = _SPECS[kernel]
+    return tuple(s.name for s in spec.active_states(KERNELS[kernel][1]))
+
+
 def fastoptim_call(kernel: str, arrays: Sequence[np.ndarray], backend: str) -> Callable:
-    """One public ``fastoptim`` call (validation included) on ``arrays``."""
+    """One public ``fastoptim`` call (validation included) on ``arrays``: the inputs and
+    the buffers every call updates positionally, the optional buffers by keyword."""
+    spec = _SPECS[kernel]
     _, kwargs = KERNELS[kernel]
-    if kernel == "ewa":
-        average, value = arrays
-        return lambda: F.ewa_update(average, value, backend=backend, **kwargs)
-    fn = getattr(F, f"{kernel}_step")
-    return lambda: fn(*arrays, backend=backend, **kwargs)
+    required = {s.name for s in spec.required_states}
+    names = state_names(kernel)
+    positional = list(arrays[:2]) + [a for name, a in zip(names, arrays[2:])
+                                     if name in required]
+    keyword = {name: a for name, a in zip(names, arrays[2:]) if name not in required}
+    fn = getattr(F, spec.function)
+    return lambda: fn(*positional, backend=backend, **kwargs, **keyword)
+
+
+def entry_arrays(kernel: str, arrays: Sequence[np.ndarray]) -> list:
+    """``arrays`` (those of :func:`make_arrays`) in the order of the unvalidated entry point
+    ``kernels.<kernel>``: the inputs, then every state, ``None`` for an unused one."""
+    by_name = dict(zip(state_names(kernel), arrays[2:]))
+    return list(arrays[:2]) + [by_name.get(s.name) for s in _SPECS[kernel].states]
+
+
+def coefficients(kernel: str, hyper: Optional[dict] = None):
+    """The per-call :class:`fastoptim.kernels.Coefficients` of one step of ``kernel`` with
+    ``hyper`` (default: the timed step's)."""
+    from .. import _coefficients
+    spec = _SPECS[kernel]
+    full = spec.complete(KERNELS[kernel][1] if hyper is None else hyper)
+    return getattr(_coefficients, kernel)(*[full[a] for a in spec.coefficient_args])
+
+
+def entry_call(kernel: str, arrays: Sequence[np.ndarray], module=None) -> Callable:
+    """One call of the unvalidated entry point ``kernel`` of ``module`` (default
+    :mod:`fastoptim.kernels`, the serial Cython kernels) on ``arrays``, coefficients
+    computed once."""
+    if module is None:
+        from .. import kernels as module
+    fn, c, args = getattr(module, kernel), coefficients(kernel), entry_arrays(kernel, arrays)
+    return lambda: fn(*args, c)
 
 
 def careful_numpy_adam(param, grad, exp_avg, exp_avg_sq, scratch, *, step, lr=1e-3,
@@ -111,9 +160,9 @@ def _numexpr(kernel, arrays):
     except ImportError as exc:
         raise Unavailable(f"numexpr is not installed ({exc})") from None
     p, g, m, v = arrays
-    _, kwargs = KERNELS[kernel]
-    step, lr = kwargs["step"], kwargs["lr"]
-    b1, b2, eps = 0.9, 0.999, 1e-8
+    hyper = _SPECS[kernel].complete(KERNELS[kernel][1])
+    step, lr = hyper["step"], hyper["lr"]
+    b1, b2, eps = hyper["beta1"], hyper["beta2"], hyper["eps"]
     t = p.dtype.type
     consts = dict(b1=t(b1), c1=t(1 - b1), b2=t(b2), c2=t(1 - b2), eps=t(eps),
                   lr_bc1=t(lr / (1 - b1**step)), rbc2=t(1 / np.sqrt(1 - b2**step)))
@@ -126,14 +175,13 @@ def _numexpr(kernel, arrays):
     return step_fn
 
 
-# kernel -> (torch optimizer class name, its keyword arguments); ewa uses lerp_ instead
-_TORCH_OPTIMIZERS = {
-    "sgd": ("SGD", dict(lr=1e-3)),
-    "momentum": ("SGD", dict(lr=1e-3, momentum=0.9)),
-    "rmsprop": ("RMSprop", dict(lr=1e-3)),
-    "adam": ("Adam", dict(lr=1e-3)),
-    "adagrad": ("Adagrad", dict(lr=1e-3)),
-}
+def torch_optimizer(kernel: str) -> tuple:
+    """``(torch.optim class name, its keyword arguments)`` of the timed step of ``kernel``
+    (the registry's torch peer); raises :class:`NotApplicable` when it has none."""
+    spec = _SPECS[kernel]
+    if spec.torch is None:
+        raise NotApplicable(f"torch.optim has no {kernel}")
+    return spec.torch.optimizer, spec.torch.kwargs(spec, KERNELS[kernel][1])
 
 
 def _torch(kernel, arrays, fused: bool):
@@ -142,13 +190,13 @@ def _torch(kernel, arrays, fused: bool):
     except ImportError as exc:
         raise Unavailable(f"torch is not installed ({exc})") from None
     tensors = [torch.from_numpy(a) for a in arrays]   # shares memory, no copy
-    if kernel == "ewa":
+    if kernel == "ewa":   # not an optimizer: its torch peer is lerp_
         if fused:
             raise NotApplicable("torch has no fused EWA")
         average, value = tensors
         weight = 1.0 - KERNELS["ewa"][1]["beta"]
         return lambda: torch._foreach_lerp_([average], [value], weight)
-    name, kwargs = _TORCH_OPTIMIZERS[kernel]
+    name, kwargs = torch_optimizer(kernel)
     param = tensors[0]
     param.grad = tensors[1]
     flag = dict(fused=True) if fused else dict(foreach=True)
