@@ -59,14 +59,26 @@ def check_arrays(str func, tuple names, tuple arrays, Py_ssize_t readonly_ok=1):
     plain ``ndarray`` view of the same memory (:func:`check_subclass`: masked arrays are
     refused); the caller must pass those views to the backend.
     """
-    cdef Py_ssize_t k = len(arrays), i, j, n, nbytes
-    cdef cnp.ndarray first, a, b
-    cdef int typenum, ndim
-    cdef bint all_c = True, all_f = True
-    cdef uintptr_t lo_i, hi_i, lo_j, hi_j
-    cdef list plain = None
+    cdef list plain = _plain_views(func, names, arrays)
+    if plain is not None:
+        arrays = tuple(plain)
+    cdef cnp.ndarray first = <cnp.ndarray>arrays[0]
+    cdef int typenum = cnp.PyArray_TYPE(first)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError(
+            f"{func}: {names[0]} must have dtype float32 or float64, got {arrays[0].dtype}")
+    if not _check_each(func, names, arrays, readonly_ok):
+        _raise_layout(func, names, arrays)
+    if cnp.PyArray_SIZE(first) > 0:
+        _check_apart(func, names, arrays, cnp.PyArray_NBYTES(first))
+    return arrays if plain is not None else None
 
-    for i in range(k):
+
+cdef list _plain_views(str func, tuple names, tuple arrays):
+    """``None`` when every array is exactly ``numpy.ndarray``; else the arrays with each
+    subclass replaced by its plain view (:func:`check_subclass`)."""
+    cdef list plain = None
+    for i in range(len(arrays)):
         obj = arrays[i]
         if not cnp.PyArray_CheckExact(obj):
             if not cnp.PyArray_Check(obj):
@@ -75,17 +87,16 @@ def check_arrays(str func, tuple names, tuple arrays, Py_ssize_t readonly_ok=1):
             if plain is None:
                 plain = list(arrays)
             plain[i] = check_subclass(func, names[i], obj)
-    if plain is not None:
-        arrays = tuple(plain)
-    first = <cnp.ndarray>arrays[0]
-    typenum = cnp.PyArray_TYPE(first)
-    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
-        raise TypeError(
-            f"{func}: {names[0]} must have dtype float32 or float64, got {arrays[0].dtype}")
-    ndim = cnp.PyArray_NDIM(first)
-    n = cnp.PyArray_SIZE(first)
+    return plain
 
-    for i in range(k):
+
+cdef int _check_each(str func, tuple names, tuple arrays, Py_ssize_t readonly_ok) except -1:
+    """Each array against the first: dtype, byte order, shape, alignment, writeable.
+    Returns 1 when all are C-contiguous or all F-contiguous, else 0."""
+    cdef cnp.ndarray a, first = <cnp.ndarray>arrays[0]
+    cdef int typenum = cnp.PyArray_TYPE(first), ndim = cnp.PyArray_NDIM(first)
+    cdef bint all_c = True, all_f = True
+    for i in range(len(arrays)):
         a = <cnp.ndarray>arrays[i]
         if cnp.PyArray_TYPE(a) != typenum:
             raise TypeError(
@@ -107,35 +118,42 @@ def check_arrays(str func, tuple names, tuple arrays, Py_ssize_t readonly_ok=1):
                 f"pass a writeable array")
         all_c = all_c and cnp.PyArray_IS_C_CONTIGUOUS(a)
         all_f = all_f and cnp.PyArray_IS_F_CONTIGUOUS(a)
+    return all_c or all_f
 
-    if not (all_c or all_f):
-        for i in range(k):
-            a = <cnp.ndarray>arrays[i]
-            if not (cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a)):
+
+cdef int _raise_layout(str func, tuple names, tuple arrays) except -1:
+    """Raise for a non-contiguous array, or for mixed C and F layouts."""
+    cdef Py_ssize_t k = len(arrays)
+    for i in range(k):
+        a = <cnp.ndarray>arrays[i]
+        if not (cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a)):
+            raise ValueError(
+                f"{func}: {names[i]} must be C- or F-contiguous, got strides "
+                f"{arrays[i].strides} for shape {arrays[i].shape}; fastoptim updates arrays in place "
+                f"and never copies (a copy would lose the update)")
+    raise ValueError(
+        f"{func}: all arrays must be C-contiguous or all F-contiguous, but "
+        f"{names[0]} is {_layout_words(<cnp.ndarray>arrays[0])} and "
+        + ", ".join(f"{names[i]} is {_layout_words(<cnp.ndarray>arrays[i])}"
+                    for i in range(1, k))
+        + "; mixing layouts would pair different elements")
+
+
+cdef int _check_apart(str func, tuple names, tuple arrays, Py_ssize_t nbytes) except -1:
+    """No two of the arrays (``nbytes`` each) share memory."""
+    cdef uintptr_t lo_i, hi_i, lo_j, hi_j
+    cdef Py_ssize_t k = len(arrays), i, j
+    for i in range(k):
+        lo_i = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>arrays[i])
+        hi_i = lo_i + nbytes
+        for j in range(i + 1, k):
+            lo_j = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>arrays[j])
+            hi_j = lo_j + nbytes
+            if lo_i < hi_j and lo_j < hi_i:
                 raise ValueError(
-                    f"{func}: {names[i]} must be C- or F-contiguous, got strides "
-                    f"{arrays[i].strides} for shape {arrays[i].shape}; fastoptim updates arrays in place "
-                    f"and never copies (a copy would lose the update)")
-        raise ValueError(
-            f"{func}: all arrays must be C-contiguous or all F-contiguous, but "
-            f"{names[0]} is {_layout_words(first)} and "
-            + ", ".join(f"{names[i]} is {_layout_words(<cnp.ndarray>arrays[i])}"
-                        for i in range(1, k))
-            + "; mixing layouts would pair different elements")
-
-    if n > 0:
-        nbytes = n * cnp.PyArray_ITEMSIZE(first)
-        for i in range(k):
-            lo_i = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>arrays[i])
-            hi_i = lo_i + nbytes
-            for j in range(i + 1, k):
-                lo_j = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>arrays[j])
-                hi_j = lo_j + nbytes
-                if lo_i < hi_j and lo_j < hi_i:
-                    raise ValueError(
-                        f"{func}: {names[i]} and {names[j]} share memory; every array "
-                        f"must be a separate buffer")
-    return arrays if plain is not None else None
+                    f"{func}: {names[i]} and {names[j]} share memory; every array "
+                    f"must be a separate buffer")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------

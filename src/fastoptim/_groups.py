@@ -160,22 +160,24 @@ class ParamGroup(MutableMapping):
                                      **extra, **kwargs)
 
 
+def _hyperparameters(opt, f: str, overrides: dict):
+    """(validated hyperparameters, lr) of a group: the constructor's, overridden."""
+    unknown = [k for k in overrides if k != "lr" and k not in opt._defaults]
+    if unknown:
+        raise TypeError(f"{f}: unknown hyperparameters {unknown} in a parameter group; "
+                        f"{type(opt).__name__} has lr, {', '.join(opt._defaults)}")
+    lr = overrides.get("lr", opt._default_lr)
+    lr = lr if callable(lr) else _v.nonnegative(f, "lr", lr)
+    hyper = opt._validate(f, dict(opt._defaults, **{k: v for k, v in overrides.items()
+                                                   if k != "lr"}))
+    return hyper, lr
+
+
 def add(opt, f: str, groups) -> None:
     """Validate ``groups`` (from :func:`split`) and append them to optimizer ``opt``: its
     arrays, keys, step counts and state buffers. Everything is checked before ``opt``
     changes."""
-    cls = type(opt).__name__
-    parsed = []
-    for _, overrides in groups:
-        unknown = [k for k in overrides if k != "lr" and k not in opt._defaults]
-        if unknown:
-            raise TypeError(f"{f}: unknown hyperparameters {unknown} in a parameter group; "
-                            f"{cls} has lr, {', '.join(opt._defaults)}")
-        lr = overrides.get("lr", opt._default_lr)
-        lr = lr if callable(lr) else _v.nonnegative(f, "lr", lr)
-        hyper = opt._validate(f, dict(opt._defaults, **{k: v for k, v in overrides.items()
-                                                       if k != "lr"}))
-        parsed.append((hyper, lr))
+    parsed = [_hyperparameters(opt, f, overrides) for _, overrides in groups]
     first = len(opt._params)
     keys, arrays, ranges, is_dict = flatten_groups(f, groups, first, opt._is_dict)
     if is_dict and set(keys) & set(opt._keys):

@@ -68,6 +68,7 @@ cdef struct Table:
     Py_ssize_t* start          # [count + 1] first element of each call in the whole list
     Py_ssize_t chunk           # elements per chunk (the last of an array may be shorter)
     Py_ssize_t chunks          # number of chunks
+    Py_ssize_t most            # room for this many chunks
     Py_ssize_t* entry          # [chunks] the list entry of each chunk
     Py_ssize_t* offset         # [chunks] its first element in that entry
     char* f64                  # [count] 1 for float64, 0 for float32
@@ -281,103 +282,128 @@ cdef _check_no_overlap(str func, tuple names, Extent* e, Extent* tmp, Py_ssize_t
             far_out = x
 
 
-cdef _run(int kind, str func, tuple lists, tuple names, const AnyCoefficients* coef,
-          object num_threads, object labels=None):
-    """Fill a Table from ``lists`` (param list first; None for an absent state list), check
-    everything a crash or a wrong result would follow from, and run it on ``num_threads``
-    threads.
-
-    Every list is first copied into a tuple, which holds a reference to each array for the
-    whole call (a sequence whose ``__getitem__`` made new arrays would otherwise leave
-    dangling pointers). The table (about 80 bytes per array: pointers, offsets, extents)
-    comes from C ``malloc`` and is freed before returning; no array data is allocated."""
-    cdef int nt = _threads(num_threads)
-    cdef Table t
-    cdef Py_ssize_t i, j, k, x, size = 0, chunk, most, nbytes = 0
-    cdef Py_ssize_t counts[MAX_ARRAYS]
-    cdef int typenum = 0
-    cdef cnp.ndarray a
-    cdef Extent* extents
+cdef tuple _held(str func, tuple lists, tuple names):
+    """Every list copied into a tuple, which holds a reference to each array for the whole
+    call (a sequence whose ``__getitem__`` made new arrays would otherwise leave dangling
+    pointers); the lists must have the parameters' length."""
     held = list(lists)
     for j in range(len(held)):
         if held[j] is not None:
             held[j] = tuple(held[j])
-    lists = tuple(held)
-    for j in range(MAX_ARRAYS):
-        counts[j] = 0
-    params = lists[0]
-    k = len(params)
-    for j in range(1, len(lists)):
-        if lists[j] is not None and len(lists[j]) != k:
-            raise ValueError(f"{func}: {names[j]} has {len(lists[j])} arrays, "
+    k = len(held[0])
+    for j in range(1, len(held)):
+        if held[j] is not None and len(held[j]) != k:
+            raise ValueError(f"{func}: {names[j]} has {len(held[j])} arrays, "
                              f"{names[0]} has {k}")
-    t.kind = kind
-    t.nptr = len(lists)
-    t.count = k
-    t.coef = coef[0]
-    # chunks of about total / (CHUNKS_PER_THREAD * threads) elements, a multiple of 64, at
-    # least CHUNK; at most k + total / chunk of them
-    most = 0
+    return tuple(held)
+
+
+cdef Extent* _allocate(Table* t, tuple params, int nt) except NULL:
+    """Plan the chunks and allocate the table (about 80 bytes per array: pointers, offsets,
+    extents; one C ``malloc``, freed by the caller) for ``params``' sizes. Chunks are about
+    total / (CHUNKS_PER_THREAD * threads) elements, a multiple of 64, at least CHUNK: at
+    most k + total / chunk of them. Returns the extents (twice k * MAX_ARRAYS: the second
+    half is sorting space)."""
+    cdef Py_ssize_t i, k = t.count, most = 0
     for i in range(k):
         most += cnp.PyArray_SIZE(params[i]) if cnp.PyArray_Check(params[i]) else 0
     t.chunk = max(<Py_ssize_t>CHUNK, (most // (CHUNKS_PER_THREAD * nt) + 63) // 64 * 64)
-    most = k + most // t.chunk
-    t.ptr = <void**>malloc(k * MAX_ARRAYS * sizeof(void*) + (k + 1 + 2 * most)
+    t.most = k + most // t.chunk
+    t.ptr = <void**>malloc(k * MAX_ARRAYS * sizeof(void*) + (k + 1 + 2 * t.most)
                            * sizeof(Py_ssize_t) + 2 * k * MAX_ARRAYS * sizeof(Extent) + k + 1)
     if t.ptr == NULL:
         raise MemoryError()
     t.start = <Py_ssize_t*>(t.ptr + k * MAX_ARRAYS)
     t.entry = t.start + k + 1
-    t.offset = t.entry + most
-    extents = <Extent*>(t.offset + most)
-    t.f64 = <char*>(extents + 2 * k * MAX_ARRAYS)   # (the second half: sorting space)
+    t.offset = t.entry + t.most
+    cdef Extent* extents = <Extent*>(t.offset + t.most)
+    t.f64 = <char*>(extents + 2 * k * MAX_ARRAYS)
     t.chunks = 0
+    t.start[0] = 0
+    return extents
+
+
+cdef Py_ssize_t _add_entry(Table* t, str func, tuple lists, tuple names, Py_ssize_t i,
+                           Extent* extents, Py_ssize_t* counts) except -1:
+    """Check entry ``i``'s arrays, record their pointers, byte extents and chunks; returns
+    the bytes of the entry's parameter."""
+    cdef Py_ssize_t j, x, size = 0, k = t.count
+    cdef int typenum = 0
+    cdef cnp.ndarray a
+    param = None
+    for j in range(MAX_ARRAYS):
+        t.ptr[i * MAX_ARRAYS + j] = NULL
+    for j in range(t.nptr):
+        if lists[j] is None:
+            continue
+        obj = (<tuple>lists[j])[i]
+        if j == 0:
+            param = obj
+        _check_entry_array(func, names, j, i, obj, param)
+        a = <cnp.ndarray>obj
+        if j == 0:
+            typenum = cnp.PyArray_TYPE(a)
+            size = cnp.PyArray_SIZE(a)
+        t.ptr[i * MAX_ARRAYS + j] = cnp.PyArray_DATA(a)
+        if size > 0:
+            x = j * k + counts[j]
+            counts[j] += 1
+            extents[x].lo = <uintptr_t>cnp.PyArray_DATA(a)
+            extents[x].hi = extents[x].lo + cnp.PyArray_NBYTES(a)
+            extents[x].which = j
+            extents[x].entry = i
+    t.f64[i] = typenum == cnp.NPY_FLOAT64
+    t.start[i + 1] = t.start[i] + size
+    if t.chunks + (size + t.chunk - 1) // t.chunk > t.most:
+        raise ValueError(f"{func}: {names[0]} changed while it was read")
+    j = 0
+    while j < size:  # (a C loop; range() with a step would build Python ints)
+        t.entry[t.chunks] = i
+        t.offset[t.chunks] = j
+        t.chunks += 1
+        j += t.chunk
+    return size * (8 if t.f64[i] else 4)
+
+
+cdef void _execute(const Table* t, int nt, bint threads) noexcept nogil:
+    """Run every chunk: on ``nt`` threads when ``threads``, else in order on this one."""
+    cdef Py_ssize_t chunk
+    if nt == 1 or not threads:
+        for chunk in range(t.chunks):
+            _run_chunk(t, chunk)
+    else:
+        for chunk in prange(t.chunks, num_threads=nt, schedule="dynamic"):
+            _run_chunk(t, chunk)
+
+
+cdef _run(int kind, str func, tuple lists, tuple names, const AnyCoefficients* coef,
+          object num_threads, object labels=None):
+    """Fill a Table from ``lists`` (param list first; None for an absent state list), check
+    everything a crash or a wrong result would follow from (:func:`_check_entry_array` per
+    array, :func:`_check_no_overlap` across them), and run it on ``num_threads`` threads.
+    No array data is allocated."""
+    cdef int nt = _threads(num_threads)
+    cdef Table t
+    cdef Py_ssize_t i, j, nbytes = 0, arrays = 0
+    cdef Py_ssize_t counts[MAX_ARRAYS]
+    lists = _held(func, lists, names)
+    for j in range(MAX_ARRAYS):
+        counts[j] = 0
+    t.kind = kind
+    t.nptr = len(lists)
+    t.count = len(lists[0])
+    t.coef = coef[0]
+    cdef Extent* extents = _allocate(&t, lists[0], nt)
     try:
-        t.start[0] = 0
-        for i in range(k):
-            for j in range(MAX_ARRAYS):
-                t.ptr[i * MAX_ARRAYS + j] = NULL
-            for j in range(t.nptr):
-                if lists[j] is None:
-                    continue
-                obj = (<tuple>lists[j])[i]
-                if j == 0:
-                    param = obj
-                _check_entry_array(func, names, j, i, obj, param)
-                a = <cnp.ndarray>obj
-                if j == 0:
-                    typenum = cnp.PyArray_TYPE(a)
-                    size = cnp.PyArray_SIZE(a)
-                t.ptr[i * MAX_ARRAYS + j] = cnp.PyArray_DATA(a)
-                if size > 0:
-                    x = j * k + counts[j]
-                    counts[j] += 1
-                    extents[x].lo = <uintptr_t>cnp.PyArray_DATA(a)
-                    extents[x].hi = extents[x].lo + cnp.PyArray_NBYTES(a)
-                    extents[x].which = j
-                    extents[x].entry = i
-            t.f64[i] = typenum == cnp.NPY_FLOAT64
-            nbytes += size * (8 if t.f64[i] else 4)
-            t.start[i + 1] = t.start[i] + size
-            if t.chunks + (size + t.chunk - 1) // t.chunk > most:
-                raise ValueError(f"{func}: {names[0]} changed while it was read")
-            j = 0
-            while j < size:  # (a C loop; range() with a step would build Python ints)
-                t.entry[t.chunks] = i
-                t.offset[t.chunks] = j
-                t.chunks += 1
-                j += t.chunk
-        _pack_extents(extents, counts, k, t.nptr)
-        _check_no_overlap(func, names, extents, extents + k * MAX_ARRAYS, counts, t.nptr,
-                          labels)
-        arrays = sum(1 for lst in lists if lst is not None)
-        if nt == 1 or not _threads_pay(nbytes, arrays):
-            with nogil:
-                for chunk in range(t.chunks):
-                    _run_chunk(&t, chunk)
-        else:
-            for chunk in prange(t.chunks, nogil=True, num_threads=nt, schedule="dynamic"):
-                _run_chunk(&t, chunk)
+        for i in range(t.count):
+            nbytes += _add_entry(&t, func, lists, names, i, extents, counts)
+        _pack_extents(extents, counts, t.count, t.nptr)
+        _check_no_overlap(func, names, extents, extents + t.count * MAX_ARRAYS, counts,
+                          t.nptr, labels)
+        for j in range(t.nptr):
+            arrays += lists[j] is not None
+        with nogil:
+            _execute(&t, nt, _threads_pay(nbytes, arrays))
     finally:
         free(t.ptr)
 
