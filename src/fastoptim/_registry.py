@@ -515,6 +515,34 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
             dict(beta=0.9),
             dict(beta=0.0),
         )),
+    Kernel(
+        name="adamax", function="adamax_step", inputs=("param", "grad"),
+        states=(State("exp_avg"), State("exp_inf")),
+        coefficients=(("grad_sign", F), ("weight_decay", F), ("beta1", F),
+                      ("one_minus_beta1", F), ("beta2", F), ("eps", F), ("step_size", F)),
+        coefficient_args=("step", "lr", "beta1", "beta2", "eps", "weight_decay", "maximize"),
+        hyperparameters=(Hyper("step", "step_count"), Hyper("lr", "nonnegative", 2e-3),
+                         Hyper("beta1", "unit_interval", 0.9),
+                         Hyper("beta2", "unit_interval", 0.999),
+                         Hyper("eps", "positive", 1e-8), _WD, _MAXIMIZE),
+        eps="eps", summary="Adamax (Adam with the infinity norm)",
+        examples=(
+            dict(lr=0.01),
+            dict(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6),
+            dict(lr=0.01, weight_decay=0.1),
+            dict(lr=0.01, beta1=0.0, weight_decay=0.1, maximize=True),
+        ),
+        torch=TorchPeer("Adamax", renames=_BETAS),
+        optimizers=(
+            OptimizerClass(
+                "Adamax", renames=_BETAS, torch="Adamax",
+                examples=(
+                    dict(lr=0.02),
+                    dict(),
+                    dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+                    dict(lr=1e-2, maximize=True),
+                )),
+        )),
 )}
 
 

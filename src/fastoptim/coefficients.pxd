@@ -156,3 +156,29 @@ cdef inline EWACoefficients ewa_coefficients(double beta) noexcept nogil:
     c.beta = beta
     c.one_minus_beta = 1.0 - beta
     return c
+
+
+ctypedef struct AdamaxCoefficients:
+    double grad_sign
+    double weight_decay
+    double beta1
+    double one_minus_beta1
+    double beta2
+    double eps
+    double step_size                # lr / (1 - beta1**step)
+
+
+@cython.cdivision(True)
+cdef inline AdamaxCoefficients adamax_coefficients(
+        long long step, double lr, double beta1, double beta2, double eps,
+        double weight_decay, bint maximize) noexcept nogil:
+    """``step`` is the 1-based step count t of this update (1 on the first call)."""
+    cdef AdamaxCoefficients c
+    c.grad_sign = grad_sign(maximize)
+    c.weight_decay = weight_decay
+    c.beta1 = beta1
+    c.one_minus_beta1 = 1.0 - beta1
+    c.beta2 = beta2
+    c.eps = eps
+    c.step_size = lr / (1.0 - pow(beta1, <double>step))
+    return c

@@ -50,6 +50,8 @@ adam          ``grad_sign``; Adam: ``weight_decay, param_scale = 1``; AdamW (dec
               ``inv_bias_correction2_sqrt = 1 / sqrt(1 - beta2**t), eps``
 adagrad       ``clr = lr / (1 + (t - 1)*lr_decay), grad_sign, weight_decay, eps``
 ewa           ``beta, one_minus_beta = 1 - beta``
+adamax        ``grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2, eps,``
+              ``step_size = lr / (1 - beta1**t)``
 ============  ==============================================================================
 
 ``fastoptim/coefficients.pxd`` computes each row with ``cdef inline ... noexcept nogil``
@@ -160,3 +162,21 @@ cdef void ewa_kernel(
     floating one_minus_beta,        # IN
 ) noexcept nogil
 # average = beta*average + (1-beta)*value
+
+
+cdef void adamax_kernel(
+    floating* param,                # IN/OUT
+    const floating* grad,           # IN
+    floating* exp_avg,              # IN/OUT  first moment m
+    floating* exp_inf,              # IN/OUT  infinity norm u
+    Py_ssize_t n,                   # IN
+    floating grad_sign,             # IN
+    floating weight_decay,          # IN
+    floating beta1,                 # IN
+    floating one_minus_beta1,       # IN
+    floating beta2,                 # IN
+    floating eps,                   # IN
+    floating step_size,             # IN  lr / (1 - beta1**t)
+) noexcept nogil
+# d = grad_sign*g + wd*p;  m = beta1*m + (1-beta1)*d;  u = max(beta2*u, |d| + eps)
+# p -= step_size * m / u

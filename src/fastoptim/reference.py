@@ -93,3 +93,13 @@ def adagrad_step(param, grad, state_sum, *, step, lr=1e-2, lr_decay=0.0, weight_
 def ewa_update(average, value, *, beta):
     """The exponentially weighted average ``v = beta*v + (1-beta)*theta``."""
     average[...] = beta * average + (1 - beta) * value
+
+
+def adamax_step(param, grad, exp_avg, exp_inf, *, step, lr=2e-3, beta1=0.9, beta2=0.999,
+                eps=1e-8, weight_decay=0.0, maximize=False):
+    """Adamax: ``m = beta1*m + (1-beta1)*g``; ``u = max(beta2*u, |g| + eps)``;
+    ``param -= lr / (1-beta1**t) * m / u``."""
+    g = _direction(param, grad, weight_decay, maximize)
+    exp_avg[...] = beta1 * exp_avg + (1 - beta1) * g
+    np.maximum(beta2 * exp_inf, np.abs(g) + eps, out=exp_inf)
+    param -= lr / (1 - beta1**step) * exp_avg / exp_inf
