@@ -543,6 +543,39 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                     dict(lr=1e-2, maximize=True),
                 )),
         )),
+    Kernel(
+        name="radam", function="radam_step", inputs=("param", "grad"),
+        states=(State("exp_avg"), State("exp_avg_sq")),
+        coefficients=(("grad_sign", F), ("weight_decay", F), ("param_scale", F), ("beta1", F),
+                      ("one_minus_beta1", F), ("beta2", F), ("one_minus_beta2", F),
+                      ("bias_correction1", F), ("lr", F), ("rectify", "bint"), ("rect", F),
+                      ("bias_correction2_sqrt", F), ("eps", F)),
+        coefficient_args=("step", "lr", "beta1", "beta2", "eps", "weight_decay",
+                          "decoupled_weight_decay", "maximize"),
+        hyperparameters=(Hyper("step", "step_count"), Hyper("lr", "nonnegative", 1e-3),
+                         Hyper("beta1", "unit_interval", 0.9),
+                         Hyper("beta2", "unit_interval", 0.999),
+                         Hyper("eps", "positive", 1e-8), _WD,
+                         Hyper("decoupled_weight_decay", "flag", False), _MAXIMIZE),
+        eps="eps", summary="RAdam (rectified Adam, decoupled weight decay)",
+        examples=(
+            dict(lr=0.01),
+            dict(lr=0.01, beta1=0.0, beta2=0.99, eps=1e-6),
+            dict(lr=0.01, weight_decay=0.1),                                   # L2
+            dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+        ),
+        torch=TorchPeer("RAdam", renames=_BETAS),
+        optimizers=(
+            OptimizerClass(
+                "RAdam", renames=_BETAS, torch="RAdam",
+                examples=(
+                    dict(lr=0.02),
+                    dict(),
+                    dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+                    dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True,
+                         maximize=True),
+                )),
+        )),
 )}
 
 

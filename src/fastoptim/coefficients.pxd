@@ -182,3 +182,54 @@ cdef inline AdamaxCoefficients adamax_coefficients(
     c.eps = eps
     c.step_size = lr / (1.0 - pow(beta1, <double>step))
     return c
+ctypedef struct RadamCoefficients:
+    double grad_sign
+    double weight_decay             # L2 term: weight_decay, or 0 when decoupled
+    double param_scale              # decoupled: 1 - lr*weight_decay; else 1
+    double beta1
+    double one_minus_beta1
+    double beta2
+    double one_minus_beta2
+    double bias_correction1         # 1 - beta1**step
+    double lr
+    bint rectify                    # rho_t > 5
+    double rect                     # the rectification term r_t (1 when not rectify)
+    double bias_correction2_sqrt    # (1 - beta2**step) ** 0.5
+    double eps
+
+
+@cython.cdivision(True)
+cdef inline RadamCoefficients radam_coefficients(
+        long long step, double lr, double beta1, double beta2, double eps,
+        double weight_decay, bint decoupled_weight_decay, bint maximize) noexcept nogil:
+    """``step`` is the 1-based step count t of this update (1 on the first call). The
+    scalars are computed in torch's order (``** 0.5`` as ``pow(x, 0.5)``), so the switch
+    ``rho_t > 5`` flips at the same step as torch's."""
+    cdef RadamCoefficients c
+    cdef double t = <double>step
+    cdef double bias_correction2 = 1.0 - pow(beta2, t)
+    cdef double rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    cdef double rho_t = rho_inf - 2.0 * t * pow(beta2, t) / bias_correction2
+    c.grad_sign = grad_sign(maximize)
+    if decoupled_weight_decay:
+        c.weight_decay = 0.0
+        c.param_scale = 1.0 - lr * weight_decay
+    else:
+        c.weight_decay = weight_decay
+        c.param_scale = 1.0
+    c.beta1 = beta1
+    c.one_minus_beta1 = 1.0 - beta1
+    c.beta2 = beta2
+    c.one_minus_beta2 = 1.0 - beta2
+    c.bias_correction1 = 1.0 - pow(beta1, t)
+    c.lr = lr
+    c.rectify = rho_t > 5.0
+    if c.rectify:
+        c.rect = pow((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                     / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t), 0.5)
+    else:
+        c.rect = 1.0
+    c.bias_correction2_sqrt = pow(bias_correction2, 0.5)
+    c.eps = eps
+    return c
+

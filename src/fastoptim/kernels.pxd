@@ -52,6 +52,10 @@ adagrad       ``clr = lr / (1 + (t - 1)*lr_decay), grad_sign, weight_decay, eps`
 ewa           ``beta, one_minus_beta = 1 - beta``
 adamax        ``grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2, eps,``
               ``step_size = lr / (1 - beta1**t)``
+radam         ``grad_sign, weight_decay, param_scale`` (as adam), ``beta1, one_minus_beta1,``
+              ``beta2, one_minus_beta2, bias_correction1 = 1 - beta1**t, lr,``
+              ``rectify = rho_t > 5, rect = r_t, bias_correction2_sqrt = (1 - beta2**t)**0.5,``
+              ``eps`` (``rho_inf = 2/(1-beta2) - 1, rho_t = rho_inf - 2*t*beta2**t/(1-beta2**t)``)
 ============  ==============================================================================
 
 ``fastoptim/coefficients.pxd`` computes each row with ``cdef inline ... noexcept nogil``
@@ -180,3 +184,28 @@ cdef void adamax_kernel(
 ) noexcept nogil
 # d = grad_sign*g + wd*p;  m = beta1*m + (1-beta1)*d;  u = max(beta2*u, |d| + eps)
 # p -= step_size * m / u
+cdef void radam_kernel(
+    floating* param,                # IN/OUT
+    const floating* grad,           # IN
+    floating* exp_avg,              # IN/OUT  first moment m
+    floating* exp_avg_sq,           # IN/OUT  second moment v
+    Py_ssize_t n,                   # IN
+    floating grad_sign,             # IN
+    floating weight_decay,          # IN  L2 coefficient (0 when decoupled)
+    floating param_scale,           # IN  decoupled: 1 - lr*weight_decay; else 1
+    floating beta1,                 # IN
+    floating one_minus_beta1,       # IN
+    floating beta2,                 # IN
+    floating one_minus_beta2,       # IN
+    floating bias_correction1,      # IN  1 - beta1**t
+    floating lr,                    # IN
+    bint rectify,                   # IN  rho_t > 5 (decided per call, from t)
+    floating rect,                  # IN  the rectification term r_t (used when rectify)
+    floating bias_correction2_sqrt, # IN  sqrt(1 - beta2**t) (used when rectify)
+    floating eps,                   # IN
+) noexcept nogil
+# d = grad_sign*g + wd*p;  m = beta1*m + (1-beta1)*d;  v = beta2*v + (1-beta2)*d*d
+# u = m / bias_correction1 * lr
+# rectify: u = u * (bias_correction2_sqrt / (sqrt(v) + eps)) * rect
+# p = param_scale*p - u
+

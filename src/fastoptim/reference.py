@@ -103,3 +103,28 @@ def adamax_step(param, grad, exp_avg, exp_inf, *, step, lr=2e-3, beta1=0.9, beta
     exp_avg[...] = beta1 * exp_avg + (1 - beta1) * g
     np.maximum(beta2 * exp_inf, np.abs(g) + eps, out=exp_inf)
     param -= lr / (1 - beta1**step) * exp_avg / exp_inf
+
+
+def radam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, beta2=0.999,
+               eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, maximize=False):
+    """Rectified Adam: ``m_hat = m / (1-beta1**t)``; with ``rho_inf = 2/(1-beta2) - 1`` and
+    ``rho_t = rho_inf - 2*t*beta2**t / (1-beta2**t)``, when ``rho_t > 5``
+    ``param -= lr * m_hat * sqrt(1-beta2**t) / (sqrt(v) + eps) * r`` with the rectification
+    ``r = sqrt((rho_t-4)(rho_t-2)rho_inf / ((rho_inf-4)(rho_inf-2)rho_t))``, else
+    ``param -= lr * m_hat``; decoupled decay ``param *= 1 - lr*wd`` first."""
+    g = -grad if maximize else grad
+    if decoupled_weight_decay:
+        param *= 1 - lr * weight_decay
+    elif weight_decay != 0:
+        g = g + weight_decay * param
+    exp_avg[...] = beta1 * exp_avg + (1 - beta1) * g
+    exp_avg_sq[...] = beta2 * exp_avg_sq + (1 - beta2) * g**2
+    m_hat = exp_avg / (1 - beta1**step)
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * beta2**step / (1 - beta2**step)
+    if rho_t > 5:
+        adaptive = np.sqrt(1 - beta2**step) / (np.sqrt(exp_avg_sq) + eps)
+        r = np.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        param -= lr * m_hat * adaptive * r
+    else:
+        param -= lr * m_hat
