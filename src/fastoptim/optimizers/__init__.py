@@ -15,9 +15,10 @@ from .rmsprop import RMSprop, rmsprop_step
 from .adam import Adam, AdamW, adam_step
 from .adagrad import Adagrad, adagrad_step
 from .ewa import ewa_update
+from .lamb import LAMB, lamb_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
-             "ewa_update"]
-CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad"]
+             "ewa_update", "lamb_step"]
+CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "LAMB"]
 
 __all__ = FUNCTIONS + CLASSES
