@@ -51,6 +51,8 @@
    multiple of the 8 lanes): the per-chunk sums live on the stack, O(1) memory */
 #define FO_LAMB_MAX_CHUNKS 64
 #define FO_LAMB_MIN_CHUNK 16384
+/* elements buffered at a time by pass 1 (a multiple of 8) */
+#define FO_LAMB_GROUP 64
 
 /* The elements per chunk for an array of n: a function of n alone. */
 static Py_ssize_t fo_lamb_chunk_length(Py_ssize_t n) {
@@ -176,7 +178,38 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET FO_LT FO_LNAME(lamb_direction)(
     return use_wd ? r + weight_decay * p : r;
 }
 
-/* pass 1 over one chunk: the moments in place; sums[0] = sum p^2, sums[1] = sum r^2 */
+/* pass 1 over len elements from i: the moments in place, p and r to the buffers */
+FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_moments)(
+        const FO_LT* FO_LAMB_RESTRICT param, const FO_LT* FO_LAMB_RESTRICT grad,
+        FO_LT* FO_LAMB_RESTRICT exp_avg, FO_LT* FO_LAMB_RESTRICT exp_avg_sq, Py_ssize_t len,
+        FO_LT grad_sign, FO_LT beta1, FO_LT one_minus_beta1, FO_LT beta2,
+        FO_LT one_minus_beta2, FO_LT inv_bc1, FO_LT inv_bc2, FO_LT eps_root, FO_LT eps,
+        FO_LT weight_decay, FO_LT* FO_LAMB_RESTRICT pb, FO_LT* FO_LAMB_RESTRICT rb,
+        int use_wd) {
+    for (Py_ssize_t j = 0; j < len; j++) {
+        FO_LT p = param[j], d = grad_sign * grad[j];
+        FO_LT m = beta1 * exp_avg[j] + one_minus_beta1 * d;
+        FO_LT v = beta2 * exp_avg_sq[j] + one_minus_beta2 * (d * d);
+        exp_avg[j] = m;
+        exp_avg_sq[j] = v;
+        pb[j] = p;
+        rb[j] = FO_LNAME(lamb_direction)(m, v, p, inv_bc1, inv_bc2, eps_root, eps,
+                                         weight_decay, use_wd);
+    }
+}
+
+/* lane k += x[j]^2 for the elements j = k mod 8 of 8*groups buffered ones, in order */
+FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_lanes)(
+        double* FO_LAMB_RESTRICT lanes, const FO_LT* FO_LAMB_RESTRICT x, int groups) {
+    for (int j = 0; j < groups; j++)
+        for (int k = 0; k < 8; k++)
+            lanes[k] += (double)x[8 * j + k] * (double)x[8 * j + k];
+}
+
+/* pass 1 over one chunk: the moments in place; sums[0] = sum p^2, sums[1] = sum r^2, each in
+   eight lanes (lane k: the elements i = k mod 8, in order; the last n mod 8 in lane 0),
+   combined pairwise. The elements go through small stack buffers (FO_LAMB_GROUP of them at
+   a time) so that the moments and the sums vectorize as two plain loops. */
 FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_sums_loop)(
         const FO_LT* FO_LAMB_RESTRICT param, const FO_LT* FO_LAMB_RESTRICT grad,
         FO_LT* FO_LAMB_RESTRICT exp_avg, FO_LT* FO_LAMB_RESTRICT exp_avg_sq, Py_ssize_t n,
@@ -184,31 +217,26 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_sums_loop)(
         FO_LT one_minus_beta2, FO_LT inv_bc1, FO_LT inv_bc2, FO_LT eps_root, FO_LT eps,
         FO_LT weight_decay, double* sums, int use_wd) {
     double sp[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sr[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    Py_ssize_t i, body = n - n % 8;
-    int k;
-    for (i = 0; i < body; i += 8) {
-        for (k = 0; k < 8; k++) {
-            FO_LT p = param[i + k], d = grad_sign * grad[i + k];
-            FO_LT m = beta1 * exp_avg[i + k] + one_minus_beta1 * d;
-            FO_LT v = beta2 * exp_avg_sq[i + k] + one_minus_beta2 * (d * d);
-            FO_LT r = FO_LNAME(lamb_direction)(m, v, p, inv_bc1, inv_bc2, eps_root, eps,
-                                               weight_decay, use_wd);
-            exp_avg[i + k] = m;
-            exp_avg_sq[i + k] = v;
-            sp[k] += (double)p * (double)p;
-            sr[k] += (double)r * (double)r;
+    FO_LT pb[FO_LAMB_GROUP], rb[FO_LAMB_GROUP];
+    Py_ssize_t i = 0, len;
+    while (i < n) {
+        len = n - i < FO_LAMB_GROUP ? n - i : FO_LAMB_GROUP;
+        FO_LNAME(lamb_moments)(param + i, grad + i, exp_avg + i, exp_avg_sq + i, len,
+                               grad_sign, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                               inv_bc1, inv_bc2, eps_root, eps, weight_decay, pb, rb, use_wd);
+        if (len == FO_LAMB_GROUP) {
+            FO_LNAME(lamb_lanes)(sp, pb, FO_LAMB_GROUP / 8);
+            FO_LNAME(lamb_lanes)(sr, rb, FO_LAMB_GROUP / 8);
+        } else {
+            int groups = (int)(len / 8);
+            FO_LNAME(lamb_lanes)(sp, pb, groups);
+            FO_LNAME(lamb_lanes)(sr, rb, groups);
+            for (Py_ssize_t j = 8 * groups; j < len; j++) {
+                sp[0] += (double)pb[j] * (double)pb[j];
+                sr[0] += (double)rb[j] * (double)rb[j];
+            }
         }
-    }
-    for (i = body; i < n; i++) {
-        FO_LT p = param[i], d = grad_sign * grad[i];
-        FO_LT m = beta1 * exp_avg[i] + one_minus_beta1 * d;
-        FO_LT v = beta2 * exp_avg_sq[i] + one_minus_beta2 * (d * d);
-        FO_LT r = FO_LNAME(lamb_direction)(m, v, p, inv_bc1, inv_bc2, eps_root, eps,
-                                           weight_decay, use_wd);
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
-        sp[0] += (double)p * (double)p;
-        sr[0] += (double)r * (double)r;
+        i += len;
     }
     sums[0] = ((sp[0] + sp[1]) + (sp[2] + sp[3])) + ((sp[4] + sp[5]) + (sp[6] + sp[7]));
     sums[1] = ((sr[0] + sr[1]) + (sr[2] + sr[3])) + ((sr[4] + sr[5]) + (sr[6] + sr[7]));
