@@ -59,7 +59,7 @@ HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_glue.pxi", "_registry.py",
 # The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])
-OPENMP = {"kernels": OPENMP_FLAGS, "_reductions": OPENMP_FLAGS}
+OPENMP = {"kernels": OPENMP_FLAGS, "_reductions": OPENMP_FLAGS, "_lamb": OPENMP_FLAGS}
 DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,
@@ -70,7 +70,7 @@ DIRECTIVES = {
 }
 
 
-def extension(name):
+def extension(name, headers=HEADERS):
     return Extension(
         f"fastoptim.{name}",
         [f"src/fastoptim/{name}.pyx"],
@@ -78,13 +78,15 @@ def extension(name):
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=COMPILE_ARGS + OPENMP.get(name, []),
         extra_link_args=OPENMP.get(name, []),
-        depends=[f"src/fastoptim/{h}" for h in HEADERS],
+        depends=[f"src/fastoptim/{h}" for h in headers],
     )
 
 
 setup(
     ext_modules=cythonize(
         [extension("kernels"), extension("_checks"), extension("_reductions"),
+         # LAMB's trust ratio is a reduction: its own module, not a registry kernel
+         extension("_lamb", ["coefficients.pxd", "csrc/lamb.h"]),
          ],
         compiler_directives=DIRECTIVES,
     ),

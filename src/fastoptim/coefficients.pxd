@@ -74,6 +74,20 @@ ctypedef struct EWACoefficients:
     double one_minus_beta
 
 
+ctypedef struct LAMBCoefficients:
+    double grad_sign
+    double beta1
+    double one_minus_beta1
+    double beta2
+    double one_minus_beta2
+    double inv_bias_correction1     # 1 / (1 - beta1**step)
+    double inv_bias_correction2     # 1 / (1 - beta2**step)
+    double eps_root
+    double eps
+    double weight_decay
+    double lr
+
+
 cdef inline double grad_sign(bint maximize) noexcept nogil:
     """``-1.0`` to maximize, ``+1.0`` to minimize."""
     return -1.0 if maximize else 1.0
@@ -231,5 +245,25 @@ cdef inline RadamCoefficients radam_coefficients(
         c.rect = 1.0
     c.bias_correction2_sqrt = pow(bias_correction2, 0.5)
     c.eps = eps
+    return c
+
+@cython.cdivision(True)
+cdef inline LAMBCoefficients lamb_coefficients(
+        long long step, double lr, double beta1, double beta2, double eps, double eps_root,
+        double weight_decay, bint maximize) noexcept nogil:
+    """``step`` is the 1-based step count t of this update (1 on the first call). LAMB is
+    not a registry kernel (its trust ratio is a reduction): ``fastoptim._lamb`` runs it."""
+    cdef LAMBCoefficients c
+    c.grad_sign = grad_sign(maximize)
+    c.beta1 = beta1
+    c.one_minus_beta1 = 1.0 - beta1
+    c.beta2 = beta2
+    c.one_minus_beta2 = 1.0 - beta2
+    c.inv_bias_correction1 = 1.0 / (1.0 - pow(beta1, <double>step))
+    c.inv_bias_correction2 = 1.0 / (1.0 - pow(beta2, <double>step))
+    c.eps_root = eps_root
+    c.eps = eps
+    c.weight_decay = weight_decay
+    c.lr = lr
     return c
 

@@ -128,3 +128,22 @@ def radam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, be
         param -= lr * m_hat * adaptive * r
     else:
         param -= lr * m_hat
+
+
+def lamb_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, beta2=0.999,
+              eps=1e-6, eps_root=0.0, weight_decay=0.0, maximize=False):
+    """LAMB (optax's ``lamb``): Adam's bias-corrected direction plus decoupled decay,
+    ``r = m_hat / (sqrt(v_hat + eps_root) + eps) + wd*param``, scaled per array by the trust
+    ratio ``||param|| / ||r||`` (1 when either norm is 0): ``param -= lr * trust * r``."""
+    g = -grad if maximize else grad
+    exp_avg[...] = beta1 * exp_avg + (1 - beta1) * g
+    exp_avg_sq[...] = beta2 * exp_avg_sq + (1 - beta2) * g**2
+    m_hat = exp_avg / (1 - beta1**step)
+    v_hat = exp_avg_sq / (1 - beta2**step)
+    r = m_hat / (np.sqrt(v_hat + eps_root) + eps)
+    if weight_decay != 0:
+        r = r + weight_decay * param
+    param_norm = np.linalg.norm(param)
+    r_norm = np.linalg.norm(r)
+    trust = 1.0 if param_norm == 0 or r_norm == 0 else param_norm / r_norm
+    param -= lr * trust * r

@@ -17,9 +17,10 @@ from .adagrad import Adagrad, adagrad_step
 from .ewa import ewa_update
 from .adamax import Adamax, adamax_step
 from .radam import RAdam, radam_step
+from .lamb import LAMB, lamb_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
-             "ewa_update", "adamax_step", "radam_step"]
-CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "RAdam"]
+             "ewa_update", "adamax_step", "radam_step", "lamb_step"]
+CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "RAdam", "LAMB"]
 
 __all__ = FUNCTIONS + CLASSES
