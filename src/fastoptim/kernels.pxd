@@ -52,6 +52,8 @@ adagrad       ``clr = lr / (1 + (t - 1)*lr_decay), grad_sign, weight_decay, eps`
 ewa           ``beta, one_minus_beta = 1 - beta``
 adamax        ``grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2, eps,``
               ``step_size = lr / (1 - beta1**t)``
+lion          ``lr, grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2,``
+              ``one_minus_beta2 = 1 - beta2``
 ============  ==============================================================================
 
 ``fastoptim/coefficients.pxd`` computes each row with ``cdef inline ... noexcept nogil``
@@ -180,3 +182,20 @@ cdef void adamax_kernel(
 ) noexcept nogil
 # d = grad_sign*g + wd*p;  m = beta1*m + (1-beta1)*d;  u = max(beta2*u, |d| + eps)
 # p -= step_size * m / u
+
+
+cdef void lion_kernel(
+    floating* param,                # IN/OUT
+    const floating* grad,           # IN
+    floating* exp_avg,              # IN/OUT  momentum m
+    Py_ssize_t n,                   # IN
+    floating lr,                    # IN
+    floating grad_sign,             # IN
+    floating weight_decay,          # IN  decoupled (0 for none)
+    floating beta1,                 # IN
+    floating one_minus_beta1,       # IN
+    floating beta2,                 # IN
+    floating one_minus_beta2,       # IN
+) noexcept nogil
+# d = grad_sign*g;  u = sign(beta1*m + (1-beta1)*d)  (np.sign: 0 for +-0, NaN for NaN)
+# p -= lr*(u + wd*p);  m = beta2*m + (1-beta2)*d

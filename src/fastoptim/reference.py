@@ -103,3 +103,15 @@ def adamax_step(param, grad, exp_avg, exp_inf, *, step, lr=2e-3, beta1=0.9, beta
     exp_avg[...] = beta1 * exp_avg + (1 - beta1) * g
     np.maximum(beta2 * exp_inf, np.abs(g) + eps, out=exp_inf)
     param -= lr / (1 - beta1**step) * exp_avg / exp_inf
+
+
+def lion_step(param, grad, exp_avg, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0,
+              maximize=False):
+    """Lion: ``u = sign(beta1*m + (1-beta1)*g)``; ``param -= lr * (u + wd*param)``;
+    ``m = beta2*m + (1-beta2)*g`` (decoupled weight decay)."""
+    g = -grad if maximize else grad
+    update = np.sign(beta1 * exp_avg + (1 - beta1) * g)
+    if weight_decay != 0:
+        update = update + weight_decay * param
+    param -= lr * update
+    exp_avg[...] = beta2 * exp_avg + (1 - beta2) * g

@@ -16,9 +16,11 @@ from .adam import Adam, AdamW, adam_step
 from .adagrad import Adagrad, adagrad_step
 from .ewa import ewa_update
 from .adamax import Adamax, adamax_step
+from .lion import Lion, lion_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
-             "ewa_update", "adamax_step"]
-CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax"]
+             "ewa_update", "adamax_step",
+             "lion_step"]
+CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "Lion"]
 
 __all__ = FUNCTIONS + CLASSES
