@@ -576,6 +576,35 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                          maximize=True),
                 )),
         )),
+    Kernel(
+        name="lion", function="lion_step", inputs=("param", "grad"),
+        states=(State("exp_avg"),),
+        coefficients=(("lr", F), ("grad_sign", F), ("weight_decay", F), ("beta1", F),
+                      ("one_minus_beta1", F), ("beta2", F), ("one_minus_beta2", F)),
+        coefficient_args=("lr", "beta1", "beta2", "weight_decay", "maximize"),
+        hyperparameters=(Hyper("lr", "nonnegative", 1e-4),
+                         Hyper("beta1", "unit_interval", 0.9),
+                         Hyper("beta2", "unit_interval", 0.99), _WD, _MAXIMIZE),
+        summary="Lion (evolved sign momentum)",
+        # every example decays: without it an element whose signed steps of +-lr cancel
+        # lands back on its start exactly, which the generic tests read as a skipped
+        # element (tests/test_lion.py covers weight_decay == 0 on every backend)
+        examples=(
+            dict(lr=1e-3, weight_decay=0.1),
+            dict(lr=1e-3, beta1=0.8, beta2=0.9, weight_decay=0.5),
+            dict(lr=1e-3, beta1=0.0, weight_decay=0.5, maximize=True),
+        ),
+        optimizers=(
+            OptimizerClass(
+                "Lion", renames=_BETAS,
+                examples=(
+                    # with decay: two signed steps of +-lr could bring an element back
+                    dict(lr=0.01, weight_decay=0.01),
+                    dict(),
+                    dict(lr=1e-3, betas=(0.8, 0.9), weight_decay=0.1),
+                    dict(lr=1e-3, maximize=True),
+                )),
+        )),
 )}
 
 

@@ -267,3 +267,26 @@ cdef inline LAMBCoefficients lamb_coefficients(
     c.lr = lr
     return c
 
+ctypedef struct LionCoefficients:
+    double lr
+    double grad_sign
+    double weight_decay             # decoupled
+    double beta1
+    double one_minus_beta1
+    double beta2
+    double one_minus_beta2
+
+
+cdef inline LionCoefficients lion_coefficients(
+        double lr, double beta1, double beta2, double weight_decay, bint maximize
+        ) noexcept nogil:
+    cdef LionCoefficients c
+    c.lr = lr
+    c.grad_sign = grad_sign(maximize)
+    c.weight_decay = weight_decay
+    c.beta1 = beta1
+    c.one_minus_beta1 = 1.0 - beta1
+    c.beta2 = beta2
+    c.one_minus_beta2 = 1.0 - beta2
+    return c
+

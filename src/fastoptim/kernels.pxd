@@ -52,6 +52,8 @@ adagrad       ``clr = lr / (1 + (t - 1)*lr_decay), grad_sign, weight_decay, eps`
 ewa           ``beta, one_minus_beta = 1 - beta``
 adamax        ``grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2, eps,``
               ``step_size = lr / (1 - beta1**t)``
+lion          ``lr, grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2,``
+              ``one_minus_beta2 = 1 - beta2``
 radam         ``grad_sign, weight_decay, param_scale`` (as adam), ``beta1, one_minus_beta1,``
               ``beta2, one_minus_beta2, bias_correction1 = 1 - beta1**t, lr,``
               ``rectify = rho_t > 5, rect = r_t, bias_correction2_sqrt = (1 - beta2**t)**0.5,``
@@ -208,4 +210,20 @@ cdef void radam_kernel(
 # u = m / bias_correction1 * lr
 # rectify: u = u * (bias_correction2_sqrt / (sqrt(v) + eps)) * rect
 # p = param_scale*p - u
+
+cdef void lion_kernel(
+    floating* param,                # IN/OUT
+    const floating* grad,           # IN
+    floating* exp_avg,              # IN/OUT  momentum m
+    Py_ssize_t n,                   # IN
+    floating lr,                    # IN
+    floating grad_sign,             # IN
+    floating weight_decay,          # IN  decoupled (0 for none)
+    floating beta1,                 # IN
+    floating one_minus_beta1,       # IN
+    floating beta2,                 # IN
+    floating one_minus_beta2,       # IN
+) noexcept nogil
+# d = grad_sign*g;  u = sign(beta1*m + (1-beta1)*d)  (np.sign: 0 for +-0, NaN for NaN)
+# p -= lr*(u + wd*p);  m = beta2*m + (1-beta2)*d
 

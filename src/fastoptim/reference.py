@@ -147,3 +147,15 @@ def lamb_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, bet
     r_norm = np.linalg.norm(r)
     trust = 1.0 if param_norm == 0 or r_norm == 0 else param_norm / r_norm
     param -= lr * trust * r
+
+
+def lion_step(param, grad, exp_avg, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0,
+              maximize=False):
+    """Lion: ``u = sign(beta1*m + (1-beta1)*g)``; ``param -= lr * (u + wd*param)``;
+    ``m = beta2*m + (1-beta2)*g`` (decoupled weight decay)."""
+    g = -grad if maximize else grad
+    update = np.sign(beta1 * exp_avg + (1 - beta1) * g)
+    if weight_decay != 0:
+        update = update + weight_decay * param
+    param -= lr * update
+    exp_avg[...] = beta2 * exp_avg + (1 - beta2) * g

@@ -18,9 +18,11 @@ from .ewa import ewa_update
 from .adamax import Adamax, adamax_step
 from .radam import RAdam, radam_step
 from .lamb import LAMB, lamb_step
+from .lion import Lion, lion_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
-             "ewa_update", "adamax_step", "radam_step", "lamb_step"]
-CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "RAdam", "LAMB"]
+             "ewa_update", "adamax_step", "radam_step", "lamb_step",
+             "lion_step"]
+CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "RAdam", "LAMB", "Lion"]
 
 __all__ = FUNCTIONS + CLASSES
