@@ -117,7 +117,7 @@ def _assert_unchanged(opt, before):
     (lambda sd: sd["state"]["exp_avg"].__setitem__(2, np.zeros((1, 6))), r"state\['exp_avg'\]\['W2'\] has shape \(1, 6\) and dtype float64"),
     (lambda sd: sd["state"].pop("exp_avg_sq"), "state"),
     (lambda sd: sd["param_groups"][0].update(amsgrad=True), "construct it with the saved options"),
-    (lambda sd: sd["param_groups"][0].update(eps=-1.0), "eps must be > 0"),
+    (lambda sd: sd["param_groups"][0].update(eps=-1.0), "eps must be >= 0"),
     # a one-group state dict of fastoptim 0.1 (no param_groups) is checked the same way
     (lambda sd: (sd.pop("param_groups"), sd["hyperparameters"].update(amsgrad=True)),
      "construct it with the saved options"),

@@ -152,7 +152,8 @@ def _kernel_scalar_names():
     names = {}
     for kernel, body in re.findall(r"cdef void (\w+)_kernel\((.*?)\) noexcept nogil", text,
                                    flags=re.S):
-        args = re.findall(r"^\s*(?:const\s+)?[\w*]+\s+(\w+),", body, flags=re.M)
+        # (an argument added later is optional: "name=*,")
+        args = re.findall(r"^\s*(?:const\s+)?[\w*]+\s+(\w+)(?:=\*)?,", body, flags=re.M)
         names[kernel] = args[args.index("n") + 1:]
     return names
 

@@ -75,7 +75,7 @@ def test_dict_groups_take_one_dict_and_names_must_be_unique():
 
 @pytest.mark.parametrize("bad,exc,msg", [
     ([{"params": [np.zeros(3)], "betas2": 0.9}], TypeError, r"unknown hyperparameters \['betas2'\]"),
-    ([{"params": [np.zeros(3)], "eps": -1.0}], ValueError, "eps must be > 0"),
+    ([{"params": [np.zeros(3)], "eps": -1.0}], ValueError, "eps must be >= 0"),
     ([{"params": [np.zeros(3)], "lr": -1.0}], ValueError, "lr must be"),
     ([{"params": [np.zeros(3)]}, {"params": []}], ValueError, "has no arrays"),
 ])
@@ -136,7 +136,7 @@ def test_bad_group_values_raise_and_change_nothing():
         group["params"] = [np.zeros(4)]
     assert dict((k, v) for k, v in group.items() if k != "params") == dict(
         lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-        maximize=False, decoupled_weight_decay=False)
+        maximize=False, decoupled_weight_decay=False, eps_root=0.0)
 
 
 def test_add_param_group_starts_its_own_step_count():

@@ -12,7 +12,8 @@ place for every backend:
 2. each optional state present exactly when its flag enables it;
 3. arrays checked (:func:`fastoptim._checks.check_arrays`: dtype, shape, layout,
    writeable, aliasing, byte order, alignment; an ndarray subclass becomes its plain view,
-   a masked array is refused), ``eps`` a normal number of the dtype;
+   a masked array is refused), ``eps`` a normal number of the dtype (or 0 where a rule
+   allows it, with ``eps_root`` a normal number instead);
 4. the backend picked (:func:`fastoptim._backends.select`), then one call: the compiled
    entry point with the coefficients computed once, or the NumPy reference.
 
@@ -57,7 +58,11 @@ class KernelCall:
         self.function = k.function
         self.hyper_names: Tuple[str, ...] = tuple(h.name for h in k.hyperparameters)
         self.spec = _v.scalar_spec(**{h.name: h.kind for h in k.hyperparameters})
-        self.rules = k.rules
+        # rules that can only fail when eps is 0 run only when eps is below tiny (rare)
+        self.rules = tuple(r for r in k.rules if not getattr(r, "eps_zero", False))
+        self.eps_rules = tuple(r for r in k.rules if getattr(r, "eps_zero", False))
+        self.eps_root_index = (self.hyper_names.index("eps_root")
+                               if "eps_root" in self.hyper_names else None)
         self.coefficients = getattr(_coef, name)
         self.coefficient_index = tuple(self.hyper_names.index(a) for a in k.coefficient_args)
         self.coefficients_of = getattr(_cython, f"coefficients_{name}_of")
@@ -118,6 +123,7 @@ class KernelCall:
         flag_indices = self._flag_indices
         n_fixed = len(fixed_names)
         reference = self._reference
+        small_eps = self._small_eps
 
         def call(arrays, optional, hyper, backend):
             if check_hyper is None:
@@ -142,7 +148,7 @@ class KernelCall:
                     optional = regroup(arrays, optional)
             param = arrays[0]
             if hyper[eps_index] < tiny:
-                _v.eps_for_dtype(f, eps_name, hyper[eps_index], param.dtype)
+                small_eps(f, hyper, param.dtype)
             impl = select(f, backend, param.size, param.itemsize, len(arrays))
             if len(arrays) != n_fixed:
                 arrays = arrays[:n_fixed]
@@ -151,6 +157,20 @@ class KernelCall:
             else:
                 getattr(impl, name)(*arrays, *optional, coefficients_of(hyper))
         return call
+
+    def _small_eps(self, f: str, hyper: tuple, dtype) -> None:
+        """Checks of an ``eps`` below the smallest normal float32 (checked hyperparameters
+        ``hyper``): the rules that concern ``eps == 0`` (with a positive ``eps_root``), then
+        the one that must keep the denominator away from zero a normal number of ``dtype``."""
+        eps = hyper[self.eps_index]
+        if self.eps_rules:
+            named = dict(zip(self.hyper_names, hyper))
+            for rule in self.eps_rules:
+                rule(f, named)
+        if eps == 0.0 and self.eps_root_index is not None:
+            _v.eps_for_dtype(f, "eps_root", hyper[self.eps_root_index], dtype)
+        else:
+            _v.eps_for_dtype(f, self.kernel.eps, eps, dtype)
 
     def _reference(self, arrays: tuple, optional: tuple, hyper: tuple) -> None:
         kwargs = dict(zip(self.hyper_names, hyper))

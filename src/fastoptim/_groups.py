@@ -193,7 +193,10 @@ def add(opt, f: str, groups) -> None:
             checked = _v.check_arrays(f, (names[i],), (p,))
             plain.append(p if checked is None else checked[0])
             if isinstance(hyper.get("eps"), float):
-                _v.eps_for_dtype(f, "eps", hyper["eps"], p.dtype)
+                if hyper["eps"] == 0.0 and "eps_root" in hyper:    # a rule allowed it
+                    _v.eps_for_dtype(f, "eps_root", hyper["eps_root"], p.dtype)
+                else:
+                    _v.eps_for_dtype(f, "eps", hyper["eps"], p.dtype)
     held = [(n, a) for n, a in zip(opt._param_names, opt._params)]
     held += [(f"the {s} of {n}", b) for s, bufs in opt._state.items()
              for n, b in zip(opt._param_names, bufs) if b is not None]

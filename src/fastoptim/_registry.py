@@ -37,7 +37,7 @@ from types import MappingProxyType
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 __all__ = ["REQUIRED", "Hyper", "State", "TorchPeer", "OptimizerClass", "Kernel", "KERNELS",
-           "kernel", "optimizer_classes", "holds"]
+           "kernel", "optimizer_classes", "holds", "eps_zero_rule"]
 
 
 class _Required:
@@ -142,11 +142,15 @@ class TorchPeer:
     * ``differs_when``: conditions (see :func:`holds`) under which torch computes something
       else by design, e.g. momentum with dampening (torch's buffer starts as a copy of the
       first gradient, fastoptim's at zero).
+    * ``absent``: hyperparameters torch does not take (``eps_root``): left out of
+      :meth:`kwargs`; a ``differs_when`` condition covers their values other than the
+      default.
     """
 
     optimizer: str
     renames: Mapping[str, str] = field(default_factory=dict, compare=False)
     differs_when: Tuple[str, ...] = ()
+    absent: Tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "renames", _frozen(self.renames))
@@ -154,7 +158,8 @@ class TorchPeer:
     def kwargs(self, kernel: "Kernel", hyper: Mapping[str, object]) -> dict:
         """``torch.optim.<optimizer>`` keyword arguments (besides the params) of the
         functional hyperparameters ``hyper`` of ``kernel`` (completed with its defaults)."""
-        full = {k: v for k, v in kernel.complete(hyper).items() if k != "step"}
+        full = {k: v for k, v in kernel.complete(hyper).items()
+                if k != "step" and k not in self.absent}
         return _pack(full, self.renames)
 
     def agrees(self, kernel: "Kernel", hyper: Mapping[str, object]) -> bool:
@@ -249,8 +254,12 @@ class Kernel:
     * ``coefficient_args``: the hyperparameters of ``<name>_coefficients``, in order;
     * ``hyperparameters``: the functional API's keyword arguments (see :class:`Hyper`);
     * ``rules``: checks between hyperparameters, ``rule(function name, hyper)`` raising
-      ``ValueError``;
-    * ``eps``: the hyperparameter that must be a normal number of the arrays' dtype;
+      ``ValueError``; a rule marked by :func:`eps_zero_rule` can only fail when ``eps``
+      is 0, and the functional API consults it only when ``eps`` is below the smallest
+      normal float32 (so that it costs nothing on a typical call);
+    * ``eps``: the hyperparameter that must be a normal number of the arrays' dtype
+      (unless it is 0, which a rule allows with a positive ``eps_root``: then ``eps_root``
+      must be one);
     * ``summary``: one line for listings;
     * ``examples``: functional hyperparameters (``step`` is the caller's) that together take
       every branch of the formula: every optional state enabled and disabled (and all at
@@ -258,7 +267,12 @@ class Kernel:
       Each includes the required ones (``lr`` of SGD). The first is the typical step, the
       one the benchmark times;
     * ``torch``: the peer in ``torch.optim`` (:class:`TorchPeer`), or ``None``;
-    * ``optimizers``: the optimizer classes that run this kernel (:class:`OptimizerClass`).
+    * ``optimizers``: the optimizer classes that run this kernel (:class:`OptimizerClass`);
+    * ``optional_coefficients``: the last coefficients, added after the kernel's
+      ``kernels.pxd`` declaration was published: optional arguments there (``=*``, default
+      0, which must give the formula as it was), so that a Cython caller's source still
+      compiles; the hyperparameter of the same name, last of ``coefficient_args``, is an
+      optional argument (default 0) of the coefficient helpers.
     """
 
     name: str
@@ -274,9 +288,14 @@ class Kernel:
     examples: Tuple[Mapping[str, object], ...] = field(default=(), compare=False)
     torch: Optional[TorchPeer] = None
     optimizers: Tuple[OptimizerClass, ...] = ()
+    optional_coefficients: Tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "examples", tuple(_frozen(e) for e in self.examples))
+        trailing = tuple(name for name, _ in self.coefficients[
+            len(self.coefficients) - len(self.optional_coefficients):])
+        if self.optional_coefficients and trailing != self.optional_coefficients:
+            raise ValueError(f"{self.name}: optional coefficients must be the last ones")
 
     @property
     def arrays(self) -> Tuple[str, ...]:
@@ -336,6 +355,23 @@ def _nesterov_rule(func: str, h: dict) -> None:
         raise ValueError(
             f"{func}: nesterov=True needs momentum > 0 and dampening == 0, got "
             f"momentum={h['momentum']!r}, dampening={h['dampening']!r}")
+
+
+def eps_zero_rule(rule: Callable[[str, dict], None]) -> Callable[[str, dict], None]:
+    """Mark ``rule`` as one that can only fail when the kernel's ``eps`` is 0 (see
+    :class:`Kernel`'s ``rules``)."""
+    rule.eps_zero = True
+    return rule
+
+
+@eps_zero_rule
+def _eps_root_rule(func: str, h: dict) -> None:
+    # both are >= 0 (their kind); with both 0 the denominator is 0 on a zero gradient
+    if h["eps"] == 0.0 and h["eps_root"] == 0.0:
+        raise ValueError(
+            f"{func}: eps must be > 0 unless eps_root > 0 (with both 0 the denominator "
+            f"sqrt(... + eps_root) + eps is 0 on a zero gradient), got eps={h['eps']!r}, "
+            f"eps_root={h['eps_root']!r}")
 
 
 F = "floating"
@@ -406,12 +442,16 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         states=(State("square_avg"), State("momentum_buffer", "momentum > 0"),
                 State("grad_avg", "centered")),
         coefficients=(("lr", F), ("grad_sign", F), ("weight_decay", F), ("alpha", F),
-                      ("one_minus_alpha", F), ("eps", F), ("momentum", F)),
-        coefficient_args=("lr", "alpha", "eps", "weight_decay", "momentum", "maximize"),
+                      ("one_minus_alpha", F), ("eps", F), ("momentum", F), ("eps_root", F)),
+        coefficient_args=("lr", "alpha", "eps", "weight_decay", "momentum", "maximize",
+                          "eps_root"),
         hyperparameters=(Hyper("lr", "nonnegative", 1e-2),
-                         Hyper("alpha", "unit_interval", 0.99), Hyper("eps", "positive", 1e-8),
+                         Hyper("alpha", "unit_interval", 0.99),
+                         Hyper("eps", "nonnegative", 1e-8),
                          _WD, Hyper("momentum", "nonnegative", 0.0),
-                         Hyper("centered", "flag", False), _MAXIMIZE),
+                         Hyper("centered", "flag", False), _MAXIMIZE,
+                         Hyper("eps_root", "nonnegative", 0.0)),
+        rules=(_eps_root_rule,),
         eps="eps", summary="RMSprop (centered, with momentum)",
         examples=(
             dict(lr=0.01),
@@ -419,8 +459,11 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
             dict(lr=0.01, centered=True),
             dict(lr=0.01, momentum=0.9),
             dict(lr=0.01, momentum=0.9, centered=True, maximize=True),
+            dict(lr=0.01, eps=0.0, eps_root=1e-8),              # the course's sqrt(s + eps)
+            dict(lr=0.01, eps_root=1e-6, centered=True, momentum=0.9, weight_decay=0.1),
         ),
-        torch=TorchPeer("RMSprop"),
+        # torch has no eps_root
+        torch=TorchPeer("RMSprop", differs_when=("eps_root > 0",), absent=("eps_root",)),
         optimizers=(
             OptimizerClass(
                 "RMSprop", torch="RMSprop",
@@ -430,22 +473,28 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                     dict(lr=1e-3, momentum=0.9, weight_decay=0.01),
                     dict(lr=1e-3, centered=True, alpha=0.9, eps=1e-6),
                     dict(lr=1e-3, centered=True, momentum=0.5, maximize=True),
+                    dict(lr=1e-3, eps=0.0, eps_root=1e-8),
+                    dict(lr=1e-3, centered=True, momentum=0.5, eps_root=1e-6),
                 )),
-        )),
+        ),
+        optional_coefficients=("eps_root",)),
     Kernel(
         name="adam", function="adam_step", inputs=("param", "grad"),
         states=(State("exp_avg"), State("exp_avg_sq"), State("max_exp_avg_sq", "amsgrad")),
         coefficients=(("grad_sign", F), ("weight_decay", F), ("param_scale", F), ("beta1", F),
                       ("one_minus_beta1", F), ("beta2", F), ("one_minus_beta2", F),
-                      ("step_size", F), ("inv_bias_correction2_sqrt", F), ("eps", F)),
+                      ("step_size", F), ("inv_bias_correction2_sqrt", F), ("eps", F),
+                      ("eps_root", F)),
         coefficient_args=("step", "lr", "beta1", "beta2", "eps", "weight_decay",
-                          "decoupled_weight_decay", "maximize"),
+                          "decoupled_weight_decay", "maximize", "eps_root"),
         hyperparameters=(Hyper("step", "step_count"), Hyper("lr", "nonnegative", 1e-3),
                          Hyper("beta1", "unit_interval", 0.9),
                          Hyper("beta2", "unit_interval", 0.999),
-                         Hyper("eps", "positive", 1e-8), _WD,
+                         Hyper("eps", "nonnegative", 1e-8), _WD,
                          Hyper("decoupled_weight_decay", "flag", False),
-                         Hyper("amsgrad", "flag", False), _MAXIMIZE),
+                         Hyper("amsgrad", "flag", False), _MAXIMIZE,
+                         Hyper("eps_root", "nonnegative", 0.0)),
+        rules=(_eps_root_rule,),
         eps="eps", summary="Adam with bias correction (AdamW, AMSGrad)",
         examples=(
             dict(lr=0.01),
@@ -455,8 +504,14 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
             dict(lr=0.01, amsgrad=True),
             dict(lr=0.01, amsgrad=True, weight_decay=0.1, decoupled_weight_decay=True,
                  maximize=True),
+            dict(lr=0.01, eps=0.0, eps_root=1e-8),          # the course's sqrt(v_hat + eps)
+            dict(lr=0.01, eps_root=1e-6, weight_decay=0.1),
+            dict(lr=0.01, eps=0.0, eps_root=1e-8, amsgrad=True, weight_decay=0.1,
+                 decoupled_weight_decay=True),
         ),
-        torch=TorchPeer("Adam", renames=_BETAS),
+        # torch has no eps_root
+        torch=TorchPeer("Adam", renames=_BETAS, differs_when=("eps_root > 0",),
+                        absent=("eps_root",)),
         optimizers=(
             OptimizerClass(
                 "Adam", renames=_BETAS, torch="Adam",
@@ -466,6 +521,8 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                     dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
                     dict(lr=1e-2, amsgrad=True, maximize=True),
                     dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True),
+                    dict(lr=1e-2, eps=0.0, eps_root=1e-8),
+                    dict(lr=1e-2, amsgrad=True, eps_root=1e-6),
                 )),
             OptimizerClass(
                 "AdamW", renames=_BETAS, fixed=dict(decoupled_weight_decay=True),
@@ -475,8 +532,10 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                     dict(),
                     dict(lr=1e-2, amsgrad=True, weight_decay=0.1),
                     dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, maximize=True),
+                    dict(lr=1e-2, eps=0.0, eps_root=1e-8, amsgrad=True),
                 )),
-        )),
+        ),
+        optional_coefficients=("eps_root",)),
     Kernel(
         name="adagrad", function="adagrad_step", inputs=("param", "grad"),
         states=(State("state_sum"),),

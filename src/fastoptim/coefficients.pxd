@@ -14,7 +14,9 @@ Each helper returns a struct whose fields are the kernel's scalar arguments **in
 kernel's argument order**, with the same names. The helpers are pure C (``noexcept nogil``),
 validate nothing and never raise: the caller keeps the hyperparameters in the documented
 ranges (``lr >= 0``, ``0 <= beta < 1``, ``eps > 0``, ``step >= 1``, ...), as
-``fastoptim.functional`` does for Python callers.
+``fastoptim.functional`` does for Python callers. Adam's and RMSprop's ``eps_root``
+(``>= 0``, default 0; ``eps`` may be 0 when it is positive) is their last argument and the
+last field of their struct.
 
 This file holds only inline code and struct declarations, so cimporting it adds no runtime
 import; the kernels themselves are bound when the consumer module is imported (through
@@ -47,6 +49,7 @@ ctypedef struct RMSpropCoefficients:
     double one_minus_alpha          # 1 - alpha
     double eps
     double momentum
+    double eps_root                 # inside the square root: sqrt(s + eps_root) + eps
 
 
 ctypedef struct AdamCoefficients:
@@ -60,6 +63,7 @@ ctypedef struct AdamCoefficients:
     double step_size                # lr / (1 - beta1**step)
     double inv_bias_correction2_sqrt  # 1 / sqrt(1 - beta2**step)
     double eps
+    double eps_root                 # inside the square root: sqrt(v_hat + eps_root) + eps
 
 
 ctypedef struct AdagradCoefficients:
@@ -117,7 +121,7 @@ cdef inline MomentumCoefficients momentum_coefficients(
 
 cdef inline RMSpropCoefficients rmsprop_coefficients(
         double lr, double alpha, double eps, double weight_decay, double momentum,
-        bint maximize) noexcept nogil:
+        bint maximize, double eps_root=0.0) noexcept nogil:
     cdef RMSpropCoefficients c
     c.lr = lr
     c.grad_sign = grad_sign(maximize)
@@ -126,13 +130,15 @@ cdef inline RMSpropCoefficients rmsprop_coefficients(
     c.one_minus_alpha = 1.0 - alpha
     c.eps = eps
     c.momentum = momentum
+    c.eps_root = eps_root
     return c
 
 
 @cython.cdivision(True)
 cdef inline AdamCoefficients adam_coefficients(
         long long step, double lr, double beta1, double beta2, double eps,
-        double weight_decay, bint decoupled_weight_decay, bint maximize) noexcept nogil:
+        double weight_decay, bint decoupled_weight_decay, bint maximize,
+        double eps_root=0.0) noexcept nogil:
     """``step`` is the 1-based step count t of this update (1 on the first call)."""
     cdef AdamCoefficients c
     c.grad_sign = grad_sign(maximize)
@@ -149,6 +155,7 @@ cdef inline AdamCoefficients adam_coefficients(
     c.step_size = lr / (1.0 - pow(beta1, <double>step))
     c.inv_bias_correction2_sqrt = 1.0 / sqrt(1.0 - pow(beta2, <double>step))
     c.eps = eps
+    c.eps_root = eps_root
     return c
 
 

@@ -42,12 +42,12 @@ sgd           ``lr, grad_sign, weight_decay``
 momentum      ``lr, grad_sign, weight_decay, momentum, one_minus_dampening = 1 - dampening,``
               ``nesterov``
 rmsprop       ``lr, grad_sign, weight_decay, alpha, one_minus_alpha = 1 - alpha, eps,``
-              ``momentum``
+              ``momentum, eps_root``
 adam          ``grad_sign``; Adam: ``weight_decay, param_scale = 1``; AdamW (decoupled):
               ``weight_decay = 0, param_scale = 1 - lr*weight_decay``; ``beta1,``
               ``one_minus_beta1 = 1 - beta1, beta2, one_minus_beta2 = 1 - beta2,``
               ``step_size = lr / (1 - beta1**t),``
-              ``inv_bias_correction2_sqrt = 1 / sqrt(1 - beta2**t), eps``
+              ``inv_bias_correction2_sqrt = 1 / sqrt(1 - beta2**t), eps, eps_root``
 adagrad       ``clr = lr / (1 + (t - 1)*lr_decay), grad_sign, weight_decay, eps``
 ewa           ``beta, one_minus_beta = 1 - beta``
 adamax        ``grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2, eps,``
@@ -62,14 +62,18 @@ radam         ``grad_sign, weight_decay, param_scale`` (as adam), ``beta1, one_m
 
 ``fastoptim/coefficients.pxd`` computes each row with ``cdef inline ... noexcept nogil``
 helpers (``adam_coefficients(step, lr, beta1, beta2, eps, weight_decay,
-decoupled_weight_decay, maximize)`` returns an ``AdamCoefficients`` struct whose fields are
+decoupled_weight_decay, maximize, eps_root=0.0)`` returns an ``AdamCoefficients`` struct whose fields are
 the scalars above, in argument order); ``fastoptim._coefficients``, which
 :mod:`fastoptim.functional` uses for every compiled backend, is compiled from them. The hyperparameter ranges are
-those of the Python API (``lr >= 0``, ``0 <= beta < 1``, ``eps > 0``, ``t >= 1``, ...).
+those of the Python API (``lr >= 0``, ``0 <= beta < 1``, ``eps > 0``, ``t >= 1``, ...;
+Adam and RMSprop: ``eps_root >= 0``, and ``eps >= 0`` with ``eps_root > 0``).
 The per-element formula is written under each declaration.
 
 Stability: these declarations are part of the public API and stable within a major version
-(semver). The binding is by name and signature, so a consumer built against another
+(semver). An argument added later comes last and is optional (``=*``, its default keeping
+the old formula): ``eps_root`` of ``adam_kernel`` and ``rmsprop_kernel`` (default 0), so a
+caller's source compiles unchanged; a module compiled against the old declaration must be
+rebuilt (the signature differs). The binding is by name and signature, so a consumer built against another
 signature fails at import with a clear error rather than calling the wrong function.
 
 Arguments are marked ``# IN`` (read) or ``# IN/OUT`` (read and updated in place).
@@ -118,9 +122,11 @@ cdef void rmsprop_kernel(
     floating one_minus_alpha,       # IN  1 - alpha
     floating eps,                   # IN
     floating momentum,              # IN  used only when momentum_buffer != NULL
+    floating eps_root=*,            # IN  optional (default 0: torch's form), inside the root
 ) noexcept nogil
 # d = grad_sign*g + wd*p;  s = alpha*s + (1-alpha)*d*d
-# centered: a = alpha*a + (1-alpha)*d;  avg = sqrt(s - a*a) + eps   else avg = sqrt(s) + eps
+# centered: a = alpha*a + (1-alpha)*d;  avg = sqrt(s - a*a + eps_root) + eps
+# else avg = sqrt(s + eps_root) + eps
 # momentum: b = momentum*b + d/avg; p -= lr*b                       else p -= lr*d/avg
 
 
@@ -141,10 +147,13 @@ cdef void adam_kernel(
     floating step_size,             # IN  lr / (1 - beta1**t)
     floating inv_bias_correction2_sqrt,  # IN  1 / sqrt(1 - beta2**t)
     floating eps,                   # IN
+    floating eps_root=*,            # IN  optional (default 0: torch's form), inside the root
 ) noexcept nogil
 # d = grad_sign*g + wd*p;  m = beta1*m + (1-beta1)*d;  v = beta2*v + (1-beta2)*d*d
 # amsgrad: vmax = max(vmax, v), use vmax for v below
-# p = param_scale*p - step_size * m / (sqrt(v)*inv_bias_correction2_sqrt + eps)
+# eps_root == 0: p = param_scale*p - step_size * m / (sqrt(v)*inv_bias_correction2_sqrt + eps)
+# else:          p = param_scale*p - step_size * m / (sqrt(v*ibc2 + eps_root) + eps),
+#                ibc2 = inv_bias_correction2_sqrt**2 (so sqrt(v_hat + eps_root) + eps)
 
 
 cdef void adagrad_kernel(

@@ -42,16 +42,21 @@ def momentum_step(param, grad, momentum_buffer, *, lr, momentum=0.9, dampening=0
 
 def rmsprop_step(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
                  momentum=0.0, momentum_buffer=None, centered=False, grad_avg=None,
-                 maximize=False):
-    """``s = alpha*s + (1-alpha)*g**2``; ``param -= lr * g / (sqrt(s - a**2 if centered) + eps)``
+                 maximize=False, eps_root=0.0):
+    """``s = alpha*s + (1-alpha)*g**2``;
+    ``param -= lr * g / (sqrt(s - a**2 if centered + eps_root) + eps)``
     (through ``b = momentum*b + g/avg`` when ``momentum > 0``)."""
     g = _direction(param, grad, weight_decay, maximize)
     square_avg[...] = alpha * square_avg + (1 - alpha) * g**2
     if centered:
         grad_avg[...] = alpha * grad_avg + (1 - alpha) * g
-        avg = np.sqrt(square_avg - grad_avg**2) + eps
+        variance = square_avg - grad_avg**2
     else:
-        avg = np.sqrt(square_avg) + eps
+        variance = square_avg
+    if eps_root != 0:
+        avg = np.sqrt(variance + eps_root) + eps
+    else:
+        avg = np.sqrt(variance) + eps
     if momentum > 0:
         momentum_buffer[...] = momentum * momentum_buffer + g / avg
         param -= lr * momentum_buffer
@@ -61,9 +66,10 @@ def rmsprop_step(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, weig
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, beta2=0.999,
               eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
-              max_exp_avg_sq=None, maximize=False):
+              max_exp_avg_sq=None, maximize=False, eps_root=0.0):
     """Adam with bias correction: ``m_hat = m / (1-beta1**t)``, ``v_hat = v / (1-beta2**t)``,
-    ``param -= lr * m_hat / (sqrt(v_hat) + eps)``; AdamW decays ``param *= 1 - lr*wd`` first."""
+    ``param -= lr * m_hat / (sqrt(v_hat + eps_root) + eps)``; AdamW decays
+    ``param *= 1 - lr*wd`` first."""
     g = -grad if maximize else grad
     if decoupled_weight_decay:
         param *= 1 - lr * weight_decay
@@ -78,7 +84,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, bet
         second = exp_avg_sq
     m_hat = exp_avg / (1 - beta1**step)
     v_hat = second / (1 - beta2**step)
-    param -= lr * m_hat / (np.sqrt(v_hat) + eps)
+    param -= lr * m_hat / (np.sqrt(v_hat + eps_root) + eps)
 
 
 def adagrad_step(param, grad, state_sum, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0,

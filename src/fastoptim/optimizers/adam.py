@@ -21,7 +21,7 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
               beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
               decoupled_weight_decay: bool = False, amsgrad: bool = False,
               max_exp_avg_sq: Optional[np.ndarray] = None, maximize: bool = False,
-              backend: str = "auto") -> None:
+              backend: str = "auto", eps_root: float = 0.0) -> None:
     r"""Adam with bias correction (AdamW, AMSGrad), in place.
 
     .. math::
@@ -33,10 +33,12 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
         \hat v_{\max} &\leftarrow \max(\hat v_{\max}, v) \quad\text{(AMSGrad; used for } v
             \text{ below)} \\
         \theta &\leftarrow \theta - \text{lr}\, \frac{m / (1-\beta_1^t)}
-            {\sqrt{v / (1-\beta_2^t)} + \epsilon}
+            {\sqrt{v / (1-\beta_2^t) + \epsilon_r} + \epsilon}
 
     ``eps`` is added outside the square root of the bias-corrected second moment (torch and
-    optax; TF/Keras use the "eps-hat" form).
+    optax; TF/Keras use the "eps-hat" form), ``eps_root`` (:math:`\epsilon_r`, optax's name,
+    0 by default) inside it. The course writes the denominator both ways:
+    ``sqrt(v_hat) + eps`` is the default, ``sqrt(v_hat + eps)`` is ``eps=0, eps_root=1e-8``.
 
     Parameters
     ----------
@@ -50,7 +52,7 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     beta1, beta2 : float, default 0.9, 0.999
         Decay rates of the moments, in ``[0, 1)``.
     eps : float, default 1e-8
-        ``> 0``.
+        ``> 0``; or ``>= 0`` when ``eps_root > 0``.
     weight_decay : float, default 0
         :math:`\lambda \ge 0`: an L2 term added to the gradient, or with
         ``decoupled_weight_decay=True`` the AdamW decay of the parameters.
@@ -61,10 +63,12 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
         :math:`\hat v_{\max}` (start at zero), only with ``amsgrad``.
     maximize : bool, default False
     backend : {"auto", "cython", "numba", "numpy"}
+    eps_root : float, default 0
+        Added inside the square root, ``>= 0`` (torch has no such term).
     """
     _ADAM((param, grad, exp_avg, exp_avg_sq), (max_exp_avg_sq,),
           (step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, amsgrad,
-           maximize), backend)
+           maximize, eps_root), backend)
 
 
 def _betas(f: str, betas) -> Tuple[float, float]:
@@ -85,9 +89,11 @@ class Adam(Optimizer):
         m \leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
         v \leftarrow \beta_2 v + (1-\beta_2)\, g^2 \\
         \theta &\leftarrow \theta - \text{lr}\, \frac{m / (1-\beta_1^t)}
-            {\sqrt{v / (1-\beta_2^t)} + \epsilon}
+            {\sqrt{v / (1-\beta_2^t) + \epsilon_r} + \epsilon}
 
-    with :math:`v` replaced by its running maximum ``max_exp_avg_sq`` under AMSGrad. State:
+    with :math:`v` replaced by its running maximum ``max_exp_avg_sq`` under AMSGrad and
+    :math:`\epsilon_r` = ``eps_root`` (0 by default: torch's form; the course's
+    ``sqrt(v_hat + eps)`` is ``eps=0, eps_root=1e-8``). State:
     ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``), all starting at zero; ``t`` is the
     step count, also the argument of an ``lr`` schedule.
 
@@ -98,6 +104,7 @@ class Adam(Optimizer):
     betas : (float, float), default (0.9, 0.999)
         Each in ``[0, 1)``.
     eps : float, default 1e-8
+        ``> 0``; or ``>= 0`` when ``eps_root > 0``.
     weight_decay : float, default 0
     amsgrad : bool, default False
     maximize : bool, default False
@@ -109,21 +116,24 @@ class Adam(Optimizer):
     decoupled_weight_decay : bool, default False
         Decay the parameters by ``lr * weight_decay`` instead of adding the L2 term to the
         gradient (torch's keyword; :class:`AdamW` is ``Adam`` with it on).
+    eps_root : float, default 0
+        Added inside the square root (optax's name), ``>= 0``; keyword-only, torch has no
+        such term.
     """
 
     _kernels = ("adam",)
-    # checkpoints of fastoptim 0.1 lack this hyperparameter: the class's value then
-    _ADDED_HYPERPARAMETERS = {"decoupled_weight_decay": False}
+    # checkpoints of fastoptim 0.1 lack these hyperparameters: the class's value then
+    _ADDED_HYPERPARAMETERS = {"decoupled_weight_decay": False, "eps_root": 0.0}
 
     def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
                  maximize: bool = False, backend: str = "auto",
-                 skip_nonfinite: bool = False, *, decoupled_weight_decay: bool = False
-                 ) -> None:
+                 skip_nonfinite: bool = False, *, decoupled_weight_decay: bool = False,
+                 eps_root: float = 0.0) -> None:
         super().__init__(params, lr, dict(
             betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-            maximize=maximize, decoupled_weight_decay=decoupled_weight_decay), backend,
-            skip_nonfinite)
+            maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
+            eps_root=eps_root), backend, skip_nonfinite)
 
     @classmethod
     def _check(cls, f, hyper):
@@ -146,14 +156,15 @@ class AdamW(Adam):
         of } \theta \text{ with } g = \pm\,\text{grad}
 
     Same arguments as :class:`Adam`, with ``weight_decay`` (:math:`\lambda`) defaulting to
-    ``1e-2`` as in torch.
+    ``1e-2`` as in torch; ``eps_root`` (keyword-only, default 0) is added inside the square
+    root of the Adam update (the course's ``sqrt(v_hat + eps)``: ``eps=0, eps_root=1e-8``).
     """
 
-    _ADDED_HYPERPARAMETERS = {"decoupled_weight_decay": True}
+    _ADDED_HYPERPARAMETERS = {"decoupled_weight_decay": True, "eps_root": 0.0}
 
     def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
                  maximize: bool = False, backend: str = "auto",
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, *, eps_root: float = 0.0) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, backend,
-                         skip_nonfinite, decoupled_weight_decay=True)
+                         skip_nonfinite, decoupled_weight_decay=True, eps_root=eps_root)

@@ -18,7 +18,7 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
                  weight_decay: float = 0.0, momentum: float = 0.0,
                  momentum_buffer: Optional[np.ndarray] = None, centered: bool = False,
                  grad_avg: Optional[np.ndarray] = None, maximize: bool = False,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", eps_root: float = 0.0) -> None:
     r"""RMSprop, in place (optionally centered and with momentum).
 
     .. math::
@@ -26,11 +26,15 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
         g &\leftarrow \pm\,\text{grad} + \lambda\,\theta \\
         s &\leftarrow \alpha\, s + (1-\alpha)\, g^2 \\
         a &\leftarrow \alpha\, a + (1-\alpha)\, g, \quad
-            \text{avg} = \sqrt{s - a^2} + \epsilon \quad\text{(centered)} \qquad
-            \text{else}\quad \text{avg} = \sqrt{s} + \epsilon \\
+            \text{avg} = \sqrt{s - a^2 + \epsilon_r} + \epsilon \quad\text{(centered)}
+            \qquad \text{else}\quad \text{avg} = \sqrt{s + \epsilon_r} + \epsilon \\
         b &\leftarrow \mu\, b + g / \text{avg}, \quad \theta \leftarrow \theta - \text{lr}\, b
             \quad (\mu > 0) \qquad
             \text{else}\quad \theta \leftarrow \theta - \text{lr}\, g / \text{avg}
+
+    with :math:`\epsilon_r` = ``eps_root`` (0 by default: torch's form). The course writes
+    the denominator both ways: ``sqrt(s) + eps`` is the default, ``sqrt(s + eps)`` is
+    ``eps=0, eps_root=1e-8``.
 
     Parameters
     ----------
@@ -42,7 +46,8 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
     alpha : float, default 0.99
         Smoothing constant, in ``[0, 1)``.
     eps : float, default 1e-8
-        Added to the denominator, ``> 0``.
+        Added to the denominator outside the square root, ``> 0``; or ``>= 0`` when
+        ``eps_root > 0``.
     weight_decay : float, default 0
     momentum : float, default 0
         :math:`\mu \ge 0`; when ``> 0``, ``momentum_buffer`` is required.
@@ -54,9 +59,11 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
         Running average of gradients :math:`a` (start at zero), only with ``centered``.
     maximize : bool, default False
     backend : {"auto", "cython", "numba", "numpy"}
+    eps_root : float, default 0
+        Added inside the square root (optax's name), ``>= 0``; torch has no such term.
     """
     _RMSPROP((param, grad, square_avg), (momentum_buffer, grad_avg),
-             (lr, alpha, eps, weight_decay, momentum, centered, maximize), backend)
+             (lr, alpha, eps, weight_decay, momentum, centered, maximize, eps_root), backend)
 
 
 class RMSprop(Optimizer):
@@ -66,13 +73,14 @@ class RMSprop(Optimizer):
 
         g &\leftarrow \pm\,\text{grad} + \lambda\,\theta, \qquad
         s \leftarrow \alpha\, s + (1-\alpha)\, g^2 \\
-        \text{avg} &= \sqrt{s - a^2} + \epsilon \text{ with }
+        \text{avg} &= \sqrt{s - a^2 + \epsilon_r} + \epsilon \text{ with }
             a \leftarrow \alpha a + (1-\alpha) g \text{ (centered)},
-            \quad\text{else } \sqrt{s} + \epsilon \\
+            \quad\text{else } \sqrt{s + \epsilon_r} + \epsilon \\
         b &\leftarrow \mu\, b + g / \text{avg},\ \theta \leftarrow \theta - \text{lr}\, b
             \ (\mu > 0) \qquad\text{else}\quad \theta \leftarrow \theta - \text{lr}\, g/\text{avg}
 
-    State: ``square_avg`` (:math:`s`), ``momentum_buffer`` (:math:`b`, when
+    with :math:`\epsilon_r` = ``eps_root`` (0 by default: torch's form; the course's
+    ``sqrt(s + eps)`` is ``eps=0, eps_root=1e-8``). State: ``square_avg`` (:math:`s`), ``momentum_buffer`` (:math:`b`, when
     ``momentum > 0``), ``grad_avg`` (:math:`a`, when ``centered``), all starting at zero.
 
     Parameters
@@ -82,7 +90,7 @@ class RMSprop(Optimizer):
     alpha : float, default 0.99
         In ``[0, 1)``.
     eps : float, default 1e-8
-        ``> 0``.
+        ``> 0``; or ``>= 0`` when ``eps_root > 0``.
     weight_decay : float, default 0
     momentum : float, default 0
     centered : bool, default False
@@ -92,14 +100,20 @@ class RMSprop(Optimizer):
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
         ``apply_if_finite``). Costs one read-only pass over the gradients.
+    eps_root : float, default 0
+        Added inside the square root (optax's name), ``>= 0``; keyword-only, torch has no
+        such term.
     """
 
     _kernels = ("rmsprop",)
+    # checkpoints without this hyperparameter: torch's form
+    _ADDED_HYPERPARAMETERS = {"eps_root": 0.0}
 
     def __init__(self, params: Params, lr: LR = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
                  maximize: bool = False, backend: str = "auto",
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, *, eps_root: float = 0.0) -> None:
         super().__init__(params, lr, dict(
             alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-            centered=centered, maximize=maximize), backend, skip_nonfinite)
+            centered=centered, maximize=maximize, eps_root=eps_root), backend,
+            skip_nonfinite)
