@@ -94,7 +94,8 @@ class KernelCall:
                      for i, positive in self._switches)
 
     def check_hyper(self, func: str, hyper: tuple) -> tuple:
-        """The checked and normalised hyperparameters (registry order); raises otherwise."""
+        """The checked and normalised hyperparameters (registry order); raises otherwise.
+        (The rules about ``eps == 0`` run in :meth:`_small_eps`, only when it can be 0.)"""
         hyper = _v.check_scalars(func, self.spec, hyper)
         if self.rules:
             named = dict(zip(self.hyper_names, hyper))
@@ -163,12 +164,14 @@ class KernelCall:
         ``hyper``): the rules that concern ``eps == 0`` (with a positive ``eps_root``), then
         the one that must keep the denominator away from zero a normal number of ``dtype``."""
         eps = hyper[self.eps_index]
-        if self.eps_rules:
-            named = dict(zip(self.hyper_names, hyper))
+        root = None if self.eps_root_index is None else hyper[self.eps_root_index]
+        if eps == 0.0 and self.eps_rules:       # they can only fail when eps == 0
+            named = {self.kernel.eps: eps, "eps_root": root}     # all they read
             for rule in self.eps_rules:
                 rule(f, named)
-        if eps == 0.0 and self.eps_root_index is not None:
-            _v.eps_for_dtype(f, "eps_root", hyper[self.eps_root_index], dtype)
+        if eps == 0.0 and root is not None:
+            if root < _TINY32:                  # else a normal number of every dtype
+                _v.eps_for_dtype(f, "eps_root", root, dtype)
         else:
             _v.eps_for_dtype(f, self.kernel.eps, eps, dtype)
 

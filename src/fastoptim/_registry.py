@@ -358,8 +358,9 @@ def _nesterov_rule(func: str, h: dict) -> None:
 
 
 def eps_zero_rule(rule: Callable[[str, dict], None]) -> Callable[[str, dict], None]:
-    """Mark ``rule`` as one that can only fail when the kernel's ``eps`` is 0 (see
-    :class:`Kernel`'s ``rules``)."""
+    """Mark ``rule`` as one that can only fail when the kernel's ``eps`` is 0 and reads
+    only ``eps`` and ``eps_root`` (see :class:`Kernel`'s ``rules``): the functional API
+    passes it just those two."""
     rule.eps_zero = True
     return rule
 
