@@ -16,9 +16,10 @@ from .adam import Adam, AdamW, adam_step
 from .adagrad import Adagrad, adagrad_step
 from .ewa import ewa_update
 from .radam import RAdam, radam_step
+from .nadam import NAdam, nadam_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
-             "ewa_update", "radam_step"]
-CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "RAdam"]
+             "ewa_update", "radam_step", "nadam_step"]
+CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "RAdam", "NAdam"]
 
 __all__ = FUNCTIONS + CLASSES
