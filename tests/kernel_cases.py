@@ -10,6 +10,8 @@ call of the public function with them.
 A *class case* is an optimizer class name, the kernel it runs and constructor keyword
 arguments (one of the ``examples`` of the registry's :class:`OptimizerClass` entries).
 """
+import weakref
+
 import numpy as np
 
 import fastoptim
@@ -74,12 +76,34 @@ def function(kernel):
     return getattr(F, KERNELS[kernel].function)
 
 
+# param id -> (weak reference to the param, its carried scalars): see :func:`step`
+_CARRIED = {}
+
+
 def step(kernel, opts, param, grad, states, kw_states, t, backend):
-    """One call of the public function of ``kernel`` (``step=t`` when it takes one)."""
+    """One call of the public function of ``kernel`` (``step=t`` when it takes one).
+
+    A kernel's carried scalar state (the registry's ``carried``, NAdam's ``mu_product``)
+    is kept here per ``param`` array, like its state buffers: at ``t == 1`` it is the value
+    of ``opts`` (the registry's initial value when ``opts`` has none), then what the
+    previous call returned. Returns what the function returned, except the carried value."""
+    spec = KERNELS[kernel]
     kwargs = dict(opts, backend=backend, **kw_states)
-    if KERNELS[kernel].takes_step:
+    if spec.takes_step:
         kwargs["step"] = t
-    return function(kernel)(param, grad, *states, **kwargs)
+    if not spec.carried:
+        return function(kernel)(param, grad, *states, **kwargs)
+    names = list(spec.carried)
+    held = _CARRIED.get(id(param))
+    if t > 1 and held is not None and held[0]() is param:
+        kwargs.update(held[1])
+    else:
+        kwargs.update({n: opts.get(n, first) for n, first in spec.carried.items()})
+    out = function(kernel)(param, grad, *states, **kwargs)
+    values = (out,) if len(names) == 1 else out
+    assert all(isinstance(v, float) for v in values), out
+    _CARRIED[id(param)] = (weakref.ref(param), dict(zip(names, values)))
+    return None
 
 
 # ---- optimizer classes ---------------------------------------------------------------------

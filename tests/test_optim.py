@@ -266,8 +266,8 @@ def _bad_constructor_values():
         spec, e = KERNELS[kernel], entry(name, kernel)
         full = e.constructor_kwargs(spec, e.hyperparameters(spec, opts))
         for h in spec.hyperparameters:
-            if h.name == "step" or h.name in e.fixed:
-                continue
+            if h.name == "step" or h.name in e.fixed or h.name in spec.carried:
+                continue            # (carried scalar state: the class keeps it)
             keyword = e.renames.get(h.name, h.name)
             for value, exc in BAD_VALUES[h.kind]:
                 if "[" in keyword:          # an element of a tuple keyword (betas[1])
@@ -484,13 +484,20 @@ def test_matches_torch_optim(case, rng):
     start = [p.copy() for p in params]
     tensors = [torch.from_numpy(p.copy()) for p in params]
     opt = optimizer_class(name)(params, backend="numpy", **opts)
-    peer = getattr(torch.optim, e.torch)(tensors, **opts, foreach=False)
-    for _ in range(30):
-        grads = make_grads(rng, params)
-        opt.step(grads)
-        for t, g in zip(tensors, grads):
-            t.grad = torch.from_numpy(g)
-        peer.step()
+    # torch keeps its scalar state (step, NAdam's mu_product) in the default dtype: float64
+    # here, as ours is
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        peer = getattr(torch.optim, e.torch)(tensors, **opts, foreach=False)
+        for _ in range(30):
+            grads = make_grads(rng, params)
+            opt.step(grads)
+            for t, g in zip(tensors, grads):
+                t.grad = torch.from_numpy(g)
+            peer.step()
+    finally:
+        torch.set_default_dtype(default)
     for p, t in zip(params, tensors):
         np.testing.assert_allclose(p, t.numpy(), rtol=1e-10, atol=1e-12)
     assert not any(np.array_equal(p, q) for p, q in zip(params, start) if p.size)

@@ -58,12 +58,19 @@ def test_matches_torch_optim(case, rng):
     ours = make_arrays(kernel, opts, shape, np.float64, "C", rng)
     start = ours[0].copy()
     tensor = torch.from_numpy(ours[0].copy())
-    peer = getattr(torch.optim, spec.torch.optimizer)(
-        [tensor], **spec.torch.kwargs(spec, opts), foreach=False)
-    for t in range(1, N_STEPS + 1):
-        grad = make_grad(shape, np.float64, "C", rng)
-        step(kernel, opts, ours[0], grad, ours[1], ours[2], t, "numpy")
-        tensor.grad = torch.from_numpy(grad)
-        peer.step()
+    # torch keeps its scalar state (step, NAdam's mu_product) in the default dtype: float64
+    # here, as ours is
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        peer = getattr(torch.optim, spec.torch.optimizer)(
+            [tensor], **spec.torch.kwargs(spec, opts), foreach=False)
+        for t in range(1, N_STEPS + 1):
+            grad = make_grad(shape, np.float64, "C", rng)
+            step(kernel, opts, ours[0], grad, ours[1], ours[2], t, "numpy")
+            tensor.grad = torch.from_numpy(grad)
+            peer.step()
+    finally:
+        torch.set_default_dtype(default)
     np.testing.assert_allclose(ours[0], tensor.numpy(), rtol=1e-10, atol=1e-12)
     assert not np.array_equal(ours[0], start)

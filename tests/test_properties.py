@@ -640,14 +640,19 @@ def test_optimizer_classes_match_the_functional_reference(backend, data):
                                 backend=backend)
     pos_names = state_names(kernel, ref_kwargs)[0]
     function = getattr(reference, SPECS[kernel].function)
+    # carried scalar state (NAdam's mu_product), per array: the reference returns it
+    carried = [dict(SPECS[kernel].carried) for _ in params]
     for t in range(1, n_steps + 1):
         grads = [make_grad(s, d, o, rng) for s, o, d in layouts_]
         opt.step(dict(zip(keys, grads)) if as_dict else grads)
         with np.errstate(all="ignore"):
-            for p, g, states in zip(ref_params, grads, ref_states):
+            for p, g, states, scalars in zip(ref_params, grads, ref_states, carried):
                 extra = dict(step=t) if SPECS[kernel].takes_step else {}
-                function(p, g, *(states[s] for s in pos_names), **ref_kwargs, **extra,
-                         **{s: a for s, a in states.items() if s not in pos_names})
+                out = function(p, g, *(states[s] for s in pos_names), **ref_kwargs, **extra,
+                               **scalars,
+                               **{s: a for s, a in states.items() if s not in pos_names})
+                if scalars:
+                    scalars.update(zip(scalars, out if len(scalars) > 1 else (out,)))
     saved = opt.state_dict()
     assert int(saved["step"]) == n_steps
     assert list(saved["state"]) == list(slots)

@@ -40,12 +40,14 @@ __all__ = ["KernelCall", "CALLS", "reference_call"]
 _TINY32 = float(np.finfo(np.float32).tiny)
 
 
-def reference_call(reference, *arrays, **hyperparameters) -> None:
+def reference_call(reference, *arrays, **hyperparameters):
     """Run a NumPy reference step with floating-point errors ignored, as the compiled kernels
     do: under a user's ``np.seterr(all="raise")`` an overflow in a temporary would otherwise
-    raise after some state array was already written (a half-done update)."""
+    raise after some state array was already written (a half-done update). Returns what the
+    reference returns: ``None``, or the new value of a carried scalar (NAdam's
+    ``mu_product``)."""
     with np.errstate(all="ignore"):
-        reference(*arrays, **hyperparameters)
+        return reference(*arrays, **hyperparameters)
 
 
 class KernelCall:
@@ -103,12 +105,14 @@ class KernelCall:
                 rule(func, named)
         return hyper
 
-    def __call__(self, arrays: tuple, optional: tuple, hyper: tuple, backend: str) -> None:
+    def __call__(self, arrays: tuple, optional: tuple, hyper: tuple, backend: str):
         """One checked call: ``arrays`` are the inputs and the always-used states (registry
         order), ``optional`` the optional states as given (``None`` when absent), ``hyper``
-        the raw hyperparameters in registry order. (Replaced per instance by the faster
-        closure of :meth:`_make_call`; this is its readable form.)"""
-        self._call(arrays, optional, hyper, backend)
+        the raw hyperparameters in registry order. Returns ``None``, or for a kernel with
+        carried scalar state (the registry's ``carried``) its value after the step (a tuple
+        when there are several). (Replaced per instance by the faster closure of
+        :meth:`_make_call`; this is its readable form.)"""
+        return self._call(arrays, optional, hyper, backend)
 
     def _make_call(self):
         """The body of :meth:`__call__`, as a closure over this kernel's constants: a small
@@ -125,6 +129,7 @@ class KernelCall:
         n_fixed = len(fixed_names)
         reference = self._reference
         small_eps = self._small_eps
+        carried = bool(self.kernel.carried)
 
         def call(arrays, optional, hyper, backend):
             if check_hyper is None:
@@ -154,7 +159,14 @@ class KernelCall:
             if len(arrays) != n_fixed:
                 arrays = arrays[:n_fixed]
             if impl is None:
-                reference(arrays, optional, hyper)
+                out = reference(arrays, optional, hyper)
+                if carried:
+                    return out
+            elif carried:
+                c = coefficients_of(hyper)
+                getattr(impl, name)(*arrays, *optional, c)
+                out = c.carried()
+                return out[0] if len(out) == 1 else out
             else:
                 getattr(impl, name)(*arrays, *optional, coefficients_of(hyper))
         return call
@@ -175,12 +187,12 @@ class KernelCall:
         else:
             _v.eps_for_dtype(f, self.kernel.eps, eps, dtype)
 
-    def _reference(self, arrays: tuple, optional: tuple, hyper: tuple) -> None:
+    def _reference(self, arrays: tuple, optional: tuple, hyper: tuple):
         kwargs = dict(zip(self.hyper_names, hyper))
         for state, value in zip(self.optional, optional):
             if value is not None:
                 kwargs[state.name] = value
-        reference_call(self.reference, *arrays, **kwargs)
+        return reference_call(self.reference, *arrays, **kwargs)
 
     def _with_optional(self, f: str, arrays: tuple, optional: tuple, hyper: tuple):
         """Append the enabled optional states to ``arrays`` (and their names); refuse a

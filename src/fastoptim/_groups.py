@@ -81,6 +81,7 @@ class ParamGroup(MutableMapping):
         names = plan[1].hyper_names
         self._step_index = names.index("step") if "step" in names else None
         self._lr_index = names.index("lr")
+        self._carried_index = tuple(names.index(n) for n in plan[1].kernel.carried)
 
     @property
     def kernel(self) -> str:
@@ -134,23 +135,27 @@ class ParamGroup(MutableMapping):
         items = ", ".join(f"{k!r}: {self[k]!r}" for k in self if k != "params")
         return f"ParamGroup({self.stop - self.start} arrays, {{{items}}})"
 
-    def coefficients(self, t: int, lr: float):
-        """The entry points' coefficients of this group at step count ``t``."""
+    def coefficients(self, t: int, lr: float, carried=()):
+        """The entry points' coefficients of this group at step count ``t``, with the
+        values of the kernel's carried scalar state before the step (NAdam's
+        ``mu_product``)."""
         values = self.values
         if self._step_index is not None:
             values[self._step_index] = t
         values[self._lr_index] = lr
+        for i, value in zip(self._carried_index, carried):
+            values[i] = value
         return self.plan[1].coefficients_of(tuple(values))
 
-    def reference_kwargs(self, t: int, lr: float) -> dict:
-        self.coefficients(t, lr)            # (sets step and lr in self.values)
+    def reference_kwargs(self, t: int, lr: float, carried=()) -> dict:
+        self.coefficients(t, lr, carried)   # (sets step, lr and carried in self.values)
         return dict(zip(self.plan[1].hyper_names, self.values))
 
-    def apply_reference(self, t: int, lr: float, params, grads, states) -> None:
+    def apply_reference(self, t: int, lr: float, params, grads, states, carried=()) -> None:
         """Step ``params`` (arrays of this group, with their gradients and state lists) on
         the NumPy reference, which takes user-level hyperparameters."""
         call = self.plan[1]
-        kwargs = self.reference_kwargs(t, lr)
+        kwargs = self.reference_kwargs(t, lr, carried)
         n_fixed = len(call.fixed_names) - len(call.kernel.inputs)
         optional = [s.name for s in call.optional]
         for j, (param, grad) in enumerate(zip(params, grads)):
@@ -216,6 +221,8 @@ def add(opt, f: str, groups) -> None:
         opt._steps = [opt._n.step_all] * first        # new arrays start at 0: counts differ
     if opt._steps is not None:
         opt._steps.extend([0] * len(plain))
+    for name, values in opt._scalars.items():
+        values.extend([opt._scalar_initial[name]] * len(plain))
     for g, bufs in zip(new, states):
         for name in bufs:
             opt._state.setdefault(name, [None] * g.start)

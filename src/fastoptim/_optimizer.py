@@ -16,7 +16,10 @@ Hyperparameters are validated when set: at construction, in ``opt.lr = ...`` and
 ``opt.param_groups[i][name] = ...`` (torch's parameter groups, :mod:`fastoptim._groups`).
 Every state buffer starts at zero, with its parameter's dtype and layout. Each array keeps
 its own step count (a ``None`` gradient skips the array: its state and count stay), and
-the arrays of a group with equal counts step together, in one compiled call.
+the arrays of a group with equal counts step together, in one compiled call. A kernel's
+carried scalar state (the registry's ``carried``: NAdam's ``mu_product``) is kept per array
+as well (``_scalars``), passed to the coefficients and updated from them; arrays with equal
+counts and equal values step together, and state dicts save it under ``"scalars"``.
 """
 from __future__ import annotations
 
@@ -91,6 +94,12 @@ class Optimizer:
         # each array's step count: None while all are _n.step_all (the common case)
         self._steps: Optional[List[int]] = None
         self._state: Dict[str, List[Optional[np.ndarray]]] = {}
+        # carried scalar state (the registry's ``carried``: NAdam's mu_product) -> its
+        # value per array; arrays with equal values (and step counts) step together
+        self._scalar_initial: Dict[str, float] = {
+            name: first for k in self._kernels
+            for name, first in _registry.kernel(k).carried.items()}
+        self._scalars: Dict[str, List[float]] = {name: [] for name in self._scalar_initial}
         self._groups: List[_groups.ParamGroup] = []
         self._containers: List[tuple] = []
         self._add_groups(f, _groups.split(f, params))
@@ -298,6 +307,8 @@ class Optimizer:
             self._n.t = restore.step
             self._n.skipped = restore.skipped_steps
             self._set_step_counts(list(restore.steps))
+            for name, values in restore.scalars.items():
+                self._scalars[name][:] = values
 
     # ---- internals -----------------------------------------------------------------------
     def _plan(self, hyper: dict):
@@ -321,20 +332,33 @@ class Optimizer:
 
     def _buckets(self, grads: list, missing: bool) -> list:
         """``(group, step count, indices)`` of the arrays that step together: one per group
-        while every array has the same count and a gradient, else one per group and count
-        (only arrays with a gradient)."""
-        if self._steps is None and not missing:
+        while every array has the same count, carried scalar state and a gradient, else one
+        per group, count and carried state (only arrays with a gradient)."""
+        if self._steps is None and not missing and self._uniform_scalars():
             return [(g, self._n.step_all, range(g.start, g.stop)) for g in self._groups
                     if g.stop > g.start]
         steps = self._step_counts()
+        scalars = list(self._scalars.values())
         out = []
         for g in self._groups:
-            by_count: Dict[int, List[int]] = {}
+            by_count: Dict[tuple, List[int]] = {}
             for i in range(g.start, g.stop):
                 if grads[i] is not None:
-                    by_count.setdefault(steps[i], []).append(i)
-            out.extend((g, count, idx) for count, idx in sorted(by_count.items()))
+                    key = (steps[i], *[values[i] for values in scalars])
+                    by_count.setdefault(key, []).append(i)
+            out.extend((g, key[0], idx) for key, idx in sorted(by_count.items()))
         return out
+
+    def _uniform_scalars(self) -> bool:
+        """Whether every array has the same carried scalar state (always, without any)."""
+        return all(len(set(values)) <= 1 for values in self._scalars.values())
+
+    def _store_scalars(self, idx, values: tuple) -> None:
+        """The carried scalar state after a step of the arrays ``idx``."""
+        for name, value in zip(self._scalars, values):
+            held = self._scalars[name]
+            for i in idx:
+                held[i] = value
 
     def _apply(self, f: str, grads: list, lrs: list, missing: bool) -> None:
         """Update every array with a gradient, with the coefficients computed once per
@@ -346,12 +370,18 @@ class Optimizer:
         """
         impl = _select(f, self._backend, 0)
         compiled = impl is _cython or impl is _cython_parallel
-        if compiled and self._steps is None and not missing and len(self._groups) == 1:
+        scalars = self._scalars
+        if compiled and self._steps is None and not missing and len(self._groups) == 1 \
+                and self._uniform_scalars():
             group = self._groups[0]         # the common case: one call, nothing to gather
             multi = getattr(_cython, group.kernel + "_multi")
+            c = group.coefficients(self._n.step_all + 1, lrs[0],
+                                   [values[0] for values in scalars.values()])
             multi(self._params, grads, *[None if s is None else self._state[s]
                                          for s in group.slots],
-                  group.coefficients(self._n.step_all + 1, lrs[0]), labels=self._keys)
+                  c, labels=self._keys)
+            if scalars:
+                self._store_scalars(range(len(self._params)), c.carried())
             self._n.step_all += 1
             return
         buckets = self._buckets(grads, missing)
@@ -366,16 +396,19 @@ class Optimizer:
             gs = [grads[i] for i in idx]
             states = [None if s is None else [self._state[s][i] for i in idx]
                       for s in group.slots]
+            carried = [values[idx[0]] for values in scalars.values()]
+            c = group.coefficients(count + 1, lr, carried)
             if compiled:
                 multi = getattr(_cython, group.kernel + "_multi")
-                multi(params, gs, *states, group.coefficients(count + 1, lr),
-                      labels=[self._keys[i] for i in idx])
+                multi(params, gs, *states, c, labels=[self._keys[i] for i in idx])
             elif impl is None:
-                group.apply_reference(count + 1, lr, params, gs, states)
+                group.apply_reference(count + 1, lr, params, gs, states, carried)
             else:
-                kernel, c = getattr(impl, group.kernel), group.coefficients(count + 1, lr)
+                kernel = getattr(impl, group.kernel)
                 for j, (param, grad) in enumerate(zip(params, gs)):
                     kernel(param, grad, *[None if s is None else s[j] for s in states], c)
+            if scalars:
+                self._store_scalars(idx, c.carried())
         self._set_step_counts([s + 1 if g is not None else s
                                for s, g in zip(self._step_counts(), grads)])
 

@@ -159,13 +159,16 @@ class TorchPeer:
         """``torch.optim.<optimizer>`` keyword arguments (besides the params) of the
         functional hyperparameters ``hyper`` of ``kernel`` (completed with its defaults)."""
         full = {k: v for k, v in kernel.complete(hyper).items()
-                if k != "step" and k not in self.absent}
+                if k != "step" and k not in self.absent
+                and k not in kernel.carried}
         return _pack(full, self.renames)
 
     def agrees(self, kernel: "Kernel", hyper: Mapping[str, object]) -> bool:
         """Whether torch computes the same as ``kernel`` with ``hyper`` (no ``differs_when``
         condition holds)."""
         full = kernel.complete(hyper)
+        if any(full.get(name, first) != first for name, first in kernel.carried.items()):
+            return False            # torch starts its scalar state at the initial value
         return not any(holds(c, full) for c in self.differs_when)
 
 
@@ -214,11 +217,13 @@ class OptimizerClass:
         return {**kernel.defaults(), **_unpack({**self.defaults, **kwargs}, self.renames)}
 
     def hyperparameters(self, kernel: "Kernel", kwargs: Mapping[str, object]) -> dict:
-        """The functional hyperparameters of ``kernel`` (``step`` aside) of one step of this
-        class constructed with ``kwargs``: defaults filled in, keywords the kernel does not
-        take left out, ``fixed`` applied. ``lr`` is as given (a schedule stays callable)."""
+        """The functional hyperparameters of ``kernel`` (``step`` and the carried scalars
+        aside) of one step of this class constructed with ``kwargs``: defaults filled in,
+        keywords the kernel does not take left out, ``fixed`` applied. ``lr`` is as given
+        (a schedule stays callable)."""
         given = self._given(kernel, kwargs)
-        names = [h.name for h in kernel.hyperparameters if h.name != "step"]
+        names = [h.name for h in kernel.hyperparameters
+                 if h.name != "step" and h.name not in kernel.carried]
         hyper = {name: given[name] for name in names if name in given}
         hyper.update(self.fixed)
         return hyper
@@ -230,8 +235,10 @@ class OptimizerClass:
 
     def constructor_kwargs(self, kernel: "Kernel", hyper: Mapping[str, object]) -> dict:
         """The inverse of :meth:`hyperparameters`: constructor keywords for the functional
-        hyperparameters ``hyper`` (``step`` and the ``fixed`` ones left out)."""
-        return _pack({k: v for k, v in hyper.items() if k != "step" and k not in self.fixed},
+        hyperparameters ``hyper`` (``step``, the carried scalars and the ``fixed`` ones left
+        out)."""
+        return _pack({k: v for k, v in hyper.items()
+                      if k != "step" and k not in self.fixed and k not in kernel.carried},
                      self.renames)
 
     def selects(self, kernel: "Kernel", kwargs: Mapping[str, object]) -> bool:
@@ -273,6 +280,11 @@ class Kernel:
       0, which must give the formula as it was), so that a Cython caller's source still
       compiles; the hyperparameter of the same name, last of ``coefficient_args``, is an
       optional argument (default 0) of the coefficient helpers.
+    * ``carried``: scalar state -> its initial value (NAdam's ``mu_product``: 1). A carried
+      scalar is a hyperparameter of the functional API holding the value before the step;
+      the functional returns the value after it (the one exception to "returns ``None``"),
+      which ``coefficients.pxd``'s struct holds in a field of the same name after the
+      kernel's scalars. Optimizer classes (and torch) keep it themselves, like ``step``.
     """
 
     name: str
@@ -289,9 +301,11 @@ class Kernel:
     torch: Optional[TorchPeer] = None
     optimizers: Tuple[OptimizerClass, ...] = ()
     optional_coefficients: Tuple[str, ...] = ()
+    carried: Mapping[str, float] = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "examples", tuple(_frozen(e) for e in self.examples))
+        object.__setattr__(self, "carried", _frozen(self.carried))
         trailing = tuple(name for name, _ in self.coefficients[
             len(self.coefficients) - len(self.optional_coefficients):])
         if self.optional_coefficients and trailing != self.optional_coefficients:
@@ -663,6 +677,47 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                     dict(),
                     dict(lr=1e-3, betas=(0.8, 0.9), weight_decay=0.1),
                     dict(lr=1e-3, maximize=True),
+                )),
+        )),
+    Kernel(
+        name="nadam", function="nadam_step", inputs=("param", "grad"),
+        states=(State("exp_avg"), State("exp_avg_sq")),
+        coefficients=(("grad_sign", F), ("weight_decay", F), ("param_scale", F), ("beta1", F),
+                      ("one_minus_beta1", F), ("beta2", F), ("one_minus_beta2", F),
+                      ("bias_correction2", F), ("eps", F), ("grad_coef", F),
+                      ("exp_avg_coef", F)),
+        coefficient_args=("step", "mu_product", "lr", "beta1", "beta2", "eps", "weight_decay",
+                          "momentum_decay", "decoupled_weight_decay", "maximize"),
+        hyperparameters=(Hyper("step", "step_count"),
+                         Hyper("mu_product", "closed_unit_interval"),
+                         Hyper("lr", "nonnegative", 2e-3),
+                         Hyper("beta1", "unit_interval", 0.9),
+                         Hyper("beta2", "unit_interval", 0.999),
+                         Hyper("eps", "positive", 1e-8), _WD,
+                         Hyper("momentum_decay", "nonnegative", 4e-3),
+                         Hyper("decoupled_weight_decay", "flag", False), _MAXIMIZE),
+        eps="eps", summary="NAdam (Nesterov momentum in Adam, decoupled weight decay)",
+        carried={"mu_product": 1.0},
+        examples=(
+            dict(mu_product=1.0, lr=0.01),
+            dict(mu_product=1.0, lr=0.01, beta1=0.0, beta2=0.99, eps=1e-6,
+                 momentum_decay=0.0),
+            dict(mu_product=1.0, lr=0.01, weight_decay=0.1, momentum_decay=0.04),   # L2
+            dict(mu_product=1.0, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True,
+                 maximize=True),
+            dict(mu_product=0.5, lr=0.01),              # resumed: a product of earlier steps
+        ),
+        torch=TorchPeer("NAdam", renames=_BETAS),
+        optimizers=(
+            OptimizerClass(
+                "NAdam", renames=_BETAS, torch="NAdam",
+                examples=(
+                    dict(lr=0.02),
+                    dict(),
+                    dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1,
+                         momentum_decay=0.04),
+                    dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True,
+                         maximize=True),
                 )),
         )),
 )}

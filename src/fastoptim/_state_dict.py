@@ -11,6 +11,8 @@ Keys of a state dict:
 * ``"hyperparameters"``: the first group's, ``lr`` included (what a one-group file of
   fastoptim 0.1 holds; read when ``"param_groups"`` is absent);
 * ``"steps"``: each array's own step count (``"step"`` for all when absent);
+* ``"scalars"``: carried scalar state name -> its value per array (NAdam's
+  ``"mu_product"``; only for a class whose kernel has such state);
 * ``"params"``: the arrays; ``"state"``: state name -> the buffers of the arrays that
   have it, and ``"state_params"``: state name -> their flat indices (all when absent).
 """
@@ -20,6 +22,7 @@ from typing import List, Mapping, NamedTuple, Tuple
 
 import numpy as np
 
+from . import _registry
 from . import _validation as _v
 
 REQUIRED_KEYS = ("optimizer", "step", "param_keys", "params", "state")
@@ -45,6 +48,8 @@ def build(opt) -> dict:
         "state": {name: [s.copy(order="K") for s in bufs if s is not None]
                   for name, bufs in opt._state.items()},
         "state_params": state_params(opt),
+        **({"scalars": {name: list(values) for name, values in opt._scalars.items()}}
+           if opt._scalars else {}),
     }
 
 
@@ -65,6 +70,7 @@ class Restore(NamedTuple):
     skipped_steps: int
     steps: List[int]
     copies: List[Tuple[list, list]]
+    scalars: dict = {}
 
 
 def checked(opt, sd: Mapping) -> Restore:
@@ -100,7 +106,33 @@ def checked(opt, sd: Mapping) -> Restore:
         copies.append((f"state[{state!r}]", [opt._keys[i] for i in where], dst, src))
     for what, keys, dst_list, src_list in copies:
         _check_arrays(f, what, keys, dst_list, src_list)
-    return Restore(hypers, lrs, step, skipped, steps, [(d, s) for _, _, d, s in copies])
+    scalars = _scalars(f, opt, sd)
+    return Restore(hypers, lrs, step, skipped, steps, [(d, s) for _, _, d, s in copies],
+                   scalars)
+
+
+def _scalars(f: str, opt, sd) -> dict:
+    """Carried scalar state name -> its checked value per array."""
+    if not opt._scalars:
+        if sd.get("scalars"):
+            raise ValueError(f"{f}: the state_dict has scalar state {sorted(sd['scalars'])}, "
+                             f"{type(opt).__name__} has none")
+        return {}
+    saved = sd.get("scalars")
+    if not isinstance(saved, Mapping) or set(saved) != set(opt._scalars):
+        raise ValueError(f"{f}: the state_dict's scalars must hold "
+                         f"{sorted(opt._scalars)}, got {saved!r:.200}")
+    kinds = {h.name: h.kind for k in opt._kernels
+             for h in _registry.kernel(k).hyperparameters}
+    out = {}
+    for name, values in saved.items():
+        values = list(values)
+        if len(values) != len(opt._params):
+            raise ValueError(f"{f}: scalars[{name!r}] has {len(values)} values, expected "
+                             f"{len(opt._params)}")
+        check = _v.SCALAR_KINDS[kinds[name]]
+        out[name] = [check(f, f"scalars[{name!r}][{i}]", v) for i, v in enumerate(values)]
+    return out
 
 
 def _groups(f: str, opt, sd) -> Tuple[List[dict], list]:

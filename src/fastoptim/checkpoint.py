@@ -72,6 +72,8 @@ def save_state(opt: Optimizer, path: PathLike) -> None:
         "state": {name: len(bufs) for name, bufs in sd["state"].items()},
         "state_params": sd["state_params"],
     }
+    if "scalars" in sd:
+        meta["scalars"] = sd["scalars"]         # floats: JSON keeps them exactly
     arrays = {"__meta__": np.array(json.dumps(meta))}
     arrays.update({f"params/{i}": a for i, a in enumerate(sd["params"])})
     for name, bufs in sd["state"].items():
@@ -249,7 +251,8 @@ def _read_checkpoint(fh, path: str, opt: Optimizer) -> dict:
         "state": {name: [arrays[f"state/{name}/{i}.npy"] for i in range(count)]
                   for name, count in meta["state"].items()},
     }
-    sd.update({k: meta[k] for k in ("param_groups", "steps", "state_params") if k in meta})
+    sd.update({k: meta[k] for k in ("param_groups", "steps", "state_params", "scalars")
+               if k in meta})
     return sd
 
 
@@ -280,7 +283,7 @@ def _parse_meta(raw, fail) -> dict:
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise fail(f"has malformed metadata (state {name!r} count {count!r})")
     optional = {"param_groups": (list, dict), "steps": (list, int),
-                "state_params": (dict, list)}
+                "state_params": (dict, list), "scalars": (dict, list)}
     for key, (kind, item) in optional.items():
         value = meta.get(key)
         if value is not None and (not isinstance(value, kind) or not all(

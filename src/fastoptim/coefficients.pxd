@@ -296,4 +296,51 @@ cdef inline LionCoefficients lion_coefficients(
     c.beta2 = beta2
     c.one_minus_beta2 = 1.0 - beta2
     return c
+ctypedef struct NadamCoefficients:
+    double grad_sign
+    double weight_decay             # L2 term: weight_decay, or 0 when decoupled
+    double param_scale              # decoupled: 1 - lr*weight_decay; else 1
+    double beta1
+    double one_minus_beta1
+    double beta2
+    double one_minus_beta2
+    double bias_correction2         # 1 - beta2**step
+    double eps
+    double grad_coef                # -lr * (1 - mu) / (1 - mu_product)
+    double exp_avg_coef             # (-lr * mu_next) / (1 - mu_product * mu_next)
+    double mu_product               # (not a kernel scalar) the running product after this step
+
+
+@cython.cdivision(True)
+cdef inline NadamCoefficients nadam_coefficients(
+        long long step, double mu_product, double lr, double beta1, double beta2, double eps,
+        double weight_decay, double momentum_decay, bint decoupled_weight_decay,
+        bint maximize) noexcept nogil:
+    """``step`` is the 1-based step count t of this update (1 on the first call);
+    ``mu_product`` the product of mu_1 ... mu_{t-1} (1 before the first step). The momentum
+    schedule ``mu_t = beta1 * (1 - 0.5 * 0.96**(t * momentum_decay))`` and the step sizes
+    are computed in torch's order; the field ``mu_product`` returns the product with mu_t,
+    to pass to the next step."""
+    cdef NadamCoefficients c
+    cdef double t = <double>step
+    cdef double mu = beta1 * (1.0 - 0.5 * pow(0.96, t * momentum_decay))
+    cdef double mu_next = beta1 * (1.0 - 0.5 * pow(0.96, (t + 1.0) * momentum_decay))
+    cdef double product = mu_product * mu
+    c.grad_sign = grad_sign(maximize)
+    if decoupled_weight_decay:
+        c.weight_decay = 0.0
+        c.param_scale = 1.0 - lr * weight_decay
+    else:
+        c.weight_decay = weight_decay
+        c.param_scale = 1.0
+    c.beta1 = beta1
+    c.one_minus_beta1 = 1.0 - beta1
+    c.beta2 = beta2
+    c.one_minus_beta2 = 1.0 - beta2
+    c.bias_correction2 = 1.0 - pow(beta2, t)
+    c.eps = eps
+    c.grad_coef = -lr * (1.0 - mu) / (1.0 - product)
+    c.exp_avg_coef = (-lr * mu_next) / (1.0 - product * mu_next)
+    c.mu_product = product
+    return c
 

@@ -58,6 +58,11 @@ radam         ``grad_sign, weight_decay, param_scale`` (as adam), ``beta1, one_m
               ``beta2, one_minus_beta2, bias_correction1 = 1 - beta1**t, lr,``
               ``rectify = rho_t > 5, rect = r_t, bias_correction2_sqrt = (1 - beta2**t)**0.5,``
               ``eps`` (``rho_inf = 2/(1-beta2) - 1, rho_t = rho_inf - 2*t*beta2**t/(1-beta2**t)``)
+nadam         ``grad_sign, weight_decay, param_scale`` (as adam), ``beta1, one_minus_beta1,``
+              ``beta2, one_minus_beta2, bias_correction2 = 1 - beta2**t, eps,``
+              ``grad_coef = -lr*(1-mu_t)/(1-P_t), exp_avg_coef = -lr*mu_{t+1}/(1-P_t*mu_{t+1})``
+              with ``mu_t = beta1*(1 - 0.5*0.96**(t*momentum_decay))`` and ``P_t`` the running
+              product ``mu_1*...*mu_t`` (the struct's extra field ``mu_product``)
 ============  ==============================================================================
 
 ``fastoptim/coefficients.pxd`` computes each row with ``cdef inline ... noexcept nogil``
@@ -235,4 +240,25 @@ cdef void lion_kernel(
 ) noexcept nogil
 # d = grad_sign*g;  u = sign(beta1*m + (1-beta1)*d)  (np.sign: 0 for +-0, NaN for NaN)
 # p -= lr*(u + wd*p);  m = beta2*m + (1-beta2)*d
+cdef void nadam_kernel(
+    floating* param,                # IN/OUT
+    const floating* grad,           # IN
+    floating* exp_avg,              # IN/OUT  first moment m
+    floating* exp_avg_sq,           # IN/OUT  second moment v
+    Py_ssize_t n,                   # IN
+    floating grad_sign,             # IN
+    floating weight_decay,          # IN  L2 coefficient (0 when decoupled)
+    floating param_scale,           # IN  decoupled: 1 - lr*weight_decay; else 1
+    floating beta1,                 # IN
+    floating one_minus_beta1,       # IN
+    floating beta2,                 # IN
+    floating one_minus_beta2,       # IN
+    floating bias_correction2,      # IN  1 - beta2**t
+    floating eps,                   # IN
+    floating grad_coef,             # IN  -lr * (1 - mu_t) / (1 - mu_product_t)
+    floating exp_avg_coef,          # IN  -lr * mu_{t+1} / (1 - mu_product_t * mu_{t+1})
+) noexcept nogil
+# d = grad_sign*g + wd*p;  m = beta1*m + (1-beta1)*d;  v = beta2*v + (1-beta2)*d*d
+# denom = sqrt(v / bias_correction2) + eps
+# p = (param_scale*p + grad_coef * d / denom) + exp_avg_coef * m / denom
 

@@ -165,3 +165,26 @@ def lion_step(param, grad, exp_avg, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_de
         update = update + weight_decay * param
     param -= lr * update
     exp_avg[...] = beta2 * exp_avg + (1 - beta2) * g
+
+
+def nadam_step(param, grad, exp_avg, exp_avg_sq, *, step, mu_product, lr=2e-3, beta1=0.9,
+               beta2=0.999, eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+               decoupled_weight_decay=False, maximize=False):
+    """NAdam: the momentum schedule ``mu_t = beta1 * (1 - 0.5 * 0.96**(t*momentum_decay))``
+    and its running product ``mu_product`` (1 before the first step);
+    ``param -= lr*(1-mu_t)/(1-prod_t) * g/denom + lr*mu_{t+1}/(1-prod_{t+1}) * m/denom``
+    with ``denom = sqrt(v/(1-beta2**t)) + eps``. Returns the updated ``mu_product``."""
+    g = -grad if maximize else grad
+    if decoupled_weight_decay:
+        param *= 1 - lr * weight_decay
+    elif weight_decay != 0:
+        g = g + weight_decay * param
+    mu = beta1 * (1 - 0.5 * 0.96 ** (step * momentum_decay))
+    mu_next = beta1 * (1 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+    mu_product = mu_product * mu
+    exp_avg[...] = beta1 * exp_avg + (1 - beta1) * g
+    exp_avg_sq[...] = beta2 * exp_avg_sq + (1 - beta2) * g**2
+    denom = np.sqrt(exp_avg_sq / (1 - beta2**step)) + eps
+    param -= lr * (1 - mu) / (1 - mu_product) * g / denom
+    param -= lr * mu_next / (1 - mu_product * mu_next) * exp_avg / denom
+    return mu_product

@@ -110,7 +110,7 @@ def warmup(dtypes=(np.float32, np.float64)) -> int:
     specializations held by the kernels afterwards.
     """
     for spec in _SPECS.values():
-        hyper = {**spec.defaults(), "lr": 0.1, "step": 1, "beta": 0.9}
+        hyper = {**spec.defaults(), **spec.carried, "lr": 0.1, "step": 1, "beta": 0.9}
         coefficients = getattr(_coef, spec.name)(*[hyper[a] for a in spec.coefficient_args])
         optional = [s for s in spec.states if s.enabled_by is not None]
         entry = globals()[spec.name]

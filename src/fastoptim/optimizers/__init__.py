@@ -19,10 +19,12 @@ from .adamax import Adamax, adamax_step
 from .radam import RAdam, radam_step
 from .lamb import LAMB, lamb_step
 from .lion import Lion, lion_step
+from .nadam import NAdam, nadam_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
              "ewa_update", "adamax_step", "radam_step", "lamb_step",
-             "lion_step"]
-CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "RAdam", "LAMB", "Lion"]
+             "lion_step", "nadam_step"]
+CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "RAdam", "LAMB", "Lion",
+           "NAdam"]
 
 __all__ = FUNCTIONS + CLASSES
