@@ -206,3 +206,25 @@ cdef inline LionCoefficients lion_coefficients(
     c.beta2 = beta2
     c.one_minus_beta2 = 1.0 - beta2
     return c
+
+
+ctypedef struct AdadeltaCoefficients:
+    double lr
+    double grad_sign
+    double weight_decay
+    double rho
+    double one_minus_rho            # 1 - rho
+    double eps
+
+
+cdef inline AdadeltaCoefficients adadelta_coefficients(
+        double lr, double rho, double eps, double weight_decay, bint maximize
+        ) noexcept nogil:
+    cdef AdadeltaCoefficients c
+    c.lr = lr
+    c.grad_sign = grad_sign(maximize)
+    c.weight_decay = weight_decay
+    c.rho = rho
+    c.one_minus_rho = 1.0 - rho
+    c.eps = eps
+    return c

@@ -54,6 +54,7 @@ adamax        ``grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, bet
               ``step_size = lr / (1 - beta1**t)``
 lion          ``lr, grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2,``
               ``one_minus_beta2 = 1 - beta2``
+adadelta      ``lr, grad_sign, weight_decay, rho, one_minus_rho = 1 - rho, eps``
 ============  ==============================================================================
 
 ``fastoptim/coefficients.pxd`` computes each row with ``cdef inline ... noexcept nogil``
@@ -199,3 +200,20 @@ cdef void lion_kernel(
 ) noexcept nogil
 # d = grad_sign*g;  u = sign(beta1*m + (1-beta1)*d)  (np.sign: 0 for +-0, NaN for NaN)
 # p -= lr*(u + wd*p);  m = beta2*m + (1-beta2)*d
+
+
+cdef void adadelta_kernel(
+    floating* param,                # IN/OUT
+    const floating* grad,           # IN
+    floating* square_avg,           # IN/OUT  running average v of g*g
+    floating* acc_delta,            # IN/OUT  running average u of delta*delta
+    Py_ssize_t n,                   # IN
+    floating lr,                    # IN
+    floating grad_sign,             # IN
+    floating weight_decay,          # IN
+    floating rho,                   # IN
+    floating one_minus_rho,         # IN  1 - rho
+    floating eps,                   # IN
+) noexcept nogil
+# d = grad_sign*g + wd*p;  v = rho*v + (1-rho)*d*d;  delta = sqrt(u + eps) / sqrt(v + eps) * d
+# u = rho*u + (1-rho)*delta*delta;  p -= lr*delta

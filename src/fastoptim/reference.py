@@ -115,3 +115,14 @@ def lion_step(param, grad, exp_avg, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_de
         update = update + weight_decay * param
     param -= lr * update
     exp_avg[...] = beta2 * exp_avg + (1 - beta2) * g
+
+
+def adadelta_step(param, grad, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6,
+                  weight_decay=0.0, maximize=False):
+    """Adadelta: ``v = rho*v + (1-rho)*g**2``; ``delta = sqrt(u + eps) / sqrt(v + eps) * g``;
+    ``u = rho*u + (1-rho)*delta**2``; ``param -= lr * delta``."""
+    g = _direction(param, grad, weight_decay, maximize)
+    square_avg[...] = rho * square_avg + (1 - rho) * g**2
+    delta = np.sqrt(acc_delta + eps) / np.sqrt(square_avg + eps) * g
+    acc_delta[...] = rho * acc_delta + (1 - rho) * delta**2
+    param -= lr * delta

@@ -17,10 +17,11 @@ from .adagrad import Adagrad, adagrad_step
 from .ewa import ewa_update
 from .adamax import Adamax, adamax_step
 from .lion import Lion, lion_step
+from .adadelta import Adadelta, adadelta_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
              "ewa_update", "adamax_step",
-             "lion_step"]
-CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "Lion"]
+             "lion_step", "adadelta_step"]
+CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "Lion", "Adadelta"]
 
 __all__ = FUNCTIONS + CLASSES
