@@ -720,6 +720,32 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                          maximize=True),
                 )),
         )),
+    Kernel(
+        name="adadelta", function="adadelta_step", inputs=("param", "grad"),
+        states=(State("square_avg"), State("acc_delta")),
+        coefficients=(("lr", F), ("grad_sign", F), ("weight_decay", F), ("rho", F),
+                      ("one_minus_rho", F), ("eps", F)),
+        coefficient_args=("lr", "rho", "eps", "weight_decay", "maximize"),
+        hyperparameters=(Hyper("lr", "nonnegative", 1.0),
+                         Hyper("rho", "closed_unit_interval", 0.9),
+                         Hyper("eps", "positive", 1e-6), _WD, _MAXIMIZE),
+        eps="eps", summary="Adadelta",
+        examples=(
+            dict(lr=1.0),
+            dict(lr=0.5, rho=0.95, eps=1e-5),
+            dict(lr=1.0, weight_decay=0.1, maximize=True),
+        ),
+        torch=TorchPeer("Adadelta"),
+        optimizers=(
+            OptimizerClass(
+                "Adadelta", torch="Adadelta",
+                examples=(
+                    dict(lr=1.0, eps=1e-4),
+                    dict(),
+                    dict(lr=0.5, rho=0.95, eps=1e-5, weight_decay=0.01),
+                    dict(maximize=True),
+                )),
+        )),
 )}
 
 

@@ -344,3 +344,24 @@ cdef inline NadamCoefficients nadam_coefficients(
     c.mu_product = product
     return c
 
+ctypedef struct AdadeltaCoefficients:
+    double lr
+    double grad_sign
+    double weight_decay
+    double rho
+    double one_minus_rho            # 1 - rho
+    double eps
+
+
+cdef inline AdadeltaCoefficients adadelta_coefficients(
+        double lr, double rho, double eps, double weight_decay, bint maximize
+        ) noexcept nogil:
+    cdef AdadeltaCoefficients c
+    c.lr = lr
+    c.grad_sign = grad_sign(maximize)
+    c.weight_decay = weight_decay
+    c.rho = rho
+    c.one_minus_rho = 1.0 - rho
+    c.eps = eps
+    return c
+

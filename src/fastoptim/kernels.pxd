@@ -54,6 +54,7 @@ adamax        ``grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, bet
               ``step_size = lr / (1 - beta1**t)``
 lion          ``lr, grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2,``
               ``one_minus_beta2 = 1 - beta2``
+adadelta      ``lr, grad_sign, weight_decay, rho, one_minus_rho = 1 - rho, eps``
 radam         ``grad_sign, weight_decay, param_scale`` (as adam), ``beta1, one_minus_beta1,``
               ``beta2, one_minus_beta2, bias_correction1 = 1 - beta1**t, lr,``
               ``rectify = rho_t > 5, rect = r_t, bias_correction2_sqrt = (1 - beta2**t)**0.5,``
@@ -261,4 +262,20 @@ cdef void nadam_kernel(
 # d = grad_sign*g + wd*p;  m = beta1*m + (1-beta1)*d;  v = beta2*v + (1-beta2)*d*d
 # denom = sqrt(v / bias_correction2) + eps
 # p = (param_scale*p + grad_coef * d / denom) + exp_avg_coef * m / denom
+
+cdef void adadelta_kernel(
+    floating* param,                # IN/OUT
+    const floating* grad,           # IN
+    floating* square_avg,           # IN/OUT  running average v of g*g
+    floating* acc_delta,            # IN/OUT  running average u of delta*delta
+    Py_ssize_t n,                   # IN
+    floating lr,                    # IN
+    floating grad_sign,             # IN
+    floating weight_decay,          # IN
+    floating rho,                   # IN
+    floating one_minus_rho,         # IN  1 - rho
+    floating eps,                   # IN
+) noexcept nogil
+# d = grad_sign*g + wd*p;  v = rho*v + (1-rho)*d*d;  delta = sqrt(u + eps) / sqrt(v + eps) * d
+# u = rho*u + (1-rho)*delta*delta;  p -= lr*delta
 

@@ -188,3 +188,14 @@ def nadam_step(param, grad, exp_avg, exp_avg_sq, *, step, mu_product, lr=2e-3, b
     param -= lr * (1 - mu) / (1 - mu_product) * g / denom
     param -= lr * mu_next / (1 - mu_product * mu_next) * exp_avg / denom
     return mu_product
+
+
+def adadelta_step(param, grad, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e-6,
+                  weight_decay=0.0, maximize=False):
+    """Adadelta: ``v = rho*v + (1-rho)*g**2``; ``delta = sqrt(u + eps) / sqrt(v + eps) * g``;
+    ``u = rho*u + (1-rho)*delta**2``; ``param -= lr * delta``."""
+    g = _direction(param, grad, weight_decay, maximize)
+    square_avg[...] = rho * square_avg + (1 - rho) * g**2
+    delta = np.sqrt(acc_delta + eps) / np.sqrt(square_avg + eps) * g
+    acc_delta[...] = rho * acc_delta + (1 - rho) * delta**2
+    param -= lr * delta

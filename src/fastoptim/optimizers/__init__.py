@@ -20,11 +20,12 @@ from .radam import RAdam, radam_step
 from .lamb import LAMB, lamb_step
 from .lion import Lion, lion_step
 from .nadam import NAdam, nadam_step
+from .adadelta import Adadelta, adadelta_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
              "ewa_update", "adamax_step", "radam_step", "lamb_step",
-             "lion_step", "nadam_step"]
+             "lion_step", "nadam_step", "adadelta_step"]
 CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "RAdam", "LAMB", "Lion",
-           "NAdam"]
+           "NAdam", "Adadelta"]
 
 __all__ = FUNCTIONS + CLASSES
