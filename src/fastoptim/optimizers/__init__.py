@@ -15,9 +15,13 @@ from .rmsprop import RMSprop, rmsprop_step
 from .adam import Adam, AdamW, adam_step
 from .adagrad import Adagrad, adagrad_step
 from .ewa import ewa_update
+from .rprop import Rprop, rprop_step
+from .asgd import ASGD, asgd_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
              "ewa_update"]
 CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad"]
+FUNCTIONS += ["rprop_step", "asgd_step"]
+CLASSES += ["Rprop", "ASGD"]
 
 __all__ = FUNCTIONS + CLASSES
