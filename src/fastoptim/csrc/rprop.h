@@ -12,7 +12,8 @@
 
 /* etaplus where g * prev > 0, etaminus where < 0, 1 where 0 or NaN */
 FO_INLINE FO_T FO_NAME(rprop_factor)(FO_T product, FO_T etaminus, FO_T etaplus) {
-    return product > 0 ? etaplus : (product < 0 ? etaminus : (FO_T)1);
+    FO_T grow = product > 0 ? etaplus : (FO_T)1;     /* (two flat selects: gcc does not */
+    return product < 0 ? etaminus : grow;            /*  if-convert the nested form)     */
 }
 
 /* min(max(x, lo), hi), NaN propagating (torch.clamp; hi wins when lo > hi) */
@@ -23,7 +24,7 @@ FO_INLINE FO_T FO_NAME(rprop_clamp)(FO_T x, FO_T lo, FO_T hi) {
 
 /* torch.sign: -1, 0 or +1, and 0 for NaN */
 FO_INLINE FO_T FO_NAME(rprop_sign)(FO_T x) {
-    return (FO_T)(x > 0) - (FO_T)(x < 0);
+    return (x > 0 ? (FO_T)1 : (FO_T)0) - (x < 0 ? (FO_T)1 : (FO_T)0);
 }
 
 FO_INLINE void FO_NAME(rprop_loop)(
