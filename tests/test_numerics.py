@@ -3,7 +3,7 @@
 * AMSGrad's running maximum propagates NaN like ``np.maximum`` / ``torch.maximum`` (it used
   to keep the old finite maximum, turning a NaN second moment into a jump of ``lr/eps``);
 * with ``weight_decay == 0`` the term ``weight_decay * param`` is never computed, so an
-  ``inf`` parameter leaves the state finite, as in the reference and torch (``0 * inf`` is
+  ``inf`` parameter puts no NaN in the state, as in the reference and torch (``0 * inf`` is
   NaN); AdamW's decoupled decay with ``weight_decay == 0`` leaves ``inf`` as it is.
 
 Bad elements sit both in the vector body and in the scalar tail of the loops.
@@ -99,8 +99,11 @@ def test_inf_parameter_with_zero_weight_decay_keeps_the_state_finite(case, backe
     param, states = run_backend(backend, run)
     ref_param, ref_states = run("numpy")
     for s, r in zip(states, ref_states):
-        assert np.isfinite(r).all()       # the reference, as torch, keeps the state finite
-        assert np.isfinite(s).all()
+        # the reference, as torch, puts no NaN in the state; a state that averages the
+        # parameters holds their infinities
+        assert not np.isnan(r).any()
+        assert not np.isnan(s).any()
+        np.testing.assert_array_equal(np.isinf(s), np.isinf(r))
     np.testing.assert_array_equal(np.isinf(param), np.isinf(ref_param))
 
 

@@ -379,6 +379,20 @@ def eps_zero_rule(rule: Callable[[str, dict], None]) -> Callable[[str, dict], No
     return rule
 
 
+_RPROP = {"etaminus": "etas[0]", "etaplus": "etas[1]", "step_size_min": "step_sizes[0]",
+          "step_size_max": "step_sizes[1]"}
+
+
+def _rprop_rule(func: str, h: dict) -> None:
+    if not 0.0 < h["etaminus"] < 1.0 < h["etaplus"]:
+        raise ValueError(
+            f"{func}: etas must satisfy 0 < etaminus < 1 < etaplus, got "
+            f"etaminus={h['etaminus']!r}, etaplus={h['etaplus']!r}")
+    if h["step_size_min"] > h["step_size_max"]:
+        raise ValueError(
+            f"{func}: step_sizes must satisfy step_size_min <= step_size_max, got "
+            f"step_size_min={h['step_size_min']!r}, step_size_max={h['step_size_max']!r}")
+
 @eps_zero_rule
 def _eps_root_rule(func: str, h: dict) -> None:
     # both are >= 0 (their kind); with both 0 the denominator is 0 on a zero gradient
@@ -647,6 +661,60 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
                     dict(),
                     dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
                     dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True,
+                         maximize=True),
+                )),
+        )),
+    Kernel(
+        name="rprop", function="rprop_step", inputs=("param", "grad"),
+        states=(State("prev"), State("step_size")),
+        coefficients=(("grad_sign", F), ("lr", F), ("etaminus", F), ("etaplus", F),
+                      ("step_size_min", F), ("step_size_max", F), ("first_step", "bint")),
+        coefficient_args=("step", "lr", "etaminus", "etaplus", "step_size_min",
+                          "step_size_max", "maximize"),
+        hyperparameters=(Hyper("step", "step_count"), Hyper("lr", "nonnegative", 1e-2),
+                         Hyper("etaminus", "positive", 0.5), Hyper("etaplus", "positive", 1.2),
+                         Hyper("step_size_min", "nonnegative", 1e-6),
+                         Hyper("step_size_max", "nonnegative", 50.0), _MAXIMIZE),
+        rules=(_rprop_rule,),
+        summary="resilient backpropagation (Rprop)",
+        examples=(
+            dict(lr=0.01),
+            dict(lr=0.05, etaminus=0.3, etaplus=1.5, step_size_min=1e-4, step_size_max=1.0),
+            dict(lr=0.01, maximize=True),
+        ),
+        torch=TorchPeer("Rprop", renames=_RPROP),
+        optimizers=(
+            OptimizerClass(
+                "Rprop", renames=_RPROP, torch="Rprop",
+                examples=(
+                    dict(lr=0.01),
+                    dict(),
+                    dict(lr=0.02, etas=(0.4, 1.3), step_sizes=(1e-3, 0.05), maximize=True),
+                )),
+        )),
+    Kernel(
+        name="asgd", function="asgd_step", inputs=("param", "grad"),
+        states=(State("ax"),),
+        coefficients=(("grad_sign", F), ("weight_decay", F), ("param_scale", F), ("eta", F),
+                      ("mu", F)),
+        coefficient_args=("step", "lr", "lambd", "alpha", "t0", "weight_decay", "maximize"),
+        hyperparameters=(Hyper("step", "step_count"), Hyper("lr", "nonnegative", 1e-2),
+                         Hyper("lambd", "nonnegative", 1e-4), Hyper("alpha", "nonnegative", 0.75),
+                         Hyper("t0", "nonnegative", 1e6), _WD, _MAXIMIZE),
+        summary="averaged stochastic gradient descent (ASGD)",
+        examples=(
+            dict(lr=0.01),
+            dict(lr=0.01, t0=5.0),                      # averaging from step 7 on
+            dict(lr=0.05, lambd=0.01, alpha=0.5, t0=10.0, weight_decay=0.1, maximize=True),
+        ),
+        torch=TorchPeer("ASGD"),
+        optimizers=(
+            OptimizerClass(
+                "ASGD", torch="ASGD",
+                examples=(
+                    dict(lr=0.05),
+                    dict(),
+                    dict(lr=0.02, lambd=1e-3, alpha=0.5, t0=3.0, weight_decay=0.01,
                          maximize=True),
                 )),
         )),

@@ -78,6 +78,24 @@ ctypedef struct EWACoefficients:
     double one_minus_beta
 
 
+ctypedef struct RpropCoefficients:
+    double grad_sign
+    double lr                       # the step size of the first step (torch's initial fill)
+    double etaminus
+    double etaplus
+    double step_size_min
+    double step_size_max
+    bint first_step                 # step == 1
+
+
+ctypedef struct AsgdCoefficients:
+    double grad_sign
+    double weight_decay
+    double param_scale              # 1 - lambd*eta
+    double eta                      # lr / (1 + lambd*lr*(step - 1))**alpha, float32-rounded
+    double mu                       # 1 / max(1, step - 1 - t0), float32-rounded
+
+
 ctypedef struct LAMBCoefficients:
     double grad_sign
     double beta1
@@ -363,5 +381,38 @@ cdef inline AdadeltaCoefficients adadelta_coefficients(
     c.rho = rho
     c.one_minus_rho = 1.0 - rho
     c.eps = eps
+    return c
+
+cdef inline RpropCoefficients rprop_coefficients(
+        long long step, double lr, double etaminus, double etaplus, double step_size_min,
+        double step_size_max, bint maximize) noexcept nogil:
+    """``step`` is the 1-based step count t; the first step starts from ``lr`` (torch fills
+    the step sizes with lr when it creates the state)."""
+    cdef RpropCoefficients c
+    c.grad_sign = grad_sign(maximize)
+    c.lr = lr
+    c.etaminus = etaminus
+    c.etaplus = etaplus
+    c.step_size_min = step_size_min
+    c.step_size_max = step_size_max
+    c.first_step = step == 1
+    return c
+
+
+@cython.cdivision(True)
+cdef inline AsgdCoefficients asgd_coefficients(
+        long long step, double lr, double lambd, double alpha, double t0, double weight_decay,
+        bint maximize) noexcept nogil:
+    """``step`` is the 1-based step count t. Step t uses the eta and mu torch computes at the
+    end of step t - 1 (eta = lr, mu = 1 at t = 1), rounded to float32 as torch keeps them
+    (0-dim tensors of its default dtype)."""
+    cdef AsgdCoefficients c
+    cdef double done = <double>(step - 1)
+    c.grad_sign = grad_sign(maximize)
+    c.weight_decay = weight_decay
+    c.eta = <double><float>(lr / pow(1.0 + lambd * lr * done, alpha))
+    c.param_scale = 1.0 - lambd * c.eta
+    cdef double since = done - t0
+    c.mu = <double><float>(1.0 / (since if since > 1.0 else 1.0))
     return c
 

@@ -50,6 +50,11 @@ adam          ``grad_sign``; Adam: ``weight_decay, param_scale = 1``; AdamW (dec
               ``inv_bias_correction2_sqrt = 1 / sqrt(1 - beta2**t), eps, eps_root``
 adagrad       ``clr = lr / (1 + (t - 1)*lr_decay), grad_sign, weight_decay, eps``
 ewa           ``beta, one_minus_beta = 1 - beta``
+rprop         ``grad_sign, lr, etaminus, etaplus, step_size_min, step_size_max,``
+              ``first_step = (t == 1)``
+asgd          ``grad_sign, weight_decay, param_scale = 1 - lambd*eta,``
+              ``eta = lr / (1 + lambd*lr*(t - 1))**alpha, mu = 1 / max(1, t - 1 - t0)``
+              (eta and mu rounded to float32, as torch keeps them)
 adamax        ``grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2, eps,``
               ``step_size = lr / (1 - beta1**t)``
 lion          ``lr, grad_sign, weight_decay, beta1, one_minus_beta1 = 1 - beta1, beta2,``
@@ -278,4 +283,37 @@ cdef void adadelta_kernel(
 ) noexcept nogil
 # d = grad_sign*g + wd*p;  v = rho*v + (1-rho)*d*d;  delta = sqrt(u + eps) / sqrt(v + eps) * d
 # u = rho*u + (1-rho)*delta*delta;  p -= lr*delta
+
+cdef void rprop_kernel(
+    floating* param,                # IN/OUT
+    const floating* grad,           # IN
+    floating* prev,                 # IN/OUT  the previous (masked) gradient (starts at zero)
+    floating* step_size,            # IN/OUT  per-element step sizes (only written when first_step)
+    Py_ssize_t n,                   # IN
+    floating grad_sign,             # IN
+    floating lr,                    # IN  the step size the first step starts from
+    floating etaminus,              # IN  0 < etaminus < 1
+    floating etaplus,               # IN  etaplus > 1
+    floating step_size_min,         # IN
+    floating step_size_max,         # IN
+    bint first_step,                # IN  t == 1: start from lr instead of reading step_size
+) noexcept nogil
+# g = grad_sign*grad;  f = etaplus if g*prev > 0, etaminus if g*prev < 0, else 1 (NaN too)
+# s = clamp((lr if first_step else s) * f, step_size_min, step_size_max)
+# g = 0 where g*prev < 0;  prev = g;  p -= sign(g)*s      (sign(NaN) = 0, as torch.sign)
+
+
+cdef void asgd_kernel(
+    floating* param,                # IN/OUT
+    const floating* grad,           # IN
+    floating* ax,                   # IN/OUT  the averaged parameters (starts at zero)
+    Py_ssize_t n,                   # IN
+    floating grad_sign,             # IN
+    floating weight_decay,          # IN
+    floating param_scale,           # IN  1 - lambd*eta
+    floating eta,                   # IN  lr / (1 + lambd*lr*(t-1))**alpha (float32-rounded)
+    floating mu,                    # IN  1 / max(1, t-1-t0) (float32-rounded)
+) noexcept nogil
+# d = grad_sign*g + wd*p;  p = p*param_scale;  p = p - eta*d
+# ax = p if mu == 1 else ax + (p - ax)*mu
 

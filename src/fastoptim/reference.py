@@ -199,3 +199,39 @@ def adadelta_step(param, grad, square_avg, acc_delta, *, lr=1.0, rho=0.9, eps=1e
     delta = np.sqrt(acc_delta + eps) / np.sqrt(square_avg + eps) * g
     acc_delta[...] = rho * acc_delta + (1 - rho) * delta**2
     param -= lr * delta
+
+
+def rprop_step(param, grad, prev, step_size, *, step, lr=1e-2, etaminus=0.5, etaplus=1.2,
+               step_size_min=1e-6, step_size_max=50.0, maximize=False):
+    """Rprop: each step size grows by ``etaplus`` where the gradient kept its sign, shrinks by
+    ``etaminus`` where it flipped (and that gradient counts as 0), is clipped to
+    ``[step_size_min, step_size_max]``; ``param -= sign(g) * step_size``. The step sizes
+    start at ``lr`` (the first step ignores the buffer's content)."""
+    g = -grad if maximize else grad
+    if step == 1:
+        step_size[...] = lr
+    agreement = g * prev
+    factor = np.where(agreement > 0, etaplus, np.where(agreement < 0, etaminus, 1.0))
+    step_size[...] = np.clip(step_size * factor.astype(param.dtype), step_size_min,
+                             step_size_max)
+    g = np.where(agreement < 0, 0.0, g).astype(param.dtype)
+    prev[...] = g
+    # torch.sign(NaN) is 0: a NaN gradient moves nothing
+    param -= np.nan_to_num(np.sign(g), nan=0.0) * step_size
+
+
+def asgd_step(param, grad, ax, *, step, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6,
+              weight_decay=0.0, maximize=False):
+    """ASGD: ``eta = lr / (1 + lambd*lr*(t-1))**alpha``, ``mu = 1 / max(1, t-1-t0)`` (torch
+    computes both at the end of the previous step and keeps them as float32 numbers);
+    ``param = param*(1 - lambd*eta) - eta*g``; ``ax = param`` while ``mu == 1``, else
+    ``ax += mu * (param - ax)``."""
+    g = _direction(param, grad, weight_decay, maximize)
+    eta = float(np.float32(lr / (1 + lambd * lr * (step - 1))**alpha))
+    mu = float(np.float32(1 / max(1, step - 1 - t0)))
+    param *= 1 - lambd * eta
+    param -= eta * g
+    if mu == 1:
+        ax[...] = param
+    else:
+        ax += (param - ax) * mu

@@ -21,11 +21,13 @@ from .lamb import LAMB, lamb_step
 from .lion import Lion, lion_step
 from .nadam import NAdam, nadam_step
 from .adadelta import Adadelta, adadelta_step
+from .rprop import Rprop, rprop_step
+from .asgd import ASGD, asgd_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
              "ewa_update", "adamax_step", "radam_step", "lamb_step",
-             "lion_step", "nadam_step", "adadelta_step"]
+             "lion_step", "nadam_step", "adadelta_step", "rprop_step", "asgd_step"]
 CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "RAdam", "LAMB", "Lion",
-           "NAdam", "Adadelta"]
+           "NAdam", "Adadelta", "Rprop", "ASGD"]
 
 __all__ = FUNCTIONS + CLASSES
