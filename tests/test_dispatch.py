@@ -48,3 +48,24 @@ def test_coefficients_of_the_tuple_equal_the_named_helper(k):
     expect = getattr(kernels, f"coefficients_{k.name}")(*[named[a] for a in k.coefficient_args])
     got = getattr(kernels, f"coefficients_{k.name}_of")(tuple(values))
     assert got.values() == expect.values()
+
+
+@pytest.mark.parametrize("k", [k for k in KERNELS if k.rules], ids=lambda k: k.name)
+def test_rules_still_run_after_a_passing_call(k):
+    """The dispatch skips a kernel's rules when the rule inputs equal the last ones that
+    passed; a different (bad) value must still be refused, before anything changes."""
+    from kernel_cases import make_arrays, make_grad, step
+    rng = np.random.default_rng(0)
+    opts = dict(k.examples[0])
+    bad = {"momentum": dict(opts, nesterov=True, dampening=0.5),
+           "rprop": dict(opts, etaminus=1.5)}.get(k.name)
+    if bad is None:
+        pytest.skip("no rule-breaking example written for this kernel")
+    for t, o in ((1, opts), (2, opts)):
+        param, states, kw = make_arrays(k.name, o, (40,), np.float64, "C", rng)
+        step(k.name, o, param, make_grad((40,), np.float64, "C", rng), states, kw, t, "cython")
+    param, states, kw = make_arrays(k.name, bad, (40,), np.float64, "C", rng)
+    before = param.copy()
+    with pytest.raises(ValueError):
+        step(k.name, bad, param, make_grad((40,), np.float64, "C", rng), states, kw, 3, "cython")
+    np.testing.assert_array_equal(param, before)

@@ -63,6 +63,9 @@ class KernelCall:
         # rules that can only fail when eps is 0 run only when eps is below tiny (rare)
         self.rules = tuple(r for r in k.rules if not getattr(r, "eps_zero", False))
         self.eps_rules = tuple(r for r in k.rules if getattr(r, "eps_zero", False))
+        self._rule_inputs = tuple(i for i, h in enumerate(k.hyperparameters)
+                                  if h.kind != "step_count")
+        self._rules_passed = None       # the last rule inputs that passed every rule
         self.eps_root_index = (self.hyper_names.index("eps_root")
                                if "eps_root" in self.hyper_names else None)
         self.coefficients = getattr(_coef, name)
@@ -100,9 +103,14 @@ class KernelCall:
         (The rules about ``eps == 0`` run in :meth:`_small_eps`, only when it can be 0.)"""
         hyper = _v.check_scalars(func, self.spec, hyper)
         if self.rules:
-            named = dict(zip(self.hyper_names, hyper))
-            for rule in self.rules:
-                rule(func, named)
+            # the rules are pure functions of the hyperparameters other than the step: a
+            # loop that passes the same values again (the common case) skips them
+            key = tuple([hyper[i] for i in self._rule_inputs])
+            if key != self._rules_passed:
+                named = dict(zip(self.hyper_names, hyper))
+                for rule in self.rules:
+                    rule(func, named)
+                self._rules_passed = key
         return hyper
 
     def __call__(self, arrays: tuple, optional: tuple, hyper: tuple, backend: str):
