@@ -120,17 +120,23 @@ class Optimizer:
 
     @classmethod
     def _check(cls, f: str, hyper: dict) -> dict:
-        """Each hyperparameter checked by its registry kind (or ``_extra_kinds``)."""
+        """Each hyperparameter checked by its registry kind (or ``_extra_kinds``); torch's
+        ``betas`` pair by :func:`fastoptim._validation.betas`."""
         kinds = {}
         for name in cls._kernels:
             kinds.update((h.name, h.kind) for h in _registry.kernel(name).hyperparameters)
         kinds.update(cls._extra_kinds)
-        return {name: _v.SCALAR_KINDS[kinds[name]](f, name, value)
+        return {name: _v.betas(f, value) if name == "betas"
+                else _v.SCALAR_KINDS[kinds[name]](f, name, value)
                 for name, value in hyper.items()}
 
     @classmethod
     def _functional(cls, hyper: dict) -> dict:
-        """The kernel's hyperparameters (registry names) from the class's."""
+        """The kernel's hyperparameters (registry names) from the class's: torch's ``betas``
+        pair is the kernel's ``beta1`` and ``beta2``."""
+        if "betas" in hyper:
+            beta1, beta2 = hyper["betas"]
+            return dict(hyper, beta1=beta1, beta2=beta2)
         return hyper
 
     @classmethod

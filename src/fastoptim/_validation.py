@@ -150,3 +150,11 @@ def scalar_spec(**kinds: str) -> tuple:
     """
     order = list(SCALAR_KINDS)
     return tuple((name, order.index(kind), SCALAR_KINDS[kind]) for name, kind in kinds.items())
+
+
+def betas(func: str, value) -> tuple:
+    """torch's ``betas=(beta1, beta2)``: a pair, each in ``[0, 1)``."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{func}: betas must be a pair (beta1, beta2), got {value!r}")
+    return (unit_interval(func, "betas[0]", value[0]),
+            unit_interval(func, "betas[1]", value[1]))

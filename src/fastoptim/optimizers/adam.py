@@ -9,7 +9,6 @@ import numpy as np
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
 
-from .. import _validation as _v
 
 __all__ = ["adam_step", "Adam", "AdamW"]
 
@@ -71,12 +70,6 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
            maximize, eps_root), backend)
 
 
-def _betas(f: str, betas) -> Tuple[float, float]:
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise TypeError(f"{f}: betas must be a pair (beta1, beta2), got {betas!r}")
-    return (_v.unit_interval(f, "betas[0]", betas[0]),
-            _v.unit_interval(f, "betas[1]", betas[1]))
-
 
 class Adam(Optimizer):
     r"""Adam with bias correction (optionally AMSGrad); L2 weight decay added to the gradient,
@@ -134,17 +127,6 @@ class Adam(Optimizer):
             betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
             maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
             eps_root=eps_root), backend, skip_nonfinite)
-
-    @classmethod
-    def _check(cls, f, hyper):
-        hyper = dict(hyper)
-        betas = _betas(f, hyper.pop("betas"))
-        return dict(betas=betas, **super()._check(f, hyper))
-
-    @classmethod
-    def _functional(cls, hyper):
-        beta1, beta2 = hyper["betas"]
-        return dict(hyper, beta1=beta1, beta2=beta2)
 
 
 class AdamW(Adam):

@@ -26,7 +26,6 @@ from .._backends import numba_backend as _numba_backend
 from .._backends import select as _select
 from .._dispatch import reference_call as _reference_call
 from .._optimizer import LR, Params, _lr_at, _lr_value
-from .adam import _betas
 
 __all__ = ["lamb_step", "LAMB"]
 
@@ -160,7 +159,7 @@ class LAMB:
                  backend: str = "auto", skip_nonfinite: bool = False, *,
                  eps_root: float = 0.0) -> None:
         f = "LAMB"
-        self._hyper = dict(betas=_betas(f, betas), eps=_v.positive(f, "eps", eps),
+        self._hyper = dict(betas=_v.betas(f, betas), eps=_v.positive(f, "eps", eps),
                            weight_decay=_v.nonnegative(f, "weight_decay", weight_decay),
                            maximize=_v.flag(f, "maximize", maximize),
                            eps_root=_v.nonnegative(f, "eps_root", eps_root))

@@ -7,7 +7,6 @@ import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
-from .adam import _betas
 
 __all__ = ["lion_step", "Lion"]
 
@@ -86,14 +85,3 @@ class Lion(Optimizer):
         super().__init__(params, lr, dict(
             betas=betas, weight_decay=weight_decay, maximize=maximize), backend,
             skip_nonfinite)
-
-    @classmethod
-    def _check(cls, f, hyper):
-        hyper = dict(hyper)
-        betas = _betas(f, hyper.pop("betas"))
-        return dict(betas=betas, **super()._check(f, hyper))
-
-    @classmethod
-    def _functional(cls, hyper):
-        beta1, beta2 = hyper["betas"]
-        return dict(hyper, beta1=beta1, beta2=beta2)

@@ -7,7 +7,6 @@ import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
-from .adam import _betas
 
 __all__ = ["nadam_step", "NAdam"]
 
@@ -132,14 +131,3 @@ class NAdam(Optimizer):
             betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
             decoupled_weight_decay=decoupled_weight_decay, maximize=maximize), backend,
             skip_nonfinite)
-
-    @classmethod
-    def _check(cls, f, hyper):
-        hyper = dict(hyper)
-        betas = _betas(f, hyper.pop("betas"))
-        return dict(betas=betas, **super()._check(f, hyper))
-
-    @classmethod
-    def _functional(cls, hyper):
-        beta1, beta2 = hyper["betas"]
-        return dict(hyper, beta1=beta1, beta2=beta2)
