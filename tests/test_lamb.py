@@ -328,9 +328,12 @@ def test_class_state_dict_resumes_bit_for_bit(rng):
     for g in grads[3:]:
         resumed.step([g])
     np.testing.assert_array_equal(other[0], final)
+    before = other[0].copy()
     with pytest.raises(ValueError, match="exp_avg"):
-        bad = dict(sd, exp_avg=[np.zeros((4, 6), np.float32)])
+        bad = dict(sd, state=dict(sd["state"], exp_avg=[np.zeros((4, 6), np.float32)]))
         resumed.load_state_dict(bad)
+    np.testing.assert_array_equal(other[0], before)
+    assert resumed.t == 6
 
 
 def test_class_skip_nonfinite(rng):

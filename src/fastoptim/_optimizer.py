@@ -69,11 +69,16 @@ class Optimizer:
     * ``_extra_kinds``: the validation kind of each hyperparameter the kernels do not have
       (Adagrad's ``initial_accumulator_value``);
     * :meth:`_functional` when the class's hyperparameters are not the kernel's by name
-      (Adam's ``betas``), and :meth:`_new_states` when a buffer does not start at zero.
+      (Adam's ``betas``), and :meth:`_new_states` when a buffer does not start at zero;
+    * for a rule that is not a registry kernel (LAMB, Muon): ``_elementwise = False``,
+      :meth:`_plan` returning a :class:`fastoptim._rule.Rule` in place of the kernel call,
+      and :meth:`_apply_bucket`, which steps one bucket of arrays.
     """
 
     _kernels: Tuple[str, ...] = ()
     _extra_kinds: Dict[str, str] = {}
+    # False for a rule that is not a registry kernel: it overrides _plan and _apply_bucket
+    _elementwise = True
 
     def __init__(self, params: Params, lr: LR, hyper: dict, backend: str = "auto",
                  skip_nonfinite: bool = False) -> None:
@@ -377,8 +382,8 @@ class Optimizer:
         impl = _select(f, self._backend, 0)
         compiled = impl is _cython or impl is _cython_parallel
         scalars = self._scalars
-        if compiled and self._steps is None and not missing and len(self._groups) == 1 \
-                and self._uniform_scalars():
+        if compiled and self._elementwise and self._steps is None and not missing \
+                and len(self._groups) == 1 and self._uniform_scalars():
             group = self._groups[0]         # the common case: one call, nothing to gather
             multi = getattr(_cython, group.kernel + "_multi")
             c = group.coefficients(self._n.step_all + 1, lrs[0],
@@ -391,32 +396,43 @@ class Optimizer:
             self._n.step_all += 1
             return
         buckets = self._buckets(grads, missing)
-        if len(buckets) > 1 or not compiled:
+        if len(buckets) > 1 or not compiled or not self._elementwise:
             # one check of every gradient against every written array; (the multi-tensor
             # kernel makes it itself within one call)
             _params.check_grads_apart(f, *self._grads_and_written(grads))
         lr_of = {id(g): lr for g, lr in zip(self._groups, lrs)}
         for group, count, idx in buckets:
-            lr = lr_of[id(group)]
-            params = [self._params[i] for i in idx]
-            gs = [grads[i] for i in idx]
-            states = [None if s is None else [self._state[s][i] for i in idx]
-                      for s in group.slots]
-            carried = [values[idx[0]] for values in scalars.values()]
-            c = group.coefficients(count + 1, lr, carried)
-            if compiled:
-                multi = getattr(_cython, group.kernel + "_multi")
-                multi(params, gs, *states, c, labels=[self._keys[i] for i in idx])
-            elif impl is None:
-                group.apply_reference(count + 1, lr, params, gs, states, carried)
-            else:
-                kernel = getattr(impl, group.kernel)
-                for j, (param, grad) in enumerate(zip(params, gs)):
-                    kernel(param, grad, *[None if s is None else s[j] for s in states], c)
-            if scalars:
-                self._store_scalars(idx, c.carried())
+            self._apply_bucket(impl, group, count + 1, lr_of[id(group)], list(idx), grads)
         self._set_step_counts([s + 1 if g is not None else s
                                for s, g in zip(self._step_counts(), grads)])
+
+    def _apply_bucket(self, impl, group, t: int, lr: float, idx: List[int],
+                      grads: list) -> None:
+        """Step the arrays ``idx`` of ``group`` (all with a gradient and step count
+        ``t - 1``, every check passed) at step count ``t`` with learning rate ``lr`` on
+        backend module ``impl`` (``None``: the NumPy reference).
+
+        The hook of a rule that is not a registry kernel (``_elementwise = False``: LAMB,
+        Muon): it overrides this method; everything around it (groups, ``None`` gradients,
+        step counts, ``skip_nonfinite``, schedules, checks, state dicts) is the base's."""
+        scalars = self._scalars
+        params = [self._params[i] for i in idx]
+        gs = [grads[i] for i in idx]
+        states = [None if s is None else [self._state[s][i] for i in idx]
+                  for s in group.slots]
+        carried = [values[idx[0]] for values in scalars.values()]
+        c = group.coefficients(t, lr, carried)
+        if impl is _cython or impl is _cython_parallel:
+            multi = getattr(_cython, group.kernel + "_multi")
+            multi(params, gs, *states, c, labels=[self._keys[i] for i in idx])
+        elif impl is None:
+            group.apply_reference(t, lr, params, gs, states, carried)
+        else:
+            kernel = getattr(impl, group.kernel)
+            for j, (param, grad) in enumerate(zip(params, gs)):
+                kernel(param, grad, *[None if s is None else s[j] for s in states], c)
+        if scalars:
+            self._store_scalars(idx, c.carried())
 
     def _step_counts(self) -> List[int]:
         """Each array's step count."""

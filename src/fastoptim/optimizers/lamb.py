@@ -6,26 +6,26 @@ dispatch and multi-tensor chunking assume element-wise loops): the compiled one 
 :mod:`fastoptim._lamb` (``csrc/lamb.h``), the Numba twin ``numba_kernels/lamb.py``, the
 oracle :func:`fastoptim.reference.lamb_step`; validation and backend choice follow the same
 rules as every other step (:mod:`fastoptim._validation`, :mod:`fastoptim._backends`).
+The class is an :class:`~fastoptim._optimizer.Optimizer` (groups, step counts, checkpoints)
+that overrides the base's per-bucket hook, ``_apply_bucket``.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 
 from .. import _cython_parallel
 from .. import _lamb
-from .. import _params
-from .. import _reductions
 from .. import _threads
 from .. import _validation as _v
-from .. import arena as _arena
 from .. import kernels as _cython
 from .. import reference as _reference
 from .._backends import numba_backend as _numba_backend
 from .._backends import select as _select
 from .._dispatch import reference_call as _reference_call
-from .._optimizer import LR, Params, _lr_at, _lr_value
+from .._optimizer import LR, Optimizer, Params
+from .._rule import Rule
 
 __all__ = ["lamb_step", "LAMB"]
 
@@ -114,7 +114,7 @@ def lamb_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
         _numba(arrays, _lamb.coefficients(*hyper))
 
 
-class LAMB:
+class LAMB(Optimizer):
     r"""LAMB: Adam's direction with decoupled weight decay, scaled per array by its trust
     ratio (You et al. 2019; optax's ``lamb``). There is no LAMB in ``torch.optim``; the
     names follow torch's Adam, the defaults optax's (``eps=1e-6``).
@@ -128,195 +128,67 @@ class LAMB:
         \theta \leftarrow \theta - \text{lr}\,\frac{\|\theta\|}{\|r\|}\, r
         \quad\text{(per array; the ratio is 1 when either norm is 0)}
 
-    with :math:`g = \pm\,\text{grad}`. State: ``exp_avg`` and ``exp_avg_sq``, both starting
-    at zero; ``t`` is the step count, also the argument of an ``lr`` schedule. A step is one
-    compiled call over all the arrays (:func:`fastoptim._lamb.lamb_multi`), two passes over
-    each; results do not depend on the thread count.
-
-    Not a registry optimizer: no parameter groups (``params`` is a list or dict of
-    arrays); ``state_dict`` / ``load_state_dict`` are its own (not ``fastoptim.save_state``'s
-    format).
+    with :math:`g = \pm\,\text{grad}` and :math:`t` the array's own step count. State:
+    ``exp_avg`` and ``exp_avg_sq``, both starting at zero. Everything a torch.optim user
+    expects of the other classes holds: parameter groups (``param_groups``,
+    ``add_param_group``, per-group hyperparameters changeable between steps), ``None``
+    gradients, ``skip_nonfinite``, ``lr`` schedules, ``state_dict`` and
+    ``fastoptim.save_state`` / ``load_state`` with bit-exact resume. The arrays of a group
+    with equal step counts step in one compiled call (:func:`fastoptim._lamb.lamb_multi`),
+    two passes over each; the norms are summed in a fixed order, so results do not depend
+    on the thread count.
 
     Parameters
     ----------
-    params : list or dict of ndarray
+    params : list or dict of ndarray, or a list of parameter-group dicts
     lr : float or callable, default 1e-3
     betas : (float, float), default (0.9, 0.999)
         Each in ``[0, 1)``.
     eps : float, default 1e-6
+        ``> 0``, added outside the square root.
     weight_decay : float, default 0
+        :math:`\lambda \ge 0`, added to the direction before the trust ratio.
     maximize : bool, default False
     backend : {"auto", "cython", "numba", "numpy"}
     skip_nonfinite : bool, default False
         Skip a step whose gradients hold an inf or a NaN: nothing changes but
         :attr:`skipped_steps`.
     eps_root : float, default 0
-        Added inside the square root (optax's ``eps_root``).
+        Added inside the square root (optax's ``eps_root``), ``>= 0``.
     """
+
+    _elementwise = False
+    _extra_kinds = dict(eps="positive", eps_root="nonnegative", weight_decay="nonnegative",
+                        maximize="flag")
+    _rule = Rule("lamb", _NAMES, lambda values: _lamb.coefficients(*values))
 
     def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-6, weight_decay: float = 0.0, maximize: bool = False,
                  backend: str = "auto", skip_nonfinite: bool = False, *,
                  eps_root: float = 0.0) -> None:
-        f = "LAMB"
-        self._hyper = dict(betas=_v.betas(f, betas), eps=_v.positive(f, "eps", eps),
-                           weight_decay=_v.nonnegative(f, "weight_decay", weight_decay),
-                           maximize=_v.flag(f, "maximize", maximize),
-                           eps_root=_v.nonnegative(f, "eps_root", eps_root))
-        self._lr = _lr_value(f, lr)
-        _select(f, backend, 0)
-        self._backend = backend
-        self.skip_nonfinite = skip_nonfinite
-        keys, arrays, is_dict = _params.flatten(f, "params", params)
-        if not arrays:
-            raise ValueError(f"{f}: params is empty; pass the arrays to optimize")
-        names = _params.labels("params", keys)
-        for name, p in zip(names, arrays):
-            if _v.check_arrays(f, (name,), (p,)) is not None:
-                raise TypeError(f"{f}: {name} must be a plain numpy.ndarray (it is updated "
-                                f"in place), got {type(p).__name__}")
-            _v.eps_for_dtype(f, "eps", self._hyper["eps"], p.dtype)
-        _params.check_disjoint(f, names, arrays)
-        self._keys, self._is_dict, self._params, self._names = keys, is_dict, arrays, names
-        self._state = {"exp_avg": _arena.zeros_like_all(arrays),
-                       "exp_avg_sq": _arena.zeros_like_all(arrays)}
-        self._steps = [0] * len(arrays)
-        self._t = 0
-        self._skipped = 0
-        self._last_lr: Optional[float] = None
+        super().__init__(params, lr, dict(betas=betas, eps=eps, weight_decay=weight_decay,
+                                          maximize=maximize, eps_root=eps_root),
+                         backend, skip_nonfinite)
 
-    # ---- public --------------------------------------------------------------------------
-    @property
-    def lr(self) -> LR:
-        """The learning rate: a float ``>= 0`` or a schedule called with the step count."""
-        return self._lr
+    def _plan(self, hyper: dict):
+        return "lamb", self._rule, ("exp_avg", "exp_avg_sq"), \
+            self._rule.values(self._functional(hyper))
 
-    @lr.setter
-    def lr(self, value: LR) -> None:
-        self._lr = _lr_value("LAMB", value)
-
-    @property
-    def skip_nonfinite(self) -> bool:
-        return self._skip_nonfinite
-
-    @skip_nonfinite.setter
-    def skip_nonfinite(self, value: bool) -> None:
-        self._skip_nonfinite = _v.flag("LAMB", "skip_nonfinite", value)
-
-    betas = property(lambda self: self._hyper["betas"])
-    eps = property(lambda self: self._hyper["eps"])
-    eps_root = property(lambda self: self._hyper["eps_root"])
-    weight_decay = property(lambda self: self._hyper["weight_decay"])
-    maximize = property(lambda self: self._hyper["maximize"])
-    backend = property(lambda self: self._backend, doc="The backend chosen at construction.")
-    t = property(lambda self: self._t, doc="Number of steps taken (skipped ones not counted).")
-    last_lr = property(lambda self: self._last_lr, doc="The lr of the last step.")
-    skipped_steps = property(lambda self: self._skipped,
-                             doc="Steps skipped by ``skip_nonfinite``.")
-
-    @property
-    def params(self) -> Params:
-        """The parameters, in the structure they were given (the same array objects)."""
-        return dict(zip(self._keys, self._params)) if self._is_dict else list(self._params)
-
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self._hyper.items())
-        return (f"LAMB({len(self._params)} arrays, lr={self._lr!r}, {opts}, "
-                f"backend={self._backend!r})")
-
-    def step(self, grads: Params) -> None:
-        """Update every parameter in place from ``grads`` (the structure of ``params``).
-
-        Every gradient is checked first (keys, shape, dtype, layout, no shared memory with a
-        parameter or a state buffer); on any error nothing changes. A ``None`` gradient
-        skips its array (its state and step count stay).
-        """
-        f = "LAMB.step"
-        grads = _params.match(f, "grads", grads, self._keys, self._is_dict, "params")
-        gnames = _params.labels("grads", self._keys)
-        for i, (pname, gname, param, grad) in enumerate(zip(self._names, gnames,
-                                                            self._params, grads)):
-            if grad is not None and _v.check_arrays(f, (pname, gname), (param, grad)) \
-                    is not None:
-                grads[i] = grad.view(np.ndarray)
-        idx = [i for i, g in enumerate(grads) if g is not None]
-        written = self._params + self._state["exp_avg"] + self._state["exp_avg_sq"]
-        written_names = self._names + [f"the {s} of {n}" for s in self._state
-                                       for n in self._names]
-        _params.check_grads_apart(f, [gnames[i] for i in idx], [grads[i] for i in idx],
-                                  written_names, written)
-        if self._t >= _v.MAX_STEP:
-            raise ValueError(f"{f}: the step count would exceed 2**63 - 1")
-        t = self._t + 1
-        lr = _lr_at(f, self._lr, t)
-        if self._skip_nonfinite and not _reductions.all_finite([grads[i] for i in idx]):
-            self._skipped += 1
-            return
-        by_count: Dict[int, List[int]] = {}
-        for i in idx:
-            by_count.setdefault(self._steps[i], []).append(i)
-        h = self._hyper
-        impl = _select(f, self._backend, 0)
-        for count, which in sorted(by_count.items()):
-            hyper = (count + 1, lr, h["betas"][0], h["betas"][1], h["eps"], h["eps_root"],
-                     h["weight_decay"], h["maximize"])
-            arrays = ([self._params[i] for i in which], [grads[i] for i in which],
-                      [self._state["exp_avg"][i] for i in which],
-                      [self._state["exp_avg_sq"][i] for i in which])
-            self._apply(impl, arrays, hyper)
-            for i in which:
-                self._steps[i] = count + 1
-        self._t = t
-        self._last_lr = lr
-
-    def _apply(self, impl, arrays, hyper) -> None:
+    def _apply_bucket(self, impl, group, t: int, lr: float, idx: List[int],
+                      grads: list) -> None:
+        """The arrays ``idx`` at step count ``t``: one compiled call over all of them, or
+        one call per array on the other backends."""
+        arrays = ([self._params[i] for i in idx], [grads[i] for i in idx],
+                  [self._state["exp_avg"][i] for i in idx],
+                  [self._state["exp_avg_sq"][i] for i in idx])
+        coefficients = group.coefficients(t, lr)
         if impl is None:
+            kwargs = dict(zip(_NAMES, group.values))      # (t and lr set by coefficients)
             for p, g, m, v in zip(*arrays):
-                _reference_call(_reference.lamb_step, p, g, m, v, **dict(zip(_NAMES, hyper)))
-            return
-        coefficients = _lamb.coefficients(*hyper)
-        if impl is _cython or impl is _cython_parallel:
+                _reference_call(_reference.lamb_step, p, g, m, v, **kwargs)
+        elif impl is _cython or impl is _cython_parallel:
             largest = max(arrays[0], key=lambda a: a.size)
             _lamb.lamb_multi(*arrays, coefficients, _threads_for(largest))
         else:
             for four in zip(*arrays):
                 _numba(four, coefficients)
-
-    def state_dict(self) -> dict:
-        """A copy of everything a resumed run needs: plain arrays and Python scalars."""
-        return {"optimizer": "LAMB", "t": self._t, "steps": list(self._steps),
-                "skipped_steps": self._skipped, "lr": self._lr if not callable(self._lr)
-                else None, "hyper": dict(self._hyper),
-                "params": [p.copy() for p in self._params],
-                "exp_avg": [a.copy() for a in self._state["exp_avg"]],
-                "exp_avg_sq": [a.copy() for a in self._state["exp_avg_sq"]]}
-
-    def load_state_dict(self, state_dict: Mapping) -> None:
-        """Restore :meth:`state_dict` output in place, after checking the optimizer, the
-        number of arrays and every array's shape and dtype (nothing is copied otherwise)."""
-        f = "LAMB.load_state_dict"
-        if not isinstance(state_dict, Mapping) or state_dict.get("optimizer") != "LAMB":
-            raise ValueError(f"{f}: not a LAMB state_dict")
-        for key in ("params", "exp_avg", "exp_avg_sq"):
-            arrays = state_dict.get(key)
-            if not isinstance(arrays, (list, tuple)) or len(arrays) != len(self._params):
-                raise ValueError(f"{f}: {key} must hold {len(self._params)} arrays")
-            for name, src, dst in zip(self._names, arrays, self._params):
-                if not isinstance(src, np.ndarray) or src.shape != dst.shape \
-                        or src.dtype != dst.dtype:
-                    raise ValueError(f"{f}: {key} of {name} must be a {dst.dtype} array of "
-                                     f"shape {dst.shape}")
-        steps = [_v.steps_taken(f, "steps", s) for s in state_dict["steps"]]
-        if len(steps) != len(self._params):
-            raise ValueError(f"{f}: steps must hold {len(self._params)} counts")
-        t = _v.steps_taken(f, "t", state_dict["t"])
-        skipped = _v.steps_taken(f, "skipped_steps", state_dict["skipped_steps"])
-        checked = LAMB([np.zeros(1)], 1.0, **dict(state_dict["hyper"]))._hyper  # validated
-        lr = state_dict.get("lr")
-        lr = self._lr if lr is None else _lr_value(f, lr)
-        for key, dsts in (("params", self._params), ("exp_avg", self._state["exp_avg"]),
-                          ("exp_avg_sq", self._state["exp_avg_sq"])):
-            for dst, src in zip(dsts, state_dict[key]):
-                np.copyto(dst, src, casting="no")
-        self._hyper, self._lr = checked, lr
-        self._steps, self._t, self._skipped = steps, t, skipped
