@@ -86,7 +86,9 @@ setup(
     ext_modules=cythonize(
         [extension("kernels"), extension("_checks"), extension("_reductions"),
          # LAMB's trust ratio is a reduction: its own module, not a registry kernel
-         extension("_lamb", ["coefficients.pxd", "csrc/lamb.h"]),
+         extension("_lamb", ["coefficients.pxd", "csrc/lamb.h", "_lamb.pxd"]),
+         # Muon's element-wise passes (its Newton-Schulz iteration is matrix products)
+         extension("_muon", ["csrc/muon.h", "_muon.pxd"]),
          ],
         compiler_directives=DIRECTIVES,
     ),

@@ -14,6 +14,7 @@ The functions do **not** validate: :func:`fastoptim.optimizers.lamb.lamb_step` a
 they must be contiguous in one common order.
 """
 cimport numpy as cnp
+from cython cimport floating
 from fastoptim.coefficients cimport LAMBCoefficients, lamb_coefficients
 
 cnp.import_array()
@@ -60,6 +61,24 @@ cdef LAMBCoefficients _struct(tuple values) except *:
     return c
 
 
+cdef double lamb_kernel(floating* param, const floating* grad, floating* exp_avg,
+                       floating* exp_avg_sq, Py_ssize_t n, double grad_sign, double beta1,
+                       double one_minus_beta1, double beta2, double one_minus_beta2,
+                       double inv_bias_correction1, double inv_bias_correction2,
+                       double eps_root, double eps, double weight_decay, double lr,
+                       int threads) noexcept nogil:
+    if floating is float:
+        return fo_lamb_f32(param, grad, exp_avg, exp_avg_sq, n, <float>grad_sign,
+                           <float>beta1, <float>one_minus_beta1, <float>beta2,
+                           <float>one_minus_beta2, <float>inv_bias_correction1,
+                           <float>inv_bias_correction2, <float>eps_root, <float>eps,
+                           <float>weight_decay, lr, threads)
+    else:
+        return fo_lamb_f64(param, grad, exp_avg, exp_avg_sq, n, grad_sign, beta1,
+                           one_minus_beta1, beta2, one_minus_beta2, inv_bias_correction1,
+                           inv_bias_correction2, eps_root, eps, weight_decay, lr, threads)
+
+
 cdef double _step(object param, object grad, object exp_avg, object exp_avg_sq,
                   LAMBCoefficients* c, int threads) noexcept:
     cdef cnp.ndarray p = <cnp.ndarray>param
@@ -71,15 +90,14 @@ cdef double _step(object param, object grad, object exp_avg, object exp_avg_sq,
     cdef double trust
     if cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT32:
         with nogil:
-            trust = fo_lamb_f32(<float*>pp, <const float*>gp, <float*>mp, <float*>vp, n,
-                                <float>c.grad_sign, <float>c.beta1, <float>c.one_minus_beta1,
-                                <float>c.beta2, <float>c.one_minus_beta2,
-                                <float>c.inv_bias_correction1, <float>c.inv_bias_correction2,
-                                <float>c.eps_root, <float>c.eps, <float>c.weight_decay, c.lr,
-                                threads)
+            trust = lamb_kernel(<float*>pp, <const float*>gp, <float*>mp, <float*>vp, n,
+                                c.grad_sign, c.beta1, c.one_minus_beta1, c.beta2,
+                                c.one_minus_beta2, c.inv_bias_correction1,
+                                c.inv_bias_correction2, c.eps_root, c.eps, c.weight_decay,
+                                c.lr, threads)
     else:
         with nogil:
-            trust = fo_lamb_f64(<double*>pp, <const double*>gp, <double*>mp, <double*>vp, n,
+            trust = lamb_kernel(<double*>pp, <const double*>gp, <double*>mp, <double*>vp, n,
                                 c.grad_sign, c.beta1, c.one_minus_beta1, c.beta2,
                                 c.one_minus_beta2, c.inv_bias_correction1,
                                 c.inv_bias_correction2, c.eps_root, c.eps, c.weight_decay,

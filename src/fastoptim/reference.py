@@ -235,3 +235,29 @@ def asgd_step(param, grad, ax, *, step, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6,
         ax[...] = param
     else:
         ax += (param - ax) * mu
+
+
+def muon_step(param, grad, momentum_buffer, *, lr=1e-3, weight_decay=0.1, momentum=0.95,
+              nesterov=True, ns_coefficients=(3.4445, -4.775, 2.0315), eps=1e-7, ns_steps=5,
+              adjust_lr_fn=None):
+    """Muon (torch.optim.Muon), for a 2-D ``param``: momentum ``B = B + (1-mu)*(g - B)``;
+    ``U = g + mu*(B - g)`` with Nesterov, else ``B``; ``X = U / max(||U||_F, eps)`` (as
+    ``U.T`` when ``U`` has more rows than columns); ``ns_steps`` times
+    ``A = X X^T``, ``X = a*X + (b*A + c*A A) X``; ``param *= 1 - lr*wd``;
+    ``param -= lr * ratio * X`` with ``ratio = sqrt(max(1, rows/cols))`` (``"original"``,
+    the default) or ``0.2*sqrt(max(rows, cols))`` (``"match_rms_adamw"``)."""
+    a, b, c = ns_coefficients
+    momentum_buffer[...] = momentum_buffer + (1 - momentum) * (grad - momentum_buffer)
+    update = grad + momentum * (momentum_buffer - grad) if nesterov else momentum_buffer
+    rows, cols = param.shape
+    X = update.T if rows > cols else update
+    X = X / max(np.linalg.norm(X), eps)
+    for _ in range(ns_steps):
+        A = X @ X.T
+        X = a * X + (b * A + c * A @ A) @ X
+    if rows > cols:
+        X = X.T
+    ratio = 0.2 * np.sqrt(max(rows, cols)) if adjust_lr_fn == "match_rms_adamw" \
+        else np.sqrt(max(1.0, rows / cols))
+    param *= 1 - lr * weight_decay
+    param -= lr * ratio * X
