@@ -371,3 +371,205 @@ def test_exported_and_documented():
     assert fo.LAMB is fo.optim.LAMB and fo.lamb_step is fo.functional.lamb_step
     for doc in (fo.LAMB.__doc__, fo.lamb_step.__doc__, reference.lamb_step.__doc__):
         assert "trust" in doc
+
+
+# ---- the class as an Optimizer: groups, counts, schedules, checkpoints, one call per bucket --
+def _functional_run(p, grads, **hyper):
+    """lamb_step over ``grads`` (``None`` skips), the array's own count as ``step``."""
+    m, v, t = np.zeros_like(p), np.zeros_like(p), 0
+    for g, lr in grads:
+        if g is not None:
+            t += 1
+            fo.lamb_step(p, g, m, v, step=t, lr=lr, backend="numpy", **hyper)
+    return p
+
+
+@pytest.mark.parametrize("backend", ["auto", "numba", "numpy"])
+def test_class_param_groups_match_the_functional_step(backend, rng):
+    _needs(backend)
+    shapes = {"W1": (7, 5), "b1": (7, 1), "W2": (3, 7), "head": (9,)}
+    start = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    params = {k: a.copy() for k, a in start.items()}
+    opt = fo.LAMB([{"params": {k: params[k] for k in ("W1", "b1")}, "weight_decay": 0.1},
+                   {"params": {"W2": params["W2"]}, "lr": 0.05, "betas": (0.8, 0.99)}],
+                  lr=0.01, eps_root=1e-9, backend=backend)
+    history = {k: [] for k in shapes}
+    for t in range(1, 31):
+        if t == 10:
+            opt.param_groups[0]["lr"] = 0.002
+            opt.param_groups[1]["weight_decay"] = 0.3
+        if t == 15:
+            params["head"] = start["head"].copy()
+            opt.add_param_group({"params": {"head": params["head"]}, "eps": 1e-4})
+        grads = {k: rng.standard_normal(s) for k, s in shapes.items()
+                 if k != "head" or t >= 15}
+        if t % 4 == 0:
+            grads["b1"] = None
+        opt.step(grads)
+        for k, g in grads.items():
+            group = 0 if k in ("W1", "b1") else 1 if k == "W2" else 2
+            history[k].append((g, opt.param_groups[group]["lr"]))
+    want = {
+        "W1": _functional_run(start["W1"].copy(), history["W1"], weight_decay=0.1,
+                              eps_root=1e-9),
+        "b1": _functional_run(start["b1"].copy(), history["b1"], weight_decay=0.1,
+                              eps_root=1e-9),
+        "head": _functional_run(start["head"].copy(), history["head"], eps=1e-4,
+                                eps_root=1e-9),
+    }
+    w2 = start["W2"].copy()             # weight_decay changes at t = 10
+    m, v = np.zeros_like(w2), np.zeros_like(w2)
+    for t, (g, lr) in enumerate(history["W2"], start=1):
+        fo.lamb_step(w2, g, m, v, step=t, lr=lr, beta1=0.8, beta2=0.99, eps_root=1e-9,
+                     weight_decay=0.0 if t < 10 else 0.3, backend="numpy")
+    want["W2"] = w2
+    for k in shapes:
+        np.testing.assert_allclose(params[k], want[k], rtol=1e-12, atol=1e-13)
+    assert opt.state_dict()["steps"] == [30, 23, 30, 16]
+
+
+def test_class_one_compiled_call_per_bucket(monkeypatch, rng):
+    params = [rng.standard_normal(s) for s in ((5, 4), (8,), (3, 3))]
+    opt = fo.LAMB([{"params": params[:2]}, {"params": params[2:], "lr": 0.1}],
+                  backend="cython")
+    calls = []
+    real = _lamb.lamb_multi
+    monkeypatch.setattr(_lamb, "lamb_multi",
+                        lambda *a: calls.append(len(a[0])) or real(*a))
+    opt.step([rng.standard_normal(p.shape) for p in params])
+    assert calls == [2, 1]                  # one call per group
+    calls.clear()
+    opt.step([rng.standard_normal((5, 4)), None, rng.standard_normal((3, 3))])
+    opt.step([rng.standard_normal(p.shape) for p in params])
+    assert calls == [1, 1, 1, 1, 1]         # counts now differ: (3, 2) apart in group 0
+
+
+def test_class_thread_count_does_not_change_the_result(rng):
+    start = [rng.standard_normal(N_CHUNKED).astype(np.float32),
+             rng.standard_normal((300, 7)).astype(np.float32)]
+    grads = [[rng.standard_normal(a.shape).astype(np.float32) for a in start]
+             for _ in range(3)]
+    out = []
+    previous = fo.get_num_threads()
+    try:
+        for n in (1, 2):
+            fo.set_num_threads(n)
+            params = [a.copy() for a in start]
+            opt = fo.LAMB(params, lr=0.01, weight_decay=0.01)
+            for g in grads:
+                opt.step(g)
+            out.append(params)
+    finally:
+        fo.set_num_threads(previous)
+    for a, b in zip(*out):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_class_save_state_resumes_bit_for_bit_with_groups(tmp_path, rng):
+    shapes = [(6, 4), (5,), (3, 2)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(8)]
+    grads[1][2] = None
+
+    def make(params):
+        return fo.LAMB([{"params": params[:2], "weight_decay": 0.1},
+                        {"params": params[2:], "betas": (0.5, 0.9)}],
+                       lr=fo.schedules.cosine_decay(0.01, total=20))
+
+    full = [a.copy() for a in start]
+    opt = make(full)
+    for g in grads:
+        opt.step(list(g))
+    half = [a.copy() for a in start]
+    opt = make(half)
+    for g in grads[:5]:
+        opt.step(list(g))
+    fo.save_state(opt, tmp_path / "lamb.npz")
+    other = [np.zeros(s, np.float32) for s in shapes]
+    resumed = make(other)
+    fo.load_state(resumed, tmp_path / "lamb.npz")
+    for g in grads[5:]:
+        resumed.step(list(g))
+    for a, b in zip(other, full):
+        np.testing.assert_array_equal(a, b)
+    wrong = fo.LAMB([np.zeros(s, np.float32) for s in shapes])     # one group
+    with pytest.raises(ValueError, match="group"):
+        fo.load_state(wrong, tmp_path / "lamb.npz")
+    assert wrong.t == 0 and not wrong.params[0].any()
+
+
+def test_class_group_hyperparameters_are_validated(rng):
+    opt = fo.LAMB([{"params": [np.ones(3)]}, {"params": [np.ones(2)], "eps": 1e-3}])
+    with pytest.raises(ValueError, match="betas"):
+        opt.param_groups[1]["betas"] = (0.9, 1.5)
+    with pytest.raises(ValueError, match="lr"):
+        opt.param_groups[0]["lr"] = -0.1
+    with pytest.raises(ValueError, match="weight_decay"):
+        fo.LAMB([{"params": [np.ones(3)], "weight_decay": -1.0}])
+    with pytest.raises(TypeError, match="momentum"):
+        fo.LAMB([{"params": [np.ones(3)], "momentum": 0.9}])
+    assert opt.param_groups[1]["betas"] == (0.9, 0.999) and opt.param_groups[1]["eps"] == 1e-3
+
+
+# ---- the cimport-able kernel, used the way a downstream library uses it ---------------------
+CONSUMER = '''# cython: language_level=3
+from fastoptim._lamb cimport lamb_kernel
+from fastoptim.coefficients cimport LAMBCoefficients, lamb_coefficients
+
+
+def lamb_step(float[::1] p, const float[::1] g, float[::1] m, float[::1] v, long long step,
+              double lr, double weight_decay, int threads):
+    cdef LAMBCoefficients c = lamb_coefficients(step, lr, 0.9, 0.999, 1e-6, 0.0,
+                                                weight_decay, False)
+    cdef double trust
+    with nogil:
+        trust = lamb_kernel(&p[0], &g[0], &m[0], &v[0], p.shape[0], c.grad_sign, c.beta1,
+                            c.one_minus_beta1, c.beta2, c.one_minus_beta2,
+                            c.inv_bias_correction1, c.inv_bias_correction2, c.eps_root,
+                            c.eps, c.weight_decay, c.lr, threads)
+    return trust
+'''
+
+
+def build_consumer(folder, name, source):
+    """Build ``source`` as extension ``name`` in ``folder`` against the importable
+    fastoptim (its .pxd files on Cython's include path), as tests/test_extending.py does;
+    returns the module."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+    pytest.importorskip("Cython")
+    (folder / f"{name}.pyx").write_text(source, encoding="utf-8")
+    (folder / "setup.py").write_text(
+        "import fastoptim\nfrom Cython.Build import cythonize\nfrom setuptools import setup\n"
+        "setup(ext_modules=cythonize('*.pyx', include_path=[fastoptim.get_include()]))\n",
+        encoding="utf-8")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [fo.get_include()] + [p for p in [env.get("PYTHONPATH")] if p])
+    result = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
+                            cwd=folder, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"building the consumer failed:\n{result.stdout}\n{result.stderr}")
+    path = folder / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cimported_kernel_is_lamb_step(tmp_path, rng):
+    consumer = build_consumer(tmp_path, "lamb_consumer", CONSUMER)
+    n = N_CHUNKED
+    p, m, v = _arrays((n,), np.float32, "C", rng)
+    grads = _grads((n,), np.float32, "C", rng, steps=3)
+    mine = [p.copy(), m.copy(), v.copy()]
+    for t, g in enumerate(grads, start=1):
+        g.flags.writeable = False
+        trust = consumer.lamb_step(*mine[:1], g, *mine[1:], t, 0.01, 0.1, 2)
+        fo.lamb_step(p, g, m, v, step=t, lr=0.01, weight_decay=0.1, backend="cython")
+        assert trust > 0
+    for a, b in zip(mine, (p, m, v)):
+        np.testing.assert_array_equal(a, b)

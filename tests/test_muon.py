@@ -391,3 +391,38 @@ def test_exported_and_documented():
     for doc in (fo.Muon.__doc__, fo.muon_step.__doc__, reference.muon_step.__doc__):
         assert "Newton" in doc or "ns_steps" in doc
     assert ".. math::" in fo.muon_step.__doc__
+
+
+# ---- the cimport-able kernels ----------------------------------------------------------------
+CONSUMER = '''# cython: language_level=3
+from fastoptim._muon cimport muon_apply_kernel, muon_momentum_kernel
+
+
+def momentum(const double[::1] g, double[::1] buf, double[::1] update, double momentum):
+    cdef double total, w = 1 - momentum
+    with nogil:
+        total = muon_momentum_kernel(&g[0], &buf[0], &update[0], g.shape[0], w, 1 - w,
+                                     w < 0.5, True, momentum, 1 - momentum, momentum < 0.5)
+    return total
+
+
+def apply(double[::1] p, const double[::1] update, double scale, double neg_lr):
+    with nogil:
+        muon_apply_kernel(&p[0], &update[0], p.shape[0], scale, neg_lr)
+'''
+
+
+def test_cimported_kernels_are_the_steps_passes(tmp_path, rng):
+    from test_lamb import build_consumer
+    consumer = build_consumer(tmp_path, "muon_consumer", CONSUMER)
+    p0, grads = _problem((30, 20), np.float64, "C", rng, steps=5)
+    p, buf = p0.copy(), np.zeros_like(p0)
+    mine, mine_buf = p0.copy(), np.zeros_like(p0)
+    workspace = MuonWorkspace.for_param(p)
+    for g in grads:
+        fo.muon_step(p, g, buf, lr=0.02, momentum=0.9, workspace=workspace)
+        total = consumer.momentum(g.ravel(), mine_buf.ravel(), workspace.update.ravel(), 0.9)
+        out = workspace.newton_schulz(total, 1e-7, (3.4445, -4.775, 2.0315), 5)
+        consumer.apply(mine.ravel(), out.ravel(), 1 - 0.02 * 0.1, -0.02 * np.sqrt(1.5))
+    np.testing.assert_array_equal(mine_buf, buf)
+    np.testing.assert_array_equal(mine, p)
