@@ -175,7 +175,7 @@ def test_traffic_loop_moves_the_pattern_and_changes_nothing(kernel):
 
 def test_cases_are_the_registry_kernels_and_their_typical_step():
     from fastoptim._registry import KERNELS
-    assert list(cases.KERNELS) == list(KERNELS)
+    assert list(cases.KERNELS) == list(KERNELS) + list(cases.RULES)
     for name, spec in KERNELS.items():
         n_state, kwargs = cases.KERNELS[name]
         assert n_state == len(spec.active_states(spec.typical))

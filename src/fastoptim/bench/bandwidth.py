@@ -32,6 +32,14 @@ def access_pattern(kernel: str, hyper: Optional[Mapping[str, object]] = None) ->
 # kernel -> (read-only arrays, read-write arrays) of one step with its typical options.
 ACCESS_PATTERN = {name: access_pattern(name) for name in _SPECS}
 
+# Rules that are not registry kernels take several passes; per pass, (read-only arrays,
+# read-write arrays). LAMB: pass 1 reads p, g, m, v and writes m, v; pass 2 reads p, m, v
+# and writes p: ten array sweeps (40 bytes per float32 element), which its traffic loop
+# makes as (1, 3) over (g; p, m, v) then (1, 1) over (m; p). Its ACCESS_PATTERN is that of
+# its arrays: g read, p, m, v written.
+PASSES = {"lamb": ((1, 3), (1, 1))}
+ACCESS_PATTERN.update(lamb=(1, 3))
+
 # The traffic loops cover 1 to MAX_READ_WRITE read-write arrays (and one read-only array).
 MAX_READ_WRITE = 4
 
@@ -59,8 +67,8 @@ def last_level_cache_bytes() -> int:
 
 def bytes_per_element(kernel: str, dtype) -> int:
     """Bytes one step of ``kernel`` must move per element: (reads + writes) * itemsize."""
-    n_read, n_rw = ACCESS_PATTERN[kernel]
-    return (n_read + 2 * n_rw) * np.dtype(dtype).itemsize
+    passes = PASSES.get(kernel, (ACCESS_PATTERN[kernel],))
+    return sum(n_read + 2 * n_rw for n_read, n_rw in passes) * np.dtype(dtype).itemsize
 
 
 @lru_cache(maxsize=None)
@@ -120,6 +128,9 @@ def traffic_call(kernel: str, arrays):
     param, grad, *state = arrays
     rw = (param, *state)
     zero = grad.dtype.type(0.0)
+    if kernel == "lamb":                    # PASSES: (g; p, m, v), then (m; p)
+        second = _traffic_loops()[1]
+        return lambda: (loop(grad, *rw, zero), second(state[0], param, zero))
     return lambda: loop(grad, *rw, zero)
 
 

@@ -48,6 +48,10 @@ def step_hyperparameters(kernel: str) -> dict:
 # kernel -> (number of state arrays, keyword arguments of one step), from the registry
 KERNELS = {name: (len(spec.active_states(spec.typical)), step_hyperparameters(name))
            for name, spec in _SPECS.items()}
+# Rules that are not registry kernels (their own compiled modules), the same way: LAMB,
+# through lamb_step (its two passes: bandwidth.PASSES); no torch.optim peer.
+RULES = {"lamb": (2, dict(step=BENCH_STEP, lr=1e-3, weight_decay=0.01))}
+KERNELS.update(RULES)
 
 FASTOPTIM_BACKENDS = ("cython", "numba", "auto")
 PEERS = ("numpy-careful", "numexpr", "torch-foreach", "torch-fused")
@@ -83,8 +87,11 @@ def state_names(kernel: str) -> tuple:
 def fastoptim_call(kernel: str, arrays: Sequence[np.ndarray], backend: str) -> Callable:
     """One public ``fastoptim`` call (validation included) on ``arrays``: the inputs and
     the buffers every call updates positionally, the optional buffers by keyword."""
-    spec = _SPECS[kernel]
     _, kwargs = KERNELS[kernel]
+    if kernel in RULES:
+        fn = getattr(F, f"{kernel}_step")
+        return lambda: fn(*arrays, backend=backend, **kwargs)
+    spec = _SPECS[kernel]
     required = {s.name for s in spec.required_states}
     names = state_names(kernel)
     positional = list(arrays[:2]) + [a for name, a in zip(names, arrays[2:])
@@ -114,6 +121,13 @@ def entry_call(kernel: str, arrays: Sequence[np.ndarray], module=None) -> Callab
     """One call of the unvalidated entry point ``kernel`` of ``module`` (default
     :mod:`fastoptim.kernels`, the serial Cython kernels) on ``arrays``, coefficients
     computed once."""
+    if kernel == "lamb":
+        from .. import _lamb
+        hyper = dict(beta1=0.9, beta2=0.999, eps=1e-6, eps_root=0.0, maximize=False,
+                     **KERNELS[kernel][1])
+        c = _lamb.coefficients(*[hyper[k] for k in ("step", "lr", "beta1", "beta2", "eps",
+                                                    "eps_root", "weight_decay", "maximize")])
+        return lambda: _lamb.lamb(*arrays, c, 1)
     if module is None:
         from .. import kernels as module
     fn, c, args = getattr(module, kernel), coefficients(kernel), entry_arrays(kernel, arrays)
@@ -178,8 +192,8 @@ def _numexpr(kernel, arrays):
 def torch_optimizer(kernel: str) -> tuple:
     """``(torch.optim class name, its keyword arguments)`` of the timed step of ``kernel``
     (the registry's torch peer); raises :class:`NotApplicable` when it has none."""
-    spec = _SPECS[kernel]
-    if spec.torch is None:
+    spec = _SPECS.get(kernel)
+    if spec is None or spec.torch is None:
         raise NotApplicable(f"torch.optim has no {kernel}")
     return spec.torch.optimizer, spec.torch.kwargs(spec, KERNELS[kernel][1])
 

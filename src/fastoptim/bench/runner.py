@@ -128,7 +128,7 @@ def _pattern_bandwidth(kernel: str, dtype, patterns: dict, repeats: int, array_b
                        unavailable: dict) -> Optional[dict]:
     """The bandwidth row of ``kernel``'s access pattern and ``dtype``, measured once per
     pattern (cached in ``patterns``); None (and a note in ``unavailable``) without numba."""
-    key = (_bandwidth.ACCESS_PATTERN[kernel], dtype)
+    key = (_bandwidth.PASSES.get(kernel, _bandwidth.ACCESS_PATTERN[kernel]), dtype)
     if key not in patterns:
         try:
             patterns[key] = measure_bandwidth(kernel, dtype, repeats, array_bytes)
