@@ -573,3 +573,19 @@ def test_cimported_kernel_is_lamb_step(tmp_path, rng):
         assert trust > 0
     for a, b in zip(mine, (p, m, v)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_class_step_allocates_no_array(rng):
+    params = {"W": rng.standard_normal((300, 200)).astype(np.float32),
+              "b": rng.standard_normal(300).astype(np.float32)}
+    grads = {k: rng.standard_normal(a.shape).astype(np.float32) for k, a in params.items()}
+    opt = fo.LAMB([{"params": {"W": params["W"]}}, {"params": {"b": params["b"]}, "lr": 0.1}],
+                  backend="cython")
+    opt.step(grads)
+    tracemalloc.start()
+    try:
+        opt.step(grads)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024, peak           # a few Python objects, no array
