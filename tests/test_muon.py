@@ -426,3 +426,26 @@ def test_cimported_kernels_are_the_steps_passes(tmp_path, rng):
         consumer.apply(mine.ravel(), out.ravel(), 1 - 0.02 * 0.1, -0.02 * np.sqrt(1.5))
     np.testing.assert_array_equal(mine_buf, buf)
     np.testing.assert_array_equal(mine, p)
+
+
+@pytest.mark.parametrize("backend", ["auto", "numba"])
+def test_fastoptim_thread_count_does_not_change_the_result(backend, rng):
+    """fastoptim's threads run the element-wise passes (the Numba twin's chunks); the BLAS
+    pool of the matrix products is left as it is (its thread count may change the last
+    bits of a product: the module's docstring)."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    p0, grads = _problem((70_001, 3), np.float32, "C", rng, steps=3)
+    out = []
+    previous = fo.get_num_threads()
+    try:
+        for n in (1, 2):
+            fo.set_num_threads(n)
+            params = [p0.copy()]
+            opt = fo.Muon(params, lr=0.01, backend=backend)
+            for g in grads:
+                opt.step([g])
+            out.append(params[0])
+    finally:
+        fo.set_num_threads(previous)
+    np.testing.assert_array_equal(out[0], out[1])
