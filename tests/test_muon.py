@@ -449,3 +449,15 @@ def test_fastoptim_thread_count_does_not_change_the_result(backend, rng):
     finally:
         fo.set_num_threads(previous)
     np.testing.assert_array_equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0)])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_matrix_is_a_no_op(shape, backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    p, g, buf = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    fo.muon_step(p, g, buf, backend=backend)
+    opt = fo.Muon([p, np.ones((2, 2))], backend=backend)
+    opt.step([g, np.ones((2, 2))])
+    assert opt.t == 1

@@ -184,6 +184,8 @@ def _lerp_coefficients(dtype, momentum: float) -> tuple:
 def _step_one(impl, param, grad, buf, workspace, lr, weight_decay, momentum, nesterov,
               ns_coefficients, eps, ns_steps, adjust_lr_fn) -> None:
     """One validated step of one array on backend ``impl`` (``None``: the reference)."""
+    if param.size == 0:         # nothing to update (torch divides by the width 0 here)
+        return
     if impl is None:
         _reference.muon_step(param, grad, buf, lr=lr, weight_decay=weight_decay,
                              momentum=momentum, nesterov=nesterov,
