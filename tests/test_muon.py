@@ -461,3 +461,50 @@ def test_empty_matrix_is_a_no_op(shape, backend):
     opt = fo.Muon([p, np.ones((2, 2))], backend=backend)
     opt.step([g, np.ones((2, 2))])
     assert opt.t == 1
+
+
+# ---- properties ------------------------------------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 3000), momentum=st.floats(0.0, 1.0), nesterov=st.booleans(),
+       dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**32 - 1))
+def test_momentum_pass_is_the_lerp_formula_bit_for_bit(n, momentum, nesterov, dtype, seed):
+    """The fused pass rounds exactly like torch's lerp written out in NumPy (the same
+    operations in the element type, the same branch), for any momentum and size."""
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal(n).astype(dtype)
+    buf = rng.standard_normal(n).astype(dtype)
+    t = np.dtype(dtype).type
+    w, mu = t(1 - momentum), t(momentum)
+    want_buf = buf + w * (g - buf) if abs(w) < 0.5 else g - (g - buf) * (t(1) - w)
+    if nesterov:
+        want = g + mu * (want_buf - g) if abs(mu) < 0.5 else \
+            want_buf - (want_buf - g) * (t(1) - mu)
+    else:
+        want = want_buf
+    update = np.empty_like(g)
+    total = _muon.momentum(g, buf, update, float(w), float(t(1) - w), bool(abs(w) < 0.5),
+                           nesterov, float(mu), float(t(1) - mu), bool(abs(mu) < 0.5))
+    np.testing.assert_array_equal(buf, want_buf)
+    np.testing.assert_array_equal(update, want)
+    np.testing.assert_allclose(total, np.sum(want.astype(np.float64) ** 2), rtol=1e-12)
+
+
+def test_corrupted_checkpoint_is_refused_and_changes_nothing(rng):
+    params = [rng.standard_normal((4, 6))]
+    opt = fo.Muon(params, lr=0.01)
+    opt.step([rng.standard_normal((4, 6))])
+    sd = opt.state_dict()
+    before = params[0].copy()
+    for key, value, name in (("ns_steps", 1000, "ns_steps"),
+                             ("ns_coefficients", [1.0, 2.0], "ns_coefficients"),
+                             ("adjust_lr_fn", "other", "adjust_lr_fn"),
+                             ("momentum", -1.0, "momentum")):
+        bad = dict(sd, param_groups=[dict(sd["param_groups"][0], **{key: value})])
+        bad["params"] = [np.zeros((4, 6))]
+        with pytest.raises((TypeError, ValueError), match=name):
+            opt.load_state_dict(bad)
+        np.testing.assert_array_equal(params[0], before)
+        assert opt.t == 1 and opt.ns_steps == 5
