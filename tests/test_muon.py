@@ -188,12 +188,12 @@ def test_orthogonalizes():
 @pytest.mark.parametrize("shape,order", [((256, 128), "C"), ((128, 256), "F")])
 def test_no_allocation_after_the_first_step(shape, order, rng):
     p0, grads = _problem(shape, np.float32, order, rng, steps=3)
-    p, buf = p0.copy(order="K"), np.zeros_like(p0)
+    p = p0.copy(order="K")
     opt = fo.Muon([p], lr=0.01)
     functional = p0.copy(order="K"), np.zeros_like(p0)
     workspace = MuonWorkspace.for_param(p)
     opt.step([grads[0]])
-    fo.muon_step(*functional[:1], grads[0], functional[1], workspace=workspace)
+    fo.muon_step(functional[0], grads[0], functional[1], workspace=workspace)
     tracemalloc.start()
     try:
         opt.step([grads[1]])

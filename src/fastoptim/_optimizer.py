@@ -402,11 +402,11 @@ class Optimizer:
             _params.check_grads_apart(f, *self._grads_and_written(grads))
         lr_of = {id(g): lr for g, lr in zip(self._groups, lrs)}
         for group, count, idx in buckets:
-            self._apply_bucket(impl, group, count + 1, lr_of[id(group)], list(idx), grads)
+            self._apply_bucket(impl, group, count + 1, lr_of[id(group)], idx, grads)
         self._set_step_counts([s + 1 if g is not None else s
                                for s, g in zip(self._step_counts(), grads)])
 
-    def _apply_bucket(self, impl, group, t: int, lr: float, idx: List[int],
+    def _apply_bucket(self, impl, group, t: int, lr: float, idx: Sequence[int],
                       grads: list) -> None:
         """Step the arrays ``idx`` of ``group`` (all with a gradient and step count
         ``t - 1``, every check passed) at step count ``t`` with learning rate ``lr`` on

@@ -11,7 +11,7 @@ that overrides the base's per-bucket hook, ``_apply_bucket``.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 
@@ -174,7 +174,7 @@ class LAMB(Optimizer):
         return "lamb", self._rule, ("exp_avg", "exp_avg_sq"), \
             self._rule.values(self._functional(hyper))
 
-    def _apply_bucket(self, impl, group, t: int, lr: float, idx: List[int],
+    def _apply_bucket(self, impl, group, t: int, lr: float, idx: Sequence[int],
                       grads: list) -> None:
         """The arrays ``idx`` at step count ``t``: one compiled call over all of them, or
         one call per array on the other backends."""

@@ -26,7 +26,7 @@ reproducible bit for bit for a fixed BLAS thread count (``threadpoolctl`` sets i
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -372,7 +372,7 @@ class Muon(Optimizer):
             _check_2d(f, f"params[{key!r}]", array)
         super()._add_groups(f, groups)
 
-    def _apply_bucket(self, impl, group, t: int, lr: float, idx: List[int],
+    def _apply_bucket(self, impl, group, t: int, lr: float, idx: Sequence[int],
                       grads: list) -> None:
         """The arrays ``idx``, one after another, each with its shape's workspace."""
         values = group.coefficients(t, lr)
