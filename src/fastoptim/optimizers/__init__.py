@@ -23,11 +23,13 @@ from .nadam import NAdam, nadam_step
 from .adadelta import Adadelta, adadelta_step
 from .rprop import Rprop, rprop_step
 from .asgd import ASGD, asgd_step
+from .adafactor import Adafactor, adafactor_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
              "ewa_update", "adamax_step", "radam_step", "lamb_step",
-             "lion_step", "nadam_step", "adadelta_step", "rprop_step", "asgd_step"]
+             "lion_step", "nadam_step", "adadelta_step", "rprop_step", "asgd_step",
+             "adafactor_step"]
 CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "RAdam", "LAMB", "Lion",
-           "NAdam", "Adadelta", "Rprop", "ASGD"]
+           "NAdam", "Adadelta", "Rprop", "ASGD", "Adafactor"]
 
 __all__ = FUNCTIONS + CLASSES
