@@ -250,7 +250,8 @@ def test_class_step_allocates_only_small_objects(rng):
 
 
 def test_functional_step_allocates_only_the_small_workspace(rng):
-    """O(rows + cols): the workspace (at most 16 rows of column sums), never O(rows*cols)."""
+    """O(rows + cols): the workspace (at most 16 rows of column sums and the column
+    factors), never O(rows*cols)."""
     shape = (1000, 999)
     p = rng.standard_normal(shape).astype(np.float32)
     g = rng.standard_normal(shape).astype(np.float32)
@@ -263,7 +264,7 @@ def test_functional_step_allocates_only_the_small_workspace(rng):
     finally:
         tracemalloc.stop()
     assert peak < 8 * _adafactor.workspace_size(shape) + 32 * 1024
-    assert 8 * _adafactor.workspace_size(shape) <= 8 * (16 * 999 + 100)
+    assert 8 * _adafactor.workspace_size(shape) <= 8 * (17 * 999 + 100)
 
 
 # ---- errors: raised naming the argument, nothing changed ------------------------------------

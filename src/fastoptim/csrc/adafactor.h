@@ -12,7 +12,10 @@
  *     pass 1  row sums and column sums of g^2 and the sum of p^2 (reads p, g);
  *             then R = lerp(R, rowsum/cols, w), C = lerp(C, colsum/rows, w) (w = t**beta2_decay),
  *             rm = max(mean(R), eps1) (small: O(rows + cols));
- *     pass 2  sum of u^2, u = g / sqrt(max(R_i*C_j/rm, eps1^2))  (reads g): the clipping
+ *     pass 2  sum of u^2, u = g * min(ir_i * ic_j, 1/eps1)  (reads g), with the factors'
+ *             inverse square roots ir_i = 1/sqrt(R_i), ic_j = 1/sqrt(C_j/rm) computed once
+ *             per row and column: torch's g / sqrt(max(R_i*C_j/rm, eps1^2)) without a
+ *             square root or a division per element (equal up to rounding). The clipping
  *             needs the RMS of the whole update before any element is written;
  *     pass 3  p = p*(1 - lr*wd) - (alpha/denom) * u               (reads p, g; writes p)
  *   unfactored (1-D, 0-D), two passes: the variance is element-wise, so pass 1 updates it in
@@ -78,10 +81,11 @@ static Py_ssize_t fo_af_blocks(Py_ssize_t rows, Py_ssize_t cols) {
 }
 
 /* Doubles of workspace a step of `batches` rows x cols matrices needs: the column partial
-   sums of every block, then per block the sums of p^2 and of u^2, then per matrix rm. */
+   sums of every block, then per block the sums of p^2 and of u^2, then per matrix rm, then
+   the batches*cols column factors ic (held as doubles of the element type). */
 static Py_ssize_t fo_af_workspace(Py_ssize_t batches, Py_ssize_t rows, Py_ssize_t cols) {
     Py_ssize_t tasks = batches * fo_af_blocks(rows, cols);
-    return tasks * cols + 2 * tasks + batches;
+    return tasks * cols + 2 * tasks + batches + batches * cols;
 }
 
 /* Elements per chunk of a vector of n: a function of n alone (a multiple of 8). */
@@ -177,21 +181,25 @@ static int fo_af_level(void) {
 #define FO_AF_BODY 2
 
 #define FO_AT float
+#define FO_ASQRTT sqrtf
 #define FO_ANAME(x) fo_##x##_f32
 #define FO_ANAME0(x) fo_##x##_f32_l0
 #define FO_ANAME1(x) fo_##x##_f32_l1
 #include "adafactor.h"
 #undef FO_AT
+#undef FO_ASQRTT
 #undef FO_ANAME
 #undef FO_ANAME0
 #undef FO_ANAME1
 
 #define FO_AT double
+#define FO_ASQRTT sqrt
 #define FO_ANAME(x) fo_##x##_f64
 #define FO_ANAME0(x) fo_##x##_f64_l0
 #define FO_ANAME1(x) fo_##x##_f64_l1
 #include "adafactor.h"
 #undef FO_AT
+#undef FO_ASQRTT
 #undef FO_ANAME
 #undef FO_ANAME0
 #undef FO_ANAME1
@@ -211,6 +219,13 @@ FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_lerp)(FO_AT a, FO_AT b, FO_AT w
 FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_update)(FO_AT v, FO_AT g, FO_AT eps1_sq) {
     v = v < eps1_sq ? eps1_sq : v;
     return ((FO_AT)1 / FO_ASQRT(v)) * g;
+}
+
+/* u = min(ir * ic, cap) * g (cap = 1/eps1; NaN kept): a factored array's update */
+FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_factored)(FO_AT ir, FO_AT ic, FO_AT g,
+                                                           FO_AT cap) {
+    FO_AT s = ir * ic;
+    return (s > cap ? cap : s) * g;
 }
 
 /* pass 1 over rows [r0, r1) of a matrix: R_i = lerp(R_i, sum_j g_ij^2 / cols, w); the
@@ -246,24 +261,24 @@ FO_ATARGET static double FO_ANAME(af_rows)(
     return fo_af_lanes(pl);
 }
 
-/* pass 2 over rows [r0, r1): the block's sum of u^2, u_ij = update(R_i*C_j/rm, g_ij) */
+/* pass 2 over rows [r0, r1): the block's sum of u^2, u_ij = factored(ir_i, ic_j, g_ij) */
 FO_ATARGET static double FO_ANAME(af_usum)(
         const FO_AT* FO_AF_RESTRICT grad, const FO_AT* FO_AF_RESTRICT rvar,
-        const FO_AT* FO_AF_RESTRICT cvar, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t cols,
-        FO_AT rm, FO_AT eps1_sq) {
+        const FO_AT* FO_AF_RESTRICT ic, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t cols,
+        FO_AT cap) {
     double ul[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     Py_ssize_t body = cols - cols % 8;
     for (Py_ssize_t i = r0; i < r1; i++) {
         const FO_AT* FO_AF_RESTRICT g = grad + i * cols;
-        FO_AT r = rvar[i];
+        FO_AT ir = (FO_AT)1 / FO_ASQRT(rvar[i]);
         Py_ssize_t j;
         for (j = 0; j < body; j += 8)
             for (int k = 0; k < 8; k++) {
-                FO_AT u = FO_ANAME(af_update)((r * cvar[j + k]) / rm, g[j + k], eps1_sq);
+                FO_AT u = FO_ANAME(af_factored)(ir, ic[j + k], g[j + k], cap);
                 ul[k] += (double)u * (double)u;
             }
         for (; j < cols; j++) {
-            FO_AT u = FO_ANAME(af_update)((r * cvar[j]) / rm, g[j], eps1_sq);
+            FO_AT u = FO_ANAME(af_factored)(ir, ic[j], g[j], cap);
             ul[0] += (double)u * (double)u;
         }
     }
@@ -273,15 +288,15 @@ FO_ATARGET static double FO_ANAME(af_usum)(
 /* pass 3 over rows [r0, r1): p = p*decay (when use_wd) + step*u, u with g = grad_sign*grad */
 FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_apply_loop)(
         FO_AT* FO_AF_RESTRICT param, const FO_AT* FO_AF_RESTRICT grad,
-        const FO_AT* FO_AF_RESTRICT rvar, const FO_AT* FO_AF_RESTRICT cvar, Py_ssize_t r0,
-        Py_ssize_t r1, Py_ssize_t cols, FO_AT rm, FO_AT eps1_sq, FO_AT grad_sign,
-        FO_AT decay, FO_AT step, int use_wd) {
+        const FO_AT* FO_AF_RESTRICT rvar, const FO_AT* FO_AF_RESTRICT ic, Py_ssize_t r0,
+        Py_ssize_t r1, Py_ssize_t cols, FO_AT cap, FO_AT grad_sign, FO_AT decay, FO_AT step,
+        int use_wd) {
     for (Py_ssize_t i = r0; i < r1; i++) {
         FO_AT* FO_AF_RESTRICT p = param + i * cols;
         const FO_AT* FO_AF_RESTRICT g = grad + i * cols;
-        FO_AT r = rvar[i];
+        FO_AT ir = (FO_AT)1 / FO_ASQRT(rvar[i]);
         for (Py_ssize_t j = 0; j < cols; j++) {
-            FO_AT u = FO_ANAME(af_update)((r * cvar[j]) / rm, grad_sign * g[j], eps1_sq);
+            FO_AT u = FO_ANAME(af_factored)(ir, ic[j], grad_sign * g[j], cap);
             FO_AT q = use_wd ? p[j] * decay : p[j];
             p[j] = q + step * u;
         }
@@ -290,15 +305,15 @@ FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_apply_loop)(
 
 FO_ATARGET static void FO_ANAME(af_apply)(
         FO_AT* FO_AF_RESTRICT param, const FO_AT* FO_AF_RESTRICT grad,
-        const FO_AT* FO_AF_RESTRICT rvar, const FO_AT* FO_AF_RESTRICT cvar, Py_ssize_t r0,
-        Py_ssize_t r1, Py_ssize_t cols, FO_AT rm, FO_AT eps1_sq, FO_AT grad_sign,
-        FO_AT decay, FO_AT step, int use_wd) {
+        const FO_AT* FO_AF_RESTRICT rvar, const FO_AT* FO_AF_RESTRICT ic, Py_ssize_t r0,
+        Py_ssize_t r1, Py_ssize_t cols, FO_AT cap, FO_AT grad_sign, FO_AT decay, FO_AT step,
+        int use_wd) {
     if (use_wd)
-        FO_ANAME(af_apply_loop)(param, grad, rvar, cvar, r0, r1, cols, rm, eps1_sq,
-                                grad_sign, decay, step, 1);
+        FO_ANAME(af_apply_loop)(param, grad, rvar, ic, r0, r1, cols, cap, grad_sign, decay,
+                                step, 1);
     else
-        FO_ANAME(af_apply_loop)(param, grad, rvar, cvar, r0, r1, cols, rm, eps1_sq,
-                                grad_sign, decay, step, 0);
+        FO_ANAME(af_apply_loop)(param, grad, rvar, ic, r0, r1, cols, cap, grad_sign, decay,
+                                step, 0);
 }
 
 /* vector pass 1 over [lo, hi): v = lerp(v, g^2, w) in place; sums[0] += p^2, sums[1] += u^2 */
@@ -384,6 +399,8 @@ static void FO_ANAME(adafactor)(
     Py_ssize_t n = batches * rows * cols, len = fo_af_block_rows(rows, cols);
     Py_ssize_t nb = fo_af_blocks(rows, cols), tasks = batches * nb, c;
     double *psum = work + tasks * cols, *usum = psum + tasks, *rms = usum + tasks;
+    FO_AT* ic = (FO_AT*)(rms + batches);
+    FO_AT cap = (FO_AT)1 / FO_ASQRTT(eps1_sq);
     double sum_p2 = 0.0, sum_u2 = 0.0;
     int level = fo_af_level(), par = threads > 1 && tasks > 1;
     FO_AT step;
@@ -419,14 +436,17 @@ static void FO_ANAME(adafactor)(
                 mean += (double)rv[i];
             m = (FO_AT)(mean / (double)rows);
         }
-        rms[b] = (double)(m < eps1 ? eps1 : m);    /* torch's clamp_(min=eps1), NaN kept */
+        m = m < eps1 ? eps1 : m;                    /* torch's clamp_(min=eps1), NaN kept */
+        rms[b] = (double)m;
+        for (Py_ssize_t j = 0; j < cols; j++)
+            ic[b * cols + j] = (FO_AT)1 / FO_ASQRTT(cv[j] / m);
     }
     /* pass 2 */
     #pragma omp parallel for schedule(static) num_threads(threads) if(par)
     for (c = 0; c < tasks; c++) {
         Py_ssize_t b = c / nb, r0 = (c % nb) * len, r1 = r0 + len < rows ? r0 + len : rows;
         usum[c] = FO_AF_CALL(level, af_usum, grad + b * rows * cols, rvar + b * rows,
-                             cvar + b * cols, r0, r1, cols, (FO_AT)rms[b], eps1_sq);
+                             ic + b * cols, r0, r1, cols, cap);
     }
     for (c = 0; c < tasks; c++) {      /* in task order */
         sum_p2 += psum[c];
@@ -438,8 +458,8 @@ static void FO_ANAME(adafactor)(
     for (c = 0; c < tasks; c++) {
         Py_ssize_t b = c / nb, r0 = (c % nb) * len, r1 = r0 + len < rows ? r0 + len : rows;
         FO_AF_CALL(level, af_apply, param + b * rows * cols, grad + b * rows * cols,
-                   rvar + b * rows, cvar + b * cols, r0, r1, cols, (FO_AT)rms[b], eps1_sq,
-                   grad_sign, decay, step, use_wd);
+                   rvar + b * rows, ic + b * cols, r0, r1, cols, cap, grad_sign, decay,
+                   step, use_wd);
     }
 }
 

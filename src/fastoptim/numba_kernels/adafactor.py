@@ -56,6 +56,13 @@ def _update(v, g, eps1_sq, one):
     return (one / np.sqrt(v)) * g
 
 
+@numba.njit(inline="always", cache=True)
+def _factored(ir, ic, g, cap):
+    """min(ir * ic, cap) * g (NaN kept): a factored array's update."""
+    s = ir * ic
+    return (cap if s > cap else s) * g
+
+
 @numba.njit(cache=True)
 def _step(sum_p2, sum_u2, n, eps2, rho, d):
     """-max(eps2, RMS(p)) * rho / max(1, RMS(u)/d)."""
@@ -84,6 +91,8 @@ def adafactor_kernel(param, grad, rvar, cvar, work, batches, rows, cols, norm_by
     psum = tasks * cols
     usum = psum + tasks
     rms = usum + tasks
+    ic = np.empty(batches * cols, param.dtype)      # (the C kernel keeps it in work)
+    cap = one / np.sqrt(eps1_sq)
     for c in prange(tasks):
         b = c // nb
         r0 = (c % nb) * length
@@ -126,25 +135,26 @@ def adafactor_kernel(param, grad, rvar, cvar, work, batches, rows, cols, norm_by
             for i in range(rows):
                 mean += np.float64(rvar[b * rows + i])
             m = t(mean / np.float64(rows))
-        work[rms + b] = np.float64(eps1 if m < eps1 else m)
+        m = eps1 if m < eps1 else m
+        work[rms + b] = np.float64(m)
+        for j in range(cols):
+            ic[b * cols + j] = one / np.sqrt(cvar[b * cols + j] / m)
     for c in prange(tasks):
         b = c // nb
         r0 = (c % nb) * length
         r1 = min(r0 + length, rows)
         base = b * rows * cols
-        rm = t(work[rms + b])
         ul = np.zeros(8)
         body = cols - cols % 8
         for i in range(r0, r1):
             row = base + i * cols
-            r = rvar[b * rows + i]
+            ir = one / np.sqrt(rvar[b * rows + i])
             for j0 in range(0, body, 8):
                 for k in range(8):
-                    u = _update((r * cvar[b * cols + j0 + k]) / rm, grad[row + j0 + k],
-                                eps1_sq, one)
+                    u = _factored(ir, ic[b * cols + j0 + k], grad[row + j0 + k], cap)
                     ul[k] += np.float64(u) * np.float64(u)
             for j in range(body, cols):
-                u = _update((r * cvar[b * cols + j]) / rm, grad[row + j], eps1_sq, one)
+                u = _factored(ir, ic[b * cols + j], grad[row + j], cap)
                 ul[0] += np.float64(u) * np.float64(u)
         work[usum + c] = _lanes(ul)
     sum_p2 = 0.0
@@ -158,13 +168,11 @@ def adafactor_kernel(param, grad, rvar, cvar, work, batches, rows, cols, norm_by
         r0 = (c % nb) * length
         r1 = min(r0 + length, rows)
         base = b * rows * cols
-        rm = t(work[rms + b])
         for i in range(r0, r1):
             row = base + i * cols
-            r = rvar[b * rows + i]
+            ir = one / np.sqrt(rvar[b * rows + i])
             for j in range(cols):
-                u = _update((r * cvar[b * cols + j]) / rm, grad_sign * grad[row + j],
-                            eps1_sq, one)
+                u = _factored(ir, ic[b * cols + j], grad_sign * grad[row + j], cap)
                 q = param[row + j] * decay if use_wd else param[row + j]
                 param[row + j] = q + step * u
 

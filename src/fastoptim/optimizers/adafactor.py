@@ -140,12 +140,13 @@ def _threads_for(param: np.ndarray) -> int:
     return 1
 
 
-def _run(f: str, impl, params, grads, states, steps, lrs, hypers, work) -> None:
-    """Step each array on backend ``impl`` (``steps``, ``lrs``, ``hypers``: per array)."""
+def _run(f: str, impl, params, grads, states, steps, lrs, hypers, work,
+         threads: int = 1) -> None:
+    """Step each array on backend ``impl`` (``steps``, ``lrs``, ``hypers``: per array);
+    ``threads``: of the compiled kernel."""
     coefficients = [_coefficients(t, lr, h, p.dtype)
                     for p, t, lr, h in zip(params, steps, lrs, hypers)]
     if impl is _cython or impl is _cython_parallel:
-        threads = 1 if impl is _cython else _threads_for(max(params, key=lambda a: a.size))
         _adafactor.adafactor_multi(params, grads, *states, work, coefficients, threads)
     elif impl is None:
         for p, g, rv, cv, v, t, lr, h in zip(params, grads, *states, steps, lrs, hypers):
@@ -242,7 +243,7 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
                                                    if s is not None], [param, grad] + present)
     impl = _select(f, backend, param.size, param.itemsize, 3)
     _run(f, impl, [param], [grad], [[s] for s in states], [step], [lr], [hyper],
-         _workspace([param]))
+         _workspace([param]), _threads.get_num_threads() if impl is _cython_parallel else 1)
 
 
 # ---- the class ----------------------------------------------------------------------------
@@ -355,8 +356,9 @@ class Adafactor(Optimizer):
             steps.extend([count + 1] * len(which))
             lrs_.extend([lr_of[id(group)]] * len(which))
             hypers.extend([group.hyper] * len(which))
-        _run(f, impl, [self._params[i] for i in idx], [grads[i] for i in idx],
+        params = [self._params[i] for i in idx]
+        _run(f, impl, params, [grads[i] for i in idx],
              [[self._state[s][i] for i in idx] for s in _STATES], steps, lrs_, hypers,
-             self._work)
+             self._work, _threads_for(max(params, key=lambda a: a.size)) if params else 1)
         self._set_step_counts([s + 1 if g is not None else s
                                for s, g in zip(self._step_counts(), grads)])
