@@ -193,3 +193,26 @@ def _select_simd_target(str name):
                          f"{simd_targets()}")
     fo_af_select(_LEVELS.index(name))
     return previous
+
+
+def check_apart(str f, tuple names, tuple arrays):
+    """Raise ``ValueError`` naming the first two of ``arrays`` (a handful, contiguous;
+    ``None`` skipped) that overlap in memory: :func:`fastoptim._params.check_disjoint` for a
+    step's few arrays without building their ``__array_interface__``."""
+    cdef Py_ssize_t i, j, k = len(arrays)
+    cdef char* lo_i
+    cdef char* lo_j
+    cdef Py_ssize_t n_i, n_j
+    for i in range(k):
+        if arrays[i] is None:
+            continue
+        lo_i = <char*>cnp.PyArray_DATA(<cnp.ndarray>arrays[i])
+        n_i = cnp.PyArray_NBYTES(<cnp.ndarray>arrays[i])
+        for j in range(i + 1, k):
+            if arrays[j] is None:
+                continue
+            lo_j = <char*>cnp.PyArray_DATA(<cnp.ndarray>arrays[j])
+            n_j = cnp.PyArray_NBYTES(<cnp.ndarray>arrays[j])
+            if n_i and n_j and lo_i < lo_j + n_j and lo_j < lo_i + n_i:
+                raise ValueError(f"{f}: {names[i]} and {names[j]} share memory; every array "
+                                 f"must be a separate buffer")

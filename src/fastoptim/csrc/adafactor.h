@@ -81,11 +81,11 @@ static Py_ssize_t fo_af_blocks(Py_ssize_t rows, Py_ssize_t cols) {
 }
 
 /* Doubles of workspace a step of `batches` rows x cols matrices needs: the column partial
-   sums of every block, then per block the sums of p^2 and of u^2, then per matrix rm, then
-   the batches*cols column factors ic (held as doubles of the element type). */
+   sums of every block, then per block the sums of p^2 and of u^2, then the batches*cols
+   column factors ic (held in doubles, as the element type). */
 static Py_ssize_t fo_af_workspace(Py_ssize_t batches, Py_ssize_t rows, Py_ssize_t cols) {
     Py_ssize_t tasks = batches * fo_af_blocks(rows, cols);
-    return tasks * cols + 2 * tasks + batches + batches * cols;
+    return tasks * cols + 2 * tasks + batches * cols;
 }
 
 /* Elements per chunk of a vector of n: a function of n alone (a multiple of 8). */
@@ -384,37 +384,80 @@ static double FO_ANAME(af_step)(double sum_p2, double sum_u2, Py_ssize_t n, doub
     return -alpha / (clip > 1.0 ? clip : 1.0);
 }
 
+/* Everything a task of a factored step reads: the arrays, the shape, the coefficients. */
+typedef struct {
+    FO_AT* param;
+    const FO_AT* grad;
+    FO_AT* rvar;
+    FO_AT* cvar;
+    double* work;
+    double* psum;
+    double* usum;
+    FO_AT* ic;
+    Py_ssize_t rows, cols, len, nb;
+    FO_AT grad_sign, w, cap, decay, step;
+    int use_wd, level;
+} FO_ANAME(af_args);
+
+/* Task c (matrix c / nb, its row block c % nb) of pass 1, 2 or 3. */
+static void FO_ANAME(af_task)(const FO_ANAME(af_args)* a, int pass, Py_ssize_t c) {
+    Py_ssize_t b = c / a->nb, rows = a->rows, cols = a->cols;
+    Py_ssize_t r0 = (c % a->nb) * a->len, r1 = r0 + a->len < rows ? r0 + a->len : rows;
+    Py_ssize_t base = b * rows * cols;
+    if (pass == 1)
+        a->psum[c] = FO_AF_CALL(a->level, af_rows, a->param + base, a->grad + base,
+                                a->rvar + b * rows, a->work + c * cols, r0, r1, cols, a->w);
+    else if (pass == 2)
+        a->usum[c] = FO_AF_CALL(a->level, af_usum, a->grad + base, a->rvar + b * rows,
+                                a->ic + b * cols, r0, r1, cols, a->cap);
+    else
+        FO_AF_CALL(a->level, af_apply, a->param + base, a->grad + base, a->rvar + b * rows,
+                   a->ic + b * cols, r0, r1, cols, a->cap, a->grad_sign, a->decay, a->step,
+                   a->use_wd);
+}
+
+/* Every task of a pass: on `threads` OpenMP threads, or with no parallel region at all
+   (a small call, or a forked child) when par is 0. */
+static void FO_ANAME(af_pass)(const FO_ANAME(af_args)* a, int pass, Py_ssize_t tasks,
+                              int par, int threads) {
+    Py_ssize_t c;
+    if (par) {
+        #pragma omp parallel for schedule(static) num_threads(threads)
+        for (c = 0; c < tasks; c++)
+            FO_ANAME(af_task)(a, pass, c);
+    } else {
+        for (c = 0; c < tasks; c++)
+            FO_ANAME(af_task)(a, pass, c);
+    }
+}
+
 /* One Adafactor step of `batches` factored rows x cols matrices (C order), in place.
  * rvar: batches*rows row factors, cvar: batches*cols column factors; norm_by_cols: rm is
  * the mean of the column factors (a transposed, F-ordered matrix: its torch rows are the
  * memory columns). work: fo_af_workspace(batches, rows, cols) doubles. The scalars are
- * AdafactorCoefficients (coefficients of _adafactor.pyx). threads: OpenMP threads over
- * the row blocks (1: no parallel region). */
+ * AdafactorCoefficients (_adafactor.pxd). threads: OpenMP threads over the row blocks. */
 static void FO_ANAME(adafactor)(
         FO_AT* FO_AF_RESTRICT param, const FO_AT* FO_AF_RESTRICT grad,
         FO_AT* FO_AF_RESTRICT rvar, FO_AT* FO_AF_RESTRICT cvar, double* FO_AF_RESTRICT work,
         Py_ssize_t batches, Py_ssize_t rows, Py_ssize_t cols, int norm_by_cols,
         FO_AT grad_sign, FO_AT w, FO_AT eps1, FO_AT eps1_sq, double eps2, double rho,
         FO_AT decay, int use_wd, double d, int threads) {
-    Py_ssize_t n = batches * rows * cols, len = fo_af_block_rows(rows, cols);
-    Py_ssize_t nb = fo_af_blocks(rows, cols), tasks = batches * nb, c;
-    double *psum = work + tasks * cols, *usum = psum + tasks, *rms = usum + tasks;
-    FO_AT* ic = (FO_AT*)(rms + batches);
-    FO_AT cap = (FO_AT)1 / FO_ASQRTT(eps1_sq);
+    FO_ANAME(af_args) a;
+    Py_ssize_t n = batches * rows * cols, tasks, c;
     double sum_p2 = 0.0, sum_u2 = 0.0;
-    int level = fo_af_level(), par = threads > 1 && tasks > 1;
-    FO_AT step;
+    int par;
     if (n == 0)
         return;
-    /* pass 1 */
-    #pragma omp parallel for schedule(static) num_threads(threads) if(par)
-    for (c = 0; c < tasks; c++) {
-        Py_ssize_t b = c / nb, r0 = (c % nb) * len, r1 = r0 + len < rows ? r0 + len : rows;
-        const FO_AT* p = param + b * rows * cols;
-        const FO_AT* g = grad + b * rows * cols;
-        psum[c] = FO_AF_CALL(level, af_rows, p, g, rvar + b * rows, work + c * cols, r0, r1,
-                             cols, w);
-    }
+    a.param = param, a.grad = grad, a.rvar = rvar, a.cvar = cvar, a.work = work;
+    a.rows = rows, a.cols = cols;
+    a.len = fo_af_block_rows(rows, cols), a.nb = fo_af_blocks(rows, cols);
+    tasks = batches * a.nb;
+    a.psum = work + tasks * cols, a.usum = a.psum + tasks;
+    a.ic = (FO_AT*)(a.usum + tasks);
+    a.grad_sign = grad_sign, a.w = w, a.cap = (FO_AT)1 / FO_ASQRTT(eps1_sq);
+    a.decay = decay, a.use_wd = use_wd, a.level = fo_af_level();
+    par = threads > 1 && tasks > 1;
+    FO_ANAME(af_pass)(&a, 1, tasks, par, threads);
     /* the factors (O(rows + cols) per matrix), sums in block and row order */
     for (Py_ssize_t b = 0; b < batches; b++) {
         FO_AT* cv = cvar + b * cols;
@@ -423,8 +466,8 @@ static void FO_ANAME(adafactor)(
         FO_AT m;
         for (Py_ssize_t j = 0; j < cols; j++) {
             double s = 0.0;
-            for (Py_ssize_t k = 0; k < nb; k++)
-                s += work[(b * nb + k) * cols + j];
+            for (Py_ssize_t k = 0; k < a.nb; k++)
+                s += work[(b * a.nb + k) * cols + j];
             cv[j] = FO_ANAME0(af_lerp)(cv[j], (FO_AT)(s / (double)rows), w);
         }
         if (norm_by_cols) {
@@ -437,29 +480,49 @@ static void FO_ANAME(adafactor)(
             m = (FO_AT)(mean / (double)rows);
         }
         m = m < eps1 ? eps1 : m;                    /* torch's clamp_(min=eps1), NaN kept */
-        rms[b] = (double)m;
         for (Py_ssize_t j = 0; j < cols; j++)
-            ic[b * cols + j] = (FO_AT)1 / FO_ASQRTT(cv[j] / m);
+            a.ic[b * cols + j] = (FO_AT)1 / FO_ASQRTT(cv[j] / m);
     }
-    /* pass 2 */
-    #pragma omp parallel for schedule(static) num_threads(threads) if(par)
-    for (c = 0; c < tasks; c++) {
-        Py_ssize_t b = c / nb, r0 = (c % nb) * len, r1 = r0 + len < rows ? r0 + len : rows;
-        usum[c] = FO_AF_CALL(level, af_usum, grad + b * rows * cols, rvar + b * rows,
-                             ic + b * cols, r0, r1, cols, cap);
-    }
+    FO_ANAME(af_pass)(&a, 2, tasks, par, threads);
     for (c = 0; c < tasks; c++) {      /* in task order */
-        sum_p2 += psum[c];
-        sum_u2 += usum[c];
+        sum_p2 += a.psum[c];
+        sum_u2 += a.usum[c];
     }
-    step = (FO_AT)FO_ANAME(af_step)(sum_p2, sum_u2, n, eps2, rho, d);
-    /* pass 3 */
-    #pragma omp parallel for schedule(static) num_threads(threads) if(par)
-    for (c = 0; c < tasks; c++) {
-        Py_ssize_t b = c / nb, r0 = (c % nb) * len, r1 = r0 + len < rows ? r0 + len : rows;
-        FO_AF_CALL(level, af_apply, param + b * rows * cols, grad + b * rows * cols,
-                   rvar + b * rows, ic + b * cols, r0, r1, cols, cap, grad_sign, decay,
-                   step, use_wd);
+    a.step = (FO_AT)FO_ANAME(af_step)(sum_p2, sum_u2, n, eps2, rho, d);
+    FO_ANAME(af_pass)(&a, 3, tasks, par, threads);
+}
+
+/* Everything a chunk of an unfactored step reads. */
+typedef struct {
+    FO_AT* param;
+    const FO_AT* grad;
+    FO_AT* var;
+    double* sums;
+    Py_ssize_t n, len;
+    FO_AT grad_sign, w, eps1_sq, decay, step;
+    int use_wd, level;
+} FO_ANAME(af_vec_args);
+
+static void FO_ANAME(af_vec_task)(const FO_ANAME(af_vec_args)* a, int pass, Py_ssize_t c) {
+    Py_ssize_t lo = c * a->len, hi = lo + a->len < a->n ? lo + a->len : a->n;
+    if (pass == 1)
+        FO_AF_CALL(a->level, af_vec_sums, a->param, a->grad, a->var, lo, hi, a->grad_sign,
+                   a->w, a->eps1_sq, a->sums + 2 * c);
+    else
+        FO_AF_CALL(a->level, af_vec_apply, a->param, a->grad, a->var, lo, hi, a->grad_sign,
+                   a->eps1_sq, a->decay, a->step, a->use_wd);
+}
+
+static void FO_ANAME(af_vec_pass)(const FO_ANAME(af_vec_args)* a, int pass,
+                                  Py_ssize_t chunks, int par, int threads) {
+    Py_ssize_t c;
+    if (par) {
+        #pragma omp parallel for schedule(static) num_threads(threads)
+        for (c = 0; c < chunks; c++)
+            FO_ANAME(af_vec_task)(a, pass, c);
+    } else {
+        for (c = 0; c < chunks; c++)
+            FO_ANAME(af_vec_task)(a, pass, c);
     }
 }
 
@@ -469,28 +532,24 @@ static void FO_ANAME(adafactor_vec)(
         FO_AT* FO_AF_RESTRICT var, Py_ssize_t n, FO_AT grad_sign, FO_AT w, FO_AT eps1_sq,
         double eps2, double rho, FO_AT decay, int use_wd, double d, int threads) {
     double sums[2 * FO_AF_MAX_CHUNKS], sum_p2 = 0.0, sum_u2 = 0.0;
-    Py_ssize_t len = fo_af_chunk_length(n), chunks = n > 0 ? (n + len - 1) / len : 0, c;
-    int level = fo_af_level(), par = threads > 1 && chunks > 1;
-    FO_AT step;
+    FO_ANAME(af_vec_args) a;
+    Py_ssize_t chunks, c;
+    int par;
     if (n == 0)
         return;
-    #pragma omp parallel for schedule(static) num_threads(threads) if(par)
-    for (c = 0; c < chunks; c++) {
-        Py_ssize_t hi = (c + 1) * len < n ? (c + 1) * len : n;
-        FO_AF_CALL(level, af_vec_sums, param, grad, var, c * len, hi, grad_sign, w, eps1_sq,
-                   sums + 2 * c);
-    }
+    a.param = param, a.grad = grad, a.var = var, a.sums = sums, a.n = n;
+    a.len = fo_af_chunk_length(n);
+    chunks = (n + a.len - 1) / a.len;
+    a.grad_sign = grad_sign, a.w = w, a.eps1_sq = eps1_sq, a.decay = decay;
+    a.use_wd = use_wd, a.level = fo_af_level();
+    par = threads > 1 && chunks > 1;
+    FO_ANAME(af_vec_pass)(&a, 1, chunks, par, threads);
     for (c = 0; c < chunks; c++) {
         sum_p2 += sums[2 * c];
         sum_u2 += sums[2 * c + 1];
     }
-    step = (FO_AT)FO_ANAME(af_step)(sum_p2, sum_u2, n, eps2, rho, d);
-    #pragma omp parallel for schedule(static) num_threads(threads) if(par)
-    for (c = 0; c < chunks; c++) {
-        Py_ssize_t hi = (c + 1) * len < n ? (c + 1) * len : n;
-        FO_AF_CALL(level, af_vec_apply, param, grad, var, c * len, hi, grad_sign, eps1_sq,
-                   decay, step, use_wd);
-    }
+    a.step = (FO_AT)FO_ANAME(af_step)(sum_p2, sum_u2, n, eps2, rho, d);
+    FO_ANAME(af_vec_pass)(&a, 2, chunks, par, threads);
 }
 
 #undef FO_AF_CALL

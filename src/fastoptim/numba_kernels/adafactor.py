@@ -90,7 +90,6 @@ def adafactor_kernel(param, grad, rvar, cvar, work, batches, rows, cols, norm_by
     tasks = batches * nb
     psum = tasks * cols
     usum = psum + tasks
-    rms = usum + tasks
     ic = np.empty(batches * cols, param.dtype)      # (the C kernel keeps it in work)
     cap = one / np.sqrt(eps1_sq)
     for c in prange(tasks):
@@ -136,7 +135,6 @@ def adafactor_kernel(param, grad, rvar, cvar, work, batches, rows, cols, norm_by
                 mean += np.float64(rvar[b * rows + i])
             m = t(mean / np.float64(rows))
         m = eps1 if m < eps1 else m
-        work[rms + b] = np.float64(m)
         for j in range(cols):
             ic[b * cols + j] = one / np.sqrt(cvar[b * cols + j] / m)
     for c in prange(tasks):

@@ -101,9 +101,13 @@ def _check_states(f: str, param: np.ndarray, names: Tuple[str, str, str], states
     return out
 
 
+_DTYPE_EPS = {np.dtype(np.float32): float(np.finfo(np.float32).eps),
+              np.dtype(np.float64): float(np.finfo(np.float64).eps)}
+
+
 def _coefficients(step: int, lr: float, hyper: dict, dtype) -> tuple:
     eps1, eps2 = hyper["eps"]
-    eps1 = float(np.finfo(dtype).eps) if eps1 is None else eps1
+    eps1 = _DTYPE_EPS[dtype] if eps1 is None else eps1
     return _adafactor.coefficients(step, lr, hyper["beta2_decay"], eps1, eps2, hyper["d"],
                                    hyper["weight_decay"], hyper["maximize"])
 
@@ -160,6 +164,10 @@ def _run(f: str, impl, params, grads, states, steps, lrs, hypers, work,
 
 
 # ---- the functional step ------------------------------------------------------------------
+# the last hyperparameters that passed validation (key: the values as given), and their
+# checked form: a loop calling with the same values checks them once
+_last: tuple = ((object(),) * 6, None)
+
 def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.ndarray] = None,
                    col_var: Optional[np.ndarray] = None,
                    variance: Optional[np.ndarray] = None, *, step: int, lr: float = 1e-2,
@@ -226,11 +234,16 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
     backend : {"auto", "cython", "numba", "numpy"}
     """
     f = "adafactor_step"
-    hyper = dict(beta2_decay=_nonpositive(f, "beta2_decay", beta2_decay),
-                 eps=(_eps1(f, "eps1", eps1), _v.nonnegative(f, "eps2", eps2)),
-                 d=_at_least_one(f, "d", d),
-                 weight_decay=_v.nonnegative(f, "weight_decay", weight_decay),
-                 maximize=_v.flag(f, "maximize", maximize))
+    global _last
+    key = (beta2_decay, eps1, eps2, d, weight_decay, maximize)
+    last_key, hyper = _last
+    if key != last_key or tuple(map(type, key)) != tuple(map(type, last_key)):
+        hyper = dict(beta2_decay=_nonpositive(f, "beta2_decay", beta2_decay),
+                     eps=(_eps1(f, "eps1", eps1), _v.nonnegative(f, "eps2", eps2)),
+                     d=_at_least_one(f, "d", d),
+                     weight_decay=_v.nonnegative(f, "weight_decay", weight_decay),
+                     maximize=_v.flag(f, "maximize", maximize))
+        _last = (key, hyper)       # (validated: the same values of the same types pass)
     step = _v.step_count(f, "step", step)
     lr = _v.nonnegative(f, "lr", lr)
     plain = _v.check_arrays(f, ("param", "grad"), (param, grad))
@@ -238,9 +251,7 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
         param, grad = plain
     _check_layout(f, "param", param)
     states = _check_states(f, param, _STATES, (row_var, col_var, variance))
-    present = [s for s in states if s is not None]
-    _params.check_disjoint(f, ["param", "grad"] + [n for n, s in zip(_STATES, states)
-                                                   if s is not None], [param, grad] + present)
+    _adafactor.check_apart(f, ("param", "grad") + _STATES, (param, grad, *states))
     impl = _select(f, backend, param.size, param.itemsize, 3)
     _run(f, impl, [param], [grad], [[s] for s in states], [step], [lr], [hyper],
          _workspace([param]), _threads.get_num_threads() if impl is _cython_parallel else 1)
