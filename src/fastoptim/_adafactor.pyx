@@ -43,6 +43,9 @@ cdef extern from "csrc/adafactor.h" nogil:
     int fo_af_level()
     int fo_af_supported(int level)
 
+# a step whose workspace fits in this many doubles uses one on the C stack
+DEF SMALL_WORK = 512
+
 FIELDS = ("grad_sign", "w", "eps1", "eps1_sq", "eps2", "rho", "decay", "use_wd", "d")
 _LEVELS = ("sse2", "avx2")
 
@@ -111,7 +114,8 @@ def workspace_size(tuple shape, bint fortran=False):
 
 
 cdef void _step(object param, object grad, object row_var, object col_var, object variance,
-                double* work, AdafactorCoefficients* c, int threads) except *:
+                double* work, Py_ssize_t work_size, AdafactorCoefficients* c,
+                int threads) except *:
     cdef cnp.ndarray p = <cnp.ndarray>param
     cdef void* pp = cnp.PyArray_DATA(p)
     cdef const void* gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
@@ -131,6 +135,9 @@ cdef void _step(object param, object grad, object row_var, object col_var, objec
         return
     batches, rows, cols, transposed = geometry(
         param.shape, not cnp.PyArray_IS_C_CONTIGUOUS(p))
+    if fo_af_workspace(batches, rows, cols) > work_size:
+        raise ValueError(f"the workspace holds {work_size} doubles, a step of shape "
+                         f"{param.shape} needs {fo_af_workspace(batches, rows, cols)}")
     rp = cnp.PyArray_DATA(<cnp.ndarray>(col_var if transposed else row_var))
     cp = cnp.PyArray_DATA(<cnp.ndarray>(row_var if transposed else col_var))
     with nogil:
@@ -142,13 +149,21 @@ cdef void _step(object param, object grad, object row_var, object col_var, objec
                              batches, rows, cols, transposed, c, threads)
 
 
-def adafactor(param, grad, row_var, col_var, variance, double[::1] work,
-              tuple coefficients, int threads=1):
-    """One Adafactor step of one array, in place, on ``threads`` threads. ``work``: at
-    least :func:`workspace_size` doubles; ``coefficients``: :func:`coefficients`."""
+def adafactor(param, grad, row_var, col_var, variance, work, tuple coefficients,
+              int threads=1):
+    """One Adafactor step of one array, in place, on ``threads`` threads. ``work``: a
+    float64 array of at least :func:`workspace_size` doubles, or ``None`` when that is at
+    most :data:`SMALL_WORK_SIZE` (a buffer on the C stack is used); ``coefficients``:
+    :func:`coefficients`."""
     cdef AdafactorCoefficients c = _struct(coefficients)
-    _step(param, grad, row_var, col_var, variance, &work[0] if work.shape[0] else NULL, &c,
-          threads)
+    cdef double local[SMALL_WORK]
+    cdef double[::1] wv
+    if work is None:
+        _step(param, grad, row_var, col_var, variance, local, SMALL_WORK, &c, threads)
+    else:
+        wv = work
+        _step(param, grad, row_var, col_var, variance, &wv[0] if wv.shape[0] else NULL,
+              wv.shape[0], &c, threads)
 
 
 def adafactor_multi(list params, list grads, list row_vars, list col_vars, list variances,
@@ -161,7 +176,8 @@ def adafactor_multi(list params, list grads, list row_vars, list col_vars, list 
     cdef double* wp = &work[0] if work.shape[0] else NULL
     for i in range(len(params)):
         c = _struct(coefficients[i])
-        _step(params[i], grads[i], row_vars[i], col_vars[i], variances[i], wp, &c, threads)
+        _step(params[i], grads[i], row_vars[i], col_vars[i], variances[i], wp, work.shape[0],
+              &c, threads)
 
 
 def blocks(Py_ssize_t rows, Py_ssize_t cols):
@@ -216,3 +232,43 @@ def check_apart(str f, tuple names, tuple arrays):
             if n_i and n_j and lo_i < lo_j + n_j and lo_j < lo_i + n_i:
                 raise ValueError(f"{f}: {names[i]} and {names[j]} share memory; every array "
                                  f"must be a separate buffer")
+
+
+SMALL_WORK_SIZE = SMALL_WORK
+_DIMS = ("two or more dimensions", "two or more dimensions", "fewer than 2 dimensions")
+
+
+def check_states(str f, cnp.ndarray param, tuple labels, tuple states):
+    """The state arrays ``(row_var, col_var, variance)`` of ``param``, checked: the ones
+    its dimension uses, each a writeable array of param's dtype and torch's shape,
+    C-contiguous (``variance``: either order); the unused ones ``None``. Returns them as
+    plain ``ndarray``\\ s; raises naming the bad one."""
+    cdef Py_ssize_t k
+    cdef int nd = cnp.PyArray_NDIM(param)
+    shape = (<object>param).shape
+    dtype = (<object>param).dtype
+    if nd >= 2:
+        shapes = (shape[:nd - 1] + (1,), shape[:nd - 2] + (1, shape[nd - 1]), None)
+    else:
+        shapes = (None, None, shape)
+    out = [None, None, None]
+    for k in range(3):
+        a, label, want = states[k], labels[k], shapes[k]
+        if want is None:
+            if a is not None:
+                raise ValueError(f"{f}: {label} is only used when param has {_DIMS[k]}; "
+                                 f"pass {label}=None")
+            continue
+        if not isinstance(a, cnp.ndarray):
+            raise TypeError(f"{f}: {label} must be a numpy.ndarray of shape {want}, got "
+                            f"{type(a).__name__}")
+        if a.dtype != dtype or a.shape != want:
+            raise ValueError(f"{f}: {label} must be a {dtype} array of shape {want}, "
+                             f"got {a.dtype} {a.shape}")
+        if not (cnp.PyArray_IS_C_CONTIGUOUS(a)
+                or (k == 2 and cnp.PyArray_IS_F_CONTIGUOUS(a))):
+            raise ValueError(f"{f}: {label} must be contiguous")
+        if not cnp.PyArray_ISWRITEABLE(a):
+            raise ValueError(f"{f}: {label} must be writeable (it is updated in place)")
+        out[k] = a if type(a) is cnp.ndarray else a.view(cnp.ndarray)
+    return out

@@ -74,33 +74,6 @@ def _check_layout(f: str, name: str, param: np.ndarray) -> None:
                          f"F-contiguous)")
 
 
-def _check_states(f: str, param: np.ndarray, names: Tuple[str, str, str], states) -> list:
-    """The state arrays of ``param``: the ones its dimension uses, each a writeable
-    C-contiguous (or, for ``variance``, param's layout) array of param's dtype and torch's
-    shape; the unused ones must be ``None``."""
-    shapes = _state_shapes(param.shape)
-    out = []
-    for name, label, a in zip(_STATES, names, states):
-        if name not in shapes:
-            _v.forbid_unused(f, label, a, "param has " + (
-                "two or more dimensions" if name != "variance" else "fewer than 2 dimensions"))
-            out.append(None)
-            continue
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"{f}: {label} must be a numpy.ndarray of shape {shapes[name]}, "
-                            f"got {type(a).__name__}")
-        if a.dtype != param.dtype or a.shape != shapes[name]:
-            raise ValueError(f"{f}: {label} must be a {param.dtype} array of shape "
-                             f"{shapes[name]}, got {a.dtype} {a.shape}")
-        contiguous = a.flags.c_contiguous or (name == "variance" and a.flags.f_contiguous)
-        if not contiguous:
-            raise ValueError(f"{f}: {label} must be contiguous")
-        if not a.flags.writeable:
-            raise ValueError(f"{f}: {label} must be writeable (it is updated in place)")
-        out.append(a.view(np.ndarray) if type(a) is not np.ndarray else a)
-    return out
-
-
 _DTYPE_EPS = {np.dtype(np.float32): float(np.finfo(np.float32).eps),
               np.dtype(np.float64): float(np.finfo(np.float64).eps)}
 
@@ -136,6 +109,15 @@ def _workspace(arrays) -> np.ndarray:
     return np.empty(size)
 
 
+def _small_or_new_workspace(param: np.ndarray):
+    """``None`` (the kernel's stack buffer) when a step of ``param`` needs little, else a
+    new workspace."""
+    if param.ndim < 2 or _adafactor.workspace_size(
+            param.shape, not param.flags.c_contiguous) <= _adafactor.SMALL_WORK_SIZE:
+        return None
+    return _workspace([param])
+
+
 def _threads_for(param: np.ndarray) -> int:
     """fastoptim's thread count where threads pay for an array of this size, else 1 (the
     result is the same either way)."""
@@ -151,7 +133,11 @@ def _run(f: str, impl, params, grads, states, steps, lrs, hypers, work,
     coefficients = [_coefficients(t, lr, h, p.dtype)
                     for p, t, lr, h in zip(params, steps, lrs, hypers)]
     if impl is _cython or impl is _cython_parallel:
-        _adafactor.adafactor_multi(params, grads, *states, work, coefficients, threads)
+        if len(params) == 1:
+            _adafactor.adafactor(params[0], grads[0], states[0][0], states[1][0],
+                                 states[2][0], work, coefficients[0], threads)
+        else:
+            _adafactor.adafactor_multi(params, grads, *states, work, coefficients, threads)
     elif impl is None:
         for p, g, rv, cv, v, t, lr, h in zip(params, grads, *states, steps, lrs, hypers):
             _reference_call(_reference.adafactor_step, p, g, rv, cv, v, step=t, lr=lr,
@@ -159,6 +145,8 @@ def _run(f: str, impl, params, grads, states, steps, lrs, hypers, work,
                             eps2=h["eps"][1], d=h["d"], weight_decay=h["weight_decay"],
                             maximize=h["maximize"])
     else:
+        if work is None:
+            work = _workspace(params)
         for p, g, rv, cv, v, c in zip(params, grads, *states, coefficients):
             _numba(p, g, rv, cv, v, work, c)
 
@@ -250,11 +238,16 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
     if plain is not None:
         param, grad = plain
     _check_layout(f, "param", param)
-    states = _check_states(f, param, _STATES, (row_var, col_var, variance))
+    states = _adafactor.check_states(f, param, _STATES, (row_var, col_var, variance))
     _adafactor.check_apart(f, ("param", "grad") + _STATES, (param, grad, *states))
     impl = _select(f, backend, param.size, param.itemsize, 3)
+    if impl is _cython or impl is _cython_parallel:       # (the common case, directly)
+        _adafactor.adafactor(param, grad, *states, _small_or_new_workspace(param),
+                             _coefficients(step, lr, hyper, param.dtype),
+                             _threads.get_num_threads() if impl is _cython_parallel else 1)
+        return
     _run(f, impl, [param], [grad], [[s] for s in states], [step], [lr], [hyper],
-         _workspace([param]), _threads.get_num_threads() if impl is _cython_parallel else 1)
+         _small_or_new_workspace(param))
 
 
 # ---- the class ----------------------------------------------------------------------------
