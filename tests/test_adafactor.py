@@ -267,6 +267,21 @@ def test_functional_step_allocates_only_the_small_workspace(rng):
     assert 8 * _adafactor.workspace_size(shape) <= 8 * (17 * 999 + 100)
 
 
+def test_kernel_refuses_a_workspace_too_small(rng):
+    p = rng.standard_normal((3, 300, 241)).astype(np.float32)
+    rv, cv, _ = _states(p)
+    before = p.copy()
+    c = _adafactor.coefficients(1, 0.01, -0.8, 1e-7, 1e-3, 1.0, 0.0, False)
+    need = _adafactor.workspace_size(p.shape)
+    assert need > _adafactor.SMALL_WORK_SIZE
+    with pytest.raises(ValueError, match="workspace"):
+        _adafactor.adafactor(p, np.ones_like(p), rv, cv, None, np.empty(need - 1), c, 1)
+    with pytest.raises(ValueError, match="workspace"):
+        _adafactor.adafactor(p, np.ones_like(p), rv, cv, None, None, c, 1)
+    np.testing.assert_array_equal(p, before)
+    assert not rv.any() and not cv.any()
+
+
 # ---- errors: raised naming the argument, nothing changed ------------------------------------
 BAD_HYPER = [
     (dict(step=0), "step"), (dict(step=1.5), "step"), (dict(lr=-1.0), "lr"),

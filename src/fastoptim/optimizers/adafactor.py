@@ -352,7 +352,7 @@ class Adafactor(Optimizer):
         """One compiled call over every bucket (group, step count) of arrays with a
         gradient; then the step counts."""
         impl = _select(f, self._backend, 0)
-        _params.check_grads_apart(f, *self._grads_and_written(grads))
+        _adafactor.grads_apart(f, *self._grads_and_written(grads))
         lr_of = {id(g): lr for g, lr in zip(self._groups, lrs)}
         idx, steps, lrs_, hypers = [], [], [], []
         for group, count, which in self._buckets(grads, missing):
@@ -364,5 +364,8 @@ class Adafactor(Optimizer):
         _run(f, impl, params, [grads[i] for i in idx],
              [[self._state[s][i] for i in idx] for s in _STATES], steps, lrs_, hypers,
              self._work, _threads_for(max(params, key=lambda a: a.size)) if params else 1)
-        self._set_step_counts([s + 1 if g is not None else s
-                               for s, g in zip(self._step_counts(), grads)])
+        if self._steps is None and not missing:
+            self._n.step_all += 1           # (every array stepped: the counts stay equal)
+        else:
+            self._set_step_counts([s + 1 if g is not None else s
+                                   for s, g in zip(self._step_counts(), grads)])
