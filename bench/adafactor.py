@@ -88,7 +88,7 @@ def main():
           f"{fo.get_num_threads()}, SIMD {_adafactor.simd_target()}")
     res = time_calls(calls, repeats=args.repeats, min_time=0.05)
     roof = res["traffic, 3 passes (24 B/elem)"][0]
-    print(f"| case | median ms | min ms | GB/s (24 B/elem) | fraction of 3-pass roofline |")
+    print("| case | median ms | min ms | GB/s (24 B/elem) | fraction of 3-pass roofline |")
     print("|---|---:|---:|---:|---:|")
     for name, (med, mn) in res.items():
         print(f"| {name} | {med * 1e3:.2f} | {mn * 1e3:.2f} | {24 * n / med / 1e9:.1f} | "
