@@ -502,3 +502,62 @@ def test_exported_and_documented():
     for obj in (fo.Adafactor, fo.adafactor_step, reference.adafactor_step):
         assert obj.__doc__ and "beta2" in obj.__doc__.replace("\\beta_2", "beta2")
     assert ".. math::" in fo.Adafactor.__doc__ and ".. math::" in fo.adafactor_step.__doc__
+
+
+# ---- the public cdef kernel, cimported by a downstream extension ---------------------------
+CONSUMER = '''# cython: language_level=3, boundscheck=False, wraparound=False
+cimport numpy as cnp
+from fastoptim._adafactor cimport AdafactorCoefficients, adafactor_kernel
+
+cnp.import_array()
+
+
+def step(double[:, ::1] p, double[:, ::1] g, double[::1] r, double[::1] c, double[::1] w,
+         tuple coefficients):
+    cdef AdafactorCoefficients k
+    (k.grad_sign, k.w, k.eps1, k.eps1_sq, k.eps2, k.rho, k.decay, k.use_wd,
+     k.d) = coefficients
+    with nogil:
+        adafactor_kernel(&p[0, 0], &g[0, 0], &r[0], &c[0], &w[0], 1, p.shape[0],
+                         p.shape[1], False, &k, 1)
+'''
+SETUP = '''import numpy as np
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+setup(ext_modules=cythonize([Extension("af_consumer", ["af_consumer.pyx"],
+                                       include_dirs=[np.get_include()])]))
+'''
+
+
+def test_public_cdef_kernel_cimported_by_another_extension(tmp_path, rng):
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+    pytest.importorskip("Cython")
+    (tmp_path / "af_consumer.pyx").write_text(CONSUMER, encoding="utf-8")
+    (tmp_path / "setup.py").write_text(SETUP, encoding="utf-8")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([fo.get_include()] + [
+        p for p in [env.get("PYTHONPATH")] if p])
+    done = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    spec = importlib.util.spec_from_file_location(
+        "af_consumer", tmp_path / f"af_consumer{sysconfig.get_config_var('EXT_SUFFIX')}")
+    consumer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(consumer)
+    p = rng.standard_normal((9, 13))
+    mine = p.copy()
+    rv, cv, _ = _states(p)
+    mrv, mcv = rv.copy(), cv.copy()
+    work = np.empty(_adafactor.workspace_size(p.shape))
+    for t in range(1, 6):
+        g = rng.standard_normal(p.shape)
+        consumer.step(mine, g, mrv.reshape(-1), mcv.reshape(-1), work,
+                      _adafactor.coefficients(t, 0.01, -0.8, 1e-16, 1e-3, 1.0, 0.1, False))
+        fo.adafactor_step(p, g, rv, cv, step=t, eps1=1e-16, weight_decay=0.1,
+                          backend="cython")
+    np.testing.assert_array_equal(mine, p)
+    np.testing.assert_array_equal(mrv, rv)
