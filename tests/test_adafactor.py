@@ -561,3 +561,35 @@ def test_public_cdef_kernel_cimported_by_another_extension(tmp_path, rng):
                           backend="cython")
     np.testing.assert_array_equal(mine, p)
     np.testing.assert_array_equal(mrv, rv)
+
+
+# ---- property: any shape, any option, the kernel is the reference ---------------------------
+import hypothesis  # noqa: E402  (a test requirement, as in test_properties.py)
+from hypothesis import strategies as st  # noqa: E402
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(shape=st.lists(st.integers(1, 21), min_size=0, max_size=3).map(tuple),
+                  fortran=st.booleans(), dtype=st.sampled_from(DTYPES),
+                  lr=st.floats(0.0, 0.5), beta2_decay=st.floats(-1.0, 0.0),
+                  d=st.floats(1.0, 4.0), weight_decay=st.floats(0.0, 0.5),
+                  maximize=st.booleans(), eps1=st.sampled_from([None, 1e-30, 1e-3]),
+                  seed=st.integers(0, 2**32 - 1))
+def test_property_kernel_is_the_reference(shape, fortran, dtype, lr, beta2_decay, d,
+                                          weight_decay, maximize, eps1, seed):
+    rng = np.random.default_rng(seed)
+    order = "F" if fortran and len(shape) == 2 else "C"
+    param = np.asarray(rng.standard_normal(shape), dtype=dtype, order=order)
+    ref = param.copy(order="K")
+    states, ref_states = _states(param), _states(param)
+    opts = dict(lr=lr, beta2_decay=beta2_decay, d=d, weight_decay=weight_decay,
+                maximize=maximize, eps1=eps1)
+    for t in range(1, 4):
+        g = np.asarray(rng.standard_normal(shape), dtype=dtype, order=order)
+        fo.adafactor_step(param, g, *states, step=t, backend="cython", **opts)
+        reference.adafactor_step(ref, g, *ref_states, step=t, **opts)
+    tol = TOLERANCE[np.dtype(dtype)]
+    np.testing.assert_allclose(param, ref, **tol)
+    for a, b in zip(states, ref_states):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=tol["rtol"], atol=tol["atol"])
