@@ -347,12 +347,17 @@ class Adafactor(Optimizer):
                     _check_layout(f, key, p)
         super()._add_groups(f, groups)
         self._work = _workspace(self._params)
+        _, _, names, arrays = self._grads_and_written([None] * len(self._params))
+        self._written = (names, arrays)      # the parameters and state buffers, named
 
     def _apply(self, f: str, grads: list, lrs: list, missing: bool) -> None:
         """One compiled call over every bucket (group, step count) of arrays with a
         gradient; then the step counts."""
         impl = _select(f, self._backend, 0)
-        _adafactor.grads_apart(f, *self._grads_and_written(grads))
+        names = [n[1] for n, g in zip(self._check_names, grads) if g is not None] \
+            if missing else [n[1] for n in self._check_names]
+        _adafactor.grads_apart(f, names, [g for g in grads if g is not None]
+                               if missing else grads, *self._written)
         lr_of = {id(g): lr for g, lr in zip(self._groups, lrs)}
         idx, steps, lrs_, hypers = [], [], [], []
         for group, count, which in self._buckets(grads, missing):
