@@ -119,6 +119,23 @@ def test_first_step_by_hand():
     np.testing.assert_allclose(p, expected, rtol=1e-14)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", [(0,), (0, 5), (5, 0), (2, 0, 3)], ids=str)
+def test_empty_array_changes_nothing(backend, shape):
+    """torch divides by the array's size (ZeroDivisionError); an empty array's step here
+    changes nothing, its factors included, on every backend."""
+    _needs(backend)
+    p = np.zeros(shape, np.float32)
+    states = _states(p)
+    for s in states:
+        if s is not None:
+            s[...] = 0.25
+    fo.adafactor_step(p, np.zeros(shape, np.float32), *states, step=1, backend=backend)
+    for s in states:
+        if s is not None:
+            assert (s == 0.25).all()
+
+
 # ---- bitwise: threads, SIMD level, backends ------------------------------------------------
 BIG = [((301, 703), "C"), ((703, 301), "F"), ((3, 150, 211), "C"), ((300_001,), "C")]
 

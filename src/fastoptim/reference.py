@@ -249,7 +249,9 @@ def adafactor_step(param, grad, row_var, col_var, variance, *, step, lr=1e-2,
     g**2, w)``); ``u = g / sqrt(max(v, eps1**2))``;
     ``param = param*(1 - lr*wd) - max(eps2, rms(param)) * min(lr, 1/sqrt(step))
     / max(1, rms(u)/d) * u`` (``rms(param)`` before the decay). ``eps1=None``: the dtype's
-    eps."""
+    eps. An empty array changes nothing (torch divides by its size, zero)."""
+    if param.size == 0:
+        return
     g = -grad if maximize else grad
     if eps1 is None:
         eps1 = np.finfo(param.dtype).eps
