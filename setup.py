@@ -59,7 +59,8 @@ HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_glue.pxi", "_registry.py",
 # The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])
-OPENMP = {"kernels": OPENMP_FLAGS, "_reductions": OPENMP_FLAGS, "_lamb": OPENMP_FLAGS}
+OPENMP = {"kernels": OPENMP_FLAGS, "_reductions": OPENMP_FLAGS, "_lamb": OPENMP_FLAGS,
+          "_adafactor": OPENMP_FLAGS}
 DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,
@@ -89,6 +90,8 @@ setup(
          extension("_lamb", ["coefficients.pxd", "csrc/lamb.h", "_lamb.pxd"]),
          # Muon's element-wise passes (its Newton-Schulz iteration is matrix products)
          extension("_muon", ["csrc/muon.h", "_muon.pxd"]),
+         # Adafactor's factored moments and update clipping are reductions: its own module
+         extension("_adafactor", ["_adafactor.pxd", "csrc/adafactor.h"]),
          ],
         compiler_directives=DIRECTIVES,
     ),

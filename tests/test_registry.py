@@ -195,7 +195,7 @@ def test_every_optimizer_class_is_in_the_registry():
                 if isinstance(getattr(optim, name), type)
                 and issubclass(getattr(optim, name), optim.Optimizer)
                 and getattr(optim, name) is not optim.Optimizer}
-    # rules that are not registry kernels (LAMB, Muon: _elementwise = False) have their own
+    # rules that are not registry kernels (LAMB, Muon, Adafactor: _elementwise = False) have their own
     # modules and tests (tests/test_<name>.py)
     rules = {name for name in exported if not getattr(optim, name)._elementwise}
     for name in rules:

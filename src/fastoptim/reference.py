@@ -261,3 +261,38 @@ def muon_step(param, grad, momentum_buffer, *, lr=1e-3, weight_decay=0.1, moment
         else np.sqrt(max(1.0, rows / cols))
     param *= 1 - lr * weight_decay
     param -= lr * ratio * X
+
+
+def adafactor_step(param, grad, row_var, col_var, variance, *, step, lr=1e-2,
+                   beta2_decay=-0.8, eps1=None, eps2=1e-3, d=1.0, weight_decay=0.0,
+                   maximize=False):
+    """Adafactor (torch 2.13's): the second moment of a >= 2-D array is factored over its
+    last two dimensions into a row factor ``row_var`` (shape ``(..., rows, 1)``) and a column
+    factor ``col_var`` (``(..., 1, cols)``); a 1-D or 0-D array keeps a full ``variance``.
+    With ``w = step**beta2_decay`` (torch's ``1 - beta2_t``):
+    ``row_var = lerp(row_var, mean(g**2, -1), w)``, ``col_var = lerp(col_var, mean(g**2, -2), w)``,
+    ``v = row_var @ col_var / max(mean(row_var, -2), eps1)`` (or ``variance = lerp(variance,
+    g**2, w)``); ``u = g / sqrt(max(v, eps1**2))``;
+    ``param = param*(1 - lr*wd) - max(eps2, rms(param)) * min(lr, 1/sqrt(step))
+    / max(1, rms(u)/d) * u`` (``rms(param)`` before the decay). ``eps1=None``: the dtype's
+    eps. An empty array changes nothing (torch divides by its size, zero)."""
+    if param.size == 0:
+        return
+    g = -grad if maximize else grad
+    if eps1 is None:
+        eps1 = np.finfo(param.dtype).eps
+    w = step**beta2_decay
+    rho = min(lr, 1 / step**0.5)
+    alpha = max(eps2, np.sqrt(np.mean(param.astype(np.float64) ** 2))) * rho
+    if weight_decay != 0:
+        param *= 1 - lr * weight_decay
+    if param.ndim > 1:
+        row_var += w * (np.mean(g**2, axis=-1, keepdims=True) - row_var)
+        col_var += w * (np.mean(g**2, axis=-2, keepdims=True) - col_var)
+        v = row_var @ col_var / np.maximum(np.mean(row_var, axis=-2, keepdims=True), eps1)
+    else:
+        variance += w * (g**2 - variance)
+        v = variance
+    u = g / np.sqrt(np.maximum(v, eps1 * eps1))
+    rms_u = np.sqrt(np.mean(u.astype(np.float64) ** 2))
+    param -= (alpha / max(1.0, rms_u / d)) * u

@@ -24,12 +24,13 @@ from .adadelta import Adadelta, adadelta_step
 from .rprop import Rprop, rprop_step
 from .asgd import ASGD, asgd_step
 from .muon import Muon, muon_step
+from .adafactor import Adafactor, adafactor_step
 
 FUNCTIONS = ["sgd_step", "momentum_step", "rmsprop_step", "adam_step", "adagrad_step",
              "ewa_update", "adamax_step", "radam_step", "lamb_step",
-             "lion_step", "nadam_step", "adadelta_step", "rprop_step", "asgd_step",
-             "muon_step"]
+             "lion_step", "nadam_step", "adadelta_step", "rprop_step",
+             "asgd_step", "muon_step", "adafactor_step"]
 CLASSES = ["SGD", "RMSprop", "Adam", "AdamW", "Adagrad", "Adamax", "RAdam", "LAMB", "Lion",
-           "NAdam", "Adadelta", "Rprop", "ASGD", "Muon"]
+           "NAdam", "Adadelta", "Rprop", "ASGD", "Muon", "Adafactor"]
 
 __all__ = FUNCTIONS + CLASSES
