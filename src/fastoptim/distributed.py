@@ -1,0 +1,915 @@
+r"""Data-parallel training over MPI (mpi4py): gradient averaging and ZeRO-1 sharded state.
+
+Every process (rank) holds the whole model, computes the gradients of its shard of the
+mini-batch, and steps through a :class:`DistributedOptimizer`, which averages the gradients
+over the communicator before the update, so that every rank takes the same step::
+
+    from mpi4py import MPI
+    import fastoptim
+    from fastoptim.distributed import DistributedOptimizer, broadcast_parameters
+
+    broadcast_parameters(parameters)              # rank 0's initialisation everywhere
+    opt = DistributedOptimizer(fastoptim.Adam(parameters, lr=1e-3), shard_state=True)
+    for X_t, Y_t in batches:                      # this rank's shard of each mini-batch
+        opt.step(gradients(X_t, Y_t))             # averaged over the ranks, then stepped
+
+Run it with ``mpiexec -n 4 python train.py``. This module imports :mod:`mpi4py` (the
+``fastoptim[mpi]`` extra: ``mpi4py`` and the ``mpich`` wheel, which brings ``mpiexec``);
+``import fastoptim`` never does.
+
+How a step communicates (``N`` ranks, ``n`` elements of one dtype):
+
+* ``shard_state=False``: the gradients are packed into one preallocated flat buffer per
+  dtype, summed in place by ``Allreduce`` on buckets of at most ``bucket_bytes``, divided
+  by ``N``; then the wrapped optimizer steps with views of that buffer.
+* ``shard_state=True`` (ZeRO stage 1): the flat gradient is ``Reduce_scatter``\ ed, so rank
+  ``r`` receives the average of its contiguous shard (``n // N`` or ``n // N + 1``
+  elements); it steps only that shard of the parameters and keeps only that shard of the
+  state buffers (state memory per rank ``≈ 1/N``); then ``Allgatherv`` of the parameters
+  puts the whole update on every rank. Only element-wise update rules can be sharded so
+  (every registry kernel); LAMB's per-array trust ratio cannot, and raises.
+
+Reductions that span arrays are global: the non-finite check of ``skip_nonfinite`` and the
+norm of ``step(grads, max_norm=...)`` see the averaged gradient of every rank, so every rank
+takes the same decision. One small ``Allreduce`` per step first lets every rank learn
+whether another one failed its checks (a bad gradient raises the same error on every rank
+instead of leaving the others waiting in a collective forever).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+try:
+    from mpi4py import MPI
+except ImportError as exc:      # pragma: no cover - the optional extra is missing
+    raise ImportError("fastoptim.distributed needs mpi4py: pip install 'fastoptim[mpi]' "
+                      "(mpi4py and the mpich wheel, which provides mpiexec)") from exc
+
+from . import _params
+from . import _reductions
+from . import _registry
+from . import _validation as _v
+from . import checkpoint as _checkpoint
+from . import clip as _clip
+from ._optimizer import Optimizer
+
+__all__ = ["DistributedOptimizer", "broadcast_parameters", "clip_grad_norm"]
+
+Params = Union[Sequence[np.ndarray], Mapping[str, np.ndarray]]
+
+DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024     # torch DDP's bucket_cap_mb
+_MPI_TYPES = {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE}
+_ERRORS = {"TypeError": TypeError, "ValueError": ValueError, "KeyError": KeyError,
+           "NotImplementedError": NotImplementedError, "OverflowError": OverflowError,
+           "FileNotFoundError": FileNotFoundError, "PermissionError": PermissionError,
+           "IsADirectoryError": IsADirectoryError}
+_CODE_MASK = (1 << 62) - 1
+
+
+# ---- collective helpers ----------------------------------------------------------------------
+def _world(f: str, comm):
+    """``comm``, or ``MPI.COMM_WORLD`` for ``None``; an intra-communicator."""
+    if comm is None:
+        return MPI.COMM_WORLD
+    if not isinstance(comm, MPI.Intracomm):
+        raise TypeError(f"{f}: comm must be an mpi4py intra-communicator (MPI.Comm), got "
+                        f"{type(comm).__name__}")
+    return comm
+
+
+def _code(text: str) -> int:
+    """A 62-bit fingerprint of ``text``, the same in every process."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(),
+                          "little") & _CODE_MASK
+
+
+def _agree(comm, f: str, error: Optional[BaseException], code: int = 0,
+           buf: Optional[np.ndarray] = None) -> bool:
+    """Collective: raise the same error on every rank if any rank has one (the first
+    failing rank's type and message); otherwise return whether every rank passed the same
+    ``code``. One ``Allreduce`` of three integers when all is well."""
+    if buf is None:
+        buf = np.empty(3, np.int64)
+    buf[0] = error is not None
+    buf[1] = code
+    buf[2] = -code
+    if comm.size > 1:
+        comm.Allreduce(MPI.IN_PLACE, [buf, MPI.INT64_T], op=MPI.MAX)
+    if buf[0]:
+        mine = None if error is None else (type(error).__name__, str(error))
+        everyone = comm.allgather(mine)
+        rank, (name, message) = next((r, e) for r, e in enumerate(everyone) if e is not None)
+        cls = _ERRORS.get(name, RuntimeError)
+        text = message if cls is not RuntimeError else f"{name}: {message}"
+        if comm.size > 1:
+            text += f" [raised on rank {rank} of {comm.size}; the same error on every rank]"
+        raise cls(text) from error
+    return buf[1] == -buf[2]
+
+
+def _first_difference(comm, f: str, mine: List[str], what: str) -> str:
+    """Collective (the error path only): a message naming the first rank whose
+    description differs from rank 0's and the first item that differs; the same text on
+    every rank."""
+    everyone = comm.allgather(mine)
+    base = everyone[0]
+    for rank, other in enumerate(everyone[1:], 1):
+        if other == base:
+            continue
+        j = next((j for j, (a, b) in enumerate(zip(base, other)) if a != b),
+                 min(len(base), len(other)))
+        a = base[j] if j < len(base) else "nothing more"
+        b = other[j] if j < len(other) else "nothing more"
+        return (f"{f}: {what} differ between ranks: rank 0 has {a}, rank {rank} has {b}")
+    return f"{f}: {what} differ between ranks"      # (fingerprint collision: unreachable)
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """The 1-D view of a contiguous array in memory order (never a copy)."""
+    out = a.reshape(-1, order="F" if a.flags.f_contiguous and not a.flags.c_contiguous
+                    else "C")
+    assert np.shares_memory(out, a) or a.size == 0
+    return out
+
+
+def _view_like(buffer: np.ndarray, offset: int, like: np.ndarray) -> np.ndarray:
+    """A view of ``buffer[offset:offset + like.size]`` with ``like``'s shape and layout."""
+    order = "F" if like.flags.f_contiguous and not like.flags.c_contiguous else "C"
+    return np.ndarray(like.shape, like.dtype, buffer=buffer,
+                      offset=offset * buffer.itemsize, order=order)
+
+
+def _shard_bounds(n: int, size: int) -> List[Tuple[int, int]]:
+    """Rank r's contiguous range of ``n`` elements: the first ``n % size`` ranks one more."""
+    base, extra = divmod(n, size)
+    out, lo = [], 0
+    for r in range(size):
+        hi = lo + base + (r < extra)
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def _describe_arrays(names: Sequence[str], arrays: Sequence[np.ndarray]) -> List[str]:
+    out = []
+    for name, a in zip(names, arrays):
+        layout = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else "strided"
+        out.append(f"{name} of shape {a.shape}, dtype {a.dtype}, {layout}-order")
+    return out
+
+
+# ---- public functions ------------------------------------------------------------------------
+def broadcast_parameters(params: Params, root: int = 0, *, comm=None) -> None:
+    """Copy rank ``root``'s arrays into every rank's, in place (``Bcast`` per array).
+
+    Call it once after initialising the model, so that every rank starts from the same
+    parameters (a :class:`DistributedOptimizer` keeps them equal from then on).
+
+    Parameters
+    ----------
+    params : list or dict of ndarray
+        Contiguous, writeable arrays; the same keys, shapes and dtypes on every rank
+        (checked by one collective fingerprint: a mismatch raises the same ``ValueError``
+        on every rank).
+    root : int, default 0
+    comm : mpi4py communicator, default ``MPI.COMM_WORLD``
+    """
+    f = "broadcast_parameters"
+    comm = _world(f, comm)
+    error, code, names, arrays = None, 0, [], []
+    try:
+        if not isinstance(root, (int, np.integer)) or isinstance(root, bool) \
+                or not 0 <= root < comm.size:
+            raise ValueError(f"{f}: root must be a rank in [0, {comm.size}), got {root!r}")
+        keys, arrays, _ = _params.flatten(f, "params", params)
+        names = _params.labels("params", keys)
+        for i, (name, a) in enumerate(zip(names, arrays)):
+            checked = _v.check_arrays(f, (name,), (a,))
+            if checked is not None:
+                arrays[i] = checked[0]
+        _params.check_disjoint(f, names, arrays)
+        desc = [f"root {root}"] + _describe_arrays(names, arrays)
+        code = _code("\n".join(desc))
+    except (TypeError, ValueError) as exc:
+        error = exc
+    if not _agree(comm, f, error, code):
+        raise ValueError(_first_difference(comm, f, desc, "the parameters (or root)"))
+    for a in arrays:
+        if a.size:
+            comm.Bcast([_flat(a), _MPI_TYPES[a.dtype]], root=root)
+
+
+def clip_grad_norm(grads, max_norm: float, *, comm=None,
+                   error_if_nonfinite: bool = True) -> float:
+    r"""Scale the gradients in place so that the global L2 norm over **every rank's**
+    gradients is at most ``max_norm``; return the global norm before clipping.
+
+    Each rank holds a disjoint part of the gradient (its shard: a ZeRO or model-parallel
+    split). With ``comm=None`` (or one rank) this is :func:`fastoptim.clip_grad_norm`.
+
+    .. math::
+
+        \|g\| = \sqrt{\textstyle\sum_{r} \sum_k \sum_i g_{r,k,i}^2}, \qquad
+        g \leftarrow g \cdot \frac{\text{max\_norm}}{\|g\| + 10^{-6}}
+        \quad\text{when this factor is} < 1
+
+    Every rank's sum of squares (double precision, fixed order) is gathered and added in
+    rank order, so every rank computes the same norm, bit for bit, and takes the same
+    decision. A non-finite norm raises the same ``ValueError`` on every rank (or, with
+    ``error_if_nonfinite=False``, is returned with nothing scaled).
+
+    Parameters
+    ----------
+    grads : list or dict of ndarray
+        This rank's gradients, updated in place (may be empty on a rank holding none).
+    max_norm : float
+        ``> 0``.
+    comm : mpi4py communicator, optional
+    error_if_nonfinite : bool, default True
+    """
+    f = "clip_grad_norm"
+    if comm is None:
+        return _clip.clip_grad_norm(grads, max_norm, error_if_nonfinite=error_if_nonfinite)
+    comm = _world(f, comm)
+    error, arrays, local, culprit = None, [], 0.0, None
+    try:
+        max_norm = _v.positive(f, "max_norm", max_norm)
+        error_if_nonfinite = _v.flag(f, "error_if_nonfinite", error_if_nonfinite)
+        keys, arrays, _ = _params.flatten(f, "grads", grads)
+        names = _params.labels("grads", keys)
+        for i, (name, g) in enumerate(zip(names, arrays)):
+            checked = _v.check_arrays(f, (name,), (g,))
+            if checked is not None:
+                arrays[i] = checked[0]
+        _params.check_disjoint(f, names, arrays)
+        sums = _reductions.sums_of_squares(list(arrays)) if arrays else []
+        for name, s in zip(names, sums):
+            local += s
+            if culprit is None and not math.isfinite(s):
+                culprit = name
+    except (TypeError, ValueError) as exc:
+        error = exc
+    _agree(comm, f, error)
+    totals = comm.allgather((local, culprit))
+    total = 0.0
+    for s, _ in totals:
+        total += s
+    norm = math.sqrt(total)
+    if not math.isfinite(norm):
+        if error_if_nonfinite:
+            rank, name = next(((r, c) for r, (_, c) in enumerate(totals) if c is not None),
+                              (0, "?"))
+            raise ValueError(
+                f"{f}: the global gradient norm is {norm} (non-finite), first in {name} on "
+                f"rank {rank}; nothing was scaled. Pass error_if_nonfinite=False to get the "
+                f"norm back and skip the step yourself")
+        return norm
+    factor = max_norm / (norm + _clip._NORM_EPS)
+    if factor < 1.0 and arrays:
+        _reductions.scale(list(arrays), factor)
+    return norm
+
+
+# ---- the flat layout -------------------------------------------------------------------------
+class _Flat:
+    """The arrays of one dtype laid end to end (the optimizer's order): one gradient buffer,
+    the views of each array in it, the buckets, and (sharded) each rank's shard."""
+
+    def __init__(self, dtype, index: List[int], params: List[np.ndarray], size: int,
+                 rank: int, bucket_elems: int, sharded: bool) -> None:
+        self.dtype = dtype
+        self.mpi = _MPI_TYPES[dtype]
+        self.index = index                      # the optimizer's indices of these arrays
+        self.offsets, n = [], 0
+        for i in index:
+            self.offsets.append(n)
+            n += params[i].size
+        self.n = n
+        self.buffer = np.zeros(n, dtype)        # the packed gradient; (sharded) the params
+        self.views = [_view_like(self.buffer, off, params[i])
+                      for off, i in zip(self.offsets, index)]
+        self.bounds = _shard_bounds(n, size)
+        self.lo, self.hi = self.bounds[rank]
+        self.buckets = [(b, min(b + bucket_elems, n)) for b in range(0, n, bucket_elems)]
+        self.allreduce = [[self.buffer[b0:b1], self.mpi] for b0, b1 in self.buckets]
+        if not sharded:
+            return
+        self.shard = np.zeros(self.hi - self.lo, dtype)     # this rank's averaged gradient
+        self.reduce_scatter, self.allgather = [], []
+        for b0, b1 in self.buckets:
+            counts = [max(0, min(hi, b1) - max(lo, b0)) for lo, hi in self.bounds]
+            displs = [max(lo, b0) - b0 if c else 0 for (lo, _), c in zip(self.bounds, counts)]
+            # (a rank with nothing in the bucket: displacement 0, count 0)
+            mine = (max(self.lo, b0) - self.lo, max(self.lo, b0) - self.lo + counts[rank])
+            self.reduce_scatter.append(([self.buffer[b0:b1], self.mpi],
+                                        [self.shard[mine[0]:mine[1]], self.mpi], counts))
+            self.allgather.append([self.buffer[b0:b1], (counts, displs), self.mpi])
+
+    def piece(self, j: int) -> Tuple[int, int]:
+        """The range of array ``index[j]`` (in its own flat order) inside this rank's shard;
+        empty ``(0, 0)`` when the shard does not reach it."""
+        off, size = self.offsets[j], self.views[j].size
+        a, b = max(self.lo, off), min(self.hi, off + size)
+        return (a - off, b - off) if a < b else (0, 0)
+
+
+class DistributedOptimizer:
+    r"""Data-parallel training over MPI: average the gradients over the ranks, then step.
+
+    .. math::
+
+        \bar g = \frac{1}{N} \sum_{r=0}^{N-1} g_r, \qquad
+        \theta \leftarrow \text{step}(\theta, \bar g)
+        \quad\text{(the same on every rank)}
+
+    Parameters
+    ----------
+    optimizer : fastoptim optimizer
+        Any fastoptim optimizer class (param groups, schedules, ``skip_nonfinite``); the
+        same parameters (keys, shapes, dtypes, order), groups and options on every rank,
+        checked here by one collective fingerprint (a mismatch raises the same
+        ``ValueError`` on every rank). Start every rank from the same parameters
+        (:func:`broadcast_parameters`). Change hyperparameters through
+        ``optimizer.param_groups`` / ``optimizer.lr`` (or this object's) between steps,
+        the same on every rank. With ``shard_state=True`` the optimizer's own state
+        buffers are released (replaced by read-only placeholders): step it only through
+        this object from then on.
+    comm : mpi4py communicator, default ``MPI.COMM_WORLD``
+    shard_state : bool, default False
+        ZeRO stage 1: each rank keeps and updates only its contiguous ``1/N`` shard of the
+        flattened parameters' state (reduce-scatter of the gradient, all-gather of the
+        parameters). For element-wise update rules (every registry kernel); others raise
+        ``NotImplementedError``.
+    bucket_bytes : int, default 25 MiB
+        The largest message of one collective (the flat buffers are reduced in buckets).
+
+    Notes
+    -----
+    With 2 ranks the averaged gradient is ``(g_0 + g_1) / 2``, bit for bit, so training
+    equals single-process training on the mean gradient exactly; with more ranks the order
+    of MPI's additions may differ from ``((g_0 + g_1) + g_2) / 3`` by rounding.
+    """
+
+    def __init__(self, optimizer, comm=None, shard_state: bool = False,
+                 bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> None:
+        f = "DistributedOptimizer"
+        self._comm = comm = _world(f, comm)
+        self._control = np.zeros(3, np.int64)
+        error, code, desc = None, 0, []
+        try:
+            shard_state = _v.flag(f, "shard_state", shard_state)
+            if isinstance(bucket_bytes, bool) or not isinstance(bucket_bytes, (int, np.integer)) \
+                    or bucket_bytes < 8:
+                raise ValueError(f"{f}: bucket_bytes must be an integer >= 8, got "
+                                 f"{bucket_bytes!r}")
+            keys, params, names, is_dict = self._structure(f, optimizer, shard_state)
+            desc = self._describe(optimizer, shard_state, int(bucket_bytes), names, params)
+            code = _code("\n".join(desc))
+        except (TypeError, ValueError, NotImplementedError) as exc:
+            error = exc
+        if not _agree(comm, f, error, code):
+            raise ValueError(_first_difference(
+                comm, f, desc, "the wrapped optimizers (parameters, groups or options)")
+                + "; every rank must wrap the same parameters (keys, shapes, dtypes, order) "
+                  "with the same optimizer and options")
+        self.optimizer = optimizer
+        self._shard = shard_state
+        self._bucket_bytes = int(bucket_bytes)
+        self._keys, self._params, self._names, self._is_dict = keys, params, names, is_dict
+        self._check_names = list(zip(names, _params.labels("grads", keys)))
+        self._size, self._rank = comm.size, comm.rank
+        self.last_grad_norm: Optional[float] = None
+        by_dtype: Dict[np.dtype, List[int]] = {}
+        for i, p in enumerate(params):
+            by_dtype.setdefault(p.dtype, []).append(i)
+        self._flats = [_Flat(dtype, index, params, comm.size, comm.rank,
+                             max(1, self._bucket_bytes // dtype.itemsize), shard_state)
+                       for dtype, index in by_dtype.items()]
+        self._grad_views: List[Optional[np.ndarray]] = [None] * len(params)
+        for flat in self._flats:
+            for i, view in zip(flat.index, flat.views):
+                self._grad_views[i] = view
+        self._grad_struct = self._structured(self._grad_views)
+        if shard_state:
+            self._build_shards()
+
+    # ---- construction ---------------------------------------------------------------------
+    @staticmethod
+    def _structure(f: str, opt, shard: bool):
+        """(keys, plain arrays, names, is_dict) of the wrapped optimizer's parameters."""
+        if isinstance(opt, DistributedOptimizer):
+            raise TypeError(f"{f}: optimizer is already a DistributedOptimizer")
+        if isinstance(opt, Optimizer):
+            if shard:
+                foreign = [k for k in type(opt)._kernels if k not in _registry.KERNELS]
+                elementwise = type(opt)._apply is Optimizer._apply and not foreign
+                if not elementwise:
+                    raise NotImplementedError(
+                        f"{f}: shard_state=True needs an element-wise update rule; "
+                        f"{type(opt).__name__}'s step is not (use shard_state=False)")
+            return list(opt._keys), list(opt._params), list(opt._param_names), opt._is_dict
+        if not (hasattr(opt, "step") and hasattr(opt, "params")):
+            raise TypeError(f"{f}: optimizer must be a fastoptim optimizer (SGD, Adam, ...), "
+                            f"got {type(opt).__name__}")
+        if shard:
+            raise NotImplementedError(
+                f"{f}: shard_state=True is not supported for {type(opt).__name__} (its "
+                f"update is not element-wise: LAMB's trust ratio needs each whole array's "
+                f"norms); use shard_state=False")
+        keys, arrays, is_dict = _params.flatten(f, "optimizer.params", opt.params)
+        names = _params.labels("params", keys)
+        plain = []
+        for name, a in zip(names, arrays):
+            checked = _v.check_arrays(f, (name,), (a,))
+            plain.append(a if checked is None else checked[0])
+        return keys, plain, names, is_dict
+
+    @staticmethod
+    def _describe(opt, shard: bool, bucket_bytes: int, names, params) -> List[str]:
+        """What must be the same on every rank, one item per line."""
+        desc = [f"optimizer {type(opt).__name__}", f"shard_state={shard}",
+                f"bucket_bytes={bucket_bytes}", f"{len(params)} arrays"]
+        desc += _describe_arrays(names, params)
+        for g, group in enumerate(getattr(opt, "_groups", ())):
+            lr = "a schedule" if callable(group.lr) else repr(group.lr)
+            hyper = ", ".join(f"{k}={v!r}" for k, v in sorted(group.hyper.items()))
+            desc.append(f"group {g}: arrays {group.start}..{group.stop - 1}, lr={lr}, {hyper}")
+        if isinstance(opt, Optimizer):
+            desc.append(f"skip_nonfinite={opt.skip_nonfinite}, step count {opt.t}")
+        return desc
+
+    def _structured(self, arrays: list):
+        """``arrays`` in the structure of the parameters (a dict keyed like them, or a list)."""
+        return dict(zip(self._keys, arrays)) if self._is_dict else list(arrays)
+
+    def _build_shards(self) -> None:
+        """The inner optimizer of this rank's shard: the same class and groups over the
+        pieces of the parameters in the shard (1-D views of the user's arrays, empty where
+        the shard does not reach an array), its state in one contiguous buffer per state
+        name and dtype, and the wrapped optimizer's state and counts copied into it."""
+        outer = self.optimizer
+        n = len(self._params)
+        pieces: List[Optional[np.ndarray]] = [None] * n
+        grad_pieces: List[Optional[np.ndarray]] = [None] * n
+        send_pieces = []                # (the parameter's piece, its place in the flat buffer)
+        self._ranges: List[Tuple[int, int]] = [(0, 0)] * n
+        for flat in self._flats:
+            shard_off = 0
+            for j, i in enumerate(flat.index):
+                a, b = flat.piece(j)
+                self._ranges[i] = (a, b)
+                pieces[i] = _flat(self._params[i])[a:b]
+                grad_pieces[i] = flat.shard[shard_off:shard_off + (b - a)]
+                off = flat.offsets[j]
+                send_pieces.append((pieces[i], flat.buffer[off + a:off + b]))
+                shard_off += b - a
+        self._pieces, self._send_pieces = pieces, send_pieces
+        self._grad_pieces = grad_pieces
+        self._shard_struct = self._structured(grad_pieces)
+        groups = []
+        for g in outer._groups:
+            mine = pieces[g.start:g.stop]
+            groups.append(dict(g.hyper, lr=g.lr, params=dict(zip(self._keys[g.start:g.stop],
+                                                                 mine))
+                               if self._is_dict else mine))
+        inner = type(outer)(groups, lr=outer._default_lr, backend=outer.backend,
+                            skip_nonfinite=False)
+        # the state: contiguous per (name, dtype), filled from the wrapped optimizer
+        self._state_flats: Dict[Tuple[str, np.dtype], tuple] = {}
+        for name, bufs in outer._state.items():
+            for flat in self._flats:
+                have = [i for i in flat.index if bufs[i] is not None]
+                if not have:
+                    continue
+                sizes = [self._ranges[i][1] - self._ranges[i][0] for i in have]
+                local = np.zeros(sum(sizes), flat.dtype)
+                off = 0
+                for i, size in zip(have, sizes):
+                    view = local[off:off + size]
+                    a, b = self._ranges[i]
+                    np.copyto(view, _flat(bufs[i])[a:b])
+                    inner._state[name][i] = view
+                    off += size
+                # every rank's count, for Gatherv/Scatterv of this state in checkpoints
+                counts = []
+                for r in range(self._size):
+                    lo, hi = flat.bounds[r]
+                    total = 0
+                    for i, j in ((i, flat.index.index(i)) for i in have):
+                        o, s = flat.offsets[j], self._params[i].size
+                        total += max(0, min(hi, o + s) - max(lo, o))
+                    counts.append(total)
+                self._state_flats[(name, flat.dtype)] = (local, have, counts)
+        self._inner = inner
+        self._copy_counts(outer, inner)
+        self._state_slots = {name: [b is not None for b in bufs]
+                             for name, bufs in outer._state.items()}
+        self._release_outer_state()
+
+    def _release_outer_state(self) -> None:
+        """Replace the wrapped optimizer's full state buffers by read-only placeholders of
+        the same shape and dtype that hold no memory."""
+        for name, bufs in self.optimizer._state.items():
+            for i, buf in enumerate(bufs):
+                if buf is not None:
+                    bufs[i] = np.broadcast_to(np.zeros((), buf.dtype), buf.shape)
+
+    @staticmethod
+    def _copy_counts(src: Optimizer, dst: Optimizer) -> None:
+        """Step counts, skipped steps, last lr and carried scalars of ``src`` into ``dst``."""
+        dst._n.t, dst._n.step_all = src._n.t, src._n.step_all
+        dst._n.last_lr, dst._n.skipped = src._n.last_lr, src._n.skipped
+        dst._steps = None if src._steps is None else list(src._steps)
+        for name, values in src._scalars.items():
+            dst._scalars[name][:] = values
+
+    # ---- public ----------------------------------------------------------------------------
+    @property
+    def comm(self):
+        """The communicator."""
+        return self._comm
+
+    @property
+    def shard_state(self) -> bool:
+        return self._shard
+
+    @property
+    def params(self):
+        """The wrapped optimizer's parameters (the same on every rank)."""
+        return self.optimizer.params
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    @property
+    def lr(self):
+        return self.optimizer.lr
+
+    @lr.setter
+    def lr(self, value) -> None:
+        self.optimizer.lr = value
+
+    @property
+    def t(self) -> int:
+        return self.optimizer.t
+
+    @property
+    def last_lr(self):
+        return self.optimizer.last_lr
+
+    @property
+    def skipped_steps(self) -> int:
+        return self.optimizer.skipped_steps
+
+    def state_bytes(self) -> int:
+        """Bytes of optimizer state this rank holds (``≈ 1/N`` of the whole with
+        ``shard_state=True``)."""
+        if self._shard:
+            return sum(local.nbytes for local, _, _ in self._state_flats.values())
+        return sum(b.nbytes for bufs in getattr(self.optimizer, "_state", {}).values()
+                   for b in bufs if b is not None)
+
+    def __repr__(self) -> str:
+        return (f"DistributedOptimizer({self.optimizer!r}, ranks={self._size}, "
+                f"shard_state={self._shard}, bucket_bytes={self._bucket_bytes})")
+
+    def step(self, grads: Params, *, max_norm: Optional[float] = None) -> None:
+        r"""Average ``grads`` (this rank's, the structure of the parameters) over the ranks,
+        then update the parameters in place, the same on every rank.
+
+        Every rank must call it (a collective). Gradients are checked as by the wrapped
+        optimizer's ``step``; an error on any rank raises the same error on every rank,
+        before anything is communicated or changed. A ``None`` gradient skips its array and
+        must be ``None`` on every rank.
+
+        Parameters
+        ----------
+        grads : list or dict of ndarray
+            This rank's gradients; read, never written.
+        max_norm : float, optional
+            Clip the **averaged** gradient to this global L2 norm first (the rule of
+            :func:`fastoptim.clip_grad_norm`); the norm is kept in
+            :attr:`last_grad_norm`. A non-finite norm skips the step under the optimizer's
+            ``skip_nonfinite``, and otherwise raises ``ValueError`` (on every rank).
+        """
+        f = "DistributedOptimizer.step"
+        error, code, present = None, 0, None
+        try:
+            if max_norm is not None:
+                max_norm = _v.positive(f, "max_norm", max_norm)
+            present = self._checked(f, grads)
+            if present is not self._grad_views:
+                code = 1 + _code(repr([i for i, g in enumerate(present) if g is None]))
+        except (TypeError, ValueError) as exc:
+            error = exc
+        if not _agree(self._comm, f, error, code, self._control):
+            mine = [f"None gradients at {[self._keys[i] for i, g in enumerate(present) if g is None]}"]
+            raise ValueError(_first_difference(self._comm, f, mine, "the None gradients"))
+        if self._shard:
+            self._step_sharded(f, present, max_norm)
+        else:
+            self._step_replicated(f, present, max_norm)
+
+    def _checked(self, f: str, grads) -> list:
+        """Check ``grads`` and pack them into the flat buffers; the list of this step's
+        gradient views (``None`` where the gradient is ``None``)."""
+        opt = self.optimizer
+        if isinstance(opt, Optimizer):
+            opt._check_bindings(f)
+            if len(opt._params) != len(self._params):
+                raise ValueError(f"{f}: the wrapped optimizer has {len(opt._params)} arrays, "
+                                 f"it had {len(self._params)} when wrapped (add_param_group "
+                                 f"after wrapping); wrap it again")
+        grads = _params.match(f, "grads", grads, self._keys, self._is_dict, "params")
+        check = _v.check_arrays
+        missing = False
+        for i, (names, param, grad) in enumerate(zip(self._check_names, self._params, grads)):
+            if grad is None:
+                missing = True
+            elif check(f, names, (param, grad)) is not None:
+                grads[i] = grad.view(np.ndarray)
+        views = self._grad_views
+        for view, grad in zip(views, grads):
+            if grad is not None:
+                np.copyto(view, grad)
+        if missing:
+            return [None if g is None else v for v, g in zip(views, grads)]
+        return views
+
+    def _step_replicated(self, f: str, present: list, max_norm) -> None:
+        comm, size = self._comm, self._size
+        for flat in self._flats:
+            if size > 1:
+                for spec in flat.allreduce:
+                    comm.Allreduce(MPI.IN_PLACE, spec, op=MPI.SUM)
+                np.divide(flat.buffer, size, out=flat.buffer)
+        struct = self._grad_struct if present is self._grad_views else \
+            self._structured(present)
+        if max_norm is not None:
+            arrays = [g for g in present if g is not None]
+            skip = getattr(self.optimizer, "skip_nonfinite", False)
+            self.last_grad_norm = _clip.clip_grad_norm(arrays, max_norm,
+                                                       error_if_nonfinite=not skip)
+        self.optimizer.step(struct)
+
+    def _step_sharded(self, f: str, present: list, max_norm) -> None:
+        comm, size, outer, inner = self._comm, self._size, self.optimizer, self._inner
+        for flat in self._flats:
+            for send, recv, counts in flat.reduce_scatter:
+                comm.Reduce_scatter(send, recv, counts, op=MPI.SUM)
+            if size > 1:
+                np.divide(flat.shard, size, out=flat.shard)
+        if present is self._grad_views:
+            pieces, struct = self._grad_pieces, self._shard_struct
+        else:
+            pieces = [None if g is None else p for p, g in zip(self._grad_pieces, present)]
+            struct = self._structured(pieces)
+        skip = outer.skip_nonfinite
+        if skip or max_norm is not None:
+            if self._global_decisions(f, pieces, skip, max_norm):
+                inner._n.skipped += 1
+                self._copy_counts(inner, outer)
+                return
+        for og, ig in zip(outer._groups, inner._groups):     # hyperparameters set since
+            if ig.lr is not og.lr:
+                ig.lr = og.lr
+            if ig.hyper is not og.hyper:
+                ig.set_hyper(og.hyper, og.plan)
+        try:
+            inner.step(struct)
+        finally:
+            self._copy_counts(inner, outer)
+        for piece, place in self._send_pieces:
+            np.copyto(place, piece)
+        for flat in self._flats:
+            if size > 1:
+                for spec in flat.allgather:
+                    comm.Allgatherv(MPI.IN_PLACE, spec)
+            for i, view in zip(flat.index, flat.views):
+                np.copyto(self._params[i], view)
+
+    def _global_decisions(self, f: str, pieces: list, skip: bool, max_norm) -> bool:
+        """Sharded: whether the step is skipped (a non-finite averaged gradient on any
+        rank), after clipping the shard to the global norm. One ``Allgather`` of each rank's
+        per-array sums of squares and its non-finite flag."""
+        n = len(pieces)
+        if not hasattr(self, "_sums"):
+            self._sums = np.zeros(n + 1, np.float64)
+            self._all_sums = np.zeros((self._size, n + 1), np.float64)
+        local, everyone = self._sums, self._all_sums
+        local[:] = 0.0
+        arrays = [p for p in pieces if p is not None and p.size]
+        if max_norm is not None and arrays:
+            sums = _reductions.sums_of_squares(arrays)
+            k = 0
+            for i, p in enumerate(pieces):
+                if p is not None and p.size:
+                    local[i] = sums[k]
+                    k += 1
+        local[n] = 0.0 if not arrays or _reductions.all_finite(arrays) else 1.0
+        self._comm.Allgather([local, MPI.DOUBLE], [everyone, MPI.DOUBLE])
+        nonfinite = bool(everyone[:, n].any())
+        if max_norm is not None:
+            total = 0.0
+            for i in range(n):
+                column = 0.0
+                for r in range(self._size):
+                    column += float(everyone[r, i])
+                total += column
+            norm = math.sqrt(total)
+            self.last_grad_norm = norm
+            if not math.isfinite(norm):
+                if skip:
+                    return True
+                raise ValueError(
+                    f"{f}: the norm of the averaged gradient is {norm} (non-finite); "
+                    f"nothing was changed (set skip_nonfinite=True to skip such steps)")
+            factor = max_norm / (norm + _clip._NORM_EPS)
+            if factor < 1.0 and arrays:
+                _reductions.scale(arrays, factor)
+        return skip and nonfinite
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def _gather_state(self, root: int) -> Optional[Dict[str, list]]:
+        """Collective (sharded): every state buffer, whole, on ``root`` (name -> list with
+        ``None`` where an array has no such buffer); ``None`` on the other ranks."""
+        comm, mine = self._comm, self._rank == root
+        out = {name: [None] * len(self._params) for name in self._state_slots} if mine else None
+        for (name, dtype), (local, have, counts) in self._state_flats.items():
+            full = np.empty(sum(counts), dtype) if mine else None
+            displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
+            comm.Gatherv([local, _MPI_TYPES[dtype]],
+                         [full, (counts, displs), _MPI_TYPES[dtype]] if mine else None,
+                         root=root)
+            if mine:
+                off = 0
+                for i in have:
+                    p = self._params[i]
+                    out[name][i] = _view_like(full, off, p)
+                    off += p.size
+        return out
+
+    def _scatter_state(self, full: Optional[Dict[str, list]], root: int) -> None:
+        """Collective (sharded): each rank's shard of ``root``'s whole state buffers."""
+        comm, mine = self._comm, self._rank == root
+        for (name, dtype), (local, have, counts) in self._state_flats.items():
+            send = None
+            if mine:
+                send = np.empty(sum(counts), dtype)
+                off = 0
+                for i in have:
+                    size = self._params[i].size
+                    np.copyto(send[off:off + size], _flat(full[name][i]))
+                    off += size
+                displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
+                send = [send, (counts, displs), _MPI_TYPES[dtype]]
+            comm.Scatterv(send, [local, _MPI_TYPES[dtype]], root=root)
+
+    def _with_full_state(self, full: Dict[str, list], action):
+        """Run ``action()`` with the wrapped optimizer holding ``full`` state buffers, then
+        release them again."""
+        outer = self.optimizer
+        for name, bufs in full.items():
+            outer._state[name][:] = bufs
+        try:
+            return action()
+        finally:
+            self._release_outer_state()
+
+    def state_dict(self, root: int = 0) -> Optional[dict]:
+        """Collective: the consolidated state dict (what a single-process optimizer's
+        ``state_dict()`` holds: whole parameters and state buffers) on rank ``root``;
+        ``None`` on the other ranks."""
+        if not self._shard:
+            return self.optimizer.state_dict() if self._rank == root else None
+        full = self._gather_state(root)
+        if self._rank != root:
+            return None
+        return self._with_full_state(full, self.optimizer.state_dict)
+
+    def save_state(self, path, root: int = 0) -> None:
+        """Collective: write one consolidated checkpoint (rank ``root`` writes it, with
+        :func:`fastoptim.save_state`), loadable by a single-process optimizer of the same
+        class and parameters, or by a :class:`DistributedOptimizer` on any number of
+        ranks, sharded or not. Returns on every rank once the file is complete; an error
+        (a missing folder, a full disk) raises the same exception on every rank."""
+        f = "DistributedOptimizer.save_state"
+        full = self._gather_state(root) if self._shard else None
+        error = None
+        if self._rank == root:
+            try:
+                if self._shard:
+                    self._with_full_state(
+                        full, lambda: _checkpoint.save_state(self.optimizer, path))
+                else:
+                    _checkpoint.save_state(self.optimizer, path)
+            except Exception as exc:        # every rank must learn of it (no hang)
+                error = exc
+        _agree(self._comm, f, error)
+
+    def load_state(self, path, root: int = 0) -> None:
+        """Collective: restore a checkpoint of :func:`fastoptim.save_state` or
+        :meth:`save_state` (single-process or consolidated, the same format): rank
+        ``root`` reads and checks it (every check of :func:`fastoptim.load_state`), then
+        every rank receives the parameters and its part of the state. Training resumes bit
+        for bit. An unusable file raises the same error on every rank and changes nothing."""
+        f = "DistributedOptimizer.load_state"
+        comm, mine, outer = self._comm, self._rank == root, self.optimizer
+        error = None
+        if mine:
+            try:
+                if self._shard:
+                    full = {name: [np.zeros_like(p) if has else None
+                                   for p, has in zip(self._params, slots)]
+                            for name, slots in self._state_slots.items()}
+                    self._with_full_state(full, lambda: _checkpoint.load_state(outer, path))
+                else:
+                    _checkpoint.load_state(outer, path)
+            except Exception as exc:
+                error = exc
+        _agree(comm, f, error)
+        if not self._shard:
+            self._broadcast_optimizer(root)
+            return
+        # the counts and hyperparameters, then the parameters, then each rank's state shard
+        meta = self._meta(outer) if mine else None
+        meta = comm.bcast(meta, root=root)
+        if not mine:
+            self._apply_meta(outer, meta)
+        self._apply_meta(self._inner, meta)
+        for flat in self._flats:
+            if mine:
+                for i, view in zip(flat.index, flat.views):
+                    np.copyto(view, self._params[i])
+            for spec in flat.allreduce:
+                comm.Bcast(spec, root=root)
+            for i, view in zip(flat.index, flat.views):
+                np.copyto(self._params[i], view)
+        self._scatter_state(full if mine else None, root)
+
+    @staticmethod
+    def _meta(opt: Optimizer) -> dict:
+        return dict(t=opt._n.t, step_all=opt._n.step_all, skipped=opt._n.skipped,
+                    steps=None if opt._steps is None else list(opt._steps),
+                    scalars={k: list(v) for k, v in opt._scalars.items()},
+                    hypers=[g.hyper for g in opt._groups],
+                    lrs=[None if callable(g.lr) else g.lr for g in opt._groups])
+
+    @staticmethod
+    def _apply_meta(opt: Optimizer, meta: dict) -> None:
+        opt._n.t, opt._n.step_all, opt._n.skipped = meta["t"], meta["step_all"], meta["skipped"]
+        opt._steps = None if meta["steps"] is None else list(meta["steps"])
+        for name, values in meta["scalars"].items():
+            opt._scalars[name][:] = values
+        for group, hyper, lr in zip(opt._groups, meta["hypers"], meta["lrs"]):
+            group.set_hyper(dict(hyper), opt._plan(hyper))
+            if lr is not None:
+                group.lr = lr
+
+    def _broadcast_optimizer(self, root: int) -> None:
+        """Replicated: every rank's optimizer made equal to ``root``'s (its state dict's
+        scalars by pickle, its arrays by ``Bcast``)."""
+        comm, mine = self._comm, self._rank == root
+        sd = self.optimizer.state_dict() if mine else None
+        arrays: List[np.ndarray] = []
+
+        def strip(obj):
+            if isinstance(obj, np.ndarray) and obj.dtype in _MPI_TYPES:
+                arrays.append(obj)
+                return ("__array__", obj.shape, obj.dtype.str,
+                        "F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C")
+            if isinstance(obj, dict):
+                return {k: strip(v) for k, v in obj.items()}
+            if isinstance(obj, list):
+                return [strip(v) for v in obj]
+            return obj
+
+        def fill(obj):
+            if isinstance(obj, tuple) and len(obj) == 4 and obj[0] == "__array__":
+                a = np.empty(obj[1], np.dtype(obj[2]), order=obj[3])
+                arrays.append(a)
+                return a
+            if isinstance(obj, dict):
+                return {k: fill(v) for k, v in obj.items()}
+            if isinstance(obj, list):
+                return [fill(v) for v in obj]
+            return obj
+
+        skeleton = comm.bcast(strip(sd) if mine else None, root=root)
+        if not mine:
+            sd = fill(skeleton)
+        for a in arrays:
+            if a.size:
+                comm.Bcast([_flat(a), _MPI_TYPES[a.dtype]], root=root)
+        error = None
+        if not mine:
+            try:
+                self.optimizer.load_state_dict(sd)
+            except Exception as exc:
+                error = exc
+        _agree(comm, "DistributedOptimizer.load_state", error)
