@@ -298,8 +298,11 @@ class _Flat:
         self.allreduce = [[self.buffer[b0:b1], self.mpi] for b0, b1 in self.buckets]
         if not sharded:
             return
-        self.shard = np.zeros(self.hi - self.lo, dtype)     # this rank's averaged gradient
         self.reduce_scatter, self.allgather = [], []
+        if size == 1:                   # the whole buffer is the shard: nothing to move
+            self.shard = self.buffer
+            return
+        self.shard = np.zeros(self.hi - self.lo, dtype)     # this rank's averaged gradient
         for b0, b1 in self.buckets:
             counts = [max(0, min(hi, b1) - max(lo, b0)) for lo, hi in self.bounds]
             displs = [max(lo, b0) - b0 if c else 0 for (lo, _), c in zip(self.bounds, counts)]
@@ -456,6 +459,7 @@ class DistributedOptimizer:
         pieces: List[Optional[np.ndarray]] = [None] * n
         grad_pieces: List[Optional[np.ndarray]] = [None] * n
         send_pieces = []                # (the parameter's piece, its place in the flat buffer)
+        recv_pieces = []                # (the rest of a parameter, its place in the buffer)
         self._ranges: List[Tuple[int, int]] = [(0, 0)] * n
         for flat in self._flats:
             shard_off = 0
@@ -466,8 +470,12 @@ class DistributedOptimizer:
                 grad_pieces[i] = flat.shard[shard_off:shard_off + (b - a)]
                 off = flat.offsets[j]
                 send_pieces.append((pieces[i], flat.buffer[off + a:off + b]))
+                whole, size = _flat(self._params[i]), self._params[i].size
+                for lo, hi in ((0, a), (b, size)) if b > a else ((0, size),):
+                    if hi > lo:
+                        recv_pieces.append((whole[lo:hi], flat.buffer[off + lo:off + hi]))
                 shard_off += b - a
-        self._pieces, self._send_pieces = pieces, send_pieces
+        self._pieces, self._send_pieces, self._recv_pieces = pieces, send_pieces, recv_pieces
         self._grad_pieces = grad_pieces
         self._shard_struct = self._structured(grad_pieces)
         groups = []
@@ -684,14 +692,15 @@ class DistributedOptimizer:
             inner.step(struct)
         finally:
             self._copy_counts(inner, outer)
-        for piece, place in self._send_pieces:
+        if size == 1:
+            return
+        for piece, place in self._send_pieces:      # this rank's updated shard
             np.copyto(place, piece)
         for flat in self._flats:
-            if size > 1:
-                for spec in flat.allgather:
-                    comm.Allgatherv(MPI.IN_PLACE, spec)
-            for i, view in zip(flat.index, flat.views):
-                np.copyto(self._params[i], view)
+            for spec in flat.allgather:
+                comm.Allgatherv(MPI.IN_PLACE, spec)
+        for piece, place in self._recv_pieces:      # the other ranks' shards
+            np.copyto(piece, place)
 
     def _global_decisions(self, f: str, pieces: list, skip: bool, max_norm) -> bool:
         """Sharded: whether the step is skipped (a non-finite averaged gradient on any
