@@ -17,7 +17,7 @@
    of that each (the same volume: ZeRO-1 costs no extra communication), one collective per
    25 MiB bucket, ``alpha`` the measured per-hop latency; plus the local work
    (replicated: pack, divide, update on ``n``; sharded: pack and unpack on ``n``, divide and
-   update on ``n / N``). Plotted for a 1e8-parameter float32 model at 10, 100 and 400 Gbit/s.
+   update on ``n / N``; one rank skips the divide and the unpack). Plotted for a 1e8-parameter float32 model at 10, 100 and 400 Gbit/s.
 
 Writes ``distributed.json`` (every measurement and the fit) and ``distributed.png``.
 Numbers are measured under load on a shared machine: medians of interleaved rounds.
@@ -144,10 +144,11 @@ def model_step(n, N, bandwidth_bytes, alpha, update, copy, shard, itemsize=4):
     buckets = max(1, -(-nbytes // BUCKET))
     per = nbytes / buckets
     comm = buckets * ring_allreduce(per, N, alpha, bandwidth_bytes)   # RS + AG: the same
-    if shard:
-        local = 2 * n * copy + n / N * (update + copy)     # pack, unpack; divide + update
-    else:
-        local = n * (copy + copy + update)                 # pack, divide, update
+    many = N > 1
+    if shard:   # pack; divide and update the shard; (N > 1) own shard out, the rest in
+        local = n * copy + n / N * (many * copy + update) + many * n * copy
+    else:       # pack; (N > 1) divide; update
+        local = n * (copy + many * copy + update)
     return comm + local, comm
 
 
