@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -274,6 +275,18 @@ def clip_grad_norm(grads, max_norm: float, *, comm=None,
     return norm
 
 
+class _ShardedState(list):
+    """The wrapped optimizer's state lists under ``shard_state=True``: reading them (its
+    ``state_dict``, ``save_state``, a direct ``step``) raises, as the state lives in the
+    ranks' shards."""
+
+    def __iter__(self):
+        raise RuntimeError(
+            "this optimizer's state is sharded over the ranks by a DistributedOptimizer "
+            "(shard_state=True); step, save and load it through the DistributedOptimizer "
+            "(its state_dict(), save_state(), load_state())")
+
+
 # ---- the flat layout -------------------------------------------------------------------------
 class _Flat:
     """The arrays of one dtype laid end to end (the optimizer's order): one gradient buffer,
@@ -362,6 +375,7 @@ class DistributedOptimizer:
         f = "DistributedOptimizer"
         self._comm = comm = _world(f, comm)
         self._control = np.zeros(3, np.int64)
+        self._lock = threading.Lock()       # steps from several threads: one at a time
         error, code, desc = None, 0, []
         try:
             shard_state = _v.flag(f, "shard_state", shard_state)
@@ -520,11 +534,15 @@ class DistributedOptimizer:
 
     def _release_outer_state(self) -> None:
         """Replace the wrapped optimizer's full state buffers by read-only placeholders of
-        the same shape and dtype that hold no memory."""
-        for name, bufs in self.optimizer._state.items():
-            for i, buf in enumerate(bufs):
-                if buf is not None:
-                    bufs[i] = np.broadcast_to(np.zeros((), buf.dtype), buf.shape)
+        the same shape and dtype that hold no memory, in lists that refuse to be read (its
+        own ``state_dict`` or ``save_state`` would otherwise save zeros)."""
+        outer = self.optimizer
+        for name, slots in self._state_slots.items():
+            shapes = [(p.shape, p.dtype) if has else None
+                      for p, has in zip(self._params, slots)]
+            outer._state[name] = _ShardedState(
+                None if sh is None else np.broadcast_to(np.zeros((), sh[1]), sh[0])
+                for sh in shapes)
 
     @staticmethod
     def _copy_counts(src: Optimizer, dst: Optimizer) -> None:
@@ -605,6 +623,10 @@ class DistributedOptimizer:
             :attr:`last_grad_norm`. A non-finite norm skips the step under the optimizer's
             ``skip_nonfinite``, and otherwise raises ``ValueError`` (on every rank).
         """
+        with self._lock:
+            self._step(grads, max_norm)
+
+    def _step(self, grads, max_norm) -> None:
         f = "DistributedOptimizer.step"
         error, code, present = None, 0, None
         try:
@@ -784,7 +806,7 @@ class DistributedOptimizer:
         release them again."""
         outer = self.optimizer
         for name, bufs in full.items():
-            outer._state[name][:] = bufs
+            outer._state[name] = list(bufs)
         try:
             return action()
         finally:
@@ -827,7 +849,18 @@ class DistributedOptimizer:
         ``root`` reads and checks it (every check of :func:`fastoptim.load_state`), then
         every rank receives the parameters and its part of the state. Training resumes bit
         for bit. An unusable file raises the same error on every rank and changes nothing."""
-        f = "DistributedOptimizer.load_state"
+        self._load("DistributedOptimizer.load_state", root,
+                   lambda opt: _checkpoint.load_state(opt, path))
+
+    def load_state_dict(self, state_dict: Optional[Mapping], root: int = 0) -> None:
+        """Collective: restore a (single-process or consolidated) state dict given on rank
+        ``root`` (other ranks may pass ``None``), checked there as by the wrapped
+        optimizer's ``load_state_dict``; an unusable one raises the same error on every
+        rank and changes nothing."""
+        self._load("DistributedOptimizer.load_state_dict", root,
+                   lambda opt: opt.load_state_dict(state_dict))
+
+    def _load(self, f: str, root: int, loader) -> None:
         comm, mine, outer = self._comm, self._rank == root, self.optimizer
         error = None
         if mine:
@@ -836,9 +869,9 @@ class DistributedOptimizer:
                     full = {name: [np.zeros_like(p) if has else None
                                    for p, has in zip(self._params, slots)]
                             for name, slots in self._state_slots.items()}
-                    self._with_full_state(full, lambda: _checkpoint.load_state(outer, path))
+                    self._with_full_state(full, lambda: loader(outer))
                 else:
-                    _checkpoint.load_state(outer, path)
+                    loader(outer)
             except Exception as exc:
                 error = exc
         _agree(comm, f, error)

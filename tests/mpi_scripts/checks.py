@@ -143,6 +143,7 @@ CONFIGS = [
     ("Adamax", dict()), ("RAdam", dict()), ("Lion", dict(lr=1e-3)), ("NAdam", dict()),
     ("Adadelta", dict()), ("Rprop", dict()), ("ASGD", dict(t0=2.0)),
     ("LAMB", dict()),
+    ("RMSprop", dict(lr=1e-2, momentum=0.9, backend="numpy")),
 ]
 
 
@@ -200,9 +201,17 @@ def sharded_equals_replicated_and_holds_a_shard_of_the_state():
         n = sum(int(np.prod(s)) for s, d, _ in SHAPES.values() if d == dtype)
         bound += 2 * -(-n // N) * np.dtype(dtype).itemsize      # exp_avg, exp_avg_sq
     assert sha.state_bytes() <= bound, (sha.state_bytes(), bound)
-    # the wrapped optimizer's own full-size state was released
+    # the wrapped optimizer's own full-size state was released, and cannot be read
     assert all(b.strides == (0,) * b.ndim for bufs in sha.optimizer._state.values()
-               for b in bufs if b is not None and b.ndim)
+               for b in list.__iter__(bufs) if b is not None and b.ndim)
+    for fn in (sha.optimizer.state_dict,
+               lambda: fastoptim.save_state(sha.optimizer, os.path.join(TMP, "x.npz"))):
+        try:
+            fn()
+        except RuntimeError as exc:
+            assert "sharded" in str(exc), exc
+        else:
+            raise AssertionError("the sharded optimizer's own state_dict did not raise")
 
 
 @check
@@ -308,7 +317,8 @@ def none_gradients():
             dist.step(g)
             single.step(m)
             assert_close(P, R, f"None gradient, shard_state={shard}, step {t}")
-        assert dist.optimizer.state_dict()["steps"] == single.state_dict()["steps"]
+        sd = dist.state_dict()
+        assert RANK != 0 or sd["steps"] == single.state_dict()["steps"] == [3, 3, 3, 3, 2, 3]
         if N == 1:
             continue
         # None on one rank only: the same error on every rank, nothing changed
@@ -344,6 +354,13 @@ def bad_gradient_on_one_rank_raises_everywhere():
         assert dist.t == 1
         dist.step(grads_of(2, RANK))            # and the ranks are still in step
         assert_same_on_every_rank(P, "after recovering")
+        group = {"params": {"new": np.ones(3, np.float32)}}
+        if shard:           # the wrapped optimizer's state is sharded: it refuses
+            raises(RuntimeError, dist.optimizer.add_param_group, group)
+        else:               # it accepts, the DistributedOptimizer then refuses to step
+            dist.optimizer.add_param_group(group)
+            message = raises(ValueError, dist.step, grads_of(3, RANK))
+            assert "add_param_group after wrapping" in message, message
 
 
 @check
@@ -443,10 +460,17 @@ def checkpoint_round_trips():
                     assert_close(dict(enumerate(sd["state"][s])),
                                  dict(enumerate(b["state"][s])), f"{what}: state {s}", True)
                 assert sd.get("scalars") == b.get("scalars")
+            # the same from a state dict given on rank 0
+            PD = make_params(seed=11)
+            D = DistributedOptimizer(cls(groups_of(PD, 3e-3), **kw), shard_state=shard)
+            D.load_state_dict(b if RANK == 0 else None)
+            assert_close(PD, S, f"{what}: load_state_dict", True)
             for t in range(4, 7):
                 C.step(grads_of(t, RANK))
+                D.step(grads_of(t, RANK))
                 ref.step(mean_of(t))
             assert_close(PC, S, f"{what}: resumed from a single-process file")
+            assert_close(PD, PC, f"{what}: resumed from a state dict", True)
             assert_same_on_every_rank(PC, what)
 
 
@@ -476,19 +500,28 @@ def unusable_checkpoints_raise_everywhere():
 def no_allocation_per_step():
     n = 1_000_000
     for shard in (False, True):
-        P = {"a": np.ones(n // 2 + 3, np.float32), "b": np.ones(n // 2 - 3, np.float32)}
-        G = {k: np.full_like(v, 0.5 + RANK) for k, v in P.items()}
-        dist = DistributedOptimizer(fastoptim.Adam(P, lr=1e-3), shard_state=shard,
-                                    bucket_bytes=1 << 20)
-        dist.step(G)
-        dist.step(G)
-        tracemalloc.start()
-        try:
-            dist.step(G)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        assert peak < 64 * 1024, f"shard_state={shard}: a step allocated {peak} bytes"
+        for skip, max_norm in ((False, None), (True, 1.0)):
+            P = {"a": np.ones(n // 2 + 3, np.float32), "b": np.ones(n // 2 - 3, np.float32)}
+            G = {k: np.full_like(v, 0.5 + RANK) for k, v in P.items()}
+            dist = DistributedOptimizer(fastoptim.Adam(P, lr=1e-3, skip_nonfinite=skip),
+                                        shard_state=shard, bucket_bytes=1 << 20)
+            dist.step(G, max_norm=max_norm)
+            dist.step(G, max_norm=max_norm)
+            tracemalloc.start()
+            try:
+                dist.step(G, max_norm=max_norm)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert peak < 64 * 1024, \
+                f"shard_state={shard}, max_norm={max_norm}: a step allocated {peak} bytes"
+    # the measurement can fail: a step that made a full temporary copy would be seen
+    tracemalloc.start()
+    try:
+        np.add(G["a"], 1.0)
+        assert tracemalloc.get_traced_memory()[1] >= 2 * n
+    finally:
+        tracemalloc.stop()
 
 
 @check
