@@ -275,6 +275,20 @@ def clip_grad_norm(grads, max_norm: float, *, comm=None,
     return norm
 
 
+# update rules whose step of an element reads other elements of its array (norms, factored
+# or matrix-wide statistics): never sharded, whatever their class looks like
+_SPANNING = {"lamb", "adafactor", "muon"}
+
+
+def _elementwise(cls) -> bool:
+    """Whether optimizer class ``cls`` updates each element from that element alone: it
+    runs registry kernels (element-wise by construction) through the base class's step."""
+    kernels = tuple(getattr(cls, "_kernels", ()))
+    return (bool(kernels) and cls.__name__.lower() not in _SPANNING
+            and not any(k in _SPANNING or k not in _registry.KERNELS for k in kernels)
+            and cls._apply is Optimizer._apply and cls.step is Optimizer.step)
+
+
 class _ShardedState(list):
     """The wrapped optimizer's state lists under ``shard_state=True``: reading them (its
     ``state_dict``, ``save_state``, a direct ``step``) raises, as the state lives in the
@@ -352,8 +366,8 @@ class DistributedOptimizer:
         (:func:`broadcast_parameters`). Change hyperparameters through
         ``optimizer.param_groups`` / ``optimizer.lr`` (or this object's) between steps,
         the same on every rank. With ``shard_state=True`` the optimizer's own state
-        buffers are released (replaced by read-only placeholders): step it only through
-        this object from then on.
+        buffers are released (reading them, by its ``state_dict``, ``save_state`` or
+        ``step``, raises): step, save and load it through this object from then on.
     comm : mpi4py communicator, default ``MPI.COMM_WORLD``
     shard_state : bool, default False
         ZeRO stage 1: each rank keeps and updates only its contiguous ``1/N`` shard of the
@@ -365,6 +379,10 @@ class DistributedOptimizer:
 
     Notes
     -----
+    Memory per rank: the parameters, one flat gradient buffer of their size (the packed
+    gradients; sharded, also the buffer the parameters are all-gathered into) and the
+    state: all of it, or (sharded) ``1/N`` of it plus this rank's averaged gradient shard.
+
     With 2 ranks the averaged gradient is ``(g_0 + g_1) / 2``, bit for bit, so training
     equals single-process training on the mean gradient exactly; with more ranks the order
     of MPI's additions may differ from ``((g_0 + g_1) + g_2) / 3`` by rounding.
@@ -421,13 +439,12 @@ class DistributedOptimizer:
         if isinstance(opt, DistributedOptimizer):
             raise TypeError(f"{f}: optimizer is already a DistributedOptimizer")
         if isinstance(opt, Optimizer):
-            if shard:
-                foreign = [k for k in type(opt)._kernels if k not in _registry.KERNELS]
-                elementwise = type(opt)._apply is Optimizer._apply and not foreign
-                if not elementwise:
-                    raise NotImplementedError(
-                        f"{f}: shard_state=True needs an element-wise update rule; "
-                        f"{type(opt).__name__}'s step is not (use shard_state=False)")
+            if shard and not _elementwise(type(opt)):
+                raise NotImplementedError(
+                    f"{f}: shard_state=True needs an element-wise update rule; "
+                    f"{type(opt).__name__}'s step is not (its update of an element depends "
+                    f"on other elements of its array, as LAMB's trust ratio does); use "
+                    f"shard_state=False")
             return list(opt._keys), list(opt._params), list(opt._param_names), opt._is_dict
         if not (hasattr(opt, "step") and hasattr(opt, "params")):
             raise TypeError(f"{f}: optimizer must be a fastoptim optimizer (SGD, Adam, ...), "

@@ -24,8 +24,8 @@ from mpi4py import MPI
 
 import fastoptim
 from fastoptim import schedules
-from fastoptim.distributed import (DistributedOptimizer, broadcast_parameters,
-                                   clip_grad_norm)
+from fastoptim.distributed import (DistributedOptimizer, _elementwise,
+                                   broadcast_parameters, clip_grad_norm)
 
 comm = MPI.COMM_WORLD
 N, RANK = comm.size, comm.rank
@@ -153,15 +153,33 @@ def _grouped(cls):
 
 @check
 def every_class_equals_single_process():
-    assert set(fastoptim.optimizers.CLASSES) <= {name for name, _ in CONFIGS}
-    for name, kw in CONFIGS:
+    configured = {name for name, _ in CONFIGS}
+    # a class added later runs with its defaults (and lr=1e-2 where lr has none), if it
+    # takes these arrays at all
+    extra = [(n, {}) for n in fastoptim.optimizers.CLASSES if n not in configured]
+    for name, kw in CONFIGS + extra:
         cls = getattr(fastoptim, name)
         grouped = _grouped(cls)
-        for shard in ((False, True) if grouped else (False,)):
+        build = (lambda p: cls(groups_of(p, lr2=3e-3), **kw)) if grouped else \
+            (lambda p: cls(p, **kw))
+        if name not in configured:
+            try:
+                build(make_params())
+            except TypeError:
+                kw = dict(lr=1e-2)
+                try:
+                    build(make_params())
+                except (TypeError, ValueError):
+                    continue
+            except ValueError:
+                continue
+        sharded = grouped and _elementwise(cls)
+        if not sharded:       # LAMB: refused, the same error on every rank
+            raises(NotImplementedError, DistributedOptimizer, build(make_params()),
+                   shard_state=True)
+        for shard in ((False, True) if sharded else (False,)):
             what = f"{name}({kw}), shard_state={shard}"
             P, R = make_params(), make_params()
-            build = (lambda p: cls(groups_of(p, lr2=3e-3), **kw)) if grouped else \
-                (lambda p: cls(p, **kw))
             dist = DistributedOptimizer(build(P), shard_state=shard, bucket_bytes=64)
             single = build(R)
             for t in range(1, 5):
