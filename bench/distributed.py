@@ -17,7 +17,8 @@
    of that each (the same volume: ZeRO-1 costs no extra communication), one collective per
    25 MiB bucket, ``alpha`` the measured per-hop latency; plus the local work
    (replicated: pack, divide, update on ``n``; sharded: pack and unpack on ``n``, divide and
-   update on ``n / N``; one rank skips the divide and the unpack). Plotted for a 1e8-parameter float32 model at 10, 100 and 400 Gbit/s.
+   update on ``n / N``; one rank skips the divide and the unpack). Plotted for a
+   1e8-parameter float32 model at 10, 100 and 400 Gbit/s.
 
 Writes ``distributed.json`` (every measurement and the fit) and ``distributed.png``.
 Numbers are measured under load on a shared machine: medians of interleaved rounds.
@@ -103,7 +104,6 @@ def measure(n: int, rounds: int) -> dict:
         cp += _median_time(lambda: np.copyto(dst, g[0]), comm, 1)
     res["update_per_element"] = float(np.median(upd)) / n
     res["copy_per_element"] = float(np.median(cp)) / n
-    del P, g, adam, dst
     if comm.size > 1:               # the collectives on messages of every size
         coll = {"allreduce": [], "reduce_scatter": [], "allgather": []}
         for size in SIZES:

@@ -655,7 +655,8 @@ class DistributedOptimizer:
         except (TypeError, ValueError) as exc:
             error = exc
         if not _agree(self._comm, f, error, code, self._control):
-            mine = [f"None gradients at {[self._keys[i] for i, g in enumerate(present) if g is None]}"]
+            nones = [self._keys[i] for i, g in enumerate(present) if g is None]
+            mine = [f"None gradients at {nones}"]
             raise ValueError(_first_difference(self._comm, f, mine, "the None gradients"))
         if self._shard:
             self._step_sharded(f, present, max_norm)

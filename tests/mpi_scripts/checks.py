@@ -431,7 +431,8 @@ def _train(dist, steps, first=1):
 @check
 def checkpoint_round_trips():
     for shard in (False, True):
-        for name, kw in (("NAdam", dict()), ("Adam", dict(lr=schedules.exponential_decay(1e-2, 0.9))),
+        for name, kw in (("NAdam", dict()),
+                         ("Adam", dict(lr=schedules.exponential_decay(1e-2, 0.9))),
                          ("Rprop", dict())):
             cls = getattr(fastoptim, name)
             path = os.path.join(TMP, f"{name}-{shard}-{N}.npz")
