@@ -254,6 +254,30 @@ def ranks_with_an_empty_shard():
 
 
 @check
+def a_sub_communicator():
+    """comm= is honoured: ranks split by parity train two independent models."""
+    sub = comm.Split(RANK % 2, RANK)
+    members = list(range(RANK % 2, N, 2))
+    try:
+        for shard in (False, True):
+            P, R = make_params(), make_params()
+            dist = DistributedOptimizer(fastoptim.Adam(P, lr=1e-2), sub, shard_state=shard)
+            single = fastoptim.Adam(R, lr=1e-2)
+            for t in range(1, 4):
+                dist.step(grads_of(t, RANK))
+                mean = grads_of(t, members[0])
+                for r in members[1:]:
+                    for k, g in grads_of(t, r).items():
+                        mean[k] += g
+                for g in mean.values():
+                    g /= len(members)
+                single.step(mean)
+                assert_close(P, R, f"sub-communicator {members}, shard_state={shard}")
+    finally:
+        sub.Free()
+
+
+@check
 def hyperparameters_changed_between_steps():
     for shard in (False, True):
         P, R = make_params(), make_params()
