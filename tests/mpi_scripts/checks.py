@@ -91,17 +91,29 @@ def groups_of(params, lr2=None):
     return [{"params": first}, g2]
 
 
-def assert_close(a, b, what, exact=None):
+def assert_close(a, b, what, exact=None, collective=True):
+    """a == b (bit for bit when exact), array by array. Collective by default: a failure on
+    any rank fails every rank (so that no rank runs on into a collective alone)."""
     exact = EXACT if exact is None else exact
-    for k in a:
-        x, y = a[k], b[k]
-        if exact:
-            if not np.array_equal(x, y):
-                raise AssertionError(f"{what}: {k} differs (max |diff| "
-                                     f"{np.max(np.abs(x - y)) if x.size else 0})")
-        else:
-            rtol, atol = (2e-5, 1e-6) if x.dtype == np.float32 else (1e-10, 1e-12)
-            np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=f"{what}: {k}")
+    failure = None
+    try:
+        for k in a:
+            x, y = a[k], b[k]
+            if exact:
+                if not np.array_equal(x, y):
+                    raise AssertionError(f"{what}: {k} differs (max |diff| "
+                                         f"{np.max(np.abs(x - y)) if x.size else 0})")
+            else:
+                rtol, atol = (2e-5, 1e-6) if x.dtype == np.float32 else (1e-10, 1e-12)
+                np.testing.assert_allclose(x, y, rtol=rtol, atol=atol,
+                                           err_msg=f"{what}: {k}")
+    except AssertionError as exc:
+        failure = str(exc)
+    if collective:
+        failures = comm.allgather(failure)
+        failure = next((f"on rank {r}: {f}" for r, f in enumerate(failures) if f), None)
+    if failure:
+        raise AssertionError(failure)
 
 
 def assert_same_on_every_rank(params, what):
@@ -194,7 +206,7 @@ def every_class_equals_single_process():
                     ref = single.state_dict()
                     for s, bufs in ref["state"].items():
                         assert_close(dict(enumerate(sd["state"][s])), dict(enumerate(bufs)),
-                                     f"{what}, consolidated state {s}")
+                                     f"{what}, consolidated state {s}", collective=False)
                     assert sd["steps"] == ref["steps"] and sd["step"] == ref["step"], what
                     assert sd.get("scalars") == ref.get("scalars") or not EXACT, what
                 else:
@@ -501,7 +513,8 @@ def checkpoint_round_trips():
             if RANK == 0:
                 for s in b["state"]:
                     assert_close(dict(enumerate(sd["state"][s])),
-                                 dict(enumerate(b["state"][s])), f"{what}: state {s}", True)
+                                 dict(enumerate(b["state"][s])), f"{what}: state {s}", True,
+                                 collective=False)
                 assert sd.get("scalars") == b.get("scalars")
             # the same from a state dict given on rank 0
             PD = make_params(seed=11)
