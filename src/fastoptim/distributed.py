@@ -533,15 +533,13 @@ class DistributedOptimizer:
                     np.copyto(view, _flat(bufs[i])[a:b])
                     inner._state[name][i] = view
                     off += size
-                # every rank's count, for Gatherv/Scatterv of this state in checkpoints
-                counts = []
-                for r in range(self._size):
-                    lo, hi = flat.bounds[r]
-                    total = 0
-                    for i, j in ((i, flat.index.index(i)) for i in have):
-                        o, s = flat.offsets[j], self._params[i].size
-                        total += max(0, min(hi, o + s) - max(lo, o))
-                    counts.append(total)
+                # every rank's count, for Gatherv/Scatterv of this state in checkpoints:
+                # the overlaps of its shard with these arrays
+                where = {i: j for j, i in enumerate(flat.index)}
+                starts = np.array([flat.offsets[where[i]] for i in have], np.int64)
+                stops = starts + np.array([self._params[i].size for i in have], np.int64)
+                counts = [int(np.clip(np.minimum(stops, hi) - np.maximum(starts, lo), 0,
+                                      None).sum()) for lo, hi in flat.bounds]
                 self._state_flats[(name, flat.dtype)] = (local, have, counts)
         self._inner = inner
         self._copy_counts(outer, inner)
