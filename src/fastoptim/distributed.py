@@ -607,6 +607,15 @@ class DistributedOptimizer:
     def skipped_steps(self) -> int:
         return self.optimizer.skipped_steps
 
+    @property
+    def grad_buffers(self):
+        """Views of the flat gradient buffer, in the structure and shapes of the parameters.
+
+        Write this rank's gradients into them (``np.matmul(dZ, A.T, out=bufs["W1"])``) and
+        pass this very structure to :meth:`step`: the gradients are then not copied. Their
+        contents after a step are unspecified (the buffer is reused)."""
+        return self._structured(self._grad_views)
+
     def state_bytes(self) -> int:
         """Bytes of optimizer state this rank holds (``≈ 1/N`` of the whole with
         ``shard_state=True``)."""
@@ -681,7 +690,7 @@ class DistributedOptimizer:
                 grads[i] = grad.view(np.ndarray)
         views = self._grad_views
         for view, grad in zip(views, grads):
-            if grad is not None:
+            if grad is not None and grad is not view:     # (grad_buffers: already there)
                 np.copyto(view, grad)
         if missing:
             return [None if g is None else v for v, g in zip(views, grads)]

@@ -571,6 +571,18 @@ def no_allocation_per_step():
                 tracemalloc.stop()
             assert peak < 64 * 1024, \
                 f"shard_state={shard}, max_norm={max_norm}: a step allocated {peak} bytes"
+        # gradients written into grad_buffers: the same step, no copy
+        P2 = {k: np.ones_like(v) for k, v in P.items()}
+        dist2 = DistributedOptimizer(fastoptim.Adam(P2, lr=1e-3), shard_state=shard)
+        P3 = {k: np.ones_like(v) for k, v in P.items()}
+        dist3 = DistributedOptimizer(fastoptim.Adam(P3, lr=1e-3), shard_state=shard)
+        bufs = dist2.grad_buffers
+        for t in range(3):
+            for k in P:
+                np.multiply(G[k], t + 1.0, out=bufs[k])
+            dist2.step(bufs)
+            dist3.step({k: G[k] * (t + 1.0) for k in P})
+        assert_close(P2, P3, f"grad_buffers, shard_state={shard}", True)
     # the measurement can fail: a step that made a full temporary copy would be seen
     tracemalloc.start()
     try:
