@@ -619,6 +619,9 @@ def distributed_clip_grad_norm_over_disjoint_shards():
     assert abs(norm - norm_whole) <= 1e-12 * norm_whole, (norm, norm_whole)
     for a, b in zip(mine, whole[RANK::N]):
         np.testing.assert_allclose(a, b, rtol=1e-12)
+    again = [a.copy() for a in arrays[RANK::N]]         # fastoptim.clip_grad_norm(comm=)
+    assert fastoptim.clip_grad_norm(again, 1.5, comm=comm) == norm
+    assert all(np.array_equal(a, b) for a, b in zip(again, mine))
     bad = [a.copy() for a in arrays[RANK::N]]
     if RANK == N - 1:
         bad[0][0] = np.nan
