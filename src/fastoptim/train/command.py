@@ -231,6 +231,9 @@ def _train(args, data) -> int:
         print("speed-up: naive time / fastoptim time, for the update alone and for the "
               "whole loop.")
         print(f"fastoptim and naive cost curves: largest relative difference {drift:.1e}.")
+        if args._comm is not None:
+            print("(--distributed: the naive run steps whole mini-batches in each process, "
+                  "so this difference checks the data-parallel run.)")
     if args.plot:
         from .plot import plot_costs
         title = (f"{args.dataset}, network {'-'.join(map(str, dims))}: "
