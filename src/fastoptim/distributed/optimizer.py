@@ -1,278 +1,28 @@
-r"""Data-parallel training over MPI (mpi4py): gradient averaging and ZeRO-1 sharded state.
-
-Every process (rank) holds the whole model, computes the gradients of its shard of the
-mini-batch, and steps through a :class:`DistributedOptimizer`, which averages the gradients
-over the communicator before the update, so that every rank takes the same step::
-
-    from mpi4py import MPI
-    import fastoptim
-    from fastoptim.distributed import DistributedOptimizer, broadcast_parameters
-
-    broadcast_parameters(parameters)              # rank 0's initialisation everywhere
-    opt = DistributedOptimizer(fastoptim.Adam(parameters, lr=1e-3), shard_state=True)
-    for X_t, Y_t in batches:                      # this rank's shard of each mini-batch
-        opt.step(gradients(X_t, Y_t))             # averaged over the ranks, then stepped
-
-Run it with ``mpiexec -n 4 python train.py``. This module imports :mod:`mpi4py` (the
-``fastoptim[mpi]`` extra: ``mpi4py`` and the ``mpich`` wheel, which brings ``mpiexec``);
-``import fastoptim`` never does.
-
-How a step communicates (``N`` ranks, ``n`` elements of one dtype):
-
-* ``shard_state=False``: the gradients are packed into one preallocated flat buffer per
-  dtype, summed in place by ``Allreduce`` on buckets of at most ``bucket_bytes``, divided
-  by ``N``; then the wrapped optimizer steps with views of that buffer.
-* ``shard_state=True`` (ZeRO stage 1): the flat gradient is ``Reduce_scatter``\ ed, so rank
-  ``r`` receives the average of its contiguous shard (``n // N`` or ``n // N + 1``
-  elements); it steps only that shard of the parameters and keeps only that shard of the
-  state buffers (state memory per rank ``≈ 1/N``); then ``Allgatherv`` of the parameters
-  puts the whole update on every rank. Only element-wise update rules can be sharded so
-  (every registry kernel); LAMB's per-array trust ratio cannot, and raises.
-
-Reductions that span arrays are global: the non-finite check of ``skip_nonfinite`` and the
-norm of ``step(grads, max_norm=...)`` see the averaged gradient of every rank, so every rank
-takes the same decision. One small ``Allreduce`` per step first lets every rank learn
-whether another one failed its checks (a bad gradient raises the same error on every rank
-instead of leaving the others waiting in a collective forever).
-"""
+"""The :class:`DistributedOptimizer` of :mod:`fastoptim.distributed` (see the package's
+docstring for how a step communicates)."""
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-try:
-    from mpi4py import MPI
-except ImportError as exc:      # pragma: no cover - the optional extra is missing
-    raise ImportError("fastoptim.distributed needs mpi4py: pip install 'fastoptim[mpi]' "
-                      "(mpi4py and the mpich wheel, which provides mpiexec)") from exc
+from .. import _params
+from .. import _reductions
+from .. import _registry
+from .. import _validation as _v
+from .. import checkpoint as _checkpoint
+from .. import clip as _clip
+from .._optimizer import Optimizer
+from ._layout import _Flat, _describe_arrays, _flat, _view_like
+from ._mpi import MPI, _MPI_TYPES, _agree, _code, _first_difference, _world
 
-from . import _params
-from . import _reductions
-from . import _registry
-from . import _validation as _v
-from . import checkpoint as _checkpoint
-from . import clip as _clip
-from ._optimizer import Optimizer
-
-__all__ = ["DistributedOptimizer", "broadcast_parameters", "clip_grad_norm"]
+__all__ = ["DistributedOptimizer"]
 
 Params = Union[Sequence[np.ndarray], Mapping[str, np.ndarray]]
 
 DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024     # torch DDP's bucket_cap_mb
-_MPI_TYPES = {np.dtype(np.float32): MPI.FLOAT, np.dtype(np.float64): MPI.DOUBLE}
-_ERRORS = {"TypeError": TypeError, "ValueError": ValueError, "KeyError": KeyError,
-           "NotImplementedError": NotImplementedError, "OverflowError": OverflowError,
-           "FileNotFoundError": FileNotFoundError, "PermissionError": PermissionError,
-           "IsADirectoryError": IsADirectoryError}
-_CODE_MASK = (1 << 62) - 1
-
-
-# ---- collective helpers ----------------------------------------------------------------------
-def _world(f: str, comm):
-    """``comm``, or ``MPI.COMM_WORLD`` for ``None``; an intra-communicator."""
-    if comm is None:
-        return MPI.COMM_WORLD
-    if not isinstance(comm, MPI.Intracomm):
-        raise TypeError(f"{f}: comm must be an mpi4py intra-communicator (MPI.Comm), got "
-                        f"{type(comm).__name__}")
-    return comm
-
-
-def _code(text: str) -> int:
-    """A 62-bit fingerprint of ``text``, the same in every process."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(),
-                          "little") & _CODE_MASK
-
-
-def _agree(comm, f: str, error: Optional[BaseException], code: int = 0,
-           buf: Optional[np.ndarray] = None) -> bool:
-    """Collective: raise the same error on every rank if any rank has one (the first
-    failing rank's type and message); otherwise return whether every rank passed the same
-    ``code``. One ``Allreduce`` of three integers when all is well."""
-    if buf is None:
-        buf = np.empty(3, np.int64)
-    buf[0] = error is not None
-    buf[1] = code
-    buf[2] = -code
-    if comm.size > 1:
-        comm.Allreduce(MPI.IN_PLACE, [buf, MPI.INT64_T], op=MPI.MAX)
-    if buf[0]:
-        mine = None if error is None else (type(error).__name__, str(error))
-        everyone = comm.allgather(mine)
-        rank, (name, message) = next((r, e) for r, e in enumerate(everyone) if e is not None)
-        cls = _ERRORS.get(name, RuntimeError)
-        text = message if cls is not RuntimeError else f"{name}: {message}"
-        if comm.size > 1:
-            text += f" [raised on rank {rank} of {comm.size}; the same error on every rank]"
-        raise cls(text) from error
-    return buf[1] == -buf[2]
-
-
-def _first_difference(comm, f: str, mine: List[str], what: str) -> str:
-    """Collective (the error path only): a message naming the first rank whose
-    description differs from rank 0's and the first item that differs; the same text on
-    every rank."""
-    everyone = comm.allgather(mine)
-    base = everyone[0]
-    for rank, other in enumerate(everyone[1:], 1):
-        if other == base:
-            continue
-        j = next((j for j, (a, b) in enumerate(zip(base, other)) if a != b),
-                 min(len(base), len(other)))
-        a = base[j] if j < len(base) else "nothing more"
-        b = other[j] if j < len(other) else "nothing more"
-        return (f"{f}: {what} differ between ranks: rank 0 has {a}, rank {rank} has {b}")
-    return f"{f}: {what} differ between ranks"      # (fingerprint collision: unreachable)
-
-
-def _flat(a: np.ndarray) -> np.ndarray:
-    """The 1-D view of a contiguous array in memory order (never a copy)."""
-    out = a.reshape(-1, order="F" if a.flags.f_contiguous and not a.flags.c_contiguous
-                    else "C")
-    assert np.shares_memory(out, a) or a.size == 0
-    return out
-
-
-def _view_like(buffer: np.ndarray, offset: int, like: np.ndarray) -> np.ndarray:
-    """A view of ``buffer[offset:offset + like.size]`` with ``like``'s shape and layout."""
-    order = "F" if like.flags.f_contiguous and not like.flags.c_contiguous else "C"
-    return np.ndarray(like.shape, like.dtype, buffer=buffer,
-                      offset=offset * buffer.itemsize, order=order)
-
-
-def _shard_bounds(n: int, size: int) -> List[Tuple[int, int]]:
-    """Rank r's contiguous range of ``n`` elements: the first ``n % size`` ranks one more."""
-    base, extra = divmod(n, size)
-    out, lo = [], 0
-    for r in range(size):
-        hi = lo + base + (r < extra)
-        out.append((lo, hi))
-        lo = hi
-    return out
-
-
-def _describe_arrays(names: Sequence[str], arrays: Sequence[np.ndarray]) -> List[str]:
-    out = []
-    for name, a in zip(names, arrays):
-        layout = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else "strided"
-        out.append(f"{name} of shape {a.shape}, dtype {a.dtype}, {layout}-order")
-    return out
-
-
-# ---- public functions ------------------------------------------------------------------------
-def broadcast_parameters(params: Params, root: int = 0, *, comm=None) -> None:
-    """Copy rank ``root``'s arrays into every rank's, in place (``Bcast`` per array).
-
-    Call it once after initialising the model, so that every rank starts from the same
-    parameters (a :class:`DistributedOptimizer` keeps them equal from then on).
-
-    Parameters
-    ----------
-    params : list or dict of ndarray
-        Contiguous, writeable arrays; the same keys, shapes and dtypes on every rank
-        (checked by one collective fingerprint: a mismatch raises the same ``ValueError``
-        on every rank).
-    root : int, default 0
-    comm : mpi4py communicator, default ``MPI.COMM_WORLD``
-    """
-    f = "broadcast_parameters"
-    comm = _world(f, comm)
-    error, code, names, arrays = None, 0, [], []
-    try:
-        if not isinstance(root, (int, np.integer)) or isinstance(root, bool) \
-                or not 0 <= root < comm.size:
-            raise ValueError(f"{f}: root must be a rank in [0, {comm.size}), got {root!r}")
-        keys, arrays, _ = _params.flatten(f, "params", params)
-        names = _params.labels("params", keys)
-        for i, (name, a) in enumerate(zip(names, arrays)):
-            checked = _v.check_arrays(f, (name,), (a,))
-            if checked is not None:
-                arrays[i] = checked[0]
-        _params.check_disjoint(f, names, arrays)
-        desc = [f"root {root}"] + _describe_arrays(names, arrays)
-        code = _code("\n".join(desc))
-    except (TypeError, ValueError) as exc:
-        error = exc
-    if not _agree(comm, f, error, code):
-        raise ValueError(_first_difference(comm, f, desc, "the parameters (or root)"))
-    for a in arrays:
-        if a.size:
-            comm.Bcast([_flat(a), _MPI_TYPES[a.dtype]], root=root)
-
-
-def clip_grad_norm(grads, max_norm: float, *, comm=None,
-                   error_if_nonfinite: bool = True) -> float:
-    r"""Scale the gradients in place so that the global L2 norm over **every rank's**
-    gradients is at most ``max_norm``; return the global norm before clipping.
-
-    Each rank holds a disjoint part of the gradient (its shard: a ZeRO or model-parallel
-    split). With ``comm=None`` (or one rank) this is :func:`fastoptim.clip_grad_norm`.
-
-    .. math::
-
-        \|g\| = \sqrt{\textstyle\sum_{r} \sum_k \sum_i g_{r,k,i}^2}, \qquad
-        g \leftarrow g \cdot \frac{\text{max\_norm}}{\|g\| + 10^{-6}}
-        \quad\text{when this factor is} < 1
-
-    Every rank's sum of squares (double precision, fixed order) is gathered and added in
-    rank order, so every rank computes the same norm, bit for bit, and takes the same
-    decision. A non-finite norm raises the same ``ValueError`` on every rank (or, with
-    ``error_if_nonfinite=False``, is returned with nothing scaled).
-
-    Parameters
-    ----------
-    grads : list or dict of ndarray
-        This rank's gradients, updated in place (may be empty on a rank holding none).
-    max_norm : float
-        ``> 0``.
-    comm : mpi4py communicator, optional
-    error_if_nonfinite : bool, default True
-    """
-    f = "clip_grad_norm"
-    if comm is None:
-        return _clip.clip_grad_norm(grads, max_norm, error_if_nonfinite=error_if_nonfinite)
-    comm = _world(f, comm)
-    error, arrays, local, culprit = None, [], 0.0, None
-    try:
-        max_norm = _v.positive(f, "max_norm", max_norm)
-        error_if_nonfinite = _v.flag(f, "error_if_nonfinite", error_if_nonfinite)
-        keys, arrays, _ = _params.flatten(f, "grads", grads)
-        names = _params.labels("grads", keys)
-        for i, (name, g) in enumerate(zip(names, arrays)):
-            checked = _v.check_arrays(f, (name,), (g,))
-            if checked is not None:
-                arrays[i] = checked[0]
-        _params.check_disjoint(f, names, arrays)
-        sums = _reductions.sums_of_squares(list(arrays)) if arrays else []
-        for name, s in zip(names, sums):
-            local += s
-            if culprit is None and not math.isfinite(s):
-                culprit = name
-    except (TypeError, ValueError) as exc:
-        error = exc
-    _agree(comm, f, error)
-    totals = comm.allgather((local, culprit))
-    total = 0.0
-    for s, _ in totals:
-        total += s
-    norm = math.sqrt(total)
-    if not math.isfinite(norm):
-        if error_if_nonfinite:
-            rank, name = next(((r, c) for r, (_, c) in enumerate(totals) if c is not None),
-                              (0, "?"))
-            raise ValueError(
-                f"{f}: the global gradient norm is {norm} (non-finite), first in {name} on "
-                f"rank {rank}; nothing was scaled. Pass error_if_nonfinite=False to get the "
-                f"norm back and skip the step yourself")
-        return norm
-    factor = max_norm / (norm + _clip._NORM_EPS)
-    if factor < 1.0 and arrays:
-        _reductions.scale(list(arrays), factor)
-    return norm
 
 
 # update rules whose step of an element reads other elements of its array (norms, factored
@@ -299,52 +49,6 @@ class _ShardedState(list):
             "this optimizer's state is sharded over the ranks by a DistributedOptimizer "
             "(shard_state=True); step, save and load it through the DistributedOptimizer "
             "(its state_dict(), save_state(), load_state())")
-
-
-# ---- the flat layout -------------------------------------------------------------------------
-class _Flat:
-    """The arrays of one dtype laid end to end (the optimizer's order): one gradient buffer,
-    the views of each array in it, the buckets, and (sharded) each rank's shard."""
-
-    def __init__(self, dtype, index: List[int], params: List[np.ndarray], size: int,
-                 rank: int, bucket_elems: int, sharded: bool) -> None:
-        self.dtype = dtype
-        self.mpi = _MPI_TYPES[dtype]
-        self.index = index                      # the optimizer's indices of these arrays
-        self.offsets, n = [], 0
-        for i in index:
-            self.offsets.append(n)
-            n += params[i].size
-        self.n = n
-        self.buffer = np.zeros(n, dtype)        # the packed gradient; (sharded) the params
-        self.views = [_view_like(self.buffer, off, params[i])
-                      for off, i in zip(self.offsets, index)]
-        self.bounds = _shard_bounds(n, size)
-        self.lo, self.hi = self.bounds[rank]
-        self.buckets = [(b, min(b + bucket_elems, n)) for b in range(0, n, bucket_elems)]
-        self.allreduce = [[self.buffer[b0:b1], self.mpi] for b0, b1 in self.buckets]
-        if not sharded:
-            return
-        self.reduce_scatter, self.allgather = [], []
-        if size == 1:                   # the whole buffer is the shard: nothing to move
-            self.shard = self.buffer
-            return
-        self.shard = np.zeros(self.hi - self.lo, dtype)     # this rank's averaged gradient
-        for b0, b1 in self.buckets:
-            counts = [max(0, min(hi, b1) - max(lo, b0)) for lo, hi in self.bounds]
-            displs = [max(lo, b0) - b0 if c else 0 for (lo, _), c in zip(self.bounds, counts)]
-            # (a rank with nothing in the bucket: displacement 0, count 0)
-            mine = (max(self.lo, b0) - self.lo, max(self.lo, b0) - self.lo + counts[rank])
-            self.reduce_scatter.append(([self.buffer[b0:b1], self.mpi],
-                                        [self.shard[mine[0]:mine[1]], self.mpi], counts))
-            self.allgather.append([self.buffer[b0:b1], (counts, displs), self.mpi])
-
-    def piece(self, j: int) -> Tuple[int, int]:
-        """The range of array ``index[j]`` (in its own flat order) inside this rank's shard;
-        empty ``(0, 0)`` when the shard does not reach it."""
-        off, size = self.offsets[j], self.views[j].size
-        a, b = max(self.lo, off), min(self.hi, off + size)
-        return (a - off, b - off) if a < b else (0, 0)
 
 
 class DistributedOptimizer:
