@@ -34,6 +34,11 @@ norm of ``step(grads, max_norm=...)`` see the averaged gradient of every rank, s
 takes the same decision. One small ``Allreduce`` per step first lets every rank learn
 whether another one failed its checks (a bad gradient raises the same error on every rank
 instead of leaving the others waiting in a collective forever).
+
+Modules: ``optimizer`` (:class:`DistributedOptimizer`: its steps and consolidated
+checkpoints), ``functions`` (:func:`broadcast_parameters`, :func:`clip_grad_norm`),
+``_layout`` (the flat buffers, buckets and shards), ``_mpi`` (the communicator argument,
+datatypes, and the agreement that raises one rank's error on every rank).
 """
 from __future__ import annotations
 
