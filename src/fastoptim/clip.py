@@ -32,7 +32,8 @@ def _checked(f: str, grads: Grads) -> list:
     return names, arrays
 
 
-def clip_grad_norm(grads: Grads, max_norm: float, *, error_if_nonfinite: bool = True) -> float:
+def clip_grad_norm(grads: Grads, max_norm: float, *, error_if_nonfinite: bool = True,
+                   comm=None) -> float:
     r"""Scale all gradients in place so that their global L2 norm is at most ``max_norm``.
 
     .. math::
@@ -57,12 +58,18 @@ def clip_grad_norm(grads: Grads, max_norm: float, *, error_if_nonfinite: bool = 
         the first such gradient; ``False`` returns the non-finite norm so that the caller
         can skip the step. Either way no gradient is changed (unlike torch, which would
         scale them to nan).
+    comm : mpi4py communicator, optional
+        Each rank holds a disjoint part of the gradients: clip them to the norm over every
+        rank's (:func:`fastoptim.distributed.clip_grad_norm`, a collective).
 
     Returns
     -------
     float
         The global norm before clipping.
     """
+    if comm is not None:
+        from .distributed import clip_grad_norm as distributed
+        return distributed(grads, max_norm, comm=comm, error_if_nonfinite=error_if_nonfinite)
     f = "clip_grad_norm"
     max_norm = _v.positive(f, "max_norm", max_norm)
     error_if_nonfinite = _v.flag(f, "error_if_nonfinite", error_if_nonfinite)

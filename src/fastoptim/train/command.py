@@ -76,6 +76,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars")
+    parser.add_argument("--distributed", action="store_true",
+                        help="data-parallel over MPI: run under mpiexec -n N; each rank "
+                             "computes the gradient of its share of every mini-batch "
+                             "(fastoptim.distributed; needs fastoptim[mpi])")
+    parser.add_argument("--shard-state", action="store_true",
+                        help="with --distributed: ZeRO-1, each rank keeps 1/N of the "
+                             "optimizer state")
 
 
 def machine_line() -> str:
@@ -97,8 +104,10 @@ def train_pair(data, optimizer: str, settings: dict, args) -> List[Trainer]:
     """Train fastoptim's run (and the naive one when comparing) in lockstep, epoch by epoch."""
     kwargs = dict(batch_size=settings["batch_size"], decay_rate=args.decay,
                   decay_interval=args.decay_interval, seed=args.seed)
+    comm = getattr(args, "_comm", None)
     runs = [Trainer(data, settings["hidden"], optimizer, settings["lr"],
-                    backend=args.backend, **kwargs)]
+                    backend=args.backend, comm=comm,
+                    shard_state=getattr(args, "shard_state", False), **kwargs)]
     if args.compare:
         runs.append(Trainer(data, settings["hidden"], optimizer, settings["lr"], naive=True,
                             **kwargs))
@@ -162,9 +171,23 @@ def run(args) -> int:
             from .._backends import select
             select("fastoptim train", args.backend, 0)      # numba importable?
         data = load(args.dataset, seed=args.seed, dtype=np.dtype(args.dtype))
+        args._comm = None
+        if getattr(args, "distributed", False):
+            from ..distributed import MPI
+            args._comm = MPI.COMM_WORLD
+        elif getattr(args, "shard_state", False):
+            print("fastoptim train: error: --shard-state needs --distributed",
+                  file=sys.stderr)
+            return 2
     except ImportError as exc:
         print(f"fastoptim train: error: {exc}", file=sys.stderr)
         return 2
+    if args._comm is not None and args._comm.rank != 0:
+        import contextlib
+        import io
+        args.progress, args.plot = False, None      # rank 0 reports
+        with contextlib.redirect_stdout(io.StringIO()):
+            return _train(args, data)
     return _train(args, data)
 
 
@@ -179,6 +202,9 @@ def _train(args, data) -> int:
           + (f" every {args.decay_interval} epochs" if args.decay_interval > 1 else "")
           + f", batch {settings['batch_size']}, {settings['epochs']} epochs, seed {args.seed}, "
           f"backend {args.backend}")
+    if args._comm is not None:
+        print(f"distributed: {args._comm.size} MPI ranks, each a share of every mini-batch"
+              + (", optimizer state sharded (ZeRO-1)" if args.shard_state else ""))
     print(f"machine: {machine_line()}", flush=True)
 
     names = list(OPTIMIZERS) if args.optimizer == "all" else [args.optimizer]
@@ -205,6 +231,9 @@ def _train(args, data) -> int:
         print("speed-up: naive time / fastoptim time, for the update alone and for the "
               "whole loop.")
         print(f"fastoptim and naive cost curves: largest relative difference {drift:.1e}.")
+        if args._comm is not None:
+            print("(--distributed: the naive run steps whole mini-batches in each process, "
+                  "so this difference checks the data-parallel run.)")
     if args.plot:
         from .plot import plot_costs
         title = (f"{args.dataset}, network {'-'.join(map(str, dims))}: "

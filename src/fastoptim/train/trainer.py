@@ -72,16 +72,26 @@ class Trainer:
         fastoptim backend of the optimizer class.
     naive : bool, default False
         Update with the course's hand-written NumPy loop instead of fastoptim.
+    comm : mpi4py communicator, optional
+        Data-parallel training (:mod:`fastoptim.distributed`): every rank walks the same
+        mini-batches and computes the gradient of its contiguous share of each one's
+        columns; the optimizer averages them (each weighted so that the average is the
+        whole batch's mean gradient). The costs are summed over the ranks.
+    shard_state : bool, default False
+        With ``comm``: ZeRO-1, each rank keeps ``1/N`` of the optimizer state.
     """
 
     def __init__(self, data: Dataset, hidden: Sequence[int], optimizer: str, lr: float, *,
                  batch_size: int = 64, decay_rate: float = 0.0, decay_interval: int = 1,
-                 seed: int = 3, backend: str = "auto", naive: bool = False) -> None:
+                 seed: int = 3, backend: str = "auto", naive: bool = False,
+                 comm=None, shard_state: bool = False) -> None:
         self.data = data
         self.optimizer = optimizer
         dims = [data.X_train.shape[0], *hidden, data.Y_train.shape[0]]
         self.parameters = initialize_parameters_he(dims, seed, data.X_train.dtype)
-        self.updater = make_updater(optimizer, self.parameters, lr, backend, naive)
+        self.updater = make_updater(optimizer, self.parameters, lr, backend, naive,
+                                    comm=comm, shard_state=shard_state)
+        self.comm = None if naive else comm
         self.schedule: Optional[inverse_time_decay] = None
         if decay_rate:
             self.schedule = inverse_time_decay(lr, decay_rate, decay_interval,
@@ -102,9 +112,13 @@ class Trainer:
         in_step = 0.0
         cost_total = 0.0
         for X_t, Y_t in minibatches(X, Y, self.batch_size, axis=1, seed=self._rng):
-            AL, cache = forward_propagation(X_t, parameters)
-            cost_total += compute_cost(cache, Y_t)
-            grads = backward_propagation(AL, Y_t, cache, parameters)
+            if self.comm is not None:
+                cost, grads = _shard_gradients(X_t, Y_t, parameters, self.comm)
+                cost_total += cost
+            else:
+                AL, cache = forward_propagation(X_t, parameters)
+                cost_total += compute_cost(cache, Y_t)
+                grads = backward_propagation(AL, Y_t, cache, parameters)
             t0 = clock()
             updater.step(grads)
             in_step += clock() - t0
@@ -113,6 +127,8 @@ class Trainer:
             updater.lr = self.schedule(self.epoch)
         self.seconds += clock() - start
         self.step_seconds += in_step
+        if self.comm is not None:
+            cost_total = self.comm.allreduce(cost_total)
         cost = cost_total / X.shape[1]
         self.costs.append(cost)
         return cost
@@ -130,3 +146,22 @@ class Trainer:
                        accuracy(d.X_test, d.Y_test, self.parameters),
                        self.costs[-1] if self.costs else float("nan"),
                        self.seconds, self.step_seconds)
+
+
+def _shard_gradients(X_t: np.ndarray, Y_t: np.ndarray, parameters, comm):
+    """This rank's cost (a sum) and gradients on its contiguous share of the batch's
+    columns, scaled by ``N * m_r / m`` so that their average over the ``N`` ranks is the
+    whole batch's mean gradient (a rank with no column contributes zeros)."""
+    m, size, rank = X_t.shape[1], comm.size, comm.rank
+    lo, hi = rank * m // size, (rank + 1) * m // size
+    if hi == lo:
+        return 0.0, {f"d{k}": np.zeros_like(p) for k, p in parameters.items()}
+    X_r, Y_r = X_t[:, lo:hi], Y_t[:, lo:hi]
+    AL, cache = forward_propagation(X_r, parameters)
+    cost = compute_cost(cache, Y_r)
+    grads = backward_propagation(AL, Y_r, cache, parameters)
+    if size * (hi - lo) != m:
+        factor = size * (hi - lo) / m
+        for g in grads.values():
+            g *= factor
+    return cost, grads

@@ -40,7 +40,7 @@ class FastoptimUpdater:
     """fastoptim's optimizer class for ``name``, fed with the course's gradient names."""
 
     def __init__(self, name: str, parameters: Dict[str, np.ndarray], lr: float,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", comm=None, shard_state: bool = False) -> None:
         _check_name(name)
         if name == "gd":
             opt = SGD(parameters, lr, backend=backend)
@@ -51,6 +51,11 @@ class FastoptimUpdater:
         else:
             opt = Adam(parameters, lr, betas=(BETA1, BETA2), eps=EPS, backend=backend)
         self.optimizer = opt
+        self._stepper = opt
+        if comm is not None:        # data-parallel: rank 0's parameters, averaged gradients
+            from ..distributed import DistributedOptimizer, broadcast_parameters
+            broadcast_parameters(parameters, comm=comm)
+            self._stepper = DistributedOptimizer(opt, comm, shard_state=shard_state)
         self._keys = list(parameters)
 
     @property
@@ -62,7 +67,7 @@ class FastoptimUpdater:
         self.optimizer.lr = value
 
     def step(self, grads: Dict[str, np.ndarray]) -> None:
-        self.optimizer.step({k: grads["d" + k] for k in self._keys})
+        self._stepper.step({k: grads["d" + k] for k in self._keys})
 
 
 class NaiveUpdater:
@@ -96,8 +101,10 @@ class NaiveUpdater:
 
 
 def make_updater(name: str, parameters: Dict[str, np.ndarray], lr: float,
-                 backend: str = "auto", naive: bool = False):
-    """:class:`NaiveUpdater` when ``naive``, else :class:`FastoptimUpdater` on ``backend``."""
+                 backend: str = "auto", naive: bool = False, comm=None,
+                 shard_state: bool = False):
+    """:class:`NaiveUpdater` when ``naive``, else :class:`FastoptimUpdater` on ``backend``
+    (data-parallel over ``comm`` when given)."""
     if naive:
         return NaiveUpdater(name, parameters, lr)
-    return FastoptimUpdater(name, parameters, lr, backend)
+    return FastoptimUpdater(name, parameters, lr, backend, comm, shard_state)
