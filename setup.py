@@ -59,7 +59,8 @@ HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_glue.pxi", "_registry.py",
 # The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])
-OPENMP = {"kernels": OPENMP_FLAGS, "_reductions": OPENMP_FLAGS, "_lamb": OPENMP_FLAGS}
+OPENMP = {"kernels": OPENMP_FLAGS, "_reductions": OPENMP_FLAGS, "_lamb": OPENMP_FLAGS,
+          "_lowmem": OPENMP_FLAGS}
 DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,
@@ -87,6 +88,8 @@ setup(
         [extension("kernels"), extension("_checks"), extension("_reductions"),
          # LAMB's trust ratio is a reduction: its own module, not a registry kernel
          extension("_lamb", ["coefficients.pxd", "csrc/lamb.h"]),
+         # Adam with bfloat16 / 8-bit moments (fastoptim.lowmem): its own module
+         extension("_lowmem", ["lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h"]),
          ],
         compiler_directives=DIRECTIVES,
     ),

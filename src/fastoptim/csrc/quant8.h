@@ -1,0 +1,53 @@
+/* Per-element helpers of the compressed optimizer states (csrc/adam_lowmem.h): bfloat16
+ * load/store and bitsandbytes' blockwise dynamic 8-bit code.
+ *
+ * A template without include guard: csrc/adam_lowmem.h includes it once per SIMD target,
+ * with FO_QNAME(x) (the per-target name) and FO_QTARGET (a gcc/clang target attribute,
+ * empty for the baseline) defined. Everything is plain scalar C that the compiler
+ * vectorizes for the target; integer bit manipulation and comparisons only, so every
+ * target gives the same bits.
+ *
+ * bfloat16: the upper 16 bits of a float32. Loading shifts them back. Storing rounds to
+ * nearest, ties to even, on the bits (u + 0x7fff + lsb) >> 16, with subnormals kept and
+ * overflow to inf, as ml_dtypes' astype(bfloat16); a NaN becomes the quiet NaN 0x7fc0 with
+ * its sign (ml_dtypes' rule).
+ *
+ * 8-bit code: the 256 sorted code values (fastoptim.lowmem.dynamic_map) and the 255
+ * midpoints between neighbours. A normalized value x is stored as the index of its nearest
+ * code value: the number of midpoints below x (ties go to the lower value, NaN to index 0),
+ * found by a branch-free binary search of eight comparisons.
+ */
+
+FO_QINLINE float FO_QNAME(bf16_load)(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+FO_QINLINE uint16_t FO_QNAME(bf16_store)(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t nan = ((u >> 16) & 0x8000u) | 0x7fc0u;
+    return (uint16_t)(f != f ? nan : rounded);
+}
+
+/* index of the nearest of the 256 code values whose 255 midpoints are `mid` */
+FO_QINLINE uint8_t FO_QNAME(q8_index)(const float* FO_RESTRICT mid, float x) {
+    int i = 0;
+    i += x > mid[i + 127] ? 128 : 0;
+    i += x > mid[i + 63] ? 64 : 0;
+    i += x > mid[i + 31] ? 32 : 0;
+    i += x > mid[i + 15] ? 16 : 0;
+    i += x > mid[i + 7] ? 8 : 0;
+    i += x > mid[i + 3] ? 4 : 0;
+    i += x > mid[i + 1] ? 2 : 0;
+    i += x > mid[i] ? 1 : 0;
+    return (uint8_t)i;
+}
+
+/* max(a, |b|)-style running maxima that propagate NaN (np.maximum) */
+FO_QINLINE float FO_QNAME(q8_max)(float a, float b) {
+    return (a > b || a != a) ? a : b;
+}

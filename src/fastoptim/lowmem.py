@@ -1,0 +1,399 @@
+r"""Low-memory optimizer state: Adam / AdamW with bfloat16 or blockwise 8-bit moments.
+
+State precision (``state_dtype``):
+
+* ``"float32"`` / ``"float64"``: today's float moments (:func:`fastoptim.adam_step`);
+* ``"bfloat16"``: moments stored as bfloat16 (``ml_dtypes.bfloat16``), computed in
+  float32, stored rounded to nearest even: 4 bytes of state per parameter;
+* ``"int8"``: bitsandbytes' blockwise dynamic quantization (Dettmers et al., 8-bit
+  optimizers): blocks of :data:`BLOCK` = 256 elements, one float32 absmax per block, a
+  ``uint8`` index into the signed dynamic code (:func:`dynamic_map`) for :math:`m` and into
+  the unsigned one for :math:`v`: 2 + 8/256 = 2.03 bytes per parameter. Arrays under
+  :data:`MIN_8BIT_SIZE` = 4096 elements keep float32 state (bitsandbytes' ``min_8bit_size``).
+
+Each step is one fused pass (``csrc/adam_lowmem.h``): per block, dequantize, update and
+requantize with the new absmax, the parameter written in the same loop. The update is
+Adam's, with one addition, the clamp :math:`|m| \le C_t \sqrt v` that exact arithmetic
+guarantees and quantization breaks (the zero-gradient trap, unsloth-zoo #962):
+
+.. math::
+
+    C_t = \frac{1-\beta_1}{\sqrt{1-\beta_2}}\sqrt{\textstyle\sum_{k<t} (\beta_1^2/\beta_2)^k},
+    \qquad |\Delta\theta| \le \text{lr}\, C_t \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}
+
+so that Adam's per-step change is bounded as with float32 state.
+
+Functions: :func:`adam_state` (a new state), :func:`adam_lowmem_step` (one step, validated,
+backends ``"cython"``, ``"numba"``, ``"numpy"``), :func:`reference_adam_step` (the NumPy
+reference, readable), :func:`quantize_blockwise` / :func:`dequantize_blockwise`,
+:func:`state_nbytes`. State arrays of the compressed kinds are 1-D, in the parameter's
+memory order; a state is a ``dict`` of NumPy arrays (what a checkpoint saves).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from numbers import Integral
+from typing import Dict, Tuple
+
+import numpy as np
+import ml_dtypes
+
+from . import _threads, _validation
+
+__all__ = ["BLOCK", "MIN_8BIT_SIZE", "STATE_DTYPES", "dynamic_map", "code_tables",
+           "quantize_blockwise", "dequantize_blockwise", "adam_state", "state_kind",
+           "state_nbytes", "adam_lowmem_step", "reference_adam_step"]
+
+BLOCK = 256
+MIN_8BIT_SIZE = 4096
+STATE_DTYPES = ("float32", "float64", "bfloat16", "int8")
+BACKENDS = ("auto", "cython", "numba", "numpy")
+bfloat16 = np.dtype(ml_dtypes.bfloat16)
+
+_F = "adam_lowmem_step"
+
+
+# ---- the 8-bit dynamic code ----------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def dynamic_map(signed: bool = True) -> np.ndarray:
+    """bitsandbytes' dynamic quantization map (``create_dynamic_map(signed, 7, 8)``): 256
+    sorted float32 values in ``[-1, 1]`` (signed) or ``[0, 1]`` (unsigned), dense near 0:
+    decade :math:`10^{i-6}` (i = 0..6) holds the means of a linspace(0.1, 1) grid with
+    :math:`2^i` (signed, both signs) or :math:`2^{i+1}` (unsigned) items; then 0 and 1.
+    Read-only."""
+    data = []
+    for i in range(7):
+        items = 2 ** i + 1 if signed else 2 ** (i + 1) + 1
+        bounds = np.linspace(0.1, 1, items, dtype=np.float32)
+        means = (bounds[:-1] + bounds[1:]) / np.float32(2.0)
+        scale = np.float32(10.0 ** (i - 6))
+        data += list(scale * means)
+        if signed:
+            data += list(-scale * means)
+    data += [np.float32(0.0), np.float32(1.0)]
+    code = np.sort(np.array(data, dtype=np.float32))
+    assert code.size == 256
+    code.setflags(write=False)
+    return code
+
+
+@functools.lru_cache(maxsize=None)
+def code_tables() -> tuple:
+    """(m_code, m_mid, v_code, v_mid, m_zero, v_zero): the signed and unsigned codes, the
+    255 midpoints of each (the nearest-code thresholds, float32) and the index of 0 in each:
+    the tables the kernels take."""
+    out = []
+    for signed in (True, False):
+        code = dynamic_map(signed)
+        mid = ((code[:-1] + code[1:]) / np.float32(2.0)).astype(np.float32)
+        mid.setflags(write=False)
+        out += [code, mid]
+    zeros = tuple(int(np.flatnonzero(dynamic_map(s) == 0)[0]) for s in (True, False))
+    return tuple(out) + zeros
+
+
+def _nearest(x: np.ndarray, signed: bool) -> np.ndarray:
+    """The index of the code value nearest to each normalized x (ties to the lower, NaN to 0)."""
+    mid = code_tables()[1 if signed else 3]
+    idx = np.searchsorted(mid, x, side="left")
+    return np.where(np.isnan(x), 0, idx).astype(np.uint8)
+
+
+def quantize_blockwise(x: np.ndarray, signed: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """Blockwise dynamic quantization of the float32 values ``x`` (flattened in memory
+    order): returns ``(codes, absmax)``, ``codes`` uint8 of ``x.size``, ``absmax`` float32 of
+    ``ceil(x.size / 256)``. Each value is stored as the nearest code of
+    ``x * (1 / absmax)``; a block whose absmax is 0 stores the zero code."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1, order="A")
+    n = x.size
+    blocks = -(-n // BLOCK)
+    padded = np.zeros(blocks * BLOCK, dtype=np.float32)
+    padded[:n] = x
+    padded = padded.reshape(blocks, BLOCK)
+    absmax = np.max(np.abs(padded), axis=1) if blocks else np.zeros(0, np.float32)
+    absmax = absmax.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.float32(1.0) / absmax
+        normalized = padded * inv[:, None]
+    codes = _nearest(normalized, signed)
+    zero = code_tables()[4 if signed else 5]
+    codes[absmax == 0] = zero
+    codes[np.isnan(absmax)] = 0
+    return codes.reshape(-1)[:n].copy(), absmax
+
+
+def dequantize_blockwise(codes: np.ndarray, absmax: np.ndarray, signed: bool) -> np.ndarray:
+    """The float32 values ``code[codes] * absmax`` (each block by its absmax), 1-D."""
+    code = dynamic_map(signed)
+    values = code[codes]
+    scale = np.repeat(absmax.astype(np.float32), BLOCK)[:codes.size]
+    return values * scale
+
+
+# ---- state ---------------------------------------------------------------------------------
+def adam_state(param: np.ndarray, state_dtype: str = "int8") -> Dict[str, np.ndarray]:
+    """A new (zero) Adam state for ``param`` in ``state_dtype`` (:data:`STATE_DTYPES`).
+
+    ``"float32"`` / ``"float64"``: ``exp_avg``, ``exp_avg_sq`` of ``param``'s shape (the
+    dtype must be ``param``'s); ``"bfloat16"``: both 1-D bfloat16; ``"int8"``: ``exp_avg``,
+    ``exp_avg_sq`` 1-D uint8 code indices and ``exp_avg_absmax``, ``exp_avg_sq_absmax``
+    float32 per block -- or float32 moments when ``param.size < MIN_8BIT_SIZE``.
+    """
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"adam_state: param must be a numpy.ndarray, got {type(param).__name__}")
+    if state_dtype not in STATE_DTYPES:
+        raise ValueError(f"adam_state: state_dtype must be one of {STATE_DTYPES}, got "
+                         f"{state_dtype!r}")
+    if state_dtype in ("float32", "float64"):
+        if param.dtype != np.dtype(state_dtype):
+            raise ValueError(f"adam_state: state_dtype {state_dtype!r} needs {state_dtype} "
+                             f"parameters, got {param.dtype}")
+        return {"exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
+    if param.dtype != np.float32:
+        raise ValueError(f"adam_state: state_dtype {state_dtype!r} needs float32 parameters, "
+                         f"got {param.dtype}")
+    n = param.size
+    if state_dtype == "bfloat16":
+        return {"exp_avg": np.zeros(n, bfloat16), "exp_avg_sq": np.zeros(n, bfloat16)}
+    if n < MIN_8BIT_SIZE:
+        return {"exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
+    _, _, _, _, m_zero, v_zero = code_tables()
+    blocks = -(-n // BLOCK)
+    return {"exp_avg": np.full(n, m_zero, np.uint8),
+            "exp_avg_absmax": np.zeros(blocks, np.float32),
+            "exp_avg_sq": np.full(n, v_zero, np.uint8),
+            "exp_avg_sq_absmax": np.zeros(blocks, np.float32)}
+
+
+def state_kind(state) -> str:
+    """``"float32"``, ``"float64"``, ``"bfloat16"`` or ``"int8"``: what the arrays hold."""
+    m = state["exp_avg"]
+    if m.dtype == np.uint8:
+        return "int8"
+    if m.dtype == bfloat16:
+        return "bfloat16"
+    return str(m.dtype)
+
+
+def state_nbytes(state) -> int:
+    """Bytes held by the state's arrays."""
+    return sum(a.nbytes for a in state.values())
+
+
+# ---- per-call scalars -----------------------------------------------------------------------
+def _coefficients(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize) -> tuple:
+    """The kernels' 11 scalars (fo_lm_adam_coefficients' order), computed once per call."""
+    grad_sign = -1.0 if maximize else 1.0
+    if decoupled:
+        l2, param_scale = 0.0, 1.0 - lr * weight_decay
+    else:
+        l2, param_scale = weight_decay, 1.0
+    step_size = lr / (1.0 - beta1 ** step)
+    inv_bc2_sqrt = 1.0 / math.sqrt(1.0 - beta2 ** step)
+    r = beta1 * beta1 / beta2 if beta2 > 0 else math.inf
+    if beta2 == 0:
+        ratio_sum = 1.0 if beta1 == 0 else math.inf
+    elif r == 1.0:
+        ratio_sum = float(step)
+    else:
+        ratio_sum = (1.0 - r ** step) / (1.0 - r) if r < 1.0 or step < 1000 else math.inf
+    m_bound = (1.0 - beta1) / math.sqrt(1.0 - beta2) * math.sqrt(ratio_sum)
+    if not math.isfinite(m_bound) or m_bound > 3.0e38:
+        m_bound = math.inf
+    return (grad_sign, l2, param_scale, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size,
+            inv_bc2_sqrt, eps, m_bound)
+
+
+# ---- validation ----------------------------------------------------------------------------
+def _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, backend):
+    """fastoptim's validation rules (fastoptim._validation), before any array is touched."""
+    _validation.step_count(_F, "step", step)
+    _validation.nonnegative(_F, "lr", lr)
+    _validation.unit_interval(_F, "beta1", beta1)
+    _validation.unit_interval(_F, "beta2", beta2)
+    _validation.positive(_F, "eps", eps)
+    _validation.nonnegative(_F, "weight_decay", weight_decay)
+    _validation.flag(_F, "decoupled_weight_decay", decoupled)
+    _validation.flag(_F, "maximize", maximize)
+    if backend not in BACKENDS:
+        raise ValueError(f"{_F}: backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def _flat(name: str, a, dtype, size, order: str = "A") -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{_F}: {name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ValueError(f"{_F}: {name} must be {np.dtype(dtype)}, got {a.dtype}")
+    if a.size != size:
+        raise ValueError(f"{_F}: {name} must hold {size} elements, got {a.size}")
+    if not (a.flags.c_contiguous or a.flags.f_contiguous):
+        raise ValueError(f"{_F}: {name} must be C- or F-contiguous")
+    return a.reshape(-1, order=order)
+
+
+def _validate(param, grad, state) -> tuple:
+    """The kind and the flat views (param, grad, *state arrays in kernel order)."""
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"{_F}: param must be a numpy.ndarray, got {type(param).__name__}")
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(f"{_F}: grad must be a numpy.ndarray, got {type(grad).__name__}")
+    if grad.shape != param.shape:
+        raise ValueError(f"{_F}: grad has shape {grad.shape}, param {param.shape}")
+    if not hasattr(state, "keys") or "exp_avg" not in state or "exp_avg_sq" not in state:
+        raise TypeError(f"{_F}: state must be a dict from adam_state (exp_avg, exp_avg_sq, ...)")
+    kind = state_kind(state)
+    if param.dtype != np.float32 and kind in ("bfloat16", "int8"):
+        raise ValueError(f"{_F}: {kind} state needs float32 param, got {param.dtype}")
+    if not param.flags.writeable:
+        raise ValueError(f"{_F}: param is read-only")
+    order = "F" if (param.ndim > 1 and param.flags.f_contiguous
+                    and not param.flags.c_contiguous) else "C"
+    if param.ndim > 1 and not (param.flags.c_contiguous if order == "C" else True):
+        raise ValueError(f"{_F}: param must be C- or F-contiguous")
+    for name, a in (("param", param), ("grad", grad)):
+        if not (a.flags.c_contiguous or a.flags.f_contiguous):
+            raise ValueError(f"{_F}: {name} must be C- or F-contiguous")
+    if param.ndim > 1 and not (grad.flags.c_contiguous if order == "C"
+                               else grad.flags.f_contiguous):
+        raise ValueError(f"{_F}: param and grad must be contiguous in one common order")
+    n = param.size
+    p = param.reshape(-1, order=order)
+    g = _flat("grad", grad, param.dtype, n, order)
+    if kind == "int8":
+        if n < MIN_8BIT_SIZE:
+            raise ValueError(f"{_F}: int8 state needs at least {MIN_8BIT_SIZE} elements "
+                             f"(smaller arrays keep float32 state: adam_state)")
+        blocks = -(-n // BLOCK)
+        arrays = [_flat("exp_avg", state["exp_avg"], np.uint8, n),
+                  _flat("exp_avg_absmax", state.get("exp_avg_absmax"), np.float32, blocks),
+                  _flat("exp_avg_sq", state["exp_avg_sq"], np.uint8, n),
+                  _flat("exp_avg_sq_absmax", state.get("exp_avg_sq_absmax"), np.float32,
+                        blocks)]
+    elif kind == "bfloat16":
+        arrays = [_flat("exp_avg", state["exp_avg"], bfloat16, n),
+                  _flat("exp_avg_sq", state["exp_avg_sq"], bfloat16, n)]
+    else:
+        if state["exp_avg"].dtype != param.dtype:
+            raise ValueError(f"{_F}: exp_avg must be {param.dtype} (the parameters' dtype) or "
+                             f"bfloat16 / uint8 codes, got {state['exp_avg'].dtype}")
+        arrays = [state["exp_avg"], state["exp_avg_sq"]]
+    written = [p] + [a for a in arrays]
+    for a in arrays:
+        if not a.flags.writeable:
+            raise ValueError(f"{_F}: a state array is read-only")
+    everything = [p, g] + arrays
+    for i in range(len(everything)):
+        for j in range(i + 1, len(everything)):
+            if (everything[i] is not g or everything[j] is not g) and \
+                    np.may_share_memory(everything[i], everything[j]):
+                raise ValueError(f"{_F}: param, grad and the state arrays must not overlap")
+    del written
+    return kind, p, g, arrays
+
+
+# ---- the step ------------------------------------------------------------------------------
+def adam_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], *,
+                     step: int, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                     eps: float = 1e-8, weight_decay: float = 0.0,
+                     decoupled_weight_decay: bool = False, maximize: bool = False,
+                     backend: str = "auto") -> None:
+    r"""One Adam (AdamW) step with a compressed state (:func:`adam_state`), in place.
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} \;(+\, \lambda\theta \text{ unless decoupled}), \qquad
+        \theta \leftarrow \theta\,(1 - \text{lr}\,\lambda) \text{ (decoupled)} \\
+        m &\leftarrow \beta_1 \tilde m + (1-\beta_1) g, \qquad
+        v \leftarrow \beta_2 \tilde v + (1-\beta_2) g^2, \qquad
+        m \leftarrow \operatorname{clamp}(m, \pm C_t\sqrt v) \\
+        \theta &\leftarrow \theta - \text{lr}\,\frac{m/(1-\beta_1^t)}
+            {\sqrt{v/(1-\beta_2^t)} + \epsilon}
+
+    with :math:`\tilde m, \tilde v` the stored moments decoded (bfloat16, or
+    ``code[q] * absmax`` per block), the new ones stored encoded (round to nearest even;
+    nearest code of ``value / absmax_new``), and :math:`C_t` the exact-arithmetic bound of
+    :math:`|m|/\sqrt v` (module docstring). A float32/float64 state runs
+    :func:`fastoptim.adam_step` (no clamp: it never binds there).
+
+    Parameters
+    ----------
+    param, grad : ndarray
+        float32 for the compressed states; C- or F-contiguous in one common order.
+    state : dict of ndarray
+        From :func:`adam_state`, updated in place.
+    step : int
+        The 1-based step count.
+    lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize
+        As :func:`fastoptim.adam_step`.
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize,
+                 backend)
+    kind, p, g, arrays = _validate(param, grad, state)
+    if kind not in ("bfloat16", "int8"):
+        from .optimizers.adam import adam_step
+        adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], step=step, lr=lr,
+                  beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                  decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                  backend=backend)
+        return
+    c = _coefficients(int(step), float(lr), float(beta1), float(beta2), float(eps),
+                      float(weight_decay), bool(decoupled_weight_decay), bool(maximize))
+    if backend == "numpy":
+        _reference(kind, p, g, arrays, c)
+    elif backend == "numba":
+        from .numba_kernels import lowmem as nb
+        if kind == "bfloat16":
+            nb.adam_bf16_kernel(p, g, arrays[0].view(np.uint16), arrays[1].view(np.uint16),
+                                np.array(c, np.float32))
+        else:
+            t = code_tables()
+            nb.adam_q8_kernel(p, g, *arrays, np.array(c, np.float32), t[0], t[2], t[1], t[3],
+                              t[4], t[5])
+    else:
+        from . import _lowmem
+        threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
+        if kind == "bfloat16":
+            _lowmem.adam_bf16(p, g, arrays[0], arrays[1], c, threads)
+        else:
+            _lowmem.adam_q8(p, g, *arrays, c, code_tables(), threads)
+
+
+def _reference(kind, p, g, arrays, c) -> None:
+    """The NumPy reference on flat views, written out step by step."""
+    (grad_sign, l2, param_scale, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
+     inv_bc2_sqrt, eps, m_bound) = (np.float32(x) for x in c)
+    # decode
+    if kind == "bfloat16":
+        m_old = arrays[0].astype(np.float32)
+        v_old = arrays[1].astype(np.float32)
+    else:
+        m_old = dequantize_blockwise(arrays[0], arrays[1], signed=True)
+        v_old = dequantize_blockwise(arrays[2], arrays[3], signed=False)
+    # update in float32
+    d = grad_sign * g
+    if l2 != 0:
+        d = d + l2 * p
+    m = beta1 * m_old + one_minus_beta1 * d
+    v = beta2 * v_old + one_minus_beta2 * (d * d)
+    s = np.sqrt(v)
+    bound = m_bound * s
+    m = np.where(m > bound, bound, np.where(m < -bound, -bound, m))
+    denom = s * inv_bc2_sqrt + eps
+    scaled = param_scale * p if param_scale != 1 else p
+    new_p = scaled - step_size * m / denom
+    # encode
+    if kind == "bfloat16":
+        arrays[0][...] = m.astype(bfloat16)
+        arrays[1][...] = v.astype(bfloat16)
+    else:
+        arrays[0][...], arrays[1][...] = quantize_blockwise(m, signed=True)
+        arrays[2][...], arrays[3][...] = quantize_blockwise(v, signed=False)
+    p[...] = new_p
+
+
+def reference_adam_step(param, grad, state, **hyper) -> None:
+    """:func:`adam_lowmem_step` with ``backend="numpy"``: the readable NumPy reference
+    (decode the moments to float32 temporaries, update, encode)."""
+    adam_lowmem_step(param, grad, state, backend="numpy", **hyper)
