@@ -6,7 +6,7 @@ These functions do **not** validate: :func:`fastoptim.lowmem.adam_lowmem_step` c
 array and hyperparameter first.
 """
 cimport numpy as cnp
-from libc.stdint cimport uint8_t, uint16_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t
 from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
                                        fo_lm_level, fo_lm_supported)
@@ -42,8 +42,7 @@ def adam_bf16(param, grad, exp_avg, exp_avg_sq, tuple coefficients, int threads=
 
 def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
             tuple coefficients, tuple tables, int threads=1):
-    """One Adam step with blockwise 8-bit moments, in place. ``tables``: (m_code, m_mid,
-    v_code, v_mid, m_zero, v_zero) of :func:`fastoptim.lowmem.code_tables`."""
+    """One Adam step with blockwise 8-bit moments, in place. ``tables``: :func:`fastoptim.lowmem.code_tables`."""
     cdef fo_lm_adam_coefficients c = _struct(coefficients)
     cdef fo_lm_q8_tables t
     t.m_code = <const float*>_data(tables[0])
@@ -52,6 +51,10 @@ def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
     t.v_mid = <const float*>_data(tables[3])
     t.m_zero = tables[4]
     t.v_zero = tables[5]
+    t.m_bucket = <const int32_t*>_data(tables[6])
+    t.v_bucket = <const int32_t*>_data(tables[7])
+    t.m_shift = tables[8]
+    t.v_shift = tables[9]
     cdef float* p = <float*>_data(param)                    # IN/OUT
     cdef const float* g = <const float*>_data(grad)         # IN
     cdef uint8_t* m = <uint8_t*>_data(exp_avg)              # IN/OUT

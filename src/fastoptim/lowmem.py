@@ -78,24 +78,68 @@ def dynamic_map(signed: bool = True) -> np.ndarray:
     return code
 
 
+# The nearest-code search of the kernels: a float32 x is put in a bucket by its bits (sign,
+# exponent class, the top K mantissa bits); the bucket table holds the number of midpoints
+# below the bucket's smallest value, and one comparison with the next midpoint finishes:
+# index = bucket[key] + (x > mid[bucket[key]]). Exponent class 0 holds |x| < 2**-24, class
+# c = 1..25 the biased exponent 102 + c (class 25: [1, 2), where 1.0 lands). K is the
+# smallest number of mantissa bits that leaves at most one midpoint per bucket (checked).
+_EXP_CLASSES = 26
+_EXP_LOW = 103          # biased exponent of 2**-24
+
+
+def _bucket_table(mid: np.ndarray, bits: int):
+    """The int32 bucket table of the 255 midpoints ``mid`` for ``bits`` mantissa bits, or
+    None when a bucket would hold two midpoints."""
+    k = np.arange(2 ** bits, dtype=np.uint32)
+    low = np.zeros((_EXP_CLASSES, 2 ** bits), np.float32)
+    high = np.zeros_like(low)
+    tiny = np.nextafter(np.float32(2.0 ** -24), np.float32(0))
+    low[0], high[0] = 0, tiny
+    for c in range(1, _EXP_CLASSES):
+        lo_bits = (np.uint32(_EXP_LOW + c - 1) << np.uint32(23)) | (k << np.uint32(23 - bits))
+        low[c] = lo_bits.view(np.float32)
+        high[c] = (lo_bits + np.uint32((1 << (23 - bits)) - 1)).view(np.float32)
+    table = np.empty((2, _EXP_CLASSES, 2 ** bits), np.int32)
+    for sign, (lo, hi) in enumerate(((low, high), (-high, -low))):
+        a = np.searchsorted(mid, lo, side="left")
+        b = np.searchsorted(mid, hi, side="left")
+        if np.any(b - a > 1):
+            return None
+        table[sign] = a
+    return table.reshape(-1)
+
+
 @functools.lru_cache(maxsize=None)
 def code_tables() -> tuple:
-    """(m_code, m_mid, v_code, v_mid, m_zero, v_zero): the signed and unsigned codes, the
-    255 midpoints of each (the nearest-code thresholds, float32) and the index of 0 in each:
-    the tables the kernels take."""
-    out = []
+    """The tables the kernels take, for the signed (m) and the unsigned (v) code:
+    ``(m_code, m_mid, v_code, v_mid, m_zero, v_zero, m_bucket, v_bucket, m_shift,
+    v_shift)``: the 256 code values, their 255 midpoints (the nearest-code thresholds,
+    float32) padded with +inf to 256, the index of 0, the int32 bucket table of the search
+    and its shift (23 - mantissa bits)."""
+    codes, mids, buckets, shifts = [], [], [], []
     for signed in (True, False):
         code = dynamic_map(signed)
         mid = ((code[:-1] + code[1:]) / np.float32(2.0)).astype(np.float32)
-        mid.setflags(write=False)
-        out += [code, mid]
-    zeros = tuple(int(np.flatnonzero(dynamic_map(s) == 0)[0]) for s in (True, False))
-    return tuple(out) + zeros
+        for bits in range(4, 12):
+            table = _bucket_table(mid, bits)
+            if table is not None:
+                break
+        padded = np.append(mid, np.float32(np.inf)).astype(np.float32)
+        for a in (padded, table):
+            a.setflags(write=False)
+        codes.append(code)
+        mids.append(padded)
+        buckets.append(table)
+        shifts.append(23 - bits)
+    zeros = [int(np.flatnonzero(dynamic_map(s) == 0)[0]) for s in (True, False)]
+    return (codes[0], mids[0], codes[1], mids[1], zeros[0], zeros[1], buckets[0], buckets[1],
+            shifts[0], shifts[1])
 
 
 def _nearest(x: np.ndarray, signed: bool) -> np.ndarray:
     """The index of the code value nearest to each normalized x (ties to the lower, NaN to 0)."""
-    mid = code_tables()[1 if signed else 3]
+    mid = code_tables()[1 if signed else 3][:255]
     idx = np.searchsorted(mid, x, side="left")
     return np.where(np.isnan(x), 0, idx).astype(np.uint8)
 
@@ -158,7 +202,7 @@ def adam_state(param: np.ndarray, state_dtype: str = "int8") -> Dict[str, np.nda
         return {"exp_avg": np.zeros(n, bfloat16), "exp_avg_sq": np.zeros(n, bfloat16)}
     if n < MIN_8BIT_SIZE:
         return {"exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
-    _, _, _, _, m_zero, v_zero = code_tables()
+    m_zero, v_zero = code_tables()[4:6]
     blocks = -(-n // BLOCK)
     return {"exp_avg": np.full(n, m_zero, np.uint8),
             "exp_avg_absmax": np.zeros(blocks, np.float32),
@@ -350,7 +394,7 @@ def adam_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
         else:
             t = code_tables()
             nb.adam_q8_kernel(p, g, *arrays, np.array(c, np.float32), t[0], t[2], t[1], t[3],
-                              t[4], t[5])
+                              t[4], t[5], t[6], t[7], t[8], t[9])
     else:
         from . import _lowmem
         threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()

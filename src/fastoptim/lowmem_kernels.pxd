@@ -12,7 +12,7 @@ or 8-bit moments as ``uint8`` code indices with one float32 absmax per 256-eleme
 and the per-call scalars and code tables of :mod:`fastoptim.lowmem` (``_coefficients`` and
 ``code_tables``). No two arrays may overlap.
 """
-from libc.stdint cimport uint8_t, uint16_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t
 
 cdef extern from "csrc/adam_lowmem.h" nogil:
     ctypedef struct fo_lm_adam_coefficients:
@@ -30,9 +30,13 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
 
     ctypedef struct fo_lm_q8_tables:
         const float* m_code             # 256 signed code values, sorted
-        const float* m_mid              # their 255 midpoints
+        const float* m_mid              # their 255 midpoints, then +inf
         const float* v_code             # 256 unsigned code values
         const float* v_mid
+        const int32_t* m_bucket         # the nearest-code search's bucket tables
+        const int32_t* v_bucket
+        int m_shift                     # 23 - mantissa bits of a bucket key
+        int v_shift
         uint8_t m_zero                  # index of the code value 0
         uint8_t v_zero
 

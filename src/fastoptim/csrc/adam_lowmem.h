@@ -48,6 +48,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FO_LM_RESTRICT __restrict__
@@ -65,6 +68,9 @@
 #endif
 
 #define FO_Q8_BLOCK 256
+/* the bucket tables' exponent classes (fastoptim.lowmem._EXP_CLASSES, _EXP_LOW) */
+#define FO_Q8_EXP_CLASSES 26
+#define FO_Q8_EXP_LOW 103
 /* elements per OpenMP work item: whole blocks */
 #define FO_LM_CHUNK (FO_Q8_BLOCK * 128)
 
@@ -77,9 +83,12 @@ typedef struct {
 /* the code tables: 256 sorted values, 255 midpoints (signed for m, unsigned for v) */
 typedef struct {
     const float* m_code;
-    const float* m_mid;
+    const float* m_mid;             /* 255 midpoints, then +inf */
     const float* v_code;
     const float* v_mid;
+    const int32_t* m_bucket;        /* the nearest-code search's bucket tables (quant8.h) */
+    const int32_t* v_bucket;
+    int m_shift, v_shift;           /* 23 - mantissa bits of a bucket key */
     uint8_t m_zero, v_zero;         /* the index of the code value 0 */
 } fo_lm_q8_tables;
 
@@ -88,16 +97,20 @@ typedef struct {
 
 #define FO_QNAME(x) fo_lm_##x##_l0
 #define FO_QTARGET
+#define FO_LM_VEC 0
 #include "adam_lowmem.h"
 #undef FO_QNAME
 #undef FO_QTARGET
+#undef FO_LM_VEC
 
 #if FO_LM_DISPATCH
 #define FO_QNAME(x) fo_lm_##x##_l1
 #define FO_QTARGET __attribute__((target("avx2,fma")))
+#define FO_LM_VEC 1
 #include "adam_lowmem.h"
 #undef FO_QNAME
 #undef FO_QTARGET
+#undef FO_LM_VEC
 
 #define FO_QNAME(x) fo_lm_##x##_l2
 #if defined(__clang__)
@@ -106,9 +119,11 @@ typedef struct {
 #define FO_QTARGET __attribute__((target( \
     "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
 #endif
+#define FO_LM_VEC 1
 #include "adam_lowmem.h"
 #undef FO_QNAME
 #undef FO_QTARGET
+#undef FO_LM_VEC
 #define FO_LM_LEVELS 3
 #else
 #define FO_LM_LEVELS 1
@@ -294,7 +309,7 @@ FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
     if (new_am > 0) {
         const float inv = 1.0f / new_am;
         for (Py_ssize_t j = 0; j < len; j++)
-            exp_avg[j] = FO_QNAME(q8_index)(t->m_mid, mb[j] * inv);
+            exp_avg[j] = FO_QNAME(q8_index)(t->m_bucket, t->m_mid, t->m_shift, mb[j] * inv);
     } else if (new_am == 0) {
         memset(exp_avg, t->m_zero, (size_t)len);
     } else {                                    /* NaN: every value NaN after dequantizing */
@@ -303,13 +318,135 @@ FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
     if (new_av > 0) {
         const float inv = 1.0f / new_av;
         for (Py_ssize_t j = 0; j < len; j++)
-            exp_avg_sq[j] = FO_QNAME(q8_index)(t->v_mid, vb[j] * inv);
+            exp_avg_sq[j] = FO_QNAME(q8_index)(t->v_bucket, t->v_mid, t->v_shift, vb[j] * inv);
     } else if (new_av == 0) {
         memset(exp_avg_sq, t->v_zero, (size_t)len);
     } else {
         memset(exp_avg_sq, 0, (size_t)len);
     }
 }
+
+#if FO_LM_VEC
+/* ---- AVX2 intrinsics of a full block (levels 1 and 2): the same operations as
+   adam_q8_block, eight lanes at a time, no FMA; the same bits ---------------------------- */
+
+/* the nearest code index of 8 normalized values (quant8.h's q8_index, lane-wise) */
+FO_QINLINE __m256i FO_QNAME(q8_index8)(const int32_t* bucket, const float* mid, int shift,
+                                        __m256 x) {
+    __m256i u = _mm256_castps_si256(x);
+    __m256i sign = _mm256_srli_epi32(u, 31);
+    __m256i e = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(u, 23),
+                                                  _mm256_set1_epi32(0xff)),
+                                 _mm256_set1_epi32(FO_Q8_EXP_LOW - 1));
+    e = _mm256_min_epi32(_mm256_max_epi32(e, _mm256_setzero_si256()),
+                         _mm256_set1_epi32(FO_Q8_EXP_CLASSES - 1));
+    int bits = 23 - shift;
+    __m256i mant = _mm256_and_si256(_mm256_srl_epi32(u, _mm_cvtsi32_si128(shift)),
+                                    _mm256_set1_epi32((1 << bits) - 1));
+    __m256i key = _mm256_add_epi32(
+        _mm256_sll_epi32(_mm256_add_epi32(_mm256_mullo_epi32(
+                                              sign, _mm256_set1_epi32(FO_Q8_EXP_CLASSES)), e),
+                         _mm_cvtsi32_si128(bits)),
+        mant);
+    __m256i base = _mm256_i32gather_epi32((const int*)bucket, key, 4);
+    __m256 next = _mm256_i32gather_ps(mid, base, 4);
+    __m256i up = _mm256_castps_si256(_mm256_cmp_ps(x, next, _CMP_GT_OQ));   /* -1 or 0 */
+    __m256i idx = _mm256_sub_epi32(base, up);
+    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    return _mm256_andnot_si256(nan, idx);
+}
+
+/* the low byte of each of 8 int32 lanes, stored to 8 bytes */
+FO_QINLINE void FO_QNAME(store8)(uint8_t* out, __m256i v) {
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, -1, -1, -1);
+    __m256i bytes = _mm256_shuffle_epi8(v, pick);
+    bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+    _mm_storel_epi64((__m128i*)out, _mm256_castsi256_si128(bytes));
+}
+
+/* running max that propagates NaN, lane-wise: (a > b || a != a) ? a : b */
+FO_QINLINE __m256 FO_QNAME(max8)(__m256 a, __m256 b) {
+    __m256 keep = _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ), _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    return _mm256_blendv_ps(b, a, keep);
+}
+
+FO_QINLINE float FO_QNAME(hmax8)(__m256 a) {
+    float lanes[8], r = 0.0f;
+    _mm256_storeu_ps(lanes, a);
+    for (int k = 0; k < 8; k++)
+        r = FO_QNAME(q8_max)(r, lanes[k]);
+    return r;
+}
+
+FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
+                                              const float* FO_RESTRICT grad,
+                                              uint8_t* FO_RESTRICT exp_avg,
+                                              float* FO_RESTRICT m_absmax,
+                                              uint8_t* FO_RESTRICT exp_avg_sq,
+                                              float* FO_RESTRICT v_absmax,
+                                              const fo_lm_adam_coefficients* FO_RESTRICT c,
+                                              const fo_lm_q8_tables* FO_RESTRICT t,
+                                              int use_wd, int scale) {
+    float mb[FO_Q8_BLOCK] __attribute__((aligned(32)));
+    float vb[FO_Q8_BLOCK] __attribute__((aligned(32)));
+    const __m256 am = _mm256_set1_ps(*m_absmax), av = _mm256_set1_ps(*v_absmax);
+    const __m256 gs = _mm256_set1_ps(c->grad_sign), wd = _mm256_set1_ps(c->weight_decay);
+    const __m256 ps = _mm256_set1_ps(c->param_scale);
+    const __m256 b1 = _mm256_set1_ps(c->beta1), omb1 = _mm256_set1_ps(c->one_minus_beta1);
+    const __m256 b2 = _mm256_set1_ps(c->beta2), omb2 = _mm256_set1_ps(c->one_minus_beta2);
+    const __m256 ss = _mm256_set1_ps(c->step_size);
+    const __m256 ibc = _mm256_set1_ps(c->inv_bias_correction2_sqrt);
+    const __m256 eps = _mm256_set1_ps(c->eps), mbound = _mm256_set1_ps(c->m_bound);
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    __m256 new_am = _mm256_setzero_ps(), new_av = _mm256_setzero_ps();
+    for (int j = 0; j < FO_Q8_BLOCK; j += 8) {
+        __m256i mi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(exp_avg + j)));
+        __m256i vi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(exp_avg_sq + j)));
+        __m256 m = _mm256_mul_ps(_mm256_i32gather_ps(t->m_code, mi, 4), am);
+        __m256 v = _mm256_mul_ps(_mm256_i32gather_ps(t->v_code, vi, 4), av);
+        __m256 p = _mm256_loadu_ps(param + j);
+        __m256 d = _mm256_mul_ps(gs, _mm256_loadu_ps(grad + j));
+        if (use_wd)
+            d = _mm256_add_ps(d, _mm256_mul_ps(wd, p));
+        m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, d));
+        v = _mm256_add_ps(_mm256_mul_ps(b2, v), _mm256_mul_ps(omb2, _mm256_mul_ps(d, d)));
+        __m256 s = _mm256_sqrt_ps(v);
+        __m256 bound = _mm256_mul_ps(mbound, s);
+        __m256 nbound = _mm256_xor_ps(bound, signbit);
+        m = _mm256_blendv_ps(m, bound, _mm256_cmp_ps(m, bound, _CMP_GT_OQ));
+        m = _mm256_blendv_ps(m, nbound, _mm256_cmp_ps(m, nbound, _CMP_LT_OQ));
+        __m256 denom = _mm256_add_ps(_mm256_mul_ps(s, ibc), eps);
+        __m256 base = scale ? _mm256_mul_ps(ps, p) : p;
+        p = _mm256_sub_ps(base, _mm256_div_ps(_mm256_mul_ps(ss, m), denom));
+        _mm256_storeu_ps(param + j, p);
+        _mm256_store_ps(mb + j, m);
+        _mm256_store_ps(vb + j, v);
+        new_am = FO_QNAME(max8)(new_am, _mm256_andnot_ps(signbit, m));
+        new_av = FO_QNAME(max8)(new_av, v);
+    }
+    float nam = FO_QNAME(hmax8)(new_am), nav = FO_QNAME(hmax8)(new_av);
+    *m_absmax = nam;
+    *v_absmax = nav;
+    if (nam > 0) {
+        const __m256 inv = _mm256_set1_ps(1.0f / nam);
+        for (int j = 0; j < FO_Q8_BLOCK; j += 8)
+            FO_QNAME(store8)(exp_avg + j, FO_QNAME(q8_index8)(
+                t->m_bucket, t->m_mid, t->m_shift, _mm256_mul_ps(_mm256_load_ps(mb + j), inv)));
+    } else {
+        memset(exp_avg, nam == 0 ? t->m_zero : 0, FO_Q8_BLOCK);
+    }
+    if (nav > 0) {
+        const __m256 inv = _mm256_set1_ps(1.0f / nav);
+        for (int j = 0; j < FO_Q8_BLOCK; j += 8)
+            FO_QNAME(store8)(exp_avg_sq + j, FO_QNAME(q8_index8)(
+                t->v_bucket, t->v_mid, t->v_shift, _mm256_mul_ps(_mm256_load_ps(vb + j), inv)));
+    } else {
+        memset(exp_avg_sq, nav == 0 ? t->v_zero : 0, FO_Q8_BLOCK);
+    }
+}
+#endif
 
 FO_QINLINE void FO_QNAME(adam_q8_loop)(float* param, const float* grad, uint8_t* exp_avg,
                                         float* m_absmax, uint8_t* exp_avg_sq,
@@ -318,6 +455,13 @@ FO_QINLINE void FO_QNAME(adam_q8_loop)(float* param, const float* grad, uint8_t*
                                         const fo_lm_q8_tables* t, int use_wd, int scale) {
     for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
         Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
+#if FO_LM_VEC
+        if (len == FO_Q8_BLOCK) {
+            FO_QNAME(adam_q8_block_avx2)(param + lo, grad + lo, exp_avg + lo, m_absmax + b,
+                                         exp_avg_sq + lo, v_absmax + b, c, t, use_wd, scale);
+            continue;
+        }
+#endif
         FO_QNAME(adam_q8_block)(param + lo, grad + lo, exp_avg + lo, m_absmax + b,
                                 exp_avg_sq + lo, v_absmax + b, len, c, t, use_wd, scale);
     }

@@ -33,18 +33,21 @@ FO_QINLINE uint16_t FO_QNAME(bf16_store)(float f) {
     return (uint16_t)(f != f ? nan : rounded);
 }
 
-/* index of the nearest of the 256 code values whose 255 midpoints are `mid` */
-FO_QINLINE uint8_t FO_QNAME(q8_index)(const float* FO_RESTRICT mid, float x) {
-    int i = 0;
-    i += x > mid[i + 127] ? 128 : 0;
-    i += x > mid[i + 63] ? 64 : 0;
-    i += x > mid[i + 31] ? 32 : 0;
-    i += x > mid[i + 15] ? 16 : 0;
-    i += x > mid[i + 7] ? 8 : 0;
-    i += x > mid[i + 3] ? 4 : 0;
-    i += x > mid[i + 1] ? 2 : 0;
-    i += x > mid[i] ? 1 : 0;
-    return (uint8_t)i;
+/* index of the nearest code value of x: the number of midpoints below x (ties to the
+   lower value, NaN to 0), from the bucket of x's bits (sign, exponent class, top mantissa
+   bits: fastoptim.lowmem.code_tables) and one comparison */
+FO_QINLINE uint8_t FO_QNAME(q8_index)(const int32_t* FO_RESTRICT bucket,
+                                      const float* FO_RESTRICT mid, int shift, float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    int bits = 23 - shift;
+    int32_t e = (int32_t)((u >> 23) & 0xffu) - (FO_Q8_EXP_LOW - 1);
+    e = e < 0 ? 0 : (e > FO_Q8_EXP_CLASSES - 1 ? FO_Q8_EXP_CLASSES - 1 : e);
+    int32_t key = ((int32_t)(u >> 31) * FO_Q8_EXP_CLASSES + e) * (1 << bits)
+                  + (int32_t)((u >> shift) & ((1u << bits) - 1u));
+    int32_t base = bucket[key];
+    int32_t idx = base + (x > mid[base] ? 1 : 0);
+    return (uint8_t)(x != x ? 0 : idx);
 }
 
 /* max(a, |b|)-style running maxima that propagate NaN (np.maximum) */

@@ -82,8 +82,10 @@ def adam_bf16_kernel(param, grad, exp_avg, exp_avg_sq, c):
 
 @jit
 def adam_q8_kernel(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, c, m_code, v_code,
-                   m_mid, v_mid, m_zero, v_zero):
-    """Blockwise 8-bit moments, in place: per block dequantize, update, requantize."""
+                   m_mid, v_mid, m_zero, v_zero, m_bucket, v_bucket, m_shift, v_shift):
+    """Blockwise 8-bit moments, in place: per block dequantize, update, requantize. The
+    nearest code is found by a binary search of the midpoints (the bucket tables, which the
+    C kernels use, give the same index: the count of midpoints below the value)."""
     n = param.size
     use_wd = c[1] != 0
     scale = c[2] != 1
