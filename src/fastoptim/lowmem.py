@@ -89,8 +89,10 @@ _EXP_LOW = 103          # biased exponent of 2**-24
 
 
 def _bucket_table(mid: np.ndarray, bits: int):
-    """The int32 bucket table of the 255 midpoints ``mid`` for ``bits`` mantissa bits, or
-    None when a bucket would hold two midpoints."""
+    """The int32 bucket table of the 255 midpoints ``mid`` (low 8 bits of each clear) for
+    ``bits`` mantissa bits, or None when a bucket would hold two midpoints. An entry packs
+    the count of midpoints below the bucket (low byte) with the bits of the next midpoint
+    (the rest): the kernels' search takes one table load per value."""
     k = np.arange(2 ** bits, dtype=np.uint32)
     low = np.zeros((_EXP_CLASSES, 2 ** bits), np.float32)
     high = np.zeros_like(low)
@@ -107,7 +109,8 @@ def _bucket_table(mid: np.ndarray, bits: int):
         if np.any(b - a > 1):
             return None
         table[sign] = a
-    return table.reshape(-1)
+    padded = np.append(mid, np.float32(np.inf)).astype(np.float32).view(np.int32)
+    return (padded[table] | table).reshape(-1).astype(np.int32)
 
 
 @functools.lru_cache(maxsize=None)
@@ -121,6 +124,9 @@ def code_tables() -> tuple:
     for signed in (True, False):
         code = dynamic_map(signed)
         mid = ((code[:-1] + code[1:]) / np.float32(2.0)).astype(np.float32)
+        # rounded toward zero to 15 mantissa bits: the low byte of a table entry holds the
+        # index (a relative change below 2**-15 of where the nearest code switches)
+        mid = (mid.view(np.uint32) & np.uint32(0xFFFFFF00)).view(np.float32)
         for bits in range(4, 12):
             table = _bucket_table(mid, bits)
             if table is not None:

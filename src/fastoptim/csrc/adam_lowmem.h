@@ -309,7 +309,7 @@ FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
     if (new_am > 0) {
         const float inv = 1.0f / new_am;
         for (Py_ssize_t j = 0; j < len; j++)
-            exp_avg[j] = FO_QNAME(q8_index)(t->m_bucket, t->m_mid, t->m_shift, mb[j] * inv);
+            exp_avg[j] = FO_QNAME(q8_index)(t->m_bucket, t->m_shift, mb[j] * inv);
     } else if (new_am == 0) {
         memset(exp_avg, t->m_zero, (size_t)len);
     } else {                                    /* NaN: every value NaN after dequantizing */
@@ -318,7 +318,7 @@ FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
     if (new_av > 0) {
         const float inv = 1.0f / new_av;
         for (Py_ssize_t j = 0; j < len; j++)
-            exp_avg_sq[j] = FO_QNAME(q8_index)(t->v_bucket, t->v_mid, t->v_shift, vb[j] * inv);
+            exp_avg_sq[j] = FO_QNAME(q8_index)(t->v_bucket, t->v_shift, vb[j] * inv);
     } else if (new_av == 0) {
         memset(exp_avg_sq, t->v_zero, (size_t)len);
     } else {
@@ -331,8 +331,7 @@ FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
    adam_q8_block, eight lanes at a time, no FMA; the same bits ---------------------------- */
 
 /* the nearest code index of 8 normalized values (quant8.h's q8_index, lane-wise) */
-FO_QINLINE __m256i FO_QNAME(q8_index8)(const int32_t* bucket, const float* mid, int shift,
-                                        __m256 x) {
+FO_QINLINE __m256i FO_QNAME(q8_index8)(const int32_t* bucket, int shift, __m256 x) {
     __m256i u = _mm256_castps_si256(x);
     __m256i sign = _mm256_srli_epi32(u, 31);
     __m256i e = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(u, 23),
@@ -348,8 +347,9 @@ FO_QINLINE __m256i FO_QNAME(q8_index8)(const int32_t* bucket, const float* mid, 
                                               sign, _mm256_set1_epi32(FO_Q8_EXP_CLASSES)), e),
                          _mm_cvtsi32_si128(bits)),
         mant);
-    __m256i base = _mm256_i32gather_epi32((const int*)bucket, key, 4);
-    __m256 next = _mm256_i32gather_ps(mid, base, 4);
+    __m256i entry = _mm256_i32gather_epi32((const int*)bucket, key, 4);
+    __m256i base = _mm256_and_si256(entry, _mm256_set1_epi32(0xff));
+    __m256 next = _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_set1_epi32(0xff), entry));
     __m256i up = _mm256_castps_si256(_mm256_cmp_ps(x, next, _CMP_GT_OQ));   /* -1 or 0 */
     __m256i idx = _mm256_sub_epi32(base, up);
     __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
@@ -433,7 +433,7 @@ FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
         const __m256 inv = _mm256_set1_ps(1.0f / nam);
         for (int j = 0; j < FO_Q8_BLOCK; j += 8)
             FO_QNAME(store8)(exp_avg + j, FO_QNAME(q8_index8)(
-                t->m_bucket, t->m_mid, t->m_shift, _mm256_mul_ps(_mm256_load_ps(mb + j), inv)));
+                t->m_bucket, t->m_shift, _mm256_mul_ps(_mm256_load_ps(mb + j), inv)));
     } else {
         memset(exp_avg, nam == 0 ? t->m_zero : 0, FO_Q8_BLOCK);
     }
@@ -441,7 +441,7 @@ FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
         const __m256 inv = _mm256_set1_ps(1.0f / nav);
         for (int j = 0; j < FO_Q8_BLOCK; j += 8)
             FO_QNAME(store8)(exp_avg_sq + j, FO_QNAME(q8_index8)(
-                t->v_bucket, t->v_mid, t->v_shift, _mm256_mul_ps(_mm256_load_ps(vb + j), inv)));
+                t->v_bucket, t->v_shift, _mm256_mul_ps(_mm256_load_ps(vb + j), inv)));
     } else {
         memset(exp_avg_sq, nav == 0 ? t->v_zero : 0, FO_Q8_BLOCK);
     }

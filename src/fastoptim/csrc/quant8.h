@@ -13,9 +13,11 @@
  * its sign (ml_dtypes' rule).
  *
  * 8-bit code: the 256 sorted code values (fastoptim.lowmem.dynamic_map) and the 255
- * midpoints between neighbours. A normalized value x is stored as the index of its nearest
- * code value: the number of midpoints below x (ties go to the lower value, NaN to index 0),
- * found by a branch-free binary search of eight comparisons.
+ * midpoints between neighbours (fastoptim.lowmem.code_tables). A normalized value x is
+ * stored as the index of its nearest code value: the number of midpoints below x (ties go to
+ * the lower value, NaN to index 0), read from a bucket table indexed by x's bits whose
+ * entry packs the count below the bucket (low byte) and the next midpoint (the other bits),
+ * then one comparison.
  */
 
 FO_QINLINE float FO_QNAME(bf16_load)(uint16_t h) {
@@ -36,8 +38,7 @@ FO_QINLINE uint16_t FO_QNAME(bf16_store)(float f) {
 /* index of the nearest code value of x: the number of midpoints below x (ties to the
    lower value, NaN to 0), from the bucket of x's bits (sign, exponent class, top mantissa
    bits: fastoptim.lowmem.code_tables) and one comparison */
-FO_QINLINE uint8_t FO_QNAME(q8_index)(const int32_t* FO_RESTRICT bucket,
-                                      const float* FO_RESTRICT mid, int shift, float x) {
+FO_QINLINE uint8_t FO_QNAME(q8_index)(const int32_t* FO_RESTRICT bucket, int shift, float x) {
     uint32_t u;
     memcpy(&u, &x, sizeof u);
     int bits = 23 - shift;
@@ -45,8 +46,11 @@ FO_QINLINE uint8_t FO_QNAME(q8_index)(const int32_t* FO_RESTRICT bucket,
     e = e < 0 ? 0 : (e > FO_Q8_EXP_CLASSES - 1 ? FO_Q8_EXP_CLASSES - 1 : e);
     int32_t key = ((int32_t)(u >> 31) * FO_Q8_EXP_CLASSES + e) * (1 << bits)
                   + (int32_t)((u >> shift) & ((1u << bits) - 1u));
-    int32_t base = bucket[key];
-    int32_t idx = base + (x > mid[base] ? 1 : 0);
+    uint32_t entry = (uint32_t)bucket[key];
+    uint32_t next_bits = entry & 0xffffff00u;       /* the next midpoint (low byte clear) */
+    float next;
+    memcpy(&next, &next_bits, sizeof next);
+    int32_t idx = (int32_t)(entry & 0xffu) + (x > next ? 1 : 0);
     return (uint8_t)(x != x ? 0 : idx);
 }
 
