@@ -42,7 +42,7 @@ import ml_dtypes
 from . import _threads, _validation
 
 __all__ = ["BLOCK", "MIN_8BIT_SIZE", "STATE_DTYPES", "dynamic_map", "code_tables",
-           "quantize_blockwise", "dequantize_blockwise", "adam_state", "state_kind",
+           "quantize_blockwise", "dequantize_blockwise", "adam_state", "restore_state", "state_kind",
            "state_nbytes", "adam_lowmem_step", "reference_adam_step"]
 
 BLOCK = 256
@@ -214,6 +214,20 @@ def adam_state(param: np.ndarray, state_dtype: str = "int8") -> Dict[str, np.nda
             "exp_avg_absmax": np.zeros(blocks, np.float32),
             "exp_avg_sq": np.full(n, v_zero, np.uint8),
             "exp_avg_sq_absmax": np.zeros(blocks, np.float32)}
+
+
+def restore_state(arrays) -> Dict[str, np.ndarray]:
+    """A state from saved arrays (``np.load`` of an ``.npz``): ``.npz`` stores bfloat16 as
+    raw 2-byte records (dtype ``V2``), which are viewed back as bfloat16 (no copy); uint16
+    bits are accepted the same way. Codes and scales come back as they were: bit-exact."""
+    out = {}
+    for key in ("exp_avg", "exp_avg_sq", "exp_avg_absmax", "exp_avg_sq_absmax"):
+        if key in arrays:
+            a = np.asarray(arrays[key])
+            if a.dtype.itemsize == 2 and a.dtype.kind in "Vu":
+                a = a.view(bfloat16)
+            out[key] = a
+    return out
 
 
 def state_kind(state) -> str:
