@@ -295,3 +295,54 @@ def test_f_contiguous_parameters_use_their_memory_order(rng):
     lm.adam_lowmem_step(a, g, s1, step=1)
     lm.adam_lowmem_step(flat, g.reshape(-1, order="F").copy(), s2, step=1)
     assert np.array_equal(a.reshape(-1, order="F"), flat)
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8", "float32"])
+def test_class_matches_the_functional_steps_and_checkpoints_bit_exact(kind, rng):
+    params = {"w": rng.standard_normal((100, 90)).astype(np.float32),
+              "b": rng.standard_normal(90).astype(np.float32)}
+    gs = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
+          for _ in range(12)]
+    ref = {k: v.copy() for k, v in params.items()}
+    ref_states = {k: lm.adam_state(v, kind) for k, v in ref.items()}
+    opt = lm.LowMemAdamW(params, lr=1e-2, state_dtype=kind)
+    for t, g in enumerate(gs[:6], start=1):
+        opt.step(g)
+        for k in ref:
+            lm.adam_lowmem_step(ref[k], g[k], ref_states[k], step=t, lr=1e-2,
+                                weight_decay=1e-2, decoupled_weight_decay=True)
+    for k in ref:
+        assert np.array_equal(params[k], ref[k])
+    buffer = io.BytesIO()
+    sd = opt.state_dict()
+    np.savez(buffer, **{f"{i}/{k}": v for i, s in enumerate(sd["state"]) for k, v in s.items()})
+    buffer.seek(0)
+    with np.load(buffer) as z:
+        loaded = [{k.split("/")[1]: z[k] for k in z.files if k.startswith(f"{i}/")}
+                  for i in range(len(sd["state"]))]
+    resumed_params = {k: v.copy() for k, v in params.items()}
+    resumed = lm.LowMemAdamW(resumed_params, lr=1e-2, state_dtype=kind)
+    resumed.load_state_dict(dict(sd, state=loaded))
+    for g in gs[6:]:
+        opt.step(g)
+        resumed.step(g)
+    for k in params:
+        assert np.array_equal(bits(params[k]), bits(resumed_params[k]))
+    for a, b in zip(opt.state, resumed.state):
+        for k in a:
+            assert np.array_equal(bits(a[k]), bits(b[k]))
+    small = 90 * 8 if kind == "float32" else (2 + 8 / 256) * 9000 + 8 * 90
+    if kind == "bfloat16":
+        small = 4 * 9090
+    expected = 8 * 9090 if kind == "float32" else small
+    assert opt.state_nbytes() == pytest.approx(expected, rel=0.01)
+
+
+def test_class_refuses_a_bad_gradient_before_any_update(rng):
+    params = [rng.standard_normal(5000).astype(np.float32),
+              rng.standard_normal(5000).astype(np.float32)]
+    before = [p.copy() for p in params]
+    opt = lm.LowMemAdam(params, state_dtype="int8")
+    with pytest.raises(ValueError, match="grad"):
+        opt.step([np.ones(5000, np.float32), np.ones(4999, np.float32)])
+    assert all(np.array_equal(a, b) for a, b in zip(params, before)) and opt.t == 0

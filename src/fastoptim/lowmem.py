@@ -43,7 +43,8 @@ from . import _threads, _validation
 
 __all__ = ["BLOCK", "MIN_8BIT_SIZE", "STATE_DTYPES", "dynamic_map", "code_tables",
            "quantize_blockwise", "dequantize_blockwise", "adam_state", "restore_state", "state_kind",
-           "state_nbytes", "adam_lowmem_step", "reference_adam_step"]
+           "state_nbytes", "adam_lowmem_step", "reference_adam_step", "LowMemAdam",
+           "LowMemAdamW"]
 
 BLOCK = 256
 MIN_8BIT_SIZE = 4096
@@ -461,3 +462,112 @@ def reference_adam_step(param, grad, state, **hyper) -> None:
     """:func:`adam_lowmem_step` with ``backend="numpy"``: the readable NumPy reference
     (decode the moments to float32 temporaries, update, encode)."""
     adam_lowmem_step(param, grad, state, backend="numpy", **hyper)
+
+
+# ---- classes --------------------------------------------------------------------------------
+class LowMemAdam:
+    r"""Adam (AdamW with ``decoupled_weight_decay=True``) keeping its moments in
+    ``state_dtype``: ``"bfloat16"``, ``"int8"`` (blockwise, arrays of at least 4096
+    elements; smaller ones keep float32) or the parameters' float dtype. The update is
+    :func:`adam_lowmem_step`'s:
+
+    .. math::
+
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2,
+        \quad m \leftarrow \operatorname{clamp}(m, \pm C_t \sqrt v), \quad
+        \theta \leftarrow \theta - \text{lr}\,\frac{m/(1-\beta_1^t)}{\sqrt{v/(1-\beta_2^t)}
+        + \epsilon}
+
+    Parameters
+    ----------
+    params : list or dict of ndarray
+        Updated in place by :meth:`step`.
+    lr : float or callable, default 1e-3
+        A float, or a schedule called with the step count t.
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    state_dtype : {"int8", "bfloat16", "float32", "float64"}, default "int8"
+    decoupled_weight_decay : bool, default False
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+
+    _DEFAULT_WEIGHT_DECAY = 0.0
+    _DECOUPLED = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float | None = None, *, state_dtype: str = "int8",
+                 decoupled_weight_decay: bool | None = None, maximize: bool = False,
+                 backend: str = "auto") -> None:
+        f = f"{type(self).__name__}"
+        if weight_decay is None:
+            weight_decay = self._DEFAULT_WEIGHT_DECAY
+        if decoupled_weight_decay is None:
+            decoupled_weight_decay = self._DECOUPLED
+        beta1, beta2 = _validation.betas(f, betas)
+        if not callable(lr):
+            _validation.nonnegative(f, "lr", lr)
+        _check_hyper(1, 0.0, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+                     maximize, backend)
+        self._is_dict = isinstance(params, dict)
+        self._keys = list(params.keys()) if self._is_dict else list(range(len(params)))
+        self._params = [params[k] for k in self._keys]
+        self.state = [adam_state(p, state_dtype) for p in self._params]
+        self.hyper = dict(beta1=float(beta1), beta2=float(beta2), eps=float(eps),
+                          weight_decay=float(weight_decay),
+                          decoupled_weight_decay=bool(decoupled_weight_decay),
+                          maximize=bool(maximize))
+        self.lr, self.backend, self.state_dtype, self.t = lr, backend, state_dtype, 0
+
+    def step(self, grads) -> None:
+        """One step of every parameter; every array is checked before any is updated."""
+        grads = [grads[k] for k in self._keys] if self._is_dict else list(grads)
+        if len(grads) != len(self._params):
+            raise ValueError(f"{type(self).__name__}.step: {len(grads)} gradients for "
+                             f"{len(self._params)} parameters")
+        for p, g, s in zip(self._params, grads, self.state):
+            _validate(p, g, s)
+        t = self.t + 1
+        lr = self.lr(t) if callable(self.lr) else self.lr
+        _validation.nonnegative(f"{type(self).__name__}.step", "lr", lr)
+        for p, g, s in zip(self._params, grads, self.state):
+            adam_lowmem_step(p, g, s, step=t, lr=lr, backend=self.backend, **self.hyper)
+        self.t = t
+
+    def state_nbytes(self) -> int:
+        """Bytes of optimizer state."""
+        return sum(state_nbytes(s) for s in self.state)
+
+    def state_dict(self) -> dict:
+        """Copies of the state's arrays (codes, scales, bfloat16 moments: NumPy arrays), the
+        step count and the hyperparameters."""
+        return dict(t=self.t, state_dtype=self.state_dtype, hyper=dict(self.hyper),
+                    state=[{k: v.copy() for k, v in s.items()} for s in self.state])
+
+    def load_state_dict(self, state_dict) -> None:
+        """Restore :meth:`state_dict` output bit-exact (checked before anything is copied;
+        ``.npz``-loaded bfloat16 records are accepted, see :func:`restore_state`)."""
+        f = f"{type(self).__name__}.load_state_dict"
+        saved = [restore_state(s) for s in state_dict["state"]]
+        if len(saved) != len(self.state):
+            raise ValueError(f"{f}: {len(saved)} states for {len(self.state)} parameters")
+        for mine, theirs in zip(self.state, saved):
+            if set(mine) != set(theirs):
+                raise ValueError(f"{f}: state keys {sorted(theirs)}, expected {sorted(mine)}")
+            for k in mine:
+                if mine[k].shape != theirs[k].shape or mine[k].dtype != theirs[k].dtype:
+                    raise ValueError(f"{f}: {k} is {theirs[k].dtype}{theirs[k].shape}, "
+                                     f"expected {mine[k].dtype}{mine[k].shape}")
+        for mine, theirs in zip(self.state, saved):
+            for k in mine:
+                np.copyto(mine[k], theirs[k], casting="no")
+        self.t = int(state_dict["t"])
+        self.hyper.update(state_dict.get("hyper", {}))
+
+
+class LowMemAdamW(LowMemAdam):
+    """:class:`LowMemAdam` with decoupled weight decay (default ``1e-2``), as torch's AdamW."""
+
+    _DEFAULT_WEIGHT_DECAY = 1e-2
+    _DECOUPLED = True
