@@ -46,9 +46,7 @@ def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
     cdef fo_lm_adam_coefficients c = _struct(coefficients)
     cdef fo_lm_q8_tables t
     t.m_code = <const float*>_data(tables[0])
-    t.m_mid = <const float*>_data(tables[1])
     t.v_code = <const float*>_data(tables[2])
-    t.v_mid = <const float*>_data(tables[3])
     t.m_zero = tables[4]
     t.v_zero = tables[5]
     t.m_bucket = <const int32_t*>_data(tables[6])

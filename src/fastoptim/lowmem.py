@@ -155,7 +155,8 @@ def quantize_blockwise(x: np.ndarray, signed: bool) -> Tuple[np.ndarray, np.ndar
     """Blockwise dynamic quantization of the float32 values ``x`` (flattened in memory
     order): returns ``(codes, absmax)``, ``codes`` uint8 of ``x.size``, ``absmax`` float32 of
     ``ceil(x.size / 256)``. Each value is stored as the nearest code of
-    ``x * (1 / absmax)``; a block whose absmax is 0 stores the zero code."""
+    ``x * (1 / absmax)`` (both scaled by 2**64 first when absmax < 2**-100); a block whose
+    absmax is 0 stores the zero code."""
     x = np.asarray(x, dtype=np.float32).reshape(-1, order="A")
     n = x.size
     blocks = -(-n // BLOCK)
@@ -164,9 +165,13 @@ def quantize_blockwise(x: np.ndarray, signed: bool) -> Tuple[np.ndarray, np.ndar
     padded = padded.reshape(blocks, BLOCK)
     absmax = np.max(np.abs(padded), axis=1) if blocks else np.zeros(0, np.float32)
     absmax = absmax.astype(np.float32)
+    # x * (1 / absmax), both prescaled by 2**64 when absmax < 2**-100 (exact) so that the
+    # reciprocal of a tiny absmax cannot overflow
+    pre = np.where(absmax < np.float32(2.0 ** -100), np.float32(2.0 ** 64),
+                   np.float32(1.0)).astype(np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.float32(1.0) / absmax
-        normalized = padded * inv[:, None]
+        inv = np.float32(1.0) / (absmax * pre)
+        normalized = (padded * pre[:, None]) * inv[:, None]
     codes = _nearest(normalized, signed)
     zero = code_tables()[4 if signed else 5]
     codes[absmax == 0] = zero

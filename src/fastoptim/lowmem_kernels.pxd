@@ -30,9 +30,7 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
 
     ctypedef struct fo_lm_q8_tables:
         const float* m_code             # 256 signed code values, sorted
-        const float* m_mid              # their 255 midpoints, then +inf
         const float* v_code             # 256 unsigned code values
-        const float* v_mid
         const int32_t* m_bucket         # the nearest-code search's bucket tables
         const int32_t* v_bucket
         int m_shift                     # 23 - mantissa bits of a bucket key

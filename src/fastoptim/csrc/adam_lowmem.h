@@ -13,7 +13,8 @@
  * codes are dequantized (code[q] * absmax), the moments updated and the parameter written
  * in one loop that keeps the new moments in a 2 KiB stack buffer (L1) and their absmax;
  * a second loop over that buffer requantizes them with the new absmax (nearest code of
- * value / absmax, through value * (1 / absmax); absmax 0 stores the zero code).
+ * value / absmax, through value * (1 / absmax), both prescaled by 2**64 when absmax is
+ * below 2**-100; absmax 0 stores the zero code).
  *
  * The update (per element, float32, this order, no FMA contraction: -ffp-contract=off):
  *   d  = grad_sign * g  (+ weight_decay * p when weight_decay != 0: Adam's L2 term)
@@ -71,6 +72,10 @@
 /* the bucket tables' exponent classes (fastoptim.lowmem._EXP_CLASSES, _EXP_LOW) */
 #define FO_Q8_EXP_CLASSES 26
 #define FO_Q8_EXP_LOW 103
+/* A block's values are normalized as (x * pre) * (1 / (absmax * pre)): pre = 2**64 when
+   absmax < 2**-100 (exact power-of-two scaling, so that 1 / absmax cannot overflow for a
+   tiny or subnormal absmax), else 1 (x * 1 == x). */
+#define FO_Q8_PRESCALE(absmax) ((absmax) < 0x1p-100f ? 0x1p64f : 1.0f)
 /* elements per OpenMP work item: whole blocks */
 #define FO_LM_CHUNK (FO_Q8_BLOCK * 128)
 
@@ -80,12 +85,11 @@ typedef struct {
         one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps, m_bound;
 } fo_lm_adam_coefficients;
 
-/* the code tables: 256 sorted values, 255 midpoints (signed for m, unsigned for v) */
+/* the code tables (signed for m, unsigned for v): 256 sorted values each, and the bucket
+   tables of the nearest-code search, whose entries carry the midpoints */
 typedef struct {
     const float* m_code;
-    const float* m_mid;             /* 255 midpoints, then +inf */
     const float* v_code;
-    const float* v_mid;
     const int32_t* m_bucket;        /* the nearest-code search's bucket tables (quant8.h) */
     const int32_t* v_bucket;
     int m_shift, v_shift;           /* 23 - mantissa bits of a bucket key */
@@ -150,7 +154,6 @@ static const fo_lm_q8_fn fo_lm_q8_table[FO_LM_LEVELS] = {
     fo_lm_adam_q8_range_l1, fo_lm_adam_q8_range_l2,
 #endif
 };
-static const char* const fo_lm_names[3] = {"sse2", "avx2", "avx512"};
 
 /* 0: baseline, 1: AVX2 + FMA, 2: AVX-512 F/VL/BW/DQ; -1 until chosen (the best, on first use) */
 static int fo_lm_level_ = -1;
@@ -188,7 +191,6 @@ static int fo_lm_level(void) {
     return fo_lm_level_ < 0 ? fo_lm_select(-1) : fo_lm_level_;
 }
 
-static const char* fo_lm_name(int level) { return fo_lm_names[level]; }
 
 /* ---- the entry points ------------------------------------------------------------------- */
 /* Adam with bfloat16 moments over n elements, on `threads` OpenMP threads. */
@@ -307,18 +309,18 @@ FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
     *m_absmax = new_am;
     *v_absmax = new_av;
     if (new_am > 0) {
-        const float inv = 1.0f / new_am;
+        const float pre = FO_Q8_PRESCALE(new_am), inv = 1.0f / (new_am * pre);
         for (Py_ssize_t j = 0; j < len; j++)
-            exp_avg[j] = FO_QNAME(q8_index)(t->m_bucket, t->m_shift, mb[j] * inv);
+            exp_avg[j] = FO_QNAME(q8_index)(t->m_bucket, t->m_shift, (mb[j] * pre) * inv);
     } else if (new_am == 0) {
         memset(exp_avg, t->m_zero, (size_t)len);
     } else {                                    /* NaN: every value NaN after dequantizing */
         memset(exp_avg, 0, (size_t)len);
     }
     if (new_av > 0) {
-        const float inv = 1.0f / new_av;
+        const float pre = FO_Q8_PRESCALE(new_av), inv = 1.0f / (new_av * pre);
         for (Py_ssize_t j = 0; j < len; j++)
-            exp_avg_sq[j] = FO_QNAME(q8_index)(t->v_bucket, t->v_shift, vb[j] * inv);
+            exp_avg_sq[j] = FO_QNAME(q8_index)(t->v_bucket, t->v_shift, (vb[j] * pre) * inv);
     } else if (new_av == 0) {
         memset(exp_avg_sq, t->v_zero, (size_t)len);
     } else {
@@ -430,18 +432,22 @@ FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
     *m_absmax = nam;
     *v_absmax = nav;
     if (nam > 0) {
-        const __m256 inv = _mm256_set1_ps(1.0f / nam);
+        const float pre = FO_Q8_PRESCALE(nam);
+        const __m256 vpre = _mm256_set1_ps(pre), inv = _mm256_set1_ps(1.0f / (nam * pre));
         for (int j = 0; j < FO_Q8_BLOCK; j += 8)
             FO_QNAME(store8)(exp_avg + j, FO_QNAME(q8_index8)(
-                t->m_bucket, t->m_shift, _mm256_mul_ps(_mm256_load_ps(mb + j), inv)));
+                t->m_bucket, t->m_shift,
+                _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(mb + j), vpre), inv)));
     } else {
         memset(exp_avg, nam == 0 ? t->m_zero : 0, FO_Q8_BLOCK);
     }
     if (nav > 0) {
-        const __m256 inv = _mm256_set1_ps(1.0f / nav);
+        const float pre = FO_Q8_PRESCALE(nav);
+        const __m256 vpre = _mm256_set1_ps(pre), inv = _mm256_set1_ps(1.0f / (nav * pre));
         for (int j = 0; j < FO_Q8_BLOCK; j += 8)
             FO_QNAME(store8)(exp_avg_sq + j, FO_QNAME(q8_index8)(
-                t->v_bucket, t->v_shift, _mm256_mul_ps(_mm256_load_ps(vb + j), inv)));
+                t->v_bucket, t->v_shift,
+                _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(vb + j), vpre), inv)));
     } else {
         memset(exp_avg_sq, nav == 0 ? t->v_zero : 0, FO_Q8_BLOCK);
     }

@@ -52,6 +52,12 @@ def _update(p, g, m, v, c, use_wd, scale):
 
 
 @numba.njit(inline="always", cache=True)
+def _prescale(absmax):
+    """FO_Q8_PRESCALE: 2**64 when absmax < 2**-100, else 1."""
+    return np.float32(2.0 ** 64) if absmax < np.float32(2.0 ** -100) else np.float32(1.0)
+
+
+@numba.njit(inline="always", cache=True)
 def _index(mid, x):
     i = 0
     step = 128
@@ -116,17 +122,19 @@ def adam_q8_kernel(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, c, m_co
         m_absmax[b] = new_am
         v_absmax[b] = new_av
         if new_am > 0:
-            inv = one / new_am
+            pre = _prescale(new_am)
+            inv = one / (new_am * pre)
             for j in range(hi - lo):
-                exp_avg[lo + j] = _index(m_mid, mb[j] * inv)
+                exp_avg[lo + j] = _index(m_mid, (mb[j] * pre) * inv)
         else:
             fill = m_zero if new_am == 0 else 0
             for j in range(hi - lo):
                 exp_avg[lo + j] = fill
         if new_av > 0:
-            inv = one / new_av
+            pre = _prescale(new_av)
+            inv = one / (new_av * pre)
             for j in range(hi - lo):
-                exp_avg_sq[lo + j] = _index(v_mid, vb[j] * inv)
+                exp_avg_sq[lo + j] = _index(v_mid, (vb[j] * pre) * inv)
         else:
             fill = v_zero if new_av == 0 else 0
             for j in range(hi - lo):
