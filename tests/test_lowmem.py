@@ -380,3 +380,20 @@ def test_property_compiled_equals_reference(n, scale, seed, kind, zeros):
     assert np.array_equal(bits(params["cython"]), bits(params["numpy"]))
     for key in states["numpy"]:
         assert np.array_equal(bits(states["cython"][key]), bits(states["numpy"][key]))
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_a_compiled_step_allocates_o1_memory(kind):
+    import tracemalloc
+    n = 1 << 20
+    param = np.zeros(n, np.float32)
+    grad = np.ones(n, np.float32)
+    state = lm.adam_state(param, kind)
+    lm.adam_lowmem_step(param, grad, state, step=1, backend="cython")     # warm caches
+    tracemalloc.start()
+    try:
+        lm.adam_lowmem_step(param, grad, state, step=2, backend="cython")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024          # n = 1M elements: no temporary array (4 MB each)
