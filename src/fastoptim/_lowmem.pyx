@@ -8,6 +8,7 @@ array and hyperparameter first.
 cimport numpy as cnp
 from libc.stdint cimport int32_t, uint8_t, uint16_t
 from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
+                                       fo_lm_lion_coefficients, fo_lm_lion_bf16,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
                                        fo_lm_level, fo_lm_supported)
 
@@ -42,7 +43,8 @@ def adam_bf16(param, grad, exp_avg, exp_avg_sq, tuple coefficients, int threads=
 
 def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
             tuple coefficients, tuple tables, int threads=1):
-    """One Adam step with blockwise 8-bit moments, in place. ``tables``: :func:`fastoptim.lowmem.code_tables`."""
+    """One Adam step with blockwise 8-bit moments, in place. ``tables``:
+    :func:`fastoptim.lowmem.code_tables`."""
     cdef fo_lm_adam_coefficients c = _struct(coefficients)
     cdef fo_lm_q8_tables t
     t.m_code = <const float*>_data(tables[0])
@@ -62,6 +64,20 @@ def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
     with nogil:
         fo_lm_adam_q8(p, g, m, ma, v, va, n, &c, &t, threads)
+
+
+def lion_bf16(param, grad, exp_avg, tuple coefficients, int threads=1):
+    """One Lion step with a bfloat16 moment (viewed as uint16), in place. ``coefficients``:
+    :func:`fastoptim.lowmem._lion_coefficients`."""
+    cdef fo_lm_lion_coefficients c
+    (c.lr, c.grad_sign, c.weight_decay, c.beta1, c.one_minus_beta1, c.beta2,
+     c.one_minus_beta2) = coefficients
+    cdef float* p = <float*>_data(param)                    # IN/OUT
+    cdef const float* g = <const float*>_data(grad)         # IN
+    cdef uint16_t* m = <uint16_t*>_data(exp_avg)            # IN/OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    with nogil:
+        fo_lm_lion_bf16(p, g, m, n, &c, threads)
 
 
 def simd_targets():

@@ -42,8 +42,10 @@ import ml_dtypes
 from . import _threads, _validation
 
 __all__ = ["BLOCK", "MIN_8BIT_SIZE", "STATE_DTYPES", "dynamic_map", "code_tables",
-           "quantize_blockwise", "dequantize_blockwise", "adam_state", "restore_state", "state_kind",
-           "state_nbytes", "adam_lowmem_step", "reference_adam_step", "LowMemAdam",
+           "quantize_blockwise", "dequantize_blockwise", "adam_state", "restore_state",
+           "state_kind",
+           "state_nbytes", "adam_lowmem_step", "reference_adam_step", "lion_state",
+           "lion_lowmem_step", "LowMemAdam",
            "LowMemAdamW"]
 
 BLOCK = 256
@@ -290,74 +292,75 @@ def _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
         raise ValueError(f"{_F}: backend must be one of {BACKENDS}, got {backend!r}")
 
 
-def _flat(name: str, a, dtype, size, order: str = "A") -> np.ndarray:
+def _flat(name: str, a, dtype, size, order: str = "A", f: str = _F) -> np.ndarray:
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{_F}: {name} must be a numpy.ndarray, got {type(a).__name__}")
+        raise TypeError(f"{f}: {name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != dtype:
-        raise ValueError(f"{_F}: {name} must be {np.dtype(dtype)}, got {a.dtype}")
+        raise ValueError(f"{f}: {name} must be {np.dtype(dtype)}, got {a.dtype}")
     if a.size != size:
-        raise ValueError(f"{_F}: {name} must hold {size} elements, got {a.size}")
+        raise ValueError(f"{f}: {name} must hold {size} elements, got {a.size}")
     if not (a.flags.c_contiguous or a.flags.f_contiguous):
-        raise ValueError(f"{_F}: {name} must be C- or F-contiguous")
+        raise ValueError(f"{f}: {name} must be C- or F-contiguous")
     return a.reshape(-1, order=order)
 
 
-def _validate(param, grad, state) -> tuple:
-    """The kind and the flat views (param, grad, *state arrays in kernel order)."""
+def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> tuple:
+    """The kind and the flat views (param, grad, *state arrays in kernel order); ``names``:
+    the moments (Adam's two, Lion's one), ``f`` the caller's name for messages."""
     if not isinstance(param, np.ndarray):
-        raise TypeError(f"{_F}: param must be a numpy.ndarray, got {type(param).__name__}")
+        raise TypeError(f"{f}: param must be a numpy.ndarray, got {type(param).__name__}")
     if not isinstance(grad, np.ndarray):
-        raise TypeError(f"{_F}: grad must be a numpy.ndarray, got {type(grad).__name__}")
+        raise TypeError(f"{f}: grad must be a numpy.ndarray, got {type(grad).__name__}")
     if grad.shape != param.shape:
-        raise ValueError(f"{_F}: grad has shape {grad.shape}, param {param.shape}")
-    if not hasattr(state, "keys") or "exp_avg" not in state or "exp_avg_sq" not in state:
-        raise TypeError(f"{_F}: state must be a dict from adam_state (exp_avg, exp_avg_sq, ...)")
+        raise ValueError(f"{f}: grad has shape {grad.shape}, param {param.shape}")
+    if not hasattr(state, "keys") or any(name not in state for name in names):
+        raise TypeError(f"{f}: state must be a dict of the moments {names} (adam_state, "
+                        f"lion_state)")
     kind = state_kind(state)
     if param.dtype != np.float32 and kind in ("bfloat16", "int8"):
-        raise ValueError(f"{_F}: {kind} state needs float32 param, got {param.dtype}")
+        raise ValueError(f"{f}: {kind} state needs float32 param, got {param.dtype}")
     if not param.flags.writeable:
-        raise ValueError(f"{_F}: param is read-only")
+        raise ValueError(f"{f}: param is read-only")
     order = "F" if (param.ndim > 1 and param.flags.f_contiguous
                     and not param.flags.c_contiguous) else "C"
     if param.ndim > 1 and not (param.flags.c_contiguous if order == "C" else True):
-        raise ValueError(f"{_F}: param must be C- or F-contiguous")
+        raise ValueError(f"{f}: param must be C- or F-contiguous")
     for name, a in (("param", param), ("grad", grad)):
         if not (a.flags.c_contiguous or a.flags.f_contiguous):
-            raise ValueError(f"{_F}: {name} must be C- or F-contiguous")
+            raise ValueError(f"{f}: {name} must be C- or F-contiguous")
     if param.ndim > 1 and not (grad.flags.c_contiguous if order == "C"
                                else grad.flags.f_contiguous):
-        raise ValueError(f"{_F}: param and grad must be contiguous in one common order")
+        raise ValueError(f"{f}: param and grad must be contiguous in one common order")
     n = param.size
     p = param.reshape(-1, order=order)
-    g = _flat("grad", grad, param.dtype, n, order)
+    g = _flat("grad", grad, param.dtype, n, order, f)
     if kind == "int8":
         if n < MIN_8BIT_SIZE:
-            raise ValueError(f"{_F}: int8 state needs at least {MIN_8BIT_SIZE} elements "
+            raise ValueError(f"{f}: int8 state needs at least {MIN_8BIT_SIZE} elements "
                              f"(smaller arrays keep float32 state: adam_state)")
         blocks = -(-n // BLOCK)
-        arrays = [_flat("exp_avg", state["exp_avg"], np.uint8, n),
-                  _flat("exp_avg_absmax", state.get("exp_avg_absmax"), np.float32, blocks),
-                  _flat("exp_avg_sq", state["exp_avg_sq"], np.uint8, n),
+        arrays = [_flat("exp_avg", state["exp_avg"], np.uint8, n, f=f),
+                  _flat("exp_avg_absmax", state.get("exp_avg_absmax"), np.float32, blocks, f=f),
+                  _flat("exp_avg_sq", state["exp_avg_sq"], np.uint8, n, f=f),
                   _flat("exp_avg_sq_absmax", state.get("exp_avg_sq_absmax"), np.float32,
-                        blocks)]
+                        blocks, f=f)]
     elif kind == "bfloat16":
-        arrays = [_flat("exp_avg", state["exp_avg"], bfloat16, n),
-                  _flat("exp_avg_sq", state["exp_avg_sq"], bfloat16, n)]
+        arrays = [_flat(name, state[name], bfloat16, n, f=f) for name in names]
     else:
         if state["exp_avg"].dtype != param.dtype:
-            raise ValueError(f"{_F}: exp_avg must be {param.dtype} (the parameters' dtype) or "
+            raise ValueError(f"{f}: exp_avg must be {param.dtype} (the parameters' dtype) or "
                              f"bfloat16 / uint8 codes, got {state['exp_avg'].dtype}")
         arrays = [state["exp_avg"], state["exp_avg_sq"]]
     written = [p] + [a for a in arrays]
     for a in arrays:
         if not a.flags.writeable:
-            raise ValueError(f"{_F}: a state array is read-only")
+            raise ValueError(f"{f}: a state array is read-only")
     everything = [p, g] + arrays
     for i in range(len(everything)):
         for j in range(i + 1, len(everything)):
             if (everything[i] is not g or everything[j] is not g) and \
                     np.may_share_memory(everything[i], everything[j]):
-                raise ValueError(f"{_F}: param, grad and the state arrays must not overlap")
+                raise ValueError(f"{f}: param, grad and the state arrays must not overlap")
     del written
     return kind, p, g, arrays
 
@@ -467,6 +470,72 @@ def reference_adam_step(param, grad, state, **hyper) -> None:
     """:func:`adam_lowmem_step` with ``backend="numpy"``: the readable NumPy reference
     (decode the moments to float32 temporaries, update, encode)."""
     adam_lowmem_step(param, grad, state, backend="numpy", **hyper)
+
+
+# ---- Lion ---------------------------------------------------------------------------------
+def lion_state(param: np.ndarray, state_dtype: str = "bfloat16") -> Dict[str, np.ndarray]:
+    """A new (zero) Lion state: ``exp_avg`` as 1-D bfloat16 (float32 parameters), or of the
+    parameters' shape and float dtype (``"float32"`` / ``"float64"``)."""
+    if state_dtype not in ("float32", "float64", "bfloat16"):
+        raise ValueError(f"lion_state: state_dtype must be one of ('float32', 'float64', "
+                         f"'bfloat16'), got {state_dtype!r}")
+    full = adam_state(param, state_dtype)
+    return {"exp_avg": full["exp_avg"]}
+
+
+def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], *,
+                     lr: float = 1e-4, beta1: float = 0.9, beta2: float = 0.99,
+                     weight_decay: float = 0.0, maximize: bool = False,
+                     backend: str = "auto") -> None:
+    r"""One Lion step (:func:`fastoptim.lion_step`'s formula) with its moment stored as
+    bfloat16 (:func:`lion_state`), computed in float32, in place.
+
+    .. math::
+
+        u = \operatorname{sign}(\beta_1 m + (1-\beta_1) g), \quad
+        \theta \leftarrow \theta - \text{lr}\,(u + \lambda\theta), \quad
+        m \leftarrow \beta_2 m + (1-\beta_2) g
+
+    A float state runs :func:`fastoptim.lion_step`.
+    """
+    f = "lion_lowmem_step"
+    _validation.nonnegative(f, "lr", lr)
+    _validation.unit_interval(f, "beta1", beta1)
+    _validation.unit_interval(f, "beta2", beta2)
+    _validation.nonnegative(f, "weight_decay", weight_decay)
+    _validation.flag(f, "maximize", maximize)
+    if backend not in BACKENDS:
+        raise ValueError(f"{f}: backend must be one of {BACKENDS}, got {backend!r}")
+    if not hasattr(state, "keys") or "exp_avg" not in state:
+        raise TypeError(f"{f}: state must be a dict from lion_state (exp_avg)")
+    kind = "bfloat16" if state["exp_avg"].dtype == bfloat16 else None
+    if kind is None:
+        if state["exp_avg"].dtype == np.uint8:
+            raise ValueError(f"{f}: Lion keeps a bfloat16 or float moment, not int8 codes")
+        from .optimizers.lion import lion_step
+        lion_step(param, grad, state["exp_avg"], lr=lr, beta1=beta1, beta2=beta2,
+                  weight_decay=weight_decay, maximize=maximize, backend=backend)
+        return
+    _, p, g, arrays = _validate(param, grad, state, ("exp_avg",), f)
+    c = (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(beta1),
+         1.0 - float(beta1), float(beta2), 1.0 - float(beta2))
+    m = arrays[0]
+    if backend == "numpy":
+        lr_, gs, wd, b1, omb1, b2, omb2 = (np.float32(x) for x in c)
+        m_old = m.astype(np.float32)
+        d = gs * g
+        u = np.sign(b1 * m_old + omb1 * d)
+        new_m = b2 * m_old + omb2 * d
+        new_p = p - lr_ * (u + wd * p if wd != 0 else u)
+        m[...] = new_m.astype(bfloat16)
+        p[...] = new_p
+    elif backend == "numba":
+        from .numba_kernels import lowmem as nb
+        nb.lion_bf16_kernel(p, g, m.view(np.uint16), np.array(c, np.float32))
+    else:
+        from . import _lowmem
+        threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
+        _lowmem.lion_bf16(p, g, m, c, threads)
 
 
 # ---- classes --------------------------------------------------------------------------------

@@ -28,6 +28,15 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
         float eps
         float m_bound                   # C_t: |m| <= C_t sqrt(v) (the zero-gradient trap)
 
+    ctypedef struct fo_lm_lion_coefficients:
+        float lr
+        float grad_sign
+        float weight_decay              # decoupled
+        float beta1
+        float one_minus_beta1
+        float beta2
+        float one_minus_beta2
+
     ctypedef struct fo_lm_q8_tables:
         const float* m_code             # 256 signed code values, sorted
         const float* v_code             # 256 unsigned code values
@@ -49,6 +58,9 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
                        float* exp_avg_absmax, uint8_t* exp_avg_sq, float* exp_avg_sq_absmax,
                        Py_ssize_t n, const fo_lm_adam_coefficients* c,
                        const fo_lm_q8_tables* t, int threads) noexcept
+    # IN/OUT param, exp_avg (bfloat16 bits); IN grad, c
+    void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
+                         const fo_lm_lion_coefficients* c, int threads) noexcept
     int fo_lm_select(int level) noexcept
     int fo_lm_level() noexcept
     int fo_lm_supported(int level) noexcept

@@ -85,6 +85,11 @@ typedef struct {
         one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps, m_bound;
 } fo_lm_adam_coefficients;
 
+/* Lion's per-call scalars (fastoptim.lowmem._lion_coefficients) */
+typedef struct {
+    float lr, grad_sign, weight_decay, beta1, one_minus_beta1, beta2, one_minus_beta2;
+} fo_lm_lion_coefficients;
+
 /* the code tables (signed for m, unsigned for v): 256 sorted values each, and the bucket
    tables of the nearest-code search, whose entries carry the midpoints */
 typedef struct {
@@ -142,6 +147,14 @@ typedef void (*fo_lm_q8_fn)(float*, const float*, uint8_t*, float*, uint8_t*, fl
                             Py_ssize_t, const fo_lm_adam_coefficients*,
                             const fo_lm_q8_tables*);
 
+typedef void (*fo_lm_lion_fn)(float*, const float*, uint16_t*, Py_ssize_t,
+                              const fo_lm_lion_coefficients*);
+static const fo_lm_lion_fn fo_lm_lion_table[FO_LM_LEVELS] = {
+    fo_lm_lion_bf16_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_lion_bf16_range_l1, fo_lm_lion_bf16_range_l2,
+#endif
+};
 static const fo_lm_bf16_fn fo_lm_bf16_table[FO_LM_LEVELS] = {
     fo_lm_adam_bf16_range_l0,
 #if FO_LM_DISPATCH
@@ -206,6 +219,21 @@ static void fo_lm_adam_bf16(float* param, const float* grad, uint16_t* exp_avg,
         Py_ssize_t lo = k * FO_LM_CHUNK;
         Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
         f(param + lo, grad + lo, exp_avg + lo, exp_avg_sq + lo, len, c);
+    }
+}
+
+/* Lion with a bfloat16 moment over n elements, on `threads` OpenMP threads. */
+static void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
+                            const fo_lm_lion_coefficients* c, int threads) {
+    fo_lm_lion_fn f = fo_lm_lion_table[fo_lm_level()];
+    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
+    if (threads < 1 || chunks < 2)
+        threads = 1;
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (Py_ssize_t k = 0; k < chunks; k++) {
+        Py_ssize_t lo = k * FO_LM_CHUNK;
+        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
+        f(param + lo, grad + lo, exp_avg + lo, len, c);
     }
 }
 
@@ -279,6 +307,33 @@ FO_QTARGET static void FO_QNAME(adam_bf16_range)(float* param, const float* grad
         FO_QNAME(adam_bf16_loop)(param, grad, exp_avg, exp_avg_sq, n, &k, 0, 1);
     else
         FO_QNAME(adam_bf16_loop)(param, grad, exp_avg, exp_avg_sq, n, &k, 0, 0);
+}
+
+/* Lion (csrc/lion.h's formula) with its moment stored as bfloat16:
+   u = sign(beta1*m + (1-beta1)*d), p = p - lr*(u (+ weight_decay*p)), m = beta2*m + (1-beta2)*d */
+FO_QINLINE void FO_QNAME(lion_bf16_loop)(float* FO_RESTRICT param,
+                                          const float* FO_RESTRICT grad,
+                                          uint16_t* FO_RESTRICT exp_avg, Py_ssize_t n,
+                                          const fo_lm_lion_coefficients* FO_RESTRICT c,
+                                          int use_wd) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float p = param[i], d = c->grad_sign * grad[i];
+        float m = FO_QNAME(bf16_load)(exp_avg[i]);
+        float e = c->beta1 * m + c->one_minus_beta1 * d;
+        float u = e > 0 ? 1.0f : (e < 0 ? -1.0f : (e == 0 ? 0.0f : e));
+        exp_avg[i] = FO_QNAME(bf16_store)(c->beta2 * m + c->one_minus_beta2 * d);
+        param[i] = p - c->lr * (use_wd ? u + c->weight_decay * p : u);
+    }
+}
+
+FO_QTARGET static void FO_QNAME(lion_bf16_range)(float* param, const float* grad,
+                                                  uint16_t* exp_avg, Py_ssize_t n,
+                                                  const fo_lm_lion_coefficients* c) {
+    fo_lm_lion_coefficients k = *c;
+    if (k.weight_decay != 0)
+        FO_QNAME(lion_bf16_loop)(param, grad, exp_avg, n, &k, 1);
+    else
+        FO_QNAME(lion_bf16_loop)(param, grad, exp_avg, n, &k, 0);
 }
 
 /* one block of len <= FO_Q8_BLOCK elements: dequantize, update, write p; requantize */

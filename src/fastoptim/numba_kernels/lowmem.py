@@ -13,7 +13,7 @@ from numba import prange
 
 from ._common import jit
 
-__all__ = ["adam_bf16_kernel", "adam_q8_kernel", "BLOCK"]
+__all__ = ["adam_bf16_kernel", "adam_q8_kernel", "lion_bf16_kernel", "BLOCK"]
 
 BLOCK = 256            # FO_Q8_BLOCK
 _CHUNK = 4096          # elements per parallel work item of the bfloat16 kernel
@@ -139,3 +139,32 @@ def adam_q8_kernel(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, c, m_co
             fill = v_zero if new_av == 0 else 0
             for j in range(hi - lo):
                 exp_avg_sq[lo + j] = fill
+
+
+@jit
+def lion_bf16_kernel(param, grad, exp_avg, c):
+    """Lion with a bfloat16 moment (uint16 bit view), in place; ``c``: lr, grad_sign,
+    weight_decay, beta1, 1 - beta1, beta2, 1 - beta2 (float32)."""
+    n = param.size
+    use_wd = c[2] != 0
+    chunks = (n + _CHUNK - 1) // _CHUNK
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for k in prange(chunks):
+        lo = k * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        for i in range(lo, hi):
+            p = param[i]
+            d = c[1] * grad[i]
+            m = _bf16_load(exp_avg[i])
+            e = c[3] * m + c[4] * d
+            if e > 0:
+                u = one
+            elif e < 0:
+                u = -one
+            elif e == 0:
+                u = zero
+            else:
+                u = e
+            exp_avg[i] = _bf16_store(c[5] * m + c[6] * d)
+            param[i] = p - c[0] * (u + c[2] * p if use_wd else u)
