@@ -390,7 +390,8 @@ FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
 /* the nearest code index of 8 normalized values (quant8.h's q8_index, lane-wise) */
 FO_QINLINE __m256i FO_QNAME(q8_index8)(const int32_t* bucket, int shift, __m256 x) {
     __m256i u = _mm256_castps_si256(x);
-    __m256i sign = _mm256_srli_epi32(u, 31);
+    __m256i sign_classes = _mm256_and_si256(_mm256_srai_epi32(u, 31),
+                                            _mm256_set1_epi32(FO_Q8_EXP_CLASSES));
     __m256i e = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(u, 23),
                                                   _mm256_set1_epi32(0xff)),
                                  _mm256_set1_epi32(FO_Q8_EXP_LOW - 1));
@@ -400,9 +401,7 @@ FO_QINLINE __m256i FO_QNAME(q8_index8)(const int32_t* bucket, int shift, __m256 
     __m256i mant = _mm256_and_si256(_mm256_srl_epi32(u, _mm_cvtsi32_si128(shift)),
                                     _mm256_set1_epi32((1 << bits) - 1));
     __m256i key = _mm256_add_epi32(
-        _mm256_sll_epi32(_mm256_add_epi32(_mm256_mullo_epi32(
-                                              sign, _mm256_set1_epi32(FO_Q8_EXP_CLASSES)), e),
-                         _mm_cvtsi32_si128(bits)),
+        _mm256_sll_epi32(_mm256_add_epi32(sign_classes, e), _mm_cvtsi32_si128(bits)),
         mant);
     __m256i entry = _mm256_i32gather_epi32((const int*)bucket, key, 4);
     __m256i base = _mm256_and_si256(entry, _mm256_set1_epi32(0xff));
