@@ -60,7 +60,7 @@ HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_glue.pxi", "_registry.py",
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])
 OPENMP = {"kernels": OPENMP_FLAGS, "_reductions": OPENMP_FLAGS, "_lamb": OPENMP_FLAGS,
-          "_adafactor": OPENMP_FLAGS}
+          "_adafactor": OPENMP_FLAGS, "_lowmem": OPENMP_FLAGS}
 DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,
@@ -92,6 +92,8 @@ setup(
          extension("_muon", ["csrc/muon.h", "_muon.pxd"]),
          # Adafactor's factored moments and update clipping are reductions: its own module
          extension("_adafactor", ["_adafactor.pxd", "csrc/adafactor.h"]),
+         # Adam with bfloat16 / 8-bit moments (fastoptim.lowmem): its own module
+         extension("_lowmem", ["lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h"]),
          ],
         compiler_directives=DIRECTIVES,
     ),

@@ -1,0 +1,101 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The ``"cython"`` backend of :mod:`fastoptim.lowmem`: Adam with bfloat16 or blockwise 8-bit
+moments (``csrc/adam_lowmem.h``), one fused pass, ``threads`` OpenMP threads.
+
+These functions do **not** validate: :func:`fastoptim.lowmem.adam_lowmem_step` checks every
+array and hyperparameter first.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int32_t, uint8_t, uint16_t
+from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
+                                       fo_lm_lion_coefficients, fo_lm_lion_bf16,
+                                       fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
+                                       fo_lm_level, fo_lm_supported)
+
+cnp.import_array()
+
+_LEVELS = ("sse2", "avx2", "avx512")
+
+
+cdef fo_lm_adam_coefficients _struct(tuple v) except *:
+    cdef fo_lm_adam_coefficients c
+    (c.grad_sign, c.weight_decay, c.param_scale, c.beta1, c.one_minus_beta1, c.beta2,
+     c.one_minus_beta2, c.step_size, c.inv_bias_correction2_sqrt, c.eps, c.m_bound) = v
+    return c
+
+
+cdef inline void* _data(object a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def adam_bf16(param, grad, exp_avg, exp_avg_sq, tuple coefficients, int threads=1):
+    """One Adam step with bfloat16 moments (``exp_avg``, ``exp_avg_sq`` viewed as uint16),
+    in place. ``coefficients``: :func:`fastoptim.lowmem._coefficients`."""
+    cdef fo_lm_adam_coefficients c = _struct(coefficients)
+    cdef float* p = <float*>_data(param)                    # IN/OUT
+    cdef const float* g = <const float*>_data(grad)         # IN
+    cdef uint16_t* m = <uint16_t*>_data(exp_avg)            # IN/OUT
+    cdef uint16_t* v = <uint16_t*>_data(exp_avg_sq)         # IN/OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    with nogil:
+        fo_lm_adam_bf16(p, g, m, v, n, &c, threads)
+
+
+def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
+            tuple coefficients, tuple tables, int threads=1):
+    """One Adam step with blockwise 8-bit moments, in place. ``tables``:
+    :func:`fastoptim.lowmem.code_tables`."""
+    cdef fo_lm_adam_coefficients c = _struct(coefficients)
+    cdef fo_lm_q8_tables t
+    t.m_code = <const float*>_data(tables[0])
+    t.v_code = <const float*>_data(tables[2])
+    t.m_zero = tables[4]
+    t.v_zero = tables[5]
+    t.m_bucket = <const int32_t*>_data(tables[6])
+    t.v_bucket = <const int32_t*>_data(tables[7])
+    t.m_shift = tables[8]
+    t.v_shift = tables[9]
+    cdef float* p = <float*>_data(param)                    # IN/OUT
+    cdef const float* g = <const float*>_data(grad)         # IN
+    cdef uint8_t* m = <uint8_t*>_data(exp_avg)              # IN/OUT
+    cdef float* ma = <float*>_data(exp_avg_absmax)          # IN/OUT
+    cdef uint8_t* v = <uint8_t*>_data(exp_avg_sq)           # IN/OUT
+    cdef float* va = <float*>_data(exp_avg_sq_absmax)       # IN/OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    with nogil:
+        fo_lm_adam_q8(p, g, m, ma, v, va, n, &c, &t, threads)
+
+
+def lion_bf16(param, grad, exp_avg, tuple coefficients, int threads=1):
+    """One Lion step with a bfloat16 moment (viewed as uint16), in place. ``coefficients``:
+    :func:`fastoptim.lowmem._lion_coefficients`."""
+    cdef fo_lm_lion_coefficients c
+    (c.lr, c.grad_sign, c.weight_decay, c.beta1, c.one_minus_beta1, c.beta2,
+     c.one_minus_beta2) = coefficients
+    cdef float* p = <float*>_data(param)                    # IN/OUT
+    cdef const float* g = <const float*>_data(grad)         # IN
+    cdef uint16_t* m = <uint16_t*>_data(exp_avg)            # IN/OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    with nogil:
+        fo_lm_lion_bf16(p, g, m, n, &c, threads)
+
+
+def simd_targets():
+    """The SIMD variants of the compressed-state loops this CPU can run, best last."""
+    return [name for level, name in enumerate(_LEVELS) if fo_lm_supported(level)]
+
+
+def simd_target():
+    """The active variant: ``"avx512"``, ``"avx2"`` or ``"sse2"`` (the baseline)."""
+    return _LEVELS[fo_lm_level()]
+
+
+def _select_simd_target(str name):
+    """Make ``name`` (one of :func:`simd_targets`) the active variant; for tests and
+    benchmarks. Returns the previously active name."""
+    previous = simd_target()
+    if name not in simd_targets():
+        raise ValueError(f"SIMD target {name!r} is not available here; choose from "
+                         f"{simd_targets()}")
+    fo_lm_select(_LEVELS.index(name))
+    return previous

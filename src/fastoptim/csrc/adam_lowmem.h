@@ -1,0 +1,552 @@
+/* Adam / AdamW with compressed moments: the "cython" backend's kernels of
+ * fastoptim.lowmem (glue: fastoptim/_lowmem.pyx; Numba twin: numba_kernels/lowmem.py;
+ * reference: fastoptim.lowmem.reference_adam_step).
+ *
+ * Parameters and gradients are float32; the moments are stored either as
+ *   bfloat16  one uint16 per element (csrc/quant8.h), computed in float32, stored rounded
+ *             to nearest even: 4 bytes of state per parameter instead of 8;
+ *   int8      bitsandbytes' blockwise dynamic quantization: blocks of FO_Q8_BLOCK = 256
+ *             elements, one uint8 code index per element and one float32 absmax per block,
+ *             the signed dynamic code for m and the unsigned one for v: 2 + 8/256 bytes.
+ *
+ * One pass over memory. bfloat16: per element, load, update, store. int8: per block, the
+ * codes are dequantized (code[q] * absmax), the moments updated and the parameter written
+ * in one loop that keeps the new moments in a 2 KiB stack buffer (L1) and their absmax;
+ * a second loop over that buffer requantizes them with the new absmax (nearest code of
+ * value / absmax, through value * (1 / absmax), both prescaled by 2**64 when absmax is
+ * below 2**-100; absmax 0 stores the zero code).
+ *
+ * The update (per element, float32, this order, no FMA contraction: -ffp-contract=off):
+ *   d  = grad_sign * g  (+ weight_decay * p when weight_decay != 0: Adam's L2 term)
+ *   m  = beta1 * m + one_minus_beta1 * d
+ *   v  = beta2 * v + one_minus_beta2 * (d * d)
+ *   s  = sqrt(v)
+ *   m  = clamp(m, -m_bound * s, m_bound * s)
+ *   p  = (param_scale * p when param_scale != 1: AdamW) - step_size * m / (s * inv_bc2_sqrt + eps)
+ *
+ * The clamp is the zero-gradient trap's fix (unsloth-zoo #962). In exact arithmetic
+ * |m_t| <= C_t sqrt(v_t) with C_t = (1 - beta1) / sqrt(1 - beta2) * sqrt(sum_{k<t} r^k),
+ * r = beta1^2 / beta2 (Cauchy-Schwarz on the two moving averages), so Adam's per-step change
+ * is at most lr * C_t * sqrt(1 - beta2^t) / (1 - beta1^t). Quantization breaks the
+ * invariant: in a block with one large gradient, a small element's v rounds to the zero
+ * code while its m (whose code is relative to |m|, not m^2) does not; when its gradient
+ * then becomes exactly 0, m / (sqrt(0) + eps) explodes. Clamping to C_t sqrt(v)
+ * (m_bound = C_t, computed per call) restores the float32 bound; it never binds for states
+ * an exact computation could reach.
+ *
+ * Threads: OpenMP over chunks of FO_LM_CHUNK elements (whole blocks); every element and
+ * every block is computed by the same code whatever the chunk's thread, so the result does
+ * not depend on the thread count. The SIMD targets (baseline, AVX2+FMA, AVX-512) compile
+ * the same scalar C with comparisons and integer operations only: the same bits.
+ *
+ * This header includes itself once per SIMD target with FO_LM_BODY defined.
+ */
+#ifndef FO_LM_BODY
+#ifndef FASTOPTIM_ADAM_LOWMEM_H
+#define FASTOPTIM_ADAM_LOWMEM_H
+
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FO_LM_RESTRICT __restrict__
+#define FO_QINLINE static inline __attribute__((always_inline)) FO_QTARGET
+#else
+#define FO_LM_RESTRICT
+#define FO_QINLINE static inline FO_QTARGET
+#endif
+#define FO_RESTRICT FO_LM_RESTRICT
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define FO_LM_DISPATCH 1
+#else
+#define FO_LM_DISPATCH 0
+#endif
+
+#define FO_Q8_BLOCK 256
+/* the bucket tables' exponent classes (fastoptim.lowmem._EXP_CLASSES, _EXP_LOW) */
+#define FO_Q8_EXP_CLASSES 26
+#define FO_Q8_EXP_LOW 103
+/* A block's values are normalized as (x * pre) * (1 / (absmax * pre)): pre = 2**64 when
+   absmax < 2**-100 (exact power-of-two scaling, so that 1 / absmax cannot overflow for a
+   tiny or subnormal absmax), else 1 (x * 1 == x). */
+#define FO_Q8_PRESCALE(absmax) ((absmax) < 0x1p-100f ? 0x1p64f : 1.0f)
+/* elements per OpenMP work item: whole blocks */
+#define FO_LM_CHUNK (FO_Q8_BLOCK * 128)
+
+/* the per-call scalars (fastoptim.lowmem computes them once per call) */
+typedef struct {
+    float grad_sign, weight_decay, param_scale, beta1, one_minus_beta1, beta2,
+        one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps, m_bound;
+} fo_lm_adam_coefficients;
+
+/* Lion's per-call scalars (fastoptim.lowmem._lion_coefficients) */
+typedef struct {
+    float lr, grad_sign, weight_decay, beta1, one_minus_beta1, beta2, one_minus_beta2;
+} fo_lm_lion_coefficients;
+
+/* the code tables (signed for m, unsigned for v): 256 sorted values each, and the bucket
+   tables of the nearest-code search, whose entries carry the midpoints */
+typedef struct {
+    const float* m_code;
+    const float* v_code;
+    const int32_t* m_bucket;        /* the nearest-code search's bucket tables (quant8.h) */
+    const int32_t* v_bucket;
+    int m_shift, v_shift;           /* 23 - mantissa bits of a bucket key */
+    uint8_t m_zero, v_zero;         /* the index of the code value 0 */
+} fo_lm_q8_tables;
+
+/* ---- the loops, per SIMD target --------------------------------------------------------- */
+#define FO_LM_BODY 1
+
+#define FO_QNAME(x) fo_lm_##x##_l0
+#define FO_QTARGET
+#define FO_LM_VEC 0
+#include "adam_lowmem.h"
+#undef FO_QNAME
+#undef FO_QTARGET
+#undef FO_LM_VEC
+
+#if FO_LM_DISPATCH
+#define FO_QNAME(x) fo_lm_##x##_l1
+#define FO_QTARGET __attribute__((target("avx2,fma")))
+#define FO_LM_VEC 1
+#include "adam_lowmem.h"
+#undef FO_QNAME
+#undef FO_QTARGET
+#undef FO_LM_VEC
+
+#define FO_QNAME(x) fo_lm_##x##_l2
+#if defined(__clang__)
+#define FO_QTARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#else
+#define FO_QTARGET __attribute__((target( \
+    "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
+#endif
+#define FO_LM_VEC 1
+#include "adam_lowmem.h"
+#undef FO_QNAME
+#undef FO_QTARGET
+#undef FO_LM_VEC
+#define FO_LM_LEVELS 3
+#else
+#define FO_LM_LEVELS 1
+#endif
+
+#undef FO_LM_BODY
+
+/* ---- SIMD level ------------------------------------------------------------------------- */
+typedef void (*fo_lm_bf16_fn)(float*, const float*, uint16_t*, uint16_t*, Py_ssize_t,
+                              const fo_lm_adam_coefficients*);
+typedef void (*fo_lm_q8_fn)(float*, const float*, uint8_t*, float*, uint8_t*, float*,
+                            Py_ssize_t, const fo_lm_adam_coefficients*,
+                            const fo_lm_q8_tables*);
+
+typedef void (*fo_lm_lion_fn)(float*, const float*, uint16_t*, Py_ssize_t,
+                              const fo_lm_lion_coefficients*);
+static const fo_lm_lion_fn fo_lm_lion_table[FO_LM_LEVELS] = {
+    fo_lm_lion_bf16_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_lion_bf16_range_l1, fo_lm_lion_bf16_range_l2,
+#endif
+};
+static const fo_lm_bf16_fn fo_lm_bf16_table[FO_LM_LEVELS] = {
+    fo_lm_adam_bf16_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_adam_bf16_range_l1, fo_lm_adam_bf16_range_l2,
+#endif
+};
+static const fo_lm_q8_fn fo_lm_q8_table[FO_LM_LEVELS] = {
+    fo_lm_adam_q8_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_adam_q8_range_l1, fo_lm_adam_q8_range_l2,
+#endif
+};
+
+/* 0: baseline, 1: AVX2 + FMA, 2: AVX-512 F/VL/BW/DQ; -1 until chosen (the best, on first use) */
+static int fo_lm_level_ = -1;
+
+static int fo_lm_supported(int level) {
+    if (level == 0)
+        return 1;
+    if (level < 0 || level >= FO_LM_LEVELS)
+        return 0;
+#if FO_LM_DISPATCH
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+        return 0;
+    if (level >= 2 && !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+                        && __builtin_cpu_supports("avx512bw")
+                        && __builtin_cpu_supports("avx512dq")))
+        return 0;
+#endif
+    return 1;
+}
+
+/* Select a level (tests and benchmarks); returns the active level afterwards. */
+static int fo_lm_select(int level) {
+    if (level >= 0 && fo_lm_supported(level))
+        fo_lm_level_ = level;
+    else if (fo_lm_level_ < 0) {
+        fo_lm_level_ = FO_LM_LEVELS - 1;
+        while (fo_lm_level_ > 0 && !fo_lm_supported(fo_lm_level_))
+            fo_lm_level_--;
+    }
+    return fo_lm_level_;
+}
+
+static int fo_lm_level(void) {
+    return fo_lm_level_ < 0 ? fo_lm_select(-1) : fo_lm_level_;
+}
+
+
+/* ---- the entry points ------------------------------------------------------------------- */
+/* Adam with bfloat16 moments over n elements, on `threads` OpenMP threads. */
+static void fo_lm_adam_bf16(float* param, const float* grad, uint16_t* exp_avg,
+                            uint16_t* exp_avg_sq, Py_ssize_t n,
+                            const fo_lm_adam_coefficients* c, int threads) {
+    fo_lm_bf16_fn f = fo_lm_bf16_table[fo_lm_level()];
+    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
+    if (threads < 1 || chunks < 2)
+        threads = 1;
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (Py_ssize_t k = 0; k < chunks; k++) {
+        Py_ssize_t lo = k * FO_LM_CHUNK;
+        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
+        f(param + lo, grad + lo, exp_avg + lo, exp_avg_sq + lo, len, c);
+    }
+}
+
+/* Lion with a bfloat16 moment over n elements, on `threads` OpenMP threads. */
+static void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
+                            const fo_lm_lion_coefficients* c, int threads) {
+    fo_lm_lion_fn f = fo_lm_lion_table[fo_lm_level()];
+    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
+    if (threads < 1 || chunks < 2)
+        threads = 1;
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (Py_ssize_t k = 0; k < chunks; k++) {
+        Py_ssize_t lo = k * FO_LM_CHUNK;
+        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
+        f(param + lo, grad + lo, exp_avg + lo, len, c);
+    }
+}
+
+/* Adam with blockwise 8-bit moments over n elements (absmax: one per FO_Q8_BLOCK block). */
+static void fo_lm_adam_q8(float* param, const float* grad, uint8_t* exp_avg,
+                          float* exp_avg_absmax, uint8_t* exp_avg_sq, float* exp_avg_sq_absmax,
+                          Py_ssize_t n, const fo_lm_adam_coefficients* c,
+                          const fo_lm_q8_tables* t, int threads) {
+    fo_lm_q8_fn f = fo_lm_q8_table[fo_lm_level()];
+    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
+    const Py_ssize_t blocks = FO_LM_CHUNK / FO_Q8_BLOCK;
+    if (threads < 1 || chunks < 2)
+        threads = 1;
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (Py_ssize_t k = 0; k < chunks; k++) {
+        Py_ssize_t lo = k * FO_LM_CHUNK;
+        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
+        f(param + lo, grad + lo, exp_avg + lo, exp_avg_absmax + k * blocks, exp_avg_sq + lo,
+          exp_avg_sq_absmax + k * blocks, len, c, t);
+    }
+}
+
+#endif /* FASTOPTIM_ADAM_LOWMEM_H */
+
+#else /* FO_LM_BODY: the loops, once per FO_QTARGET ---------------------------------------- */
+
+#include "quant8.h"
+
+/* the float32 update of one element; m and v in, the new m and v out; returns the new p */
+FO_QINLINE float FO_QNAME(adam_update)(float p, float g, float* FO_RESTRICT m,
+                                        float* FO_RESTRICT v,
+                                        const fo_lm_adam_coefficients* FO_RESTRICT c,
+                                        int use_wd, int scale) {
+    float d = use_wd ? c->grad_sign * g + c->weight_decay * p : c->grad_sign * g;
+    float mn = c->beta1 * *m + c->one_minus_beta1 * d;
+    float vn = c->beta2 * *v + c->one_minus_beta2 * (d * d);
+    float s = sqrtf(vn);
+    float bound = c->m_bound * s;
+    mn = mn > bound ? bound : (mn < -bound ? -bound : mn);
+    *m = mn;
+    *v = vn;
+    float denom = s * c->inv_bias_correction2_sqrt + c->eps;
+    return (scale ? c->param_scale * p : p) - c->step_size * mn / denom;
+}
+
+FO_QINLINE void FO_QNAME(adam_bf16_loop)(float* FO_RESTRICT param,
+                                          const float* FO_RESTRICT grad,
+                                          uint16_t* FO_RESTRICT exp_avg,
+                                          uint16_t* FO_RESTRICT exp_avg_sq, Py_ssize_t n,
+                                          const fo_lm_adam_coefficients* FO_RESTRICT c,
+                                          int use_wd, int scale) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float m = FO_QNAME(bf16_load)(exp_avg[i]), v = FO_QNAME(bf16_load)(exp_avg_sq[i]);
+        param[i] = FO_QNAME(adam_update)(param[i], grad[i], &m, &v, c, use_wd, scale);
+        exp_avg[i] = FO_QNAME(bf16_store)(m);
+        exp_avg_sq[i] = FO_QNAME(bf16_store)(v);
+    }
+}
+
+FO_QTARGET static void FO_QNAME(adam_bf16_range)(float* param, const float* grad,
+                                                  uint16_t* exp_avg, uint16_t* exp_avg_sq,
+                                                  Py_ssize_t n,
+                                                  const fo_lm_adam_coefficients* c) {
+    fo_lm_adam_coefficients k = *c;    /* a local copy: no aliasing with the arrays */
+    int w = k.weight_decay != 0, s = k.param_scale != 1;
+    if (w && s)
+        FO_QNAME(adam_bf16_loop)(param, grad, exp_avg, exp_avg_sq, n, &k, 1, 1);
+    else if (w)
+        FO_QNAME(adam_bf16_loop)(param, grad, exp_avg, exp_avg_sq, n, &k, 1, 0);
+    else if (s)
+        FO_QNAME(adam_bf16_loop)(param, grad, exp_avg, exp_avg_sq, n, &k, 0, 1);
+    else
+        FO_QNAME(adam_bf16_loop)(param, grad, exp_avg, exp_avg_sq, n, &k, 0, 0);
+}
+
+/* Lion (csrc/lion.h's formula) with its moment stored as bfloat16:
+   u = sign(beta1*m + (1-beta1)*d), p = p - lr*(u (+ weight_decay*p)), m = beta2*m + (1-beta2)*d */
+FO_QINLINE void FO_QNAME(lion_bf16_loop)(float* FO_RESTRICT param,
+                                          const float* FO_RESTRICT grad,
+                                          uint16_t* FO_RESTRICT exp_avg, Py_ssize_t n,
+                                          const fo_lm_lion_coefficients* FO_RESTRICT c,
+                                          int use_wd) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float p = param[i], d = c->grad_sign * grad[i];
+        float m = FO_QNAME(bf16_load)(exp_avg[i]);
+        float e = c->beta1 * m + c->one_minus_beta1 * d;
+        float u = e > 0 ? 1.0f : (e < 0 ? -1.0f : (e == 0 ? 0.0f : e));
+        exp_avg[i] = FO_QNAME(bf16_store)(c->beta2 * m + c->one_minus_beta2 * d);
+        param[i] = p - c->lr * (use_wd ? u + c->weight_decay * p : u);
+    }
+}
+
+FO_QTARGET static void FO_QNAME(lion_bf16_range)(float* param, const float* grad,
+                                                  uint16_t* exp_avg, Py_ssize_t n,
+                                                  const fo_lm_lion_coefficients* c) {
+    fo_lm_lion_coefficients k = *c;
+    if (k.weight_decay != 0)
+        FO_QNAME(lion_bf16_loop)(param, grad, exp_avg, n, &k, 1);
+    else
+        FO_QNAME(lion_bf16_loop)(param, grad, exp_avg, n, &k, 0);
+}
+
+/* one block of len <= FO_Q8_BLOCK elements: dequantize, update, write p; requantize */
+FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
+                                         const float* FO_RESTRICT grad,
+                                         uint8_t* FO_RESTRICT exp_avg,
+                                         float* FO_RESTRICT m_absmax,
+                                         uint8_t* FO_RESTRICT exp_avg_sq,
+                                         float* FO_RESTRICT v_absmax, Py_ssize_t len,
+                                         const fo_lm_adam_coefficients* FO_RESTRICT c,
+                                         const fo_lm_q8_tables* FO_RESTRICT t,
+                                         int use_wd, int scale) {
+    float mb[FO_Q8_BLOCK], vb[FO_Q8_BLOCK];
+    const float* FO_RESTRICT m_code = t->m_code;
+    const float* FO_RESTRICT v_code = t->v_code;
+    const float am = *m_absmax, av = *v_absmax;
+    float new_am = 0.0f, new_av = 0.0f;
+    for (Py_ssize_t j = 0; j < len; j++) {
+        float m = m_code[exp_avg[j]] * am, v = v_code[exp_avg_sq[j]] * av;
+        param[j] = FO_QNAME(adam_update)(param[j], grad[j], &m, &v, c, use_wd, scale);
+        mb[j] = m;
+        vb[j] = v;
+    }
+    for (Py_ssize_t j = 0; j < len; j++) {
+        new_am = FO_QNAME(q8_max)(new_am, fabsf(mb[j]));
+        new_av = FO_QNAME(q8_max)(new_av, vb[j]);
+    }
+    *m_absmax = new_am;
+    *v_absmax = new_av;
+    if (new_am > 0) {
+        const float pre = FO_Q8_PRESCALE(new_am), inv = 1.0f / (new_am * pre);
+        for (Py_ssize_t j = 0; j < len; j++)
+            exp_avg[j] = FO_QNAME(q8_index)(t->m_bucket, t->m_shift, (mb[j] * pre) * inv);
+    } else if (new_am == 0) {
+        memset(exp_avg, t->m_zero, (size_t)len);
+    } else {                                    /* NaN: every value NaN after dequantizing */
+        memset(exp_avg, 0, (size_t)len);
+    }
+    if (new_av > 0) {
+        const float pre = FO_Q8_PRESCALE(new_av), inv = 1.0f / (new_av * pre);
+        for (Py_ssize_t j = 0; j < len; j++)
+            exp_avg_sq[j] = FO_QNAME(q8_index)(t->v_bucket, t->v_shift, (vb[j] * pre) * inv);
+    } else if (new_av == 0) {
+        memset(exp_avg_sq, t->v_zero, (size_t)len);
+    } else {
+        memset(exp_avg_sq, 0, (size_t)len);
+    }
+}
+
+#if FO_LM_VEC
+/* ---- AVX2 intrinsics of a full block (levels 1 and 2): the same operations as
+   adam_q8_block, eight lanes at a time, no FMA; the same bits ---------------------------- */
+
+/* the nearest code index of 8 normalized values (quant8.h's q8_index, lane-wise) */
+FO_QINLINE __m256i FO_QNAME(q8_index8)(const int32_t* bucket, int shift, __m256 x) {
+    __m256i u = _mm256_castps_si256(x);
+    __m256i sign_classes = _mm256_and_si256(_mm256_srai_epi32(u, 31),
+                                            _mm256_set1_epi32(FO_Q8_EXP_CLASSES));
+    __m256i e = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(u, 23),
+                                                  _mm256_set1_epi32(0xff)),
+                                 _mm256_set1_epi32(FO_Q8_EXP_LOW - 1));
+    e = _mm256_min_epi32(_mm256_max_epi32(e, _mm256_setzero_si256()),
+                         _mm256_set1_epi32(FO_Q8_EXP_CLASSES - 1));
+    int bits = 23 - shift;
+    __m256i mant = _mm256_and_si256(_mm256_srl_epi32(u, _mm_cvtsi32_si128(shift)),
+                                    _mm256_set1_epi32((1 << bits) - 1));
+    __m256i key = _mm256_add_epi32(
+        _mm256_sll_epi32(_mm256_add_epi32(sign_classes, e), _mm_cvtsi32_si128(bits)),
+        mant);
+    __m256i entry = _mm256_i32gather_epi32((const int*)bucket, key, 4);
+    __m256i base = _mm256_and_si256(entry, _mm256_set1_epi32(0xff));
+    __m256 next = _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_set1_epi32(0xff), entry));
+    __m256i up = _mm256_castps_si256(_mm256_cmp_ps(x, next, _CMP_GT_OQ));   /* -1 or 0 */
+    __m256i idx = _mm256_sub_epi32(base, up);
+    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    return _mm256_andnot_si256(nan, idx);
+}
+
+/* the low byte of each of 8 int32 lanes, stored to 8 bytes */
+FO_QINLINE void FO_QNAME(store8)(uint8_t* out, __m256i v) {
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          -1, -1, -1, -1);
+    __m256i bytes = _mm256_shuffle_epi8(v, pick);
+    bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+    _mm_storel_epi64((__m128i*)out, _mm256_castsi256_si128(bytes));
+}
+
+/* running max that propagates NaN, lane-wise: (a > b || a != a) ? a : b */
+FO_QINLINE __m256 FO_QNAME(max8)(__m256 a, __m256 b) {
+    __m256 keep = _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ), _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    return _mm256_blendv_ps(b, a, keep);
+}
+
+FO_QINLINE float FO_QNAME(hmax8)(__m256 a) {
+    float lanes[8], r = 0.0f;
+    _mm256_storeu_ps(lanes, a);
+    for (int k = 0; k < 8; k++)
+        r = FO_QNAME(q8_max)(r, lanes[k]);
+    return r;
+}
+
+FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
+                                              const float* FO_RESTRICT grad,
+                                              uint8_t* FO_RESTRICT exp_avg,
+                                              float* FO_RESTRICT m_absmax,
+                                              uint8_t* FO_RESTRICT exp_avg_sq,
+                                              float* FO_RESTRICT v_absmax,
+                                              const fo_lm_adam_coefficients* FO_RESTRICT c,
+                                              const fo_lm_q8_tables* FO_RESTRICT t,
+                                              int use_wd, int scale) {
+    float mb[FO_Q8_BLOCK] __attribute__((aligned(32)));
+    float vb[FO_Q8_BLOCK] __attribute__((aligned(32)));
+    const __m256 am = _mm256_set1_ps(*m_absmax), av = _mm256_set1_ps(*v_absmax);
+    const __m256 gs = _mm256_set1_ps(c->grad_sign), wd = _mm256_set1_ps(c->weight_decay);
+    const __m256 ps = _mm256_set1_ps(c->param_scale);
+    const __m256 b1 = _mm256_set1_ps(c->beta1), omb1 = _mm256_set1_ps(c->one_minus_beta1);
+    const __m256 b2 = _mm256_set1_ps(c->beta2), omb2 = _mm256_set1_ps(c->one_minus_beta2);
+    const __m256 ss = _mm256_set1_ps(c->step_size);
+    const __m256 ibc = _mm256_set1_ps(c->inv_bias_correction2_sqrt);
+    const __m256 eps = _mm256_set1_ps(c->eps), mbound = _mm256_set1_ps(c->m_bound);
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    __m256 new_am = _mm256_setzero_ps(), new_av = _mm256_setzero_ps();
+    for (int j = 0; j < FO_Q8_BLOCK; j += 8) {
+        __m256i mi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(exp_avg + j)));
+        __m256i vi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(exp_avg_sq + j)));
+        __m256 m = _mm256_mul_ps(_mm256_i32gather_ps(t->m_code, mi, 4), am);
+        __m256 v = _mm256_mul_ps(_mm256_i32gather_ps(t->v_code, vi, 4), av);
+        __m256 p = _mm256_loadu_ps(param + j);
+        __m256 d = _mm256_mul_ps(gs, _mm256_loadu_ps(grad + j));
+        if (use_wd)
+            d = _mm256_add_ps(d, _mm256_mul_ps(wd, p));
+        m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, d));
+        v = _mm256_add_ps(_mm256_mul_ps(b2, v), _mm256_mul_ps(omb2, _mm256_mul_ps(d, d)));
+        __m256 s = _mm256_sqrt_ps(v);
+        __m256 bound = _mm256_mul_ps(mbound, s);
+        __m256 nbound = _mm256_xor_ps(bound, signbit);
+        m = _mm256_blendv_ps(m, bound, _mm256_cmp_ps(m, bound, _CMP_GT_OQ));
+        m = _mm256_blendv_ps(m, nbound, _mm256_cmp_ps(m, nbound, _CMP_LT_OQ));
+        __m256 denom = _mm256_add_ps(_mm256_mul_ps(s, ibc), eps);
+        __m256 base = scale ? _mm256_mul_ps(ps, p) : p;
+        p = _mm256_sub_ps(base, _mm256_div_ps(_mm256_mul_ps(ss, m), denom));
+        _mm256_storeu_ps(param + j, p);
+        _mm256_store_ps(mb + j, m);
+        _mm256_store_ps(vb + j, v);
+        new_am = FO_QNAME(max8)(new_am, _mm256_andnot_ps(signbit, m));
+        new_av = FO_QNAME(max8)(new_av, v);
+    }
+    float nam = FO_QNAME(hmax8)(new_am), nav = FO_QNAME(hmax8)(new_av);
+    *m_absmax = nam;
+    *v_absmax = nav;
+    if (nam > 0) {
+        const float pre = FO_Q8_PRESCALE(nam);
+        const __m256 vpre = _mm256_set1_ps(pre), inv = _mm256_set1_ps(1.0f / (nam * pre));
+        for (int j = 0; j < FO_Q8_BLOCK; j += 8)
+            FO_QNAME(store8)(exp_avg + j, FO_QNAME(q8_index8)(
+                t->m_bucket, t->m_shift,
+                _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(mb + j), vpre), inv)));
+    } else {
+        memset(exp_avg, nam == 0 ? t->m_zero : 0, FO_Q8_BLOCK);
+    }
+    if (nav > 0) {
+        const float pre = FO_Q8_PRESCALE(nav);
+        const __m256 vpre = _mm256_set1_ps(pre), inv = _mm256_set1_ps(1.0f / (nav * pre));
+        for (int j = 0; j < FO_Q8_BLOCK; j += 8)
+            FO_QNAME(store8)(exp_avg_sq + j, FO_QNAME(q8_index8)(
+                t->v_bucket, t->v_shift,
+                _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(vb + j), vpre), inv)));
+    } else {
+        memset(exp_avg_sq, nav == 0 ? t->v_zero : 0, FO_Q8_BLOCK);
+    }
+}
+#endif
+
+FO_QINLINE void FO_QNAME(adam_q8_loop)(float* param, const float* grad, uint8_t* exp_avg,
+                                        float* m_absmax, uint8_t* exp_avg_sq,
+                                        float* v_absmax, Py_ssize_t n,
+                                        const fo_lm_adam_coefficients* c,
+                                        const fo_lm_q8_tables* t, int use_wd, int scale) {
+    for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
+        Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
+#if FO_LM_VEC
+        if (len == FO_Q8_BLOCK) {
+            FO_QNAME(adam_q8_block_avx2)(param + lo, grad + lo, exp_avg + lo, m_absmax + b,
+                                         exp_avg_sq + lo, v_absmax + b, c, t, use_wd, scale);
+            continue;
+        }
+#endif
+        FO_QNAME(adam_q8_block)(param + lo, grad + lo, exp_avg + lo, m_absmax + b,
+                                exp_avg_sq + lo, v_absmax + b, len, c, t, use_wd, scale);
+    }
+}
+
+FO_QTARGET static void FO_QNAME(adam_q8_range)(float* param, const float* grad,
+                                                uint8_t* exp_avg, float* m_absmax,
+                                                uint8_t* exp_avg_sq, float* v_absmax,
+                                                Py_ssize_t n,
+                                                const fo_lm_adam_coefficients* c,
+                                                const fo_lm_q8_tables* t) {
+    fo_lm_adam_coefficients k = *c;
+    int w = k.weight_decay != 0, s = k.param_scale != 1;
+    if (w && s)
+        FO_QNAME(adam_q8_loop)(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, n, &k, t,
+                               1, 1);
+    else if (w)
+        FO_QNAME(adam_q8_loop)(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, n, &k, t,
+                               1, 0);
+    else if (s)
+        FO_QNAME(adam_q8_loop)(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, n, &k, t,
+                               0, 1);
+    else
+        FO_QNAME(adam_q8_loop)(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, n, &k, t,
+                               0, 0);
+}
+
+#endif

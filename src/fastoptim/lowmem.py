@@ -1,0 +1,647 @@
+r"""Low-memory optimizer state: Adam / AdamW with bfloat16 or blockwise 8-bit moments.
+
+State precision (``state_dtype``):
+
+* ``"float32"`` / ``"float64"``: today's float moments (:func:`fastoptim.adam_step`);
+* ``"bfloat16"``: moments stored as bfloat16 (``ml_dtypes.bfloat16``), computed in
+  float32, stored rounded to nearest even: 4 bytes of state per parameter;
+* ``"int8"``: bitsandbytes' blockwise dynamic quantization (Dettmers et al., 8-bit
+  optimizers): blocks of :data:`BLOCK` = 256 elements, one float32 absmax per block, a
+  ``uint8`` index into the signed dynamic code (:func:`dynamic_map`) for :math:`m` and into
+  the unsigned one for :math:`v`: 2 + 8/256 = 2.03 bytes per parameter. Arrays under
+  :data:`MIN_8BIT_SIZE` = 4096 elements keep float32 state (bitsandbytes' ``min_8bit_size``).
+
+Each step is one fused pass (``csrc/adam_lowmem.h``): per block, dequantize, update and
+requantize with the new absmax, the parameter written in the same loop. The update is
+Adam's, with one addition, the clamp :math:`|m| \le C_t \sqrt v` that exact arithmetic
+guarantees and quantization breaks (the zero-gradient trap, unsloth-zoo #962):
+
+.. math::
+
+    C_t = \frac{1-\beta_1}{\sqrt{1-\beta_2}}\sqrt{\textstyle\sum_{k<t} (\beta_1^2/\beta_2)^k},
+    \qquad |\Delta\theta| \le \text{lr}\, C_t \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}
+
+so that Adam's per-step change is bounded as with float32 state.
+
+Functions: :func:`adam_state` (a new state), :func:`adam_lowmem_step` (one step, validated,
+backends ``"cython"``, ``"numba"``, ``"numpy"``), :func:`reference_adam_step` (the NumPy
+reference, readable), :func:`quantize_blockwise` / :func:`dequantize_blockwise`,
+:func:`state_nbytes`. State arrays of the compressed kinds are 1-D, in the parameter's
+memory order; a state is a ``dict`` of NumPy arrays (what a checkpoint saves).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from numbers import Integral
+from typing import Dict, Tuple
+
+import numpy as np
+import ml_dtypes
+
+from . import _threads, _validation
+
+__all__ = ["BLOCK", "MIN_8BIT_SIZE", "STATE_DTYPES", "dynamic_map", "code_tables",
+           "quantize_blockwise", "dequantize_blockwise", "adam_state", "restore_state",
+           "state_kind",
+           "state_nbytes", "adam_lowmem_step", "reference_adam_step", "lion_state",
+           "lion_lowmem_step", "LowMemAdam",
+           "LowMemAdamW"]
+
+BLOCK = 256
+MIN_8BIT_SIZE = 4096
+STATE_DTYPES = ("float32", "float64", "bfloat16", "int8")
+BACKENDS = ("auto", "cython", "numba", "numpy")
+bfloat16 = np.dtype(ml_dtypes.bfloat16)
+
+_F = "adam_lowmem_step"
+
+
+# ---- the 8-bit dynamic code ----------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def dynamic_map(signed: bool = True) -> np.ndarray:
+    """bitsandbytes' dynamic quantization map (``create_dynamic_map(signed, 7, 8)``): 256
+    sorted float32 values in ``[-1, 1]`` (signed) or ``[0, 1]`` (unsigned), dense near 0:
+    decade :math:`10^{i-6}` (i = 0..6) holds the means of a linspace(0.1, 1) grid with
+    :math:`2^i` (signed, both signs) or :math:`2^{i+1}` (unsigned) items; then 0 and 1.
+    Read-only."""
+    data = []
+    for i in range(7):
+        items = 2 ** i + 1 if signed else 2 ** (i + 1) + 1
+        bounds = np.linspace(0.1, 1, items, dtype=np.float32)
+        means = (bounds[:-1] + bounds[1:]) / np.float32(2.0)
+        scale = np.float32(10.0 ** (i - 6))
+        data += list(scale * means)
+        if signed:
+            data += list(-scale * means)
+    data += [np.float32(0.0), np.float32(1.0)]
+    code = np.sort(np.array(data, dtype=np.float32))
+    assert code.size == 256
+    code.setflags(write=False)
+    return code
+
+
+# The nearest-code search of the kernels: a float32 x is put in a bucket by its bits (sign,
+# exponent class, the top K mantissa bits); the bucket table holds the number of midpoints
+# below the bucket's smallest value, and one comparison with the next midpoint finishes:
+# index = bucket[key] + (x > mid[bucket[key]]). Exponent class 0 holds |x| < 2**-24, class
+# c = 1..25 the biased exponent 102 + c (class 25: [1, 2), where 1.0 lands). K is the
+# smallest number of mantissa bits that leaves at most one midpoint per bucket (checked).
+_EXP_CLASSES = 26
+_EXP_LOW = 103          # biased exponent of 2**-24
+
+
+def _bucket_table(mid: np.ndarray, bits: int):
+    """The int32 bucket table of the 255 midpoints ``mid`` (low 8 bits of each clear) for
+    ``bits`` mantissa bits, or None when a bucket would hold two midpoints. An entry packs
+    the count of midpoints below the bucket (low byte) with the bits of the next midpoint
+    (the rest): the kernels' search takes one table load per value."""
+    k = np.arange(2 ** bits, dtype=np.uint32)
+    low = np.zeros((_EXP_CLASSES, 2 ** bits), np.float32)
+    high = np.zeros_like(low)
+    tiny = np.nextafter(np.float32(2.0 ** -24), np.float32(0))
+    low[0], high[0] = 0, tiny
+    for c in range(1, _EXP_CLASSES):
+        lo_bits = (np.uint32(_EXP_LOW + c - 1) << np.uint32(23)) | (k << np.uint32(23 - bits))
+        low[c] = lo_bits.view(np.float32)
+        high[c] = (lo_bits + np.uint32((1 << (23 - bits)) - 1)).view(np.float32)
+    table = np.empty((2, _EXP_CLASSES, 2 ** bits), np.int32)
+    for sign, (lo, hi) in enumerate(((low, high), (-high, -low))):
+        a = np.searchsorted(mid, lo, side="left")
+        b = np.searchsorted(mid, hi, side="left")
+        if np.any(b - a > 1):
+            return None
+        table[sign] = a
+    padded = np.append(mid, np.float32(np.inf)).astype(np.float32).view(np.int32)
+    return (padded[table] | table).reshape(-1).astype(np.int32)
+
+
+@functools.lru_cache(maxsize=None)
+def code_tables() -> tuple:
+    """The tables the kernels take, for the signed (m) and the unsigned (v) code:
+    ``(m_code, m_mid, v_code, v_mid, m_zero, v_zero, m_bucket, v_bucket, m_shift,
+    v_shift)``: the 256 code values, their 255 midpoints (the nearest-code thresholds,
+    float32) padded with +inf to 256, the index of 0, the int32 bucket table of the search
+    and its shift (23 - mantissa bits)."""
+    codes, mids, buckets, shifts = [], [], [], []
+    for signed in (True, False):
+        code = dynamic_map(signed)
+        mid = ((code[:-1] + code[1:]) / np.float32(2.0)).astype(np.float32)
+        # rounded toward zero to 15 mantissa bits: the low byte of a table entry holds the
+        # index (a relative change below 2**-15 of where the nearest code switches)
+        mid = (mid.view(np.uint32) & np.uint32(0xFFFFFF00)).view(np.float32)
+        for bits in range(4, 12):
+            table = _bucket_table(mid, bits)
+            if table is not None:
+                break
+        padded = np.append(mid, np.float32(np.inf)).astype(np.float32)
+        for a in (padded, table):
+            a.setflags(write=False)
+        codes.append(code)
+        mids.append(padded)
+        buckets.append(table)
+        shifts.append(23 - bits)
+    zeros = [int(np.flatnonzero(dynamic_map(s) == 0)[0]) for s in (True, False)]
+    return (codes[0], mids[0], codes[1], mids[1], zeros[0], zeros[1], buckets[0], buckets[1],
+            shifts[0], shifts[1])
+
+
+def _nearest(x: np.ndarray, signed: bool) -> np.ndarray:
+    """The index of the code value nearest to each normalized x (ties to the lower, NaN to 0)."""
+    mid = code_tables()[1 if signed else 3][:255]
+    idx = np.searchsorted(mid, x, side="left")
+    return np.where(np.isnan(x), 0, idx).astype(np.uint8)
+
+
+def quantize_blockwise(x: np.ndarray, signed: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """Blockwise dynamic quantization of the float32 values ``x`` (flattened in memory
+    order): returns ``(codes, absmax)``, ``codes`` uint8 of ``x.size``, ``absmax`` float32 of
+    ``ceil(x.size / 256)``. Each value is stored as the nearest code of
+    ``x * (1 / absmax)`` (both scaled by 2**64 first when absmax < 2**-100); a block whose
+    absmax is 0 stores the zero code."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1, order="A")
+    n = x.size
+    blocks = -(-n // BLOCK)
+    padded = np.zeros(blocks * BLOCK, dtype=np.float32)
+    padded[:n] = x
+    padded = padded.reshape(blocks, BLOCK)
+    absmax = np.max(np.abs(padded), axis=1) if blocks else np.zeros(0, np.float32)
+    absmax = absmax.astype(np.float32)
+    # x * (1 / absmax), both prescaled by 2**64 when absmax < 2**-100 (exact) so that the
+    # reciprocal of a tiny absmax cannot overflow
+    pre = np.where(absmax < np.float32(2.0 ** -100), np.float32(2.0 ** 64),
+                   np.float32(1.0)).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.float32(1.0) / (absmax * pre)
+        normalized = (padded * pre[:, None]) * inv[:, None]
+    codes = _nearest(normalized, signed)
+    zero = code_tables()[4 if signed else 5]
+    codes[absmax == 0] = zero
+    codes[np.isnan(absmax)] = 0
+    return codes.reshape(-1)[:n].copy(), absmax
+
+
+def dequantize_blockwise(codes: np.ndarray, absmax: np.ndarray, signed: bool) -> np.ndarray:
+    """The float32 values ``code[codes] * absmax`` (each block by its absmax), 1-D."""
+    code = dynamic_map(signed)
+    values = code[codes]
+    scale = np.repeat(absmax.astype(np.float32), BLOCK)[:codes.size]
+    return values * scale
+
+
+# ---- state ---------------------------------------------------------------------------------
+def adam_state(param: np.ndarray, state_dtype: str = "int8") -> Dict[str, np.ndarray]:
+    """A new (zero) Adam state for ``param`` in ``state_dtype`` (:data:`STATE_DTYPES`).
+
+    ``"float32"`` / ``"float64"``: ``exp_avg``, ``exp_avg_sq`` of ``param``'s shape (the
+    dtype must be ``param``'s); ``"bfloat16"``: both 1-D bfloat16; ``"int8"``: ``exp_avg``,
+    ``exp_avg_sq`` 1-D uint8 code indices and ``exp_avg_absmax``, ``exp_avg_sq_absmax``
+    float32 per block -- or float32 moments when ``param.size < MIN_8BIT_SIZE``.
+    """
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"adam_state: param must be a numpy.ndarray, got {type(param).__name__}")
+    if state_dtype not in STATE_DTYPES:
+        raise ValueError(f"adam_state: state_dtype must be one of {STATE_DTYPES}, got "
+                         f"{state_dtype!r}")
+    if state_dtype in ("float32", "float64"):
+        if param.dtype != np.dtype(state_dtype):
+            raise ValueError(f"adam_state: state_dtype {state_dtype!r} needs {state_dtype} "
+                             f"parameters, got {param.dtype}")
+        return {"exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
+    if param.dtype != np.float32:
+        raise ValueError(f"adam_state: state_dtype {state_dtype!r} needs float32 parameters, "
+                         f"got {param.dtype}")
+    n = param.size
+    if state_dtype == "bfloat16":
+        return {"exp_avg": np.zeros(n, bfloat16), "exp_avg_sq": np.zeros(n, bfloat16)}
+    if n < MIN_8BIT_SIZE:
+        return {"exp_avg": np.zeros_like(param), "exp_avg_sq": np.zeros_like(param)}
+    m_zero, v_zero = code_tables()[4:6]
+    blocks = -(-n // BLOCK)
+    return {"exp_avg": np.full(n, m_zero, np.uint8),
+            "exp_avg_absmax": np.zeros(blocks, np.float32),
+            "exp_avg_sq": np.full(n, v_zero, np.uint8),
+            "exp_avg_sq_absmax": np.zeros(blocks, np.float32)}
+
+
+def restore_state(arrays) -> Dict[str, np.ndarray]:
+    """A state from saved arrays (``np.load`` of an ``.npz``): ``.npz`` stores bfloat16 as
+    raw 2-byte records (dtype ``V2``), which are viewed back as bfloat16 (no copy); uint16
+    bits are accepted the same way. Codes and scales come back as they were: bit-exact."""
+    out = {}
+    for key in ("exp_avg", "exp_avg_sq", "exp_avg_absmax", "exp_avg_sq_absmax"):
+        if key in arrays:
+            a = np.asarray(arrays[key])
+            if a.dtype.itemsize == 2 and a.dtype.kind in "Vu":
+                a = a.view(bfloat16)
+            out[key] = a
+    return out
+
+
+def state_kind(state) -> str:
+    """``"float32"``, ``"float64"``, ``"bfloat16"`` or ``"int8"``: what the arrays hold."""
+    m = state["exp_avg"]
+    if m.dtype == np.uint8:
+        return "int8"
+    if m.dtype == bfloat16:
+        return "bfloat16"
+    return str(m.dtype)
+
+
+def state_nbytes(state) -> int:
+    """Bytes held by the state's arrays."""
+    return sum(a.nbytes for a in state.values())
+
+
+# ---- per-call scalars -----------------------------------------------------------------------
+def _coefficients(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize) -> tuple:
+    """The kernels' 11 scalars (fo_lm_adam_coefficients' order), computed once per call."""
+    grad_sign = -1.0 if maximize else 1.0
+    if decoupled:
+        l2, param_scale = 0.0, 1.0 - lr * weight_decay
+    else:
+        l2, param_scale = weight_decay, 1.0
+    step_size = lr / (1.0 - beta1 ** step)
+    inv_bc2_sqrt = 1.0 / math.sqrt(1.0 - beta2 ** step)
+    r = beta1 * beta1 / beta2 if beta2 > 0 else math.inf
+    if beta2 == 0:
+        ratio_sum = 1.0 if beta1 == 0 else math.inf
+    elif r == 1.0:
+        ratio_sum = float(step)
+    else:
+        ratio_sum = (1.0 - r ** step) / (1.0 - r) if r < 1.0 or step < 1000 else math.inf
+    m_bound = (1.0 - beta1) / math.sqrt(1.0 - beta2) * math.sqrt(ratio_sum)
+    if not math.isfinite(m_bound) or m_bound > 3.0e38:
+        m_bound = math.inf
+    return (grad_sign, l2, param_scale, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size,
+            inv_bc2_sqrt, eps, m_bound)
+
+
+# ---- validation ----------------------------------------------------------------------------
+def _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, backend):
+    """fastoptim's validation rules (fastoptim._validation), before any array is touched."""
+    _validation.step_count(_F, "step", step)
+    _validation.nonnegative(_F, "lr", lr)
+    _validation.unit_interval(_F, "beta1", beta1)
+    _validation.unit_interval(_F, "beta2", beta2)
+    _validation.positive(_F, "eps", eps)
+    _validation.nonnegative(_F, "weight_decay", weight_decay)
+    _validation.flag(_F, "decoupled_weight_decay", decoupled)
+    _validation.flag(_F, "maximize", maximize)
+    if backend not in BACKENDS:
+        raise ValueError(f"{_F}: backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def _flat(name: str, a, dtype, size, order: str = "A", f: str = _F) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{f}: {name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ValueError(f"{f}: {name} must be {np.dtype(dtype)}, got {a.dtype}")
+    if a.size != size:
+        raise ValueError(f"{f}: {name} must hold {size} elements, got {a.size}")
+    if not (a.flags.c_contiguous or a.flags.f_contiguous):
+        raise ValueError(f"{f}: {name} must be C- or F-contiguous")
+    return a.reshape(-1, order=order)
+
+
+def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> tuple:
+    """The kind and the flat views (param, grad, *state arrays in kernel order); ``names``:
+    the moments (Adam's two, Lion's one), ``f`` the caller's name for messages."""
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"{f}: param must be a numpy.ndarray, got {type(param).__name__}")
+    if not isinstance(grad, np.ndarray):
+        raise TypeError(f"{f}: grad must be a numpy.ndarray, got {type(grad).__name__}")
+    if grad.shape != param.shape:
+        raise ValueError(f"{f}: grad has shape {grad.shape}, param {param.shape}")
+    if not hasattr(state, "keys") or any(name not in state for name in names):
+        raise TypeError(f"{f}: state must be a dict of the moments {names} (adam_state, "
+                        f"lion_state)")
+    kind = state_kind(state)
+    if param.dtype != np.float32 and kind in ("bfloat16", "int8"):
+        raise ValueError(f"{f}: {kind} state needs float32 param, got {param.dtype}")
+    if not param.flags.writeable:
+        raise ValueError(f"{f}: param is read-only")
+    order = "F" if (param.ndim > 1 and param.flags.f_contiguous
+                    and not param.flags.c_contiguous) else "C"
+    if param.ndim > 1 and not (param.flags.c_contiguous if order == "C" else True):
+        raise ValueError(f"{f}: param must be C- or F-contiguous")
+    for name, a in (("param", param), ("grad", grad)):
+        if not (a.flags.c_contiguous or a.flags.f_contiguous):
+            raise ValueError(f"{f}: {name} must be C- or F-contiguous")
+    if param.ndim > 1 and not (grad.flags.c_contiguous if order == "C"
+                               else grad.flags.f_contiguous):
+        raise ValueError(f"{f}: param and grad must be contiguous in one common order")
+    n = param.size
+    p = param.reshape(-1, order=order)
+    g = _flat("grad", grad, param.dtype, n, order, f)
+    if kind == "int8":
+        if n < MIN_8BIT_SIZE:
+            raise ValueError(f"{f}: int8 state needs at least {MIN_8BIT_SIZE} elements "
+                             f"(smaller arrays keep float32 state: adam_state)")
+        blocks = -(-n // BLOCK)
+        arrays = [_flat("exp_avg", state["exp_avg"], np.uint8, n, f=f),
+                  _flat("exp_avg_absmax", state.get("exp_avg_absmax"), np.float32, blocks, f=f),
+                  _flat("exp_avg_sq", state["exp_avg_sq"], np.uint8, n, f=f),
+                  _flat("exp_avg_sq_absmax", state.get("exp_avg_sq_absmax"), np.float32,
+                        blocks, f=f)]
+    elif kind == "bfloat16":
+        arrays = [_flat(name, state[name], bfloat16, n, f=f) for name in names]
+    else:
+        if state["exp_avg"].dtype != param.dtype:
+            raise ValueError(f"{f}: exp_avg must be {param.dtype} (the parameters' dtype) or "
+                             f"bfloat16 / uint8 codes, got {state['exp_avg'].dtype}")
+        arrays = [state["exp_avg"], state["exp_avg_sq"]]
+    written = [p] + [a for a in arrays]
+    for a in arrays:
+        if not a.flags.writeable:
+            raise ValueError(f"{f}: a state array is read-only")
+    everything = [p, g] + arrays
+    for i in range(len(everything)):
+        for j in range(i + 1, len(everything)):
+            if (everything[i] is not g or everything[j] is not g) and \
+                    np.may_share_memory(everything[i], everything[j]):
+                raise ValueError(f"{f}: param, grad and the state arrays must not overlap")
+    del written
+    return kind, p, g, arrays
+
+
+# ---- the step ------------------------------------------------------------------------------
+def adam_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], *,
+                     step: int, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                     eps: float = 1e-8, weight_decay: float = 0.0,
+                     decoupled_weight_decay: bool = False, maximize: bool = False,
+                     backend: str = "auto") -> None:
+    r"""One Adam (AdamW) step with a compressed state (:func:`adam_state`), in place.
+
+    .. math::
+
+        g &\leftarrow \pm\,\text{grad} \;(+\, \lambda\theta \text{ unless decoupled}), \qquad
+        \theta \leftarrow \theta\,(1 - \text{lr}\,\lambda) \text{ (decoupled)} \\
+        m &\leftarrow \beta_1 \tilde m + (1-\beta_1) g, \qquad
+        v \leftarrow \beta_2 \tilde v + (1-\beta_2) g^2, \qquad
+        m \leftarrow \operatorname{clamp}(m, \pm C_t\sqrt v) \\
+        \theta &\leftarrow \theta - \text{lr}\,\frac{m/(1-\beta_1^t)}
+            {\sqrt{v/(1-\beta_2^t)} + \epsilon}
+
+    with :math:`\tilde m, \tilde v` the stored moments decoded (bfloat16, or
+    ``code[q] * absmax`` per block), the new ones stored encoded (round to nearest even;
+    nearest code of ``value / absmax_new``), and :math:`C_t` the exact-arithmetic bound of
+    :math:`|m|/\sqrt v` (module docstring). A float32/float64 state runs
+    :func:`fastoptim.adam_step` (no clamp: it never binds there).
+
+    Parameters
+    ----------
+    param, grad : ndarray
+        float32 for the compressed states; C- or F-contiguous in one common order.
+    state : dict of ndarray
+        From :func:`adam_state`, updated in place.
+    step : int
+        The 1-based step count.
+    lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize
+        As :func:`fastoptim.adam_step`.
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+    _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize,
+                 backend)
+    kind, p, g, arrays = _validate(param, grad, state)
+    if kind not in ("bfloat16", "int8"):
+        from .optimizers.adam import adam_step
+        adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], step=step, lr=lr,
+                  beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                  decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                  backend=backend)
+        return
+    c = _coefficients(int(step), float(lr), float(beta1), float(beta2), float(eps),
+                      float(weight_decay), bool(decoupled_weight_decay), bool(maximize))
+    if backend == "numpy":
+        _reference(kind, p, g, arrays, c)
+    elif backend == "numba":
+        from .numba_kernels import lowmem as nb
+        if kind == "bfloat16":
+            nb.adam_bf16_kernel(p, g, arrays[0].view(np.uint16), arrays[1].view(np.uint16),
+                                np.array(c, np.float32))
+        else:
+            t = code_tables()
+            nb.adam_q8_kernel(p, g, *arrays, np.array(c, np.float32), t[0], t[2], t[1], t[3],
+                              t[4], t[5], t[6], t[7], t[8], t[9])
+    else:
+        from . import _lowmem
+        threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
+        if kind == "bfloat16":
+            _lowmem.adam_bf16(p, g, arrays[0], arrays[1], c, threads)
+        else:
+            _lowmem.adam_q8(p, g, *arrays, c, code_tables(), threads)
+
+
+def _reference(kind, p, g, arrays, c) -> None:
+    """The NumPy reference on flat views, written out step by step."""
+    (grad_sign, l2, param_scale, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
+     inv_bc2_sqrt, eps, m_bound) = (np.float32(x) for x in c)
+    # decode
+    if kind == "bfloat16":
+        m_old = arrays[0].astype(np.float32)
+        v_old = arrays[1].astype(np.float32)
+    else:
+        m_old = dequantize_blockwise(arrays[0], arrays[1], signed=True)
+        v_old = dequantize_blockwise(arrays[2], arrays[3], signed=False)
+    # update in float32
+    d = grad_sign * g
+    if l2 != 0:
+        d = d + l2 * p
+    m = beta1 * m_old + one_minus_beta1 * d
+    v = beta2 * v_old + one_minus_beta2 * (d * d)
+    s = np.sqrt(v)
+    bound = m_bound * s
+    m = np.where(m > bound, bound, np.where(m < -bound, -bound, m))
+    denom = s * inv_bc2_sqrt + eps
+    scaled = param_scale * p if param_scale != 1 else p
+    new_p = scaled - step_size * m / denom
+    # encode
+    if kind == "bfloat16":
+        arrays[0][...] = m.astype(bfloat16)
+        arrays[1][...] = v.astype(bfloat16)
+    else:
+        arrays[0][...], arrays[1][...] = quantize_blockwise(m, signed=True)
+        arrays[2][...], arrays[3][...] = quantize_blockwise(v, signed=False)
+    p[...] = new_p
+
+
+def reference_adam_step(param, grad, state, **hyper) -> None:
+    """:func:`adam_lowmem_step` with ``backend="numpy"``: the readable NumPy reference
+    (decode the moments to float32 temporaries, update, encode)."""
+    adam_lowmem_step(param, grad, state, backend="numpy", **hyper)
+
+
+# ---- Lion ---------------------------------------------------------------------------------
+def lion_state(param: np.ndarray, state_dtype: str = "bfloat16") -> Dict[str, np.ndarray]:
+    """A new (zero) Lion state: ``exp_avg`` as 1-D bfloat16 (float32 parameters), or of the
+    parameters' shape and float dtype (``"float32"`` / ``"float64"``)."""
+    if state_dtype not in ("float32", "float64", "bfloat16"):
+        raise ValueError(f"lion_state: state_dtype must be one of ('float32', 'float64', "
+                         f"'bfloat16'), got {state_dtype!r}")
+    full = adam_state(param, state_dtype)
+    return {"exp_avg": full["exp_avg"]}
+
+
+def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], *,
+                     lr: float = 1e-4, beta1: float = 0.9, beta2: float = 0.99,
+                     weight_decay: float = 0.0, maximize: bool = False,
+                     backend: str = "auto") -> None:
+    r"""One Lion step (:func:`fastoptim.lion_step`'s formula) with its moment stored as
+    bfloat16 (:func:`lion_state`), computed in float32, in place.
+
+    .. math::
+
+        u = \operatorname{sign}(\beta_1 m + (1-\beta_1) g), \quad
+        \theta \leftarrow \theta - \text{lr}\,(u + \lambda\theta), \quad
+        m \leftarrow \beta_2 m + (1-\beta_2) g
+
+    A float state runs :func:`fastoptim.lion_step`.
+    """
+    f = "lion_lowmem_step"
+    _validation.nonnegative(f, "lr", lr)
+    _validation.unit_interval(f, "beta1", beta1)
+    _validation.unit_interval(f, "beta2", beta2)
+    _validation.nonnegative(f, "weight_decay", weight_decay)
+    _validation.flag(f, "maximize", maximize)
+    if backend not in BACKENDS:
+        raise ValueError(f"{f}: backend must be one of {BACKENDS}, got {backend!r}")
+    if not hasattr(state, "keys") or "exp_avg" not in state:
+        raise TypeError(f"{f}: state must be a dict from lion_state (exp_avg)")
+    kind = "bfloat16" if state["exp_avg"].dtype == bfloat16 else None
+    if kind is None:
+        if state["exp_avg"].dtype == np.uint8:
+            raise ValueError(f"{f}: Lion keeps a bfloat16 or float moment, not int8 codes")
+        from .optimizers.lion import lion_step
+        lion_step(param, grad, state["exp_avg"], lr=lr, beta1=beta1, beta2=beta2,
+                  weight_decay=weight_decay, maximize=maximize, backend=backend)
+        return
+    _, p, g, arrays = _validate(param, grad, state, ("exp_avg",), f)
+    c = (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(beta1),
+         1.0 - float(beta1), float(beta2), 1.0 - float(beta2))
+    m = arrays[0]
+    if backend == "numpy":
+        lr_, gs, wd, b1, omb1, b2, omb2 = (np.float32(x) for x in c)
+        m_old = m.astype(np.float32)
+        d = gs * g
+        u = np.sign(b1 * m_old + omb1 * d)
+        new_m = b2 * m_old + omb2 * d
+        new_p = p - lr_ * (u + wd * p if wd != 0 else u)
+        m[...] = new_m.astype(bfloat16)
+        p[...] = new_p
+    elif backend == "numba":
+        from .numba_kernels import lowmem as nb
+        nb.lion_bf16_kernel(p, g, m.view(np.uint16), np.array(c, np.float32))
+    else:
+        from . import _lowmem
+        threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
+        _lowmem.lion_bf16(p, g, m, c, threads)
+
+
+# ---- classes --------------------------------------------------------------------------------
+class LowMemAdam:
+    r"""Adam (AdamW with ``decoupled_weight_decay=True``) keeping its moments in
+    ``state_dtype``: ``"bfloat16"``, ``"int8"`` (blockwise, arrays of at least 4096
+    elements; smaller ones keep float32) or the parameters' float dtype. The update is
+    :func:`adam_lowmem_step`'s:
+
+    .. math::
+
+        m \leftarrow \beta_1 m + (1-\beta_1) g, \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2,
+        \quad m \leftarrow \operatorname{clamp}(m, \pm C_t \sqrt v), \quad
+        \theta \leftarrow \theta - \text{lr}\,\frac{m/(1-\beta_1^t)}{\sqrt{v/(1-\beta_2^t)}
+        + \epsilon}
+
+    Parameters
+    ----------
+    params : list or dict of ndarray
+        Updated in place by :meth:`step`.
+    lr : float or callable, default 1e-3
+        A float, or a schedule called with the step count t.
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    state_dtype : {"int8", "bfloat16", "float32", "float64"}, default "int8"
+    decoupled_weight_decay : bool, default False
+    maximize : bool, default False
+    backend : {"auto", "cython", "numba", "numpy"}
+    """
+
+    _DEFAULT_WEIGHT_DECAY = 0.0
+    _DECOUPLED = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float | None = None, *, state_dtype: str = "int8",
+                 decoupled_weight_decay: bool | None = None, maximize: bool = False,
+                 backend: str = "auto") -> None:
+        f = f"{type(self).__name__}"
+        if weight_decay is None:
+            weight_decay = self._DEFAULT_WEIGHT_DECAY
+        if decoupled_weight_decay is None:
+            decoupled_weight_decay = self._DECOUPLED
+        beta1, beta2 = _validation.betas(f, betas)
+        if not callable(lr):
+            _validation.nonnegative(f, "lr", lr)
+        _check_hyper(1, 0.0, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+                     maximize, backend)
+        self._is_dict = isinstance(params, dict)
+        self._keys = list(params.keys()) if self._is_dict else list(range(len(params)))
+        self._params = [params[k] for k in self._keys]
+        self.state = [adam_state(p, state_dtype) for p in self._params]
+        self.hyper = dict(beta1=float(beta1), beta2=float(beta2), eps=float(eps),
+                          weight_decay=float(weight_decay),
+                          decoupled_weight_decay=bool(decoupled_weight_decay),
+                          maximize=bool(maximize))
+        self.lr, self.backend, self.state_dtype, self.t = lr, backend, state_dtype, 0
+
+    def step(self, grads) -> None:
+        """One step of every parameter; every array is checked before any is updated."""
+        grads = [grads[k] for k in self._keys] if self._is_dict else list(grads)
+        if len(grads) != len(self._params):
+            raise ValueError(f"{type(self).__name__}.step: {len(grads)} gradients for "
+                             f"{len(self._params)} parameters")
+        for p, g, s in zip(self._params, grads, self.state):
+            _validate(p, g, s)
+        t = self.t + 1
+        lr = self.lr(t) if callable(self.lr) else self.lr
+        _validation.nonnegative(f"{type(self).__name__}.step", "lr", lr)
+        for p, g, s in zip(self._params, grads, self.state):
+            adam_lowmem_step(p, g, s, step=t, lr=lr, backend=self.backend, **self.hyper)
+        self.t = t
+
+    def state_nbytes(self) -> int:
+        """Bytes of optimizer state."""
+        return sum(state_nbytes(s) for s in self.state)
+
+    def state_dict(self) -> dict:
+        """Copies of the state's arrays (codes, scales, bfloat16 moments: NumPy arrays), the
+        step count and the hyperparameters."""
+        return dict(t=self.t, state_dtype=self.state_dtype, hyper=dict(self.hyper),
+                    state=[{k: v.copy() for k, v in s.items()} for s in self.state])
+
+    def load_state_dict(self, state_dict) -> None:
+        """Restore :meth:`state_dict` output bit-exact (checked before anything is copied;
+        ``.npz``-loaded bfloat16 records are accepted, see :func:`restore_state`)."""
+        f = f"{type(self).__name__}.load_state_dict"
+        saved = [restore_state(s) for s in state_dict["state"]]
+        if len(saved) != len(self.state):
+            raise ValueError(f"{f}: {len(saved)} states for {len(self.state)} parameters")
+        for mine, theirs in zip(self.state, saved):
+            if set(mine) != set(theirs):
+                raise ValueError(f"{f}: state keys {sorted(theirs)}, expected {sorted(mine)}")
+            for k in mine:
+                if mine[k].shape != theirs[k].shape or mine[k].dtype != theirs[k].dtype:
+                    raise ValueError(f"{f}: {k} is {theirs[k].dtype}{theirs[k].shape}, "
+                                     f"expected {mine[k].dtype}{mine[k].shape}")
+        for mine, theirs in zip(self.state, saved):
+            for k in mine:
+                np.copyto(mine[k], theirs[k], casting="no")
+        self.t = int(state_dict["t"])
+        self.hyper.update(state_dict.get("hyper", {}))
+
+
+class LowMemAdamW(LowMemAdam):
+    """:class:`LowMemAdam` with decoupled weight decay (default ``1e-2``), as torch's AdamW."""
+
+    _DEFAULT_WEIGHT_DECAY = 1e-2
+    _DECOUPLED = True

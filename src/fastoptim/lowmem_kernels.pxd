@@ -1,0 +1,66 @@
+# cython: language_level=3
+"""The compressed-state Adam kernels (``csrc/adam_lowmem.h``), for other Cython code to
+``cimport``::
+
+    from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
+                                           fo_lm_adam_bf16, fo_lm_adam_q8)
+
+The header is self-contained (static functions, compiled into the consumer); add
+``fastoptim.get_include()`` to the include path. The kernels validate nothing: the caller
+passes float32 ``param``/``grad`` of ``n`` elements, bfloat16 moments as ``uint16`` bits,
+or 8-bit moments as ``uint8`` code indices with one float32 absmax per 256-element block,
+and the per-call scalars and code tables of :mod:`fastoptim.lowmem` (``_coefficients`` and
+``code_tables``). No two arrays may overlap.
+"""
+from libc.stdint cimport int32_t, uint8_t, uint16_t
+
+cdef extern from "csrc/adam_lowmem.h" nogil:
+    ctypedef struct fo_lm_adam_coefficients:
+        float grad_sign
+        float weight_decay              # L2 term (Adam), 0 for AdamW
+        float param_scale               # AdamW: 1 - lr*weight_decay; Adam: 1
+        float beta1
+        float one_minus_beta1
+        float beta2
+        float one_minus_beta2
+        float step_size                 # lr / (1 - beta1**t)
+        float inv_bias_correction2_sqrt # 1 / sqrt(1 - beta2**t)
+        float eps
+        float m_bound                   # C_t: |m| <= C_t sqrt(v) (the zero-gradient trap)
+
+    ctypedef struct fo_lm_lion_coefficients:
+        float lr
+        float grad_sign
+        float weight_decay              # decoupled
+        float beta1
+        float one_minus_beta1
+        float beta2
+        float one_minus_beta2
+
+    ctypedef struct fo_lm_q8_tables:
+        const float* m_code             # 256 signed code values, sorted
+        const float* v_code             # 256 unsigned code values
+        const int32_t* m_bucket         # the nearest-code search's bucket tables
+        const int32_t* v_bucket
+        int m_shift                     # 23 - mantissa bits of a bucket key
+        int v_shift
+        uint8_t m_zero                  # index of the code value 0
+        uint8_t v_zero
+
+    int FO_Q8_BLOCK
+
+    # IN/OUT param, exp_avg, exp_avg_sq; IN grad, c
+    void fo_lm_adam_bf16(float* param, const float* grad, uint16_t* exp_avg,
+                         uint16_t* exp_avg_sq, Py_ssize_t n,
+                         const fo_lm_adam_coefficients* c, int threads) noexcept
+    # IN/OUT param, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax; IN grad, c, t
+    void fo_lm_adam_q8(float* param, const float* grad, uint8_t* exp_avg,
+                       float* exp_avg_absmax, uint8_t* exp_avg_sq, float* exp_avg_sq_absmax,
+                       Py_ssize_t n, const fo_lm_adam_coefficients* c,
+                       const fo_lm_q8_tables* t, int threads) noexcept
+    # IN/OUT param, exp_avg (bfloat16 bits); IN grad, c
+    void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
+                         const fo_lm_lion_coefficients* c, int threads) noexcept
+    int fo_lm_select(int level) noexcept
+    int fo_lm_level() noexcept
+    int fo_lm_supported(int level) noexcept

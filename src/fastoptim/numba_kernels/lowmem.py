@@ -1,0 +1,170 @@
+"""Adam with bfloat16 or blockwise 8-bit moments: the Numba twins of ``csrc/adam_lowmem.h``
+(``fastoptim.lowmem``). The same float32 operations in the same order, the same bfloat16
+rounding (integer bit operations) and the same nearest-code search, so the results match
+the C kernels bit for bit; parallel over blocks, so they do not depend on the thread count.
+
+``c`` is the float32 array of the 11 per-call scalars (``fastoptim.lowmem._coefficients``).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._common import jit
+
+__all__ = ["adam_bf16_kernel", "adam_q8_kernel", "lion_bf16_kernel", "BLOCK"]
+
+BLOCK = 256            # FO_Q8_BLOCK
+_CHUNK = 4096          # elements per parallel work item of the bfloat16 kernel
+
+
+@numba.njit(inline="always", cache=True)
+def _bf16_load(h):
+    u = np.uint32(h) << np.uint32(16)
+    return np.array([u], dtype=np.uint32).view(np.float32)[0]
+
+
+@numba.njit(inline="always", cache=True)
+def _bf16_store(f):
+    u = np.array([f], dtype=np.float32).view(np.uint32)[0]
+    if f != f:
+        return np.uint16(((u >> np.uint32(16)) & np.uint32(0x8000)) | np.uint32(0x7fc0))
+    lsb = (u >> np.uint32(16)) & np.uint32(1)
+    return np.uint16((u + np.uint32(0x7fff) + lsb) >> np.uint32(16))
+
+
+@numba.njit(inline="always", cache=True)
+def _update(p, g, m, v, c, use_wd, scale):
+    """(new p, new m, new v): csrc/adam_lowmem.h's adam_update."""
+    d = c[0] * g + c[1] * p if use_wd else c[0] * g
+    mn = c[3] * m + c[4] * d
+    vn = c[5] * v + c[6] * (d * d)
+    s = np.sqrt(vn)
+    bound = c[10] * s
+    if mn > bound:
+        mn = bound
+    elif mn < -bound:
+        mn = -bound
+    denom = s * c[8] + c[9]
+    pn = (c[2] * p if scale else p) - c[7] * mn / denom
+    return pn, mn, vn
+
+
+@numba.njit(inline="always", cache=True)
+def _prescale(absmax):
+    """FO_Q8_PRESCALE: 2**64 when absmax < 2**-100, else 1."""
+    return np.float32(2.0 ** 64) if absmax < np.float32(2.0 ** -100) else np.float32(1.0)
+
+
+@numba.njit(inline="always", cache=True)
+def _index(mid, x):
+    i = 0
+    step = 128
+    while step >= 1:
+        if x > mid[i + step - 1]:
+            i += step
+        step //= 2
+    return np.uint8(i)
+
+
+@jit
+def adam_bf16_kernel(param, grad, exp_avg, exp_avg_sq, c):
+    """bfloat16 moments (uint16 bit views), in place."""
+    n = param.size
+    use_wd = c[1] != 0
+    scale = c[2] != 1
+    chunks = (n + _CHUNK - 1) // _CHUNK
+    for k in prange(chunks):
+        lo = k * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        for i in range(lo, hi):
+            pn, mn, vn = _update(param[i], grad[i], _bf16_load(exp_avg[i]),
+                                 _bf16_load(exp_avg_sq[i]), c, use_wd, scale)
+            param[i] = pn
+            exp_avg[i] = _bf16_store(mn)
+            exp_avg_sq[i] = _bf16_store(vn)
+
+
+@jit
+def adam_q8_kernel(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, c, m_code, v_code,
+                   m_mid, v_mid, m_zero, v_zero, m_bucket, v_bucket, m_shift, v_shift):
+    """Blockwise 8-bit moments, in place: per block dequantize, update, requantize. The
+    nearest code is found by a binary search of the midpoints (the bucket tables, which the
+    C kernels use, give the same index: the count of midpoints below the value)."""
+    n = param.size
+    use_wd = c[1] != 0
+    scale = c[2] != 1
+    blocks = (n + BLOCK - 1) // BLOCK
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for b in prange(blocks):
+        lo = b * BLOCK
+        hi = min(n, lo + BLOCK)
+        mb = np.empty(BLOCK, np.float32)
+        vb = np.empty(BLOCK, np.float32)
+        am = m_absmax[b]
+        av = v_absmax[b]
+        for i in range(lo, hi):
+            pn, mn, vn = _update(param[i], grad[i], m_code[exp_avg[i]] * am,
+                                 v_code[exp_avg_sq[i]] * av, c, use_wd, scale)
+            param[i] = pn
+            mb[i - lo] = mn
+            vb[i - lo] = vn
+        new_am = zero
+        new_av = zero
+        for j in range(hi - lo):
+            a = abs(mb[j])
+            if not (new_am > a or new_am != new_am):
+                new_am = a
+            if not (new_av > vb[j] or new_av != new_av):
+                new_av = vb[j]
+        m_absmax[b] = new_am
+        v_absmax[b] = new_av
+        if new_am > 0:
+            pre = _prescale(new_am)
+            inv = one / (new_am * pre)
+            for j in range(hi - lo):
+                exp_avg[lo + j] = _index(m_mid, (mb[j] * pre) * inv)
+        else:
+            fill = m_zero if new_am == 0 else 0
+            for j in range(hi - lo):
+                exp_avg[lo + j] = fill
+        if new_av > 0:
+            pre = _prescale(new_av)
+            inv = one / (new_av * pre)
+            for j in range(hi - lo):
+                exp_avg_sq[lo + j] = _index(v_mid, (vb[j] * pre) * inv)
+        else:
+            fill = v_zero if new_av == 0 else 0
+            for j in range(hi - lo):
+                exp_avg_sq[lo + j] = fill
+
+
+@jit
+def lion_bf16_kernel(param, grad, exp_avg, c):
+    """Lion with a bfloat16 moment (uint16 bit view), in place; ``c``: lr, grad_sign,
+    weight_decay, beta1, 1 - beta1, beta2, 1 - beta2 (float32)."""
+    n = param.size
+    use_wd = c[2] != 0
+    chunks = (n + _CHUNK - 1) // _CHUNK
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for k in prange(chunks):
+        lo = k * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        for i in range(lo, hi):
+            p = param[i]
+            d = c[1] * grad[i]
+            m = _bf16_load(exp_avg[i])
+            e = c[3] * m + c[4] * d
+            if e > 0:
+                u = one
+            elif e < 0:
+                u = -one
+            elif e == 0:
+                u = zero
+            else:
+                u = e
+            exp_avg[i] = _bf16_store(c[5] * m + c[6] * d)
+            param[i] = p - c[0] * (u + c[2] * p if use_wd else u)
