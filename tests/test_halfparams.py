@@ -1,0 +1,114 @@
+"""Half-precision parameters (issue 14, item 2): the NumPy reference in fastoptim.half_reference."""
+import ml_dtypes
+import numpy as np
+import pytest
+
+from fastoptim import half_reference as hr
+from fastoptim import reference
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+SIZES = [1, 7, 67, 1003]
+
+
+def test_bf16_rne_bit_trick_matches_ml_dtypes_cast():
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**32, size=200_000, dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32)
+    # ties and near-ties explicitly
+    ties = (rng.integers(0, 2**16, 5000, dtype=np.uint32) << 16) | np.uint32(0x8000)
+    x = np.concatenate([x, ties.view(np.float32), np.float32([0.0, -0.0, np.inf, -np.inf])])
+    ours = hr.f32_to_bf16_bits_rne(x)
+    with np.errstate(invalid="ignore"):
+        ref = x.astype(BF16).view(np.uint16)
+    finite = ~np.isnan(x)
+    np.testing.assert_array_equal(ours[finite], ref[finite])
+    assert np.isnan(ours[~finite].view(BF16).astype(np.float32)).all()
+
+
+def test_stochastic_rounding_unbiased_and_bracketing():
+    x = np.full(200_000, np.float32(1.0) + np.float32(2.0**-10), dtype=np.float32)  # 1/8 ulp
+    r = hr.f32_to_bf16_stochastic(x, seed=123, step=5).astype(np.float32)
+    lo, hi = np.float32(1.0), np.float32(1.0 + 2.0**-7)
+    assert set(np.unique(r)) <= {lo, hi}
+    frac_up = np.mean(r == hi)
+    assert abs(frac_up - 0.125) < 0.005  # std ~ 0.0007
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal(400_000).astype(np.float32)
+    ry = hr.f32_to_bf16_stochastic(y, seed=7, step=1).astype(np.float64)
+    assert abs(np.mean(ry - y)) < 1e-4
+    assert abs(np.mean(y.astype(BF16).astype(np.float64) - y)) < 1e-4
+
+
+def test_stochastic_rounding_reproducible_and_chunk_independent():
+    y = np.random.default_rng(2).standard_normal(10_003).astype(np.float32)
+    a = hr.f32_to_bf16_stochastic(y, seed=9, step=3)
+    b = hr.f32_to_bf16_stochastic(y, seed=9, step=3)
+    c = hr.f32_to_bf16_stochastic(y, seed=9, step=4)
+    np.testing.assert_array_equal(a.view(np.uint16), b.view(np.uint16))
+    assert (a.view(np.uint16) != c.view(np.uint16)).any()
+    # noise depends only on the element index: any split into chunks gives the same bits
+    noise = hr.rounding_noise(9, 3, y.size)
+    np.testing.assert_array_equal(noise[:5000], hr.rounding_noise(9, 3, 5000))
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float16), BF16])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("opts", [{}, {"weight_decay": 0.01},
+                                  {"weight_decay": 0.01, "decoupled_weight_decay": True},
+                                  {"maximize": True}])
+def test_master_weights_track_float32_training(dtype, n, opts):
+    rng = np.random.default_rng(n)
+    p32 = rng.standard_normal(n).astype(np.float32)
+    master = p32.copy()
+    param = p32.astype(dtype)
+    m, v = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    m32, v32 = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    for t in range(1, 51):
+        g32 = (rng.standard_normal(n) * 0.1).astype(np.float32)
+        g = g32.astype(dtype)
+        hr.adam_step_mixed(param, g, m, v, step=t, lr=1e-3, master=master, **opts)
+        reference.adam_step(p32, g.astype(np.float32), m32, v32, step=t, lr=1e-3, **opts)
+        np.testing.assert_array_equal(param, master.astype(dtype))
+    np.testing.assert_allclose(master, p32, rtol=1e-5, atol=1e-6)
+
+
+def test_stochastic_rounding_keeps_small_updates_that_rne_loses():
+    n = 4096
+    p0 = np.ones(n, np.float32)
+    grad = np.full(n, 1.0, np.float32).astype(BF16)
+    p_sr, p_rne = p0.astype(BF16), p0.astype(BF16)
+    m1, v1, m2, v2 = (np.zeros(n, np.float32) for _ in range(4))
+    for t in range(1, 201):
+        hr.adam_step_mixed(p_sr, grad, m1, v1, step=t, lr=1e-4, stochastic_rounding=True, seed=3)
+        hr.adam_step_mixed(p_rne, grad, m2, v2, step=t, lr=1e-4)
+    expected = 1.0 - 200 * 1e-4
+    assert np.all(p_rne.astype(np.float32) == 1.0)  # every 1e-4 update rounds away
+    assert abs(p_sr.astype(np.float32).mean() - expected) < 2e-3
+
+
+def test_errors_name_the_argument_and_change_nothing():
+    n = 9
+    param = np.ones(n, BF16)
+    grad = np.ones(n, BF16)
+    m, v = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    before = [a.copy() for a in (param, grad, m, v)]
+    cases = [
+        (dict(grad=np.ones(n, np.float16)), TypeError, "grad"),
+        (dict(grad=np.ones(n + 1, BF16)), ValueError, "grad"),
+        (dict(exp_avg=np.zeros(n, np.float64)), TypeError, "exp_avg"),
+        (dict(master=np.zeros(n + 1, np.float32)), ValueError, "master"),
+        (dict(master=np.zeros(n, np.float32), stochastic_rounding=True), ValueError, "exclusive"),
+        (dict(param=np.ones(n, np.float32)), TypeError, "param"),
+    ]
+    for override, exc, word in cases:
+        args = dict(param=param, grad=grad, exp_avg=m, exp_avg_sq=v)
+        args.update(override)
+        kw = {k: args.pop(k) for k in ("master", "stochastic_rounding") if k in args}
+        with pytest.raises(exc, match=word):
+            hr.adam_step_mixed(args["param"], args["grad"], args["exp_avg"], args["exp_avg_sq"],
+                               step=1, **kw)
+    with pytest.raises(TypeError, match="bfloat16"):
+        hr.adam_step_mixed(np.ones(n, np.float16), np.ones(n, np.float16), m, v, step=1,
+                           stochastic_rounding=True)
+    for a, b in zip((param, grad, m, v), before):
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
