@@ -112,3 +112,121 @@ def test_errors_name_the_argument_and_change_nothing():
                            stochastic_rounding=True)
     for a, b in zip((param, grad, m, v), before):
         np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+# ---- csrc/half_convert.h, compiled with the system C compiler and checked bit for bit -------
+import ctypes
+import pathlib
+import shutil
+import subprocess
+
+HEADER = pathlib.Path(__file__).resolve().parents[1] / "src" / "fastoptim" / "csrc"
+DRIVER = r"""
+#include "half_convert.h"
+typedef long long ll;
+#define AVX __attribute__((target("avx2,f16c")))
+AVX static ll bf16_rne_v(const float *x, uint16_t *o, ll n) {
+    ll i = 0; for (; i + 8 <= n; i += 8) fo_f32x8_to_bf16_rne_avx2(_mm256_loadu_ps(x + i), o + i);
+    return i; }
+AVX static ll f16_rne_v(const float *x, uint16_t *o, ll n) {
+    ll i = 0; for (; i + 8 <= n; i += 8) fo_f32x8_to_f16_rne_f16c(_mm256_loadu_ps(x + i), o + i);
+    return i; }
+AVX static ll f16_up_v(const uint16_t *h, float *o, ll n) {
+    ll i = 0; for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, fo_f16x8_to_f32_f16c(h + i));
+    return i; }
+AVX static ll bf16_up_v(const uint16_t *h, float *o, ll n) {
+    ll i = 0; for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, fo_bf16x8_to_f32_avx2(h + i));
+    return i; }
+void bf16_rne(const float *x, uint16_t *o, ll n, int simd) {
+    for (ll i = simd ? bf16_rne_v(x, o, n) : 0; i < n; i++) o[i] = fo_f32_to_bf16_rne(x[i]); }
+void f16_rne(const float *x, uint16_t *o, ll n, int simd) {
+    for (ll i = simd ? f16_rne_v(x, o, n) : 0; i < n; i++) o[i] = fo_f32_to_f16_rne(x[i]); }
+void f16_up(const uint16_t *h, float *o, ll n, int simd) {
+    for (ll i = simd ? f16_up_v(h, o, n) : 0; i < n; i++) o[i] = fo_f16_to_f32(h[i]); }
+void bf16_up(const uint16_t *h, float *o, ll n, int simd) {
+    for (ll i = simd ? bf16_up_v(h, o, n) : 0; i < n; i++) o[i] = fo_bf16_to_f32(h[i]); }
+void bf16_sr(const float *x, uint16_t *o, ll n, unsigned long long seed, unsigned long long step) {
+    uint64_t key = fo_rounding_key(seed, step);
+    for (ll i = 0; i < n; i++) o[i] = fo_f32_to_bf16_stochastic(x[i], fo_rounding_noise(key, (uint64_t)i));
+}
+"""
+
+
+def _cpu_has(*flags):
+    try:
+        text = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    words = set(text.split())
+    return all(f in words for f in flags)
+
+
+@pytest.fixture(scope="module")
+def convert_lib(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    d = tmp_path_factory.mktemp("half_convert")
+    (d / "driver.c").write_text(DRIVER)
+    so = d / "driver.so"
+    subprocess.run([cc, "-O2", "-shared", "-fPIC", f"-I{HEADER}", str(d / "driver.c"), "-o",
+                    str(so)], check=True)
+    lib = ctypes.CDLL(str(so))
+    for name in ("bf16_rne", "f16_rne", "f16_up", "bf16_up"):
+        getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong,
+                                       ctypes.c_int]
+    lib.bf16_sr.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong,
+                            ctypes.c_ulonglong, ctypes.c_ulonglong]
+    return lib
+
+
+SIMD_LEVELS = [0] + ([1] if _cpu_has("avx2", "f16c") else [])
+
+
+def _call(fn, x, out_dtype, *extra):
+    out = np.empty(x.size, out_dtype)
+    fn(x.ctypes.data, out.ctypes.data, x.size, *extra)
+    return out
+
+
+def _random_floats(n, seed):
+    rng = np.random.default_rng(seed)
+    bits = rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
+    normal = rng.standard_normal(n).astype(np.float32) * np.float32(1e-3)
+    tiny = rng.standard_normal(n).astype(np.float32) * np.float32(1e-6)  # float16 subnormals
+    return np.concatenate([bits.view(np.float32), normal, tiny,
+                           np.float32([0.0, -0.0, np.inf, -np.inf, 65504, 65519.99, 65520])])
+
+
+@pytest.mark.parametrize("simd", SIMD_LEVELS)
+def test_c_rne_matches_ml_dtypes_and_numpy(convert_lib, simd):
+    x = _random_floats(100_003, 5)
+    finite = ~np.isnan(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        ref_bf = x.astype(BF16).view(np.uint16)
+        ref_h = x.astype(np.float16).view(np.uint16)
+    got_bf = _call(convert_lib.bf16_rne, x, np.uint16, simd)
+    got_h = _call(convert_lib.f16_rne, x, np.uint16, simd)
+    np.testing.assert_array_equal(got_bf[finite], ref_bf[finite])
+    np.testing.assert_array_equal(got_h[finite], ref_h[finite])
+    assert np.isnan(got_bf[~finite].view(BF16).astype(np.float32)).all()
+    assert np.isnan(got_h[~finite].view(np.float16)).all()
+
+
+@pytest.mark.parametrize("simd", SIMD_LEVELS)
+def test_c_upcasts_are_exact(convert_lib, simd):
+    every = np.arange(2**16, dtype=np.uint16)
+    up_h = _call(convert_lib.f16_up, every, np.float32, simd)
+    up_b = _call(convert_lib.bf16_up, every, np.float32, simd)
+    ok = ~np.isnan(every.view(np.float16))
+    np.testing.assert_array_equal(up_h[ok], every.view(np.float16)[ok].astype(np.float32))
+    assert np.isnan(up_h[~ok]).all()
+    ok = ~np.isnan(every.view(BF16).astype(np.float32))
+    np.testing.assert_array_equal(up_b[ok], every.view(BF16)[ok].astype(np.float32))
+
+
+def test_c_stochastic_rounding_matches_reference(convert_lib):
+    x = np.random.default_rng(8).standard_normal(10_007).astype(np.float32)
+    got = _call(convert_lib.bf16_sr, x, np.uint16, 11, 42)
+    ref = hr.f32_to_bf16_stochastic(x, seed=11, step=42).view(np.uint16)
+    np.testing.assert_array_equal(got, ref)
