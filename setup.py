@@ -87,13 +87,14 @@ setup(
     ext_modules=cythonize(
         [extension("kernels"), extension("_checks"), extension("_reductions"),
          # LAMB's trust ratio is a reduction: its own module, not a registry kernel
-         extension("_lamb", ["coefficients.pxd", "csrc/lamb.h", "_lamb.pxd"]),
+         extension("_lamb", ["coefficients.pxd", "csrc/lamb.h", "_lamb.pxd", "_simd_switch.pxi"]),
          # Muon's element-wise passes (its Newton-Schulz iteration is matrix products)
          extension("_muon", ["csrc/muon.h", "_muon.pxd"]),
          # Adafactor's factored moments and update clipping are reductions: its own module
-         extension("_adafactor", ["_adafactor.pxd", "csrc/adafactor.h"]),
+         extension("_adafactor", ["_adafactor.pxd", "csrc/adafactor.h", "_simd_switch.pxi"]),
          # Adam with bfloat16 / 8-bit moments (fastoptim.lowmem): its own module
-         extension("_lowmem", ["lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h"]),
+         extension("_lowmem", ["lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h",
+                                "_simd_switch.pxi"]),
          ],
         compiler_directives=DIRECTIVES,
     ),

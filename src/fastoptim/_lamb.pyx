@@ -127,22 +127,16 @@ def chunk_length(Py_ssize_t n):
     return fo_lamb_chunk_length(n)
 
 
-def simd_targets():
-    """The SIMD variants of the LAMB loops this CPU can run, best last."""
-    return [name for level, name in enumerate(_LEVELS) if fo_lamb_supported(level)]
+cdef inline int _simd_supported(int level) noexcept nogil:
+    return fo_lamb_supported(level)
 
 
-def simd_target():
-    """The active variant: ``"avx2"`` or ``"sse2"`` (the baseline)."""
-    return _LEVELS[fo_lamb_level()]
+cdef inline int _simd_level() noexcept nogil:
+    return fo_lamb_level()
 
 
-def _select_simd_target(str name):
-    """Make ``name`` (one of :func:`simd_targets`) the active variant; for tests and
-    benchmarks. Returns the previously active name."""
-    previous = simd_target()
-    if name not in simd_targets():
-        raise ValueError(f"SIMD target {name!r} is not available here; choose from "
-                         f"{simd_targets()}")
-    fo_lamb_select(_LEVELS.index(name))
-    return previous
+cdef inline void _simd_select(int level) noexcept nogil:
+    fo_lamb_select(level)
+
+
+include "_simd_switch.pxi"

@@ -80,22 +80,16 @@ def lion_bf16(param, grad, exp_avg, tuple coefficients, int threads=1):
         fo_lm_lion_bf16(p, g, m, n, &c, threads)
 
 
-def simd_targets():
-    """The SIMD variants of the compressed-state loops this CPU can run, best last."""
-    return [name for level, name in enumerate(_LEVELS) if fo_lm_supported(level)]
+cdef inline int _simd_supported(int level) noexcept nogil:
+    return fo_lm_supported(level)
 
 
-def simd_target():
-    """The active variant: ``"avx512"``, ``"avx2"`` or ``"sse2"`` (the baseline)."""
-    return _LEVELS[fo_lm_level()]
+cdef inline int _simd_level() noexcept nogil:
+    return fo_lm_level()
 
 
-def _select_simd_target(str name):
-    """Make ``name`` (one of :func:`simd_targets`) the active variant; for tests and
-    benchmarks. Returns the previously active name."""
-    previous = simd_target()
-    if name not in simd_targets():
-        raise ValueError(f"SIMD target {name!r} is not available here; choose from "
-                         f"{simd_targets()}")
-    fo_lm_select(_LEVELS.index(name))
-    return previous
+cdef inline void _simd_select(int level) noexcept nogil:
+    fo_lm_select(level)
+
+
+include "_simd_switch.pxi"
