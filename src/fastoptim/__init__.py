@@ -24,7 +24,7 @@ from .clip import clip_grad_norm, clip_grad_value
 from .ema import ExponentialMovingAverage
 from .checkpoint import load_state, save_state
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = list(_optimizers.FUNCTIONS) + [
     "get_include", "set_num_threads", "get_num_threads", "warmup", "show_config",

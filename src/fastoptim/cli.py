@@ -11,6 +11,8 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
+from . import __version__
+
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
     "bench": ("fastoptim.bench", "throughput of every kernel: ns/element, GB/s vs the measured memory bandwidth, speed-up over naive NumPy"),
@@ -22,6 +24,7 @@ SUBCOMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastoptim", description="Fused in-place optimizer steps for NumPy arrays.")
+    parser.add_argument("--version", action="version", version=f"fastoptim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in SUBCOMMANDS.items():
