@@ -163,6 +163,9 @@ def _grouped(cls):
     return isinstance(cls, type) and issubclass(cls, fastoptim.Optimizer)
 
 
+NOT_SHARDED = {"Adafactor"}
+
+
 @check
 def every_class_equals_single_process():
     configured = {name for name, _ in CONFIGS}
@@ -185,8 +188,10 @@ def every_class_equals_single_process():
                     continue
             except ValueError:
                 continue
-        sharded = grouped and _elementwise(cls)
-        if not sharded:       # LAMB: refused, the same error on every rank
+        # Adafactor (factored state, not of its parameters' shapes): refused, the same
+        # error on every rank; LAMB is sharded by whole arrays
+        sharded = grouped and name not in NOT_SHARDED
+        if not sharded:
             raises(NotImplementedError, DistributedOptimizer, build(make_params()),
                    shard_state=True)
         for shard in ((False, True) if sharded else (False,)):
@@ -454,9 +459,9 @@ def mismatched_parameters_raise_the_same_error_on_every_rank():
     m = raises(ValueError, DistributedOptimizer, fastoptim.Adam(make_params()),
                bucket_bytes=0 if last else 1024)
     assert "bucket_bytes" in m, m
-    m = raises(NotImplementedError, DistributedOptimizer, fastoptim.LAMB(make_params()),
+    m = raises(NotImplementedError, DistributedOptimizer, fastoptim.Adafactor(make_params()),
                shard_state=True)
-    assert "LAMB" in m, m
+    assert "Adafactor" in m, m
 
 
 def _train(dist, steps, first=1):
@@ -627,6 +632,55 @@ def distributed_clip_grad_norm_over_disjoint_shards():
         bad[0][0] = np.nan
     m = raises(ValueError, clip_grad_norm, bad, 1.0, comm=comm)
     assert f"rank {N - 1}" in m, m
+
+
+@check
+def whole_array_rules_shard_by_whole_arrays():
+    """LAMB and Muon (not element-wise) under shard_state=True: each rank steps whole
+    arrays (cut at array boundaries only) and training equals single-process training on
+    the mean gradient; every rank holds only its arrays' state."""
+    shapes = {"A": (9, 6), "B": (4, 11), "C": (16, 16), "D": (5, 3), "E": (12, 7)}
+
+    def params(seed):
+        rng = np.random.default_rng(seed)
+        return {k: rng.standard_normal(sh).astype(np.float32) for k, sh in shapes.items()}
+
+    def grads(t, r):
+        rng = np.random.default_rng(1000 * t + r)
+        return {k: rng.standard_normal(sh).astype(np.float32) for k, sh in shapes.items()}
+
+    def mean(t):
+        acc = grads(t, 0)
+        for r in range(1, N):
+            for k, g in grads(t, r).items():
+                acc[k] += g
+        return {k: g / np.float32(N) for k, g in acc.items()}
+
+    for cls, kw in ((fastoptim.LAMB, dict(lr=1e-2, weight_decay=0.01)),
+                    (fastoptim.Muon, dict(lr=1e-2))):
+        P, R = params(0), params(0)
+        dist = DistributedOptimizer(cls(P, **kw), shard_state=True, bucket_bytes=256)
+        single = cls(R, **kw)
+        # each array's state lives whole on exactly one rank (or every rank, when N = 1)
+        held = [k for k, (a, b) in zip(dist._keys, dist._ranges) if b > a]
+        assert all(dist._ranges[i] == (0, P[k].size)
+                   for i, k in enumerate(dist._keys) if k in held), cls.__name__
+        owners = np.zeros(len(shapes), np.int64)
+        owners[[dist._keys.index(k) for k in held]] = 1
+        total = np.empty_like(owners)
+        comm.Allreduce(owners, total)
+        assert (total == 1).all(), (cls.__name__, total)
+        for t in range(1, 6):
+            dist.step(grads(t, RANK))
+            single.step(mean(t))
+            assert_close(P, R, f"{cls.__name__} sharded by whole arrays, step {t}")
+            assert_same_on_every_rank(P, f"{cls.__name__} sharded, step {t}")
+        sd = dist.state_dict()
+        if RANK == 0:
+            ref = single.state_dict()
+            for s, bufs in ref["state"].items():
+                assert_close(dict(enumerate(sd["state"][s])), dict(enumerate(bufs)),
+                             f"{cls.__name__}, consolidated state {s}", collective=False)
 
 
 def main():

@@ -26,8 +26,10 @@ How a step communicates (``N`` ranks, ``n`` elements of one dtype):
   ``r`` receives the average of its contiguous shard (``n // N`` or ``n // N + 1``
   elements); it steps only that shard of the parameters and keeps only that shard of the
   state buffers (state memory per rank ``≈ 1/N``); then ``Allgatherv`` of the parameters
-  puts the whole update on every rank. Only element-wise update rules can be sharded so
-  (every registry kernel); LAMB's per-array trust ratio cannot, and raises.
+  puts the whole update on every rank. Element-wise rules (every registry kernel) are cut
+  anywhere; LAMB and Muon, whose update needs whole arrays, are cut at array boundaries only
+  (torch's ``ZeroRedundancyOptimizer`` way), each rank's range ending at the boundary
+  nearest ``(r + 1) n / N``; Adafactor's factored state is not sharded (it raises).
 
 Reductions that span arrays are global: the non-finite check of ``skip_nonfinite`` and the
 norm of ``step(grads, max_norm=...)`` see the averaged gradient of every rank, so every rank

@@ -35,6 +35,26 @@ def _shard_bounds(n: int, size: int) -> List[Tuple[int, int]]:
     return out
 
 
+def _whole_array_bounds(sizes: Sequence[int], size: int) -> List[Tuple[int, int]]:
+    """Rank r's contiguous range of the arrays of ``sizes`` laid end to end, cut only at
+    array boundaries (for update rules that need whole arrays): rank r's range ends at the
+    boundary nearest ``(r + 1) * n / size`` (the smaller one on a tie), never before its
+    start; the last rank's at ``n``."""
+    ends = np.cumsum(np.asarray(sizes, np.int64)).tolist()
+    n = ends[-1] if ends else 0
+    out, lo = [], 0
+    for r in range(size):
+        if r == size - 1:
+            hi = n
+        else:
+            target = (r + 1) * n / size
+            hi = min((e for e in ends if e >= lo), key=lambda e: (abs(e - target), e),
+                     default=lo)
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
 def _describe_arrays(names: Sequence[str], arrays: Sequence[np.ndarray]) -> List[str]:
     out = []
     for name, a in zip(names, arrays):
@@ -48,7 +68,8 @@ class _Flat:
     the views of each array in it, the buckets, and (sharded) each rank's shard."""
 
     def __init__(self, dtype, index: List[int], params: List[np.ndarray], size: int,
-                 rank: int, bucket_elems: int, sharded: bool) -> None:
+                 rank: int, bucket_elems: int, sharded: bool,
+                 whole_arrays: bool = False) -> None:
         self.dtype = dtype
         self.mpi = _MPI_TYPES[dtype]
         self.index = index                      # the optimizer's indices of these arrays
@@ -60,7 +81,8 @@ class _Flat:
         self.buffer = np.zeros(n, dtype)        # the packed gradient; (sharded) the params
         self.views = [_view_like(self.buffer, off, params[i])
                       for off, i in zip(self.offsets, index)]
-        self.bounds = _shard_bounds(n, size)
+        self.bounds = (_whole_array_bounds([params[i].size for i in index], size)
+                       if whole_arrays else _shard_bounds(n, size))
         self.lo, self.hi = self.bounds[rank]
         self.buckets = [(b, min(b + bucket_elems, n)) for b in range(0, n, bucket_elems)]
         self.allreduce = [[self.buffer[b0:b1], self.mpi] for b0, b1 in self.buckets]

@@ -26,7 +26,7 @@ DEFAULT_BUCKET_BYTES = 25 * 1024 * 1024     # torch DDP's bucket_cap_mb
 
 
 # update rules whose step of an element reads other elements of its array (norms, factored
-# or matrix-wide statistics): never sharded, whatever their class looks like
+# or matrix-wide statistics): never cut inside an array, whatever their class looks like
 _SPANNING = {"lamb", "adafactor", "muon"}
 
 
@@ -37,6 +37,14 @@ def _elementwise(cls) -> bool:
     return (bool(kernels) and cls.__name__.lower() not in _SPANNING
             and not any(k in _SPANNING or k not in _registry.KERNELS for k in kernels)
             and cls._apply is Optimizer._apply and cls.step is Optimizer.step)
+
+
+def _by_whole_arrays(opt: Optimizer) -> bool:
+    """Whether ``opt`` can be sharded by whole arrays though its rule is not element-wise
+    (LAMB's trust ratio, Muon's orthogonalization): every state buffer has its parameter's
+    shape (Adafactor's factored moments do not), so a rank's state is its arrays' buffers."""
+    return all(buf is None or buf.shape == p.shape
+               for bufs in opt._state.values() for buf, p in zip(bufs, opt._params))
 
 
 class _ShardedState(list):
@@ -76,8 +84,11 @@ class DistributedOptimizer:
     shard_state : bool, default False
         ZeRO stage 1: each rank keeps and updates only its contiguous ``1/N`` shard of the
         flattened parameters' state (reduce-scatter of the gradient, all-gather of the
-        parameters). For element-wise update rules (every registry kernel); others raise
-        ``NotImplementedError``.
+        parameters). An element-wise rule (every registry kernel) is cut anywhere; a rule
+        that needs whole arrays (LAMB's trust ratio, Muon's orthogonalization) is cut at
+        array boundaries only (as torch's ``ZeroRedundancyOptimizer`` does), so a rank holds
+        whole arrays, their state and their per-array statistics; Adafactor, whose factored
+        state is not of its parameters' shapes, raises ``NotImplementedError``.
     bucket_bytes : int, default 25 MiB
         The largest message of one collective (the flat buffers are reduced in buckets).
 
@@ -125,8 +136,11 @@ class DistributedOptimizer:
         by_dtype: Dict[np.dtype, List[int]] = {}
         for i, p in enumerate(params):
             by_dtype.setdefault(p.dtype, []).append(i)
+        # a rule that is not element-wise (LAMB, Muon) is sharded by whole arrays
+        self._whole = shard_state and not _elementwise(type(optimizer))
         self._flats = [_Flat(dtype, index, params, comm.size, comm.rank,
-                             max(1, self._bucket_bytes // dtype.itemsize), shard_state)
+                             max(1, self._bucket_bytes // dtype.itemsize), shard_state,
+                             self._whole)
                        for dtype, index in by_dtype.items()]
         self._grad_views: List[Optional[np.ndarray]] = [None] * len(params)
         for flat in self._flats:
@@ -143,11 +157,11 @@ class DistributedOptimizer:
         if isinstance(opt, DistributedOptimizer):
             raise TypeError(f"{f}: optimizer is already a DistributedOptimizer")
         if isinstance(opt, Optimizer):
-            if shard and not _elementwise(type(opt)):
+            if shard and not _elementwise(type(opt)) and not _by_whole_arrays(opt):
                 raise NotImplementedError(
-                    f"{f}: shard_state=True needs an element-wise update rule; "
-                    f"{type(opt).__name__}'s step is not (its update of an element depends "
-                    f"on other elements of its array, as LAMB's trust ratio does); use "
+                    f"{f}: shard_state=True needs an element-wise update rule or state "
+                    f"buffers of the parameters' shapes; {type(opt).__name__}'s state is "
+                    f"neither (its factored moments are not sharded); use "
                     f"shard_state=False")
             return list(opt._keys), list(opt._params), list(opt._param_names), opt._is_dict
         if not (hasattr(opt, "step") and hasattr(opt, "params")):
@@ -155,9 +169,9 @@ class DistributedOptimizer:
                             f"got {type(opt).__name__}")
         if shard:
             raise NotImplementedError(
-                f"{f}: shard_state=True is not supported for {type(opt).__name__} (its "
-                f"update is not element-wise: LAMB's trust ratio needs each whole array's "
-                f"norms); use shard_state=False")
+                f"{f}: shard_state=True is not supported for {type(opt).__name__} (not a "
+                f"fastoptim Optimizer subclass: its state cannot be split); use "
+                f"shard_state=False")
         keys, arrays, is_dict = _params.flatten(f, "optimizer.params", opt.params)
         names = _params.labels("params", keys)
         plain = []
@@ -201,10 +215,10 @@ class DistributedOptimizer:
             for j, i in enumerate(flat.index):
                 a, b = flat.piece(j)
                 self._ranges[i] = (a, b)
-                pieces[i] = _flat(self._params[i])[a:b]
-                grad_pieces[i] = flat.shard[shard_off:shard_off + (b - a)]
+                pieces[i] = self._piece(self._params[i], a, b)
+                grad_pieces[i] = _view_like(flat.shard, shard_off, pieces[i])
                 off = flat.offsets[j]
-                send_pieces.append((pieces[i], flat.buffer[off + a:off + b]))
+                send_pieces.append((_flat(pieces[i]), flat.buffer[off + a:off + b]))
                 whole, size = _flat(self._params[i]), self._params[i].size
                 for lo, hi in ((0, a), (b, size)) if b > a else ((0, size),):
                     if hi > lo:
@@ -232,9 +246,9 @@ class DistributedOptimizer:
                 local = np.zeros(sum(sizes), flat.dtype)
                 off = 0
                 for i, size in zip(have, sizes):
-                    view = local[off:off + size]
+                    view = _view_like(local, off, pieces[i])
                     a, b = self._ranges[i]
-                    np.copyto(view, _flat(bufs[i])[a:b])
+                    np.copyto(_flat(view), _flat(bufs[i])[a:b])
                     inner._state[name][i] = view
                     off += size
                 # every rank's count, for Gatherv/Scatterv of this state in checkpoints:
@@ -250,6 +264,15 @@ class DistributedOptimizer:
         self._state_slots = {name: [b is not None for b in bufs]
                              for name, bufs in outer._state.items()}
         self._release_outer_state()
+
+    def _piece(self, param: np.ndarray, a: int, b: int) -> np.ndarray:
+        """This rank's piece ``[a, b)`` of ``param`` (flat order): a 1-D view; sharded by
+        whole arrays, ``param`` itself or an empty array of its number of dimensions."""
+        if not self._whole:
+            return _flat(param)[a:b]
+        if b - a == param.size:
+            return param
+        return param[:0] if param.ndim else _flat(param)[:0]
 
     def _release_outer_state(self) -> None:
         """Replace the wrapped optimizer's full state buffers by read-only placeholders of
@@ -463,7 +486,7 @@ class DistributedOptimizer:
             self._all_sums = np.zeros((self._size, n + 1), np.float64)
         local, everyone = self._sums, self._all_sums
         local[:] = 0.0
-        arrays = [p for p in pieces if p is not None and p.size]
+        arrays = [_flat(p) for p in pieces if p is not None and p.size]
         if max_norm is not None and arrays:
             sums = _reductions.sums_of_squares(arrays)
             k = 0
