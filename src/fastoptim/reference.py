@@ -263,6 +263,16 @@ def muon_step(param, grad, momentum_buffer, *, lr=1e-3, weight_decay=0.1, moment
     param -= lr * ratio * X
 
 
+def _torch_lerp(start, end, w):
+    """``start = lerp(start, end, w)`` in place, in torch's form: ``start + w*(end - start)``
+    for ``|w| < 0.5``, else ``end - (end - start)*(1 - w)`` (exactly ``end`` at ``w = 1``,
+    where the first form cancels)."""
+    if abs(w) < 0.5:
+        start += w * (end - start)
+    else:
+        start[...] = end - (end - start) * (1 - w)
+
+
 def adafactor_step(param, grad, row_var, col_var, variance, *, step, lr=1e-2,
                    beta2_decay=-0.8, eps1=None, eps2=1e-3, d=1.0, weight_decay=0.0,
                    maximize=False):
@@ -287,11 +297,11 @@ def adafactor_step(param, grad, row_var, col_var, variance, *, step, lr=1e-2,
     if weight_decay != 0:
         param *= 1 - lr * weight_decay
     if param.ndim > 1:
-        row_var += w * (np.mean(g**2, axis=-1, keepdims=True) - row_var)
-        col_var += w * (np.mean(g**2, axis=-2, keepdims=True) - col_var)
+        _torch_lerp(row_var, np.mean(g**2, axis=-1, keepdims=True), w)
+        _torch_lerp(col_var, np.mean(g**2, axis=-2, keepdims=True), w)
         v = row_var @ col_var / np.maximum(np.mean(row_var, axis=-2, keepdims=True), eps1)
     else:
-        variance += w * (g**2 - variance)
+        _torch_lerp(variance, g**2, w)
         v = variance
     u = g / np.sqrt(np.maximum(v, eps1 * eps1))
     rms_u = np.sqrt(np.mean(u.astype(np.float64) ** 2))
