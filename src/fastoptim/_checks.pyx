@@ -216,3 +216,13 @@ def check_scalars(str func, tuple spec, tuple values):
                 out = list(values)
             out[i] = item[2](func, item[0], x)
     return values if out is None else tuple(out)
+
+
+def has_none(list items):
+    """Whether ``items`` holds ``None`` (by identity: ``None in items`` would compare
+    arrays with ``==``)."""
+    cdef object x
+    for x in items:
+        if x is None:
+            return True
+    return False

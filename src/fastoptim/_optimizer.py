@@ -37,6 +37,7 @@ from . import _state_dict
 from . import _validation as _v
 from . import _cython_parallel
 from . import arena as _arena
+from ._checks import has_none as _has_none
 from . import kernels as _cython
 from ._backends import select as _select
 
@@ -272,14 +273,11 @@ class Optimizer:
         with self._lock:
             self._check_bindings(f)
             grads = _params.match(f, "grads", grads, self._keys, self._is_dict, "params")
-            check = _v.check_arrays
-            missing = False
-            for i, (names, param, grad) in enumerate(zip(self._check_names, self._params,
-                                                         grads)):
-                if grad is None:
-                    missing = True
-                elif check(f, names, (param, grad)) is not None:
-                    grads[i] = grad.view(np.ndarray)     # a subclass: its plain view
+            missing = _has_none(grads)
+            if missing or self._skip_nonfinite or not self._one_compiled_call():
+                self._check_grads(f, grads)
+            # else the one multi-tensor call of _apply checks every array by the same rules
+            # (in C) before it writes anything, and _check_grads names a bad one
             if self._n.t >= _v.MAX_STEP:
                 raise ValueError(f"{f}: the step count would exceed 2**63 - 1")
             t = self._n.t + 1
@@ -362,7 +360,8 @@ class Optimizer:
 
     def _uniform_scalars(self) -> bool:
         """Whether every array has the same carried scalar state (always, without any)."""
-        return all(len(set(values)) <= 1 for values in self._scalars.values())
+        scalars = self._scalars
+        return not scalars or all(len(set(values)) <= 1 for values in scalars.values())
 
     def _store_scalars(self, idx, values: tuple) -> None:
         """The carried scalar state after a step of the arrays ``idx``."""
@@ -370,6 +369,23 @@ class Optimizer:
             held = self._scalars[name]
             for i in idx:
                 held[i] = value
+
+    def _check_grads(self, f: str, grads: list) -> None:
+        """Check every gradient against its parameter (raises naming it); a subclass is
+        replaced by its plain view."""
+        check = _v.check_arrays
+        for i, (names, param, grad) in enumerate(zip(self._check_names, self._params,
+                                                     grads)):
+            if grad is not None and check(f, names, (param, grad)) is not None:
+                grads[i] = grad.view(np.ndarray)     # a subclass: its plain view
+
+    def _one_compiled_call(self) -> bool:
+        """Whether a step with a gradient for every array is one compiled multi-tensor
+        call (the common case of :meth:`_apply`)."""
+        impl = _select("", self._backend, 0)
+        return ((impl is _cython or impl is _cython_parallel) and self._elementwise
+                and self._steps is None and len(self._groups) == 1
+                and self._uniform_scalars())
 
     def _apply(self, f: str, grads: list, lrs: list, missing: bool) -> None:
         """Update every array with a gradient, with the coefficients computed once per
@@ -382,15 +398,18 @@ class Optimizer:
         impl = _select(f, self._backend, 0)
         compiled = impl is _cython or impl is _cython_parallel
         scalars = self._scalars
-        if compiled and self._elementwise and self._steps is None and not missing \
-                and len(self._groups) == 1 and self._uniform_scalars():
+        if not missing and self._one_compiled_call():
             group = self._groups[0]         # the common case: one call, nothing to gather
             multi = getattr(_cython, group.kernel + "_multi")
             c = group.coefficients(self._n.step_all + 1, lrs[0],
                                    [values[0] for values in scalars.values()])
-            multi(self._params, grads, *[None if s is None else self._state[s]
-                                         for s in group.slots],
-                  c, labels=self._keys)
+            try:
+                multi(self._params, grads, *[None if s is None else self._state[s]
+                                             for s in group.slots],
+                      c, labels=self._keys)
+            except (TypeError, ValueError):     # raised before any write
+                self._check_grads(f, grads)     # the step's own message for a bad gradient
+                raise
             if scalars:
                 self._store_scalars(range(len(self._params)), c.carried())
             self._n.step_all += 1
