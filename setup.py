@@ -74,7 +74,7 @@ DIRECTIVES = {
 def extension(name, headers=HEADERS):
     return Extension(
         f"fastoptim.{name}",
-        [f"src/fastoptim/{name}.pyx"],
+        [f"src/fastoptim/{name.replace('.', '/')}.pyx"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=COMPILE_ARGS + OPENMP.get(name, []),
@@ -95,6 +95,8 @@ setup(
          # Adam with bfloat16 / 8-bit moments (fastoptim.lowmem): its own module
          extension("_lowmem", ["lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h",
                                 "_simd_switch.pxi"]),
+         # fastoptim.torch: NumPy views of torch gradients without tensor.numpy()'s cost
+         extension("torch._views", []),
          ],
         compiler_directives=DIRECTIVES,
     ),
