@@ -5,14 +5,17 @@ Run from the repository: ``python bench/torch_front.py [--layers 10] [--width 32
 minimum seconds per ``step()``):
 
 * ``mlp``: an MLP of ``--layers`` ``Linear(width, width)`` layers: 2 x layers small
-  parameter tensors (20 by default, 10,560 elements), every ``.grad`` set; the per-call
-  overhead regime where torch pays per tensor and per call;
+  parameter tensors (20 by default, 10,560 elements); the per-call overhead regime where
+  torch pays per tensor and per call. Twice: with the gradient tensors kept from step to
+  step (``zero_grad(set_to_none=False)``, accumulation), and with every parameter given
+  another gradient tensor before each step (what backward after the default
+  ``zero_grad()`` does; the assignment is timed on both sides);
 * ``large``: one tensor of ``--large`` elements: the memory-bandwidth regime.
 
 Competitors: ``fastoptim.torch.<name>``; ``torch.optim.<name>`` with ``fused=True`` (where
 torch has a fused CPU kernel: Adam, AdamW, SGD, Adagrad), ``foreach=True`` and
 ``foreach=False``. Gradients persist across steps (no zero_grad), so only the step is
-timed. Prints a Markdown table; ratios are torch's time over fastoptim.torch's, from the
+timed (but for the "new gradient tensors" case). Prints a Markdown table; ratios are torch's time over fastoptim.torch's, from the
 same rounds.
 """
 import argparse
@@ -40,15 +43,34 @@ def _large(n: int):
     return [p]
 
 
-def _calls(name: str, make_params) -> dict:
+def _stepper(opt, params, fresh: bool):
+    """``opt.step``; with ``fresh``, a call that first gives every parameter another
+    gradient tensor (two sets, alternating: what backward after ``zero_grad()`` does)."""
+    if not fresh:
+        return opt.step
+    sets = [[torch.randn_like(p) for p in params] for _ in range(2)]
+    turn = [0]
+
+    def step():
+        turn[0] ^= 1
+        for p, g in zip(params, sets[turn[0]]):
+            p.grad = g
+        opt.step()
+    return step
+
+
+def _calls(name: str, make_params, fresh: bool = False) -> dict:
     """label -> step of an optimizer on its own copy of the parameters."""
     kwargs = dict(lr=1e-3) if name != "SGD" else dict(lr=1e-3, momentum=0.9)
-    calls = {"fastoptim.torch": getattr(ft, name)(make_params(), **kwargs).step}
+    params = make_params()
+    calls = {"fastoptim.torch": _stepper(getattr(ft, name)(params, **kwargs), params,
+                                         fresh)}
     flavours = [("fused", dict(fused=True))] if name in FUSED else []
     flavours += [("foreach", dict(foreach=True)), ("for-loop", dict(foreach=False))]
     for label, kw in flavours:
-        calls[f"torch {label}"] = getattr(torch.optim, name)(make_params(), **kwargs,
-                                                             **kw).step
+        params = make_params()
+        opt = getattr(torch.optim, name)(params, **kwargs, **kw)
+        calls[f"torch {label}"] = _stepper(opt, params, fresh)
     return calls
 
 
@@ -60,18 +82,19 @@ def main(argv=None) -> None:
     parser.add_argument("--large", type=float, default=1e7)
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args(argv)
-    cases = [(f"mlp: {2 * args.layers} tensors, "
-              f"{args.layers * (args.width + 1) * args.width:,} elements",
-              lambda: _mlp(args.layers, args.width)),
+    mlp = (f"mlp: {2 * args.layers} tensors, "
+           f"{args.layers * (args.width + 1) * args.width:,} elements")
+    cases = [(f"{mlp}, gradients kept", lambda: _mlp(args.layers, args.width), False),
+             (f"{mlp}, new gradient tensors", lambda: _mlp(args.layers, args.width), True),
              (f"large: 1 tensor, {int(args.large):,} elements",
-              lambda: _large(int(args.large)))]
+              lambda: _large(int(args.large)), False)]
     print(f"{args.name}.step() on CPU float32, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads; median (min) over {args.repeats} "
           f"interleaved rounds\n")
     print("| case | optimizer | µs per step | torch / fastoptim.torch |")
     print("|---|---|---:|---:|")
-    for title, make in cases:
-        times = time_calls(_calls(args.name, make), repeats=args.repeats)
+    for title, make, fresh in cases:
+        times = time_calls(_calls(args.name, make, fresh), repeats=args.repeats)
         ours = times["fastoptim.torch"][0]
         for label, (median, least) in times.items():
             ratio = "" if label == "fastoptim.torch" else f"{median / ours:.2f}x"

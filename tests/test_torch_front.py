@@ -487,3 +487,38 @@ def test_every_fastoptim_optimizer_has_a_front_end():
 def test_import_fastoptim_does_not_import_torch():
     code = "import sys, fastoptim; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_gradients_kept_between_steps_match_torch():
+    """zero_grad(set_to_none=False) and accumulation: the same gradient tensors every step
+    (their views are reused), changed in place by backward."""
+    runs = []
+    for make in (torch.optim.Adam, ft.Adam):
+        model = _mlp(torch.float64)
+        kw = dict(foreach=False) if make is torch.optim.Adam else {}
+        opt = make(model.parameters(), lr=1e-2, **kw)
+        X, Y = _data(torch.float64)
+        for k in range(12):
+            opt.zero_grad(set_to_none=False)
+            for half in (X[:16], X[16:]):           # two accumulated backward passes
+                ((model(half) - Y[:16]) ** 2).mean().backward()
+            opt.step()
+        runs.append(_flat(model))
+    np.testing.assert_allclose(runs[1], runs[0], **CLOSE64)
+
+
+def test_a_gradient_whose_memory_changed_is_viewed_again_and_checked():
+    model = _mlp(torch.float32)
+    params = list(model.parameters())
+    opt = ft.Adam(params, lr=1e-2)
+    _set_grads(params, lambda p: torch.ones_like(p))
+    opt.step()
+    opt.step()                                       # the cached views
+    before = _snapshot(opt)
+    params[2].grad.data = torch.ones(10_000)         # same tensor object, new memory
+    with pytest.raises(ValueError, match=r"grads\[2\] must have the shape of params\[2\]"):
+        opt.step()
+    _same(before, _snapshot(opt))
+    params[2].grad.data = torch.full_like(params[2], 2.0)
+    opt.step()
+    np.testing.assert_array_equal(opt._engine._steps or [opt._engine._n.step_all], [3])

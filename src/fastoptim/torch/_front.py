@@ -74,13 +74,7 @@ class FrontEnd(torch.optim.Optimizer):
         self._backend = backend
         self._skip_nonfinite = skip_nonfinite
         self._tensors: List[torch.Tensor] = []
-        self._addresses: List[int] = []
-        # per parameter: its NumPy view and torch shape, strides and dtype (what its
-        # gradient must have to be viewed in the compiled loop)
-        self._param_views: List[np.ndarray] = []
-        self._shapes: list = []
-        self._strides: list = []
-        self._dtypes: list = []
+        self._views = _views.GradViews(torch.strided)    # the gradients' NumPy views
         self._groups_seen: List[Optional[tuple]] = []
         self._scalar_dtype = _numpy_dtype(_get_scalar_dtype())
         self._steps = np.zeros(0, self._scalar_dtype)
@@ -132,11 +126,8 @@ class FrontEnd(torch.optim.Optimizer):
             self.param_groups.pop()
             raise
         self._tensors.extend(tensors)
-        self._addresses.extend(t.data_ptr() for t in tensors)
-        self._param_views.extend(views)
-        self._shapes.extend(t.shape for t in tensors)
-        self._strides.extend(t.stride() for t in tensors)
-        self._dtypes.extend(t.dtype for t in tensors)
+        for t, view in zip(tensors, views):
+            self._views.add(t, view)
         self._groups_seen.append(None)
         self._steps = np.concatenate([self._steps, np.zeros(len(tensors),
                                                             self._scalar_dtype)])
@@ -192,7 +183,9 @@ class FrontEnd(torch.optim.Optimizer):
                 loss = closure()
         f = f"{self._name}.step"
         self._sync_groups(f)
-        self._engine.step(self._grad_views(f))
+        grads, held = self._grad_views(f)
+        self._engine.step(grads)
+        del held
         self._after_step()
         return loss
 
@@ -240,26 +233,26 @@ class FrontEnd(torch.optim.Optimizer):
             names = self._hyper_names_value = self._hyper_names()
         return names
 
-    def _grad_views(self, f: str) -> list:
-        """NumPy views of the gradients (``None`` where a parameter has none), after
-        checking that each parameter still uses the memory the engine holds: in one
-        compiled loop (:func:`fastoptim.torch._views.grad_views`) where each gradient has
-        its parameter's dtype, shape and strides, else through ``tensor.numpy()`` with the
+    def _grad_views(self, f: str) -> Tuple[list, list]:
+        """(NumPy views of the gradients, ``None`` where a parameter has none; the
+        gradient tensors, which the caller holds while it uses the views), after checking
+        that each parameter still uses the memory the engine holds: in one compiled loop
+        (:class:`fastoptim.torch._views.GradViews`) where each gradient has its
+        parameter's dtype, shape and strides, else through ``tensor.numpy()`` with the
         checks that name what is wrong (the engine's step checks the rest)."""
-        out = [None] * len(self._tensors)
+        n = len(self._tensors)
+        out, held = [None] * n, [None] * n
         start = 0
         while True:
-            status, i = _views.grad_views(self._tensors, self._addresses, self._param_views,
-                                          self._shapes, self._strides, self._dtypes,
-                                          torch.strided, out, start)
+            status, i = self._views.fill(out, held, start)
             if status == 0:
-                return out
+                return out, held
             if status == 1:
                 raise RuntimeError(
                     f"{f}: parameter {i} no longer uses the memory the optimizer was built "
                     f"on (its .data was replaced, as module.to(...) does); create the "
                     f"optimizer after moving or converting the model")
-            g = self._tensors[i].grad
+            g = held[i]
             _check_tensor(f, f"the gradient of parameter {i}", g)
             out[i] = g.detach().numpy()    # another shape or layout: the engine names it
             start = i + 1
