@@ -553,6 +553,8 @@ def test_public_cdef_kernel_cimported_by_another_extension(tmp_path, rng):
     import sys
     import sysconfig
     pytest.importorskip("Cython")
+    from build_probe import require_build
+    require_build()
     (tmp_path / "af_consumer.pyx").write_text(CONSUMER, encoding="utf-8")
     (tmp_path / "setup.py").write_text(SETUP, encoding="utf-8")
     env = dict(os.environ)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from build_probe import cannot_build
 
 import fastoptim
 from fastoptim import _coefficients as coef
@@ -54,10 +55,8 @@ def _why_cannot_build():
         import setuptools  # noqa: F401
     except ImportError as exc:
         return f"building a Cython consumer needs Cython and setuptools ({exc})"
-    if sys.platform != "win32":  # on Windows setuptools locates MSVC itself
-        compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-        if shutil.which(compiler) is None:
-            return f"no C compiler: {compiler!r} is not on PATH"
+    if cannot_build() is not None:
+        return cannot_build()
     if not (EXAMPLE / "consumer.pyx").is_file():
         return f"{EXAMPLE} not found (tests run outside a source checkout)"
     return None

@@ -163,6 +163,8 @@ def _cpu_has(*flags):
 
 @pytest.fixture(scope="module")
 def convert_lib(tmp_path_factory):
+    from build_probe import require_build
+    require_build()
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler")
@@ -247,6 +249,8 @@ void adam(uint16_t *p, const uint16_t *g, float *master, float *m, float *v, lon
 
 @pytest.fixture(scope="module")
 def adam_lib(tmp_path_factory):
+    from build_probe import require_build
+    require_build()
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler")

@@ -541,6 +541,8 @@ def build_consumer(folder, name, source):
     import sys
     import sysconfig
     pytest.importorskip("Cython")
+    from build_probe import require_build
+    require_build()
     (folder / f"{name}.pyx").write_text(source, encoding="utf-8")
     (folder / "setup.py").write_text(
         "import fastoptim\nfrom Cython.Build import cythonize\nfrom setuptools import setup\n"
