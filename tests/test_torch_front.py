@@ -22,8 +22,10 @@ from kernel_cases import CLASS_CASES, class_case_id, entry  # noqa: E402
 
 TORCH_TWINS = [n for n in ft.CLASSES if hasattr(torch.optim, n)]
 # float64 trajectories of an MLP against torch's own arithmetic (a different but equally
-# exact order of operations; 50 steps of training amplify the last bits a little)
-CLOSE64 = dict(rtol=1e-7, atol=1e-9)
+# exact order of operations; 50 steps of training amplify the last bits: Adadelta at lr=1.0
+# drifted 4.9e-9 on one of 135 parameters of size ~1 on an AVX-512 machine, where torch's
+# own kernels take other code paths)
+CLOSE64 = dict(rtol=1e-7, atol=2e-8)
 
 
 def _mlp(dtype, seed=0, bias=True, fortran=False):
