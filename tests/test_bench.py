@@ -277,3 +277,21 @@ def test_helpers_other_scripts_import_from_fastoptim_bench():
     calls = {b: kernel_call("adam", 64, np.float32, b) for b in ("numpy", "cython")}
     medians = time_interleaved(calls, 2, min_time=1e-4)
     assert set(medians) == {"numpy", "cython"} and all(t > 0 for t in medians.values())
+
+
+def _row(n, pct):
+    return dict(n=n, backend="cython", seconds=1e-6 * n, q1=1e-6 * n, q3=1e-6 * n, gbps=10.0,
+                pct_bandwidth=pct, speedup_vs_numpy=2.0, speedup_vs_torch=None,
+                peak_bytes=0)
+
+
+@pytest.mark.parametrize("pcts,noted", [([50.0, 99.9], False), ([50.0, 140.0], True),
+                                        ([None, 80.0], False)])
+def test_above_bandwidth_note_only_when_a_row_exceeds_100_percent(pcts, noted):
+    from fastoptim.bench import report
+    rows = [_row(10 ** (k + 3), p) for k, p in enumerate(pcts)]
+    text = report.format_table("adam", "float32", rows, None)
+    markdown = report.markdown_table(rows)
+    assert (report.ABOVE_BANDWIDTH_NOTE in text) is noted
+    assert (report.ABOVE_BANDWIDTH_NOTE in markdown) is noted
+    assert "cache" in report.ABOVE_BANDWIDTH_NOTE

@@ -61,10 +61,25 @@ def format_row(r: dict) -> str:
             f"{human_bytes(r['peak_bytes']):>10}")
 
 
+# printed under a table in which some row runs above the measured DRAM bandwidth
+ABOVE_BANDWIDTH_NOTE = (
+    "%BW above 100%: those sizes fit in the CPU caches (L2/L3), which are faster than main "
+    "memory; %BW compares with the DRAM bandwidth of the traffic loop on large arrays, so "
+    "cache-resident sizes can exceed it. Only the large sizes are bound by memory.")
+
+
+def above_bandwidth(rows: List[dict]) -> bool:
+    """Whether any row runs above the measured memory bandwidth (cache-resident sizes)."""
+    return any((r.get("pct_bandwidth") or 0) > 100 for r in rows)
+
+
 def format_table(kernel: str, dtype: str, rows: List[dict], bandwidth: Optional[dict]) -> str:
-    """The table of one kernel and dtype, every size and competitor."""
+    """The table of one kernel and dtype, every size and competitor; a note under it when a
+    row exceeds 100% of the bandwidth."""
     lines = [table_header(kernel, dtype, bandwidth), COLUMNS]
     lines += [format_row(r) for r in rows]
+    if above_bandwidth(rows):
+        lines.append(ABOVE_BANDWIDTH_NOTE)
     return "\n".join(lines)
 
 
@@ -80,6 +95,8 @@ def markdown_table(rows: List[dict]) -> str:
             f"{_ns(r, 'q1')}-{_ns(r, 'q3')} | {r['gbps']:.3g} | {pct} | "
             f"{_ratio(r['speedup_vs_numpy'])} | {_ratio(r['speedup_vs_torch'])} | "
             f"{human_bytes(r['peak_bytes'])} |")
+    if above_bandwidth(rows):
+        out += ["", ABOVE_BANDWIDTH_NOTE]
     return "\n".join(out)
 
 
