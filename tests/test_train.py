@@ -278,7 +278,7 @@ def test_cli_plot_without_matplotlib_fails_before_training(tmp_path, capsys, mon
     assert main(_tiny("--plot", str(tmp_path / "c.png"))) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert "--plot needs matplotlib" in err and 'pip install "fastoptim[train]"' in err
+    assert "--plot needs matplotlib" in err and 'pip install ".[train]"' in err
     assert not (tmp_path / "c.png").exists()
 
 
@@ -287,7 +287,7 @@ def test_cli_digits_without_sklearn_names_the_extra(capsys, monkeypatch):
     assert main(_tiny("--dataset", "digits")) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert "scikit-learn" in err and 'pip install "fastoptim[train]"' in err
+    assert "scikit-learn" in err and 'pip install ".[train]"' in err
 
 
 @pytest.mark.parametrize("args", [["--epochs", "0"], ["--lr", "-1"], ["--hidden", "0"],

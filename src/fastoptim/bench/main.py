@@ -169,8 +169,8 @@ def run(args) -> int:
     try:
         plot = _plotter(args)
     except ImportError as exc:
-        print(f"fastoptim bench: --plot needs matplotlib ({exc}); "
-              f"pip install 'fastoptim[bench]'", file=sys.stderr)
+        print(f"fastoptim bench: --plot needs matplotlib ({exc}); pip install '.[bench]' "
+              f"from a checkout ('fastoptim[bench]' once published)", file=sys.stderr)
         return 2
     command = ("fastoptim bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"]
                else "fastoptim bench")

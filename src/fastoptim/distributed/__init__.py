@@ -47,7 +47,8 @@ from __future__ import annotations
 try:
     from mpi4py import MPI
 except ImportError as exc:      # pragma: no cover - the optional extra is missing
-    raise ImportError("fastoptim.distributed needs mpi4py: pip install 'fastoptim[mpi]' "
+    raise ImportError("fastoptim.distributed needs mpi4py: pip install '.[mpi]' (from a "
+                      "checkout; 'fastoptim[mpi]' once published) "
                       "(mpi4py and the mpich wheel, which provides mpiexec)") from exc
 
 from .functions import broadcast_parameters, clip_grad_norm

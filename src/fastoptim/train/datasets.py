@@ -17,7 +17,7 @@ import numpy as np
 
 __all__ = ["Dataset", "DATASETS", "load", "make_moons", "load_digits", "train_test_split"]
 
-EXTRA_HINT = 'pip install "fastoptim[train]"'
+EXTRA_HINT = 'pip install ".[train]" from a checkout ("fastoptim[train]" once published)'
 
 
 class Dataset(NamedTuple):
