@@ -1,6 +1,7 @@
 """Low-memory Adam state (fastoptim.lowmem): speed and bytes per parameter, side by side.
 
     PYTHONPATH=src python bench/lowmem.py [--n 3e7] [--rounds 7] [--bnb-n 1.6e7] [--json F]
+                                          [--simd LEVEL]
 
 One Adam step on float32 parameters of n elements with float32, bfloat16 and int8 state,
 against torch's fused float32 step (torch.optim.Adam(fused=True)), in interleaved rounds
@@ -53,7 +54,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--bnb-n", type=float, default=1.6e7)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--simd", default=None,
+                    help="the SIMD level of the compressed-state kernels (default: the best "
+                         "this CPU has; fastoptim._lowmem.simd_targets() lists them)")
     args = ap.parse_args(argv)
+    from fastoptim import _lowmem
+    if args.simd is not None:
+        _lowmem._select_simd_target(args.simd)
     n = int(args.n)
     rng = np.random.default_rng(0)
     param = rng.standard_normal(n).astype(np.float32)
@@ -99,10 +106,10 @@ def main(argv=None) -> dict:
         if torch is not None:
             row["vs_torch_fused"] = med["torch fused float32"] / med[k]
         rows.append(row)
-    result = dict(n=n, rounds=args.rounds, rows=rows,
+    result = dict(n=n, rounds=args.rounds, rows=rows, simd=_lowmem.simd_target(),
                   torch_ms=med.get("torch fused float32", float("nan")) * 1e3)
-    print(f"Adam, float32 parameters, n = {n:.3g}, median of {args.rounds} interleaved rounds "
-          f"(measured under load)")
+    print(f"Adam, float32 parameters, n = {n:.3g}, median of {args.rounds} interleaved rounds, "
+          f"compressed-state kernels at SIMD level {_lowmem.simd_target()}")
     print(f"{'state':>9} {'bytes/param':>12} {'ms':>8} {'x torch fused':>14} "
           f"{'of roofline':>12}")
     for r in rows:

@@ -82,11 +82,15 @@ def test_result_does_not_depend_on_the_thread_count(kind):
         assert np.array_equal(bits(s1[key]), bits(s2[key]))
 
 
-def test_bfloat16_rounding_and_nan_follow_ml_dtypes():
-    n = 64
+@pytest.mark.parametrize("n", [64, 64 + 7])
+def test_bfloat16_rounding_and_nan_follow_ml_dtypes(level, n):
+    """At every SIMD level (vcvtneps2bf16 where the CPU has it: it reads a subnormal as 0
+    and keeps a NaN's payload), in the vector body and the tail."""
     param = np.zeros(n, np.float32)
     grad = np.full(n, 1e-18, np.float32)            # v = 1e-3 * 1e-36: a subnormal
     grad[:8] = [np.nan, -np.nan, np.inf, 3e37, -3e37, 1.00390625, 1e-30, 0]
+    grad[-8:] = [np.nan, -np.nan, np.inf, 3e37, -3e37, 1.00390625, 1e-30, 0]
+    grad.view(np.uint32)[40] = 0x7fc01234                       # a NaN with a payload
     state = lm.adam_state(param, "bfloat16")
     ref = {k: v.copy() for k, v in state.items()}
     p_ref = param.copy()
@@ -443,3 +447,26 @@ def test_lion_refuses_bad_input_before_anything_changes(rng):
         with pytest.raises(error, match="lion_lowmem_step"):
             lm.lion_lowmem_step(param, args.pop("grad"), state, **args)
     assert np.array_equal(param, before) and not state["exp_avg"].astype(np.float32).any()
+
+
+@pytest.mark.parametrize("n", [48, 48 + 5])
+def test_lion_bfloat16_special_values_match_the_reference(level, n):
+    """sign(0) = 0, NaN and inf gradients, a subnormal moment: at every SIMD level, in the
+    vector body and the tail, bit for bit with the NumPy reference."""
+    grad = np.full(n, 1e-37, np.float32)            # moment (1 - beta2) * 1e-37: subnormal
+    special = [0.0, -0.0, np.nan, -np.inf, np.inf, 3e38, -1e-40, 0.5]
+    grad[:8] = special
+    grad[-8:] = special
+    out = []
+    for backend in ("numpy", "cython"):
+        param = np.linspace(-1, 1, n).astype(np.float32)
+        state = lm.lion_state(param, "bfloat16")
+        with np.errstate(all="ignore"):
+            for _ in range(2):
+                lm.lion_lowmem_step(param, grad, state, lr=1e-2, weight_decay=0.1,
+                                    backend=backend)
+        out.append((param, state["exp_avg"]))
+    (ref_p, ref_m), (p, m) = out
+    assert np.array_equal(bits(p), bits(ref_p))
+    assert np.array_equal(bits(m), bits(ref_m))
+    assert np.any((ref_m.view(np.uint16)[8:-8] & 0x7f80) == 0)    # subnormals kept

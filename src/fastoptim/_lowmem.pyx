@@ -14,7 +14,7 @@ from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
 
 cnp.import_array()
 
-_LEVELS = ("sse2", "avx2", "avx512")
+_LEVELS = ("sse2", "avx2", "avx512", "avx512bf16")
 
 
 cdef fo_lm_adam_coefficients _struct(tuple v) except *:

@@ -36,8 +36,11 @@
  *
  * Threads: OpenMP over chunks of FO_LM_CHUNK elements (whole blocks); every element and
  * every block is computed by the same code whatever the chunk's thread, so the result does
- * not depend on the thread count. The SIMD targets (baseline, AVX2+FMA, AVX-512) compile
- * the same scalar C with comparisons and integer operations only: the same bits.
+ * not depend on the thread count. The SIMD targets (baseline, AVX2+FMA, AVX-512, AVX-512
+ * with AVX512-BF16) compute the same operations in the same order, without FMA (scalar C the
+ * compiler vectorizes, and intrinsics for the 8-bit blocks and the AVX-512 loops); bfloat16
+ * rounding is integer arithmetic, or vcvtneps2bf16 where the CPU has it, with the lanes it
+ * reads differently (NaN, subnormal) rounded in integers: the same bits on every target.
  *
  * This header includes itself once per SIMD target with FO_LM_BODY defined.
  */
@@ -128,12 +131,27 @@ typedef struct {
 #define FO_QTARGET __attribute__((target( \
     "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
 #endif
-#define FO_LM_VEC 1
+#define FO_LM_VEC 2
 #include "adam_lowmem.h"
 #undef FO_QNAME
 #undef FO_QTARGET
 #undef FO_LM_VEC
-#define FO_LM_LEVELS 3
+
+/* level 3: level 2 with the AVX512-BF16 conversion instruction (vcvtneps2bf16) */
+#define FO_QNAME(x) fo_lm_##x##_l3
+#if defined(__clang__)
+#define FO_QTARGET __attribute__((target( \
+    "avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma")))
+#else
+#define FO_QTARGET __attribute__((target( \
+    "avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma,prefer-vector-width=512")))
+#endif
+#define FO_LM_VEC 3
+#include "adam_lowmem.h"
+#undef FO_QNAME
+#undef FO_QTARGET
+#undef FO_LM_VEC
+#define FO_LM_LEVELS 4
 #else
 #define FO_LM_LEVELS 1
 #endif
@@ -152,23 +170,24 @@ typedef void (*fo_lm_lion_fn)(float*, const float*, uint16_t*, Py_ssize_t,
 static const fo_lm_lion_fn fo_lm_lion_table[FO_LM_LEVELS] = {
     fo_lm_lion_bf16_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_lion_bf16_range_l1, fo_lm_lion_bf16_range_l2,
+    fo_lm_lion_bf16_range_l1, fo_lm_lion_bf16_range_l2, fo_lm_lion_bf16_range_l3,
 #endif
 };
 static const fo_lm_bf16_fn fo_lm_bf16_table[FO_LM_LEVELS] = {
     fo_lm_adam_bf16_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_adam_bf16_range_l1, fo_lm_adam_bf16_range_l2,
+    fo_lm_adam_bf16_range_l1, fo_lm_adam_bf16_range_l2, fo_lm_adam_bf16_range_l3,
 #endif
 };
 static const fo_lm_q8_fn fo_lm_q8_table[FO_LM_LEVELS] = {
     fo_lm_adam_q8_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_adam_q8_range_l1, fo_lm_adam_q8_range_l2,
+    fo_lm_adam_q8_range_l1, fo_lm_adam_q8_range_l2, fo_lm_adam_q8_range_l3,
 #endif
 };
 
-/* 0: baseline, 1: AVX2 + FMA, 2: AVX-512 F/VL/BW/DQ; -1 until chosen (the best, on first use) */
+/* 0: baseline, 1: AVX2 + FMA, 2: AVX-512 F/VL/BW/DQ, 3: level 2 + AVX512-BF16; -1 until
+   chosen (the best, on first use) */
 static int fo_lm_level_ = -1;
 
 static int fo_lm_supported(int level) {
@@ -183,6 +202,8 @@ static int fo_lm_supported(int level) {
     if (level >= 2 && !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
                         && __builtin_cpu_supports("avx512bw")
                         && __builtin_cpu_supports("avx512dq")))
+        return 0;
+    if (level >= 3 && !__builtin_cpu_supports("avx512bf16"))
         return 0;
 #endif
     return 1;
@@ -279,13 +300,106 @@ FO_QINLINE float FO_QNAME(adam_update)(float p, float g, float* FO_RESTRICT m,
     return (scale ? c->param_scale * p : p) - c->step_size * mn / denom;
 }
 
+#if FO_LM_VEC >= 2
+/* ---- sixteen lanes of adam_update (levels 2 and 3): the same operations in the same
+   order, no FMA, so the same bits ---------------------------------------------------------- */
+typedef struct {
+    __m512 gs, wd, ps, b1, omb1, b2, omb2, ss, ibc, eps, mbound;
+} FO_QNAME(adam_vec);
+
+FO_QINLINE FO_QNAME(adam_vec) FO_QNAME(adam_vec_of)(const fo_lm_adam_coefficients* c) {
+    FO_QNAME(adam_vec) k;
+    k.gs = _mm512_set1_ps(c->grad_sign);
+    k.wd = _mm512_set1_ps(c->weight_decay);
+    k.ps = _mm512_set1_ps(c->param_scale);
+    k.b1 = _mm512_set1_ps(c->beta1);
+    k.omb1 = _mm512_set1_ps(c->one_minus_beta1);
+    k.b2 = _mm512_set1_ps(c->beta2);
+    k.omb2 = _mm512_set1_ps(c->one_minus_beta2);
+    k.ss = _mm512_set1_ps(c->step_size);
+    k.ibc = _mm512_set1_ps(c->inv_bias_correction2_sqrt);
+    k.eps = _mm512_set1_ps(c->eps);
+    k.mbound = _mm512_set1_ps(c->m_bound);
+    return k;
+}
+
+/* m, v in and out; returns the new p */
+FO_QINLINE __m512 FO_QNAME(adam_update16)(__m512 p, __m512 g, __m512* m, __m512* v,
+                                          const FO_QNAME(adam_vec)* k, int use_wd, int scale) {
+    const __m512i signbit = _mm512_set1_epi32((int)0x80000000u);
+    __m512 d = _mm512_mul_ps(k->gs, g);
+    if (use_wd)
+        d = _mm512_add_ps(d, _mm512_mul_ps(k->wd, p));
+    __m512 mn = _mm512_add_ps(_mm512_mul_ps(k->b1, *m), _mm512_mul_ps(k->omb1, d));
+    __m512 vn = _mm512_add_ps(_mm512_mul_ps(k->b2, *v),
+                              _mm512_mul_ps(k->omb2, _mm512_mul_ps(d, d)));
+    __m512 s = _mm512_sqrt_ps(vn);
+    __m512 bound = _mm512_mul_ps(k->mbound, s);
+    __m512 nbound = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(bound), signbit));
+    mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mn, bound, _CMP_GT_OQ), mn, bound);
+    mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mn, nbound, _CMP_LT_OQ), mn, nbound);
+    *m = mn;
+    *v = vn;
+    __m512 denom = _mm512_add_ps(_mm512_mul_ps(s, k->ibc), k->eps);
+    __m512 base = scale ? _mm512_mul_ps(k->ps, p) : p;
+    return _mm512_sub_ps(base, _mm512_div_ps(_mm512_mul_ps(k->ss, mn), denom));
+}
+
+/* sixteen bfloat16 values (16-bit lanes) to float32 */
+FO_QINLINE __m512 FO_QNAME(bf16_load16)(const uint16_t* h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)h)), 16));
+}
+
+/* bf16_store on sixteen lanes, in integer operations */
+FO_QINLINE __m256i FO_QNAME(bf16_round16)(__m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i hi = _mm512_srli_epi32(u, 16);
+    __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
+                                                   lsb), 16);
+    __m512i nan = _mm512_or_si512(_mm512_and_si512(hi, _mm512_set1_epi32(0x8000)),
+                                  _mm512_set1_epi32(0x7fc0));
+    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), nan);
+    return _mm512_cvtepi32_epi16(r);
+}
+
+#if FO_LM_VEC == 3
+/* the conversion instruction rounds to nearest even as bf16_store does, but reads a
+   subnormal input as 0 and keeps a NaN's payload: those lanes take the integer rounding */
+FO_QINLINE void FO_QNAME(bf16_store16)(uint16_t* out, __m512 x) {
+    __m256i h = (__m256i)_mm512_cvtneps_pbh(x);
+    __mmask16 odd = _mm512_fpclass_ps_mask(x, 0x01 | 0x80 | 0x20);   /* QNaN, SNaN, subnormal */
+    if (odd)
+        h = _mm256_mask_blend_epi16(odd, h, FO_QNAME(bf16_round16)(x));
+    _mm256_storeu_si256((__m256i*)out, h);
+}
+#else
+FO_QINLINE void FO_QNAME(bf16_store16)(uint16_t* out, __m512 x) {
+    _mm256_storeu_si256((__m256i*)out, FO_QNAME(bf16_round16)(x));
+}
+#endif
+#endif
+
 FO_QINLINE void FO_QNAME(adam_bf16_loop)(float* FO_RESTRICT param,
                                           const float* FO_RESTRICT grad,
                                           uint16_t* FO_RESTRICT exp_avg,
                                           uint16_t* FO_RESTRICT exp_avg_sq, Py_ssize_t n,
                                           const fo_lm_adam_coefficients* FO_RESTRICT c,
                                           int use_wd, int scale) {
-    for (Py_ssize_t i = 0; i < n; i++) {
+    Py_ssize_t i = 0;
+#if FO_LM_VEC >= 2
+    const FO_QNAME(adam_vec) k = FO_QNAME(adam_vec_of)(c);
+    for (; i + 16 <= n; i += 16) {
+        __m512 m = FO_QNAME(bf16_load16)(exp_avg + i), v = FO_QNAME(bf16_load16)(exp_avg_sq + i);
+        __m512 p = FO_QNAME(adam_update16)(_mm512_loadu_ps(param + i), _mm512_loadu_ps(grad + i),
+                                           &m, &v, &k, use_wd, scale);
+        _mm512_storeu_ps(param + i, p);
+        FO_QNAME(bf16_store16)(exp_avg + i, m);
+        FO_QNAME(bf16_store16)(exp_avg_sq + i, v);
+    }
+#endif
+    for (; i < n; i++) {
         float m = FO_QNAME(bf16_load)(exp_avg[i]), v = FO_QNAME(bf16_load)(exp_avg_sq[i]);
         param[i] = FO_QNAME(adam_update)(param[i], grad[i], &m, &v, c, use_wd, scale);
         exp_avg[i] = FO_QNAME(bf16_store)(m);
@@ -316,7 +430,31 @@ FO_QINLINE void FO_QNAME(lion_bf16_loop)(float* FO_RESTRICT param,
                                           uint16_t* FO_RESTRICT exp_avg, Py_ssize_t n,
                                           const fo_lm_lion_coefficients* FO_RESTRICT c,
                                           int use_wd) {
-    for (Py_ssize_t i = 0; i < n; i++) {
+    Py_ssize_t i = 0;
+#if FO_LM_VEC >= 2
+    const __m512 lr = _mm512_set1_ps(c->lr), gs = _mm512_set1_ps(c->grad_sign);
+    const __m512 wd = _mm512_set1_ps(c->weight_decay);
+    const __m512 b1 = _mm512_set1_ps(c->beta1), omb1 = _mm512_set1_ps(c->one_minus_beta1);
+    const __m512 b2 = _mm512_set1_ps(c->beta2), omb2 = _mm512_set1_ps(c->one_minus_beta2);
+    const __m512 one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 p = _mm512_loadu_ps(param + i);
+        __m512 d = _mm512_mul_ps(gs, _mm512_loadu_ps(grad + i));
+        __m512 m = FO_QNAME(bf16_load16)(exp_avg + i);
+        __m512 e = _mm512_add_ps(_mm512_mul_ps(b1, m), _mm512_mul_ps(omb1, d));
+        __m512 u = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                      one);
+        u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_LT_OQ),
+                               minus_one);
+        u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_EQ_OQ),
+                               _mm512_setzero_ps());
+        FO_QNAME(bf16_store16)(exp_avg + i,
+                               _mm512_add_ps(_mm512_mul_ps(b2, m), _mm512_mul_ps(omb2, d)));
+        __m512 step = use_wd ? _mm512_add_ps(u, _mm512_mul_ps(wd, p)) : u;
+        _mm512_storeu_ps(param + i, _mm512_sub_ps(p, _mm512_mul_ps(lr, step)));
+    }
+#endif
+    for (; i < n; i++) {
         float p = param[i], d = c->grad_sign * grad[i];
         float m = FO_QNAME(bf16_load)(exp_avg[i]);
         float e = c->beta1 * m + c->one_minus_beta1 * d;
@@ -508,6 +646,104 @@ FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
 }
 #endif
 
+#if FO_LM_VEC >= 2
+/* ---- AVX-512 intrinsics of a full block (levels 2 and 3): adam_q8_block_avx2's operations,
+   sixteen lanes at a time, no FMA; the same bits ----------------------------------------- */
+
+/* the nearest code index of 16 normalized values (quant8.h's q8_index, lane-wise) */
+FO_QINLINE __m512i FO_QNAME(q8_index16)(const int32_t* bucket, int shift, __m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i sign_classes = _mm512_and_si512(_mm512_srai_epi32(u, 31),
+                                            _mm512_set1_epi32(FO_Q8_EXP_CLASSES));
+    __m512i e = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 23),
+                                                  _mm512_set1_epi32(0xff)),
+                                 _mm512_set1_epi32(FO_Q8_EXP_LOW - 1));
+    e = _mm512_min_epi32(_mm512_max_epi32(e, _mm512_setzero_si512()),
+                         _mm512_set1_epi32(FO_Q8_EXP_CLASSES - 1));
+    int bits = 23 - shift;
+    __m512i mant = _mm512_and_si512(_mm512_srl_epi32(u, _mm_cvtsi32_si128(shift)),
+                                    _mm512_set1_epi32((1 << bits) - 1));
+    __m512i key = _mm512_add_epi32(
+        _mm512_sll_epi32(_mm512_add_epi32(sign_classes, e), _mm_cvtsi32_si128(bits)), mant);
+    __m512i entry = _mm512_i32gather_epi32(key, (const void*)bucket, 4);
+    __m512i base = _mm512_and_si512(entry, _mm512_set1_epi32(0xff));
+    __m512 next = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32(0xff), entry));
+    __mmask16 up = _mm512_cmp_ps_mask(x, next, _CMP_GT_OQ);
+    __m512i idx = _mm512_mask_add_epi32(base, up, base, _mm512_set1_epi32(1));
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    return _mm512_maskz_mov_epi32((__mmask16)~nan, idx);
+}
+
+/* running max that propagates NaN, lane-wise: (a > b || a != a) ? a : b */
+FO_QINLINE __m512 FO_QNAME(max16)(__m512 a, __m512 b) {
+    __mmask16 keep = _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) | _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
+    return _mm512_mask_blend_ps(keep, b, a);
+}
+
+/* the maximum over the lanes (a maximum: the same value in any order; a NaN propagates) */
+FO_QINLINE float FO_QNAME(hmax16)(__m512 a) {
+    float lanes[16], r = 0.0f;
+    _mm512_storeu_ps(lanes, a);
+    for (int k = 0; k < 8; k++)
+        r = FO_QNAME(q8_max)(r, FO_QNAME(q8_max)(lanes[k], lanes[k + 8]));
+    return r;
+}
+
+FO_QINLINE void FO_QNAME(adam_q8_block_avx512)(float* FO_RESTRICT param,
+                                                const float* FO_RESTRICT grad,
+                                                uint8_t* FO_RESTRICT exp_avg,
+                                                float* FO_RESTRICT m_absmax,
+                                                uint8_t* FO_RESTRICT exp_avg_sq,
+                                                float* FO_RESTRICT v_absmax,
+                                                const fo_lm_adam_coefficients* FO_RESTRICT c,
+                                                const fo_lm_q8_tables* FO_RESTRICT t,
+                                                int use_wd, int scale) {
+    float mb[FO_Q8_BLOCK] __attribute__((aligned(64)));
+    float vb[FO_Q8_BLOCK] __attribute__((aligned(64)));
+    const __m512 am = _mm512_set1_ps(*m_absmax), av = _mm512_set1_ps(*v_absmax);
+    const FO_QNAME(adam_vec) k = FO_QNAME(adam_vec_of)(c);
+    const __m512i signbit = _mm512_set1_epi32((int)0x80000000u);
+    __m512 new_am = _mm512_setzero_ps(), new_av = _mm512_setzero_ps();
+    for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
+        __m512i mi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(exp_avg + j)));
+        __m512i vi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(exp_avg_sq + j)));
+        __m512 m = _mm512_mul_ps(_mm512_i32gather_ps(mi, t->m_code, 4), am);
+        __m512 v = _mm512_mul_ps(_mm512_i32gather_ps(vi, t->v_code, 4), av);
+        __m512 p = FO_QNAME(adam_update16)(_mm512_loadu_ps(param + j), _mm512_loadu_ps(grad + j),
+                                           &m, &v, &k, use_wd, scale);
+        _mm512_storeu_ps(param + j, p);
+        _mm512_store_ps(mb + j, m);
+        _mm512_store_ps(vb + j, v);
+        new_am = FO_QNAME(max16)(new_am, _mm512_castsi512_ps(
+            _mm512_andnot_si512(signbit, _mm512_castps_si512(m))));
+        new_av = FO_QNAME(max16)(new_av, v);
+    }
+    float nam = FO_QNAME(hmax16)(new_am), nav = FO_QNAME(hmax16)(new_av);
+    *m_absmax = nam;
+    *v_absmax = nav;
+    if (nam > 0) {
+        const float pre = FO_Q8_PRESCALE(nam);
+        const __m512 vpre = _mm512_set1_ps(pre), inv = _mm512_set1_ps(1.0f / (nam * pre));
+        for (int j = 0; j < FO_Q8_BLOCK; j += 16)
+            _mm512_mask_cvtepi32_storeu_epi8(exp_avg + j, (__mmask16)0xffff,
+                FO_QNAME(q8_index16)(t->m_bucket, t->m_shift,
+                    _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(mb + j), vpre), inv)));
+    } else {
+        memset(exp_avg, nam == 0 ? t->m_zero : 0, FO_Q8_BLOCK);
+    }
+    if (nav > 0) {
+        const float pre = FO_Q8_PRESCALE(nav);
+        const __m512 vpre = _mm512_set1_ps(pre), inv = _mm512_set1_ps(1.0f / (nav * pre));
+        for (int j = 0; j < FO_Q8_BLOCK; j += 16)
+            _mm512_mask_cvtepi32_storeu_epi8(exp_avg_sq + j, (__mmask16)0xffff,
+                FO_QNAME(q8_index16)(t->v_bucket, t->v_shift,
+                    _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(vb + j), vpre), inv)));
+    } else {
+        memset(exp_avg_sq, nav == 0 ? t->v_zero : 0, FO_Q8_BLOCK);
+    }
+}
+#endif
+
 FO_QINLINE void FO_QNAME(adam_q8_loop)(float* param, const float* grad, uint8_t* exp_avg,
                                         float* m_absmax, uint8_t* exp_avg_sq,
                                         float* v_absmax, Py_ssize_t n,
@@ -515,7 +751,13 @@ FO_QINLINE void FO_QNAME(adam_q8_loop)(float* param, const float* grad, uint8_t*
                                         const fo_lm_q8_tables* t, int use_wd, int scale) {
     for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
         Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
-#if FO_LM_VEC
+#if FO_LM_VEC >= 2
+        if (len == FO_Q8_BLOCK) {
+            FO_QNAME(adam_q8_block_avx512)(param + lo, grad + lo, exp_avg + lo, m_absmax + b,
+                                           exp_avg_sq + lo, v_absmax + b, c, t, use_wd, scale);
+            continue;
+        }
+#elif FO_LM_VEC
         if (len == FO_Q8_BLOCK) {
             FO_QNAME(adam_q8_block_avx2)(param + lo, grad + lo, exp_avg + lo, m_absmax + b,
                                          exp_avg_sq + lo, v_absmax + b, c, t, use_wd, scale);
