@@ -186,8 +186,9 @@ def test_examples_take_every_branch(spec):
 CLASSES = optimizer_classes()
 ENTRIES = [(spec, e) for spec in SPECS for e in spec.optimizers]
 ENTRY_IDS = [f"{e.name}-{spec.name}" for spec, e in ENTRIES]
-# constructor keywords of every class that are not hyperparameters of a formula
-COMMON = {"self", "params", "backend", "skip_nonfinite"}
+# constructor keywords of every class that are not hyperparameters of a formula (options of
+# the class, not of its kernel, each with tests of its own: state_dtype in test_state_dtype)
+COMMON = {"self", "params", "backend", "skip_nonfinite", "state_dtype"}
 
 
 def test_every_optimizer_class_is_in_the_registry():

@@ -324,10 +324,20 @@ def _header(stream):
     raise ValueError(f"unsupported .npy version {version}")
 
 
+def _on_disk(dtype: np.dtype) -> np.dtype:
+    """The dtype a ``.npy`` header gives for an array of ``dtype``: raw records (``V2``) for
+    a NumPy-extension float type such as ``ml_dtypes.bfloat16`` (compressed optimizer
+    state), read back as ``dtype`` bit for bit."""
+    if dtype.kind == "V" and dtype.names is None and dtype.subdtype is None:
+        return np.dtype(f"V{dtype.itemsize}")
+    return dtype
+
+
 def _check_header(archive, member: str, like: np.ndarray, path: str) -> None:
     with archive.open(member) as stream:
         shape, _, dtype = _header(stream)
-    if dtype.hasobject or shape != like.shape or dtype != like.dtype:
+    if dtype.hasobject or shape != like.shape or dtype not in (like.dtype,
+                                                               _on_disk(like.dtype)):
         raise ValueError(
             f"load_state: {path!r} entry {member[:-4]!r} has shape {shape} and dtype "
             f"{dtype}, this optimizer expects {like.shape} and {like.dtype}")
@@ -335,4 +345,7 @@ def _check_header(archive, member: str, like: np.ndarray, path: str) -> None:
 
 def _read_member(archive, member: str, like, path: str) -> np.ndarray:
     with archive.open(member) as stream:
-        return np.lib.format.read_array(stream, allow_pickle=False)
+        array = np.lib.format.read_array(stream, allow_pickle=False)
+    if like is not None and array.dtype != like.dtype and array.dtype == _on_disk(like.dtype):
+        array = array.view(like.dtype)
+    return array

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
+from ._state_dtype import StateDtype
 
 
 __all__ = ["adam_step", "Adam", "AdamW"]
@@ -71,7 +72,7 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
 
 
 
-class Adam(Optimizer):
+class Adam(StateDtype, Optimizer):
     r"""Adam with bias correction (optionally AMSGrad); L2 weight decay added to the gradient,
     or decoupled from it (AdamW) with ``decoupled_weight_decay=True``.
 
@@ -112,9 +113,22 @@ class Adam(Optimizer):
     eps_root : float, default 0
         Added inside the square root (optax's name), ``>= 0``; keyword-only, torch has no
         such term.
+    state_dtype : {None, "float32", "float64", "bfloat16", "int8"}, default None
+        How the moments are stored (keyword-only). ``None``: the parameters' dtype.
+        ``"bfloat16"``: 2 bytes per moment, computed in float32 and stored rounded to
+        nearest even. ``"int8"``: bitsandbytes' blockwise 8-bit code, 1 byte per moment
+        plus one float32 scale per block of 256 (arrays under 4,096 elements keep float32
+        moments). Compressed moments need float32 parameters, do not combine with
+        ``amsgrad`` or ``eps_root``, and step through :func:`fastoptim.lowmem.adam_lowmem_step`
+        (the same update; :math:`m` is clamped to :math:`\pm C_t\sqrt{v}`, a bound exact
+        arithmetic never crosses, so that a quantized moment cannot blow up). The state
+        then holds the codes (``exp_avg``, ``exp_avg_sq``) and, for ``"int8"``, the scales
+        (``exp_avg_absmax``, ``exp_avg_sq_absmax``).
     """
 
     _kernels = ("adam",)
+    _compressed = ("bfloat16", "int8")
+    _moments = ("exp_avg", "exp_avg_sq")
     # checkpoints of fastoptim 0.1 lack these hyperparameters: the class's value then
     _ADDED_HYPERPARAMETERS = {"decoupled_weight_decay": False, "eps_root": 0.0}
 
@@ -122,11 +136,30 @@ class Adam(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
                  maximize: bool = False, backend: str = "auto",
                  skip_nonfinite: bool = False, *, decoupled_weight_decay: bool = False,
-                 eps_root: float = 0.0) -> None:
+                 eps_root: float = 0.0, state_dtype: Optional[str] = None) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, lr, dict(
             betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
             maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
             eps_root=eps_root), backend, skip_nonfinite)
+
+    def _check_compressible(self, f: str, hyper: dict) -> None:
+        for name, off in (("amsgrad", False), ("eps_root", 0.0)):
+            if hyper.get(name, off) != off:
+                raise ValueError(f"{f}: {name}={hyper[name]!r} needs float state; "
+                                 f"state_dtype {self._state_dtype!r} has no {name}")
+
+    def _lowmem_state(self, param, kind):
+        from .. import lowmem
+        return lowmem.adam_state(param, kind)
+
+    def _lowmem_step(self, param, grad, state, t, lr, hyper, backend):
+        from .. import lowmem
+        lowmem.adam_lowmem_step(
+            param, grad, state, step=t, lr=lr, beta1=hyper["beta1"], beta2=hyper["beta2"],
+            eps=hyper["eps"], weight_decay=hyper["weight_decay"],
+            decoupled_weight_decay=hyper["decoupled_weight_decay"],
+            maximize=hyper["maximize"], backend=backend)
 
 
 class AdamW(Adam):
@@ -139,7 +172,9 @@ class AdamW(Adam):
 
     Same arguments as :class:`Adam`, with ``weight_decay`` (:math:`\lambda`) defaulting to
     ``1e-2`` as in torch; ``eps_root`` (keyword-only, default 0) is added inside the square
-    root of the Adam update (the course's ``sqrt(v_hat + eps)``: ``eps=0, eps_root=1e-8``).
+    root of the Adam update (the course's ``sqrt(v_hat + eps)``: ``eps=0, eps_root=1e-8``);
+    ``state_dtype`` (keyword-only: ``None``, ``"bfloat16"``, ``"int8"``, ...) as in
+    :class:`Adam`.
     """
 
     _ADDED_HYPERPARAMETERS = {"decoupled_weight_decay": True, "eps_root": 0.0}
@@ -147,6 +182,8 @@ class AdamW(Adam):
     def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
                  maximize: bool = False, backend: str = "auto",
-                 skip_nonfinite: bool = False, *, eps_root: float = 0.0) -> None:
+                 skip_nonfinite: bool = False, *, eps_root: float = 0.0,
+                 state_dtype: Optional[str] = None) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, backend,
-                         skip_nonfinite, decoupled_weight_decay=True, eps_root=eps_root)
+                         skip_nonfinite, decoupled_weight_decay=True, eps_root=eps_root,
+                         state_dtype=state_dtype)

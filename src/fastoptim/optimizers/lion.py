@@ -1,12 +1,13 @@
 """Lion (evolved sign momentum): ``lion_step`` and :class:`Lion`."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
+from ._state_dtype import StateDtype
 
 __all__ = ["lion_step", "Lion"]
 
@@ -49,7 +50,7 @@ def lion_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, *,
     _LION((param, grad, exp_avg), (), (lr, beta1, beta2, weight_decay, maximize), backend)
 
 
-class Lion(Optimizer):
+class Lion(StateDtype, Optimizer):
     r"""Lion (evolved sign momentum, Chen et al. 2023; optax's ``lion``).
 
     .. math::
@@ -75,13 +76,30 @@ class Lion(Optimizer):
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
         ``apply_if_finite``). Costs one read-only pass over the gradients.
+    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
+        How :math:`m` is stored (keyword-only). ``None``: the parameters' dtype;
+        ``"bfloat16"``: 2 bytes per element, computed in float32 and stored rounded to
+        nearest even (float32 parameters; :func:`fastoptim.lowmem.lion_lowmem_step`).
     """
 
     _kernels = ("lion",)
+    _compressed = ("bfloat16",)
+    _moments = ("exp_avg",)
 
     def __init__(self, params: Params, lr: LR = 1e-4, betas: Tuple[float, float] = (0.9, 0.99),
                  weight_decay: float = 0.0, maximize: bool = False, backend: str = "auto",
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, *, state_dtype: Optional[str] = None) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, lr, dict(
             betas=betas, weight_decay=weight_decay, maximize=maximize), backend,
             skip_nonfinite)
+
+    def _lowmem_state(self, param, kind):
+        from .. import lowmem
+        return lowmem.lion_state(param, kind)
+
+    def _lowmem_step(self, param, grad, state, t, lr, hyper, backend):
+        from .. import lowmem
+        lowmem.lion_lowmem_step(param, grad, state, lr=lr, beta1=hyper["beta1"],
+                                beta2=hyper["beta2"], weight_decay=hyper["weight_decay"],
+                                maximize=hyper["maximize"], backend=backend)

@@ -42,6 +42,8 @@ __all__ = ["FrontEnd"]
 
 _FLAGS = ("foreach", "capturable", "differentiable", "fused")
 _OWN = ("backend", "skip_nonfinite")
+# engine options the front end does not offer: its state is torch's float layout
+_ENGINE_ONLY = ("state_dtype",)
 
 
 def _signature(name: str, engine: type, lr_default: float):
@@ -49,7 +51,8 @@ def _signature(name: str, engine: type, lr_default: float):
     flags), with fastoptim's extra hyperparameters and ``backend``/``skip_nonfinite``
     keyword-only at the end; for a class torch lacks, the engine's."""
     engine_sig = inspect.signature(engine.__init__)
-    engine_params = {k: v for k, v in engine_sig.parameters.items() if k not in _OWN}
+    engine_params = {k: v for k, v in engine_sig.parameters.items()
+                     if k not in _OWN and k not in _ENGINE_ONLY}
     torch_class = getattr(torch.optim, name, None)
     P = inspect.Parameter
     out: List[inspect.Parameter] = []

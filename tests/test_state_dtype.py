@@ -1,0 +1,264 @@
+"""``state_dtype=`` on the optimizer classes (Adam, AdamW, Lion): compressed moments through
+the classes, bit for bit with fastoptim.lowmem's functional steps, with everything the
+classes promise (groups, None gradients, skip_nonfinite, schedules, state dicts,
+checkpoints, errors that change nothing)."""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastoptim
+from fastoptim import lowmem as lm
+
+BACKENDS = ["cython", "numba", "numpy"]
+# sizes: under MIN_8BIT_SIZE (int8 keeps float32), a vector body plus a tail, blocks plus a
+# partial block; one 2-D array in Fortran order
+SHAPES = [(100,), (4096 + 7,), (70, 90)]
+
+
+def arrays(seed=0, order="C"):
+    rng = np.random.default_rng(seed)
+    out = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    out[2] = np.asarray(out[2], order=order)
+    return out
+
+
+def grads(step, seed=1, order="C"):
+    rng = np.random.default_rng(seed * 1000 + step)
+    g = [(rng.standard_normal(s) * 1e-2).astype(np.float32) for s in SHAPES]
+    g[2] = np.asarray(g[2], order=order)
+    g[1][:50] = 0.0                                  # exactly zero gradients (the trap)
+    return g
+
+
+CASES = [("Adam", "bfloat16", {}), ("Adam", "int8", {}),
+         ("Adam", "int8", dict(weight_decay=0.1, maximize=True, betas=(0.8, 0.99))),
+         ("AdamW", "bfloat16", {}), ("AdamW", "int8", dict(weight_decay=0.05, eps=1e-6)),
+         ("Lion", "bfloat16", {}), ("Lion", "bfloat16", dict(weight_decay=0.1, maximize=True))]
+
+
+def case_id(c):
+    return f"{c[0]}-{c[1]}-" + (",".join(c[2]) or "default")
+
+
+def functional(name, kind, opts, params, steps, lr, order="C", backend="auto"):
+    """The same run through fastoptim.lowmem's functional steps."""
+    opts = dict(opts, backend=backend)
+    beta1, beta2 = opts.pop("betas", (0.9, 0.99) if name == "Lion" else (0.9, 0.999))
+    if name == "Lion":
+        states = [lm.lion_state(p, kind) for p in params]
+        for t in range(1, steps + 1):
+            for p, g, s in zip(params, grads(t, order=order), states):
+                lm.lion_lowmem_step(p, g, s, lr=lr, beta1=beta1, beta2=beta2, **opts)
+        return states
+    if name == "AdamW":
+        opts.setdefault("weight_decay", 1e-2)
+        opts["decoupled_weight_decay"] = True
+    states = [lm.adam_state(p, kind) for p in params]
+    for t in range(1, steps + 1):
+        for p, g, s in zip(params, grads(t, order=order), states):
+            lm.adam_lowmem_step(p, g, s, step=t, lr=lr, beta1=beta1, beta2=beta2, **opts)
+    return states
+
+
+def bits(a):
+    return np.ascontiguousarray(a).view(np.uint8)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_class_matches_the_functional_steps_bit_for_bit(case, backend):
+    name, kind, opts = case
+    lr = 1e-3
+    mine, ref = arrays(order="F"), arrays(order="F")
+    opt = getattr(fastoptim, name)(mine, lr=lr, backend=backend, state_dtype=kind, **opts)
+    for t in range(1, 21):
+        opt.step(grads(t, order="F"))
+    states = functional(name, kind, opts, ref, 20, lr, order="F", backend=backend)
+    assert opt.t == 20 and opt.state_dtype == kind
+    for i, (p, q, s) in enumerate(zip(mine, ref, states)):
+        assert np.array_equal(bits(p), bits(q)), i
+        assert not np.array_equal(p, arrays(order="F")[i])
+        for key, value in s.items():
+            assert np.array_equal(bits(opt._state[key][i]), bits(value)), (i, key)
+    sd = opt.state_dict()["state"]
+    if kind == "int8" and name != "Lion":
+        assert sd["exp_avg"][0].dtype == np.float32          # 100 elements: float32 kept
+        assert sd["exp_avg"][1].dtype == np.uint8 and sd["exp_avg_absmax"][1].size == 17
+    if kind == "bfloat16":
+        assert sd["exp_avg"][1].dtype == lm.bfloat16
+
+
+def test_float_state_dtype_is_the_default_state():
+    a, b = arrays(), arrays()
+    o1 = fastoptim.Adam(a, lr=1e-2)
+    o2 = fastoptim.Adam(b, lr=1e-2, state_dtype="float32")
+    for t in range(1, 6):
+        o1.step(grads(t))
+        o2.step(grads(t))
+    for p, q in zip(a, b):
+        assert np.array_equal(p, q)
+    assert o2.state_dtype == "float32" and o2.state_nbytes() == 8 * sum(p.size for p in a)
+    with pytest.raises(ValueError, match="state_dtype 'float32' needs float32"):
+        fastoptim.Adam([np.zeros(10)], state_dtype="float32")
+
+
+def test_bytes_per_parameter():
+    n = 1 << 20
+    per_param = {}
+    for kind in (None, "bfloat16", "int8"):
+        opt = fastoptim.Adam([np.zeros(n, np.float32)], state_dtype=kind)
+        per_param[kind] = opt.state_nbytes() / n
+    assert per_param == {None: 8.0, "bfloat16": 4.0, "int8": 2 + 8 / 256}
+    lion = fastoptim.Lion([np.zeros(n, np.float32)], state_dtype="bfloat16")
+    assert lion.state_nbytes() == 2 * n
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_groups_none_gradients_schedules_and_skip_nonfinite(kind):
+    mine, ref = arrays(), arrays()
+    schedule = fastoptim.schedules.exponential_decay(1e-2, 0.9)
+    opt = fastoptim.Adam([dict(params=mine[:2], lr=schedule), dict(params=mine[2:], lr=1e-3)],
+                         state_dtype=kind, skip_nonfinite=True)
+    states = [lm.adam_state(p, kind) for p in ref]
+    counts = [0, 0, 0]
+    for t in range(1, 9):
+        g = grads(t)
+        if t == 3:
+            g[1] = None                               # skips array 1 this step
+        if t == 5:
+            bad = [x.copy() for x in g]
+            bad[0][0] = np.nan
+            before = [p.copy() for p in mine]
+            opt.step(bad)                             # skipped: nothing changes
+            assert opt.skipped_steps == 1
+            for p, q in zip(mine, before):
+                assert np.array_equal(p, q)
+        opt.step(g)
+        for i, (p, gi, s) in enumerate(zip(ref, g, states)):
+            if gi is None:
+                continue
+            counts[i] += 1
+            lr = schedule(t) if i < 2 else 1e-3
+            lm.adam_lowmem_step(p, gi, s, step=counts[i], lr=lr)
+    for p, q in zip(mine, ref):
+        assert np.array_equal(p, q)
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_state_dict_and_checkpoint_resume_bit_exact(kind, tmp_path):
+    whole, first, second = arrays(), arrays(), arrays()
+    o_whole = fastoptim.AdamW(whole, state_dtype=kind)
+    o_first = fastoptim.AdamW(first, state_dtype=kind)
+    for t in range(1, 6):
+        o_whole.step(grads(t))
+        o_first.step(grads(t))
+    path = tmp_path / "ckpt.npz"
+    fastoptim.save_state(o_first, path)
+    sd = o_first.state_dict()
+    # resume from the file into fresh arrays, and from the state dict
+    for p, q in zip(second, first):
+        p[...] = q
+    o_file = fastoptim.AdamW(second, state_dtype=kind)
+    fastoptim.load_state(o_file, path)
+    resumed = arrays()
+    for p, q in zip(resumed, first):
+        p[...] = q
+    o_dict = fastoptim.AdamW(resumed, state_dtype=kind)
+    o_dict.load_state_dict(sd)
+    for t in range(6, 11):
+        o_whole.step(grads(t))
+        o_file.step(grads(t))
+        o_dict.step(grads(t))
+    for a, b, c in zip(whole, second, resumed):
+        assert np.array_equal(bits(a), bits(b)) and np.array_equal(bits(a), bits(c))
+    for key in o_whole._state:
+        for a, b in zip(o_whole._state[key], o_file._state[key]):
+            assert np.array_equal(bits(a), bits(b)), key
+
+
+def test_state_of_another_dtype_is_refused_and_changes_nothing():
+    float_opt = fastoptim.Adam(arrays())
+    float_opt.step(grads(1))
+    opt = fastoptim.Adam(arrays(), state_dtype="int8")
+    opt.step(grads(1))
+    before = {k: [b.copy() for b in v] for k, v in opt._state.items()}
+    with pytest.raises(ValueError, match="state"):
+        opt.load_state_dict(float_opt.state_dict())
+    bf = fastoptim.Adam(arrays(), state_dtype="bfloat16")
+    with pytest.raises(ValueError, match="dtype"):
+        bf.load_state_dict(fastoptim.Adam(arrays(), state_dtype="bfloat16").state_dict()
+                           | {"state": {k: [b.astype(np.float32) for b in v]
+                                        for k, v in bf.state_dict()["state"].items()}})
+    for k, v in opt._state.items():
+        for a, b in zip(v, before[k]):
+            assert np.array_equal(bits(a), bits(b))
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_bad_gradient_changes_nothing(kind):
+    params = arrays()
+    opt = fastoptim.Adam(params, state_dtype=kind)
+    opt.step(grads(1))
+    before = [p.copy() for p in params]
+    state = {k: [b.copy() for b in v] for k, v in opt._state.items()}
+    for bad_last in (np.zeros(3, np.float32), np.zeros((70, 90), np.float64),
+                     np.zeros((90, 70), np.float32)):
+        g = grads(2)
+        g[2] = bad_last
+        with pytest.raises((ValueError, TypeError), match="grads"):
+            opt.step(g)
+    assert opt.t == 1
+    for p, q in zip(params, before):
+        assert np.array_equal(p, q)
+    for k, v in opt._state.items():
+        for a, b in zip(v, state[k]):
+            assert np.array_equal(bits(a), bits(b))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(state_dtype="int4"), "state_dtype must be None or one of"),
+    (dict(state_dtype=8), "state_dtype must be None or one of"),
+    (dict(state_dtype="int8", amsgrad=True), "amsgrad=True needs float state"),
+    (dict(state_dtype="bfloat16", eps_root=1e-8), "eps_root=1e-08 needs float state"),
+])
+def test_bad_options_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        fastoptim.Adam([np.zeros(10, np.float32)], **bad)
+
+
+def test_lion_has_no_int8_and_compressed_state_needs_float32():
+    with pytest.raises(ValueError, match="state_dtype must be None or one of"):
+        fastoptim.Lion([np.zeros(10, np.float32)], state_dtype="int8")
+    with pytest.raises(ValueError, match="needs float32 parameters, got a float64"):
+        fastoptim.AdamW([np.zeros(10)], state_dtype="bfloat16")
+
+
+def test_a_group_asking_for_amsgrad_later_is_refused():
+    opt = fastoptim.Adam([np.zeros(10, np.float32)], state_dtype="int8")
+    with pytest.raises(ValueError, match="amsgrad"):
+        opt.add_param_group(dict(params=[np.zeros(5, np.float32)], amsgrad=True))
+    assert len(opt.param_groups) == 1
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_a_step_allocates_no_array_sized_memory(kind):
+    n = 1 << 20
+    params = [np.zeros(n, np.float32)]
+    g = [np.full(n, 1e-3, np.float32)]
+    opt = fastoptim.Adam(params, state_dtype=kind)
+    opt.step(g)
+    tracemalloc.start()
+    opt.step(g)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 64 * 1024, peak         # the float32 parameter alone is 4 MiB
+
+
+def test_state_dtype_is_read_only():
+    opt = fastoptim.Adam([np.zeros(10, np.float32)], state_dtype="bfloat16")
+    assert opt.state_dtype == "bfloat16"
+    with pytest.raises(AttributeError, match="state_dtype"):
+        opt.state_dtype = "int8"
+    assert opt.state_dtype == "bfloat16" and opt._state["exp_avg"][0].dtype == lm.bfloat16
+    assert fastoptim.Adam([np.zeros(10)]).state_dtype is None
