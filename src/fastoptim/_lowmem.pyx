@@ -6,11 +6,12 @@ These functions do **not** validate: :func:`fastoptim.lowmem.adam_lowmem_step` c
 array and hyperparameter first.
 """
 cimport numpy as cnp
-from libc.stdint cimport int32_t, uint8_t, uint16_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
 from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_lion_coefficients, fo_lm_lion_bf16,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
-                                       fo_lm_level, fo_lm_supported)
+                                       fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
+                                       fo_rounding_key)
 
 cnp.import_array()
 
@@ -78,6 +79,30 @@ def lion_bf16(param, grad, exp_avg, tuple coefficients, int threads=1):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
     with nogil:
         fo_lm_lion_bf16(p, g, m, n, &c, threads)
+
+
+def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coefficients,
+              bint stochastic_rounding, unsigned long long seed, unsigned long long step,
+              int threads=1):
+    """One Adam step on half-precision parameters (``param``, ``grad`` viewed as uint16 half
+    bits; ``kind`` 0 bfloat16, 1 float16), float32 moments and ``master`` (or ``None``), in
+    place. ``coefficients``: :func:`fastoptim.halfparams._coefficients`. The portable loop
+    at SIMD level ``sse2``, the AVX2 + F16C one above it."""
+    cdef float b1, omb1, b2, omb2, ss, ibc, eps, wd, decay
+    cdef int wd_mode, maximize
+    b1, omb1, b2, omb2, ss, ibc, eps, wd, decay, wd_mode, maximize = coefficients
+    cdef uint16_t* p = <uint16_t*>_data(param)              # IN/OUT
+    cdef const uint16_t* g = <const uint16_t*>_data(grad)   # IN
+    cdef float* w = NULL if master is None else <float*>_data(master)   # IN/OUT
+    cdef float* m = <float*>_data(exp_avg)                  # IN/OUT
+    cdef float* v = <float*>_data(exp_avg_sq)               # IN/OUT
+    cdef long long n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    cdef uint64_t key = fo_rounding_key(seed, step)
+    cdef int vector = fo_lm_level() >= 1        # the SIMD level of this module (tests)
+    with nogil:
+        fo_adam_mixed_threads(p, g, w, m, v, n, kind, b1, omb1, b2, omb2, ss, ibc, eps, wd,
+                              decay, wd_mode, maximize, stochastic_rounding, key, vector,
+                              threads)
 
 
 cdef inline int _simd_supported(int level) noexcept nogil:

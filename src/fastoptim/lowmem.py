@@ -278,18 +278,20 @@ def _coefficients(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize
 
 
 # ---- validation ----------------------------------------------------------------------------
-def _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, backend):
-    """fastoptim's validation rules (fastoptim._validation), before any array is touched."""
-    _validation.step_count(_F, "step", step)
-    _validation.nonnegative(_F, "lr", lr)
-    _validation.unit_interval(_F, "beta1", beta1)
-    _validation.unit_interval(_F, "beta2", beta2)
-    _validation.positive(_F, "eps", eps)
-    _validation.nonnegative(_F, "weight_decay", weight_decay)
-    _validation.flag(_F, "decoupled_weight_decay", decoupled)
-    _validation.flag(_F, "maximize", maximize)
-    if backend not in BACKENDS:
-        raise ValueError(f"{_F}: backend must be one of {BACKENDS}, got {backend!r}")
+def _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize, backend,
+                 f=_F, backends=BACKENDS):
+    """fastoptim's validation rules (fastoptim._validation), before any array is touched;
+    ``f``: the caller's name for messages, ``backends`` the ones it has."""
+    _validation.step_count(f, "step", step)
+    _validation.nonnegative(f, "lr", lr)
+    _validation.unit_interval(f, "beta1", beta1)
+    _validation.unit_interval(f, "beta2", beta2)
+    _validation.positive(f, "eps", eps)
+    _validation.nonnegative(f, "weight_decay", weight_decay)
+    _validation.flag(f, "decoupled_weight_decay", decoupled)
+    _validation.flag(f, "maximize", maximize)
+    if backend not in backends:
+        raise ValueError(f"{f}: backend must be one of {backends}, got {backend!r}")
 
 
 def _flat(name: str, a, dtype, size, order: str = "A", f: str = _F) -> np.ndarray:

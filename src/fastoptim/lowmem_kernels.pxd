@@ -12,7 +12,7 @@ or 8-bit moments as ``uint8`` code indices with one float32 absmax per 256-eleme
 and the per-call scalars and code tables of :mod:`fastoptim.lowmem` (``_coefficients`` and
 ``code_tables``). No two arrays may overlap.
 """
-from libc.stdint cimport int32_t, uint8_t, uint16_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
 
 cdef extern from "csrc/adam_lowmem.h" nogil:
     ctypedef struct fo_lm_adam_coefficients:
@@ -64,3 +64,21 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
     int fo_lm_select(int level) noexcept
     int fo_lm_level() noexcept
     int fo_lm_supported(int level) noexcept
+
+
+# Adam on float16 / bfloat16 parameters (fastoptim.lowmem.adam_half_step): half bits as
+# uint16, float32 moments and optional float32 master copy; the per-call scalars as
+# fastoptim.halfparams._coefficients computes them.
+cdef extern from "csrc/adam_mixed.h" nogil:
+    int FO_HALF_BF16
+    int FO_HALF_F16
+    # IN/OUT param, master (or NULL), m, v; IN grad. wd_mode: 0 none, 1 L2, 2 decoupled;
+    # sr: stochastic rounding (bfloat16, master NULL) keyed by fo_rounding_key(seed, step);
+    # vector: 1 for the AVX2 + F16C loop where the CPU has it, 0 for the portable one
+    void fo_adam_mixed_threads(uint16_t* param, const uint16_t* grad, float* master,
+                               float* m, float* v, long long n, int kind, float beta1,
+                               float one_minus_beta1, float beta2, float one_minus_beta2,
+                               float step_size, float inv_bc2_sqrt, float eps,
+                               float weight_decay, float decay, int wd_mode, int maximize,
+                               int sr, uint64_t key, int vector, int threads) noexcept
+    uint64_t fo_rounding_key(uint64_t seed, uint64_t step) noexcept
