@@ -87,7 +87,7 @@ def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coeffici
     """One Adam step on half-precision parameters (``param``, ``grad`` viewed as uint16 half
     bits; ``kind`` 0 bfloat16, 1 float16), float32 moments and ``master`` (or ``None``), in
     place. ``coefficients``: :func:`fastoptim.halfparams._coefficients`. The portable loop
-    at SIMD level ``sse2``, the AVX2 + F16C one above it."""
+    at SIMD level ``sse2``, AVX2 + F16C at ``avx2``, AVX-512 above."""
     cdef float b1, omb1, b2, omb2, ss, ibc, eps, wd, decay
     cdef int wd_mode, maximize
     b1, omb1, b2, omb2, ss, ibc, eps, wd, decay, wd_mode, maximize = coefficients
@@ -98,7 +98,8 @@ def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coeffici
     cdef float* v = <float*>_data(exp_avg_sq)               # IN/OUT
     cdef long long n = cnp.PyArray_SIZE(<cnp.ndarray>param)
     cdef uint64_t key = fo_rounding_key(seed, step)
-    cdef int vector = fo_lm_level() >= 1        # the SIMD level of this module (tests)
+    # this module's SIMD level (tests select it): sse2 portable, avx2 8 lanes, avx512 16
+    cdef int vector = 2 if fo_lm_level() >= 2 else fo_lm_level()
     with nogil:
         fo_adam_mixed_threads(p, g, w, m, v, n, kind, b1, omb1, b2, omb2, ss, ibc, eps, wd,
                               decay, wd_mode, maximize, stochastic_rounding, key, vector,

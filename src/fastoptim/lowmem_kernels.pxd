@@ -74,7 +74,8 @@ cdef extern from "csrc/adam_mixed.h" nogil:
     int FO_HALF_F16
     # IN/OUT param, master (or NULL), m, v; IN grad. wd_mode: 0 none, 1 L2, 2 decoupled;
     # sr: stochastic rounding (bfloat16, master NULL) keyed by fo_rounding_key(seed, step);
-    # vector: 1 for the AVX2 + F16C loop where the CPU has it, 0 for the portable one
+    # vector: the widest loop to use where the CPU has it (0 portable, 1 AVX2 + F16C,
+    # 2 AVX-512)
     void fo_adam_mixed_threads(uint16_t* param, const uint16_t* grad, float* master,
                                float* m, float* v, long long n, int kind, float beta1,
                                float one_minus_beta1, float beta2, float one_minus_beta2,

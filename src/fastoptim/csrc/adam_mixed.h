@@ -4,8 +4,9 @@
  * master, and the rounded half parameter. Arithmetic in float32, in the operation order of
  * fastoptim.half_reference.adam_step_mixed (compiled with -ffp-contract=off for bitwise
  * parity). Per-call scalars (step_size, inv_bc2_sqrt, decay, SR key) are computed once by
- * the caller. Two loops: portable C, and AVX2 + F16C intrinsics (8 lanes, chosen at run time
- * where the CPU has them), both with the same operations in the same order: the same bits.
+ * the caller. Three loops: portable C, AVX2 + F16C (8 lanes) and AVX-512 (16 lanes)
+ * intrinsics, chosen at run time where the CPU has them, all with the same operations in the
+ * same order: the same bits.
  * Stochastic rounding's noise depends on the element's index only, so OpenMP chunks and
  * SIMD lanes give the same bits for any thread count.
  */
@@ -151,14 +152,114 @@ __attribute__((target("avx2,f16c"))) static void fo_adam_mixed_range_avx2(
                         first + i);
 }
 
-/* whether this CPU runs fo_adam_mixed_range_avx2 */
-static inline int fo_half_vector_supported(void) {
+/* ---- AVX-512 (F, BW, DQ, VL): 16 lanes, the same operations and bits ------------------ */
+#define FO_HALF_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,f16c")))
+
+FO_HALF_AVX512 static inline __m512 fo_half16_load(const uint16_t *p, int kind) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    return kind == FO_HALF_BF16
+        ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+        : _mm512_cvtph_ps(h);
+}
+
+/* fo_f32_to_bf16_rne on 16 lanes */
+FO_HALF_AVX512 static inline void fo_f32x16_to_bf16_rne(__m512 x, uint16_t *out) {
+    __m512i b = _mm512_castps_si512(x);
+    __m512i hi = _mm512_srli_epi32(b, 16);
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(
+        _mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)),
+        _mm512_and_si512(hi, _mm512_set1_epi32(1))), 16);
+    __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7FFFFFFF)),
+                                            _mm512_set1_epi32(0x7F800000));
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x0040)));
+    _mm256_storeu_si256((__m256i *)out, _mm512_cvtepi32_epi16(r));
+}
+
+/* fo_splitmix64 on 8 lanes */
+FO_HALF_AVX512 static inline __m512i fo_splitmix64x8(__m512i z) {
+    z = _mm512_add_epi64(z, _mm512_set1_epi64((long long)0x9E3779B97F4A7C15ull));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+                           _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ull));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+                           _mm512_set1_epi64((long long)0x94D049BB133111EBull));
+    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+
+/* fo_f32_to_bf16_stochastic on 16 lanes, element k's noise fo_rounding_noise(key, i + k) */
+FO_HALF_AVX512 static inline void fo_f32x16_to_bf16_sr(__m512 x, uint64_t key, uint64_t i,
+                                                       uint16_t *out) {
+    __m512i base = _mm512_set1_epi64((long long)(key + i));
+    const __m512i lanes = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    __m512i lo = _mm512_srli_epi64(fo_splitmix64x8(_mm512_add_epi64(base, lanes)), 48);
+    __m512i hi = _mm512_srli_epi64(fo_splitmix64x8(
+        _mm512_add_epi64(base, _mm512_add_epi64(lanes, _mm512_set1_epi64(8)))), 48);
+    __m512i noise = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(lo)),
+                                       _mm512_cvtepi64_epi32(hi), 1);
+    __m512i b = _mm512_castps_si512(x);
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, noise), 16);
+    __mmask16 special = _mm512_cmpeq_epi32_mask(
+        _mm512_and_si512(b, _mm512_set1_epi32(0x7F800000)), _mm512_set1_epi32(0x7F800000));
+    __mmask16 nan = special & _mm512_test_epi32_mask(b, _mm512_set1_epi32(0x007FFFFF));
+    r = _mm512_mask_mov_epi32(r, special, _mm512_srli_epi32(b, 16));
+    r = _mm512_mask_or_epi32(r, nan, r, _mm512_set1_epi32(0x0040));
+    _mm256_storeu_si256((__m256i *)out, _mm512_cvtepi32_epi16(r));
+}
+
+FO_HALF_AVX512 static void fo_adam_mixed_range_avx512(
+        uint16_t *param, const uint16_t *grad, float *master, float *m, float *v, long long n,
+        int kind, float beta1, float one_minus_beta1, float beta2, float one_minus_beta2,
+        float step_size, float inv_bc2_sqrt, float eps, float weight_decay, float decay,
+        int wd_mode, int maximize, int sr, uint64_t key, long long first) {
+    const __m512 b1 = _mm512_set1_ps(beta1), omb1 = _mm512_set1_ps(one_minus_beta1);
+    const __m512 b2 = _mm512_set1_ps(beta2), omb2 = _mm512_set1_ps(one_minus_beta2);
+    const __m512 ss = _mm512_set1_ps(step_size), ibc = _mm512_set1_ps(inv_bc2_sqrt);
+    const __m512 ep = _mm512_set1_ps(eps), wd = _mm512_set1_ps(weight_decay);
+    const __m512 dc = _mm512_set1_ps(decay), sign = _mm512_set1_ps(-0.0f);
+    long long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = fo_half16_load(grad + i, kind);
+        if (maximize) g = _mm512_xor_ps(g, sign);
+        __m512 w = master ? _mm512_loadu_ps(master + i) : fo_half16_load(param + i, kind);
+        if (wd_mode == 2) w = _mm512_mul_ps(w, dc);
+        else if (wd_mode == 1) g = _mm512_add_ps(g, _mm512_mul_ps(wd, w));
+        __m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(m + i)),
+                                  _mm512_mul_ps(omb1, g));
+        __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(v + i)),
+                                  _mm512_mul_ps(_mm512_mul_ps(omb2, g), g));
+        _mm512_storeu_ps(m + i, mi);
+        _mm512_storeu_ps(v + i, vi);
+        w = _mm512_sub_ps(w, _mm512_div_ps(_mm512_mul_ps(ss, mi),
+                                           _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vi), ibc),
+                                                         ep)));
+        if (master) _mm512_storeu_ps(master + i, w);
+        if (sr)
+            fo_f32x16_to_bf16_sr(w, key, (uint64_t)(first + i), param + i);
+        else if (kind == FO_HALF_BF16)
+            fo_f32x16_to_bf16_rne(w, param + i);
+        else
+            _mm256_storeu_si256((__m256i *)(param + i),
+                                _mm512_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT));
+    }
+    fo_adam_mixed_range(param + i, grad + i, master ? master + i : NULL, m + i, v + i, n - i,
+                        kind, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size,
+                        inv_bc2_sqrt, eps, weight_decay, decay, wd_mode, maximize, sr, key,
+                        first + i);
+}
+
+/* the best loop this CPU runs, at most `wanted`: 0 portable, 1 AVX2 + F16C, 2 AVX-512 */
+static inline int fo_half_vector_level(int wanted) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    if (wanted >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("f16c"))
+        return 2;
+    if (wanted >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c"))
+        return 1;
+    return 0;
 }
 #else
 #define FO_HALF_VECTOR 0
-static inline int fo_half_vector_supported(void) { return 0; }
+static inline int fo_half_vector_level(int wanted) { (void)wanted; return 0; }
 #endif
 
 /* the whole array from element 0 */
@@ -175,8 +276,8 @@ static inline void fo_adam_mixed(uint16_t *param, const uint16_t *grad, float *m
 /* elements per OpenMP work item */
 #define FO_HALF_CHUNK 32768
 
-/* the whole array on `threads` OpenMP threads, in chunks of FO_HALF_CHUNK; vector: use the
-   AVX2 + F16C loop where the CPU has it (0: the portable loop) */
+/* the whole array on `threads` OpenMP threads, in chunks of FO_HALF_CHUNK; vector: the
+   widest loop to use where the CPU has it (0 portable, 1 AVX2 + F16C, 2 AVX-512) */
 static void fo_adam_mixed_threads(uint16_t *param, const uint16_t *grad, float *master,
                                   float *m, float *v, long long n, int kind, float beta1,
                                   float one_minus_beta1, float beta2, float one_minus_beta2,
@@ -184,7 +285,7 @@ static void fo_adam_mixed_threads(uint16_t *param, const uint16_t *grad, float *
                                   float weight_decay, float decay, int wd_mode, int maximize,
                                   int sr, uint64_t key, int vector, int threads) {
     long long chunks = (n + FO_HALF_CHUNK - 1) / FO_HALF_CHUNK;
-    vector = vector && fo_half_vector_supported();
+    vector = fo_half_vector_level(vector);
     if (threads < 1 || chunks < 2)
         threads = 1;
     #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
@@ -192,7 +293,14 @@ static void fo_adam_mixed_threads(uint16_t *param, const uint16_t *grad, float *
         long long lo = k * FO_HALF_CHUNK;
         long long len = n - lo < FO_HALF_CHUNK ? n - lo : FO_HALF_CHUNK;
 #if FO_HALF_VECTOR
-        if (vector) {
+        if (vector == 2) {
+            fo_adam_mixed_range_avx512(param + lo, grad + lo, master ? master + lo : NULL,
+                                       m + lo, v + lo, len, kind, beta1, one_minus_beta1,
+                                       beta2, one_minus_beta2, step_size, inv_bc2_sqrt, eps,
+                                       weight_decay, decay, wd_mode, maximize, sr, key, lo);
+            continue;
+        }
+        if (vector == 1) {
             fo_adam_mixed_range_avx2(param + lo, grad + lo, master ? master + lo : NULL,
                                      m + lo, v + lo, len, kind, beta1, one_minus_beta1, beta2,
                                      one_minus_beta2, step_size, inv_bc2_sqrt, eps,
