@@ -23,7 +23,8 @@ them, one per call:
     \quad w \leftarrow w - \frac{\text{lr}}{1-\beta_1^t}\,
     \frac{m}{\sqrt v / \sqrt{1-\beta_2^t} + \epsilon}, \quad \theta = \mathrm{round}(w)
 
-One fused pass (``csrc/adam_mixed.h``, OpenMP chunks); the NumPy reference is
+One fused pass (``csrc/adam_mixed.h``, OpenMP chunks; its Numba twin in
+:mod:`fastoptim.numba_kernels.halfparams`); the NumPy reference is
 :func:`fastoptim.half_reference.adam_step_mixed`, which the compiled kernel matches bit for
 bit. Functions: :func:`half_state`, :func:`adam_half_step`.
 """
@@ -40,7 +41,7 @@ from .lowmem import _check_hyper
 
 __all__ = ["HALF_DTYPES", "half_state", "adam_half_step"]
 
-BACKENDS = ("auto", "cython", "numpy")
+BACKENDS = ("auto", "cython", "numba", "numpy")
 _F = "adam_half_step"
 
 
@@ -149,8 +150,9 @@ def adam_half_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndar
         Round the new bfloat16 parameters stochastically (no ``master`` in ``state``).
     seed : int, default 0
         The stochastic rounding's seed, in ``[0, 2**64)``.
-    backend : {"auto", "cython", "numpy"}
-        ``"numpy"``: :func:`fastoptim.half_reference.adam_step_mixed`.
+    backend : {"auto", "cython", "numba", "numpy"}
+        ``"numpy"``: :func:`fastoptim.half_reference.adam_step_mixed`; ``"numba"``:
+        :mod:`fastoptim.numba_kernels.halfparams`, the compiled kernel's twin.
     """
     f = _F
     _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize,
@@ -167,9 +169,17 @@ def adam_half_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndar
                         maximize=bool(maximize), master=w,
                         stochastic_rounding=bool(stochastic_rounding), seed=int(seed))
         return
-    from . import _lowmem
     c = _coefficients(int(step), float(lr), float(beta1), float(beta2), float(eps),
                       float(weight_decay), bool(decoupled_weight_decay), bool(maximize))
+    if backend == "numba":
+        from .numba_kernels import halfparams as nb
+        nb.adam_half_kernel(p.view(np.uint16), g.view(np.uint16),
+                            w if w is not None else m, m, v, np.array(c[:9], np.float32),
+                            0 if p.dtype == bfloat16 else 1, c[9], bool(c[10]), w is not None,
+                            bool(stochastic_rounding),
+                            np.uint64(nb.rounding_key(np.uint64(seed), np.uint64(step))))
+        return
+    from . import _lowmem
     threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
     _lowmem.adam_half(p.view(np.uint16), g.view(np.uint16), w, m, v,
                       0 if p.dtype == bfloat16 else 1, c, bool(stochastic_rounding),
