@@ -262,3 +262,102 @@ def test_state_dtype_is_read_only():
         opt.state_dtype = "int8"
     assert opt.state_dtype == "bfloat16" and opt._state["exp_avg"][0].dtype == lm.bfloat16
     assert fastoptim.Adam([np.zeros(10)]).state_dtype is None
+
+
+# ---- the generic bfloat16 state of the other element-wise classes ---------------------------
+from kernel_cases import CLASS_CASES, class_case_id  # noqa: E402
+from fastoptim.optimizers._state_dtype import CHUNK  # noqa: E402
+
+GENERIC = [c for c in CLASS_CASES
+           if "bfloat16" in getattr(fastoptim, c[0])._compressed
+           and not getattr(fastoptim, c[0])._moments]
+# an array over two chunks plus a tail, a small one, a 2-D one in Fortran order
+GENERIC_SHAPES = [(2 * CHUNK + 517,), (33,), (40, 30)]
+
+
+def generic_arrays(seed):
+    rng = np.random.default_rng(seed)
+    out = [rng.standard_normal(s).astype(np.float32) for s in GENERIC_SHAPES]
+    out[2] = np.asfortranarray(out[2])
+    return out
+
+
+def round_states(opt):
+    """Round every float32 state buffer to bfloat16 and back, in place."""
+    for bufs in opt._state.values():
+        for b in bufs:
+            if b is not None:
+                b[...] = b.astype(lm.bfloat16).astype(np.float32)
+
+
+def test_every_element_wise_class_has_bfloat16_state():
+    names = {c[0] for c in GENERIC}
+    assert {"SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop",
+            "ASGD"} <= names
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", GENERIC, ids=class_case_id)
+def test_bfloat16_state_is_the_float32_step_with_the_state_rounded(case, backend):
+    """Bit for bit: the class on bfloat16 state == the float32 class whose state is rounded
+    to bfloat16 before every step (and after the last)."""
+    name, _, opts = case
+    cls = getattr(fastoptim, name)
+    mine, ref = generic_arrays(1), generic_arrays(1)
+    opt = cls(mine, backend=backend, state_dtype="bfloat16", **opts)
+    float_opt = cls(ref, backend=backend, **opts)
+    rng = np.random.default_rng(2)
+    for _ in range(6):
+        g = [(rng.standard_normal(p.shape) * 0.1).astype(np.float32) for p in mine]
+        g[2] = np.asfortranarray(g[2])
+        g[0][:40] = 0.0
+        opt.step(g)
+        round_states(float_opt)
+        float_opt.step(g)
+    round_states(float_opt)
+    for p, q in zip(mine, ref):
+        assert np.array_equal(bits(p), bits(q))
+    for key, bufs in opt._state.items():
+        for a, b in zip(bufs, float_opt._state[key]):
+            if a is None:
+                continue
+            assert a.dtype == lm.bfloat16 and a.shape == b.shape
+            assert np.array_equal(bits(a), bits(b.astype(lm.bfloat16))), key
+    assert opt.state_nbytes() * 2 == float_opt.state_nbytes()
+
+
+def test_generic_bfloat16_state_dict_resumes_bit_exact(tmp_path):
+    whole, part = generic_arrays(3), generic_arrays(3)
+    kw = dict(lr=1e-2, momentum=0.9, nesterov=True, state_dtype="bfloat16")
+    o_whole, o_part = fastoptim.SGD(whole, **kw), fastoptim.SGD(part, **kw)
+    rng = np.random.default_rng(4)
+    gs = [[rng.standard_normal(p.shape).astype(np.float32) for p in whole] for _ in range(6)]
+    for g in gs:
+        g[2] = np.asfortranarray(g[2])
+    for g in gs[:3]:
+        o_whole.step(g)
+        o_part.step(g)
+    fastoptim.save_state(o_part, tmp_path / "sgd.npz")
+    resumed = generic_arrays(3)
+    for p, q in zip(resumed, part):
+        p[...] = q
+    o_resumed = fastoptim.SGD(resumed, **kw)
+    fastoptim.load_state(o_resumed, tmp_path / "sgd.npz")
+    for g in gs[3:]:
+        o_whole.step(g)
+        o_resumed.step(g)
+    for p, q in zip(whole, resumed):
+        assert np.array_equal(bits(p), bits(q))
+
+
+def test_generic_bfloat16_state_step_memory_is_bounded():
+    n = 1 << 21
+    params = [np.zeros(n, np.float32)]
+    g = [np.full(n, 1e-3, np.float32)]
+    opt = fastoptim.RMSprop(params, state_dtype="bfloat16", momentum=0.9, centered=True)
+    opt.step(g)
+    tracemalloc.start()
+    opt.step(g)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 * CHUNK * 4 + 64 * 1024, peak      # the scratch, not the 8 MiB array

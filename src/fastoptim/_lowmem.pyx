@@ -11,7 +11,7 @@ from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_lion_coefficients, fo_lm_lion_bf16,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
-                                       fo_rounding_key)
+                                       fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode)
 
 cnp.import_array()
 
@@ -79,6 +79,26 @@ def lion_bf16(param, grad, exp_avg, tuple coefficients, int threads=1):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
     with nogil:
         fo_lm_lion_bf16(p, g, m, n, &c, threads)
+
+
+def bf16_decode(src, dst):
+    """``dst[:] = src`` for bfloat16 bits ``src`` (uint16) and float32 ``dst`` of one size,
+    contiguous: no validation (the caller's arrays)."""
+    cdef const uint16_t* a = <const uint16_t*>_data(src)    # IN
+    cdef float* b = <float*>_data(dst)                       # OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>src)
+    with nogil:
+        fo_lm_bf16_decode(a, b, n)
+
+
+def bf16_encode(src, dst):
+    """``dst[:] = src`` rounded to bfloat16 (nearest even; ml_dtypes' NaN), float32 ``src``,
+    uint16 ``dst`` of one size, contiguous: no validation (the caller's arrays)."""
+    cdef const float* a = <const float*>_data(src)           # IN
+    cdef uint16_t* b = <uint16_t*>_data(dst)                 # OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>src)
+    with nogil:
+        fo_lm_bf16_encode(a, b, n)
 
 
 def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coefficients,

@@ -441,17 +441,25 @@ class Optimizer:
                   for s in group.slots]
         carried = [values[idx[0]] for values in scalars.values()]
         c = group.coefficients(t, lr, carried)
-        if impl is _cython or impl is _cython_parallel:
-            multi = getattr(_cython, group.kernel + "_multi")
-            multi(params, gs, *states, c, labels=[self._keys[i] for i in idx])
-        elif impl is None:
-            group.apply_reference(t, lr, params, gs, states, carried)
-        else:
-            kernel = getattr(impl, group.kernel)
-            for j, (param, grad) in enumerate(zip(params, gs)):
-                kernel(param, grad, *[None if s is None else s[j] for s in states], c)
+        self._run_kernel(impl, group, t, lr, c, carried, params, gs, states,
+                         [self._keys[i] for i in idx])
         if scalars:
             self._store_scalars(idx, c.carried())
+
+    @staticmethod
+    def _run_kernel(impl, group, t: int, lr: float, c, carried, params, grads, states,
+                    labels) -> None:
+        """Run ``group``'s registry kernel with coefficients ``c`` on the arrays (``states``:
+        one list per slot, ``None`` for an unused one), on backend module ``impl``."""
+        if impl is _cython or impl is _cython_parallel:
+            multi = getattr(_cython, group.kernel + "_multi")
+            multi(params, grads, *states, c, labels=labels)
+        elif impl is None:
+            group.apply_reference(t, lr, params, grads, states, carried)
+        else:
+            kernel = getattr(impl, group.kernel)
+            for j, (param, grad) in enumerate(zip(params, grads)):
+                kernel(param, grad, *[None if s is None else s[j] for s in states], c)
 
     def _step_counts(self) -> List[int]:
         """Each array's step count."""

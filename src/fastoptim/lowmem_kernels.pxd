@@ -61,6 +61,9 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
     # IN/OUT param, exp_avg (bfloat16 bits); IN grad, c
     void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
                          const fo_lm_lion_coefficients* c, int threads) noexcept
+    # n bfloat16 bits -> float32; float32 -> bfloat16 bits, round to nearest even
+    void fo_lm_bf16_decode(const uint16_t* src, float* dst, Py_ssize_t n) noexcept
+    void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) noexcept
     int fo_lm_select(int level) noexcept
     int fo_lm_level() noexcept
     int fo_lm_supported(int level) noexcept

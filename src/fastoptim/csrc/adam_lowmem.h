@@ -186,6 +186,21 @@ static const fo_lm_q8_fn fo_lm_q8_table[FO_LM_LEVELS] = {
 #endif
 };
 
+typedef void (*fo_lm_decode_fn)(const uint16_t*, float*, Py_ssize_t);
+typedef void (*fo_lm_encode_fn)(const float*, uint16_t*, Py_ssize_t);
+static const fo_lm_decode_fn fo_lm_decode_table[FO_LM_LEVELS] = {
+    fo_lm_bf16_decode_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_bf16_decode_range_l1, fo_lm_bf16_decode_range_l2, fo_lm_bf16_decode_range_l3,
+#endif
+};
+static const fo_lm_encode_fn fo_lm_encode_table[FO_LM_LEVELS] = {
+    fo_lm_bf16_encode_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_bf16_encode_range_l1, fo_lm_bf16_encode_range_l2, fo_lm_bf16_encode_range_l3,
+#endif
+};
+
 /* 0: baseline, 1: AVX2 + FMA, 2: AVX-512 F/VL/BW/DQ, 3: level 2 + AVX512-BF16; -1 until
    chosen (the best, on first use) */
 static int fo_lm_level_ = -1;
@@ -241,6 +256,16 @@ static void fo_lm_adam_bf16(float* param, const float* grad, uint16_t* exp_avg,
         Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
         f(param + lo, grad + lo, exp_avg + lo, exp_avg_sq + lo, len, c);
     }
+}
+
+/* n bfloat16 values (bits) to float32, and float32 to bfloat16 rounded to nearest even
+   (ml_dtypes' rule for NaN), single-threaded (a cache-sized chunk) */
+static void fo_lm_bf16_decode(const uint16_t* src, float* dst, Py_ssize_t n) {
+    fo_lm_decode_table[fo_lm_level()](src, dst, n);
+}
+
+static void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) {
+    fo_lm_encode_table[fo_lm_level()](src, dst, n);
 }
 
 /* Lion with a bfloat16 moment over n elements, on `threads` OpenMP threads. */
@@ -472,6 +497,25 @@ FO_QTARGET static void FO_QNAME(lion_bf16_range)(float* param, const float* grad
         FO_QNAME(lion_bf16_loop)(param, grad, exp_avg, n, &k, 1);
     else
         FO_QNAME(lion_bf16_loop)(param, grad, exp_avg, n, &k, 0);
+}
+
+/* bfloat16 state <-> float32 scratch (the generic bfloat16 state of the element-wise
+   classes, fastoptim.optimizers._state_dtype): bf16_load / bf16_store over a range */
+FO_QTARGET static void FO_QNAME(bf16_decode_range)(const uint16_t* FO_RESTRICT src,
+                                                   float* FO_RESTRICT dst, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        dst[i] = FO_QNAME(bf16_load)(src[i]);
+}
+
+FO_QTARGET static void FO_QNAME(bf16_encode_range)(const float* FO_RESTRICT src,
+                                                   uint16_t* FO_RESTRICT dst, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+#if FO_LM_VEC >= 2
+    for (; i + 16 <= n; i += 16)
+        FO_QNAME(bf16_store16)(dst + i, _mm512_loadu_ps(src + i));
+#endif
+    for (; i < n; i++)
+        dst[i] = FO_QNAME(bf16_store)(src[i]);
 }
 
 /* one block of len <= FO_Q8_BLOCK elements: dequantize, update, write p; requantize */

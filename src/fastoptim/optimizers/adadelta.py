@@ -1,10 +1,13 @@
 """Adadelta: ``adadelta_step`` and :class:`Adadelta`."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
+from ._state_dtype import StateDtype
 
 __all__ = ["adadelta_step", "Adadelta"]
 
@@ -47,7 +50,7 @@ def adadelta_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
               (lr, rho, eps, weight_decay, maximize), backend)
 
 
-class Adadelta(Optimizer):
+class Adadelta(StateDtype, Optimizer):
     r"""Adadelta (Zeiler 2012).
 
     .. math::
@@ -75,13 +78,21 @@ class Adadelta(Optimizer):
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
         ``apply_if_finite``). Costs one read-only pass over the gradients.
+    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
+        How the state is stored (keyword-only). ``None``: the parameters' dtype.
+        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
+        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
+        rounded to nearest even after it.
     """
 
     _kernels = ("adadelta",)
+    _compressed = ("bfloat16",)
 
     def __init__(self, params: Params, lr: LR = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0.0, maximize: bool = False, backend: str = "auto",
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, *,
+                 state_dtype: Optional[str] = None) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, lr, dict(
             rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize), backend,
             skip_nonfinite)

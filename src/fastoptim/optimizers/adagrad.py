@@ -1,10 +1,13 @@
 """Adagrad: ``adagrad_step`` and :class:`Adagrad`."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
+from ._state_dtype import StateDtype
 
 __all__ = ["adagrad_step", "Adagrad"]
 
@@ -45,7 +48,7 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, 
              (step, lr, lr_decay, weight_decay, eps, maximize), backend)
 
 
-class Adagrad(Optimizer):
+class Adagrad(StateDtype, Optimizer):
     r"""Adagrad.
 
     .. math::
@@ -74,15 +77,23 @@ class Adagrad(Optimizer):
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
         ``apply_if_finite``). Costs one read-only pass over the gradients.
+    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
+        How the state is stored (keyword-only). ``None``: the parameters' dtype.
+        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
+        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
+        rounded to nearest even after it.
     """
 
     _kernels = ("adagrad",)
+    _compressed = ("bfloat16",)
     _extra_kinds = {"initial_accumulator_value": "nonnegative"}
 
     def __init__(self, params: Params, lr: LR = 1e-2, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
                  eps: float = 1e-10, maximize: bool = False, backend: str = "auto",
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, *,
+                 state_dtype: Optional[str] = None) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, lr, dict(
             lr_decay=lr_decay, weight_decay=weight_decay,
             initial_accumulator_value=initial_accumulator_value, eps=eps,

@@ -1,12 +1,13 @@
 """Adamax (Adam with the infinity norm): ``adamax_step`` and :class:`Adamax`."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
+from ._state_dtype import StateDtype
 
 __all__ = ["adamax_step", "Adamax"]
 
@@ -51,7 +52,7 @@ def adamax_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
             (step, lr, beta1, beta2, eps, weight_decay, maximize), backend)
 
 
-class Adamax(Optimizer):
+class Adamax(StateDtype, Optimizer):
     r"""Adamax, the variant of Adam based on the infinity norm (Kingma & Ba, section 7.1).
 
     .. math::
@@ -78,13 +79,21 @@ class Adamax(Optimizer):
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
         ``apply_if_finite``). Costs one read-only pass over the gradients.
+    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
+        How the state is stored (keyword-only). ``None``: the parameters' dtype.
+        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
+        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
+        rounded to nearest even after it.
     """
 
     _kernels = ("adamax",)
+    _compressed = ("bfloat16",)
 
     def __init__(self, params: Params, lr: LR = 2e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, maximize: bool = False,
-                 backend: str = "auto", skip_nonfinite: bool = False) -> None:
+                 backend: str = "auto", skip_nonfinite: bool = False, *,
+                 state_dtype: Optional[str] = None) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, lr, dict(
             betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize), backend,
             skip_nonfinite)

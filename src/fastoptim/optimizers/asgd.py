@@ -1,10 +1,13 @@
 """ASGD (averaged stochastic gradient descent): ``asgd_step`` and :class:`ASGD`."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
+from ._state_dtype import StateDtype
 
 __all__ = ["asgd_step", "ASGD"]
 
@@ -56,7 +59,7 @@ def asgd_step(param: np.ndarray, grad: np.ndarray, ax: np.ndarray, *, step: int,
           (step, lr, lambd, alpha, t0, weight_decay, maximize), backend)
 
 
-class ASGD(Optimizer):
+class ASGD(StateDtype, Optimizer):
     r"""ASGD (averaged stochastic gradient descent), torch.optim.ASGD.
 
     .. math::
@@ -89,14 +92,22 @@ class ASGD(Optimizer):
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
         ``apply_if_finite``). Costs one read-only pass over the gradients.
+    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
+        How the state is stored (keyword-only). ``None``: the parameters' dtype.
+        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
+        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
+        rounded to nearest even after it.
     """
 
     _kernels = ("asgd",)
+    _compressed = ("bfloat16",)
 
     def __init__(self, params: Params, lr: LR = 1e-2, lambd: float = 1e-4,
                  alpha: float = 0.75, t0: float = 1e6, weight_decay: float = 0.0,
                  maximize: bool = False, backend: str = "auto",
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, *,
+                 state_dtype: Optional[str] = None) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, lr, dict(lambd=lambd, alpha=alpha, t0=t0,
                                           weight_decay=weight_decay, maximize=maximize),
                          backend, skip_nonfinite)

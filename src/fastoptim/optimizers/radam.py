@@ -1,12 +1,13 @@
 """RAdam, the rectified Adam of Liu et al. (2020): ``radam_step`` and :class:`RAdam`."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
+from ._state_dtype import StateDtype
 
 __all__ = ["radam_step", "RAdam"]
 
@@ -65,7 +66,7 @@ def radam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
            backend)
 
 
-class RAdam(Optimizer):
+class RAdam(StateDtype, Optimizer):
     r"""RAdam, the rectified Adam (Liu et al., 2020), with L2 or decoupled weight decay.
 
     .. math::
@@ -101,14 +102,22 @@ class RAdam(Optimizer):
     skip_nonfinite : bool, default False
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps`.
+    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
+        How the state is stored (keyword-only). ``None``: the parameters' dtype.
+        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
+        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
+        rounded to nearest even after it.
     """
 
     _kernels = ("radam",)
+    _compressed = ("bfloat16",)
 
     def __init__(self, params: Params, lr: LR = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0,
                  decoupled_weight_decay: bool = False, *, maximize: bool = False,
-                 backend: str = "auto", skip_nonfinite: bool = False) -> None:
+                 backend: str = "auto", skip_nonfinite: bool = False,
+                 state_dtype: Optional[str] = None) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, lr, dict(
             betas=betas, eps=eps, weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay, maximize=maximize), backend,

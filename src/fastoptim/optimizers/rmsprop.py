@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
+from ._state_dtype import StateDtype
 
 __all__ = ["rmsprop_step", "RMSprop"]
 
@@ -66,7 +67,7 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
              (lr, alpha, eps, weight_decay, momentum, centered, maximize, eps_root), backend)
 
 
-class RMSprop(Optimizer):
+class RMSprop(StateDtype, Optimizer):
     r"""RMSprop (optionally centered and with momentum).
 
     .. math::
@@ -103,16 +104,24 @@ class RMSprop(Optimizer):
     eps_root : float, default 0
         Added inside the square root (optax's name), ``>= 0``; keyword-only, torch has no
         such term.
+    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
+        How the state is stored (keyword-only). ``None``: the parameters' dtype.
+        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
+        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
+        rounded to nearest even after it.
     """
 
     _kernels = ("rmsprop",)
+    _compressed = ("bfloat16",)
     # checkpoints without this hyperparameter: torch's form
     _ADDED_HYPERPARAMETERS = {"eps_root": 0.0}
 
     def __init__(self, params: Params, lr: LR = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
                  maximize: bool = False, backend: str = "auto",
-                 skip_nonfinite: bool = False, *, eps_root: float = 0.0) -> None:
+                 skip_nonfinite: bool = False, *, eps_root: float = 0.0,
+                 state_dtype: Optional[str] = None) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, lr, dict(
             alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
             centered=centered, maximize=maximize, eps_root=eps_root), backend,

@@ -1,13 +1,14 @@
 """Rprop (resilient backpropagation): ``rprop_step`` and :class:`Rprop`."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from .. import _dispatch
 from .. import _validation as _v
 from .._optimizer import LR, Optimizer, Params
+from ._state_dtype import StateDtype
 
 __all__ = ["rprop_step", "Rprop"]
 
@@ -71,7 +72,7 @@ def _pair(f: str, name: str, value, kinds) -> Tuple[float, float]:
                  for i, (kind, v) in enumerate(zip(kinds, value)))
 
 
-class Rprop(Optimizer):
+class Rprop(StateDtype, Optimizer):
     r"""Rprop (resilient backpropagation), torch.optim.Rprop.
 
     .. math::
@@ -104,14 +105,22 @@ class Rprop(Optimizer):
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
         ``apply_if_finite``). Costs one read-only pass over the gradients.
+    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
+        How the state is stored (keyword-only). ``None``: the parameters' dtype.
+        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
+        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
+        rounded to nearest even after it.
     """
 
     _kernels = ("rprop",)
+    _compressed = ("bfloat16",)
 
     def __init__(self, params: Params, lr: LR = 1e-2,
                  etas: Tuple[float, float] = (0.5, 1.2),
                  step_sizes: Tuple[float, float] = (1e-6, 50), *, maximize: bool = False,
-                 backend: str = "auto", skip_nonfinite: bool = False) -> None:
+                 backend: str = "auto", skip_nonfinite: bool = False,
+                 state_dtype: Optional[str] = None) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, lr, dict(etas=etas, step_sizes=step_sizes,
                                           maximize=maximize), backend, skip_nonfinite)
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
+from ._state_dtype import StateDtype
 
 __all__ = ["sgd_step", "momentum_step", "SGD"]
 
@@ -88,7 +89,7 @@ def momentum_step(param: np.ndarray, grad: np.ndarray,
               (lr, momentum, dampening, nesterov, weight_decay, maximize), backend)
 
 
-class SGD(Optimizer):
+class SGD(StateDtype, Optimizer):
     r"""Stochastic gradient descent, optionally with momentum (classical, EWA or Nesterov).
 
     .. math::
@@ -122,13 +123,21 @@ class SGD(Optimizer):
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
         ``apply_if_finite``). Costs one read-only pass over the gradients.
+    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
+        How the state is stored (keyword-only). ``None``: the parameters' dtype.
+        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
+        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
+        rounded to nearest even after it.
     """
 
     _kernels = ("sgd", "momentum")
+    _compressed = ("bfloat16",)
 
     def __init__(self, params: Params, lr: LR, momentum: float = 0.0, dampening: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0, maximize: bool = False,
-                 backend: str = "auto", skip_nonfinite: bool = False) -> None:
+                 backend: str = "auto", skip_nonfinite: bool = False, *,
+                 state_dtype: Optional[str] = None) -> None:
+        self._set_state_dtype(state_dtype)
         super().__init__(params, lr, dict(
             momentum=momentum, dampening=dampening, nesterov=nesterov,
             weight_decay=weight_decay, maximize=maximize), backend, skip_nonfinite)
