@@ -18,7 +18,9 @@ from testing_settings import ALL_BACKENDS, DTYPES, TOLERANCE
 
 SHAPES = {"W1": (5, 7), "b1": (5, 1), "W2": (1, 5), "b2": (1, 1), "v": (33,), "e": (0,)}
 # constructor keywords of every class that are not hyperparameters of a formula
-COMMON = {"self", "params", "backend", "skip_nonfinite", "state_dtype"}  # their own tests
+# options of the class with tests of their own (test_state_dtype, test_half_params_class)
+COMMON = {"self", "params", "backend", "skip_nonfinite", "state_dtype", "master_weights",
+          "stochastic_rounding", "seed"}
 
 
 def make_params(rng, dtype, as_dict, fortran=False):

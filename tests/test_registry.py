@@ -187,8 +187,10 @@ CLASSES = optimizer_classes()
 ENTRIES = [(spec, e) for spec in SPECS for e in spec.optimizers]
 ENTRY_IDS = [f"{e.name}-{spec.name}" for spec, e in ENTRIES]
 # constructor keywords of every class that are not hyperparameters of a formula (options of
-# the class, not of its kernel, each with tests of its own: state_dtype in test_state_dtype)
-COMMON = {"self", "params", "backend", "skip_nonfinite", "state_dtype"}
+# the class, not of its kernel, each with tests of its own: state_dtype in test_state_dtype,
+# the half-parameter options in test_half_params_class)
+COMMON = {"self", "params", "backend", "skip_nonfinite", "state_dtype", "master_weights",
+          "stochastic_rounding", "seed"}
 
 
 def test_every_optimizer_class_is_in_the_registry():

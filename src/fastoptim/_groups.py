@@ -195,13 +195,14 @@ def add(opt, f: str, groups) -> None:
     for (start, stop), (hyper, _) in zip(ranges, parsed):
         for i in range(start - first, stop - first):
             p = arrays[i]
-            checked = _v.check_arrays(f, (names[i],), (p,))
+            checked = opt._check_param(f, names[i], p)
             plain.append(p if checked is None else checked[0])
             if isinstance(hyper.get("eps"), float):
+                dtype = opt._compute_dtype(p)
                 if hyper["eps"] == 0.0 and "eps_root" in hyper:    # a rule allowed it
-                    _v.eps_for_dtype(f, "eps_root", hyper["eps_root"], p.dtype)
+                    _v.eps_for_dtype(f, "eps_root", hyper["eps_root"], dtype)
                 else:
-                    _v.eps_for_dtype(f, "eps", hyper["eps"], p.dtype)
+                    _v.eps_for_dtype(f, "eps", hyper["eps"], dtype)
     held = [(n, a) for n, a in zip(opt._param_names, opt._params)]
     held += [(f"the {s} of {n}", b) for s, bufs in opt._state.items()
              for n, b in zip(opt._param_names, bufs) if b is not None]

@@ -150,6 +150,15 @@ class Optimizer:
         """The registry kernel a step runs with these hyperparameters."""
         return cls._kernels[0]
 
+    def _check_param(self, f: str, name: str, param) -> Optional[tuple]:
+        """Check a parameter array when it is added (raises naming it); returns what
+        :func:`fastoptim._validation.check_arrays` returns (its plain view for a subclass)."""
+        return _v.check_arrays(f, (name,), (param,))
+
+    def _compute_dtype(self, param: np.ndarray) -> np.dtype:
+        """The dtype the update of ``param`` is computed in (``eps`` must be normal in it)."""
+        return param.dtype
+
     def _new_states(self, name: str, params: List[np.ndarray], hyper: dict
                     ) -> List[np.ndarray]:
         """One zeroed buffer per parameter (its shape, dtype and layout), all views of one

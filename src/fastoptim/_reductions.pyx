@@ -202,6 +202,9 @@ def all_finite(arrays):
     cdef int threads = 1
     for obj in arrays:
         a = <cnp.ndarray>obj
+        if cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT32 and cnp.PyArray_TYPE(a) != cnp.NPY_FLOAT64:
+            # read as float64 it would be read past its end
+            raise TypeError(f"all_finite: float32 or float64 arrays only, got {a.dtype}")
         p = cnp.PyArray_DATA(a)
         n = cnp.PyArray_SIZE(a)
         if n >= PARALLEL_MIN:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import _dispatch
 from .._optimizer import LR, Optimizer, Params
+from ._half_params import HalfParams
 from ._state_dtype import StateDtype
 
 
@@ -72,7 +73,7 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
 
 
 
-class Adam(StateDtype, Optimizer):
+class Adam(HalfParams, StateDtype, Optimizer):
     r"""Adam with bias correction (optionally AMSGrad); L2 weight decay added to the gradient,
     or decoupled from it (AdamW) with ``decoupled_weight_decay=True``.
 
@@ -124,6 +125,20 @@ class Adam(StateDtype, Optimizer):
         arithmetic never crosses, so that a quantized moment cannot blow up). The state
         then holds the codes (``exp_avg``, ``exp_avg_sq``) and, for ``"int8"``, the scales
         (``exp_avg_absmax``, ``exp_avg_sq_absmax``).
+    master_weights : bool, default False
+        For float16 / bfloat16 parameters (keyword-only): keep a float32 master copy of
+        each (state ``master``) that takes the update, the parameter receiving it rounded
+        to nearest even. Half parameters (all of one half dtype, gradients of the same)
+        are stepped in float32 with float32 moments by
+        :func:`fastoptim.halfparams.adam_half_step`; without this option or
+        ``stochastic_rounding`` the half parameter itself is updated (updates under half
+        its last place are lost, as in torch.optim).
+    stochastic_rounding : bool, default False
+        For bfloat16 parameters (keyword-only): round each new parameter up or down with
+        probability proportional to the distance (unbiased), no master copy; array ``k``
+        uses the seed ``seed + k``, the noise a function of seed, step and element.
+    seed : int, default 0
+        The stochastic rounding's seed, in ``[0, 2**64)`` (keyword-only).
     """
 
     _kernels = ("adam",)
@@ -136,8 +151,11 @@ class Adam(StateDtype, Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
                  maximize: bool = False, backend: str = "auto",
                  skip_nonfinite: bool = False, *, decoupled_weight_decay: bool = False,
-                 eps_root: float = 0.0, state_dtype: Optional[str] = None) -> None:
+                 eps_root: float = 0.0, state_dtype: Optional[str] = None,
+                 master_weights: bool = False, stochastic_rounding: bool = False,
+                 seed: int = 0) -> None:
         self._set_state_dtype(state_dtype)
+        self._set_half_options(master_weights, stochastic_rounding, seed)
         super().__init__(params, lr, dict(
             betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
             maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
@@ -173,7 +191,8 @@ class AdamW(Adam):
     Same arguments as :class:`Adam`, with ``weight_decay`` (:math:`\lambda`) defaulting to
     ``1e-2`` as in torch; ``eps_root`` (keyword-only, default 0) is added inside the square
     root of the Adam update (the course's ``sqrt(v_hat + eps)``: ``eps=0, eps_root=1e-8``);
-    ``state_dtype`` (keyword-only: ``None``, ``"bfloat16"``, ``"int8"``, ...) as in
+    ``state_dtype`` (keyword-only: ``None``, ``"bfloat16"``, ``"int8"``, ...) and the
+    half-parameter options ``master_weights``, ``stochastic_rounding``, ``seed`` as in
     :class:`Adam`.
     """
 
@@ -183,7 +202,9 @@ class AdamW(Adam):
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
                  maximize: bool = False, backend: str = "auto",
                  skip_nonfinite: bool = False, *, eps_root: float = 0.0,
-                 state_dtype: Optional[str] = None) -> None:
+                 state_dtype: Optional[str] = None, master_weights: bool = False,
+                 stochastic_rounding: bool = False, seed: int = 0) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, backend,
                          skip_nonfinite, decoupled_weight_decay=True, eps_root=eps_root,
-                         state_dtype=state_dtype)
+                         state_dtype=state_dtype, master_weights=master_weights,
+                         stochastic_rounding=stochastic_rounding, seed=seed)

@@ -43,7 +43,7 @@ __all__ = ["FrontEnd"]
 _FLAGS = ("foreach", "capturable", "differentiable", "fused")
 _OWN = ("backend", "skip_nonfinite")
 # engine options the front end does not offer: its state is torch's float layout
-_ENGINE_ONLY = ("state_dtype",)
+_ENGINE_ONLY = ("state_dtype", "master_weights", "stochastic_rounding", "seed")
 
 
 def _signature(name: str, engine: type, lr_default: float):

@@ -92,7 +92,8 @@ class FrontEnd(torch.optim.Optimizer):
         sig = inspect.signature(cls._engine_class.__init__)
         return tuple(n for n in sig.parameters
                      if n not in ("self", "params", "lr", "backend", "skip_nonfinite",
-                                  "state_dtype", *_IGNORED_FLAGS, *_REFUSED_FLAGS))
+                                  "state_dtype", "master_weights", "stochastic_rounding",
+                                  "seed", *_IGNORED_FLAGS, *_REFUSED_FLAGS))
 
     # ---- parameter groups ----------------------------------------------------------------
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
