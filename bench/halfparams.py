@@ -18,7 +18,7 @@ import numpy as np
 import fastoptim
 from fastoptim import halfparams as hp
 from fastoptim.half_reference import bfloat16
-from lowmem import median_rounds          # bench/lowmem.py: the same interleaved rounds
+from fastoptim.bench.lowmem import median_rounds     # the same interleaved rounds
 
 
 def main(argv=None) -> dict:

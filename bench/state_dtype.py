@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 
 import fastoptim
-from lowmem import median_rounds          # bench/lowmem.py: the same interleaved rounds
+from fastoptim.bench.lowmem import median_rounds     # the same interleaved rounds
 
 CASES = [("Adam", {}), ("Lion", {}), ("SGD", dict(lr=1e-2, momentum=0.9)), ("RMSprop", {}),
          ("Adagrad", {})]

@@ -295,3 +295,17 @@ def test_above_bandwidth_note_only_when_a_row_exceeds_100_percent(pcts, noted):
     assert (report.ABOVE_BANDWIDTH_NOTE in text) is noted
     assert (report.ABOVE_BANDWIDTH_NOTE in markdown) is noted
     assert "cache" in report.ABOVE_BANDWIDTH_NOTE
+
+
+def test_lowmem_comparison_in_the_main_bench(tmp_path):
+    """`fastoptim bench --lowmem`: Adam's float32, bfloat16 and int8 state side by side, the
+    state bytes per parameter as fastoptim.lowmem counts them, in the JSON too."""
+    from fastoptim.cli import main
+    path = tmp_path / "lowmem.json"
+    assert main(["bench", "--kernels", "ewa", *TINY, "--lowmem", "--lowmem-size", "1e5",
+                 "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["lowmem"]["rows"]
+    assert [r["state"] for r in rows] == ["float32", "bfloat16", "int8"]
+    per_param = [r["bytes_per_param"] for r in rows]
+    assert per_param[:2] == [8.0, 4.0] and 2.0 < per_param[2] < 2.04
+    assert all(r["ms"] > 0 and r["roofline_fraction"] > 0 for r in rows)

@@ -92,6 +92,12 @@ def add_arguments(parser) -> None:
                              "the performance targets")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
+    parser.add_argument("--lowmem", action="store_true",
+                        help="then Adam's low-memory state (float32, bfloat16, int8) side by "
+                             "side: bytes per parameter, ms, x torch's fused step, fraction of "
+                             "each access pattern's traffic roofline")
+    parser.add_argument("--lowmem-size", type=_size, default=None, metavar="N",
+                        help="elements of the --lowmem comparison (default 3e7, --quick 3e6)")
 
 
 def _options(args) -> dict:
@@ -160,6 +166,12 @@ def _report(result: dict, args, opts: dict) -> None:
     if args.targets:
         from .multi import run_multi
         result["multi_tensor_seconds"] = run_multi(opts["repeats"])
+    if args.lowmem:
+        from .lowmem import main as run_lowmem
+        n = args.lowmem_size or (3_000_000 if args.quick else 30_000_000)
+        print()
+        result["lowmem"] = run_lowmem(["--n", str(n), "--rounds", str(opts["repeats"]),
+                                       "--bnb-n", str(min(n, 16_000_000))])
 
 
 def run(args) -> int:
