@@ -618,6 +618,22 @@ FO_QINLINE float FO_QNAME(hmax8)(__m256 a) {
     return r;
 }
 
+/* a full block's codes from its new values (buf) and their new absmax: the nearest code of
+   value / absmax; absmax 0 stores the zero code, a NaN absmax index 0 */
+FO_QINLINE void FO_QNAME(requantize8)(uint8_t* FO_RESTRICT codes, const float* FO_RESTRICT buf,
+                                      float absmax, const int32_t* FO_RESTRICT bucket,
+                                      int shift, uint8_t zero) {
+    if (!(absmax > 0)) {
+        memset(codes, absmax == 0 ? zero : 0, FO_Q8_BLOCK);
+        return;
+    }
+    const float pre = FO_Q8_PRESCALE(absmax);
+    const __m256 vpre = _mm256_set1_ps(pre), inv = _mm256_set1_ps(1.0f / (absmax * pre));
+    for (int j = 0; j < FO_Q8_BLOCK; j += 8)
+        FO_QNAME(store8)(codes + j, FO_QNAME(q8_index8)(
+            bucket, shift, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(buf + j), vpre), inv)));
+}
+
 FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
                                               const float* FO_RESTRICT grad,
                                               uint8_t* FO_RESTRICT exp_avg,
@@ -667,26 +683,8 @@ FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
     float nam = FO_QNAME(hmax8)(new_am), nav = FO_QNAME(hmax8)(new_av);
     *m_absmax = nam;
     *v_absmax = nav;
-    if (nam > 0) {
-        const float pre = FO_Q8_PRESCALE(nam);
-        const __m256 vpre = _mm256_set1_ps(pre), inv = _mm256_set1_ps(1.0f / (nam * pre));
-        for (int j = 0; j < FO_Q8_BLOCK; j += 8)
-            FO_QNAME(store8)(exp_avg + j, FO_QNAME(q8_index8)(
-                t->m_bucket, t->m_shift,
-                _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(mb + j), vpre), inv)));
-    } else {
-        memset(exp_avg, nam == 0 ? t->m_zero : 0, FO_Q8_BLOCK);
-    }
-    if (nav > 0) {
-        const float pre = FO_Q8_PRESCALE(nav);
-        const __m256 vpre = _mm256_set1_ps(pre), inv = _mm256_set1_ps(1.0f / (nav * pre));
-        for (int j = 0; j < FO_Q8_BLOCK; j += 8)
-            FO_QNAME(store8)(exp_avg_sq + j, FO_QNAME(q8_index8)(
-                t->v_bucket, t->v_shift,
-                _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(vb + j), vpre), inv)));
-    } else {
-        memset(exp_avg_sq, nav == 0 ? t->v_zero : 0, FO_Q8_BLOCK);
-    }
+    FO_QNAME(requantize8)(exp_avg, mb, nam, t->m_bucket, t->m_shift, t->m_zero);
+    FO_QNAME(requantize8)(exp_avg_sq, vb, nav, t->v_bucket, t->v_shift, t->v_zero);
 }
 #endif
 
@@ -733,6 +731,21 @@ FO_QINLINE float FO_QNAME(hmax16)(__m512 a) {
     return r;
 }
 
+/* requantize8 on sixteen lanes */
+FO_QINLINE void FO_QNAME(requantize16)(uint8_t* FO_RESTRICT codes, const float* FO_RESTRICT buf,
+                                       float absmax, const int32_t* FO_RESTRICT bucket,
+                                       int shift, uint8_t zero) {
+    if (!(absmax > 0)) {
+        memset(codes, absmax == 0 ? zero : 0, FO_Q8_BLOCK);
+        return;
+    }
+    const float pre = FO_Q8_PRESCALE(absmax);
+    const __m512 vpre = _mm512_set1_ps(pre), inv = _mm512_set1_ps(1.0f / (absmax * pre));
+    for (int j = 0; j < FO_Q8_BLOCK; j += 16)
+        _mm512_mask_cvtepi32_storeu_epi8(codes + j, (__mmask16)0xffff, FO_QNAME(q8_index16)(
+            bucket, shift, _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(buf + j), vpre), inv)));
+}
+
 FO_QINLINE void FO_QNAME(adam_q8_block_avx512)(float* FO_RESTRICT param,
                                                 const float* FO_RESTRICT grad,
                                                 uint8_t* FO_RESTRICT exp_avg,
@@ -765,26 +778,8 @@ FO_QINLINE void FO_QNAME(adam_q8_block_avx512)(float* FO_RESTRICT param,
     float nam = FO_QNAME(hmax16)(new_am), nav = FO_QNAME(hmax16)(new_av);
     *m_absmax = nam;
     *v_absmax = nav;
-    if (nam > 0) {
-        const float pre = FO_Q8_PRESCALE(nam);
-        const __m512 vpre = _mm512_set1_ps(pre), inv = _mm512_set1_ps(1.0f / (nam * pre));
-        for (int j = 0; j < FO_Q8_BLOCK; j += 16)
-            _mm512_mask_cvtepi32_storeu_epi8(exp_avg + j, (__mmask16)0xffff,
-                FO_QNAME(q8_index16)(t->m_bucket, t->m_shift,
-                    _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(mb + j), vpre), inv)));
-    } else {
-        memset(exp_avg, nam == 0 ? t->m_zero : 0, FO_Q8_BLOCK);
-    }
-    if (nav > 0) {
-        const float pre = FO_Q8_PRESCALE(nav);
-        const __m512 vpre = _mm512_set1_ps(pre), inv = _mm512_set1_ps(1.0f / (nav * pre));
-        for (int j = 0; j < FO_Q8_BLOCK; j += 16)
-            _mm512_mask_cvtepi32_storeu_epi8(exp_avg_sq + j, (__mmask16)0xffff,
-                FO_QNAME(q8_index16)(t->v_bucket, t->v_shift,
-                    _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(vb + j), vpre), inv)));
-    } else {
-        memset(exp_avg_sq, nav == 0 ? t->v_zero : 0, FO_Q8_BLOCK);
-    }
+    FO_QNAME(requantize16)(exp_avg, mb, nam, t->m_bucket, t->m_shift, t->m_zero);
+    FO_QNAME(requantize16)(exp_avg_sq, vb, nav, t->v_bucket, t->v_shift, t->v_zero);
 }
 #endif
 
