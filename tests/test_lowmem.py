@@ -103,6 +103,38 @@ def test_bfloat16_rounding_and_nan_follow_ml_dtypes(level, n):
     assert state["exp_avg_sq"][20].astype(np.float32) > 0     # subnormal kept, not flushed
 
 
+@pytest.mark.parametrize("n", [20 * 256, 20 * 256 + 77])
+def test_int8_special_values_and_dead_blocks_match_the_reference(level, n):
+    """At every SIMD level, across consecutive full blocks (the AVX-512 loop searches block
+    b - 1's codes while it updates block b) and a partial tail: a block of zero gradients
+    (absmax 0: the zero code), a block with a NaN (absmax NaN: index 0), an inf, values
+    whose normalized moments fall below 2**-25 and above 2**-1, -0.0 and subnormal
+    moments, over a few steps."""
+    rng = np.random.default_rng(7)
+    param = rng.standard_normal(n).astype(np.float32)
+    base = (rng.standard_normal(n) * np.float32(1e-3)).astype(np.float32)
+    base[256:512] = 0                                        # a dead block
+    base[512:768] *= np.float32(1e-30)                       # tiny moments, v subnormal
+    base[768] = np.nan                                       # a NaN block
+    base[1024] = np.inf
+    base[1280:1536:2] = -0.0
+    base[1536] = 3e30                                        # the rest of its block < 2**-25
+    base[-3:] = [np.nan, -1e-38, 1e-45]                      # the tail
+    state = lm.adam_state(param, "int8")
+    ref = {k: v.copy() for k, v in state.items()}
+    p_ref = param.copy()
+    with np.errstate(all="ignore"):
+        for t in range(1, 4):
+            g = base * np.float32(1 + t)
+            lm.adam_lowmem_step(param, g, state, step=t, lr=1e-2, backend="cython")
+            lm.adam_lowmem_step(p_ref, g, ref, step=t, lr=1e-2, backend="numpy")
+    assert np.array_equal(bits(param), bits(p_ref))
+    for key in state:
+        assert np.array_equal(bits(state[key]), bits(ref[key])), key
+    assert lm.state_kind(state) == "int8"
+    assert state["exp_avg_absmax"][1] == 0 and np.isnan(state["exp_avg_absmax"][3])
+
+
 def test_dynamic_map_is_bitsandbytes_scheme():
     signed, unsigned = lm.dynamic_map(True), lm.dynamic_map(False)
     for code, low in ((signed, -1.0), (unsigned, 0.0)):

@@ -166,7 +166,9 @@ def quantize_blockwise(x: np.ndarray, signed: bool) -> Tuple[np.ndarray, np.ndar
     padded[:n] = x
     padded = padded.reshape(blocks, BLOCK)
     absmax = np.max(np.abs(padded), axis=1) if blocks else np.zeros(0, np.float32)
-    absmax = absmax.astype(np.float32)
+    # a NaN absmax is the quiet NaN 0x7fc00000 (which NaN a maximum meets first depends on
+    # the order it reads the values in)
+    absmax = np.where(np.isnan(absmax), np.float32(np.nan), absmax).astype(np.float32)
     # x * (1 / absmax), both prescaled by 2**64 when absmax < 2**-100 (exact) so that the
     # reciprocal of a tiny absmax cannot overflow
     pre = np.where(absmax < np.float32(2.0 ** -100), np.float32(2.0 ** 64),

@@ -72,6 +72,9 @@
 #endif
 
 #define FO_Q8_BLOCK 256
+#ifndef FO_Q8_AHEAD
+#define FO_Q8_AHEAD 4
+#endif
 /* the bucket tables' exponent classes (fastoptim.lowmem._EXP_CLASSES, _EXP_LOW) */
 #define FO_Q8_EXP_CLASSES 26
 #define FO_Q8_EXP_LOW 103
@@ -543,6 +546,8 @@ FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
         new_am = FO_QNAME(q8_max)(new_am, fabsf(mb[j]));
         new_av = FO_QNAME(q8_max)(new_av, vb[j]);
     }
+    new_am = FO_QNAME(q8_absmax)(new_am);
+    new_av = FO_QNAME(q8_absmax)(new_av);
     *m_absmax = new_am;
     *v_absmax = new_av;
     if (new_am > 0) {
@@ -680,7 +685,8 @@ FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
         new_am = FO_QNAME(max8)(new_am, _mm256_andnot_ps(signbit, m));
         new_av = FO_QNAME(max8)(new_av, v);
     }
-    float nam = FO_QNAME(hmax8)(new_am), nav = FO_QNAME(hmax8)(new_av);
+    float nam = FO_QNAME(q8_absmax)(FO_QNAME(hmax8)(new_am));
+    float nav = FO_QNAME(q8_absmax)(FO_QNAME(hmax8)(new_av));
     *m_absmax = nam;
     *v_absmax = nav;
     FO_QNAME(requantize8)(exp_avg, mb, nam, t->m_bucket, t->m_shift, t->m_zero);
@@ -692,94 +698,175 @@ FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
 /* ---- AVX-512 intrinsics of a full block (levels 2 and 3): adam_q8_block_avx2's operations,
    sixteen lanes at a time, no FMA; the same bits ----------------------------------------- */
 
-/* the nearest code index of 16 normalized values (quant8.h's q8_index, lane-wise) */
-FO_QINLINE __m512i FO_QNAME(q8_index16)(const int32_t* bucket, int shift, __m512 x) {
-    __m512i u = _mm512_castps_si512(x);
-    __m512i sign_classes = _mm512_and_si512(_mm512_srai_epi32(u, 31),
-                                            _mm512_set1_epi32(FO_Q8_EXP_CLASSES));
-    __m512i e = _mm512_sub_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 23),
-                                                  _mm512_set1_epi32(0xff)),
-                                 _mm512_set1_epi32(FO_Q8_EXP_LOW - 1));
-    e = _mm512_min_epi32(_mm512_max_epi32(e, _mm512_setzero_si512()),
-                         _mm512_set1_epi32(FO_Q8_EXP_CLASSES - 1));
+/* the nearest-code search's constants of one table, sixteen lanes */
+typedef struct {
+    const int32_t* bucket;
+    __m512i shift;                  /* 23 - mantissa bits of a key */
+    __m512i low;                    /* the key of class 0: (FO_Q8_EXP_LOW - 1) << bits */
+    __m512i negative;               /* the key offset of the negative half */
+} FO_QNAME(q8_search16);
+
+FO_QINLINE FO_QNAME(q8_search16) FO_QNAME(q8_search16_of)(const int32_t* bucket, int shift) {
+    FO_QNAME(q8_search16) s;
     int bits = 23 - shift;
-    __m512i mant = _mm512_and_si512(_mm512_srl_epi32(u, _mm_cvtsi32_si128(shift)),
-                                    _mm512_set1_epi32((1 << bits) - 1));
-    __m512i key = _mm512_add_epi32(
-        _mm512_sll_epi32(_mm512_add_epi32(sign_classes, e), _mm_cvtsi32_si128(bits)), mant);
-    __m512i entry = _mm512_i32gather_epi32(key, (const void*)bucket, 4);
-    __m512i base = _mm512_and_si512(entry, _mm512_set1_epi32(0xff));
+    s.bucket = bucket;
+    s.shift = _mm512_set1_epi32(shift);
+    s.low = _mm512_set1_epi32((FO_Q8_EXP_LOW - 1) << bits);
+    s.negative = _mm512_set1_epi32(FO_Q8_EXP_CLASSES << bits);
+    return s;
+}
+
+/* the nearest code index of 16 normalized values: quant8.h's q8_index, lane-wise, with the
+   exponent class clamped on the magnitude's bits: below 2**-25 lifted to 2**-25 (class 0,
+   mantissa key 0), from 2 (and NaN) lowered to the largest float below 2 (class 25, top
+   key). Every key of class 0 and of class 25 has the same table entry (code_tables), so the
+   index is q8_index's. */
+FO_QINLINE __m512i FO_QNAME(q8_index16)(const FO_QNAME(q8_search16)* s, __m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+    a = _mm512_min_epi32(_mm512_max_epi32(a, _mm512_set1_epi32(0x33000000)),
+                         _mm512_set1_epi32(0x3fffffff));
+    __m512i key = _mm512_sub_epi32(_mm512_srlv_epi32(a, s->shift), s->low);
+    key = _mm512_mask_add_epi32(key, _mm512_movepi32_mask(u), key, s->negative);
+    __m512i entry = _mm512_i32gather_epi32(key, (const void*)s->bucket, 4);
+    __mmask16 ordered = _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q);
+    __m512i base = _mm512_maskz_and_epi32(ordered, entry, _mm512_set1_epi32(0xff));
     __m512 next = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32(0xff), entry));
     __mmask16 up = _mm512_cmp_ps_mask(x, next, _CMP_GT_OQ);
-    __m512i idx = _mm512_mask_add_epi32(base, up, base, _mm512_set1_epi32(1));
-    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    return _mm512_maskz_mov_epi32((__mmask16)~nan, idx);
+    return _mm512_mask_add_epi32(base, up, base, _mm512_set1_epi32(1));
 }
 
-/* running max that propagates NaN, lane-wise: (a > b || a != a) ? a : b */
-FO_QINLINE __m512 FO_QNAME(max16)(__m512 a, __m512 b) {
-    __mmask16 keep = _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) | _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
-    return _mm512_mask_blend_ps(keep, b, a);
+/* the magnitudes' maximum, lane-wise, on the bits: |x| as an int32 orders as the float
+   does, and every NaN's bits lie above inf's, so a NaN propagates (q8_absmax makes it the
+   quiet NaN) */
+FO_QINLINE __m512i FO_QNAME(absmax16)(__m512i acc, __m512 x) {
+    return _mm512_max_epi32(acc, _mm512_andnot_si512(_mm512_set1_epi32((int)0x80000000u),
+                                                     _mm512_castps_si512(x)));
 }
 
-/* the maximum over the lanes (a maximum: the same value in any order; a NaN propagates) */
-FO_QINLINE float FO_QNAME(hmax16)(__m512 a) {
-    float lanes[16], r = 0.0f;
-    _mm512_storeu_ps(lanes, a);
-    for (int k = 0; k < 8; k++)
-        r = FO_QNAME(q8_max)(r, FO_QNAME(q8_max)(lanes[k], lanes[k + 8]));
+/* the maximum over the lanes of absmax16 (the same value in any order) */
+FO_QINLINE float FO_QNAME(hmax16)(__m512i acc) {
+    int32_t top = _mm512_reduce_max_epi32(acc);
+    float r;
+    memcpy(&r, &top, sizeof r);
     return r;
 }
 
-/* requantize8 on sixteen lanes */
-FO_QINLINE void FO_QNAME(requantize16)(uint8_t* FO_RESTRICT codes, const float* FO_RESTRICT buf,
-                                       float absmax, const int32_t* FO_RESTRICT bucket,
-                                       int shift, uint8_t zero) {
-    if (!(absmax > 0)) {
-        memset(codes, absmax == 0 ? zero : 0, FO_Q8_BLOCK);
-        return;
-    }
-    const float pre = FO_Q8_PRESCALE(absmax);
-    const __m512 vpre = _mm512_set1_ps(pre), inv = _mm512_set1_ps(1.0f / (absmax * pre));
-    for (int j = 0; j < FO_Q8_BLOCK; j += 16)
-        _mm512_mask_cvtepi32_storeu_epi8(codes + j, (__mmask16)0xffff, FO_QNAME(q8_index16)(
-            bucket, shift, _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(buf + j), vpre), inv)));
+/* the codes of sixteen new values x of a block (requantize8's rule, lane-wise), with the
+   block's pre and 1 / (absmax * pre) */
+FO_QINLINE void FO_QNAME(requantize_chunk16)(uint8_t* FO_RESTRICT codes, __m512 x, __m512 vpre,
+                                             __m512 inv, int prescaled,
+                                             const FO_QNAME(q8_search16)* s) {
+    if (prescaled)              /* else pre is 1: x * 1 is x */
+        x = _mm512_mul_ps(x, vpre);
+    _mm512_mask_cvtepi32_storeu_epi8(codes, (__mmask16)0xffff,
+                                     FO_QNAME(q8_index16)(s, _mm512_mul_ps(x, inv)));
 }
 
-FO_QINLINE void FO_QNAME(adam_q8_block_avx512)(float* FO_RESTRICT param,
-                                                const float* FO_RESTRICT grad,
-                                                uint8_t* FO_RESTRICT exp_avg,
-                                                float* FO_RESTRICT m_absmax,
-                                                uint8_t* FO_RESTRICT exp_avg_sq,
-                                                float* FO_RESTRICT v_absmax,
-                                                const fo_lm_adam_coefficients* FO_RESTRICT c,
-                                                const fo_lm_q8_tables* FO_RESTRICT t,
-                                                int use_wd, int scale) {
-    float mb[FO_Q8_BLOCK] __attribute__((aligned(64)));
-    float vb[FO_Q8_BLOCK] __attribute__((aligned(64)));
-    const __m512 am = _mm512_set1_ps(*m_absmax), av = _mm512_set1_ps(*v_absmax);
-    const FO_QNAME(adam_vec) k = FO_QNAME(adam_vec_of)(c);
-    const __m512i signbit = _mm512_set1_epi32((int)0x80000000u);
-    __m512 new_am = _mm512_setzero_ps(), new_av = _mm512_setzero_ps();
-    for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
-        __m512i mi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(exp_avg + j)));
-        __m512i vi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(exp_avg_sq + j)));
-        __m512 m = _mm512_mul_ps(_mm512_i32gather_ps(mi, t->m_code, 4), am);
-        __m512 v = _mm512_mul_ps(_mm512_i32gather_ps(vi, t->v_code, 4), av);
-        __m512 p = FO_QNAME(adam_update16)(_mm512_loadu_ps(param + j), _mm512_loadu_ps(grad + j),
-                                           &m, &v, &k, use_wd, scale);
-        _mm512_storeu_ps(param + j, p);
-        _mm512_store_ps(mb + j, m);
-        _mm512_store_ps(vb + j, v);
-        new_am = FO_QNAME(max16)(new_am, _mm512_castsi512_ps(
-            _mm512_andnot_si512(signbit, _mm512_castps_si512(m))));
-        new_av = FO_QNAME(max16)(new_av, v);
+/* a block's moments, once updated: their new values and the requantize scalars of each */
+typedef struct {
+    float m[FO_Q8_BLOCK] __attribute__((aligned(64)));
+    float v[FO_Q8_BLOCK] __attribute__((aligned(64)));
+    uint8_t* m_codes;
+    uint8_t* v_codes;
+    __m512 m_pre, m_inv, v_pre, v_inv;
+    int m_live, v_live;     /* 0: codes stored (absmax not > 0); 1: to search; 2: prescaled */
+} FO_QNAME(q8_pending);
+
+/* the new absmax of a block: store it; a block whose absmax is not > 0 gets its codes now
+   (requantize8's rule), one with absmax > 0 gets its scalars for the search (2: prescaled) */
+FO_QINLINE int FO_QNAME(q8_scale)(float absmax, float* out, uint8_t* codes, uint8_t zero,
+                                  __m512* vpre, __m512* inv) {
+    absmax = FO_QNAME(q8_absmax)(absmax);
+    *out = absmax;
+    if (!(absmax > 0)) {
+        memset(codes, absmax == 0 ? zero : 0, FO_Q8_BLOCK);
+        return 0;
     }
-    float nam = FO_QNAME(hmax16)(new_am), nav = FO_QNAME(hmax16)(new_av);
-    *m_absmax = nam;
-    *v_absmax = nav;
-    FO_QNAME(requantize16)(exp_avg, mb, nam, t->m_bucket, t->m_shift, t->m_zero);
-    FO_QNAME(requantize16)(exp_avg_sq, vb, nav, t->v_bucket, t->v_shift, t->v_zero);
+    const float pre = FO_Q8_PRESCALE(absmax);
+    *vpre = _mm512_set1_ps(pre);
+    *inv = _mm512_set1_ps(1.0f / (absmax * pre));
+    return pre == 1.0f ? 1 : 2;
+}
+
+/* `blocks` consecutive full blocks, software-pipelined: the update of block b (bound by the
+   divider: sqrt and division) runs interleaved with the nearest-code search of block b - 1
+   (gathers and integer work), so the two kinds of work overlap in the core. The same
+   operations on the same values as a block at a time: the same bits. */
+FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
+                                                 const float* FO_RESTRICT grad,
+                                                 uint8_t* FO_RESTRICT exp_avg,
+                                                 float* FO_RESTRICT m_absmax,
+                                                 uint8_t* FO_RESTRICT exp_avg_sq,
+                                                 float* FO_RESTRICT v_absmax, Py_ssize_t blocks,
+                                                 const fo_lm_adam_coefficients* FO_RESTRICT c,
+                                                 const fo_lm_q8_tables* FO_RESTRICT t,
+                                                 int use_wd, int scale) {
+    FO_QNAME(q8_pending) ring[2];
+    const FO_QNAME(adam_vec) k = FO_QNAME(adam_vec_of)(c);
+    const FO_QNAME(q8_search16) ms = FO_QNAME(q8_search16_of)(t->m_bucket, t->m_shift);
+    const FO_QNAME(q8_search16) vs = FO_QNAME(q8_search16_of)(t->v_bucket, t->v_shift);
+    FO_QNAME(q8_pending)* prev = NULL;
+    for (Py_ssize_t b = 0; b < blocks; b++) {
+        FO_QNAME(q8_pending)* cur = &ring[b & 1];
+        const Py_ssize_t lo = b * FO_Q8_BLOCK;
+        float* FO_RESTRICT p_b = param + lo;
+        const float* FO_RESTRICT g_b = grad + lo;
+        const uint8_t* mc = exp_avg + lo;
+        const uint8_t* vc = exp_avg_sq + lo;
+        const __m512 am = _mm512_set1_ps(m_absmax[b]), av = _mm512_set1_ps(v_absmax[b]);
+        __m512i new_am = _mm512_setzero_si512(), new_av = _mm512_setzero_si512();
+        for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
+            __m512i mi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(mc + j)));
+            __m512i vi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(vc + j)));
+            __m512 m = _mm512_mul_ps(_mm512_i32gather_ps(mi, t->m_code, 4), am);
+            __m512 v = _mm512_mul_ps(_mm512_i32gather_ps(vi, t->v_code, 4), av);
+            __m512 p = FO_QNAME(adam_update16)(_mm512_loadu_ps(p_b + j), _mm512_loadu_ps(g_b + j),
+                                               &m, &v, &k, use_wd, scale);
+            _mm512_storeu_ps(p_b + j, p);
+            _mm512_store_ps(cur->m + j, m);
+            _mm512_store_ps(cur->v + j, v);
+            new_am = FO_QNAME(absmax16)(new_am, m);
+            new_av = FO_QNAME(absmax16)(new_av, v);
+            if (b + FO_Q8_AHEAD < blocks) {
+                _mm_prefetch((const char*)(p_b + FO_Q8_AHEAD * FO_Q8_BLOCK + j), _MM_HINT_T0);
+                _mm_prefetch((const char*)(g_b + FO_Q8_AHEAD * FO_Q8_BLOCK + j), _MM_HINT_T0);
+                if (j < 64) {
+                    _mm_prefetch((const char*)(mc + FO_Q8_AHEAD * FO_Q8_BLOCK + 4 * j), _MM_HINT_T0);
+                    _mm_prefetch((const char*)(vc + FO_Q8_AHEAD * FO_Q8_BLOCK + 4 * j), _MM_HINT_T0);
+                }
+            }
+            if (prev != NULL) {
+                if (prev->m_live)
+                    FO_QNAME(requantize_chunk16)(prev->m_codes + j, _mm512_load_ps(prev->m + j),
+                                                 prev->m_pre, prev->m_inv,
+                                                 prev->m_live > 1, &ms);
+                if (prev->v_live)
+                    FO_QNAME(requantize_chunk16)(prev->v_codes + j, _mm512_load_ps(prev->v + j),
+                                                 prev->v_pre, prev->v_inv,
+                                                 prev->v_live > 1, &vs);
+            }
+        }
+        cur->m_codes = exp_avg + lo;
+        cur->v_codes = exp_avg_sq + lo;
+        cur->m_live = FO_QNAME(q8_scale)(FO_QNAME(hmax16)(new_am), m_absmax + b, cur->m_codes,
+                                         t->m_zero, &cur->m_pre, &cur->m_inv);
+        cur->v_live = FO_QNAME(q8_scale)(FO_QNAME(hmax16)(new_av), v_absmax + b, cur->v_codes,
+                                         t->v_zero, &cur->v_pre, &cur->v_inv);
+        prev = cur;
+    }
+    if (prev != NULL) {
+        for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
+            if (prev->m_live)
+                FO_QNAME(requantize_chunk16)(prev->m_codes + j, _mm512_load_ps(prev->m + j),
+                                             prev->m_pre, prev->m_inv,
+                                                 prev->m_live > 1, &ms);
+            if (prev->v_live)
+                FO_QNAME(requantize_chunk16)(prev->v_codes + j, _mm512_load_ps(prev->v + j),
+                                             prev->v_pre, prev->v_inv,
+                                                 prev->v_live > 1, &vs);
+        }
+    }
 }
 #endif
 
@@ -792,8 +879,12 @@ FO_QINLINE void FO_QNAME(adam_q8_loop)(float* param, const float* grad, uint8_t*
         Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
 #if FO_LM_VEC >= 2
         if (len == FO_Q8_BLOCK) {
-            FO_QNAME(adam_q8_block_avx512)(param + lo, grad + lo, exp_avg + lo, m_absmax + b,
-                                           exp_avg_sq + lo, v_absmax + b, c, t, use_wd, scale);
+            Py_ssize_t full = (n - lo) / FO_Q8_BLOCK;
+            FO_QNAME(adam_q8_blocks_avx512)(param + lo, grad + lo, exp_avg + lo, m_absmax + b,
+                                            exp_avg_sq + lo, v_absmax + b, full, c, t, use_wd,
+                                            scale);
+            lo += (full - 1) * FO_Q8_BLOCK;
+            b += full - 1;
             continue;
         }
 #elif FO_LM_VEC

@@ -54,6 +54,15 @@ FO_QINLINE uint8_t FO_QNAME(q8_index)(const int32_t* FO_RESTRICT bucket, int shi
     return (uint8_t)(x != x ? 0 : idx);
 }
 
+/* a block's absmax as stored: a NaN becomes the quiet NaN 0x7fc00000 (which NaN a maximum
+   meets first, and its sign, depend on the order of the lanes) */
+FO_QINLINE float FO_QNAME(q8_absmax)(float a) {
+    const uint32_t quiet = 0x7fc00000u;
+    float nan;
+    memcpy(&nan, &quiet, sizeof nan);
+    return a != a ? nan : a;
+}
+
 /* max(a, |b|)-style running maxima that propagate NaN (np.maximum) */
 FO_QINLINE float FO_QNAME(q8_max)(float a, float b) {
     return (a > b || a != a) ? a : b;

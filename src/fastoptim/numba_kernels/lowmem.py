@@ -119,6 +119,10 @@ def adam_q8_kernel(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, c, m_co
                 new_am = a
             if not (new_av > vb[j] or new_av != new_av):
                 new_av = vb[j]
+        if new_am != new_am:                # a NaN absmax is the quiet NaN 0x7fc00000
+            new_am = np.float32(np.nan)
+        if new_av != new_av:
+            new_av = np.float32(np.nan)
         m_absmax[b] = new_am
         v_absmax[b] = new_av
         if new_am > 0:
