@@ -72,9 +72,9 @@
 #endif
 
 #define FO_Q8_BLOCK 256
-#ifndef FO_Q8_AHEAD
+/* blocks ahead that the 8-bit block loops prefetch (measured at 3e7: 2, 4, 8, 16 alike,
+   none 20% slower) */
 #define FO_Q8_AHEAD 4
-#endif
 /* the bucket tables' exponent classes (fastoptim.lowmem._EXP_CLASSES, _EXP_LOW) */
 #define FO_Q8_EXP_CLASSES 26
 #define FO_Q8_EXP_LOW 103
@@ -364,8 +364,9 @@ FO_QINLINE __m512 FO_QNAME(adam_update16)(__m512 p, __m512 g, __m512* m, __m512*
     __m512 s = _mm512_sqrt_ps(vn);
     __m512 bound = _mm512_mul_ps(k->mbound, s);
     __m512 nbound = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(bound), signbit));
-    mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mn, bound, _CMP_GT_OQ), mn, bound);
-    mn = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(mn, nbound, _CMP_LT_OQ), mn, nbound);
+    /* mn > bound ? bound : mn, then mn < -bound ? -bound : mn: vminps(a, b) is a < b ? a : b
+       and vmaxps(a, b) a > b ? a : b (b on a tie or a NaN), exactly these selections */
+    mn = _mm512_max_ps(nbound, _mm512_min_ps(bound, mn));
     *m = mn;
     *v = vn;
     __m512 denom = _mm512_add_ps(_mm512_mul_ps(s, k->ibc), k->eps);
@@ -574,29 +575,42 @@ FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
 /* ---- AVX2 intrinsics of a full block (levels 1 and 2): the same operations as
    adam_q8_block, eight lanes at a time, no FMA; the same bits ---------------------------- */
 
-/* the nearest code index of 8 normalized values (quant8.h's q8_index, lane-wise) */
-FO_QINLINE __m256i FO_QNAME(q8_index8)(const int32_t* bucket, int shift, __m256 x) {
-    __m256i u = _mm256_castps_si256(x);
-    __m256i sign_classes = _mm256_and_si256(_mm256_srai_epi32(u, 31),
-                                            _mm256_set1_epi32(FO_Q8_EXP_CLASSES));
-    __m256i e = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(u, 23),
-                                                  _mm256_set1_epi32(0xff)),
-                                 _mm256_set1_epi32(FO_Q8_EXP_LOW - 1));
-    e = _mm256_min_epi32(_mm256_max_epi32(e, _mm256_setzero_si256()),
-                         _mm256_set1_epi32(FO_Q8_EXP_CLASSES - 1));
+/* the nearest-code search's constants of one table, eight lanes */
+typedef struct {
+    const int32_t* bucket;
+    __m256i shift;                  /* 23 - mantissa bits of a key */
+    __m256i low;                    /* the key of class 0: (FO_Q8_EXP_LOW - 1) << bits */
+    __m256i negative;               /* the key offset of the negative half */
+} FO_QNAME(q8_search8);
+
+FO_QINLINE FO_QNAME(q8_search8) FO_QNAME(q8_search8_of)(const int32_t* bucket, int shift) {
+    FO_QNAME(q8_search8) s;
     int bits = 23 - shift;
-    __m256i mant = _mm256_and_si256(_mm256_srl_epi32(u, _mm_cvtsi32_si128(shift)),
-                                    _mm256_set1_epi32((1 << bits) - 1));
-    __m256i key = _mm256_add_epi32(
-        _mm256_sll_epi32(_mm256_add_epi32(sign_classes, e), _mm_cvtsi32_si128(bits)),
-        mant);
-    __m256i entry = _mm256_i32gather_epi32((const int*)bucket, key, 4);
-    __m256i base = _mm256_and_si256(entry, _mm256_set1_epi32(0xff));
+    s.bucket = bucket;
+    s.shift = _mm256_set1_epi32(shift);
+    s.low = _mm256_set1_epi32((FO_Q8_EXP_LOW - 1) << bits);
+    s.negative = _mm256_set1_epi32(FO_Q8_EXP_CLASSES << bits);
+    return s;
+}
+
+/* the nearest code index of 8 normalized values: quant8.h's q8_index, lane-wise, with the
+   exponent class clamped on the magnitude's bits: below 2**-25 lifted to 2**-25 (class 0,
+   mantissa key 0), from 2 (and NaN) lowered to the largest float below 2 (class 25, top
+   key). Every key of class 0 and of class 25 has the same table entry (code_tables), so the
+   index is q8_index's. */
+FO_QINLINE __m256i FO_QNAME(q8_index8)(const FO_QNAME(q8_search8)* s, __m256 x) {
+    __m256i u = _mm256_castps_si256(x);
+    __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+    a = _mm256_min_epi32(_mm256_max_epi32(a, _mm256_set1_epi32(0x33000000)),
+                         _mm256_set1_epi32(0x3fffffff));
+    __m256i key = _mm256_sub_epi32(_mm256_srlv_epi32(a, s->shift), s->low);
+    key = _mm256_add_epi32(key, _mm256_and_si256(_mm256_srai_epi32(u, 31), s->negative));
+    __m256i entry = _mm256_i32gather_epi32((const int*)s->bucket, key, 4);
+    __m256i ordered = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_ORD_Q));
+    __m256i base = _mm256_and_si256(_mm256_and_si256(entry, _mm256_set1_epi32(0xff)), ordered);
     __m256 next = _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_set1_epi32(0xff), entry));
     __m256i up = _mm256_castps_si256(_mm256_cmp_ps(x, next, _CMP_GT_OQ));   /* -1 or 0 */
-    __m256i idx = _mm256_sub_epi32(base, up);
-    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-    return _mm256_andnot_si256(nan, idx);
+    return _mm256_sub_epi32(base, up);
 }
 
 /* the low byte of each of 8 int32 lanes, stored to 8 bytes */
@@ -609,48 +623,88 @@ FO_QINLINE void FO_QNAME(store8)(uint8_t* out, __m256i v) {
     _mm_storel_epi64((__m128i*)out, _mm256_castsi256_si128(bytes));
 }
 
-/* running max that propagates NaN, lane-wise: (a > b || a != a) ? a : b */
-FO_QINLINE __m256 FO_QNAME(max8)(__m256 a, __m256 b) {
-    __m256 keep = _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ), _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
-    return _mm256_blendv_ps(b, a, keep);
+/* the magnitudes' maximum, lane-wise, on the bits: |x| as an int32 orders as the float
+   does, and every NaN's bits lie above inf's, so a NaN propagates (q8_absmax makes it the
+   quiet NaN) */
+FO_QINLINE __m256i FO_QNAME(absmax8)(__m256i acc, __m256 x) {
+    return _mm256_max_epi32(acc, _mm256_andnot_si256(_mm256_set1_epi32((int)0x80000000u),
+                                                     _mm256_castps_si256(x)));
 }
 
-FO_QINLINE float FO_QNAME(hmax8)(__m256 a) {
-    float lanes[8], r = 0.0f;
-    _mm256_storeu_ps(lanes, a);
-    for (int k = 0; k < 8; k++)
-        r = FO_QNAME(q8_max)(r, lanes[k]);
+/* the maximum over the lanes of absmax8 (the same value in any order) */
+FO_QINLINE float FO_QNAME(hmax8)(__m256i acc) {
+    __m128i h = _mm_max_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    h = _mm_max_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_max_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    int32_t top = _mm_cvtsi128_si32(h);
+    float r;
+    memcpy(&r, &top, sizeof r);
     return r;
 }
 
-/* a full block's codes from its new values (buf) and their new absmax: the nearest code of
-   value / absmax; absmax 0 stores the zero code, a NaN absmax index 0 */
-FO_QINLINE void FO_QNAME(requantize8)(uint8_t* FO_RESTRICT codes, const float* FO_RESTRICT buf,
-                                      float absmax, const int32_t* FO_RESTRICT bucket,
-                                      int shift, uint8_t zero) {
-    if (!(absmax > 0)) {
-        memset(codes, absmax == 0 ? zero : 0, FO_Q8_BLOCK);
-        return;
-    }
-    const float pre = FO_Q8_PRESCALE(absmax);
-    const __m256 vpre = _mm256_set1_ps(pre), inv = _mm256_set1_ps(1.0f / (absmax * pre));
-    for (int j = 0; j < FO_Q8_BLOCK; j += 8)
-        FO_QNAME(store8)(codes + j, FO_QNAME(q8_index8)(
-            bucket, shift, _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(buf + j), vpre), inv)));
+/* the codes of eight new values x of a block (requantize8's rule, lane-wise), with the
+   block's pre and 1 / (absmax * pre) */
+FO_QINLINE void FO_QNAME(requantize_chunk8)(uint8_t* FO_RESTRICT codes, __m256 x, __m256 vpre,
+                                            __m256 inv, int prescaled,
+                                            const FO_QNAME(q8_search8)* s) {
+    if (prescaled)              /* else pre is 1: x * 1 is x */
+        x = _mm256_mul_ps(x, vpre);
+    FO_QNAME(store8)(codes, FO_QNAME(q8_index8)(s, _mm256_mul_ps(x, inv)));
 }
 
-FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
-                                              const float* FO_RESTRICT grad,
-                                              uint8_t* FO_RESTRICT exp_avg,
-                                              float* FO_RESTRICT m_absmax,
-                                              uint8_t* FO_RESTRICT exp_avg_sq,
-                                              float* FO_RESTRICT v_absmax,
-                                              const fo_lm_adam_coefficients* FO_RESTRICT c,
-                                              const fo_lm_q8_tables* FO_RESTRICT t,
-                                              int use_wd, int scale) {
-    float mb[FO_Q8_BLOCK] __attribute__((aligned(32)));
-    float vb[FO_Q8_BLOCK] __attribute__((aligned(32)));
-    const __m256 am = _mm256_set1_ps(*m_absmax), av = _mm256_set1_ps(*v_absmax);
+/* a block's moments, once updated: their new values and the requantize scalars of each */
+typedef struct {
+    float m[FO_Q8_BLOCK] __attribute__((aligned(32)));
+    float v[FO_Q8_BLOCK] __attribute__((aligned(32)));
+    uint8_t* m_codes;
+    uint8_t* v_codes;
+    __m256 m_pre, m_inv, v_pre, v_inv;
+    int m_live, v_live;     /* 0: codes stored (absmax not > 0); 1: to search; 2: prescaled */
+} FO_QNAME(q8_pending8);
+
+/* the new absmax of a block: store it; a block whose absmax is not > 0 gets its codes now
+   (requantize8's rule), one with absmax > 0 gets its scalars for the search (2: prescaled) */
+FO_QINLINE int FO_QNAME(q8_scale8)(float absmax, float* out, uint8_t* codes, uint8_t zero,
+                                   __m256* vpre, __m256* inv) {
+    absmax = FO_QNAME(q8_absmax)(absmax);
+    *out = absmax;
+    if (!(absmax > 0)) {
+        memset(codes, absmax == 0 ? zero : 0, FO_Q8_BLOCK);
+        return 0;
+    }
+    const float pre = FO_Q8_PRESCALE(absmax);
+    *vpre = _mm256_set1_ps(pre);
+    *inv = _mm256_set1_ps(1.0f / (absmax * pre));
+    return pre == 1.0f ? 1 : 2;
+}
+
+/* the codes of the pending block's chunk of eight at j (nothing for a block already stored) */
+FO_QINLINE void FO_QNAME(q8_flush8)(const FO_QNAME(q8_pending8)* q, int j,
+                                    const FO_QNAME(q8_search8)* ms,
+                                    const FO_QNAME(q8_search8)* vs) {
+    if (q->m_live)
+        FO_QNAME(requantize_chunk8)(q->m_codes + j, _mm256_load_ps(q->m + j), q->m_pre,
+                                    q->m_inv, q->m_live > 1, ms);
+    if (q->v_live)
+        FO_QNAME(requantize_chunk8)(q->v_codes + j, _mm256_load_ps(q->v + j), q->v_pre,
+                                    q->v_inv, q->v_live > 1, vs);
+}
+
+/* `blocks` consecutive full blocks, software-pipelined: the update of block b (bound by the
+   divider: sqrt and division) runs interleaved with the nearest-code search of block b - 1
+   (gathers and integer work), so the two kinds of work overlap in the core; the next blocks'
+   lines are prefetched FO_Q8_AHEAD blocks ahead. The same operations on the same values as
+   adam_q8_block, eight lanes at a time, no FMA: the same bits. */
+FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
+                                               const float* FO_RESTRICT grad,
+                                               uint8_t* FO_RESTRICT exp_avg,
+                                               float* FO_RESTRICT m_absmax,
+                                               uint8_t* FO_RESTRICT exp_avg_sq,
+                                               float* FO_RESTRICT v_absmax, Py_ssize_t blocks,
+                                               const fo_lm_adam_coefficients* FO_RESTRICT c,
+                                               const fo_lm_q8_tables* FO_RESTRICT t,
+                                               int use_wd, int scale) {
+    FO_QNAME(q8_pending8) ring[2];
     const __m256 gs = _mm256_set1_ps(c->grad_sign), wd = _mm256_set1_ps(c->weight_decay);
     const __m256 ps = _mm256_set1_ps(c->param_scale);
     const __m256 b1 = _mm256_set1_ps(c->beta1), omb1 = _mm256_set1_ps(c->one_minus_beta1);
@@ -659,38 +713,65 @@ FO_QINLINE void FO_QNAME(adam_q8_block_avx2)(float* FO_RESTRICT param,
     const __m256 ibc = _mm256_set1_ps(c->inv_bias_correction2_sqrt);
     const __m256 eps = _mm256_set1_ps(c->eps), mbound = _mm256_set1_ps(c->m_bound);
     const __m256 signbit = _mm256_set1_ps(-0.0f);
-    __m256 new_am = _mm256_setzero_ps(), new_av = _mm256_setzero_ps();
-    for (int j = 0; j < FO_Q8_BLOCK; j += 8) {
-        __m256i mi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(exp_avg + j)));
-        __m256i vi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(exp_avg_sq + j)));
-        __m256 m = _mm256_mul_ps(_mm256_i32gather_ps(t->m_code, mi, 4), am);
-        __m256 v = _mm256_mul_ps(_mm256_i32gather_ps(t->v_code, vi, 4), av);
-        __m256 p = _mm256_loadu_ps(param + j);
-        __m256 d = _mm256_mul_ps(gs, _mm256_loadu_ps(grad + j));
-        if (use_wd)
-            d = _mm256_add_ps(d, _mm256_mul_ps(wd, p));
-        m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, d));
-        v = _mm256_add_ps(_mm256_mul_ps(b2, v), _mm256_mul_ps(omb2, _mm256_mul_ps(d, d)));
-        __m256 s = _mm256_sqrt_ps(v);
-        __m256 bound = _mm256_mul_ps(mbound, s);
-        __m256 nbound = _mm256_xor_ps(bound, signbit);
-        m = _mm256_blendv_ps(m, bound, _mm256_cmp_ps(m, bound, _CMP_GT_OQ));
-        m = _mm256_blendv_ps(m, nbound, _mm256_cmp_ps(m, nbound, _CMP_LT_OQ));
-        __m256 denom = _mm256_add_ps(_mm256_mul_ps(s, ibc), eps);
-        __m256 base = scale ? _mm256_mul_ps(ps, p) : p;
-        p = _mm256_sub_ps(base, _mm256_div_ps(_mm256_mul_ps(ss, m), denom));
-        _mm256_storeu_ps(param + j, p);
-        _mm256_store_ps(mb + j, m);
-        _mm256_store_ps(vb + j, v);
-        new_am = FO_QNAME(max8)(new_am, _mm256_andnot_ps(signbit, m));
-        new_av = FO_QNAME(max8)(new_av, v);
+    const FO_QNAME(q8_search8) ms = FO_QNAME(q8_search8_of)(t->m_bucket, t->m_shift);
+    const FO_QNAME(q8_search8) vs = FO_QNAME(q8_search8_of)(t->v_bucket, t->v_shift);
+    FO_QNAME(q8_pending8)* prev = NULL;
+    for (Py_ssize_t b = 0; b < blocks; b++) {
+        FO_QNAME(q8_pending8)* cur = &ring[b & 1];
+        const Py_ssize_t lo = b * FO_Q8_BLOCK;
+        float* FO_RESTRICT p_b = param + lo;
+        const float* FO_RESTRICT g_b = grad + lo;
+        const uint8_t* mc = exp_avg + lo;
+        const uint8_t* vc = exp_avg_sq + lo;
+        const __m256 am = _mm256_set1_ps(m_absmax[b]), av = _mm256_set1_ps(v_absmax[b]);
+        __m256i new_am = _mm256_setzero_si256(), new_av = _mm256_setzero_si256();
+        for (int j = 0; j < FO_Q8_BLOCK; j += 8) {
+            __m256i mi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(mc + j)));
+            __m256i vi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(vc + j)));
+            __m256 m = _mm256_mul_ps(_mm256_i32gather_ps(t->m_code, mi, 4), am);
+            __m256 v = _mm256_mul_ps(_mm256_i32gather_ps(t->v_code, vi, 4), av);
+            __m256 p = _mm256_loadu_ps(p_b + j);
+            __m256 d = _mm256_mul_ps(gs, _mm256_loadu_ps(g_b + j));
+            if (use_wd)
+                d = _mm256_add_ps(d, _mm256_mul_ps(wd, p));
+            m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, d));
+            v = _mm256_add_ps(_mm256_mul_ps(b2, v), _mm256_mul_ps(omb2, _mm256_mul_ps(d, d)));
+            __m256 s = _mm256_sqrt_ps(v);
+            __m256 bound = _mm256_mul_ps(mbound, s);
+            __m256 nbound = _mm256_xor_ps(bound, signbit);
+            m = _mm256_max_ps(nbound, _mm256_min_ps(bound, m));     /* adam_update16's clamp */
+            __m256 denom = _mm256_add_ps(_mm256_mul_ps(s, ibc), eps);
+            __m256 base = scale ? _mm256_mul_ps(ps, p) : p;
+            p = _mm256_sub_ps(base, _mm256_div_ps(_mm256_mul_ps(ss, m), denom));
+            _mm256_storeu_ps(p_b + j, p);
+            _mm256_store_ps(cur->m + j, m);
+            _mm256_store_ps(cur->v + j, v);
+            new_am = FO_QNAME(absmax8)(new_am, m);
+            new_av = FO_QNAME(absmax8)(new_av, v);
+            if (b + FO_Q8_AHEAD < blocks && (j & 15) == 0) {
+                _mm_prefetch((const char*)(p_b + FO_Q8_AHEAD * FO_Q8_BLOCK + j), _MM_HINT_T0);
+                _mm_prefetch((const char*)(g_b + FO_Q8_AHEAD * FO_Q8_BLOCK + j), _MM_HINT_T0);
+                if (j < 64) {
+                    _mm_prefetch((const char*)(mc + FO_Q8_AHEAD * FO_Q8_BLOCK + 4 * j),
+                                 _MM_HINT_T0);
+                    _mm_prefetch((const char*)(vc + FO_Q8_AHEAD * FO_Q8_BLOCK + 4 * j),
+                                 _MM_HINT_T0);
+                }
+            }
+            if (prev != NULL)
+                FO_QNAME(q8_flush8)(prev, j, &ms, &vs);
+        }
+        cur->m_codes = exp_avg + lo;
+        cur->v_codes = exp_avg_sq + lo;
+        cur->m_live = FO_QNAME(q8_scale8)(FO_QNAME(hmax8)(new_am), m_absmax + b, cur->m_codes,
+                                          t->m_zero, &cur->m_pre, &cur->m_inv);
+        cur->v_live = FO_QNAME(q8_scale8)(FO_QNAME(hmax8)(new_av), v_absmax + b, cur->v_codes,
+                                          t->v_zero, &cur->v_pre, &cur->v_inv);
+        prev = cur;
     }
-    float nam = FO_QNAME(q8_absmax)(FO_QNAME(hmax8)(new_am));
-    float nav = FO_QNAME(q8_absmax)(FO_QNAME(hmax8)(new_av));
-    *m_absmax = nam;
-    *v_absmax = nav;
-    FO_QNAME(requantize8)(exp_avg, mb, nam, t->m_bucket, t->m_shift, t->m_zero);
-    FO_QNAME(requantize8)(exp_avg_sq, vb, nav, t->v_bucket, t->v_shift, t->v_zero);
+    if (prev != NULL)
+        for (int j = 0; j < FO_Q8_BLOCK; j += 8)
+            FO_QNAME(q8_flush8)(prev, j, &ms, &vs);
 }
 #endif
 
@@ -771,12 +852,12 @@ typedef struct {
     uint8_t* v_codes;
     __m512 m_pre, m_inv, v_pre, v_inv;
     int m_live, v_live;     /* 0: codes stored (absmax not > 0); 1: to search; 2: prescaled */
-} FO_QNAME(q8_pending);
+} FO_QNAME(q8_pending16);
 
 /* the new absmax of a block: store it; a block whose absmax is not > 0 gets its codes now
    (requantize8's rule), one with absmax > 0 gets its scalars for the search (2: prescaled) */
-FO_QINLINE int FO_QNAME(q8_scale)(float absmax, float* out, uint8_t* codes, uint8_t zero,
-                                  __m512* vpre, __m512* inv) {
+FO_QINLINE int FO_QNAME(q8_scale16)(float absmax, float* out, uint8_t* codes, uint8_t zero,
+                                    __m512* vpre, __m512* inv) {
     absmax = FO_QNAME(q8_absmax)(absmax);
     *out = absmax;
     if (!(absmax > 0)) {
@@ -789,10 +870,24 @@ FO_QINLINE int FO_QNAME(q8_scale)(float absmax, float* out, uint8_t* codes, uint
     return pre == 1.0f ? 1 : 2;
 }
 
+/* the codes of the pending block's chunk of sixteen at j (nothing for a block already
+   stored) */
+FO_QINLINE void FO_QNAME(q8_flush16)(const FO_QNAME(q8_pending16)* q, int j,
+                                     const FO_QNAME(q8_search16)* ms,
+                                     const FO_QNAME(q8_search16)* vs) {
+    if (q->m_live)
+        FO_QNAME(requantize_chunk16)(q->m_codes + j, _mm512_load_ps(q->m + j), q->m_pre,
+                                     q->m_inv, q->m_live > 1, ms);
+    if (q->v_live)
+        FO_QNAME(requantize_chunk16)(q->v_codes + j, _mm512_load_ps(q->v + j), q->v_pre,
+                                     q->v_inv, q->v_live > 1, vs);
+}
+
 /* `blocks` consecutive full blocks, software-pipelined: the update of block b (bound by the
    divider: sqrt and division) runs interleaved with the nearest-code search of block b - 1
-   (gathers and integer work), so the two kinds of work overlap in the core. The same
-   operations on the same values as a block at a time: the same bits. */
+   (gathers and integer work), so the two kinds of work overlap in the core; the next blocks'
+   lines are prefetched FO_Q8_AHEAD blocks ahead. adam_q8_blocks_avx2's operations, sixteen
+   lanes at a time: the same bits. */
 FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
                                                  const float* FO_RESTRICT grad,
                                                  uint8_t* FO_RESTRICT exp_avg,
@@ -802,13 +897,13 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
                                                  const fo_lm_adam_coefficients* FO_RESTRICT c,
                                                  const fo_lm_q8_tables* FO_RESTRICT t,
                                                  int use_wd, int scale) {
-    FO_QNAME(q8_pending) ring[2];
+    FO_QNAME(q8_pending16) ring[2];
     const FO_QNAME(adam_vec) k = FO_QNAME(adam_vec_of)(c);
     const FO_QNAME(q8_search16) ms = FO_QNAME(q8_search16_of)(t->m_bucket, t->m_shift);
     const FO_QNAME(q8_search16) vs = FO_QNAME(q8_search16_of)(t->v_bucket, t->v_shift);
-    FO_QNAME(q8_pending)* prev = NULL;
+    FO_QNAME(q8_pending16)* prev = NULL;
     for (Py_ssize_t b = 0; b < blocks; b++) {
-        FO_QNAME(q8_pending)* cur = &ring[b & 1];
+        FO_QNAME(q8_pending16)* cur = &ring[b & 1];
         const Py_ssize_t lo = b * FO_Q8_BLOCK;
         float* FO_RESTRICT p_b = param + lo;
         const float* FO_RESTRICT g_b = grad + lo;
@@ -832,41 +927,26 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
                 _mm_prefetch((const char*)(p_b + FO_Q8_AHEAD * FO_Q8_BLOCK + j), _MM_HINT_T0);
                 _mm_prefetch((const char*)(g_b + FO_Q8_AHEAD * FO_Q8_BLOCK + j), _MM_HINT_T0);
                 if (j < 64) {
-                    _mm_prefetch((const char*)(mc + FO_Q8_AHEAD * FO_Q8_BLOCK + 4 * j), _MM_HINT_T0);
-                    _mm_prefetch((const char*)(vc + FO_Q8_AHEAD * FO_Q8_BLOCK + 4 * j), _MM_HINT_T0);
+                    _mm_prefetch((const char*)(mc + FO_Q8_AHEAD * FO_Q8_BLOCK + 4 * j),
+                                 _MM_HINT_T0);
+                    _mm_prefetch((const char*)(vc + FO_Q8_AHEAD * FO_Q8_BLOCK + 4 * j),
+                                 _MM_HINT_T0);
                 }
             }
-            if (prev != NULL) {
-                if (prev->m_live)
-                    FO_QNAME(requantize_chunk16)(prev->m_codes + j, _mm512_load_ps(prev->m + j),
-                                                 prev->m_pre, prev->m_inv,
-                                                 prev->m_live > 1, &ms);
-                if (prev->v_live)
-                    FO_QNAME(requantize_chunk16)(prev->v_codes + j, _mm512_load_ps(prev->v + j),
-                                                 prev->v_pre, prev->v_inv,
-                                                 prev->v_live > 1, &vs);
-            }
+            if (prev != NULL)
+                FO_QNAME(q8_flush16)(prev, j, &ms, &vs);
         }
         cur->m_codes = exp_avg + lo;
         cur->v_codes = exp_avg_sq + lo;
-        cur->m_live = FO_QNAME(q8_scale)(FO_QNAME(hmax16)(new_am), m_absmax + b, cur->m_codes,
+        cur->m_live = FO_QNAME(q8_scale16)(FO_QNAME(hmax16)(new_am), m_absmax + b, cur->m_codes,
                                          t->m_zero, &cur->m_pre, &cur->m_inv);
-        cur->v_live = FO_QNAME(q8_scale)(FO_QNAME(hmax16)(new_av), v_absmax + b, cur->v_codes,
+        cur->v_live = FO_QNAME(q8_scale16)(FO_QNAME(hmax16)(new_av), v_absmax + b, cur->v_codes,
                                          t->v_zero, &cur->v_pre, &cur->v_inv);
         prev = cur;
     }
-    if (prev != NULL) {
-        for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
-            if (prev->m_live)
-                FO_QNAME(requantize_chunk16)(prev->m_codes + j, _mm512_load_ps(prev->m + j),
-                                             prev->m_pre, prev->m_inv,
-                                                 prev->m_live > 1, &ms);
-            if (prev->v_live)
-                FO_QNAME(requantize_chunk16)(prev->v_codes + j, _mm512_load_ps(prev->v + j),
-                                             prev->v_pre, prev->v_inv,
-                                                 prev->v_live > 1, &vs);
-        }
-    }
+    if (prev != NULL)
+        for (int j = 0; j < FO_Q8_BLOCK; j += 16)
+            FO_QNAME(q8_flush16)(prev, j, &ms, &vs);
 }
 #endif
 
@@ -889,8 +969,12 @@ FO_QINLINE void FO_QNAME(adam_q8_loop)(float* param, const float* grad, uint8_t*
         }
 #elif FO_LM_VEC
         if (len == FO_Q8_BLOCK) {
-            FO_QNAME(adam_q8_block_avx2)(param + lo, grad + lo, exp_avg + lo, m_absmax + b,
-                                         exp_avg_sq + lo, v_absmax + b, c, t, use_wd, scale);
+            Py_ssize_t full = (n - lo) / FO_Q8_BLOCK;
+            FO_QNAME(adam_q8_blocks_avx2)(param + lo, grad + lo, exp_avg + lo, m_absmax + b,
+                                          exp_avg_sq + lo, v_absmax + b, full, c, t, use_wd,
+                                          scale);
+            lo += (full - 1) * FO_Q8_BLOCK;
+            b += full - 1;
             continue;
         }
 #endif
