@@ -571,6 +571,29 @@ FO_QINLINE void FO_QNAME(adam_q8_block)(float* FO_RESTRICT param,
     }
 }
 
+/* A full block's new absmax (stored) and how the vector loops find its codes: 0 when they
+   are stored here (absmax not > 0: requantize8's rule; absmax inf: its values are not all
+   finite, so the scalar search, which reads NaN, takes the block), else 1, or 2 when the
+   values are prescaled, with *pre and *inv = 1 / (absmax * pre). */
+FO_QINLINE int FO_QNAME(q8_scale)(float absmax, float* out, uint8_t* FO_RESTRICT codes,
+                                  const float* FO_RESTRICT buf, const int32_t* bucket,
+                                  int shift, uint8_t zero, float* pre, float* inv) {
+    absmax = FO_QNAME(q8_absmax)(absmax);
+    *out = absmax;
+    if (!(absmax > 0)) {
+        memset(codes, absmax == 0 ? zero : 0, FO_Q8_BLOCK);
+        return 0;
+    }
+    *pre = FO_Q8_PRESCALE(absmax);
+    *inv = 1.0f / (absmax * *pre);
+    if (absmax > 0x1.fffffep127f) {
+        for (int j = 0; j < FO_Q8_BLOCK; j++)
+            codes[j] = FO_QNAME(q8_index)(bucket, shift, (buf[j] * *pre) * *inv);
+        return 0;
+    }
+    return *pre == 1.0f ? 1 : 2;
+}
+
 #if FO_LM_VEC
 /* ---- AVX2 intrinsics of a full block (levels 1 and 2): the same operations as
    adam_q8_block, eight lanes at a time, no FMA; the same bits ---------------------------- */
@@ -593,21 +616,21 @@ FO_QINLINE FO_QNAME(q8_search8) FO_QNAME(q8_search8_of)(const int32_t* bucket, i
     return s;
 }
 
-/* the nearest code index of 8 normalized values: quant8.h's q8_index, lane-wise, with the
-   exponent class clamped on the magnitude's bits: below 2**-25 lifted to 2**-25 (class 0,
-   mantissa key 0), from 2 (and NaN) lowered to the largest float below 2 (class 25, top
-   key). Every key of class 0 and of class 25 has the same table entry (code_tables), so the
-   index is q8_index's. */
-FO_QINLINE __m256i FO_QNAME(q8_index8)(const FO_QNAME(q8_search8)* s, __m256 x) {
+/* the nearest code index of 8 normalized values of a block with a finite absmax > 0
+   (|x| <= 1 + 2**-23, no NaN): quant8.h's q8_index, lane-wise, with the exponent class
+   clamped on the bits: a magnitude below 2**-25 (0, subnormals) lifted to 2**-25, class 0
+   with mantissa key 0 (every key of class 0 has one table entry, code_tables). The unsigned
+   code (`is_signed` 0) reads x's bits as they are: v >= +0, and any negative int32 lifts to
+   class 0 like +0. */
+FO_QINLINE __m256i FO_QNAME(q8_index8)(const FO_QNAME(q8_search8)* s, __m256 x, int is_signed) {
     __m256i u = _mm256_castps_si256(x);
-    __m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
-    a = _mm256_min_epi32(_mm256_max_epi32(a, _mm256_set1_epi32(0x33000000)),
-                         _mm256_set1_epi32(0x3fffffff));
+    __m256i a = is_signed ? _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)) : u;
+    a = _mm256_max_epi32(a, _mm256_set1_epi32(0x33000000));
     __m256i key = _mm256_sub_epi32(_mm256_srlv_epi32(a, s->shift), s->low);
-    key = _mm256_add_epi32(key, _mm256_and_si256(_mm256_srai_epi32(u, 31), s->negative));
+    if (is_signed)
+        key = _mm256_add_epi32(key, _mm256_and_si256(_mm256_srai_epi32(u, 31), s->negative));
     __m256i entry = _mm256_i32gather_epi32((const int*)s->bucket, key, 4);
-    __m256i ordered = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_ORD_Q));
-    __m256i base = _mm256_and_si256(_mm256_and_si256(entry, _mm256_set1_epi32(0xff)), ordered);
+    __m256i base = _mm256_and_si256(entry, _mm256_set1_epi32(0xff));
     __m256 next = _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_set1_epi32(0xff), entry));
     __m256i up = _mm256_castps_si256(_mm256_cmp_ps(x, next, _CMP_GT_OQ));   /* -1 or 0 */
     return _mm256_sub_epi32(base, up);
@@ -643,40 +666,25 @@ FO_QINLINE float FO_QNAME(hmax8)(__m256i acc) {
 }
 
 /* the codes of eight new values x of a block (requantize8's rule, lane-wise), with the
-   block's pre and 1 / (absmax * pre) */
-FO_QINLINE void FO_QNAME(requantize_chunk8)(uint8_t* FO_RESTRICT codes, __m256 x, __m256 vpre,
-                                            __m256 inv, int prescaled,
+   block's pre and 1 / (absmax * pre) (q8_scale) */
+FO_QINLINE void FO_QNAME(requantize_chunk8)(uint8_t* FO_RESTRICT codes, __m256 x, float pre,
+                                            float inv, int prescaled, int is_signed,
                                             const FO_QNAME(q8_search8)* s) {
     if (prescaled)              /* else pre is 1: x * 1 is x */
-        x = _mm256_mul_ps(x, vpre);
-    FO_QNAME(store8)(codes, FO_QNAME(q8_index8)(s, _mm256_mul_ps(x, inv)));
+        x = _mm256_mul_ps(x, _mm256_set1_ps(pre));
+    FO_QNAME(store8)(codes, FO_QNAME(q8_index8)(s, _mm256_mul_ps(x, _mm256_set1_ps(inv)),
+                                                is_signed));
 }
 
-/* a block's moments, once updated: their new values and the requantize scalars of each */
+/* a block's moments, once updated: their new values and q8_scale's of each */
 typedef struct {
     float m[FO_Q8_BLOCK] __attribute__((aligned(32)));
     float v[FO_Q8_BLOCK] __attribute__((aligned(32)));
     uint8_t* m_codes;
     uint8_t* v_codes;
-    __m256 m_pre, m_inv, v_pre, v_inv;
-    int m_live, v_live;     /* 0: codes stored (absmax not > 0); 1: to search; 2: prescaled */
+    float m_pre, m_inv, v_pre, v_inv;
+    int m_live, v_live;     /* q8_scale: 0 codes stored, 1 to search, 2 to search prescaled */
 } FO_QNAME(q8_pending8);
-
-/* the new absmax of a block: store it; a block whose absmax is not > 0 gets its codes now
-   (requantize8's rule), one with absmax > 0 gets its scalars for the search (2: prescaled) */
-FO_QINLINE int FO_QNAME(q8_scale8)(float absmax, float* out, uint8_t* codes, uint8_t zero,
-                                   __m256* vpre, __m256* inv) {
-    absmax = FO_QNAME(q8_absmax)(absmax);
-    *out = absmax;
-    if (!(absmax > 0)) {
-        memset(codes, absmax == 0 ? zero : 0, FO_Q8_BLOCK);
-        return 0;
-    }
-    const float pre = FO_Q8_PRESCALE(absmax);
-    *vpre = _mm256_set1_ps(pre);
-    *inv = _mm256_set1_ps(1.0f / (absmax * pre));
-    return pre == 1.0f ? 1 : 2;
-}
 
 /* the codes of the pending block's chunk of eight at j (nothing for a block already stored) */
 FO_QINLINE void FO_QNAME(q8_flush8)(const FO_QNAME(q8_pending8)* q, int j,
@@ -684,10 +692,10 @@ FO_QINLINE void FO_QNAME(q8_flush8)(const FO_QNAME(q8_pending8)* q, int j,
                                     const FO_QNAME(q8_search8)* vs) {
     if (q->m_live)
         FO_QNAME(requantize_chunk8)(q->m_codes + j, _mm256_load_ps(q->m + j), q->m_pre,
-                                    q->m_inv, q->m_live > 1, ms);
+                                    q->m_inv, q->m_live > 1, 1, ms);
     if (q->v_live)
         FO_QNAME(requantize_chunk8)(q->v_codes + j, _mm256_load_ps(q->v + j), q->v_pre,
-                                    q->v_inv, q->v_live > 1, vs);
+                                    q->v_inv, q->v_live > 1, 0, vs);
 }
 
 /* `blocks` consecutive full blocks, software-pipelined: the update of block b (bound by the
@@ -763,10 +771,12 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
         }
         cur->m_codes = exp_avg + lo;
         cur->v_codes = exp_avg_sq + lo;
-        cur->m_live = FO_QNAME(q8_scale8)(FO_QNAME(hmax8)(new_am), m_absmax + b, cur->m_codes,
-                                          t->m_zero, &cur->m_pre, &cur->m_inv);
-        cur->v_live = FO_QNAME(q8_scale8)(FO_QNAME(hmax8)(new_av), v_absmax + b, cur->v_codes,
-                                          t->v_zero, &cur->v_pre, &cur->v_inv);
+        cur->m_live = FO_QNAME(q8_scale)(FO_QNAME(hmax8)(new_am), m_absmax + b, cur->m_codes,
+                                         cur->m, t->m_bucket, t->m_shift, t->m_zero,
+                                         &cur->m_pre, &cur->m_inv);
+        cur->v_live = FO_QNAME(q8_scale)(FO_QNAME(hmax8)(new_av), v_absmax + b, cur->v_codes,
+                                         cur->v, t->v_bucket, t->v_shift, t->v_zero,
+                                         &cur->v_pre, &cur->v_inv);
         prev = cur;
     }
     if (prev != NULL)
@@ -797,21 +807,17 @@ FO_QINLINE FO_QNAME(q8_search16) FO_QNAME(q8_search16_of)(const int32_t* bucket,
     return s;
 }
 
-/* the nearest code index of 16 normalized values: quant8.h's q8_index, lane-wise, with the
-   exponent class clamped on the magnitude's bits: below 2**-25 lifted to 2**-25 (class 0,
-   mantissa key 0), from 2 (and NaN) lowered to the largest float below 2 (class 25, top
-   key). Every key of class 0 and of class 25 has the same table entry (code_tables), so the
-   index is q8_index's. */
-FO_QINLINE __m512i FO_QNAME(q8_index16)(const FO_QNAME(q8_search16)* s, __m512 x) {
+/* q8_index8 on sixteen lanes */
+FO_QINLINE __m512i FO_QNAME(q8_index16)(const FO_QNAME(q8_search16)* s, __m512 x,
+                                        int is_signed) {
     __m512i u = _mm512_castps_si512(x);
-    __m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
-    a = _mm512_min_epi32(_mm512_max_epi32(a, _mm512_set1_epi32(0x33000000)),
-                         _mm512_set1_epi32(0x3fffffff));
+    __m512i a = is_signed ? _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)) : u;
+    a = _mm512_max_epi32(a, _mm512_set1_epi32(0x33000000));
     __m512i key = _mm512_sub_epi32(_mm512_srlv_epi32(a, s->shift), s->low);
-    key = _mm512_mask_add_epi32(key, _mm512_movepi32_mask(u), key, s->negative);
+    if (is_signed)
+        key = _mm512_mask_add_epi32(key, _mm512_movepi32_mask(u), key, s->negative);
     __m512i entry = _mm512_i32gather_epi32(key, (const void*)s->bucket, 4);
-    __mmask16 ordered = _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q);
-    __m512i base = _mm512_maskz_and_epi32(ordered, entry, _mm512_set1_epi32(0xff));
+    __m512i base = _mm512_and_si512(entry, _mm512_set1_epi32(0xff));
     __m512 next = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32(0xff), entry));
     __mmask16 up = _mm512_cmp_ps_mask(x, next, _CMP_GT_OQ);
     return _mm512_mask_add_epi32(base, up, base, _mm512_set1_epi32(1));
@@ -833,54 +839,36 @@ FO_QINLINE float FO_QNAME(hmax16)(__m512i acc) {
     return r;
 }
 
-/* the codes of sixteen new values x of a block (requantize8's rule, lane-wise), with the
-   block's pre and 1 / (absmax * pre) */
-FO_QINLINE void FO_QNAME(requantize_chunk16)(uint8_t* FO_RESTRICT codes, __m512 x, __m512 vpre,
-                                             __m512 inv, int prescaled,
+/* requantize_chunk8 on sixteen lanes */
+FO_QINLINE void FO_QNAME(requantize_chunk16)(uint8_t* FO_RESTRICT codes, __m512 x, float pre,
+                                             float inv, int prescaled, int is_signed,
                                              const FO_QNAME(q8_search16)* s) {
     if (prescaled)              /* else pre is 1: x * 1 is x */
-        x = _mm512_mul_ps(x, vpre);
-    _mm512_mask_cvtepi32_storeu_epi8(codes, (__mmask16)0xffff,
-                                     FO_QNAME(q8_index16)(s, _mm512_mul_ps(x, inv)));
+        x = _mm512_mul_ps(x, _mm512_set1_ps(pre));
+    _mm512_mask_cvtepi32_storeu_epi8(codes, (__mmask16)0xffff, FO_QNAME(q8_index16)(
+        s, _mm512_mul_ps(x, _mm512_set1_ps(inv)), is_signed));
 }
 
-/* a block's moments, once updated: their new values and the requantize scalars of each */
+/* q8_pending8 for sixteen lanes */
 typedef struct {
     float m[FO_Q8_BLOCK] __attribute__((aligned(64)));
     float v[FO_Q8_BLOCK] __attribute__((aligned(64)));
     uint8_t* m_codes;
     uint8_t* v_codes;
-    __m512 m_pre, m_inv, v_pre, v_inv;
-    int m_live, v_live;     /* 0: codes stored (absmax not > 0); 1: to search; 2: prescaled */
+    float m_pre, m_inv, v_pre, v_inv;
+    int m_live, v_live;
 } FO_QNAME(q8_pending16);
 
-/* the new absmax of a block: store it; a block whose absmax is not > 0 gets its codes now
-   (requantize8's rule), one with absmax > 0 gets its scalars for the search (2: prescaled) */
-FO_QINLINE int FO_QNAME(q8_scale16)(float absmax, float* out, uint8_t* codes, uint8_t zero,
-                                    __m512* vpre, __m512* inv) {
-    absmax = FO_QNAME(q8_absmax)(absmax);
-    *out = absmax;
-    if (!(absmax > 0)) {
-        memset(codes, absmax == 0 ? zero : 0, FO_Q8_BLOCK);
-        return 0;
-    }
-    const float pre = FO_Q8_PRESCALE(absmax);
-    *vpre = _mm512_set1_ps(pre);
-    *inv = _mm512_set1_ps(1.0f / (absmax * pre));
-    return pre == 1.0f ? 1 : 2;
-}
-
-/* the codes of the pending block's chunk of sixteen at j (nothing for a block already
-   stored) */
+/* q8_flush8 for sixteen lanes */
 FO_QINLINE void FO_QNAME(q8_flush16)(const FO_QNAME(q8_pending16)* q, int j,
                                      const FO_QNAME(q8_search16)* ms,
                                      const FO_QNAME(q8_search16)* vs) {
     if (q->m_live)
         FO_QNAME(requantize_chunk16)(q->m_codes + j, _mm512_load_ps(q->m + j), q->m_pre,
-                                     q->m_inv, q->m_live > 1, ms);
+                                     q->m_inv, q->m_live > 1, 1, ms);
     if (q->v_live)
         FO_QNAME(requantize_chunk16)(q->v_codes + j, _mm512_load_ps(q->v + j), q->v_pre,
-                                     q->v_inv, q->v_live > 1, vs);
+                                     q->v_inv, q->v_live > 1, 0, vs);
 }
 
 /* `blocks` consecutive full blocks, software-pipelined: the update of block b (bound by the
@@ -938,10 +926,12 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
         }
         cur->m_codes = exp_avg + lo;
         cur->v_codes = exp_avg_sq + lo;
-        cur->m_live = FO_QNAME(q8_scale16)(FO_QNAME(hmax16)(new_am), m_absmax + b, cur->m_codes,
-                                         t->m_zero, &cur->m_pre, &cur->m_inv);
-        cur->v_live = FO_QNAME(q8_scale16)(FO_QNAME(hmax16)(new_av), v_absmax + b, cur->v_codes,
-                                         t->v_zero, &cur->v_pre, &cur->v_inv);
+        cur->m_live = FO_QNAME(q8_scale)(FO_QNAME(hmax16)(new_am), m_absmax + b, cur->m_codes,
+                                         cur->m, t->m_bucket, t->m_shift, t->m_zero,
+                                         &cur->m_pre, &cur->m_inv);
+        cur->v_live = FO_QNAME(q8_scale)(FO_QNAME(hmax16)(new_av), v_absmax + b, cur->v_codes,
+                                         cur->v, t->v_bucket, t->v_shift, t->v_zero,
+                                         &cur->v_pre, &cur->v_inv);
         prev = cur;
     }
     if (prev != NULL)
