@@ -1,11 +1,11 @@
-"""bfloat16 state through the optimizer classes (state_dtype="bfloat16"), side by side with
-float32 state: time per step and state bytes per parameter.
+"""Compressed state through the optimizer classes (state_dtype="bfloat16" and "int8"), side
+by side with float32 state: time per step and state bytes per parameter.
 
     PYTHONPATH=src python bench/state_dtype.py [--n 3e7] [--rounds 7]
 
-Adam and Lion run fastoptim.lowmem's fused kernels; the other classes run their own float32
-kernel chunk by chunk on float32 scratch (fastoptim.optimizers._state_dtype). Medians of
-interleaved rounds; one class step per call.
+Adam (both kinds) and Lion (bfloat16) run fastoptim.lowmem's fused kernels; the others run
+their own float32 kernel chunk by chunk on float32 scratch (fastoptim.optimizers.
+_state_dtype). Medians of interleaved rounds; one class step per call.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from fastoptim.bench.lowmem import median_rounds     # the same interleaved roun
 
 CASES = [("Adam", {}), ("Lion", {}), ("SGD", dict(lr=1e-2, momentum=0.9)), ("RMSprop", {}),
          ("Adagrad", {})]
+KINDS = (None, "bfloat16", "int8")
 
 
 def main(argv=None) -> list:
@@ -31,7 +32,7 @@ def main(argv=None) -> list:
     grads = [(rng.standard_normal(n) * 1e-2).astype(np.float32)]
     calls, sizes = {}, {}
     for name, opts in CASES:
-        for kind in (None, "bfloat16"):
+        for kind in KINDS:
             opt = getattr(fastoptim, name)([param.copy()], state_dtype=kind, **opts)
             label = f"{name} {kind or 'float32'}"
             calls[label] = lambda opt=opt: opt.step(grads)
@@ -45,11 +46,11 @@ def main(argv=None) -> list:
     rows = []
     for name, _ in CASES:
         base = med[f"{name} float32"]
-        for kind in ("float32", "bfloat16"):
+        for kind in [k or "float32" for k in KINDS]:
             label = f"{name} {kind}"
             rows.append(dict(name=label, bytes=sizes[label], ms=med[label] * 1e3,
                              ratio=base / med[label]))
-            print(f"{label:22} {sizes[label]:14.1f} {med[label] * 1e3:8.1f} "
+            print(f"{label:22} {sizes[label]:14.2f} {med[label] * 1e3:8.1f} "
                   f"{base / med[label]:16.2f}")
     return rows
 

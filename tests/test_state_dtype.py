@@ -227,9 +227,12 @@ def test_bad_options_are_refused(bad, match):
         fastoptim.Adam([np.zeros(10, np.float32)], **bad)
 
 
-def test_lion_has_no_int8_and_compressed_state_needs_float32():
+def test_asgd_has_no_int8_and_compressed_state_needs_float32():
+    """ASGD's state is an average of the parameters: 8-bit codes would lose it."""
     with pytest.raises(ValueError, match="state_dtype must be None or one of"):
-        fastoptim.Lion([np.zeros(10, np.float32)], state_dtype="int8")
+        fastoptim.ASGD([np.zeros(10, np.float32)], state_dtype="int8")
+    with pytest.raises(ValueError, match="needs float32 parameters, got a float64"):
+        fastoptim.SGD([np.zeros(10)], lr=0.1, momentum=0.9, state_dtype="int8")
     with pytest.raises(ValueError, match="needs float32 parameters, got a float64"):
         fastoptim.AdamW([np.zeros(10)], state_dtype="bfloat16")
 
@@ -290,10 +293,12 @@ def round_states(opt):
                 b[...] = b.astype(lm.bfloat16).astype(np.float32)
 
 
-def test_every_element_wise_class_has_bfloat16_state():
+def test_every_element_wise_class_has_compressed_state():
     names = {c[0] for c in GENERIC}
     assert {"SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop",
             "ASGD"} <= names
+    assert {"SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop",
+            "Lion"} == {c[0] for c in GENERIC_INT8}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -350,14 +355,193 @@ def test_generic_bfloat16_state_dict_resumes_bit_exact(tmp_path):
         assert np.array_equal(bits(p), bits(q))
 
 
-def test_generic_bfloat16_state_step_memory_is_bounded():
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_generic_state_step_memory_is_bounded(kind):
     n = 1 << 21
     params = [np.zeros(n, np.float32)]
     g = [np.full(n, 1e-3, np.float32)]
-    opt = fastoptim.RMSprop(params, state_dtype="bfloat16", momentum=0.9, centered=True)
+    opt = fastoptim.RMSprop(params, state_dtype=kind, momentum=0.9, centered=True)
     opt.step(g)
     tracemalloc.start()
     opt.step(g)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 4 * CHUNK * 4 + 64 * 1024, peak      # the scratch, not the 8 MiB array
+
+
+# ---- the generic int8 state ---------------------------------------------------------------
+def _lowmem_levels():
+    from fastoptim import _lowmem
+    return _lowmem.simd_targets()
+
+
+GENERIC_INT8 = [c for c in CLASS_CASES
+                if "int8" in getattr(fastoptim, c[0])._compressed
+                and "int8" not in getattr(fastoptim, c[0])._fused]
+# an array over two chunks plus a partial block, a small one (float32 state), a 2-D one
+# over MIN_8BIT_SIZE in Fortran order
+INT8_SHAPES = [(2 * CHUNK + 517,), (33,), (70, 90)]
+
+
+def int8_arrays(seed):
+    rng = np.random.default_rng(seed)
+    out = [rng.standard_normal(s).astype(np.float32) for s in INT8_SHAPES]
+    out[2] = np.asfortranarray(out[2])
+    return out
+
+
+def signed_buffer(opt, key):
+    from fastoptim.optimizers._state_dtype import _nonnegative
+    return not _nonnegative(opt._groups[0].kernel, key)
+
+
+def quantize_states(opt):
+    """Quantize every float32 state buffer of an array of at least MIN_8BIT_SIZE elements
+    blockwise (memory order; the registry's signed or unsigned code) and back, in place."""
+    for key, bufs in opt._state.items():
+        for b in bufs:
+            if b is not None and b.size >= lm.MIN_8BIT_SIZE:
+                signed = signed_buffer(opt, key)
+                back = lm.dequantize_blockwise(*lm.quantize_blockwise(b, signed), signed)
+                b.reshape(-1, order="A")[...] = back
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", GENERIC_INT8, ids=class_case_id)
+def test_int8_state_is_the_float32_step_with_the_state_requantized(case, backend):
+    """Bit for bit: the class on int8 state == the float32 class whose state is quantized
+    blockwise and dequantized before every step; the codes and scales are the float32
+    state's quantized (small arrays keep float32 state)."""
+    name, _, opts = case
+    cls = getattr(fastoptim, name)
+    mine, ref = int8_arrays(1), int8_arrays(1)
+    opt = cls(mine, backend=backend, state_dtype="int8", **opts)
+    float_opt = cls(ref, backend=backend, **opts)
+    rng = np.random.default_rng(2)
+    with np.errstate(all="ignore"):
+        for _ in range(6):
+            g = [(rng.standard_normal(p.shape) * 0.1).astype(np.float32) for p in mine]
+            g[2] = np.asfortranarray(g[2])
+            g[0][:300] = 0.0                        # exact zeros: a whole block and more
+            opt.step(g)
+            quantize_states(float_opt)
+            float_opt.step(g)
+    for p, q in zip(mine, ref):
+        assert np.array_equal(bits(p), bits(q))
+        assert np.all(np.isfinite(p))
+    for key, bufs in float_opt._state.items():
+        for i, b in enumerate(bufs):
+            if b is None:
+                continue
+            held = opt._state[key][i]
+            if b.size < lm.MIN_8BIT_SIZE:
+                assert held.dtype == np.float32 and np.array_equal(bits(held), bits(b))
+                assert opt._state[key + "_absmax"][i].size == 0
+                continue
+            codes, absmax = lm.quantize_blockwise(b, signed_buffer(opt, key))
+            assert held.dtype == np.uint8 and held.shape == (b.size,)
+            assert np.array_equal(held, codes), key
+            assert np.array_equal(bits(opt._state[key + "_absmax"][i]), bits(absmax)), key
+    n8 = sum(p.size for p in mine if p.size >= lm.MIN_8BIT_SIZE)
+    small = sum(p.size for p in mine if p.size < lm.MIN_8BIT_SIZE)
+    buffers = sum(b is not None for b in (bufs[0] for bufs in float_opt._state.values()))
+    blocks = sum(-(-p.size // lm.BLOCK) for p in mine if p.size >= lm.MIN_8BIT_SIZE)
+    assert opt.state_nbytes() == buffers * (n8 + 4 * blocks + 4 * small)
+
+
+@pytest.mark.parametrize("level", _lowmem_levels())
+def test_int8_codec_matches_quantize_blockwise(level):
+    """The compiled chunk codec at every SIMD level: the codes, scales (NaN as the quiet
+    NaN) and decoded values of fastoptim.lowmem's NumPy functions, special values included."""
+    from fastoptim import _lowmem
+    previous = _lowmem._select_simd_target(level)
+    try:
+        t = lm.code_tables()
+        rng = np.random.default_rng(5)
+        for n in (256 * 5 + 77, 256 * 4):
+            for signed in (True, False):
+                x = (rng.standard_normal(n) * 10.0 ** rng.integers(-40, 5, n)).astype(np.float32)
+                if not signed:
+                    x = np.abs(x)
+                x[300:556] = 0
+                x[600], x[900], x[-1] = np.nan, np.inf, -0.0
+                ref_codes, ref_absmax = lm.quantize_blockwise(x, signed)
+                codes, absmax = np.empty(n, np.uint8), np.empty(-(-n // 256), np.float32)
+                k = 0 if signed else 1
+                _lowmem.q8_encode(x, codes, absmax, t[6 + k], t[8 + k], t[4 + k], signed)
+                assert np.array_equal(codes, ref_codes)
+                assert np.array_equal(bits(absmax), bits(ref_absmax))
+                out = np.empty(n, np.float32)
+                _lowmem.q8_decode(codes, absmax, lm.dynamic_map(signed), out)
+                with np.errstate(all="ignore"):
+                    back = lm.dequantize_blockwise(ref_codes, ref_absmax, signed)
+                assert np.array_equal(bits(out), bits(back))
+    finally:
+        _lowmem._select_simd_target(previous)
+
+
+def test_generic_int8_state_dict_and_checkpoint_resume_bit_exact(tmp_path):
+    whole, part = int8_arrays(3), int8_arrays(3)
+    kw = dict(lr=1e-2, momentum=0.9, centered=True, state_dtype="int8")
+    o_whole, o_part = fastoptim.RMSprop(whole, **kw), fastoptim.RMSprop(part, **kw)
+    rng = np.random.default_rng(4)
+    gs = [[rng.standard_normal(p.shape).astype(np.float32) for p in whole] for _ in range(6)]
+    for g in gs:
+        g[2] = np.asfortranarray(g[2])
+    for g in gs[:3]:
+        o_whole.step(g)
+        o_part.step(g)
+    sd = o_part.state_dict()
+    assert sd["state"]["square_avg"][0].dtype == np.uint8
+    assert sd["state"]["square_avg_absmax"][0].dtype == np.float32
+    fastoptim.save_state(o_part, tmp_path / "rmsprop.npz")
+    resumed, again = int8_arrays(3), int8_arrays(3)
+    for p, q, r in zip(resumed, part, again):
+        p[...] = q
+        r[...] = q
+    o_resumed = fastoptim.RMSprop(resumed, **kw)
+    fastoptim.load_state(o_resumed, tmp_path / "rmsprop.npz")
+    o_again = fastoptim.RMSprop(again, **kw)
+    o_again.load_state_dict(sd)
+    for g in gs[3:]:
+        o_whole.step(g)
+        o_resumed.step(g)
+        o_again.step(g)
+    for p, q, r in zip(whole, resumed, again):
+        assert np.array_equal(bits(p), bits(q)) and np.array_equal(bits(p), bits(r))
+
+
+def test_generic_int8_bad_gradient_changes_nothing():
+    params = int8_arrays(6)
+    opt = fastoptim.SGD(params, lr=0.1, momentum=0.9, state_dtype="int8")
+    g = [np.ones(p.shape, np.float32) for p in params]
+    g[2] = np.asfortranarray(g[2])
+    opt.step(g)
+    before = [p.copy() for p in params]
+    state = {k: [b.copy() for b in bufs] for k, bufs in opt._state.items()}
+    bad = [gi.copy() for gi in g]
+    bad[2] = np.ones((90, 70), np.float32)
+    with pytest.raises(ValueError):
+        opt.step(bad)
+    assert all(np.array_equal(a, b) for a, b in zip(params, before))
+    for k, bufs in opt._state.items():
+        assert all(np.array_equal(a, b) for a, b in zip(bufs, state[k]))
+
+
+def test_the_unsigned_code_is_for_the_buffers_kept_nonnegative():
+    """The registry's nonnegative buffers are these, and the float32 steps keep them >= 0
+    (a signed buffer stored with the unsigned code would lose its sign)."""
+    from fastoptim._registry import KERNELS
+    assert {(k.name, s.name) for k in KERNELS.values() for s in k.states if s.nonnegative} \
+        == {("rmsprop", "square_avg"), ("adam", "exp_avg_sq"), ("adam", "max_exp_avg_sq"),
+            ("adagrad", "state_sum"), ("adamax", "exp_inf"), ("radam", "exp_avg_sq"),
+            ("nadam", "exp_avg_sq"), ("rprop", "step_size"), ("adadelta", "square_avg"),
+            ("adadelta", "acc_delta")}
+    rng = np.random.default_rng(9)
+    for name, _, opts in GENERIC_INT8:
+        opt = getattr(fastoptim, name)([rng.standard_normal(300).astype(np.float32)], **opts)
+        for _ in range(5):
+            opt.step([rng.standard_normal(300).astype(np.float32)])
+        for key, bufs in opt._state.items():
+            if not signed_buffer(opt, key):
+                assert np.all(bufs[0] >= 0), (name, key)

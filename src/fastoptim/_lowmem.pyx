@@ -11,7 +11,8 @@ from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_lion_coefficients, fo_lm_lion_bf16,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
-                                       fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode)
+                                       fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
+                                       fo_lm_q8_decode, fo_lm_q8_encode)
 
 cnp.import_array()
 
@@ -99,6 +100,33 @@ def bf16_encode(src, dst):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>src)
     with nogil:
         fo_lm_bf16_encode(a, b, n)
+
+
+def q8_decode(codes, absmax, code, dst):
+    """``dst[:] = code[codes] * absmax`` (one absmax per block of 256) for uint8 ``codes``,
+    float32 ``absmax``, the 256 float32 code values ``code`` and float32 ``dst`` of the codes'
+    size, contiguous: no validation (the caller's arrays)."""
+    cdef const uint8_t* c = <const uint8_t*>_data(codes)    # IN
+    cdef const float* a = <const float*>_data(absmax)        # IN
+    cdef const float* k = <const float*>_data(code)          # IN
+    cdef float* d = <float*>_data(dst)                       # OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>codes)
+    with nogil:
+        fo_lm_q8_decode(c, a, k, d, n)
+
+
+def q8_encode(src, codes, absmax, bucket, int shift, int zero, bint is_signed):
+    """float32 ``src`` to uint8 ``codes`` (its size) and float32 ``absmax`` (one per block of
+    256), :func:`fastoptim.lowmem.quantize_blockwise`'s rule; ``bucket``, ``shift``, ``zero``
+    from :func:`fastoptim.lowmem.code_tables` for the signed code (``is_signed``) or the
+    unsigned one. Contiguous arrays: no validation (the caller's arrays)."""
+    cdef const float* s = <const float*>_data(src)           # IN
+    cdef uint8_t* c = <uint8_t*>_data(codes)                 # OUT
+    cdef float* a = <float*>_data(absmax)                    # OUT
+    cdef const int32_t* b = <const int32_t*>_data(bucket)    # IN
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>src)
+    with nogil:
+        fo_lm_q8_encode(s, c, a, n, b, shift, <uint8_t>zero, is_signed)
 
 
 def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coefficients,

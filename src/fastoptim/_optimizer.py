@@ -70,7 +70,7 @@ class Optimizer:
     * ``_extra_kinds``: the validation kind of each hyperparameter the kernels do not have
       (Adagrad's ``initial_accumulator_value``);
     * :meth:`_functional` when the class's hyperparameters are not the kernel's by name
-      (Adam's ``betas``), and :meth:`_new_states` when a buffer does not start at zero;
+      (Adam's ``betas``), and :meth:`_state_fill` when a buffer does not start at zero;
     * for a rule that is not a registry kernel (LAMB, Muon): ``_elementwise = False``,
       :meth:`_plan` returning a :class:`fastoptim._rule.Rule` in place of the kernel call,
       and :meth:`_apply_bucket`, which steps one bucket of arrays.
@@ -161,10 +161,21 @@ class Optimizer:
 
     def _new_states(self, name: str, params: List[np.ndarray], hyper: dict
                     ) -> List[np.ndarray]:
-        """One zeroed buffer per parameter (its shape, dtype and layout), all views of one
-        aligned buffer (:func:`fastoptim.arena.zeros_like_all`): a step over many arrays
-        then touches fewer memory pages, and runs as fast as on one flat array."""
-        return _arena.zeros_like_all(params)
+        """One buffer per parameter (its shape, dtype and layout) at :meth:`_state_fill`,
+        all views of one aligned buffer (:func:`fastoptim.arena.zeros_like_all`): a step
+        over many arrays then touches fewer memory pages, and runs as fast as on one flat
+        array."""
+        states = _arena.zeros_like_all(params)
+        fill = self._state_fill(name, hyper)
+        if fill != 0:
+            for state in states:
+                state.fill(fill)
+        return states
+
+    def _state_fill(self, name: str, hyper: dict) -> float:
+        """The value a new state buffer ``name`` starts at: 0 (Adagrad: its
+        ``initial_accumulator_value``)."""
+        return 0.0
 
     # ---- public --------------------------------------------------------------------------
     @property

@@ -73,12 +73,15 @@ class State:
     """A state buffer. ``enabled_by`` is ``None`` for a buffer the kernel always updates, or
     a condition on the hyperparameters (see :func:`holds`): the name of a flag
     (``"amsgrad"``) or ``"<name> > 0"`` for a positive real one (``"momentum > 0"``).
+    ``nonnegative``: the formula keeps the buffer ``>= 0`` (squared averages, sums of squares,
+    step sizes), so ``state_dtype="int8"`` stores it with the unsigned 8-bit code.
     ``deprecated`` is an old functional keyword name that still works for one release, with
     a ``DeprecationWarning``."""
 
     name: str
     enabled_by: Optional[str] = None
     deprecated: Optional[str] = None
+    nonnegative: bool = False   # the kernel keeps it >= 0: 8-bit state uses the unsigned code
 
     def enabled(self, hyper: Dict[str, object]) -> bool:
         """Whether this buffer takes part in a call with hyperparameters ``hyper``."""
@@ -468,7 +471,7 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         )),
     Kernel(
         name="rmsprop", function="rmsprop_step", inputs=("param", "grad"),
-        states=(State("square_avg"), State("momentum_buffer", "momentum > 0"),
+        states=(State("square_avg", nonnegative=True), State("momentum_buffer", "momentum > 0"),
                 State("grad_avg", "centered")),
         coefficients=(("lr", F), ("grad_sign", F), ("weight_decay", F), ("alpha", F),
                       ("one_minus_alpha", F), ("eps", F), ("momentum", F), ("eps_root", F)),
@@ -509,7 +512,8 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         optional_coefficients=("eps_root",)),
     Kernel(
         name="adam", function="adam_step", inputs=("param", "grad"),
-        states=(State("exp_avg"), State("exp_avg_sq"), State("max_exp_avg_sq", "amsgrad")),
+        states=(State("exp_avg"), State("exp_avg_sq", nonnegative=True),
+                State("max_exp_avg_sq", "amsgrad", nonnegative=True)),
         coefficients=(("grad_sign", F), ("weight_decay", F), ("param_scale", F), ("beta1", F),
                       ("one_minus_beta1", F), ("beta2", F), ("one_minus_beta2", F),
                       ("step_size", F), ("inv_bias_correction2_sqrt", F), ("eps", F),
@@ -567,7 +571,7 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         optional_coefficients=("eps_root",)),
     Kernel(
         name="adagrad", function="adagrad_step", inputs=("param", "grad"),
-        states=(State("state_sum"),),
+        states=(State("state_sum", nonnegative=True),),
         coefficients=(("clr", F), ("grad_sign", F), ("weight_decay", F), ("eps", F)),
         coefficient_args=("step", "lr", "lr_decay", "weight_decay", "eps", "maximize"),
         hyperparameters=(Hyper("step", "step_count"), Hyper("lr", "nonnegative", 1e-2),
@@ -605,7 +609,7 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         )),
     Kernel(
         name="adamax", function="adamax_step", inputs=("param", "grad"),
-        states=(State("exp_avg"), State("exp_inf")),
+        states=(State("exp_avg"), State("exp_inf", nonnegative=True)),
         coefficients=(("grad_sign", F), ("weight_decay", F), ("beta1", F),
                       ("one_minus_beta1", F), ("beta2", F), ("eps", F), ("step_size", F)),
         coefficient_args=("step", "lr", "beta1", "beta2", "eps", "weight_decay", "maximize"),
@@ -633,7 +637,7 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         )),
     Kernel(
         name="radam", function="radam_step", inputs=("param", "grad"),
-        states=(State("exp_avg"), State("exp_avg_sq")),
+        states=(State("exp_avg"), State("exp_avg_sq", nonnegative=True)),
         coefficients=(("grad_sign", F), ("weight_decay", F), ("param_scale", F), ("beta1", F),
                       ("one_minus_beta1", F), ("beta2", F), ("one_minus_beta2", F),
                       ("bias_correction1", F), ("lr", F), ("rectify", "bint"), ("rect", F),
@@ -666,7 +670,7 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         )),
     Kernel(
         name="rprop", function="rprop_step", inputs=("param", "grad"),
-        states=(State("prev"), State("step_size")),
+        states=(State("prev"), State("step_size", nonnegative=True)),
         coefficients=(("grad_sign", F), ("lr", F), ("etaminus", F), ("etaplus", F),
                       ("step_size_min", F), ("step_size_max", F), ("first_step", "bint")),
         coefficient_args=("step", "lr", "etaminus", "etaplus", "step_size_min",
@@ -749,7 +753,7 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         )),
     Kernel(
         name="nadam", function="nadam_step", inputs=("param", "grad"),
-        states=(State("exp_avg"), State("exp_avg_sq")),
+        states=(State("exp_avg"), State("exp_avg_sq", nonnegative=True)),
         coefficients=(("grad_sign", F), ("weight_decay", F), ("param_scale", F), ("beta1", F),
                       ("one_minus_beta1", F), ("beta2", F), ("one_minus_beta2", F),
                       ("bias_correction2", F), ("eps", F), ("grad_coef", F),
@@ -790,7 +794,7 @@ KERNELS: Dict[str, Kernel] = {k.name: k for k in (
         )),
     Kernel(
         name="adadelta", function="adadelta_step", inputs=("param", "grad"),
-        states=(State("square_avg"), State("acc_delta")),
+        states=(State("square_avg", nonnegative=True), State("acc_delta", nonnegative=True)),
         coefficients=(("lr", F), ("grad_sign", F), ("weight_decay", F), ("rho", F),
                       ("one_minus_rho", F), ("eps", F)),
         coefficient_args=("lr", "rho", "eps", "weight_decay", "maximize"),

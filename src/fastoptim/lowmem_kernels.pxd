@@ -64,6 +64,14 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
     # n bfloat16 bits -> float32; float32 -> bfloat16 bits, round to nearest even
     void fo_lm_bf16_decode(const uint16_t* src, float* dst, Py_ssize_t n) noexcept
     void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) noexcept
+    # n values of a blockwise 8-bit state (codes; absmax: one per block of 256) -> float32;
+    # float32 -> codes and absmax (bucket, shift, zero: fastoptim.lowmem.code_tables of the
+    # signed code, is_signed 1, or of the unsigned one)
+    void fo_lm_q8_decode(const uint8_t* codes, const float* absmax, const float* code,
+                         float* dst, Py_ssize_t n) noexcept
+    void fo_lm_q8_encode(const float* src, uint8_t* codes, float* absmax, Py_ssize_t n,
+                         const int32_t* bucket, int shift, uint8_t zero,
+                         int is_signed) noexcept
     int fo_lm_select(int level) noexcept
     int fo_lm_level() noexcept
     int fo_lm_supported(int level) noexcept

@@ -204,6 +204,23 @@ static const fo_lm_encode_fn fo_lm_encode_table[FO_LM_LEVELS] = {
 #endif
 };
 
+typedef void (*fo_lm_q8_decode_fn)(const uint8_t*, const float*, const float*, float*,
+                                   Py_ssize_t);
+typedef void (*fo_lm_q8_encode_fn)(const float*, uint8_t*, float*, Py_ssize_t, const int32_t*,
+                                   int, uint8_t, int);
+static const fo_lm_q8_decode_fn fo_lm_q8_decode_table[FO_LM_LEVELS] = {
+    fo_lm_q8_decode_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_q8_decode_range_l1, fo_lm_q8_decode_range_l2, fo_lm_q8_decode_range_l3,
+#endif
+};
+static const fo_lm_q8_encode_fn fo_lm_q8_encode_table[FO_LM_LEVELS] = {
+    fo_lm_q8_encode_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_q8_encode_range_l1, fo_lm_q8_encode_range_l2, fo_lm_q8_encode_range_l3,
+#endif
+};
+
 /* 0: baseline, 1: AVX2 + FMA, 2: AVX-512 F/VL/BW/DQ, 3: level 2 + AVX512-BF16; -1 until
    chosen (the best, on first use) */
 static int fo_lm_level_ = -1;
@@ -269,6 +286,22 @@ static void fo_lm_bf16_decode(const uint16_t* src, float* dst, Py_ssize_t n) {
 
 static void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) {
     fo_lm_encode_table[fo_lm_level()](src, dst, n);
+}
+
+/* n values of a blockwise 8-bit state (codes, one absmax per FO_Q8_BLOCK block from the
+   first, code: the 256 code values) to float32, and float32 to codes and absmax
+   (fastoptim.lowmem.quantize_blockwise's rule; bucket, shift, zero: code_tables' for the
+   signed code (is_signed 1) or the unsigned one), single-threaded (a cache-sized chunk of
+   whole blocks) */
+static void fo_lm_q8_decode(const uint8_t* codes, const float* absmax, const float* code,
+                            float* dst, Py_ssize_t n) {
+    fo_lm_q8_decode_table[fo_lm_level()](codes, absmax, code, dst, n);
+}
+
+static void fo_lm_q8_encode(const float* src, uint8_t* codes, float* absmax, Py_ssize_t n,
+                            const int32_t* bucket, int shift, uint8_t zero, int is_signed) {
+    fo_lm_q8_encode_table[fo_lm_level()](src, codes, absmax, n, bucket, shift, zero,
+                                         is_signed);
 }
 
 /* Lion with a bfloat16 moment over n elements, on `threads` OpenMP threads. */
@@ -939,6 +972,111 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
             FO_QNAME(q8_flush16)(prev, j, &ms, &vs);
 }
 #endif
+
+/* ---- blockwise 8-bit state <-> float32 scratch (the generic 8-bit state of the
+   element-wise classes, fastoptim.optimizers._state_dtype): n values from their codes (code:
+   the 256 code values) and one absmax per block of FO_Q8_BLOCK, and back
+   (fastoptim.lowmem.quantize_blockwise's rule: absmax the NaN-propagating maximum of |x|, a
+   NaN stored as the quiet NaN; each value the nearest code of (x * pre) * (1 / (absmax *
+   pre)); absmax 0 the zero code, NaN index 0). Full blocks in vectors at levels >= 1 (the
+   8-bit Adam loops' search: q8_scale, requantize_chunk8/16), partial ones in scalars. */
+FO_QINLINE void FO_QNAME(q8_decode_block)(const uint8_t* FO_RESTRICT codes, float absmax,
+                                          const float* FO_RESTRICT code,
+                                          float* FO_RESTRICT dst, Py_ssize_t len) {
+    Py_ssize_t j = 0;
+#if FO_LM_VEC >= 2
+    const __m512 a16 = _mm512_set1_ps(absmax);
+    for (; j + 16 <= len; j += 16) {
+        __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(codes + j)));
+        _mm512_storeu_ps(dst + j, _mm512_mul_ps(_mm512_i32gather_ps(idx, code, 4), a16));
+    }
+#elif FO_LM_VEC
+    const __m256 a8 = _mm256_set1_ps(absmax);
+    for (; j + 8 <= len; j += 8) {
+        __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(codes + j)));
+        _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_i32gather_ps(code, idx, 4), a8));
+    }
+#endif
+    for (; j < len; j++)
+        dst[j] = code[codes[j]] * absmax;
+}
+
+FO_QTARGET static void FO_QNAME(q8_decode_range)(const uint8_t* FO_RESTRICT codes,
+                                                 const float* FO_RESTRICT absmax,
+                                                 const float* FO_RESTRICT code,
+                                                 float* FO_RESTRICT dst, Py_ssize_t n) {
+    for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++)
+        FO_QNAME(q8_decode_block)(codes + lo, absmax[b], code, dst + lo,
+                                  n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK);
+}
+
+/* one block of len <= FO_Q8_BLOCK values to codes and its absmax */
+FO_QINLINE void FO_QNAME(q8_encode_block)(const float* FO_RESTRICT src,
+                                          uint8_t* FO_RESTRICT codes,
+                                          float* FO_RESTRICT absmax, Py_ssize_t len,
+                                          const int32_t* FO_RESTRICT bucket, int shift,
+                                          uint8_t zero, int is_signed) {
+    float pre, inv;
+#if FO_LM_VEC >= 2
+    if (len == FO_Q8_BLOCK) {
+        const FO_QNAME(q8_search16) s = FO_QNAME(q8_search16_of)(bucket, shift);
+        __m512i acc = _mm512_setzero_si512();
+        for (int j = 0; j < FO_Q8_BLOCK; j += 16)
+            acc = FO_QNAME(absmax16)(acc, _mm512_loadu_ps(src + j));
+        int live = FO_QNAME(q8_scale)(FO_QNAME(hmax16)(acc), absmax, codes, src, bucket, shift,
+                                      zero, &pre, &inv);
+        if (live)
+            for (int j = 0; j < FO_Q8_BLOCK; j += 16)
+                FO_QNAME(requantize_chunk16)(codes + j, _mm512_loadu_ps(src + j), pre, inv,
+                                             live > 1, is_signed, &s);
+        return;
+    }
+#elif FO_LM_VEC
+    if (len == FO_Q8_BLOCK) {
+        const FO_QNAME(q8_search8) s = FO_QNAME(q8_search8_of)(bucket, shift);
+        __m256i acc = _mm256_setzero_si256();
+        for (int j = 0; j < FO_Q8_BLOCK; j += 8)
+            acc = FO_QNAME(absmax8)(acc, _mm256_loadu_ps(src + j));
+        int live = FO_QNAME(q8_scale)(FO_QNAME(hmax8)(acc), absmax, codes, src, bucket, shift,
+                                      zero, &pre, &inv);
+        if (live)
+            for (int j = 0; j < FO_Q8_BLOCK; j += 8)
+                FO_QNAME(requantize_chunk8)(codes + j, _mm256_loadu_ps(src + j), pre, inv,
+                                            live > 1, is_signed, &s);
+        return;
+    }
+#endif
+    (void)is_signed;
+    float a = 0.0f;
+    for (Py_ssize_t j = 0; j < len; j++)
+        a = FO_QNAME(q8_max)(a, fabsf(src[j]));
+    a = FO_QNAME(q8_absmax)(a);
+    *absmax = a;
+    if (a > 0) {
+        pre = FO_Q8_PRESCALE(a);
+        inv = 1.0f / (a * pre);
+        for (Py_ssize_t j = 0; j < len; j++)
+            codes[j] = FO_QNAME(q8_index)(bucket, shift, (src[j] * pre) * inv);
+    } else {
+        memset(codes, a == 0 ? zero : 0, (size_t)len);
+    }
+}
+
+FO_QTARGET static void FO_QNAME(q8_encode_range)(const float* FO_RESTRICT src,
+                                                 uint8_t* FO_RESTRICT codes,
+                                                 float* FO_RESTRICT absmax, Py_ssize_t n,
+                                                 const int32_t* FO_RESTRICT bucket, int shift,
+                                                 uint8_t zero, int is_signed) {
+    for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
+        Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
+        if (is_signed)
+            FO_QNAME(q8_encode_block)(src + lo, codes + lo, absmax + b, len, bucket, shift,
+                                      zero, 1);
+        else
+            FO_QNAME(q8_encode_block)(src + lo, codes + lo, absmax + b, len, bucket, shift,
+                                      zero, 0);
+    }
+}
 
 FO_QINLINE void FO_QNAME(adam_q8_loop)(float* param, const float* grad, uint8_t* exp_avg,
                                         float* m_absmax, uint8_t* exp_avg_sq,

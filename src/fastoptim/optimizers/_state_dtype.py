@@ -7,17 +7,20 @@ accepts ``state_dtype``:
   as before (a named float dtype must be every parameter's);
 * one of the class's ``_compressed`` kinds: ``"bfloat16"`` (moments stored as
   ``ml_dtypes.bfloat16``, computed in float32) or ``"int8"`` (bitsandbytes' blockwise 8-bit
-  code, one float32 absmax per block of 256; arrays under 4,096 elements keep float32
-  moments) -- float32 parameters only.
+  code, one float32 absmax per block of 256, the signed code or, for a buffer the formula
+  keeps ``>= 0`` (the registry's ``State.nonnegative``), the unsigned one; arrays under
+  4,096 elements keep float32 state) -- float32 parameters only.
 
-Adam's and Lion's compressed moments step through :mod:`fastoptim.lowmem`'s fused kernels,
-one call per array; the other element-wise classes' ``"bfloat16"`` state steps through the
-class's own float32 kernel, chunk by chunk (:meth:`StateDtype._apply_bucket_bf16`). The
-rest (groups, ``None`` gradients, ``skip_nonfinite``, schedules, every check before anything
-is written, ``state_dict`` with the codes and scales as NumPy arrays, checkpoints) is the
-base class's. The state names are the float ones (``exp_avg``, ``exp_avg_sq``) holding the
-codes, plus ``exp_avg_absmax`` and ``exp_avg_sq_absmax`` (the per-block scales) for
-``"int8"``; an array that keeps float32 moments under ``"int8"`` has empty scales.
+The kinds in a class's ``_fused`` step through :mod:`fastoptim.lowmem`'s fused kernels, one
+call per array (Adam's bfloat16 and int8, Lion's bfloat16); the others (the *generic*
+state) step through the class's own float32 kernel, chunk by chunk
+(:meth:`StateDtype._apply_bucket_chunked`). The rest (groups, ``None`` gradients,
+``skip_nonfinite``, schedules, every check before anything is written, ``state_dict`` with
+the codes and scales as NumPy arrays, checkpoints) is the base class's. The state names are
+the float ones (``exp_avg``, ``exp_avg_sq``, ``momentum_buffer``) holding the values or
+codes, plus ``<name>_absmax`` (the per-block scales) for ``"int8"``; an array that keeps
+float32 state under ``"int8"`` has empty scales. The int8 codes are 1-D, in the
+parameter's memory order.
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ FLOAT_KINDS = ("float32", "float64")
 # 256 KiB (at most three: RMSprop centered with momentum) stay in the L2 cache; measured
 # best of 16384, 65536 and 262144 (bench/state_dtype.py: SGD 29.1, 24.0, 27.8 ms at 3e7)
 CHUNK = 65536
-_SCALES = {"exp_avg": "exp_avg_absmax", "exp_avg_sq": "exp_avg_sq_absmax"}
+_BLOCK = 256                # fastoptim.lowmem.BLOCK (CHUNK is a multiple of it)
+_SCALE = "_absmax"          # the int8 state's per-block scales of a buffer: <name>_absmax
 
 
 def _backend_name(impl) -> str:
@@ -47,14 +51,15 @@ def _backend_name(impl) -> str:
 
 class StateDtype:
     """The ``state_dtype`` option (module docstring). A subclass sets ``_compressed`` (the
-    compressed kinds it has) and either ``_moments`` (its float state names) with
-    :meth:`_lowmem_state` and :meth:`_lowmem_step` (a fused kernel of fastoptim.lowmem), or
-    nothing more for the generic ``"bfloat16"`` of a registry kernel (``_moments`` empty):
-    every state buffer stored as bfloat16, stepped chunk by chunk by the class's own float32
-    kernel on a float32 copy of the chunk's state (:data:`CHUNK` elements, in cache), which
-    is rounded back to nearest even."""
+    compressed kinds it has); for those of them in ``_fused``, ``_moments`` (its float state
+    names) with :meth:`_lowmem_state` and :meth:`_lowmem_step` (a fused kernel of
+    fastoptim.lowmem). The other kinds are generic, for any registry kernel: every state
+    buffer stored compressed, stepped chunk by chunk by the class's own float32 kernel on a
+    float32 copy of the chunk's state (:data:`CHUNK` elements, in cache), which is stored
+    back (bfloat16: rounded to nearest even; int8: requantized, block by block)."""
 
     _compressed: tuple = ()
+    _fused: tuple = ()
     _moments: tuple = ()
     _state_dtype: Optional[str] = None
 
@@ -91,16 +96,20 @@ class StateDtype:
     # ---- the base class's hooks -----------------------------------------------------------
     @property
     def _is_generic(self) -> bool:
-        return self._is_compressed and not self._moments
+        return self._is_compressed and self._state_dtype not in self._fused
 
     def _plan(self, hyper: dict):
         kernel, call, slots, values = super()._plan(hyper)
-        if not self._is_compressed or self._is_generic:
+        if not self._is_compressed:
+            return kernel, call, slots, values
+        if self._is_generic:
+            if self._state_dtype == "int8":     # each buffer, then its scales
+                slots = tuple(x for s in slots for x in (s, None if s is None else s + _SCALE))
             return kernel, call, slots, values
         self._check_compressible(type(self).__name__, hyper)
         slots = self._moments
         if self._state_dtype == "int8":
-            slots = tuple(s for m in self._moments for s in (m, _SCALES[m]))
+            slots = tuple(s for m in self._moments for s in (m, m + _SCALE))
         return kernel, call, slots, values
 
     def _new_states(self, name: str, params: List[np.ndarray], hyper: dict
@@ -114,9 +123,22 @@ class StateDtype:
                                  f"parameters, got a {p.dtype} array of shape {p.shape}")
         if not self._is_compressed:
             return super()._new_states(name, params, hyper)
-        if self._is_generic:                # the class's initial values, rounded
+        if self._is_generic and kind == "bfloat16":     # the class's initial values, rounded
             from ..lowmem import bfloat16
             return [b.astype(bfloat16) for b in super()._new_states(name, params, hyper)]
+        if self._is_generic:                # int8: the initial values quantized
+            from .. import lowmem
+            scales = name.endswith(_SCALE)
+            base = name[:-len(_SCALE)] if scales else name
+            signed = not _nonnegative(self._plan(hyper)[0], base)
+            out = []
+            for p, b in zip(params, super()._new_states(base, params, hyper)):
+                if p.size < lowmem.MIN_8BIT_SIZE:
+                    out.append(np.zeros(0, np.float32) if scales else b)
+                else:
+                    codes, absmax = lowmem.quantize_blockwise(b, signed)
+                    out.append(absmax if scales else codes)
+            return out
         out = []
         for p in params:
             state = self._lowmem_state(p, kind)
@@ -128,7 +150,7 @@ class StateDtype:
         if not self._is_compressed:
             return super()._apply_bucket(impl, group, t, lr, idx, grads)
         if self._is_generic:
-            return self._apply_bucket_bf16(impl, group, t, lr, idx, grads)
+            return self._apply_bucket_chunked(impl, group, t, lr, idx, grads)
         backend = _backend_name(impl)
         hyper = self._functional(group.hyper)
         for i in idx:
@@ -136,41 +158,49 @@ class StateDtype:
                      if name in self._moments or self._state[name][i].size}
             self._lowmem_step(self._params[i], grads[i], state, t, lr, hyper, backend)
 
-    def _apply_bucket_bf16(self, impl, group, t: int, lr: float, idx: Sequence[int],
-                           grads: list) -> None:
-        """The generic bfloat16 state: per array, per chunk of :data:`CHUNK` elements, the
-        state decoded into float32 scratch, the class's kernel run on the chunk (the
-        coefficients computed once), the state rounded back to nearest even. One thread:
-        a chunk moves too little memory for threads to pay, and Python threads over the
-        chunks were slower (measured: 41 ms against 28 for SGD at 3e7 on 2 cores)."""
-        from .. import _lowmem
-        decode, encode = _lowmem.bf16_decode, _lowmem.bf16_encode
+    def _apply_bucket_chunked(self, impl, group, t: int, lr: float, idx: Sequence[int],
+                              grads: list) -> None:
+        """The generic compressed state: per array, per chunk of :data:`CHUNK` elements (whole
+        blocks of 256), the state decoded into float32 scratch, the class's kernel run on the
+        chunk (the coefficients computed once), the state encoded back (:func:`_codecs`). An
+        int8 array under ``MIN_8BIT_SIZE`` (float32 state) runs the kernel on its state
+        directly. One thread: a chunk moves too little memory for threads to pay, and Python
+        threads over the chunks were slower (measured: 41 ms against 28 for bfloat16 SGD at
+        3e7 on 2 cores)."""
+        kind = self._state_dtype
         scalars = self._scalars
         carried = [values[idx[0]] for values in scalars.values()]
         c = group.coefficients(t, lr, carried)
-        slots = group.slots
+        slots = group.slots[::2] if kind == "int8" else group.slots
+        codecs = _codecs(kind, group.kernel, slots)
         size = min(CHUNK, max(self._params[i].size for i in idx))
         scratch = [None if s is None else np.empty(size, np.float32) for s in slots]
         for i in idx:
-            p = self._params[i]
+            p, key = self._params[i], [self._keys[i]]
+            if kind == "int8" and any(s is not None and self._state[s][i].dtype == p.dtype
+                                      for s in slots):       # float32 state: no codec
+                self._run_kernel(impl, group, t, lr, c, carried, [p], [grads[i]],
+                                 [None if s is None else [self._state[s][i]] for s in slots],
+                                 key)
+                continue
             order = "F" if p.ndim > 1 and p.flags.f_contiguous and not p.flags.c_contiguous \
                 else "C"
             flat_p, flat_g = p.reshape(-1, order=order), grads[i].reshape(-1, order=order)
-            flat_s = [None if s is None else
-                      self._state[s][i].reshape(-1, order=order).view(np.uint16)
+            held = [None if s is None else self._state[s][i] for s in slots]
+            scales = [None if s is None or kind != "int8" else self._state[s + _SCALE][i]
                       for s in slots]
             for lo in range(0, flat_p.size, CHUNK):
                 hi = min(flat_p.size, lo + CHUNK)
                 work = [None if b is None else b[:hi - lo] for b in scratch]
-                for w, s in zip(work, flat_s):
+                for w, h, a, codec in zip(work, held, scales, codecs):
                     if w is not None:
-                        decode(s[lo:hi], w)
+                        codec.decode(h, a, lo, hi, w, order)
                 self._run_kernel(impl, group, t, lr, c, carried, [flat_p[lo:hi]],
                                  [flat_g[lo:hi]], [None if w is None else [w] for w in work],
-                                 [self._keys[i]])
-                for w, s in zip(work, flat_s):
+                                 key)
+                for w, h, a, codec in zip(work, held, scales, codecs):
                     if w is not None:
-                        encode(w, s[lo:hi])
+                        codec.encode(w, h, a, lo, hi, order)
         if scalars:
             self._store_scalars(idx, c.carried())
 
@@ -180,3 +210,50 @@ class StateDtype:
     def _lowmem_step(self, param, grad, state, t: int, lr: float, hyper: dict,
                      backend: str) -> None:
         raise NotImplementedError
+
+
+def _nonnegative(kernel: str, name: str) -> bool:
+    """Whether the registry says kernel ``kernel`` keeps state ``name`` ``>= 0``."""
+    from .._registry import kernel as entry
+    return any(st.name == name and st.nonnegative for st in entry(kernel).states)
+
+
+class _Bf16Codec:
+    """bfloat16 state (the parameter's shape) <-> a float32 chunk, compiled."""
+
+    def __init__(self) -> None:
+        from .. import _lowmem
+        self._decode, self._encode = _lowmem.bf16_decode, _lowmem.bf16_encode
+
+    def decode(self, held, scales, lo, hi, out, order) -> None:
+        self._decode(held.reshape(-1, order=order).view(np.uint16)[lo:hi], out)
+
+    def encode(self, work, held, scales, lo, hi, order) -> None:
+        self._encode(work, held.reshape(-1, order=order).view(np.uint16)[lo:hi])
+
+
+class _Int8Codec:
+    """Blockwise 8-bit state (1-D codes in memory order, one absmax per block of 256) <-> a
+    float32 chunk of whole blocks, compiled, with the signed or the unsigned code."""
+
+    def __init__(self, signed: bool) -> None:
+        from .. import _lowmem, lowmem
+        t = lowmem.code_tables()
+        k = 0 if signed else 1
+        self._code, self._signed = lowmem.dynamic_map(signed), signed
+        self._bucket, self._shift, self._zero = t[6 + k], t[8 + k], t[4 + k]
+        self._decode, self._encode = _lowmem.q8_decode, _lowmem.q8_encode
+
+    def decode(self, held, scales, lo, hi, out, order) -> None:
+        self._decode(held[lo:hi], scales[lo // _BLOCK:], self._code, out)
+
+    def encode(self, work, held, scales, lo, hi, order) -> None:
+        self._encode(work, held[lo:hi], scales[lo // _BLOCK:-(-hi // _BLOCK)], self._bucket,
+                     self._shift, self._zero, self._signed)
+
+
+def _codecs(kind: str, kernel: str, slots) -> list:
+    """One codec per slot (``None`` for an unused one) of the generic ``kind`` state."""
+    if kind == "bfloat16":
+        return [None if s is None else _Bf16Codec() for s in slots]
+    return [None if s is None else _Int8Codec(not _nonnegative(kernel, s)) for s in slots]

@@ -143,6 +143,7 @@ class Adam(HalfParams, StateDtype, Optimizer):
 
     _kernels = ("adam",)
     _compressed = ("bfloat16", "int8")
+    _fused = ("bfloat16", "int8")
     _moments = ("exp_avg", "exp_avg_sq")
     # checkpoints of fastoptim 0.1 lack these hyperparameters: the class's value then
     _ADDED_HYPERPARAMETERS = {"decoupled_weight_decay": False, "eps_root": 0.0}
