@@ -502,3 +502,121 @@ def test_lion_bfloat16_special_values_match_the_reference(level, n):
     assert np.array_equal(bits(p), bits(ref_p))
     assert np.array_equal(bits(m), bits(ref_m))
     assert np.any((ref_m.view(np.uint16)[8:-8] & 0x7f80) == 0)    # subnormals kept
+
+
+# ---- SGD with momentum, bfloat16 buffer -----------------------------------------------------
+def run_momentum(n, backend, steps=12, **hyper):
+    param = np.random.default_rng(3).standard_normal(n).astype(np.float32)
+    state = lm.momentum_state(param)
+    for t, g in enumerate(grads(n, steps, 4), start=1):
+        lm.momentum_lowmem_step(param, g, state, lr=1e-2, backend=backend, **hyper)
+    return param, state
+
+
+MOMENTUM_OPTIONS = [dict(), dict(nesterov=True, weight_decay=0.1),
+                    dict(dampening=0.9, momentum=0.9, maximize=True), dict(momentum=0.0)]
+
+
+@pytest.mark.parametrize("hyper", MOMENTUM_OPTIONS, ids=lambda o: ",".join(o) or "default")
+@pytest.mark.parametrize("n", SIZES_BF16)
+def test_momentum_bfloat16_matches_the_reference_bit_for_bit(level, n, hyper):
+    ref_p, ref_s = run_momentum(n, "numpy", **hyper)
+    assert ref_s["momentum_buffer"].dtype == BF16
+    for backend in ("cython", "numba"):
+        p, s = run_momentum(n, backend, **hyper)
+        assert np.array_equal(bits(p), bits(ref_p)), backend
+        assert np.array_equal(bits(s["momentum_buffer"]), bits(ref_s["momentum_buffer"])), \
+            backend
+
+
+def test_momentum_bfloat16_is_momentum_step_up_to_the_buffer_rounding(rng):
+    """Each step: fastoptim.momentum_step on the rounded buffer gives the same parameters,
+    and its buffer rounded is the stored one."""
+    param = rng.standard_normal(1000).astype(np.float32)
+    p2, v2 = param.copy(), np.zeros_like(param)
+    state = lm.momentum_state(param)
+    for t in range(5):
+        grad = rng.standard_normal(1000).astype(np.float32)
+        lm.momentum_lowmem_step(param, grad, state, lr=1e-2, momentum=0.9, nesterov=True)
+        fastoptim.momentum_step(p2, grad, v2, lr=1e-2, momentum=0.9, nesterov=True)
+        assert np.array_equal(param, p2)
+        assert np.array_equal(state["momentum_buffer"], v2.astype(BF16))
+        v2[...] = v2.astype(BF16).astype(np.float32)
+    assert lm.state_nbytes(state) == 2 * param.size
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_momentum_result_does_not_depend_on_the_thread_count(kind):
+    n = 200_001
+    out = []
+    for threads in (1, 2):
+        with _num_threads(threads):
+            param = np.linspace(-1, 1, n).astype(np.float32)
+            if kind == "bfloat16":
+                state = lm.momentum_state(param)
+                for g in grads(n, 3, 5):
+                    lm.momentum_lowmem_step(param, g, state, lr=1e-2, nesterov=True)
+                out.append((param, state["momentum_buffer"]))
+            else:
+                opt = fastoptim.SGD([param], lr=1e-2, momentum=0.9, state_dtype="int8")
+                for g in grads(n, 3, 5):
+                    opt.step([g])
+                out.append((param, opt._state["momentum_buffer"][0]))
+    assert np.array_equal(bits(out[0][0]), bits(out[1][0]))
+    assert np.array_equal(bits(out[0][1]), bits(out[1][1]))
+
+
+class _num_threads:
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.before = fastoptim.get_num_threads()
+        fastoptim.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        fastoptim.set_num_threads(self.before)
+
+
+def test_momentum_refuses_bad_input_before_anything_changes(rng):
+    param = rng.standard_normal(100).astype(np.float32)
+    state = lm.momentum_state(param)
+    before = param.copy()
+    for kwargs, error in ((dict(grad=np.ones(99, np.float32)), ValueError),
+                          (dict(lr=-1.0), ValueError), (dict(dampening=1.5), ValueError),
+                          (dict(nesterov=True, dampening=0.5), ValueError),
+                          (dict(momentum=float("nan")), ValueError),
+                          (dict(grad=param), ValueError), (dict(backend="x"), ValueError)):
+        args = dict(grad=np.ones(100, np.float32), lr=0.1)
+        args.update(kwargs)
+        with pytest.raises(error, match="momentum_lowmem_step"):
+            lm.momentum_lowmem_step(param, args.pop("grad"), state, **args)
+    with pytest.raises(ValueError, match="not int8 codes"):
+        lm.momentum_lowmem_step(param, np.ones(100, np.float32),
+                                {"momentum_buffer": np.zeros(100, np.uint8)}, lr=0.1)
+    with pytest.raises(ValueError, match="state_dtype must be one of"):
+        lm.momentum_state(param, "int8")
+    assert np.array_equal(param, before) and not state["momentum_buffer"].astype(np.float32).any()
+
+
+@pytest.mark.parametrize("n", [48, 48 + 5])
+def test_momentum_bfloat16_special_values_match_the_reference(level, n):
+    """NaN and inf gradients, overflow, subnormal buffers: at every SIMD level, in the vector
+    body and the tail, bit for bit with the NumPy reference."""
+    grad = np.full(n, 1e-39, np.float32)            # a subnormal buffer
+    special = [0.0, -0.0, np.nan, -np.inf, np.inf, 3e38, -1e-40, 0.5]
+    grad[:8] = special
+    grad[-8:] = special
+    out = []
+    for backend in ("numpy", "cython"):
+        param = np.linspace(-1, 1, n).astype(np.float32)
+        state = lm.momentum_state(param)
+        with np.errstate(all="ignore"):
+            for _ in range(3):
+                lm.momentum_lowmem_step(param, grad, state, lr=1e-2, momentum=0.9,
+                                        nesterov=True, backend=backend)
+        out.append((param, state["momentum_buffer"]))
+    (ref_p, ref_v), (p, v) = out
+    assert np.array_equal(bits(p), bits(ref_p))
+    assert np.array_equal(bits(v), bits(ref_v))
+    assert np.any((ref_v.view(np.uint16)[8:-8] & 0x7f80) == 0)    # subnormals kept

@@ -9,6 +9,7 @@ cimport numpy as cnp
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
 from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_lion_coefficients, fo_lm_lion_bf16,
+                                       fo_lm_momentum_coefficients, fo_lm_momentum_bf16,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
                                        fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
@@ -80,6 +81,20 @@ def lion_bf16(param, grad, exp_avg, tuple coefficients, int threads=1):
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
     with nogil:
         fo_lm_lion_bf16(p, g, m, n, &c, threads)
+
+
+def momentum_bf16(param, grad, momentum_buffer, tuple coefficients, int threads=1):
+    """One SGD-with-momentum step with a bfloat16 buffer (viewed as uint16), in place.
+    ``coefficients``: lr, grad_sign, weight_decay, momentum, 1 - dampening, nesterov."""
+    cdef fo_lm_momentum_coefficients c
+    (c.lr, c.grad_sign, c.weight_decay, c.momentum, c.one_minus_dampening,
+     c.nesterov) = coefficients
+    cdef float* p = <float*>_data(param)                    # IN/OUT
+    cdef const float* g = <const float*>_data(grad)         # IN
+    cdef uint16_t* v = <uint16_t*>_data(momentum_buffer)    # IN/OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    with nogil:
+        fo_lm_momentum_bf16(p, g, v, n, &c, threads)
 
 
 def bf16_decode(src, dst):

@@ -45,7 +45,7 @@ __all__ = ["BLOCK", "MIN_8BIT_SIZE", "STATE_DTYPES", "dynamic_map", "code_tables
            "quantize_blockwise", "dequantize_blockwise", "adam_state", "restore_state",
            "state_kind",
            "state_nbytes", "adam_lowmem_step", "reference_adam_step", "lion_state",
-           "lion_lowmem_step", "LowMemAdam",
+           "lion_lowmem_step", "momentum_state", "momentum_lowmem_step", "LowMemAdam",
            "LowMemAdamW"]
 
 BLOCK = 256
@@ -241,8 +241,12 @@ def restore_state(arrays) -> Dict[str, np.ndarray]:
 
 
 def state_kind(state) -> str:
-    """``"float32"``, ``"float64"``, ``"bfloat16"`` or ``"int8"``: what the arrays hold."""
-    m = state["exp_avg"]
+    """``"float32"``, ``"float64"``, ``"bfloat16"`` or ``"int8"``: what the arrays hold
+    (Adam's and Lion's ``exp_avg``, SGD's ``momentum_buffer``)."""
+    return _kind_of(state["momentum_buffer" if "momentum_buffer" in state else "exp_avg"])
+
+
+def _kind_of(m: np.ndarray) -> str:
     if m.dtype == np.uint8:
         return "int8"
     if m.dtype == bfloat16:
@@ -319,8 +323,8 @@ def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> tupl
         raise ValueError(f"{f}: grad has shape {grad.shape}, param {param.shape}")
     if not hasattr(state, "keys") or any(name not in state for name in names):
         raise TypeError(f"{f}: state must be a dict of the moments {names} (adam_state, "
-                        f"lion_state)")
-    kind = state_kind(state)
+                        f"lion_state, momentum_state)")
+    kind = _kind_of(state[names[0]])
     if param.dtype != np.float32 and kind in ("bfloat16", "int8"):
         raise ValueError(f"{f}: {kind} state needs float32 param, got {param.dtype}")
     if not param.flags.writeable:
@@ -540,6 +544,83 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
         from . import _lowmem
         threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
         _lowmem.lion_bf16(p, g, m, c, threads)
+
+
+# ---- SGD with momentum ---------------------------------------------------------------------
+def momentum_state(param: np.ndarray, state_dtype: str = "bfloat16") -> Dict[str, np.ndarray]:
+    """A new (zero) momentum state: ``momentum_buffer`` as 1-D bfloat16 (float32
+    parameters), or of the parameters' shape and float dtype (``"float32"`` /
+    ``"float64"``)."""
+    if state_dtype not in ("float32", "float64", "bfloat16"):
+        raise ValueError(f"momentum_state: state_dtype must be one of ('float32', 'float64', "
+                         f"'bfloat16'), got {state_dtype!r}")
+    return {"momentum_buffer": adam_state(param, state_dtype)["exp_avg"]}
+
+
+def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray],
+                         *, lr: float, momentum: float = 0.9, dampening: float = 0.0,
+                         nesterov: bool = False, weight_decay: float = 0.0,
+                         maximize: bool = False, backend: str = "auto") -> None:
+    r"""One SGD-with-momentum step (:func:`fastoptim.momentum_step`'s formula) with its
+    buffer stored as bfloat16 (:func:`momentum_state`), computed in float32, in place.
+
+    .. math::
+
+        g \leftarrow \pm\,\text{grad} + \lambda\,\theta, \quad
+        v \leftarrow \mu\, v + (1 - \tau)\, g, \quad
+        \theta \leftarrow \theta - \text{lr}\,(g + \mu v) \text{ (Nesterov) or }
+        \theta - \text{lr}\; v
+
+    with :math:`v` stored rounded to nearest even (the update reads the unrounded one). A
+    float state runs :func:`fastoptim.momentum_step`.
+    """
+    f = "momentum_lowmem_step"
+    _validation.nonnegative(f, "lr", lr)
+    _validation.nonnegative(f, "momentum", momentum)
+    _validation.unit_interval(f, "dampening", dampening)
+    _validation.flag(f, "nesterov", nesterov)
+    _validation.nonnegative(f, "weight_decay", weight_decay)
+    _validation.flag(f, "maximize", maximize)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(f"{f}: nesterov needs momentum > 0 and dampening == 0, got "
+                         f"momentum={momentum}, dampening={dampening}")
+    if backend not in BACKENDS:
+        raise ValueError(f"{f}: backend must be one of {BACKENDS}, got {backend!r}")
+    if not hasattr(state, "keys") or "momentum_buffer" not in state:
+        raise TypeError(f"{f}: state must be a dict from momentum_state (momentum_buffer)")
+    kind = _kind_of(state["momentum_buffer"]) if isinstance(state["momentum_buffer"],
+                                                           np.ndarray) else None
+    if kind == "int8":
+        raise ValueError(f"{f}: the fused step keeps a bfloat16 or float buffer, not int8 "
+                         f"codes (SGD(state_dtype='int8') steps them chunk by chunk)")
+    if kind != "bfloat16":
+        from .optimizers.sgd import momentum_step
+        momentum_step(param, grad, state["momentum_buffer"], lr=lr, momentum=momentum,
+                      dampening=dampening, nesterov=nesterov, weight_decay=weight_decay,
+                      maximize=maximize, backend=backend)
+        return
+    _, p, g, arrays = _validate(param, grad, state, ("momentum_buffer",), f)
+    c = (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(momentum),
+         1.0 - float(dampening), int(bool(nesterov)))
+    buf = arrays[0]
+    if backend == "numpy":
+        lr_, gs, wd, mu, omd = (np.float32(x) for x in c[:5])
+        d = gs * g
+        if wd != 0:
+            d = d + wd * p
+        v = mu * buf.astype(np.float32) + omd * d
+        step = d + mu * v if nesterov else v
+        new_p = p - lr_ * step
+        buf[...] = v.astype(bfloat16)
+        p[...] = new_p
+    elif backend == "numba":
+        from .numba_kernels import lowmem as nb
+        nb.momentum_bf16_kernel(p, g, buf.view(np.uint16), np.array(c[:5], np.float32),
+                                bool(nesterov))
+    else:
+        from . import _lowmem
+        threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
+        _lowmem.momentum_bf16(p, g, buf, c, threads)
 
 
 # ---- classes --------------------------------------------------------------------------------

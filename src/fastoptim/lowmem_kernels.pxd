@@ -28,6 +28,13 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
         float eps
         float m_bound                   # C_t: |m| <= C_t sqrt(v) (the zero-gradient trap)
 
+    ctypedef struct fo_lm_momentum_coefficients:
+        float lr
+        float grad_sign
+        float weight_decay              # L2, added to the gradient
+        float momentum
+        float one_minus_dampening
+        int nesterov
     ctypedef struct fo_lm_lion_coefficients:
         float lr
         float grad_sign
@@ -61,6 +68,9 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
     # IN/OUT param, exp_avg (bfloat16 bits); IN grad, c
     void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
                          const fo_lm_lion_coefficients* c, int threads) noexcept
+    # IN/OUT param, buf (bfloat16 bits); IN grad, c
+    void fo_lm_momentum_bf16(float* param, const float* grad, uint16_t* buf, Py_ssize_t n,
+                             const fo_lm_momentum_coefficients* c, int threads) noexcept
     # n bfloat16 bits -> float32; float32 -> bfloat16 bits, round to nearest even
     void fo_lm_bf16_decode(const uint16_t* src, float* dst, Py_ssize_t n) noexcept
     void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) noexcept

@@ -91,6 +91,12 @@ typedef struct {
         one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps, m_bound;
 } fo_lm_adam_coefficients;
 
+/* SGD with momentum's per-call scalars (fastoptim.lowmem.momentum_lowmem_step) */
+typedef struct {
+    float lr, grad_sign, weight_decay, momentum, one_minus_dampening;
+    int nesterov;
+} fo_lm_momentum_coefficients;
+
 /* Lion's per-call scalars (fastoptim.lowmem._lion_coefficients) */
 typedef struct {
     float lr, grad_sign, weight_decay, beta1, one_minus_beta1, beta2, one_minus_beta2;
@@ -186,6 +192,16 @@ static const fo_lm_q8_fn fo_lm_q8_table[FO_LM_LEVELS] = {
     fo_lm_adam_q8_range_l0,
 #if FO_LM_DISPATCH
     fo_lm_adam_q8_range_l1, fo_lm_adam_q8_range_l2, fo_lm_adam_q8_range_l3,
+#endif
+};
+
+typedef void (*fo_lm_momentum_fn)(float*, const float*, uint16_t*, Py_ssize_t,
+                                  const fo_lm_momentum_coefficients*);
+static const fo_lm_momentum_fn fo_lm_momentum_table[FO_LM_LEVELS] = {
+    fo_lm_momentum_bf16_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_momentum_bf16_range_l1, fo_lm_momentum_bf16_range_l2,
+    fo_lm_momentum_bf16_range_l3,
 #endif
 };
 
@@ -302,6 +318,21 @@ static void fo_lm_q8_encode(const float* src, uint8_t* codes, float* absmax, Py_
                             const int32_t* bucket, int shift, uint8_t zero, int is_signed) {
     fo_lm_q8_encode_table[fo_lm_level()](src, codes, absmax, n, bucket, shift, zero,
                                          is_signed);
+}
+
+/* SGD with momentum, its buffer bfloat16, over n elements, on `threads` OpenMP threads. */
+static void fo_lm_momentum_bf16(float* param, const float* grad, uint16_t* buf, Py_ssize_t n,
+                                const fo_lm_momentum_coefficients* c, int threads) {
+    fo_lm_momentum_fn f = fo_lm_momentum_table[fo_lm_level()];
+    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
+    if (threads < 1 || chunks < 2)
+        threads = 1;
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (Py_ssize_t k = 0; k < chunks; k++) {
+        Py_ssize_t lo = k * FO_LM_CHUNK;
+        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
+        f(param + lo, grad + lo, buf + lo, len, c);
+    }
 }
 
 /* Lion with a bfloat16 moment over n elements, on `threads` OpenMP threads. */
@@ -534,6 +565,56 @@ FO_QTARGET static void FO_QNAME(lion_bf16_range)(float* param, const float* grad
         FO_QNAME(lion_bf16_loop)(param, grad, exp_avg, n, &k, 1);
     else
         FO_QNAME(lion_bf16_loop)(param, grad, exp_avg, n, &k, 0);
+}
+
+/* SGD with momentum (csrc/momentum.h's formula) with its buffer stored as bfloat16:
+   d = grad_sign*g (+ weight_decay*p), v = momentum*v + (1-dampening)*d (stored rounded to
+   nearest even), p = p - lr*(nesterov ? d + momentum*v : v) with v unrounded */
+FO_QINLINE void FO_QNAME(momentum_bf16_loop)(float* FO_RESTRICT param,
+                                              const float* FO_RESTRICT grad,
+                                              uint16_t* FO_RESTRICT buf, Py_ssize_t n,
+                                              const fo_lm_momentum_coefficients* FO_RESTRICT c,
+                                              int use_wd, int nesterov) {
+    Py_ssize_t i = 0;
+#if FO_LM_VEC >= 2
+    const __m512 lr = _mm512_set1_ps(c->lr), gs = _mm512_set1_ps(c->grad_sign);
+    const __m512 wd = _mm512_set1_ps(c->weight_decay), mu = _mm512_set1_ps(c->momentum);
+    const __m512 omd = _mm512_set1_ps(c->one_minus_dampening);
+    for (; i + 16 <= n; i += 16) {
+        __m512 p = _mm512_loadu_ps(param + i);
+        __m512 d = _mm512_mul_ps(gs, _mm512_loadu_ps(grad + i));
+        if (use_wd)
+            d = _mm512_add_ps(d, _mm512_mul_ps(wd, p));
+        __m512 v = _mm512_add_ps(_mm512_mul_ps(mu, FO_QNAME(bf16_load16)(buf + i)),
+                                 _mm512_mul_ps(omd, d));
+        FO_QNAME(bf16_store16)(buf + i, v);
+        __m512 step = nesterov ? _mm512_add_ps(d, _mm512_mul_ps(mu, v)) : v;
+        _mm512_storeu_ps(param + i, _mm512_sub_ps(p, _mm512_mul_ps(lr, step)));
+    }
+#endif
+    for (; i < n; i++) {
+        float p = param[i];
+        float d = use_wd ? c->grad_sign * grad[i] + c->weight_decay * p
+                         : c->grad_sign * grad[i];
+        float v = c->momentum * FO_QNAME(bf16_load)(buf[i]) + c->one_minus_dampening * d;
+        buf[i] = FO_QNAME(bf16_store)(v);
+        param[i] = p - c->lr * (nesterov ? d + c->momentum * v : v);
+    }
+}
+
+FO_QTARGET static void FO_QNAME(momentum_bf16_range)(float* param, const float* grad,
+                                                      uint16_t* buf, Py_ssize_t n,
+                                                      const fo_lm_momentum_coefficients* c) {
+    fo_lm_momentum_coefficients k = *c;
+    int w = k.weight_decay != 0;
+    if (w && k.nesterov)
+        FO_QNAME(momentum_bf16_loop)(param, grad, buf, n, &k, 1, 1);
+    else if (w)
+        FO_QNAME(momentum_bf16_loop)(param, grad, buf, n, &k, 1, 0);
+    else if (k.nesterov)
+        FO_QNAME(momentum_bf16_loop)(param, grad, buf, n, &k, 0, 1);
+    else
+        FO_QNAME(momentum_bf16_loop)(param, grad, buf, n, &k, 0, 0);
 }
 
 /* bfloat16 state <-> float32 scratch (the generic bfloat16 state of the element-wise

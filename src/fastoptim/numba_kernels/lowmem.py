@@ -172,3 +172,21 @@ def lion_bf16_kernel(param, grad, exp_avg, c):
                 u = e
             exp_avg[i] = _bf16_store(c[5] * m + c[6] * d)
             param[i] = p - c[0] * (u + c[2] * p if use_wd else u)
+
+
+@jit
+def momentum_bf16_kernel(param, grad, momentum_buffer, c, nesterov):
+    """SGD with momentum with a bfloat16 buffer (uint16 bit view), in place; ``c``: lr,
+    grad_sign, weight_decay, momentum, 1 - dampening (float32)."""
+    n = param.size
+    use_wd = c[2] != 0
+    chunks = (n + _CHUNK - 1) // _CHUNK
+    for k in prange(chunks):
+        lo = k * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        for i in range(lo, hi):
+            p = param[i]
+            d = c[1] * grad[i] + c[2] * p if use_wd else c[1] * grad[i]
+            v = c[3] * _bf16_load(momentum_buffer[i]) + c[4] * d
+            momentum_buffer[i] = _bf16_store(v)
+            param[i] = p - c[0] * (d + c[3] * v if nesterov else v)

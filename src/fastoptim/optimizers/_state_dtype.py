@@ -12,7 +12,7 @@ accepts ``state_dtype``:
   4,096 elements keep float32 state) -- float32 parameters only.
 
 The kinds in a class's ``_fused`` step through :mod:`fastoptim.lowmem`'s fused kernels, one
-call per array (Adam's bfloat16 and int8, Lion's bfloat16); the others (the *generic*
+call per array (Adam's bfloat16 and int8, Lion's and SGD's bfloat16); the others (the *generic*
 state) step through the class's own float32 kernel, chunk by chunk
 (:meth:`StateDtype._apply_bucket_chunked`). The rest (groups, ``None`` gradients,
 ``skip_nonfinite``, schedules, every check before anything is written, ``state_dict`` with
@@ -100,7 +100,7 @@ class StateDtype:
 
     def _plan(self, hyper: dict):
         kernel, call, slots, values = super()._plan(hyper)
-        if not self._is_compressed:
+        if not self._is_compressed or not any(slots):     # no state (SGD without momentum)
             return kernel, call, slots, values
         if self._is_generic:
             if self._state_dtype == "int8":     # each buffer, then its scales
@@ -147,7 +147,7 @@ class StateDtype:
 
     def _apply_bucket(self, impl, group, t: int, lr: float, idx: Sequence[int],
                       grads: list) -> None:
-        if not self._is_compressed:
+        if not self._is_compressed or not any(group.slots):
             return super()._apply_bucket(impl, group, t, lr, idx, grads)
         if self._is_generic:
             return self._apply_bucket_chunked(impl, group, t, lr, idx, grads)

@@ -124,17 +124,20 @@ class SGD(StateDtype, Optimizer):
         state, step count) but :attr:`skipped_steps` (torch's ``found_inf``, optax's
         ``apply_if_finite``). Costs one read-only pass over the gradients.
     state_dtype : {None, "float32", "float64", "bfloat16", "int8"}, default None
-        How the state is stored (keyword-only). ``None``: the parameters' dtype.
-        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
-        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
-        rounded to nearest even after it. ``"int8"``: every state buffer as bitsandbytes'
-        blockwise 8-bit code (about 1.03 bytes per element: one code each, one float32
-        absmax per block of 256; the unsigned code for a buffer kept ``>= 0``), stepped the
-        same way and requantized after it; arrays under 4,096 elements keep float32 state.
+        How the momentum buffer is stored (keyword-only; ``momentum == 0`` has none).
+        ``None``: the parameters' dtype. ``"bfloat16"`` (float32 parameters): 2 bytes per
+        element, computed in float32 and stored rounded to nearest even, in one fused pass
+        (:func:`fastoptim.lowmem.momentum_lowmem_step`). ``"int8"``: bitsandbytes'
+        blockwise signed 8-bit code (about 1.02 bytes per element: one code each, one
+        float32 absmax per block of 256), the step computed in float32 by the momentum
+        kernel chunk by chunk in cache and requantized after it; arrays under 4,096
+        elements keep float32 state.
     """
 
     _kernels = ("sgd", "momentum")
     _compressed = ("bfloat16", "int8")
+    _fused = ("bfloat16",)
+    _moments = ("momentum_buffer",)
 
     def __init__(self, params: Params, lr: LR, momentum: float = 0.0, dampening: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0, maximize: bool = False,
@@ -148,3 +151,14 @@ class SGD(StateDtype, Optimizer):
     @classmethod
     def _choose(cls, hyper):
         return "momentum" if hyper["momentum"] > 0.0 else "sgd"
+
+    def _lowmem_state(self, param, kind):
+        from .. import lowmem
+        return lowmem.momentum_state(param, kind)
+
+    def _lowmem_step(self, param, grad, state, t, lr, hyper, backend):
+        from .. import lowmem
+        lowmem.momentum_lowmem_step(param, grad, state, lr=lr, momentum=hyper["momentum"],
+                                    dampening=hyper["dampening"], nesterov=hyper["nesterov"],
+                                    weight_decay=hyper["weight_decay"],
+                                    maximize=hyper["maximize"], backend=backend)
