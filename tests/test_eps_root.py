@@ -272,9 +272,9 @@ def test_classes_validate_eps_root_at_construction(name):
 
 # ---- eps_root = 0 is the kernel as it was, bit for bit ----------------------------------------
 def weighted_square(w, d, backend):
-    """``(1-beta)*d*d`` as each backend groups it: C ``ewa_of(avg, d*d)``, Numba left to
-    right (bitwise different, both correct)."""
-    return w * d * d if backend == "numba" else w * (d * d)
+    """``(1-beta)*d*d`` as every backend groups it: ``(1-beta) * (d*d)`` (C's
+    ``ewa_of(avg, d*d)``; the Numba twins group it the same way)."""
+    return w * (d * d)
 
 
 def old_adam(p, g, m, v, step, backend):

@@ -620,3 +620,96 @@ def test_momentum_bfloat16_special_values_match_the_reference(level, n):
     assert np.array_equal(bits(p), bits(ref_p))
     assert np.array_equal(bits(v), bits(ref_v))
     assert np.any((ref_v.view(np.uint16)[8:-8] & 0x7f80) == 0)    # subnormals kept
+
+
+# ---- RMSprop, bfloat16 buffers --------------------------------------------------------------
+RMSPROP_OPTIONS = [dict(), dict(centered=True, momentum=0.9, weight_decay=0.1),
+                   dict(momentum=0.5, maximize=True, alpha=0.9),
+                   dict(centered=True, eps=0.0, eps_root=1e-8),
+                   dict(eps_root=1e-6, momentum=0.9)]
+
+
+def run_rmsprop(n, backend, grad_list, **hyper):
+    param = np.random.default_rng(3).standard_normal(n).astype(np.float32)
+    state = lm.rmsprop_state(param, momentum=hyper.get("momentum", 0) > 0,
+                             centered=hyper.get("centered", False))
+    with np.errstate(all="ignore"):
+        for g in grad_list:
+            lm.rmsprop_lowmem_step(param, g, state, lr=1e-2, backend=backend, **hyper)
+    return param, state
+
+
+@pytest.mark.parametrize("hyper", RMSPROP_OPTIONS, ids=lambda o: ",".join(o) or "default")
+@pytest.mark.parametrize("n", SIZES_BF16)
+def test_rmsprop_bfloat16_matches_the_reference_bit_for_bit(level, n, hyper):
+    gs = grads(n, 12, 6)
+    ref_p, ref_s = run_rmsprop(n, "numpy", gs, **hyper)
+    assert all(a.dtype == BF16 for a in ref_s.values())
+    for backend in ("cython", "numba"):
+        p, s = run_rmsprop(n, backend, gs, **hyper)
+        assert np.array_equal(bits(p), bits(ref_p)), backend
+        for key in ref_s:
+            assert np.array_equal(bits(s[key]), bits(ref_s[key])), (backend, key)
+
+
+@pytest.mark.parametrize("n", [48, 48 + 5])
+def test_rmsprop_bfloat16_special_values_match_the_reference(level, n):
+    """NaN and inf gradients, overflow, subnormal buffers, a zero gradient over eps = 0 with
+    eps_root: at every SIMD level, in the vector body and the tail."""
+    grad = np.full(n, 1e-39, np.float32)
+    special = [0.0, -0.0, np.nan, -np.inf, np.inf, 3e38, -1e-40, 0.5]
+    grad[:8] = special
+    grad[-8:] = special
+    hyper = dict(centered=True, momentum=0.9, alpha=0.5)
+    ref = run_rmsprop(n, "numpy", [grad] * 3, **hyper)
+    out = run_rmsprop(n, "cython", [grad] * 3, **hyper)
+    assert np.array_equal(bits(out[0]), bits(ref[0]))
+    for key in ref[1]:
+        assert np.array_equal(bits(out[1][key]), bits(ref[1][key])), key
+
+
+def test_rmsprop_bfloat16_is_rmsprop_step_up_to_the_buffer_rounding(rng):
+    param = rng.standard_normal(1000).astype(np.float32)
+    p2 = param.copy()
+    s2, b2, a2 = (np.zeros_like(param) for _ in range(3))
+    state = lm.rmsprop_state(param, momentum=True, centered=True)
+    for t in range(5):
+        grad = rng.standard_normal(1000).astype(np.float32)
+        lm.rmsprop_lowmem_step(param, grad, state, momentum=0.9, centered=True)
+        fastoptim.rmsprop_step(p2, grad, s2, momentum=0.9, momentum_buffer=b2, centered=True,
+                               grad_avg=a2)
+        assert np.array_equal(param, p2)
+        for key, ref in (("square_avg", s2), ("momentum_buffer", b2), ("grad_avg", a2)):
+            assert np.array_equal(state[key], ref.astype(BF16))
+            ref[...] = ref.astype(BF16).astype(np.float32)
+
+
+def test_rmsprop_refuses_bad_input_before_anything_changes(rng):
+    param = rng.standard_normal(100).astype(np.float32)
+    state = lm.rmsprop_state(param, momentum=True)
+    before = param.copy()
+    for kwargs, error in ((dict(grad=np.ones(99, np.float32)), ValueError),
+                          (dict(lr=-1.0), ValueError), (dict(alpha=1.5), ValueError),
+                          (dict(eps=0.0), ValueError), (dict(eps=1e-50), ValueError),
+                          (dict(momentum=0.0), TypeError),        # state has a buffer
+                          (dict(centered=True), TypeError),       # state has no grad_avg
+                          (dict(grad=param), ValueError), (dict(backend="x"), ValueError)):
+        args = dict(grad=np.ones(100, np.float32), momentum=0.9)
+        args.update(kwargs)
+        with pytest.raises(error, match="rmsprop_lowmem_step"):
+            lm.rmsprop_lowmem_step(param, args.pop("grad"), state, **args)
+    assert np.array_equal(param, before)
+    assert not any(a.astype(np.float32).any() for a in state.values())
+    with pytest.raises(ValueError, match="state_dtype must be one of"):
+        lm.rmsprop_state(param, "int8")
+
+
+def test_rmsprop_result_does_not_depend_on_the_thread_count():
+    n = 200_001
+    out = []
+    for threads in (1, 2):
+        with _num_threads(threads):
+            out.append(run_rmsprop(n, "cython", grads(n, 3, 7), centered=True, momentum=0.9))
+    assert np.array_equal(bits(out[0][0]), bits(out[1][0]))
+    for key in out[0][1]:
+        assert np.array_equal(bits(out[0][1][key]), bits(out[1][1][key]))

@@ -275,8 +275,9 @@ GENERIC = [c for c in CLASS_CASES
            if "bfloat16" in getattr(fastoptim, c[0])._compressed
            and "bfloat16" not in getattr(fastoptim, c[0])._fused]
 # bfloat16 state == the float32 step with the state rounded: the generic classes, and the
-# fused steps without Adam's clamp (Lion, SGD with momentum)
-ROUNDED = GENERIC + [c for c in CLASS_CASES if c[0] in ("Lion", "SGD") and c not in GENERIC]
+# fused steps without Adam's clamp (Lion, SGD with momentum, RMSprop)
+ROUNDED = GENERIC + [c for c in CLASS_CASES
+                     if c[0] in ("Lion", "SGD", "RMSprop") and c not in GENERIC]
 # an array over two chunks plus a tail, a small one, a 2-D one in Fortran order
 GENERIC_SHAPES = [(2 * CHUNK + 517,), (33,), (40, 30)]
 
@@ -298,9 +299,9 @@ def round_states(opt):
 
 def test_every_element_wise_class_has_compressed_state():
     names = {c[0] for c in GENERIC}
-    assert {"RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop",
-            "ASGD"} <= names
-    assert fastoptim.SGD._fused == fastoptim.Lion._fused == ("bfloat16",)
+    assert {"Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop", "ASGD"} <= names
+    assert fastoptim.SGD._fused == fastoptim.Lion._fused == fastoptim.RMSprop._fused \
+        == ("bfloat16",)
     assert {"SGD", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop",
             "Lion"} == {c[0] for c in GENERIC_INT8}
 

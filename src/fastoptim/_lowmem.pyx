@@ -10,6 +10,7 @@ from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
 from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_lion_coefficients, fo_lm_lion_bf16,
                                        fo_lm_momentum_coefficients, fo_lm_momentum_bf16,
+                                       fo_lm_rmsprop_coefficients, fo_lm_rmsprop_bf16,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
                                        fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
@@ -95,6 +96,24 @@ def momentum_bf16(param, grad, momentum_buffer, tuple coefficients, int threads=
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
     with nogil:
         fo_lm_momentum_bf16(p, g, v, n, &c, threads)
+
+
+def rmsprop_bf16(param, grad, square_avg, momentum_buffer, grad_avg, tuple coefficients,
+                 int threads=1):
+    """One RMSprop step with bfloat16 buffers (viewed as uint16; ``momentum_buffer`` and
+    ``grad_avg`` may be ``None``), in place. ``coefficients``: lr, grad_sign, weight_decay,
+    alpha, 1 - alpha, eps, momentum, eps_root."""
+    cdef fo_lm_rmsprop_coefficients c
+    (c.lr, c.grad_sign, c.weight_decay, c.alpha, c.one_minus_alpha, c.eps, c.momentum,
+     c.eps_root) = coefficients
+    cdef float* p = <float*>_data(param)                    # IN/OUT
+    cdef const float* g = <const float*>_data(grad)         # IN
+    cdef uint16_t* s = <uint16_t*>_data(square_avg)         # IN/OUT
+    cdef uint16_t* b = NULL if momentum_buffer is None else <uint16_t*>_data(momentum_buffer)
+    cdef uint16_t* a = NULL if grad_avg is None else <uint16_t*>_data(grad_avg)  # IN/OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    with nogil:
+        fo_lm_rmsprop_bf16(p, g, s, b, a, n, &c, threads)
 
 
 def bf16_decode(src, dst):

@@ -45,7 +45,8 @@ __all__ = ["BLOCK", "MIN_8BIT_SIZE", "STATE_DTYPES", "dynamic_map", "code_tables
            "quantize_blockwise", "dequantize_blockwise", "adam_state", "restore_state",
            "state_kind",
            "state_nbytes", "adam_lowmem_step", "reference_adam_step", "lion_state",
-           "lion_lowmem_step", "momentum_state", "momentum_lowmem_step", "LowMemAdam",
+           "lion_lowmem_step", "momentum_state", "momentum_lowmem_step",
+           "rmsprop_state", "rmsprop_lowmem_step", "LowMemAdam",
            "LowMemAdamW"]
 
 BLOCK = 256
@@ -242,8 +243,11 @@ def restore_state(arrays) -> Dict[str, np.ndarray]:
 
 def state_kind(state) -> str:
     """``"float32"``, ``"float64"``, ``"bfloat16"`` or ``"int8"``: what the arrays hold
-    (Adam's and Lion's ``exp_avg``, SGD's ``momentum_buffer``)."""
-    return _kind_of(state["momentum_buffer" if "momentum_buffer" in state else "exp_avg"])
+    (Adam's and Lion's ``exp_avg``, RMSprop's ``square_avg``, SGD's ``momentum_buffer``)."""
+    for name in ("exp_avg", "square_avg", "momentum_buffer"):
+        if name in state:
+            return _kind_of(state[name])
+    raise KeyError("state_kind: no exp_avg, square_avg or momentum_buffer in the state")
 
 
 def _kind_of(m: np.ndarray) -> str:
@@ -323,7 +327,7 @@ def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> tupl
         raise ValueError(f"{f}: grad has shape {grad.shape}, param {param.shape}")
     if not hasattr(state, "keys") or any(name not in state for name in names):
         raise TypeError(f"{f}: state must be a dict of the moments {names} (adam_state, "
-                        f"lion_state, momentum_state)")
+                        f"lion_state, momentum_state, rmsprop_state)")
     kind = _kind_of(state[names[0]])
     if param.dtype != np.float32 and kind in ("bfloat16", "int8"):
         raise ValueError(f"{f}: {kind} state needs float32 param, got {param.dtype}")
@@ -621,6 +625,116 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
         from . import _lowmem
         threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
         _lowmem.momentum_bf16(p, g, buf, c, threads)
+
+
+# ---- RMSprop --------------------------------------------------------------------------------
+_RMSPROP_BUFFERS = ("square_avg", "momentum_buffer", "grad_avg")
+
+
+def rmsprop_state(param: np.ndarray, state_dtype: str = "bfloat16", *, momentum: bool = False,
+                  centered: bool = False) -> Dict[str, np.ndarray]:
+    """A new (zero) RMSprop state: ``square_avg``, plus ``momentum_buffer`` (``momentum``)
+    and ``grad_avg`` (``centered``), each 1-D bfloat16 (float32 parameters), or of the
+    parameters' shape and float dtype (``"float32"`` / ``"float64"``)."""
+    if state_dtype not in ("float32", "float64", "bfloat16"):
+        raise ValueError(f"rmsprop_state: state_dtype must be one of ('float32', 'float64', "
+                         f"'bfloat16'), got {state_dtype!r}")
+    names = [n for n, on in zip(_RMSPROP_BUFFERS, (True, momentum, centered)) if on]
+    return {name: adam_state(param, state_dtype)["exp_avg"] for name in names}
+
+
+def rmsprop_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], *,
+                        lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                        weight_decay: float = 0.0, momentum: float = 0.0,
+                        centered: bool = False, maximize: bool = False,
+                        eps_root: float = 0.0, backend: str = "auto") -> None:
+    r"""One RMSprop step (:func:`fastoptim.rmsprop_step`'s formula) with its buffers stored as
+    bfloat16 (:func:`rmsprop_state`), computed in float32, in place.
+
+    .. math::
+
+        g \leftarrow \pm\,\text{grad} + \lambda\,\theta, \quad
+        s \leftarrow \alpha s + (1-\alpha) g^2, \quad
+        a \leftarrow \alpha a + (1-\alpha) g \text{ (centered)}, \quad
+        \bar s = \sqrt{s - a^2 + \epsilon_{root}} + \epsilon \\
+        b \leftarrow \mu b + g / \bar s, \quad \theta \leftarrow \theta - \text{lr}\, b
+        \text{ (momentum) or } \theta \leftarrow \theta - \text{lr}\, g / \bar s
+
+    with each buffer stored rounded to nearest even (the update reads the unrounded values).
+    ``state`` holds ``momentum_buffer`` exactly when ``momentum > 0`` and ``grad_avg``
+    exactly when ``centered``. A float state runs :func:`fastoptim.rmsprop_step`.
+    """
+    f = "rmsprop_lowmem_step"
+    _validation.nonnegative(f, "lr", lr)
+    _validation.unit_interval(f, "alpha", alpha)
+    _validation.nonnegative(f, "eps", eps)
+    _validation.nonnegative(f, "weight_decay", weight_decay)
+    _validation.nonnegative(f, "momentum", momentum)
+    _validation.flag(f, "centered", centered)
+    _validation.flag(f, "maximize", maximize)
+    _validation.nonnegative(f, "eps_root", eps_root)
+    if eps == 0 and eps_root == 0:
+        raise ValueError(f"{f}: eps must be > 0 unless eps_root > 0 (with both 0 the "
+                         f"denominator is 0 on a zero gradient)")
+    for name, value in (("eps", eps), ("eps_root", eps_root)):
+        if value > 0:
+            _validation.eps_for_dtype(f, name, value, np.float32)
+    if backend not in BACKENDS:
+        raise ValueError(f"{f}: backend must be one of {BACKENDS}, got {backend!r}")
+    names = tuple(n for n, on in zip(_RMSPROP_BUFFERS, (True, momentum > 0, centered)) if on)
+    if not hasattr(state, "keys") or set(state) != set(names):
+        raise TypeError(f"{f}: state must be a dict from rmsprop_state with exactly {names} "
+                        f"(momentum={momentum}, centered={centered})")
+    kind = _kind_of(state["square_avg"]) if isinstance(state["square_avg"], np.ndarray) \
+        else None
+    if kind == "int8":
+        raise ValueError(f"{f}: the fused step keeps bfloat16 or float buffers, not int8 "
+                         f"codes (RMSprop(state_dtype='int8') steps them chunk by chunk)")
+    if kind != "bfloat16":
+        from .optimizers.rmsprop import rmsprop_step
+        rmsprop_step(param, grad, state["square_avg"], lr=lr, alpha=alpha, eps=eps,
+                     weight_decay=weight_decay, momentum=momentum,
+                     momentum_buffer=state.get("momentum_buffer"), centered=centered,
+                     grad_avg=state.get("grad_avg"), maximize=maximize, backend=backend,
+                     eps_root=eps_root)
+        return
+    _, p, g, arrays = _validate(param, grad, state, names, f)
+    bufs = dict(zip(names, arrays))
+    c = (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(alpha),
+         1.0 - float(alpha), float(eps), float(momentum), float(eps_root))
+    if backend == "numpy":
+        lr_, gs, wd, al, oma, eps_, mu, er = (np.float32(x) for x in c)
+        d = gs * g
+        if wd != 0:
+            d = d + wd * p
+        s = al * bufs["square_avg"].astype(np.float32) + oma * (d * d)
+        variance = s
+        if centered:
+            a = al * bufs["grad_avg"].astype(np.float32) + oma * d
+            variance = s - a * a
+        avg = np.sqrt(variance + er if er != 0 else variance) + eps_
+        if momentum > 0:
+            b = mu * bufs["momentum_buffer"].astype(np.float32) + d / avg
+            new_p = p - lr_ * b
+            bufs["momentum_buffer"][...] = b.astype(bfloat16)
+        else:
+            new_p = p - lr_ * d / avg
+        bufs["square_avg"][...] = s.astype(bfloat16)
+        if centered:
+            bufs["grad_avg"][...] = a.astype(bfloat16)
+        p[...] = new_p
+        return
+    bits = [None if bufs.get(n) is None else bufs[n].view(np.uint16) for n in _RMSPROP_BUFFERS]
+    if backend == "numba":
+        from .numba_kernels import lowmem as nb
+        empty = np.zeros(0, np.uint16)
+        nb.rmsprop_bf16_kernel(p, g, bits[0], empty if bits[1] is None else bits[1],
+                               empty if bits[2] is None else bits[2],
+                               np.array(c, np.float32), momentum > 0, bool(centered))
+    else:
+        from . import _lowmem
+        threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
+        _lowmem.rmsprop_bf16(p, g, *bits, c, threads)
 
 
 # ---- classes --------------------------------------------------------------------------------

@@ -35,6 +35,15 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
         float momentum
         float one_minus_dampening
         int nesterov
+    ctypedef struct fo_lm_rmsprop_coefficients:
+        float lr
+        float grad_sign
+        float weight_decay              # L2, added to the gradient
+        float alpha
+        float one_minus_alpha
+        float eps
+        float momentum
+        float eps_root                  # inside the square root
     ctypedef struct fo_lm_lion_coefficients:
         float lr
         float grad_sign
@@ -71,6 +80,11 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
     # IN/OUT param, buf (bfloat16 bits); IN grad, c
     void fo_lm_momentum_bf16(float* param, const float* grad, uint16_t* buf, Py_ssize_t n,
                              const fo_lm_momentum_coefficients* c, int threads) noexcept
+    # IN/OUT param, square_avg, momentum_buffer, grad_avg (bfloat16 bits; the last two NULL
+    # when unused); IN grad, c
+    void fo_lm_rmsprop_bf16(float* param, const float* grad, uint16_t* square_avg,
+                            uint16_t* momentum_buffer, uint16_t* grad_avg, Py_ssize_t n,
+                            const fo_lm_rmsprop_coefficients* c, int threads) noexcept
     # n bfloat16 bits -> float32; float32 -> bfloat16 bits, round to nearest even
     void fo_lm_bf16_decode(const uint16_t* src, float* dst, Py_ssize_t n) noexcept
     void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) noexcept

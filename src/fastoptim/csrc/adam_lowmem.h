@@ -97,6 +97,11 @@ typedef struct {
     int nesterov;
 } fo_lm_momentum_coefficients;
 
+/* RMSprop's per-call scalars (fastoptim.lowmem.rmsprop_lowmem_step) */
+typedef struct {
+    float lr, grad_sign, weight_decay, alpha, one_minus_alpha, eps, momentum, eps_root;
+} fo_lm_rmsprop_coefficients;
+
 /* Lion's per-call scalars (fastoptim.lowmem._lion_coefficients) */
 typedef struct {
     float lr, grad_sign, weight_decay, beta1, one_minus_beta1, beta2, one_minus_beta2;
@@ -202,6 +207,15 @@ static const fo_lm_momentum_fn fo_lm_momentum_table[FO_LM_LEVELS] = {
 #if FO_LM_DISPATCH
     fo_lm_momentum_bf16_range_l1, fo_lm_momentum_bf16_range_l2,
     fo_lm_momentum_bf16_range_l3,
+#endif
+};
+
+typedef void (*fo_lm_rmsprop_fn)(float*, const float*, uint16_t*, uint16_t*, uint16_t*,
+                                 Py_ssize_t, const fo_lm_rmsprop_coefficients*);
+static const fo_lm_rmsprop_fn fo_lm_rmsprop_table[FO_LM_LEVELS] = {
+    fo_lm_rmsprop_bf16_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_rmsprop_bf16_range_l1, fo_lm_rmsprop_bf16_range_l2, fo_lm_rmsprop_bf16_range_l3,
 #endif
 };
 
@@ -332,6 +346,25 @@ static void fo_lm_momentum_bf16(float* param, const float* grad, uint16_t* buf, 
         Py_ssize_t lo = k * FO_LM_CHUNK;
         Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
         f(param + lo, grad + lo, buf + lo, len, c);
+    }
+}
+
+/* RMSprop, its buffers bfloat16 (momentum_buffer, grad_avg NULL when unused), over n
+   elements, on `threads` OpenMP threads. */
+static void fo_lm_rmsprop_bf16(float* param, const float* grad, uint16_t* square_avg,
+                               uint16_t* momentum_buffer, uint16_t* grad_avg, Py_ssize_t n,
+                               const fo_lm_rmsprop_coefficients* c, int threads) {
+    fo_lm_rmsprop_fn f = fo_lm_rmsprop_table[fo_lm_level()];
+    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
+    if (threads < 1 || chunks < 2)
+        threads = 1;
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (Py_ssize_t k = 0; k < chunks; k++) {
+        Py_ssize_t lo = k * FO_LM_CHUNK;
+        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
+        f(param + lo, grad + lo, square_avg + lo,
+          momentum_buffer == NULL ? NULL : momentum_buffer + lo,
+          grad_avg == NULL ? NULL : grad_avg + lo, len, c);
     }
 }
 
@@ -615,6 +648,98 @@ FO_QTARGET static void FO_QNAME(momentum_bf16_range)(float* param, const float* 
         FO_QNAME(momentum_bf16_loop)(param, grad, buf, n, &k, 0, 1);
     else
         FO_QNAME(momentum_bf16_loop)(param, grad, buf, n, &k, 0, 0);
+}
+
+/* RMSprop (csrc/rmsprop.h's formula) with its buffers stored as bfloat16 (each rounded to
+   nearest even after its update; the update reads the unrounded values):
+   d = grad_sign*g (+ weight_decay*p), s = alpha*s + (1-alpha)*d*d,
+   centered: a = alpha*a + (1-alpha)*d, variance s - a*a; avg = sqrt(variance (+ eps_root)) + eps;
+   momentum: b = momentum*b + d/avg, p = p - lr*b; else p = p - lr*d/avg */
+FO_QINLINE void FO_QNAME(rmsprop_bf16_loop)(float* FO_RESTRICT param,
+                                             const float* FO_RESTRICT grad,
+                                             uint16_t* FO_RESTRICT square_avg,
+                                             uint16_t* FO_RESTRICT momentum_buffer,
+                                             uint16_t* FO_RESTRICT grad_avg, Py_ssize_t n,
+                                             const fo_lm_rmsprop_coefficients* FO_RESTRICT c,
+                                             int centered, int use_momentum) {
+    const int use_wd = c->weight_decay != 0, root = c->eps_root != 0;
+    Py_ssize_t i = 0;
+#if FO_LM_VEC >= 2
+    const __m512 lr = _mm512_set1_ps(c->lr), gs = _mm512_set1_ps(c->grad_sign);
+    const __m512 wd = _mm512_set1_ps(c->weight_decay), al = _mm512_set1_ps(c->alpha);
+    const __m512 oma = _mm512_set1_ps(c->one_minus_alpha), eps = _mm512_set1_ps(c->eps);
+    const __m512 mu = _mm512_set1_ps(c->momentum), er = _mm512_set1_ps(c->eps_root);
+    for (; i + 16 <= n; i += 16) {
+        __m512 p = _mm512_loadu_ps(param + i);
+        __m512 d = _mm512_mul_ps(gs, _mm512_loadu_ps(grad + i));
+        if (use_wd)
+            d = _mm512_add_ps(d, _mm512_mul_ps(wd, p));
+        __m512 s = _mm512_add_ps(_mm512_mul_ps(al, FO_QNAME(bf16_load16)(square_avg + i)),
+                                 _mm512_mul_ps(oma, _mm512_mul_ps(d, d)));
+        FO_QNAME(bf16_store16)(square_avg + i, s);
+        __m512 variance = s;
+        if (centered) {
+            __m512 a = _mm512_add_ps(_mm512_mul_ps(al, FO_QNAME(bf16_load16)(grad_avg + i)),
+                                     _mm512_mul_ps(oma, d));
+            FO_QNAME(bf16_store16)(grad_avg + i, a);
+            variance = _mm512_sub_ps(s, _mm512_mul_ps(a, a));
+        }
+        __m512 avg = _mm512_add_ps(
+            _mm512_sqrt_ps(root ? _mm512_add_ps(variance, er) : variance), eps);
+        if (use_momentum) {
+            __m512 b = _mm512_add_ps(_mm512_mul_ps(mu, FO_QNAME(bf16_load16)(momentum_buffer + i)),
+                                     _mm512_div_ps(d, avg));
+            FO_QNAME(bf16_store16)(momentum_buffer + i, b);
+            p = _mm512_sub_ps(p, _mm512_mul_ps(lr, b));
+        } else {
+            p = _mm512_sub_ps(p, _mm512_div_ps(_mm512_mul_ps(lr, d), avg));
+        }
+        _mm512_storeu_ps(param + i, p);
+    }
+#endif
+    for (; i < n; i++) {
+        float p = param[i];
+        float d = use_wd ? c->grad_sign * grad[i] + c->weight_decay * p
+                         : c->grad_sign * grad[i];
+        float s = c->alpha * FO_QNAME(bf16_load)(square_avg[i]) + c->one_minus_alpha * (d * d);
+        square_avg[i] = FO_QNAME(bf16_store)(s);
+        float variance = s;
+        if (centered) {
+            float a = c->alpha * FO_QNAME(bf16_load)(grad_avg[i]) + c->one_minus_alpha * d;
+            grad_avg[i] = FO_QNAME(bf16_store)(a);
+            variance = s - a * a;
+        }
+        float avg = root ? sqrtf(variance + c->eps_root) + c->eps : sqrtf(variance) + c->eps;
+        if (use_momentum) {
+            float b = c->momentum * FO_QNAME(bf16_load)(momentum_buffer[i]) + d / avg;
+            momentum_buffer[i] = FO_QNAME(bf16_store)(b);
+            param[i] = p - c->lr * b;
+        } else {
+            param[i] = p - c->lr * d / avg;
+        }
+    }
+}
+
+/* momentum_buffer, grad_avg: NULL when unused (momentum 0, not centered) */
+FO_QTARGET static void FO_QNAME(rmsprop_bf16_range)(float* param, const float* grad,
+                                                     uint16_t* square_avg,
+                                                     uint16_t* momentum_buffer,
+                                                     uint16_t* grad_avg, Py_ssize_t n,
+                                                     const fo_lm_rmsprop_coefficients* c) {
+    fo_lm_rmsprop_coefficients k = *c;
+    int centered = grad_avg != NULL, m = momentum_buffer != NULL;
+    if (centered && m)
+        FO_QNAME(rmsprop_bf16_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, &k,
+                                    1, 1);
+    else if (centered)
+        FO_QNAME(rmsprop_bf16_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, &k,
+                                    1, 0);
+    else if (m)
+        FO_QNAME(rmsprop_bf16_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, &k,
+                                    0, 1);
+    else
+        FO_QNAME(rmsprop_bf16_loop)(param, grad, square_avg, momentum_buffer, grad_avg, n, &k,
+                                    0, 0);
 }
 
 /* bfloat16 state <-> float32 scratch (the generic bfloat16 state of the element-wise

@@ -190,3 +190,34 @@ def momentum_bf16_kernel(param, grad, momentum_buffer, c, nesterov):
             v = c[3] * _bf16_load(momentum_buffer[i]) + c[4] * d
             momentum_buffer[i] = _bf16_store(v)
             param[i] = p - c[0] * (d + c[3] * v if nesterov else v)
+
+
+@jit
+def rmsprop_bf16_kernel(param, grad, square_avg, momentum_buffer, grad_avg, c, use_momentum,
+                        centered):
+    """RMSprop with bfloat16 buffers (uint16 bit views; the unused ones empty), in place;
+    ``c``: lr, grad_sign, weight_decay, alpha, 1 - alpha, eps, momentum, eps_root (float32)."""
+    n = param.size
+    use_wd = c[2] != 0
+    root = c[7] != 0
+    chunks = (n + _CHUNK - 1) // _CHUNK
+    for k in prange(chunks):
+        lo = k * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        for i in range(lo, hi):
+            p = param[i]
+            d = c[1] * grad[i] + c[2] * p if use_wd else c[1] * grad[i]
+            s = c[3] * _bf16_load(square_avg[i]) + c[4] * (d * d)
+            square_avg[i] = _bf16_store(s)
+            variance = s
+            if centered:
+                a = c[3] * _bf16_load(grad_avg[i]) + c[4] * d
+                grad_avg[i] = _bf16_store(a)
+                variance = s - a * a
+            avg = np.sqrt(variance + c[7]) + c[5] if root else np.sqrt(variance) + c[5]
+            if use_momentum:
+                b = c[6] * _bf16_load(momentum_buffer[i]) + d / avg
+                momentum_buffer[i] = _bf16_store(b)
+                param[i] = p - c[0] * b
+            else:
+                param[i] = p - c[0] * d / avg

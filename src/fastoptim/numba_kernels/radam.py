@@ -27,7 +27,7 @@ def radam_kernel(param, grad, exp_avg, exp_avg_sq, grad_sign, weight_decay, para
         p = param[i]
         d = direction(grad[i], p, grad_sign, weight_decay, use_wd)
         m = beta1 * exp_avg[i] + one_minus_beta1 * d
-        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * d * d
+        v = beta2 * exp_avg_sq[i] + one_minus_beta2 * (d * d)
         exp_avg[i] = m
         exp_avg_sq[i] = v
         u = m / bias_correction1 * lr

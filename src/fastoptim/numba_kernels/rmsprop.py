@@ -23,7 +23,7 @@ def rmsprop_kernel(param, grad, square_avg, momentum_buffer, grad_avg, lr, grad_
     # `is None` tests on arguments are pruned at compile time: no branch is left in the loop.
     for i in prange(param.size):
         d = direction(grad[i], param[i], grad_sign, weight_decay, use_wd)
-        s = alpha * square_avg[i] + one_minus_alpha * d * d
+        s = alpha * square_avg[i] + one_minus_alpha * (d * d)
         square_avg[i] = s
         variance = s
         if grad_avg is not None:

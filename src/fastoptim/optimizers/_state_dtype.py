@@ -51,9 +51,9 @@ def _backend_name(impl) -> str:
 
 class StateDtype:
     """The ``state_dtype`` option (module docstring). A subclass sets ``_compressed`` (the
-    compressed kinds it has); for those of them in ``_fused``, ``_moments`` (its float state
-    names) with :meth:`_lowmem_state` and :meth:`_lowmem_step` (a fused kernel of
-    fastoptim.lowmem). The other kinds are generic, for any registry kernel: every state
+    compressed kinds it has); for those of them in ``_fused``, ``_moments`` (every float
+    state name it may have) with :meth:`_lowmem_state` (all of them) and
+    :meth:`_lowmem_step` (a fused kernel of fastoptim.lowmem, given the enabled ones). The other kinds are generic, for any registry kernel: every state
     buffer stored compressed, stepped chunk by chunk by the class's own float32 kernel on a
     float32 copy of the chunk's state (:data:`CHUNK` elements, in cache), which is stored
     back (bfloat16: rounded to nearest even; int8: requantized, block by block)."""
@@ -107,8 +107,7 @@ class StateDtype:
                 slots = tuple(x for s in slots for x in (s, None if s is None else s + _SCALE))
             return kernel, call, slots, values
         self._check_compressible(type(self).__name__, hyper)
-        slots = self._moments
-        if self._state_dtype == "int8":
+        if self._state_dtype == "int8":     # the fused 8-bit moments and their scales
             slots = tuple(s for m in self._moments for s in (m, m + _SCALE))
         return kernel, call, slots, values
 
@@ -155,7 +154,8 @@ class StateDtype:
         hyper = self._functional(group.hyper)
         for i in idx:
             state = {name: self._state[name][i] for name in group.slots
-                     if name in self._moments or self._state[name][i].size}
+                     if name is not None
+                     and (name in self._moments or self._state[name][i].size)}
             self._lowmem_step(self._params[i], grads[i], state, t, lr, hyper, backend)
 
     def _apply_bucket_chunked(self, impl, group, t: int, lr: float, idx: Sequence[int],

@@ -106,16 +106,19 @@ class RMSprop(StateDtype, Optimizer):
         such term.
     state_dtype : {None, "float32", "float64", "bfloat16", "int8"}, default None
         How the state is stored (keyword-only). ``None``: the parameters' dtype.
-        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
-        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
-        rounded to nearest even after it. ``"int8"``: every state buffer as bitsandbytes'
-        blockwise 8-bit code (about 1.03 bytes per element: one code each, one float32
-        absmax per block of 256; the unsigned code for a buffer kept ``>= 0``), stepped the
-        same way and requantized after it; arrays under 4,096 elements keep float32 state.
+        ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element,
+        computed in float32 and stored rounded to nearest even, in one fused pass
+        (:func:`fastoptim.lowmem.rmsprop_lowmem_step`). ``"int8"``: every state buffer as
+        bitsandbytes' blockwise 8-bit code (about 1.02 bytes per element: one code each, one
+        float32 absmax per block of 256; the unsigned code for ``square_avg``), the step
+        computed in float32 by the RMSprop kernel chunk by chunk in cache and requantized
+        after it; arrays under 4,096 elements keep float32 state.
     """
 
     _kernels = ("rmsprop",)
     _compressed = ("bfloat16", "int8")
+    _fused = ("bfloat16",)
+    _moments = ("square_avg", "momentum_buffer", "grad_avg")
     # checkpoints without this hyperparameter: torch's form
     _ADDED_HYPERPARAMETERS = {"eps_root": 0.0}
 
@@ -129,3 +132,15 @@ class RMSprop(StateDtype, Optimizer):
             alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
             centered=centered, maximize=maximize, eps_root=eps_root), backend,
             skip_nonfinite)
+
+    def _lowmem_state(self, param, kind):
+        from .. import lowmem
+        return lowmem.rmsprop_state(param, kind, momentum=True, centered=True)
+
+    def _lowmem_step(self, param, grad, state, t, lr, hyper, backend):
+        from .. import lowmem
+        lowmem.rmsprop_lowmem_step(param, grad, state, lr=lr, alpha=hyper["alpha"],
+                                   eps=hyper["eps"], weight_decay=hyper["weight_decay"],
+                                   momentum=hyper["momentum"], centered=hyper["centered"],
+                                   maximize=hyper["maximize"], eps_root=hyper["eps_root"],
+                                   backend=backend)
