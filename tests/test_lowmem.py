@@ -505,9 +505,9 @@ def test_lion_bfloat16_special_values_match_the_reference(level, n):
 
 
 # ---- SGD with momentum, bfloat16 buffer -----------------------------------------------------
-def run_momentum(n, backend, steps=12, **hyper):
+def run_momentum(n, backend, steps=12, kind="bfloat16", **hyper):
     param = np.random.default_rng(3).standard_normal(n).astype(np.float32)
-    state = lm.momentum_state(param)
+    state = lm.momentum_state(param, kind)
     for t, g in enumerate(grads(n, steps, 4), start=1):
         lm.momentum_lowmem_step(param, g, state, lr=1e-2, backend=backend, **hyper)
     return param, state
@@ -518,15 +518,43 @@ MOMENTUM_OPTIONS = [dict(), dict(nesterov=True, weight_decay=0.1),
 
 
 @pytest.mark.parametrize("hyper", MOMENTUM_OPTIONS, ids=lambda o: ",".join(o) or "default")
-@pytest.mark.parametrize("n", SIZES_BF16)
-def test_momentum_bfloat16_matches_the_reference_bit_for_bit(level, n, hyper):
-    ref_p, ref_s = run_momentum(n, "numpy", **hyper)
-    assert ref_s["momentum_buffer"].dtype == BF16
+@pytest.mark.parametrize("kind, n", [("bfloat16", n) for n in SIZES_BF16]
+                         + [("int8", n) for n in SIZES_INT8])
+def test_momentum_compressed_matches_the_reference_bit_for_bit(level, kind, n, hyper):
+    ref_p, ref_s = run_momentum(n, "numpy", kind=kind, **hyper)
+    assert lm.state_kind(ref_s) == kind
     for backend in ("cython", "numba"):
-        p, s = run_momentum(n, backend, **hyper)
+        p, s = run_momentum(n, backend, kind=kind, **hyper)
         assert np.array_equal(bits(p), bits(ref_p)), backend
-        assert np.array_equal(bits(s["momentum_buffer"]), bits(ref_s["momentum_buffer"])), \
-            backend
+        for key in ref_s:
+            assert np.array_equal(bits(s[key]), bits(ref_s[key])), (backend, key)
+
+
+@pytest.mark.parametrize("n", [20 * 256, 20 * 256 + 77])
+def test_momentum_int8_special_values_match_the_reference(level, n):
+    """A dead block (absmax 0), a NaN block, an inf, tiny (prescaled) and huge values, at
+    every SIMD level, in full blocks and the partial tail."""
+    rng = np.random.default_rng(8)
+    base = (rng.standard_normal(n) * np.float32(1e-3)).astype(np.float32)
+    base[256:512] = 0
+    base[512:768] *= np.float32(1e-33)
+    base[768], base[1024], base[1536] = np.nan, np.inf, 3e30
+    base[-3:] = [np.nan, -1e-38, 1e-45]
+    out = []
+    for backend in ("numpy", "cython"):
+        param = np.random.default_rng(9).standard_normal(n).astype(np.float32)
+        param[256:512] = 0
+        state = lm.momentum_state(param, "int8")
+        with np.errstate(all="ignore"):
+            for t in range(1, 4):
+                lm.momentum_lowmem_step(param, base * np.float32(t), state, lr=1e-2,
+                                        nesterov=True, backend=backend)
+        out.append((param, state))
+    (ref_p, ref_s), (p, s) = out
+    assert np.array_equal(bits(p), bits(ref_p))
+    for key in ref_s:
+        assert np.array_equal(bits(s[key]), bits(ref_s[key])), key
+    assert s["momentum_buffer_absmax"][1] == 0 and np.isnan(s["momentum_buffer_absmax"][3])
 
 
 def test_momentum_bfloat16_is_momentum_step_up_to_the_buffer_rounding(rng):
@@ -591,11 +619,17 @@ def test_momentum_refuses_bad_input_before_anything_changes(rng):
         args.update(kwargs)
         with pytest.raises(error, match="momentum_lowmem_step"):
             lm.momentum_lowmem_step(param, args.pop("grad"), state, **args)
-    with pytest.raises(ValueError, match="not int8 codes"):
+    with pytest.raises(ValueError, match="int8 state needs at least 4096"):
         lm.momentum_lowmem_step(param, np.ones(100, np.float32),
                                 {"momentum_buffer": np.zeros(100, np.uint8)}, lr=0.1)
+    big = rng.standard_normal(5000).astype(np.float32)
+    q8 = lm.momentum_state(big, "int8")
+    with pytest.raises(ValueError, match="momentum_buffer_absmax must hold 20 elements"):
+        lm.momentum_lowmem_step(big, np.ones(5000, np.float32),
+                                {"momentum_buffer": q8["momentum_buffer"],
+                                 "momentum_buffer_absmax": np.zeros(19, np.float32)}, lr=0.1)
     with pytest.raises(ValueError, match="state_dtype must be one of"):
-        lm.momentum_state(param, "int8")
+        lm.momentum_state(param, "int4")
     assert np.array_equal(param, before) and not state["momentum_buffer"].astype(np.float32).any()
 
 

@@ -10,6 +10,7 @@ from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
 from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_lion_coefficients, fo_lm_lion_bf16,
                                        fo_lm_momentum_coefficients, fo_lm_momentum_bf16,
+                                       fo_lm_momentum_q8,
                                        fo_lm_rmsprop_coefficients, fo_lm_rmsprop_bf16,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
@@ -45,11 +46,7 @@ def adam_bf16(param, grad, exp_avg, exp_avg_sq, tuple coefficients, int threads=
         fo_lm_adam_bf16(p, g, m, v, n, &c, threads)
 
 
-def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
-            tuple coefficients, tuple tables, int threads=1):
-    """One Adam step with blockwise 8-bit moments, in place. ``tables``:
-    :func:`fastoptim.lowmem.code_tables`."""
-    cdef fo_lm_adam_coefficients c = _struct(coefficients)
+cdef fo_lm_q8_tables _tables(tuple tables) except *:
     cdef fo_lm_q8_tables t
     t.m_code = <const float*>_data(tables[0])
     t.v_code = <const float*>_data(tables[2])
@@ -59,6 +56,15 @@ def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
     t.v_bucket = <const int32_t*>_data(tables[7])
     t.m_shift = tables[8]
     t.v_shift = tables[9]
+    return t
+
+
+def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
+            tuple coefficients, tuple tables, int threads=1):
+    """One Adam step with blockwise 8-bit moments, in place. ``tables``:
+    :func:`fastoptim.lowmem.code_tables`."""
+    cdef fo_lm_adam_coefficients c = _struct(coefficients)
+    cdef fo_lm_q8_tables t = _tables(tables)
     cdef float* p = <float*>_data(param)                    # IN/OUT
     cdef const float* g = <const float*>_data(grad)         # IN
     cdef uint8_t* m = <uint8_t*>_data(exp_avg)              # IN/OUT
@@ -114,6 +120,24 @@ def rmsprop_bf16(param, grad, square_avg, momentum_buffer, grad_avg, tuple coeff
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
     with nogil:
         fo_lm_rmsprop_bf16(p, g, s, b, a, n, &c, threads)
+
+
+def momentum_q8(param, grad, momentum_buffer, momentum_buffer_absmax, tuple coefficients,
+                tuple tables, int threads=1):
+    """One SGD-with-momentum step with a blockwise 8-bit buffer (the signed code), in place.
+    ``coefficients``: as :func:`momentum_bf16`; ``tables``: :func:`fastoptim.lowmem.
+    code_tables`."""
+    cdef fo_lm_momentum_coefficients c
+    (c.lr, c.grad_sign, c.weight_decay, c.momentum, c.one_minus_dampening,
+     c.nesterov) = coefficients
+    cdef fo_lm_q8_tables t = _tables(tables)
+    cdef float* p = <float*>_data(param)                    # IN/OUT
+    cdef const float* g = <const float*>_data(grad)         # IN
+    cdef uint8_t* v = <uint8_t*>_data(momentum_buffer)      # IN/OUT
+    cdef float* a = <float*>_data(momentum_buffer_absmax)   # IN/OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    with nogil:
+        fo_lm_momentum_q8(p, g, v, a, n, &c, &t, threads)
 
 
 def bf16_decode(src, dst):

@@ -351,11 +351,9 @@ def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> tupl
             raise ValueError(f"{f}: int8 state needs at least {MIN_8BIT_SIZE} elements "
                              f"(smaller arrays keep float32 state: adam_state)")
         blocks = -(-n // BLOCK)
-        arrays = [_flat("exp_avg", state["exp_avg"], np.uint8, n, f=f),
-                  _flat("exp_avg_absmax", state.get("exp_avg_absmax"), np.float32, blocks, f=f),
-                  _flat("exp_avg_sq", state["exp_avg_sq"], np.uint8, n, f=f),
-                  _flat("exp_avg_sq_absmax", state.get("exp_avg_sq_absmax"), np.float32,
-                        blocks, f=f)]
+        arrays = [a for name in names for a in (
+            _flat(name, state[name], np.uint8, n, f=f),
+            _flat(name + "_absmax", state.get(name + "_absmax"), np.float32, blocks, f=f))]
     elif kind == "bfloat16":
         arrays = [_flat(name, state[name], bfloat16, n, f=f) for name in names]
     else:
@@ -553,12 +551,18 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
 # ---- SGD with momentum ---------------------------------------------------------------------
 def momentum_state(param: np.ndarray, state_dtype: str = "bfloat16") -> Dict[str, np.ndarray]:
     """A new (zero) momentum state: ``momentum_buffer`` as 1-D bfloat16 (float32
-    parameters), or of the parameters' shape and float dtype (``"float32"`` /
+    parameters); for ``"int8"`` 1-D uint8 codes of the signed code and
+    ``momentum_buffer_absmax`` float32 per block (a float32 buffer when ``param.size <
+    MIN_8BIT_SIZE``); or of the parameters' shape and float dtype (``"float32"`` /
     ``"float64"``)."""
-    if state_dtype not in ("float32", "float64", "bfloat16"):
-        raise ValueError(f"momentum_state: state_dtype must be one of ('float32', 'float64', "
-                         f"'bfloat16'), got {state_dtype!r}")
-    return {"momentum_buffer": adam_state(param, state_dtype)["exp_avg"]}
+    if state_dtype not in STATE_DTYPES:
+        raise ValueError(f"momentum_state: state_dtype must be one of {STATE_DTYPES}, got "
+                         f"{state_dtype!r}")
+    full = adam_state(param, state_dtype)
+    out = {"momentum_buffer": full["exp_avg"]}
+    if "exp_avg_absmax" in full:
+        out["momentum_buffer_absmax"] = full["exp_avg_absmax"]
+    return out
 
 
 def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray],
@@ -566,7 +570,8 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
                          nesterov: bool = False, weight_decay: float = 0.0,
                          maximize: bool = False, backend: str = "auto") -> None:
     r"""One SGD-with-momentum step (:func:`fastoptim.momentum_step`'s formula) with its
-    buffer stored as bfloat16 (:func:`momentum_state`), computed in float32, in place.
+    buffer stored as bfloat16 or blockwise 8-bit codes (:func:`momentum_state`), computed
+    in float32, in place.
 
     .. math::
 
@@ -575,8 +580,9 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
         \theta \leftarrow \theta - \text{lr}\,(g + \mu v) \text{ (Nesterov) or }
         \theta - \text{lr}\; v
 
-    with :math:`v` stored rounded to nearest even (the update reads the unrounded one). A
-    float state runs :func:`fastoptim.momentum_step`.
+    with :math:`v` stored rounded to nearest even, or per block of 256 as the nearest code
+    of the signed dynamic map times the block's new absmax (the update reads the unrounded
+    one). A float state runs :func:`fastoptim.momentum_step`.
     """
     f = "momentum_lowmem_step"
     _validation.nonnegative(f, "lr", lr)
@@ -594,10 +600,7 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
         raise TypeError(f"{f}: state must be a dict from momentum_state (momentum_buffer)")
     kind = _kind_of(state["momentum_buffer"]) if isinstance(state["momentum_buffer"],
                                                            np.ndarray) else None
-    if kind == "int8":
-        raise ValueError(f"{f}: the fused step keeps a bfloat16 or float buffer, not int8 "
-                         f"codes (SGD(state_dtype='int8') steps them chunk by chunk)")
-    if kind != "bfloat16":
+    if kind not in ("bfloat16", "int8"):
         from .optimizers.sgd import momentum_step
         momentum_step(param, grad, state["momentum_buffer"], lr=lr, momentum=momentum,
                       dampening=dampening, nesterov=nesterov, weight_decay=weight_decay,
@@ -609,22 +612,36 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
     buf = arrays[0]
     if backend == "numpy":
         lr_, gs, wd, mu, omd = (np.float32(x) for x in c[:5])
+        if kind == "int8":
+            v_old = dequantize_blockwise(buf, arrays[1], signed=True)
+        else:
+            v_old = buf.astype(np.float32)
         d = gs * g
         if wd != 0:
             d = d + wd * p
-        v = mu * buf.astype(np.float32) + omd * d
+        v = mu * v_old + omd * d
         step = d + mu * v if nesterov else v
         new_p = p - lr_ * step
-        buf[...] = v.astype(bfloat16)
+        if kind == "int8":
+            buf[...], arrays[1][...] = quantize_blockwise(v, signed=True)
+        else:
+            buf[...] = v.astype(bfloat16)
         p[...] = new_p
     elif backend == "numba":
         from .numba_kernels import lowmem as nb
-        nb.momentum_bf16_kernel(p, g, buf.view(np.uint16), np.array(c[:5], np.float32),
-                                bool(nesterov))
+        k = np.array(c[:5], np.float32)
+        if kind == "int8":
+            t = code_tables()
+            nb.momentum_q8_kernel(p, g, buf, arrays[1], k, bool(nesterov), t[0], t[1], t[4])
+        else:
+            nb.momentum_bf16_kernel(p, g, buf.view(np.uint16), k, bool(nesterov))
     else:
         from . import _lowmem
         threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
-        _lowmem.momentum_bf16(p, g, buf, c, threads)
+        if kind == "int8":
+            _lowmem.momentum_q8(p, g, buf, arrays[1], c, code_tables(), threads)
+        else:
+            _lowmem.momentum_bf16(p, g, buf, c, threads)
 
 
 # ---- RMSprop --------------------------------------------------------------------------------

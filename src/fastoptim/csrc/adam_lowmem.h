@@ -219,6 +219,16 @@ static const fo_lm_rmsprop_fn fo_lm_rmsprop_table[FO_LM_LEVELS] = {
 #endif
 };
 
+typedef void (*fo_lm_momentum_q8_fn)(float*, const float*, uint8_t*, float*, Py_ssize_t,
+                                     const fo_lm_momentum_coefficients*,
+                                     const fo_lm_q8_tables*);
+static const fo_lm_momentum_q8_fn fo_lm_momentum_q8_table[FO_LM_LEVELS] = {
+    fo_lm_momentum_q8_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_momentum_q8_range_l1, fo_lm_momentum_q8_range_l2, fo_lm_momentum_q8_range_l3,
+#endif
+};
+
 typedef void (*fo_lm_decode_fn)(const uint16_t*, float*, Py_ssize_t);
 typedef void (*fo_lm_encode_fn)(const float*, uint16_t*, Py_ssize_t);
 static const fo_lm_decode_fn fo_lm_decode_table[FO_LM_LEVELS] = {
@@ -365,6 +375,24 @@ static void fo_lm_rmsprop_bf16(float* param, const float* grad, uint16_t* square
         f(param + lo, grad + lo, square_avg + lo,
           momentum_buffer == NULL ? NULL : momentum_buffer + lo,
           grad_avg == NULL ? NULL : grad_avg + lo, len, c);
+    }
+}
+
+/* SGD with momentum, its buffer blockwise 8-bit (absmax: one per FO_Q8_BLOCK block; t's
+   signed code), over n elements, on `threads` OpenMP threads. */
+static void fo_lm_momentum_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
+                              Py_ssize_t n, const fo_lm_momentum_coefficients* c,
+                              const fo_lm_q8_tables* t, int threads) {
+    fo_lm_momentum_q8_fn f = fo_lm_momentum_q8_table[fo_lm_level()];
+    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
+    const Py_ssize_t blocks = FO_LM_CHUNK / FO_Q8_BLOCK;
+    if (threads < 1 || chunks < 2)
+        threads = 1;
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (Py_ssize_t k = 0; k < chunks; k++) {
+        Py_ssize_t lo = k * FO_LM_CHUNK;
+        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
+        f(param + lo, grad + lo, codes + lo, absmax + k * blocks, len, c, t);
     }
 }
 
@@ -1282,6 +1310,87 @@ FO_QTARGET static void FO_QNAME(q8_encode_range)(const float* FO_RESTRICT src,
             FO_QNAME(q8_encode_block)(src + lo, codes + lo, absmax + b, len, bucket, shift,
                                       zero, 0);
     }
+}
+
+/* SGD with momentum (momentum_bf16_loop's formula) with its buffer stored blockwise in 8
+   bits (the signed code, t's m_ tables): per block the buffer dequantized, updated and the
+   parameter written, then the block requantized with its new absmax (q8_encode_block) */
+FO_QINLINE void FO_QNAME(momentum_q8_block)(float* FO_RESTRICT param,
+                                             const float* FO_RESTRICT grad,
+                                             uint8_t* FO_RESTRICT codes,
+                                             float* FO_RESTRICT absmax, Py_ssize_t len,
+                                             const fo_lm_momentum_coefficients* FO_RESTRICT c,
+                                             const fo_lm_q8_tables* FO_RESTRICT t,
+                                             int use_wd, int nesterov) {
+    float vb[FO_Q8_BLOCK] __attribute__((aligned(64)));
+    const float a = *absmax;
+    Py_ssize_t j = 0;
+#if FO_LM_VEC >= 2
+    const __m512 a16 = _mm512_set1_ps(a), lr = _mm512_set1_ps(c->lr);
+    const __m512 gs = _mm512_set1_ps(c->grad_sign), wd = _mm512_set1_ps(c->weight_decay);
+    const __m512 mu = _mm512_set1_ps(c->momentum);
+    const __m512 omd = _mm512_set1_ps(c->one_minus_dampening);
+    for (; j + 16 <= len; j += 16) {
+        __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(codes + j)));
+        __m512 p = _mm512_loadu_ps(param + j);
+        __m512 d = _mm512_mul_ps(gs, _mm512_loadu_ps(grad + j));
+        if (use_wd)
+            d = _mm512_add_ps(d, _mm512_mul_ps(wd, p));
+        __m512 v = _mm512_add_ps(
+            _mm512_mul_ps(mu, _mm512_mul_ps(_mm512_i32gather_ps(idx, t->m_code, 4), a16)),
+            _mm512_mul_ps(omd, d));
+        _mm512_store_ps(vb + j, v);
+        __m512 step = nesterov ? _mm512_add_ps(d, _mm512_mul_ps(mu, v)) : v;
+        _mm512_storeu_ps(param + j, _mm512_sub_ps(p, _mm512_mul_ps(lr, step)));
+    }
+#endif
+    for (; j < len; j++) {
+        float p = param[j];
+        float d = use_wd ? c->grad_sign * grad[j] + c->weight_decay * p
+                         : c->grad_sign * grad[j];
+        float v = c->momentum * (t->m_code[codes[j]] * a) + c->one_minus_dampening * d;
+        vb[j] = v;
+        param[j] = p - c->lr * (nesterov ? d + c->momentum * v : v);
+    }
+    FO_QNAME(q8_encode_block)(vb, codes, absmax, len, t->m_bucket, t->m_shift, t->m_zero, 1);
+}
+
+FO_QINLINE void FO_QNAME(momentum_q8_loop)(float* param, const float* grad, uint8_t* codes,
+                                            float* absmax, Py_ssize_t n,
+                                            const fo_lm_momentum_coefficients* c,
+                                            const fo_lm_q8_tables* t, int use_wd,
+                                            int nesterov) {
+    for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
+#if FO_LM_VEC
+        if (lo + (FO_Q8_AHEAD + 1) * FO_Q8_BLOCK <= n)
+            for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
+                _mm_prefetch((const char*)(param + lo + FO_Q8_AHEAD * FO_Q8_BLOCK + j),
+                             _MM_HINT_T0);
+                _mm_prefetch((const char*)(grad + lo + FO_Q8_AHEAD * FO_Q8_BLOCK + j),
+                             _MM_HINT_T0);
+            }
+#endif
+        FO_QNAME(momentum_q8_block)(param + lo, grad + lo, codes + lo, absmax + b,
+                                    n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK, c, t, use_wd,
+                                    nesterov);
+    }
+}
+
+FO_QTARGET static void FO_QNAME(momentum_q8_range)(float* param, const float* grad,
+                                                    uint8_t* codes, float* absmax,
+                                                    Py_ssize_t n,
+                                                    const fo_lm_momentum_coefficients* c,
+                                                    const fo_lm_q8_tables* t) {
+    fo_lm_momentum_coefficients k = *c;
+    int w = k.weight_decay != 0;
+    if (w && k.nesterov)
+        FO_QNAME(momentum_q8_loop)(param, grad, codes, absmax, n, &k, t, 1, 1);
+    else if (w)
+        FO_QNAME(momentum_q8_loop)(param, grad, codes, absmax, n, &k, t, 1, 0);
+    else if (k.nesterov)
+        FO_QNAME(momentum_q8_loop)(param, grad, codes, absmax, n, &k, t, 0, 1);
+    else
+        FO_QNAME(momentum_q8_loop)(param, grad, codes, absmax, n, &k, t, 0, 0);
 }
 
 FO_QINLINE void FO_QNAME(adam_q8_loop)(float* param, const float* grad, uint8_t* exp_avg,

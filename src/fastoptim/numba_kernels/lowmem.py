@@ -68,6 +68,30 @@ def _index(mid, x):
     return np.uint8(i)
 
 
+@numba.njit(inline="always", cache=True)
+def _encode_block(buf, count, codes, lo, mid, zero, signed):
+    """The block's new absmax (NaN-propagating max of |x|, NaN as the quiet NaN) and its
+    codes from buf[:count] (requantize8's rule); returns the absmax."""
+    one = np.float32(1.0)
+    new = np.float32(0.0)
+    for j in range(count):
+        a = abs(buf[j]) if signed else buf[j]
+        if not (new > a or new != new):
+            new = a
+    if new != new:
+        new = np.float32(np.nan)
+    if new > 0:
+        pre = _prescale(new)
+        inv = one / (new * pre)
+        for j in range(count):
+            codes[lo + j] = _index(mid, (buf[j] * pre) * inv)
+    else:
+        fill = zero if new == 0 else 0
+        for j in range(count):
+            codes[lo + j] = fill
+    return new
+
+
 @jit
 def adam_bf16_kernel(param, grad, exp_avg, exp_avg_sq, c):
     """bfloat16 moments (uint16 bit views), in place."""
@@ -96,8 +120,6 @@ def adam_q8_kernel(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, c, m_co
     use_wd = c[1] != 0
     scale = c[2] != 1
     blocks = (n + BLOCK - 1) // BLOCK
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
     for b in prange(blocks):
         lo = b * BLOCK
         hi = min(n, lo + BLOCK)
@@ -111,38 +133,8 @@ def adam_q8_kernel(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, c, m_co
             param[i] = pn
             mb[i - lo] = mn
             vb[i - lo] = vn
-        new_am = zero
-        new_av = zero
-        for j in range(hi - lo):
-            a = abs(mb[j])
-            if not (new_am > a or new_am != new_am):
-                new_am = a
-            if not (new_av > vb[j] or new_av != new_av):
-                new_av = vb[j]
-        if new_am != new_am:                # a NaN absmax is the quiet NaN 0x7fc00000
-            new_am = np.float32(np.nan)
-        if new_av != new_av:
-            new_av = np.float32(np.nan)
-        m_absmax[b] = new_am
-        v_absmax[b] = new_av
-        if new_am > 0:
-            pre = _prescale(new_am)
-            inv = one / (new_am * pre)
-            for j in range(hi - lo):
-                exp_avg[lo + j] = _index(m_mid, (mb[j] * pre) * inv)
-        else:
-            fill = m_zero if new_am == 0 else 0
-            for j in range(hi - lo):
-                exp_avg[lo + j] = fill
-        if new_av > 0:
-            pre = _prescale(new_av)
-            inv = one / (new_av * pre)
-            for j in range(hi - lo):
-                exp_avg_sq[lo + j] = _index(v_mid, (vb[j] * pre) * inv)
-        else:
-            fill = v_zero if new_av == 0 else 0
-            for j in range(hi - lo):
-                exp_avg_sq[lo + j] = fill
+        m_absmax[b] = _encode_block(mb, hi - lo, exp_avg, lo, m_mid, m_zero, True)
+        v_absmax[b] = _encode_block(vb, hi - lo, exp_avg_sq, lo, v_mid, v_zero, False)
 
 
 @jit
@@ -221,3 +213,24 @@ def rmsprop_bf16_kernel(param, grad, square_avg, momentum_buffer, grad_avg, c, u
                 param[i] = p - c[0] * b
             else:
                 param[i] = p - c[0] * d / avg
+
+
+@jit
+def momentum_q8_kernel(param, grad, codes, absmax, c, nesterov, code, mid, zero):
+    """SGD with momentum with a blockwise 8-bit buffer (the signed code), in place: per block
+    dequantize, update, requantize; ``c`` as momentum_bf16_kernel's."""
+    n = param.size
+    use_wd = c[2] != 0
+    blocks = (n + BLOCK - 1) // BLOCK
+    for b in prange(blocks):
+        lo = b * BLOCK
+        hi = min(n, lo + BLOCK)
+        vb = np.empty(BLOCK, np.float32)
+        a = absmax[b]
+        for i in range(lo, hi):
+            p = param[i]
+            d = c[1] * grad[i] + c[2] * p if use_wd else c[1] * grad[i]
+            v = c[3] * (code[codes[i]] * a) + c[4] * d
+            vb[i - lo] = v
+            param[i] = p - c[0] * (d + c[3] * v if nesterov else v)
+        absmax[b] = _encode_block(vb, hi - lo, codes, lo, mid, zero, True)

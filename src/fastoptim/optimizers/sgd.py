@@ -126,17 +126,16 @@ class SGD(StateDtype, Optimizer):
     state_dtype : {None, "float32", "float64", "bfloat16", "int8"}, default None
         How the momentum buffer is stored (keyword-only; ``momentum == 0`` has none).
         ``None``: the parameters' dtype. ``"bfloat16"`` (float32 parameters): 2 bytes per
-        element, computed in float32 and stored rounded to nearest even, in one fused pass
-        (:func:`fastoptim.lowmem.momentum_lowmem_step`). ``"int8"``: bitsandbytes'
-        blockwise signed 8-bit code (about 1.02 bytes per element: one code each, one
-        float32 absmax per block of 256), the step computed in float32 by the momentum
-        kernel chunk by chunk in cache and requantized after it; arrays under 4,096
-        elements keep float32 state.
+        element, computed in float32 and stored rounded to nearest even. ``"int8"``:
+        bitsandbytes' blockwise signed 8-bit code (about 1.02 bytes per element: one code
+        each, one float32 absmax per block of 256), dequantized, updated and requantized
+        per block; arrays under 4,096 elements keep float32 state. Both in one fused pass
+        (:func:`fastoptim.lowmem.momentum_lowmem_step`).
     """
 
     _kernels = ("sgd", "momentum")
     _compressed = ("bfloat16", "int8")
-    _fused = ("bfloat16",)
+    _fused = ("bfloat16", "int8")
     _moments = ("momentum_buffer",)
 
     def __init__(self, params: Params, lr: LR, momentum: float = 0.0, dampening: float = 0.0,
