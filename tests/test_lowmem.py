@@ -435,22 +435,25 @@ def test_a_compiled_step_allocates_o1_memory(kind):
     assert peak < 64 * 1024          # n = 1M elements: no temporary array (4 MB each)
 
 
-def run_lion(n, backend, steps=20, **hyper):
+def run_lion(n, backend, steps=20, kind="bfloat16", **hyper):
     param = np.random.default_rng(5).standard_normal(n).astype(np.float32)
-    state = lm.lion_state(param, "bfloat16")
+    state = lm.lion_state(param, kind)
     for g in grads(n, steps, 9):
         lm.lion_lowmem_step(param, g, state, lr=1e-2, backend=backend, **hyper)
     return param, state
 
 
 @pytest.mark.parametrize("hyper", [dict(), dict(weight_decay=0.1, maximize=True, beta1=0.5)])
-@pytest.mark.parametrize("n", SIZES_BF16)
-def test_lion_bfloat16_matches_the_reference_bit_for_bit(level, n, hyper):
-    ref_p, ref_s = run_lion(n, "numpy", **hyper)
+@pytest.mark.parametrize("kind, n", [("bfloat16", n) for n in SIZES_BF16]
+                         + [("int8", n) for n in SIZES_INT8])
+def test_lion_compressed_matches_the_reference_bit_for_bit(level, kind, n, hyper):
+    ref_p, ref_s = run_lion(n, "numpy", kind=kind, **hyper)
+    assert lm.state_kind(ref_s) == kind
     for backend in ("cython", "numba"):
-        p, s = run_lion(n, backend, **hyper)
+        p, s = run_lion(n, backend, kind=kind, **hyper)
         assert np.array_equal(bits(p), bits(ref_p)), backend
-        assert np.array_equal(bits(s["exp_avg"]), bits(ref_s["exp_avg"])), backend
+        for key in ref_s:
+            assert np.array_equal(bits(s[key]), bits(ref_s[key])), (backend, key)
 
 
 def test_lion_bfloat16_is_lion_up_to_the_moment_rounding(rng):

@@ -34,7 +34,8 @@ def grads(step, seed=1, order="C"):
 CASES = [("Adam", "bfloat16", {}), ("Adam", "int8", {}),
          ("Adam", "int8", dict(weight_decay=0.1, maximize=True, betas=(0.8, 0.99))),
          ("AdamW", "bfloat16", {}), ("AdamW", "int8", dict(weight_decay=0.05, eps=1e-6)),
-         ("Lion", "bfloat16", {}), ("Lion", "bfloat16", dict(weight_decay=0.1, maximize=True))]
+         ("Lion", "bfloat16", {}), ("Lion", "bfloat16", dict(weight_decay=0.1, maximize=True)),
+         ("Lion", "int8", {}), ("Lion", "int8", dict(weight_decay=0.1, maximize=True))]
 
 
 def case_id(c):
@@ -82,7 +83,7 @@ def test_class_matches_the_functional_steps_bit_for_bit(case, backend):
         for key, value in s.items():
             assert np.array_equal(bits(opt._state[key][i]), bits(value)), (i, key)
     sd = opt.state_dict()["state"]
-    if kind == "int8" and name != "Lion":
+    if kind == "int8":
         assert sd["exp_avg"][0].dtype == np.float32          # 100 elements: float32 kept
         assert sd["exp_avg"][1].dtype == np.uint8 and sd["exp_avg_absmax"][1].size == 17
     if kind == "bfloat16":
@@ -300,10 +301,10 @@ def round_states(opt):
 def test_every_element_wise_class_has_compressed_state():
     names = {c[0] for c in GENERIC}
     assert {"Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop", "ASGD"} <= names
-    assert fastoptim.Lion._fused == fastoptim.RMSprop._fused == ("bfloat16",)
-    assert {"RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop",
-            "Lion"} == {c[0] for c in GENERIC_INT8}
-    assert fastoptim.SGD._fused == ("bfloat16", "int8")
+    assert fastoptim.RMSprop._fused == ("bfloat16",)
+    assert {"RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop"} \
+        == {c[0] for c in GENERIC_INT8}
+    assert fastoptim.SGD._fused == fastoptim.Lion._fused == ("bfloat16", "int8")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -412,8 +413,9 @@ def quantize_states(opt):
                 b.reshape(-1, order="A")[...] = back
 
 
-# int8 state == the float32 step on quantized state: the generic classes and SGD's fused step
-QUANTIZED = GENERIC_INT8 + [c for c in CLASS_CASES if c[0] == "SGD"]
+# int8 state == the float32 step on quantized state: the generic classes and the fused steps
+# of SGD and Lion
+QUANTIZED = GENERIC_INT8 + [c for c in CLASS_CASES if c[0] in ("SGD", "Lion")]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

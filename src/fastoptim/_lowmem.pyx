@@ -10,7 +10,7 @@ from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
 from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_lion_coefficients, fo_lm_lion_bf16,
                                        fo_lm_momentum_coefficients, fo_lm_momentum_bf16,
-                                       fo_lm_momentum_q8,
+                                       fo_lm_momentum_q8, fo_lm_lion_q8,
                                        fo_lm_rmsprop_coefficients, fo_lm_rmsprop_bf16,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
@@ -76,12 +76,32 @@ def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
         fo_lm_adam_q8(p, g, m, ma, v, va, n, &c, &t, threads)
 
 
-def lion_bf16(param, grad, exp_avg, tuple coefficients, int threads=1):
-    """One Lion step with a bfloat16 moment (viewed as uint16), in place. ``coefficients``:
-    :func:`fastoptim.lowmem._lion_coefficients`."""
+cdef fo_lm_lion_coefficients _lion(tuple coefficients) except *:
     cdef fo_lm_lion_coefficients c
     (c.lr, c.grad_sign, c.weight_decay, c.beta1, c.one_minus_beta1, c.beta2,
      c.one_minus_beta2) = coefficients
+    return c
+
+
+def lion_q8(param, grad, exp_avg, exp_avg_absmax, tuple coefficients, tuple tables,
+            int threads=1):
+    """One Lion step with a blockwise 8-bit moment (the signed code), in place.
+    ``coefficients``: as :func:`lion_bf16`; ``tables``: :func:`fastoptim.lowmem.code_tables`."""
+    cdef fo_lm_lion_coefficients c = _lion(coefficients)
+    cdef fo_lm_q8_tables t = _tables(tables)
+    cdef float* p = <float*>_data(param)                    # IN/OUT
+    cdef const float* g = <const float*>_data(grad)         # IN
+    cdef uint8_t* m = <uint8_t*>_data(exp_avg)              # IN/OUT
+    cdef float* a = <float*>_data(exp_avg_absmax)           # IN/OUT
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    with nogil:
+        fo_lm_lion_q8(p, g, m, a, n, &c, &t, threads)
+
+
+def lion_bf16(param, grad, exp_avg, tuple coefficients, int threads=1):
+    """One Lion step with a bfloat16 moment (viewed as uint16), in place. ``coefficients``:
+    :func:`fastoptim.lowmem._lion_coefficients`."""
+    cdef fo_lm_lion_coefficients c = _lion(coefficients)
     cdef float* p = <float*>_data(param)                    # IN/OUT
     cdef const float* g = <const float*>_data(grad)         # IN
     cdef uint16_t* m = <uint16_t*>_data(exp_avg)            # IN/OUT

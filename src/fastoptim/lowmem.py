@@ -484,13 +484,15 @@ def reference_adam_step(param, grad, state, **hyper) -> None:
 
 # ---- Lion ---------------------------------------------------------------------------------
 def lion_state(param: np.ndarray, state_dtype: str = "bfloat16") -> Dict[str, np.ndarray]:
-    """A new (zero) Lion state: ``exp_avg`` as 1-D bfloat16 (float32 parameters), or of the
-    parameters' shape and float dtype (``"float32"`` / ``"float64"``)."""
-    if state_dtype not in ("float32", "float64", "bfloat16"):
-        raise ValueError(f"lion_state: state_dtype must be one of ('float32', 'float64', "
-                         f"'bfloat16'), got {state_dtype!r}")
+    """A new (zero) Lion state: ``exp_avg`` as 1-D bfloat16 (float32 parameters); for
+    ``"int8"`` 1-D uint8 codes of the signed code and ``exp_avg_absmax`` float32 per block
+    (a float32 moment when ``param.size < MIN_8BIT_SIZE``); or of the parameters' shape and
+    float dtype (``"float32"`` / ``"float64"``)."""
+    if state_dtype not in STATE_DTYPES:
+        raise ValueError(f"lion_state: state_dtype must be one of {STATE_DTYPES}, got "
+                         f"{state_dtype!r}")
     full = adam_state(param, state_dtype)
-    return {"exp_avg": full["exp_avg"]}
+    return {k: v for k, v in full.items() if k in ("exp_avg", "exp_avg_absmax")}
 
 
 def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], *,
@@ -498,7 +500,7 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
                      weight_decay: float = 0.0, maximize: bool = False,
                      backend: str = "auto") -> None:
     r"""One Lion step (:func:`fastoptim.lion_step`'s formula) with its moment stored as
-    bfloat16 (:func:`lion_state`), computed in float32, in place.
+    bfloat16 or blockwise 8-bit codes (:func:`lion_state`), computed in float32, in place.
 
     .. math::
 
@@ -518,10 +520,8 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
         raise ValueError(f"{f}: backend must be one of {BACKENDS}, got {backend!r}")
     if not hasattr(state, "keys") or "exp_avg" not in state:
         raise TypeError(f"{f}: state must be a dict from lion_state (exp_avg)")
-    kind = "bfloat16" if state["exp_avg"].dtype == bfloat16 else None
-    if kind is None:
-        if state["exp_avg"].dtype == np.uint8:
-            raise ValueError(f"{f}: Lion keeps a bfloat16 or float moment, not int8 codes")
+    kind = _kind_of(state["exp_avg"]) if isinstance(state["exp_avg"], np.ndarray) else None
+    if kind not in ("bfloat16", "int8"):
         from .optimizers.lion import lion_step
         lion_step(param, grad, state["exp_avg"], lr=lr, beta1=beta1, beta2=beta2,
                   weight_decay=weight_decay, maximize=maximize, backend=backend)
@@ -532,20 +532,33 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
     m = arrays[0]
     if backend == "numpy":
         lr_, gs, wd, b1, omb1, b2, omb2 = (np.float32(x) for x in c)
-        m_old = m.astype(np.float32)
+        if kind == "int8":
+            m_old = dequantize_blockwise(m, arrays[1], signed=True)
+        else:
+            m_old = m.astype(np.float32)
         d = gs * g
         u = np.sign(b1 * m_old + omb1 * d)
         new_m = b2 * m_old + omb2 * d
         new_p = p - lr_ * (u + wd * p if wd != 0 else u)
-        m[...] = new_m.astype(bfloat16)
+        if kind == "int8":
+            m[...], arrays[1][...] = quantize_blockwise(new_m, signed=True)
+        else:
+            m[...] = new_m.astype(bfloat16)
         p[...] = new_p
     elif backend == "numba":
         from .numba_kernels import lowmem as nb
-        nb.lion_bf16_kernel(p, g, m.view(np.uint16), np.array(c, np.float32))
+        if kind == "int8":
+            t = code_tables()
+            nb.lion_q8_kernel(p, g, m, arrays[1], np.array(c, np.float32), t[0], t[1], t[4])
+        else:
+            nb.lion_bf16_kernel(p, g, m.view(np.uint16), np.array(c, np.float32))
     else:
         from . import _lowmem
         threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
-        _lowmem.lion_bf16(p, g, m, c, threads)
+        if kind == "int8":
+            _lowmem.lion_q8(p, g, m, arrays[1], c, code_tables(), threads)
+        else:
+            _lowmem.lion_bf16(p, g, m, c, threads)
 
 
 # ---- SGD with momentum ---------------------------------------------------------------------

@@ -89,6 +89,10 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
     void fo_lm_momentum_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
                            Py_ssize_t n, const fo_lm_momentum_coefficients* c,
                            const fo_lm_q8_tables* t, int threads) noexcept
+    # IN/OUT param, codes, absmax (one per block of 256); IN grad, c, t (its signed code)
+    void fo_lm_lion_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
+                       Py_ssize_t n, const fo_lm_lion_coefficients* c,
+                       const fo_lm_q8_tables* t, int threads) noexcept
     # n bfloat16 bits -> float32; float32 -> bfloat16 bits, round to nearest even
     void fo_lm_bf16_decode(const uint16_t* src, float* dst, Py_ssize_t n) noexcept
     void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) noexcept

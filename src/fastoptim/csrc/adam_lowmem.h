@@ -229,6 +229,15 @@ static const fo_lm_momentum_q8_fn fo_lm_momentum_q8_table[FO_LM_LEVELS] = {
 #endif
 };
 
+typedef void (*fo_lm_lion_q8_fn)(float*, const float*, uint8_t*, float*, Py_ssize_t,
+                                 const fo_lm_lion_coefficients*, const fo_lm_q8_tables*);
+static const fo_lm_lion_q8_fn fo_lm_lion_q8_table[FO_LM_LEVELS] = {
+    fo_lm_lion_q8_range_l0,
+#if FO_LM_DISPATCH
+    fo_lm_lion_q8_range_l1, fo_lm_lion_q8_range_l2, fo_lm_lion_q8_range_l3,
+#endif
+};
+
 typedef void (*fo_lm_decode_fn)(const uint16_t*, float*, Py_ssize_t);
 typedef void (*fo_lm_encode_fn)(const float*, uint16_t*, Py_ssize_t);
 static const fo_lm_decode_fn fo_lm_decode_table[FO_LM_LEVELS] = {
@@ -384,6 +393,24 @@ static void fo_lm_momentum_q8(float* param, const float* grad, uint8_t* codes, f
                               Py_ssize_t n, const fo_lm_momentum_coefficients* c,
                               const fo_lm_q8_tables* t, int threads) {
     fo_lm_momentum_q8_fn f = fo_lm_momentum_q8_table[fo_lm_level()];
+    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
+    const Py_ssize_t blocks = FO_LM_CHUNK / FO_Q8_BLOCK;
+    if (threads < 1 || chunks < 2)
+        threads = 1;
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (Py_ssize_t k = 0; k < chunks; k++) {
+        Py_ssize_t lo = k * FO_LM_CHUNK;
+        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
+        f(param + lo, grad + lo, codes + lo, absmax + k * blocks, len, c, t);
+    }
+}
+
+/* Lion with a blockwise 8-bit moment (absmax: one per FO_Q8_BLOCK block; t's signed
+   code) over n elements, on `threads` OpenMP threads. */
+static void fo_lm_lion_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
+                          Py_ssize_t n, const fo_lm_lion_coefficients* c,
+                          const fo_lm_q8_tables* t, int threads) {
+    fo_lm_lion_q8_fn f = fo_lm_lion_q8_table[fo_lm_level()];
     Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
     const Py_ssize_t blocks = FO_LM_CHUNK / FO_Q8_BLOCK;
     if (threads < 1 || chunks < 2)
@@ -1391,6 +1418,69 @@ FO_QTARGET static void FO_QNAME(momentum_q8_range)(float* param, const float* gr
         FO_QNAME(momentum_q8_loop)(param, grad, codes, absmax, n, &k, t, 0, 1);
     else
         FO_QNAME(momentum_q8_loop)(param, grad, codes, absmax, n, &k, t, 0, 0);
+}
+
+/* Lion (lion_bf16_loop's formula) with its moment stored blockwise in 8 bits (the signed
+   code, t's m_ tables): per block the moment dequantized, the parameter written, the new
+   moment requantized with its new absmax (q8_encode_block) */
+FO_QINLINE void FO_QNAME(lion_q8_block)(float* FO_RESTRICT param,
+                                         const float* FO_RESTRICT grad,
+                                         uint8_t* FO_RESTRICT codes,
+                                         float* FO_RESTRICT absmax, Py_ssize_t len,
+                                         const fo_lm_lion_coefficients* FO_RESTRICT c,
+                                         const fo_lm_q8_tables* FO_RESTRICT t, int use_wd) {
+    float mb[FO_Q8_BLOCK] __attribute__((aligned(64)));
+    const float a = *absmax;
+    Py_ssize_t j = 0;
+#if FO_LM_VEC >= 2
+    const __m512 a16 = _mm512_set1_ps(a), lr = _mm512_set1_ps(c->lr);
+    const __m512 gs = _mm512_set1_ps(c->grad_sign), wd = _mm512_set1_ps(c->weight_decay);
+    const __m512 b1 = _mm512_set1_ps(c->beta1), omb1 = _mm512_set1_ps(c->one_minus_beta1);
+    const __m512 b2 = _mm512_set1_ps(c->beta2), omb2 = _mm512_set1_ps(c->one_minus_beta2);
+    const __m512 one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
+    for (; j + 16 <= len; j += 16) {
+        __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(codes + j)));
+        __m512 m = _mm512_mul_ps(_mm512_i32gather_ps(idx, t->m_code, 4), a16);
+        __m512 p = _mm512_loadu_ps(param + j);
+        __m512 d = _mm512_mul_ps(gs, _mm512_loadu_ps(grad + j));
+        __m512 e = _mm512_add_ps(_mm512_mul_ps(b1, m), _mm512_mul_ps(omb1, d));
+        __m512 u = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_GT_OQ),
+                                      one);
+        u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_LT_OQ),
+                               minus_one);
+        u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_EQ_OQ),
+                               _mm512_setzero_ps());
+        _mm512_store_ps(mb + j, _mm512_add_ps(_mm512_mul_ps(b2, m), _mm512_mul_ps(omb2, d)));
+        __m512 step = use_wd ? _mm512_add_ps(u, _mm512_mul_ps(wd, p)) : u;
+        _mm512_storeu_ps(param + j, _mm512_sub_ps(p, _mm512_mul_ps(lr, step)));
+    }
+#endif
+    for (; j < len; j++) {
+        float p = param[j], d = c->grad_sign * grad[j];
+        float m = t->m_code[codes[j]] * a;
+        float e = c->beta1 * m + c->one_minus_beta1 * d;
+        float u = e > 0 ? 1.0f : (e < 0 ? -1.0f : (e == 0 ? 0.0f : e));
+        mb[j] = c->beta2 * m + c->one_minus_beta2 * d;
+        param[j] = p - c->lr * (use_wd ? u + c->weight_decay * p : u);
+    }
+    FO_QNAME(q8_encode_block)(mb, codes, absmax, len, t->m_bucket, t->m_shift, t->m_zero, 1);
+}
+
+FO_QTARGET static void FO_QNAME(lion_q8_range)(float* param, const float* grad,
+                                                uint8_t* codes, float* absmax, Py_ssize_t n,
+                                                const fo_lm_lion_coefficients* c,
+                                                const fo_lm_q8_tables* t) {
+    fo_lm_lion_coefficients k = *c;
+    int w = k.weight_decay != 0;
+    for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
+        Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
+        if (w)
+            FO_QNAME(lion_q8_block)(param + lo, grad + lo, codes + lo, absmax + b, len, &k, t,
+                                    1);
+        else
+            FO_QNAME(lion_q8_block)(param + lo, grad + lo, codes + lo, absmax + b, len, &k, t,
+                                    0);
+    }
 }
 
 FO_QINLINE void FO_QNAME(adam_q8_loop)(float* param, const float* grad, uint8_t* exp_avg,

@@ -137,6 +137,18 @@ def adam_q8_kernel(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, c, m_co
         v_absmax[b] = _encode_block(vb, hi - lo, exp_avg_sq, lo, v_mid, v_zero, False)
 
 
+@numba.njit(inline="always", cache=True)
+def _sign(e):
+    """sign(e) with sign(0) = 0 and NaN kept (np.sign)."""
+    if e > 0:
+        return np.float32(1.0)
+    if e < 0:
+        return np.float32(-1.0)
+    if e == 0:
+        return np.float32(0.0)
+    return e
+
+
 @jit
 def lion_bf16_kernel(param, grad, exp_avg, c):
     """Lion with a bfloat16 moment (uint16 bit view), in place; ``c``: lr, grad_sign,
@@ -144,8 +156,6 @@ def lion_bf16_kernel(param, grad, exp_avg, c):
     n = param.size
     use_wd = c[2] != 0
     chunks = (n + _CHUNK - 1) // _CHUNK
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
     for k in prange(chunks):
         lo = k * _CHUNK
         hi = min(n, lo + _CHUNK)
@@ -153,15 +163,7 @@ def lion_bf16_kernel(param, grad, exp_avg, c):
             p = param[i]
             d = c[1] * grad[i]
             m = _bf16_load(exp_avg[i])
-            e = c[3] * m + c[4] * d
-            if e > 0:
-                u = one
-            elif e < 0:
-                u = -one
-            elif e == 0:
-                u = zero
-            else:
-                u = e
+            u = _sign(c[3] * m + c[4] * d)
             exp_avg[i] = _bf16_store(c[5] * m + c[6] * d)
             param[i] = p - c[0] * (u + c[2] * p if use_wd else u)
 
@@ -234,3 +236,25 @@ def momentum_q8_kernel(param, grad, codes, absmax, c, nesterov, code, mid, zero)
             vb[i - lo] = v
             param[i] = p - c[0] * (d + c[3] * v if nesterov else v)
         absmax[b] = _encode_block(vb, hi - lo, codes, lo, mid, zero, True)
+
+
+@jit
+def lion_q8_kernel(param, grad, codes, absmax, c, code, mid, zero):
+    """Lion with a blockwise 8-bit moment (the signed code), in place: per block dequantize,
+    update, requantize; ``c`` as lion_bf16_kernel's."""
+    n = param.size
+    use_wd = c[2] != 0
+    blocks = (n + BLOCK - 1) // BLOCK
+    for b in prange(blocks):
+        lo = b * BLOCK
+        hi = min(n, lo + BLOCK)
+        mb = np.empty(BLOCK, np.float32)
+        a = absmax[b]
+        for i in range(lo, hi):
+            p = param[i]
+            d = c[1] * grad[i]
+            m = code[codes[i]] * a
+            u = _sign(c[3] * m + c[4] * d)
+            mb[i - lo] = c[5] * m + c[6] * d
+            param[i] = p - c[0] * (u + c[2] * p if use_wd else u)
+        absmax[b] = _encode_block(mb, hi - lo, codes, lo, mid, zero, True)

@@ -79,15 +79,15 @@ class Lion(StateDtype, Optimizer):
     state_dtype : {None, "float32", "float64", "bfloat16", "int8"}, default None
         How :math:`m` is stored (keyword-only). ``None``: the parameters' dtype;
         ``"bfloat16"``: 2 bytes per element, computed in float32 and stored rounded to
-        nearest even (float32 parameters; :func:`fastoptim.lowmem.lion_lowmem_step`, one
-        fused pass). ``"int8"``: bitsandbytes' blockwise signed 8-bit code (about 1.03 bytes
-        per element), the step computed in float32 by Lion's kernel chunk by chunk in cache
-        and requantized after it; arrays under 4,096 elements keep float32 state.
+        nearest even (float32 parameters). ``"int8"``: bitsandbytes' blockwise signed 8-bit
+        code (about 1.02 bytes per element), dequantized, updated and requantized per block;
+        arrays under 4,096 elements keep float32 state. Both in one fused pass
+        (:func:`fastoptim.lowmem.lion_lowmem_step`).
     """
 
     _kernels = ("lion",)
     _compressed = ("bfloat16", "int8")
-    _fused = ("bfloat16",)
+    _fused = ("bfloat16", "int8")
     _moments = ("exp_avg",)
 
     def __init__(self, params: Params, lr: LR = 1e-4, betas: Tuple[float, float] = (0.9, 0.99),
