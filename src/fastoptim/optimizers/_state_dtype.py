@@ -102,11 +102,11 @@ class StateDtype:
         kernel, call, slots, values = super()._plan(hyper)
         if not self._is_compressed or not any(slots):     # no state (SGD without momentum)
             return kernel, call, slots, values
+        self._check_compressible(type(self).__name__, hyper)
         if self._is_generic:
             if self._state_dtype == "int8":     # each buffer, then its scales
                 slots = tuple(x for s in slots for x in (s, None if s is None else s + _SCALE))
             return kernel, call, slots, values
-        self._check_compressible(type(self).__name__, hyper)
         if self._state_dtype == "int8":     # the fused 8-bit moments and their scales
             slots = tuple(s for m in self._moments for s in (m, m + _SCALE))
         return kernel, call, slots, values

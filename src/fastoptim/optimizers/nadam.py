@@ -120,18 +120,18 @@ class NAdam(StateDtype, Optimizer):
     skip_nonfinite : bool, default False
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps`.
-    state_dtype : {None, "float32", "float64", "bfloat16", "int8"}, default None
+    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
         How the state is stored (keyword-only). ``None``: the parameters' dtype.
         ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
         step computed in float32 by the same kernel, chunk by chunk in cache, and the state
-        rounded to nearest even after it. ``"int8"``: every state buffer as bitsandbytes'
-        blockwise 8-bit code (about 1.03 bytes per element: one code each, one float32
-        absmax per block of 256; the unsigned code for a buffer kept ``>= 0``), stepped the
-        same way and requantized after it; arrays under 4,096 elements keep float32 state.
+        rounded to nearest even after it. No ``"int8"``: quantized separately, an element's
+        ``exp_avg_sq`` can round to 0 while its ``exp_avg`` does not, and with a zero
+        gradient the step then explodes (the zero-gradient trap; Adam's fused int8 clamps
+        ``m``, this chunked step does not).
     """
 
     _kernels = ("nadam",)
-    _compressed = ("bfloat16", "int8")
+    _compressed = ("bfloat16",)
 
     def __init__(self, params: Params, lr: LR = 2e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum_decay: float = 4e-3,
