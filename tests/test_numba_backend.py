@@ -190,6 +190,20 @@ def test_import_fastoptim_does_not_import_numba():
     assert loaded == [False, False]  # nor does a small "auto" or a "cython" call
 
 
+def test_import_fastoptim_does_not_import_ml_dtypes():
+    # ml_dtypes takes about half a second to import: only bfloat16 state or parameters need it
+    loaded = run_python("""
+        import json, sys
+        import numpy as np, fastoptim
+        before = "ml_dtypes" in sys.modules
+        p = np.zeros(10, np.float32)
+        opt = fastoptim.Adam([p], lr=0.1)
+        opt.step([np.ones_like(p)])
+        print(json.dumps([before, "ml_dtypes" in sys.modules]))
+    """)
+    assert loaded == [False, False]
+
+
 def test_second_process_loads_compiled_code_from_disk_cache(tmp_path):
     code = """
         import json, numpy as np, fastoptim

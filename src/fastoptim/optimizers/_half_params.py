@@ -19,14 +19,26 @@ refused: they concern half parameters only).
 """
 from __future__ import annotations
 
+import sys
 from numbers import Integral
 from typing import List, Optional, Sequence
 
 import numpy as np
 
 from .. import _validation as _v
-from ..half_reference import HALF_DTYPES, bfloat16
 from ._state_dtype import _backend_name
+
+
+def _is_bfloat16(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is ``ml_dtypes.bfloat16``, without importing ml_dtypes (about half a
+    second): an array of it exists only once ml_dtypes has been imported."""
+    ml_dtypes = sys.modules.get("ml_dtypes")
+    return ml_dtypes is not None and dtype == np.dtype(ml_dtypes.bfloat16)
+
+
+def _is_half(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is float16 or bfloat16 (half_reference.HALF_DTYPES)."""
+    return dtype == np.float16 or _is_bfloat16(dtype)
 
 
 class HalfParams:
@@ -67,11 +79,11 @@ class HalfParams:
 
     @property
     def _half(self) -> bool:
-        return bool(self._params) and self._params[0].dtype in HALF_DTYPES
+        return bool(self._params) and _is_half(self._params[0].dtype)
 
     # ---- the base class's hooks -----------------------------------------------------------
     def _check_param(self, f: str, name: str, param):
-        half = isinstance(param, np.ndarray) and param.dtype in HALF_DTYPES
+        half = isinstance(param, np.ndarray) and _is_half(param.dtype)
         wants_half = self._master_weights or self._stochastic_rounding
         if self._params and half != self._half:
             raise ValueError(f"{f}: {name} is {param.dtype}, the other parameters "
@@ -86,7 +98,7 @@ class HalfParams:
         if self._params and param.dtype != self._params[0].dtype:
             raise ValueError(f"{f}: {name} is {param.dtype}, the other parameters "
                              f"{self._params[0].dtype}")
-        if self._stochastic_rounding and param.dtype != bfloat16:
+        if self._stochastic_rounding and not _is_bfloat16(param.dtype):
             raise ValueError(f"{f}: stochastic_rounding needs bfloat16 parameters, {name} is "
                              f"{param.dtype}")
         if self._skip_nonfinite:
@@ -103,7 +115,7 @@ class HalfParams:
         return None
 
     def _compute_dtype(self, param: np.ndarray) -> np.dtype:
-        if param.dtype in HALF_DTYPES:
+        if _is_half(param.dtype):
             return np.dtype(np.float32)
         return super()._compute_dtype(param)
 
@@ -117,9 +129,9 @@ class HalfParams:
                     ) -> List[np.ndarray]:
         f = type(self).__name__
         dtypes = {p.dtype for p in params}
-        half = dtypes & set(HALF_DTYPES)
+        half = {d for d in dtypes if _is_half(d)}
         if half and len(dtypes) > 1:
-            what = ("half or float parameters, not both" if dtypes - set(HALF_DTYPES)
+            what = ("half or float parameters, not both" if dtypes - half
                     else "one half dtype")
             raise ValueError(f"{f}: the parameters mix {sorted(map(str, dtypes))}: one "
                              f"optimizer steps {what}")
