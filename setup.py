@@ -54,7 +54,8 @@ render("_simd_kernels.h.tp", REGISTRY)
 # SIMD variant, the Numba backend and the NumPy reference round alike; "auto" may switch
 # between Cython and Numba with the thread count, and results must not depend on it.
 COMPILE_ARGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
-HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_glue.pxi", "_registry.py",
+HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_compressed_state.pxi", "_lowmem.pxd",
+           "_glue.pxi", "_registry.py",
            "coefficients.pxd", "csrc/common.h"] + [f"csrc/{name}.h" for name in REGISTRY.KERNELS]
 # The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
@@ -93,7 +94,7 @@ setup(
          # Adafactor's factored moments and update clipping are reductions: its own module
          extension("_adafactor", ["_adafactor.pxd", "csrc/adafactor.h", "_simd_switch.pxi"]),
          # Adam with bfloat16 / 8-bit moments (fastoptim.lowmem): its own module
-         extension("_lowmem", ["lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h",
+         extension("_lowmem", ["_lowmem.pxd", "lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h",
                                 "csrc/adam_mixed.h", "csrc/half_convert.h",
                                 "_simd_switch.pxi"]),
          # fastoptim.torch: NumPy views of torch gradients without tensor.numpy()'s cost

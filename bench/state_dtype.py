@@ -3,9 +3,10 @@ by side with float32 state: time per step and state bytes per parameter.
 
     PYTHONPATH=src python bench/state_dtype.py [--n 3e7] [--rounds 7]
 
-Adam (both kinds) and Lion (bfloat16) run fastoptim.lowmem's fused kernels; the others run
-their own float32 kernel chunk by chunk on float32 scratch (fastoptim.optimizers.
-_state_dtype). Medians of interleaved rounds; one class step per call.
+Adam, Lion and SGD (both kinds) and RMSprop (bfloat16) run fastoptim.lowmem's fused kernels;
+the others (generic state) run their own float32 kernel on rounds of the state decoded into
+per-thread scratch (kernels.compressed, fastoptim.optimizers._state_dtype). Medians of
+interleaved rounds; one class step per call.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import fastoptim
 from fastoptim.bench.lowmem import median_rounds     # the same interleaved rounds
 
 CASES = [("Adam", {}), ("Lion", {}), ("SGD", dict(lr=1e-2, momentum=0.9)), ("RMSprop", {}),
-         ("Adagrad", {})]
+         ("Adagrad", {}), ("Adamax", {})]
 KINDS = (None, "bfloat16", "int8")
 
 

@@ -597,3 +597,104 @@ def test_int8_steps_stay_bounded_after_gradients_become_zero(case):
     lr = opts.get("lr", 1e-2)
     for small in (1e-2, 3e-3, 1e-3):
         assert largest["int8", small] <= 4 * largest[None, small] + lr, (small, largest)
+
+
+# ---- the "cython" backend's fused generic step (kernels.compressed) -------------------------
+COMPRESSED = [(c, "bfloat16") for c in GENERIC] + [(c, "int8") for c in GENERIC_INT8]
+
+
+def _compressed_id(case):
+    return f"{class_case_id(case[0])}-{case[1]}"
+
+
+@pytest.fixture
+def threads_always_pay():
+    """kernels.compressed takes its threads even for the tests' small arrays."""
+    from fastoptim import kernels
+    previous = kernels.set_parallel_min_traffic(0)
+    yield
+    kernels.set_parallel_min_traffic(previous)
+
+
+@pytest.mark.parametrize("case", COMPRESSED, ids=_compressed_id)
+def test_compressed_rounds_are_the_chunk_loop_for_any_threads_and_simd_level(
+        case, threads_always_pay):
+    """The compiled rounds (one parallel region, per-thread scratch) give the bits of the
+    Python chunk loop on the NumPy backend, for 1 and 2 threads and every SIMD level of the
+    kernels and of the codecs."""
+    from fastoptim import _lowmem, kernels
+    (name, _, opts), kind = case
+    cls = getattr(fastoptim, name)
+    rng = np.random.default_rng(5)
+    grads = []
+    for _ in range(3):
+        g = [(rng.standard_normal(s) * 0.1).astype(np.float32) for s in INT8_SHAPES]
+        g[2] = np.asfortranarray(g[2])
+        g[0][:300] = 0.0
+        grads.append(g)
+
+    def run(backend):
+        params = int8_arrays(6)
+        opt = cls(params, backend=backend, state_dtype=kind, **opts)
+        with np.errstate(all="ignore"):
+            for g in grads:
+                opt.step(g)
+        return params, opt
+
+    ref, ref_opt = run("numpy")
+    # each level of the kernels with the codecs' of the same name, then the codecs' others
+    best = kernels.simd_targets()[-1]
+    levels = [(k, k) for k in kernels.simd_targets() if k in _lowmem.simd_targets()] \
+        + [(best, k) for k in _lowmem.simd_targets() if k not in kernels.simd_targets()]
+    previous = kernels.simd_target(), _lowmem.simd_target(), fastoptim.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastoptim.set_num_threads(threads)
+            for level, lm_level in levels:
+                kernels._select_simd_target(level)
+                _lowmem._select_simd_target(lm_level)
+                mine, opt = run("cython")
+                for p, q in zip(mine, ref):
+                    assert np.array_equal(bits(p), bits(q)), (threads, level, lm_level)
+                for key, bufs in opt._state.items():
+                    for a, b in zip(bufs, ref_opt._state[key]):
+                        if a is not None:
+                            assert np.array_equal(bits(a), bits(b)), (key, threads, level)
+    finally:
+        kernels._select_simd_target(previous[0])
+        _lowmem._select_simd_target(previous[1])
+        fastoptim.set_num_threads(previous[2])
+
+
+def _compressed_call(n=1000, **change):
+    """kernels.compressed's arguments for Adagrad on int8 state (``change`` replaces some)."""
+    from fastoptim import kernels
+    from fastoptim.optimizers._state_dtype import _Int8Codec
+    codes, absmax = lm.quantize_blockwise(np.full(n, 0.5, np.float32), False)
+    args = dict(param=np.ones(n, np.float32), grad=np.ones(n, np.float32), states=(codes,),
+                scales=(absmax,), tables=(_Int8Codec(False).tables,),
+                c=kernels.coefficients_adagrad(1, 0.1, 0.0, 0.0, 1e-10, False))
+    args.update(change)
+    return args
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (dict(grad=np.ones(999, np.float32)), ValueError, "grad must hold 1000"),
+    (dict(grad=np.ones(1000)), ValueError, "grad must hold 1000 items of 4 bytes"),
+    (dict(param=np.ones(1000, np.float64)), ValueError, "param must hold"),
+    (dict(states=(np.zeros(999, np.uint8),)), ValueError, r"states\[0\] must hold"),
+    (dict(scales=(np.zeros(3, np.float32),)), ValueError, r"scales\[0\] must hold 4"),
+    (dict(states=(np.zeros(2000, np.uint8)[::2],)), ValueError, "contiguous"),
+    (dict(states=()), ValueError, "one entry per state buffer"),
+    (dict(tables=((lm.dynamic_map(False), np.zeros(5, np.int32), 17, 0, False),)),
+     ValueError, "code_tables"),
+])
+def test_compressed_refuses_bad_arrays_and_changes_nothing(change, error, match):
+    from fastoptim import kernels
+    args = _compressed_call(**change)
+    before = [np.copy(a) for a in (args["param"], *args["states"], *args["scales"])]
+    with pytest.raises(error, match=match):
+        kernels.compressed(args["param"], args["grad"], args["states"], args["scales"],
+                           args["tables"], args["c"])
+    for a, b in zip((args["param"], *args["states"], *args["scales"]), before):
+        assert np.array_equal(a, b)

@@ -160,6 +160,26 @@ def momentum_q8(param, grad, momentum_buffer, momentum_buffer_absmax, tuple coef
         fo_lm_momentum_q8(p, g, v, a, n, &c, &t, threads)
 
 
+# ---- the codecs of _lowmem.pxd (fastoptim.kernels' fused generic compressed step) ---------
+cdef void bf16_decode_range(const uint16_t* src, float* dst, Py_ssize_t n) noexcept nogil:
+    fo_lm_bf16_decode(src, dst, n)
+
+
+cdef void bf16_encode_range(const float* src, uint16_t* dst, Py_ssize_t n) noexcept nogil:
+    fo_lm_bf16_encode(src, dst, n)
+
+
+cdef void q8_decode_range(const uint8_t* codes, const float* absmax, const float* code,
+                          float* dst, Py_ssize_t n) noexcept nogil:
+    fo_lm_q8_decode(codes, absmax, code, dst, n)
+
+
+cdef void q8_encode_range(const float* src, uint8_t* codes, float* absmax, Py_ssize_t n,
+                          const int32_t* bucket, int shift, uint8_t zero,
+                          int is_signed) noexcept nogil:
+    fo_lm_q8_encode(src, codes, absmax, n, bucket, shift, zero, is_signed)
+
+
 def bf16_decode(src, dst):
     """``dst[:] = src`` for bfloat16 bits ``src`` (uint16) and float32 ``dst`` of one size,
     contiguous: no validation (the caller's arrays)."""
@@ -167,7 +187,7 @@ def bf16_decode(src, dst):
     cdef float* b = <float*>_data(dst)                       # OUT
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>src)
     with nogil:
-        fo_lm_bf16_decode(a, b, n)
+        bf16_decode_range(a, b, n)
 
 
 def bf16_encode(src, dst):
@@ -177,7 +197,7 @@ def bf16_encode(src, dst):
     cdef uint16_t* b = <uint16_t*>_data(dst)                 # OUT
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>src)
     with nogil:
-        fo_lm_bf16_encode(a, b, n)
+        bf16_encode_range(a, b, n)
 
 
 def q8_decode(codes, absmax, code, dst):
@@ -190,7 +210,7 @@ def q8_decode(codes, absmax, code, dst):
     cdef float* d = <float*>_data(dst)                       # OUT
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>codes)
     with nogil:
-        fo_lm_q8_decode(c, a, k, d, n)
+        q8_decode_range(c, a, k, d, n)
 
 
 def q8_encode(src, codes, absmax, bucket, int shift, int zero, bint is_signed):
@@ -204,7 +224,7 @@ def q8_encode(src, codes, absmax, bucket, int shift, int zero, bint is_signed):
     cdef const int32_t* b = <const int32_t*>_data(bucket)    # IN
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>src)
     with nogil:
-        fo_lm_q8_encode(s, c, a, n, b, shift, <uint8_t>zero, is_signed)
+        q8_encode_range(s, c, a, n, b, shift, <uint8_t>zero, is_signed)
 
 
 def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coefficients,

@@ -75,3 +75,4 @@ cdef inline Py_ssize_t _size(object a):
 
 include "_glue.pxi"
 include "_multi_tensor.pxi"
+include "_compressed_state.pxi"

@@ -164,9 +164,11 @@ class StateDtype:
         blocks of 256), the state decoded into float32 scratch, the class's kernel run on the
         chunk (the coefficients computed once), the state encoded back (:func:`_codecs`). An
         int8 array under ``MIN_8BIT_SIZE`` (float32 state) runs the kernel on its state
-        directly. One thread: a chunk moves too little memory for threads to pay, and Python
-        threads over the chunks were slower (measured: 41 ms against 28 for bfloat16 SGD at
-        3e7 on 2 cores)."""
+        directly. The "cython" backend runs all of it in one compiled call per array
+        (``kernels.compressed``: one OpenMP parallel region over rounds of 512 elements,
+        decoded into per-thread scratch in the L1 cache); the others loop here, on one
+        thread (Python threads over the chunks were slower: 41 ms against 28 for bfloat16
+        SGD at 3e7 on 2 cores). Both give the same bits."""
         kind = self._state_dtype
         scalars = self._scalars
         carried = [values[idx[0]] for values in scalars.values()]
@@ -189,6 +191,12 @@ class StateDtype:
             held = [None if s is None else self._state[s][i] for s in slots]
             scales = [None if s is None or kind != "int8" else self._state[s + _SCALE][i]
                       for s in slots]
+            if impl is _cython or impl is _cython_parallel:     # the fused compiled rounds
+                _cython.compressed(flat_p, flat_g,
+                                   tuple(None if h is None else _flat_view(h, order)
+                                         for h in held), tuple(scales),
+                                   tuple(None if k is None else k.tables for k in codecs), c)
+                continue
             for lo in range(0, flat_p.size, CHUNK):
                 hi = min(flat_p.size, lo + CHUNK)
                 work = [None if b is None else b[:hi - lo] for b in scratch]
@@ -212,6 +220,16 @@ class StateDtype:
         raise NotImplementedError
 
 
+def _flat_view(a: np.ndarray, order: str) -> np.ndarray:
+    """``a`` (a state buffer, laid out as its parameter) as 1-D in memory ``order``: a view,
+    never a copy (a copy would lose the update)."""
+    flat = a.reshape(-1, order=order)
+    if a.size and not np.may_share_memory(flat, a):
+        raise ValueError(f"a {a.shape} state buffer is not laid out as its parameter "
+                         f"({order} order)")
+    return flat
+
+
 def _nonnegative(kernel: str, name: str) -> bool:
     """Whether the registry says kernel ``kernel`` keeps state ``name`` ``>= 0``."""
     from .._registry import kernel as entry
@@ -220,6 +238,8 @@ def _nonnegative(kernel: str, name: str) -> bool:
 
 class _Bf16Codec:
     """bfloat16 state (the parameter's shape) <-> a float32 chunk, compiled."""
+
+    tables = None           # kernels.compressed: no code tables
 
     def __init__(self) -> None:
         from .. import _lowmem
@@ -242,6 +262,8 @@ class _Int8Codec:
         k = 0 if signed else 1
         self._code, self._signed = lowmem.dynamic_map(signed), signed
         self._bucket, self._shift, self._zero = t[6 + k], t[8 + k], t[4 + k]
+        # what kernels.compressed takes for the code
+        self.tables = (self._code, self._bucket, self._shift, self._zero, signed)
         self._decode, self._encode = _lowmem.q8_decode, _lowmem.q8_encode
 
     def decode(self, held, scales, lo, hi, out, order) -> None:

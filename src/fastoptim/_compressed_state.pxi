@@ -1,0 +1,174 @@
+# The generic compressed state of the "cython" backend (included by kernels.pyx): one registry
+# kernel stepping a float32 parameter whose state buffers are stored as bfloat16 or as
+# blockwise 8-bit codes (fastoptim.optimizers._state_dtype, fastoptim.lowmem).
+#
+# One OpenMP parallel region over rounds of ROUND elements (whole blocks of 256): per round a
+# thread decodes each state buffer into its own float32 scratch (ROUND floats per buffer, in
+# the L1 cache), runs the kernel on the round's parameter, gradient and scratch, and encodes
+# the scratch back (_lowmem's codecs: bfloat16 rounded to nearest even; 8-bit requantized
+# block by block). Parameter, gradient and state are read and written once from memory.
+# Every round starts on a block boundary and both the codecs (per block) and the kernels
+# (per element) round alike anywhere, so the results are those of decoding the whole state,
+# stepping it and encoding it back, bit for bit, for any thread count.
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from cython.parallel cimport threadid
+from libc.stdint cimport int32_t, uint8_t, uint16_t
+
+from fastoptim._lowmem cimport (bf16_decode_range, bf16_encode_range, q8_decode_range,
+                                q8_encode_range)
+
+cdef enum:
+    ROUND = 512                # elements per decode-step-encode round (2 blocks). Measured
+                               # at 3e7, 2 cores, bfloat16 NAdam for ROUND = 256, 512, 1024,
+                               # 2048, 4096, 8192: 16.9, 16.9, 20.8, 23.8, 25.6, 24.7 ms
+    Q8_BLOCK = 256             # fastoptim.lowmem.BLOCK: one absmax per block
+    ROUNDS_PER_THREAD = 4      # rounds are dealt out in about this many runs per thread
+    EXP_CLASSES = 26           # fastoptim.lowmem._EXP_CLASSES: the bucket table's classes
+
+
+cdef struct Compressed:
+    int kind                   # the registry kernel (Kind)
+    int nstate                 # its state buffers (arrays after param and grad)
+    float* p
+    const float* g
+    Py_ssize_t n
+    void* held[MAX_ARRAYS]             # uint16 bfloat16 bits or uint8 codes; NULL absent
+    float* absmax[MAX_ARRAYS]          # 8-bit: one scale per block; NULL for bfloat16
+    const float* code[MAX_ARRAYS]      # 8-bit: the 256 code values
+    const int32_t* bucket[MAX_ARRAYS]  # 8-bit: the nearest-code search's bucket table
+    int shift[MAX_ARRAYS]
+    uint8_t zero[MAX_ARRAYS]
+    int is_signed[MAX_ARRAYS]
+    AnyCoefficients coef
+
+
+cdef void _compressed_round(const Compressed* t, Py_ssize_t lo,
+                            float* scratch) noexcept nogil:
+    """Elements [lo, lo + ROUND) (fewer at the end): decode, step, encode back."""
+    cdef Py_ssize_t n = min(<Py_ssize_t>ROUND, t.n - lo)
+    cdef void* s[MAX_ARRAYS]
+    cdef float* w
+    cdef int j
+    for j in range(t.nstate):
+        s[j] = NULL
+        if t.held[j] == NULL:
+            continue
+        w = scratch + j * ROUND
+        if t.absmax[j] != NULL:
+            q8_decode_range(<const uint8_t*>t.held[j] + lo, t.absmax[j] + lo // Q8_BLOCK,
+                            t.code[j], w, n)
+        else:
+            bf16_decode_range(<const uint16_t*>t.held[j] + lo, w, n)
+        s[j] = w
+    _kernel_on(t.kind, t.p + lo, t.g + lo, s, n, &t.coef)
+    for j in range(t.nstate):
+        if t.held[j] == NULL:
+            continue
+        w = scratch + j * ROUND
+        if t.absmax[j] != NULL:
+            q8_encode_range(w, <uint8_t*>t.held[j] + lo, t.absmax[j] + lo // Q8_BLOCK, n,
+                            t.bucket[j], t.shift[j], t.zero[j], t.is_signed[j])
+        else:
+            bf16_encode_range(w, <uint16_t*>t.held[j] + lo, n)
+
+
+cdef void _compressed_run(const Compressed* t, float* scratch, int nt) noexcept nogil:
+    """Every round, on ``nt`` threads (thread k uses its own part of ``scratch``)."""
+    cdef Py_ssize_t rounds = (t.n + ROUND - 1) // ROUND, r
+    cdef Py_ssize_t grab = max(<Py_ssize_t>1, rounds // (ROUNDS_PER_THREAD * nt))
+    if nt == 1:
+        for r in range(rounds):
+            _compressed_round(t, r * ROUND, scratch)
+    else:
+        for r in prange(rounds, num_threads=nt, schedule="dynamic", chunksize=grab):
+            _compressed_round(t, r * ROUND, scratch + threadid() * MAX_ARRAYS * ROUND)
+
+
+cdef int _check_compressed(str func, int j, object a, Py_ssize_t n, int itemsize,
+                           str what) except -1:
+    if not cnp.PyArray_CheckExact(a):
+        raise TypeError(f"{func}: {what} must be a numpy.ndarray, got {type(a).__name__}")
+    if cnp.PyArray_ITEMSIZE(<cnp.ndarray>a) != itemsize or cnp.PyArray_SIZE(<cnp.ndarray>a) != n:
+        raise ValueError(f"{func}: {what} must hold {n} items of {itemsize} bytes, got "
+                         f"{a.dtype} of size {a.size}")
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+            or cnp.PyArray_IS_F_CONTIGUOUS(<cnp.ndarray>a)) \
+            or not cnp.PyArray_ISALIGNED(<cnp.ndarray>a) or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
+        raise ValueError(f"{func}: {what} must be contiguous, aligned, native byte order")
+    if j != 1 and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+        raise ValueError(f"{func}: {what} is read-only")
+    return 0
+
+
+def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficients c, *,
+               num_threads=None):
+    """One step of the kernel of ``c`` on float32 ``param`` and ``grad`` (contiguous, one
+    memory order) with its state buffers stored compressed, in place.
+
+    ``states``: one entry per state buffer of the kernel (the registry's order after param
+    and grad): ``None`` (absent), bfloat16 bits (2 bytes per element) or 8-bit codes
+    (uint8), each of ``param``'s size in its memory order. ``scales``: per buffer, the
+    codes' float32 absmax, one per block of 256 (``None`` for bfloat16). ``tables``: per
+    buffer of codes, ``(code, bucket, shift, zero, is_signed)`` of
+    :func:`fastoptim.lowmem.code_tables` for its code. The result is the float32 step on the
+    decoded state, encoded back (bfloat16: nearest even; 8-bit:
+    :func:`fastoptim.lowmem.quantize_blockwise`), for any ``num_threads``. Arrays are
+    checked for size, dtype width, contiguity and writeability before anything is
+    written."""
+    func = "compressed"
+    cdef Compressed t
+    cdef int j, nt = _threads(num_threads)
+    cdef Py_ssize_t n
+    _check_compressed(func, 0, param, cnp.PyArray_SIZE(<cnp.ndarray>param)
+                      if cnp.PyArray_Check(param) else -1, 4, "param")
+    if cnp.PyArray_TYPE(<cnp.ndarray>param) != cnp.NPY_FLOAT32:
+        raise TypeError(f"{func}: param must be float32, got {param.dtype}")
+    n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    _check_compressed(func, 1, grad, n, 4, "grad")
+    if cnp.PyArray_TYPE(<cnp.ndarray>grad) != cnp.NPY_FLOAT32:
+        raise TypeError(f"{func}: grad must be float32, got {grad.dtype}")
+    t.nstate = len(states)
+    if t.nstate + 2 > MAX_ARRAYS or len(scales) != t.nstate or len(tables) != t.nstate:
+        raise ValueError(f"{func}: states, scales and tables must have one entry per state "
+                         f"buffer (at most {MAX_ARRAYS - 2})")
+    t.kind = c.kind
+    t.coef = c.c
+    t.p = <float*>cnp.PyArray_DATA(<cnp.ndarray>param)
+    t.g = <const float*>cnp.PyArray_DATA(<cnp.ndarray>grad)
+    t.n = n
+    for j in range(t.nstate):
+        t.held[j] = NULL
+        t.absmax[j] = NULL
+        if states[j] is None:
+            continue
+        name = f"states[{j}]"
+        if tables[j] is None:           # bfloat16
+            _check_compressed(func, 2, states[j], n, 2, name)
+        else:
+            _check_compressed(func, 2, states[j], n, 1, name)
+            _check_compressed(func, 2, scales[j], (n + Q8_BLOCK - 1) // Q8_BLOCK, 4,
+                              f"scales[{j}]")
+            code, bucket, shift, zero, is_signed = tables[j]
+            _check_compressed(func, 1, code, 256, 4, f"tables[{j}] code")
+            if not 0 < shift < 23 or not cnp.PyArray_Check(bucket) \
+                    or cnp.PyArray_TYPE(<cnp.ndarray>bucket) != cnp.NPY_INT32 \
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bucket) \
+                    or bucket.size != 2 * EXP_CLASSES << (23 - shift):
+                raise ValueError(f"{func}: tables[{j}] must be code_tables' entries")
+            t.absmax[j] = <float*>cnp.PyArray_DATA(<cnp.ndarray>scales[j])
+            t.code[j] = <const float*>cnp.PyArray_DATA(<cnp.ndarray>code)
+            t.bucket[j] = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>bucket)
+            t.shift[j] = shift
+            t.zero[j] = zero
+            t.is_signed[j] = bool(is_signed)
+        t.held[j] = cnp.PyArray_DATA(<cnp.ndarray>states[j])
+    if not _threads_pay(4 * n, 3):      # param and grad, and the state: fewer bytes, more work
+        nt = 1
+    cdef float* scratch = <float*>PyMem_RawMalloc(nt * MAX_ARRAYS * ROUND * sizeof(float))
+    if scratch == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            _compressed_run(&t, scratch, nt)
+    finally:
+        PyMem_RawFree(scratch)
