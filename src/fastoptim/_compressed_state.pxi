@@ -23,7 +23,8 @@ cdef enum:
                                # 2048, 4096, 8192: 16.9, 16.9, 20.8, 23.8, 25.6, 24.7 ms
     Q8_BLOCK = 256             # fastoptim.lowmem.BLOCK: one absmax per block
     ROUNDS_PER_THREAD = 4      # rounds are dealt out in about this many runs per thread
-    EXP_CLASSES = 26           # fastoptim.lowmem._EXP_CLASSES: the bucket table's classes
+    EXP_CLASSES = 26           # fastoptim.lowmem._EXP_CLASSES: the bucket table's classes;
+                               # its negative half starts at 2**(8 + bits) = 2**(31 - shift)
 
 
 cdef struct Compressed:
@@ -153,7 +154,7 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
             if not 0 < shift < 23 or not cnp.PyArray_Check(bucket) \
                     or cnp.PyArray_TYPE(<cnp.ndarray>bucket) != cnp.NPY_INT32 \
                     or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bucket) \
-                    or bucket.size != 2 * EXP_CLASSES << (23 - shift):
+                    or bucket.size != (1 << (31 - shift)) + (EXP_CLASSES << (23 - shift)):
                 raise ValueError(f"{func}: tables[{j}] must be code_tables' entries")
             t.absmax[j] = <float*>cnp.PyArray_DATA(<cnp.ndarray>scales[j])
             t.code[j] = <const float*>cnp.PyArray_DATA(<cnp.ndarray>code)

@@ -88,6 +88,7 @@ def dynamic_map(signed: bool = True) -> np.ndarray:
 # index = bucket[key] + (x > mid[bucket[key]]). Exponent class 0 holds |x| < 2**-24, class
 # c = 1..25 the biased exponent 102 + c (class 25: [1, 2), where 1.0 lands). K is the
 # smallest number of mantissa bits that leaves at most one midpoint per bucket (checked).
+# Key: sign * 2**(8 + K) + class * 2**K + the top K mantissa bits.
 _EXP_CLASSES = 26
 _EXP_LOW = 103          # biased exponent of 2**-24
 
@@ -114,7 +115,13 @@ def _bucket_table(mid: np.ndarray, bits: int):
             return None
         table[sign] = a
     padded = np.append(mid, np.float32(np.inf)).astype(np.float32).view(np.int32)
-    return (padded[table] | table).reshape(-1).astype(np.int32)
+    entries = (padded[table] | table).reshape(2, -1).astype(np.int32)
+    # the negative half at 2**(8 + bits), where a float's sign bit lands in its key (the
+    # AVX-512 search shifts it there); the entries between are never read
+    out = np.zeros((1 << (8 + bits)) + entries.shape[1], np.int32)
+    out[:entries.shape[1]] = entries[0]
+    out[1 << (8 + bits):] = entries[1]
+    return out
 
 
 @functools.lru_cache(maxsize=None)

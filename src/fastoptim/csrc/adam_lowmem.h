@@ -37,7 +37,7 @@
  * Threads: OpenMP over chunks of FO_LM_CHUNK elements (whole blocks); every element and
  * every block is computed by the same code whatever the chunk's thread, so the result does
  * not depend on the thread count. The SIMD targets (baseline, AVX2+FMA, AVX-512, AVX-512
- * with AVX512-BF16) compute the same operations in the same order, without FMA (scalar C the
+ * with AVX512-BF16 and VBMI) compute the same operations in the same order, without FMA (scalar C the
  * compiler vectorizes, and intrinsics for the 8-bit blocks and the AVX-512 loops); bfloat16
  * rounding is integer arithmetic, or vcvtneps2bf16 where the CPU has it, with the lanes it
  * reads differently (NaN, subnormal) rounded in integers: the same bits on every target.
@@ -75,9 +75,14 @@
 /* blocks ahead that the 8-bit block loops prefetch (measured at 3e7: 2, 4, 8, 16 alike,
    none 20% slower) */
 #define FO_Q8_AHEAD 4
-/* the bucket tables' exponent classes (fastoptim.lowmem._EXP_CLASSES, _EXP_LOW) */
+/* the bucket tables' exponent classes (fastoptim.lowmem._EXP_CLASSES, _EXP_LOW) and the
+   offset of their negative half for `bits` mantissa bits: 2**(8 + bits), where a float's
+   sign bit lands in its key (bits >> (23 - bits)) */
 #define FO_Q8_EXP_CLASSES 26
 #define FO_Q8_EXP_LOW 103
+#define FO_Q8_NEGATIVE(bits) (1 << (8 + (bits)))
+/* vrangeps' control: the operand of larger magnitude, with the sign of the first */
+#define FO_Q8_RANGE_MAXABS 0x7
 /* A block's values are normalized as (x * pre) * (1 / (absmax * pre)): pre = 2**64 when
    absmax < 2**-100 (exact power-of-two scaling, so that 1 / absmax cannot overflow for a
    tiny or subnormal absmax), else 1 (x * 1 == x). */
@@ -151,14 +156,15 @@ typedef struct {
 #undef FO_QTARGET
 #undef FO_LM_VEC
 
-/* level 3: level 2 with the AVX512-BF16 conversion instruction (vcvtneps2bf16) */
+/* level 3: level 2 with the AVX512-BF16 conversion instruction (vcvtneps2bf16) and
+   AVX512-VBMI's byte permutes (the 8-bit Adam loop's dequantization: Sapphire Rapids, Zen 4) */
 #define FO_QNAME(x) fo_lm_##x##_l3
 #if defined(__clang__)
 #define FO_QTARGET __attribute__((target( \
-    "avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma")))
+    "avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx512vbmi,avx2,fma")))
 #else
 #define FO_QTARGET __attribute__((target( \
-    "avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma,prefer-vector-width=512")))
+    "avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx512vbmi,avx2,fma,prefer-vector-width=512")))
 #endif
 #define FO_LM_VEC 3
 #include "adam_lowmem.h"
@@ -270,7 +276,7 @@ static const fo_lm_q8_encode_fn fo_lm_q8_encode_table[FO_LM_LEVELS] = {
 #endif
 };
 
-/* 0: baseline, 1: AVX2 + FMA, 2: AVX-512 F/VL/BW/DQ, 3: level 2 + AVX512-BF16; -1 until
+/* 0: baseline, 1: AVX2 + FMA, 2: AVX-512 F/VL/BW/DQ, 3: level 2 + AVX512-BF16 + VBMI; -1 until
    chosen (the best, on first use) */
 static int fo_lm_level_ = -1;
 
@@ -287,7 +293,8 @@ static int fo_lm_supported(int level) {
                         && __builtin_cpu_supports("avx512bw")
                         && __builtin_cpu_supports("avx512dq")))
         return 0;
-    if (level >= 3 && !__builtin_cpu_supports("avx512bf16"))
+    if (level >= 3 && !(__builtin_cpu_supports("avx512bf16")
+                        && __builtin_cpu_supports("avx512vbmi")))
         return 0;
 #endif
     return 1;
@@ -906,7 +913,7 @@ FO_QINLINE FO_QNAME(q8_search8) FO_QNAME(q8_search8_of)(const int32_t* bucket, i
     s.bucket = bucket;
     s.shift = _mm256_set1_epi32(shift);
     s.low = _mm256_set1_epi32((FO_Q8_EXP_LOW - 1) << bits);
-    s.negative = _mm256_set1_epi32(FO_Q8_EXP_CLASSES << bits);
+    s.negative = _mm256_set1_epi32(FO_Q8_NEGATIVE(bits));
     return s;
 }
 
@@ -924,10 +931,10 @@ FO_QINLINE __m256i FO_QNAME(q8_index8)(const FO_QNAME(q8_search8)* s, __m256 x, 
     if (is_signed)
         key = _mm256_add_epi32(key, _mm256_and_si256(_mm256_srai_epi32(u, 31), s->negative));
     __m256i entry = _mm256_i32gather_epi32((const int*)s->bucket, key, 4);
-    __m256i base = _mm256_and_si256(entry, _mm256_set1_epi32(0xff));
     __m256 next = _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_set1_epi32(0xff), entry));
     __m256i up = _mm256_castps_si256(_mm256_cmp_ps(x, next, _CMP_GT_OQ));   /* -1 or 0 */
-    return _mm256_sub_epi32(base, up);
+    /* the index in the low byte (a count of at most 254: + 1 stays in it); store8 keeps it */
+    return _mm256_sub_epi32(entry, up);
 }
 
 /* the low byte of each of 8 int32 lanes, stored to 8 bytes */
@@ -1085,36 +1092,36 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
 
 /* the nearest-code search's constants of one table, sixteen lanes */
 typedef struct {
-    const int32_t* bucket;
+    const void* origin;             /* the address of key 0: bucket - 4 * low (bytes) */
     __m512i shift;                  /* 23 - mantissa bits of a key */
-    __m512i low;                    /* the key of class 0: (FO_Q8_EXP_LOW - 1) << bits */
-    __m512i negative;               /* the key offset of the negative half */
 } FO_QNAME(q8_search16);
 
 FO_QINLINE FO_QNAME(q8_search16) FO_QNAME(q8_search16_of)(const int32_t* bucket, int shift) {
     FO_QNAME(q8_search16) s;
     int bits = 23 - shift;
-    s.bucket = bucket;
+    /* the gather adds 4 * key to this base: bucket[key - low] without a subtraction per
+       lane (integer arithmetic: the address itself is never dereferenced) */
+    s.origin = (const void*)((uintptr_t)bucket - 4 * (uintptr_t)((FO_Q8_EXP_LOW - 1) << bits));
     s.shift = _mm512_set1_epi32(shift);
-    s.low = _mm512_set1_epi32((FO_Q8_EXP_LOW - 1) << bits);
-    s.negative = _mm512_set1_epi32(FO_Q8_EXP_CLASSES << bits);
     return s;
 }
 
-/* q8_index8 on sixteen lanes */
+/* q8_index8 on sixteen lanes, the index in each lane's low byte (the bits above it are the
+   next midpoint's: the codes' store keeps the low byte) */
 FO_QINLINE __m512i FO_QNAME(q8_index16)(const FO_QNAME(q8_search16)* s, __m512 x,
                                         int is_signed) {
-    __m512i u = _mm512_castps_si512(x);
-    __m512i a = is_signed ? _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)) : u;
-    a = _mm512_max_epi32(a, _mm512_set1_epi32(0x33000000));
-    __m512i key = _mm512_sub_epi32(_mm512_srlv_epi32(a, s->shift), s->low);
-    if (is_signed)
-        key = _mm512_mask_add_epi32(key, _mm512_movepi32_mask(u), key, s->negative);
-    __m512i entry = _mm512_i32gather_epi32(key, (const void*)s->bucket, 4);
-    __m512i base = _mm512_and_si512(entry, _mm512_set1_epi32(0xff));
+    /* signed: x's magnitude lifted to 2**-25, x's sign kept (vrangeps: the larger
+       magnitude, the sign of the first operand), whose sign bit shifts into the key as the
+       negative half's offset, FO_Q8_NEGATIVE; unsigned: the bits lifted as int32 */
+    __m512i a = is_signed
+        ? _mm512_castps_si512(_mm512_range_ps(x, _mm512_set1_ps(0x1p-25f), FO_Q8_RANGE_MAXABS))
+        : _mm512_max_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(0x33000000));
+    __m512i key = _mm512_srlv_epi32(a, s->shift);
+    __m512i entry = _mm512_i32gather_epi32(key, s->origin, 4);
     __m512 next = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32(0xff), entry));
     __mmask16 up = _mm512_cmp_ps_mask(x, next, _CMP_GT_OQ);
-    return _mm512_mask_add_epi32(base, up, base, _mm512_set1_epi32(1));
+    /* the low byte is the count of midpoints below the bucket, at most 254: + 1 stays in it */
+    return _mm512_mask_add_epi32(entry, up, entry, _mm512_set1_epi32(1));
 }
 
 /* the magnitudes' maximum, lane-wise, on the bits: |x| as an int32 orders as the float
@@ -1142,6 +1149,55 @@ FO_QINLINE void FO_QNAME(requantize_chunk16)(uint8_t* FO_RESTRICT codes, __m512 
     _mm512_mask_cvtepi32_storeu_epi8(codes, (__mmask16)0xffff, FO_QNAME(q8_index16)(
         s, _mm512_mul_ps(x, _mm512_set1_ps(inv)), is_signed));
 }
+
+#if FO_LM_VEC == 3
+/* ---- level 3: 64 codes dequantized by byte permutes (AVX512-VBMI) in place of gathers ---
+   The 256 float32 code values as four byte planes (plane k: byte k of every value), each
+   plane four registers of 64 bytes: vpermt2b looks up 64 codes in 128 bytes, so a plane
+   takes two lookups and a blend on the codes' top bit. The planes' bytes are then
+   interleaved into floats (unpacks within 128-bit lanes); the codes are first permuted so
+   that the interleaved floats come out in order. Exact: the same values as code[q]. */
+typedef struct {
+    __m512i plane[4][4];
+    __m512i order;          /* byte 16L + 4q + j reads code 16q + 4L + j (L: 128-bit lane) */
+} FO_QNAME(q8_planes);
+
+FO_QINLINE void FO_QNAME(q8_planes_of)(const float* code, FO_QNAME(q8_planes)* out) {
+    static const uint8_t order[64] __attribute__((aligned(64))) = {
+        0, 1, 2, 3, 16, 17, 18, 19, 32, 33, 34, 35, 48, 49, 50, 51,
+        4, 5, 6, 7, 20, 21, 22, 23, 36, 37, 38, 39, 52, 53, 54, 55,
+        8, 9, 10, 11, 24, 25, 26, 27, 40, 41, 42, 43, 56, 57, 58, 59,
+        12, 13, 14, 15, 28, 29, 30, 31, 44, 45, 46, 47, 60, 61, 62, 63};
+    uint8_t bytes[4][256] __attribute__((aligned(64)));
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 256; i += 16)
+            _mm512_mask_cvtepi32_storeu_epi8(bytes[k] + i, (__mmask16)0xffff, _mm512_srlv_epi32(
+                _mm512_loadu_si512((const void*)(code + i)), _mm512_set1_epi32(8 * k)));
+    for (int k = 0; k < 4; k++)
+        for (int q = 0; q < 4; q++)
+            out->plane[k][q] = _mm512_load_si512((const void*)(bytes[k] + 64 * q));
+    out->order = _mm512_load_si512((const void*)order);
+}
+
+/* code[codes[i]] for 64 codes: out[q] holds values 16q .. 16q + 15 */
+FO_QINLINE void FO_QNAME(q8_decode64)(const uint8_t* codes, const FO_QNAME(q8_planes)* t,
+                                      __m512 out[4]) {
+    __m512i idx = _mm512_permutexvar_epi8(t->order, _mm512_loadu_si512((const void*)codes));
+    __mmask64 high = _mm512_movepi8_mask(idx);
+    __m512i b[4];
+    for (int k = 0; k < 4; k++) {
+        __m512i lo = _mm512_permutex2var_epi8(t->plane[k][0], idx, t->plane[k][1]);
+        __m512i hi = _mm512_permutex2var_epi8(t->plane[k][2], idx, t->plane[k][3]);
+        b[k] = _mm512_mask_blend_epi8(high, lo, hi);
+    }
+    __m512i w01l = _mm512_unpacklo_epi8(b[0], b[1]), w01h = _mm512_unpackhi_epi8(b[0], b[1]);
+    __m512i w23l = _mm512_unpacklo_epi8(b[2], b[3]), w23h = _mm512_unpackhi_epi8(b[2], b[3]);
+    out[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(w01l, w23l));
+    out[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(w01l, w23l));
+    out[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(w01h, w23h));
+    out[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(w01h, w23h));
+}
+#endif
 
 /* q8_pending8 for sixteen lanes */
 typedef struct {
@@ -1184,6 +1240,12 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
     const FO_QNAME(q8_search16) ms = FO_QNAME(q8_search16_of)(t->m_bucket, t->m_shift);
     const FO_QNAME(q8_search16) vs = FO_QNAME(q8_search16_of)(t->v_bucket, t->v_shift);
     FO_QNAME(q8_pending16)* prev = NULL;
+#if FO_LM_VEC == 3
+    FO_QNAME(q8_planes) m_planes, v_planes;
+    FO_QNAME(q8_planes_of)(t->m_code, &m_planes);
+    FO_QNAME(q8_planes_of)(t->v_code, &v_planes);
+    __m512 m_codes[4], v_codes[4];
+#endif
     for (Py_ssize_t b = 0; b < blocks; b++) {
         FO_QNAME(q8_pending16)* cur = &ring[b & 1];
         const Py_ssize_t lo = b * FO_Q8_BLOCK;
@@ -1194,10 +1256,19 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
         const __m512 am = _mm512_set1_ps(m_absmax[b]), av = _mm512_set1_ps(v_absmax[b]);
         __m512i new_am = _mm512_setzero_si512(), new_av = _mm512_setzero_si512();
         for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
+#if FO_LM_VEC == 3
+            if ((j & 63) == 0) {
+                FO_QNAME(q8_decode64)(mc + j, &m_planes, m_codes);
+                FO_QNAME(q8_decode64)(vc + j, &v_planes, v_codes);
+            }
+            __m512 m = _mm512_mul_ps(m_codes[(j >> 4) & 3], am);
+            __m512 v = _mm512_mul_ps(v_codes[(j >> 4) & 3], av);
+#else
             __m512i mi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(mc + j)));
             __m512i vi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(vc + j)));
             __m512 m = _mm512_mul_ps(_mm512_i32gather_ps(mi, t->m_code, 4), am);
             __m512 v = _mm512_mul_ps(_mm512_i32gather_ps(vi, t->v_code, 4), av);
+#endif
             __m512 p = FO_QNAME(adam_update16)(_mm512_loadu_ps(p_b + j), _mm512_loadu_ps(g_b + j),
                                                &m, &v, &k, use_wd, scale);
             _mm512_storeu_ps(p_b + j, p);

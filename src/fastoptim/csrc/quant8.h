@@ -44,7 +44,7 @@ FO_QINLINE uint8_t FO_QNAME(q8_index)(const int32_t* FO_RESTRICT bucket, int shi
     int bits = 23 - shift;
     int32_t e = (int32_t)((u >> 23) & 0xffu) - (FO_Q8_EXP_LOW - 1);
     e = e < 0 ? 0 : (e > FO_Q8_EXP_CLASSES - 1 ? FO_Q8_EXP_CLASSES - 1 : e);
-    int32_t key = ((int32_t)(u >> 31) * FO_Q8_EXP_CLASSES + e) * (1 << bits)
+    int32_t key = (int32_t)(u >> 31) * FO_Q8_NEGATIVE(bits) + e * (1 << bits)
                   + (int32_t)((u >> shift) & ((1u << bits) - 1u));
     uint32_t entry = (uint32_t)bucket[key];
     uint32_t next_bits = entry & 0xffffff00u;       /* the next midpoint (low byte clear) */
