@@ -302,7 +302,7 @@ def test_every_element_wise_class_has_compressed_state():
     names = {c[0] for c in GENERIC}
     assert {"Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta", "Rprop", "ASGD"} <= names
     assert fastoptim.RMSprop._fused == ("bfloat16",)
-    assert {"RMSprop", "Adagrad", "Adamax", "Adadelta", "Rprop"} \
+    assert {"RMSprop", "Adagrad", "Adamax", "Adadelta", "Rprop", "NAdam", "RAdam"} \
         == {c[0] for c in GENERIC_INT8}
     assert fastoptim.SGD._fused == fastoptim.Lion._fused == ("bfloat16", "int8")
 
@@ -385,8 +385,7 @@ def _lowmem_levels():
 
 GENERIC_INT8 = [c for c in CLASS_CASES
                 if "int8" in getattr(fastoptim, c[0])._compressed
-                and "int8" not in getattr(fastoptim, c[0])._fused
-                and not c[2].get("centered")]
+                and "int8" not in getattr(fastoptim, c[0])._fused]
 # an array over two chunks plus a partial block, a small one (float32 state), a 2-D one
 # over MIN_8BIT_SIZE in Fortran order
 INT8_SHAPES = [(2 * CHUNK + 517,), (33,), (70, 90)]
@@ -404,15 +403,26 @@ def signed_buffer(opt, key):
     return not _nonnegative(opt._groups[0].kernel, key)
 
 
-def quantize_states(opt):
+def quantize_states(opt, steps_taken):
     """Quantize every float32 state buffer of an array of at least MIN_8BIT_SIZE elements
-    blockwise (memory order; the registry's signed or unsigned code) and back, in place."""
+    blockwise (memory order; the registry's signed or unsigned code) and back, in place;
+    then clamp each of the class's _int8_bounds pairs, m to C sqrt(v) with C the bound after
+    ``steps_taken`` steps (lowmem.moment_bound, float32, NaN propagating)."""
     for key, bufs in opt._state.items():
         for b in bufs:
             if b is not None and b.size >= lm.MIN_8BIT_SIZE:
                 signed = signed_buffer(opt, key)
                 back = lm.dequantize_blockwise(*lm.quantize_blockwise(b, signed), signed)
                 b.reshape(-1, order="A")[...] = back
+    hyper = opt._functional(opt._groups[0].hyper)
+    for m_name, v_name, beta_m, beta_v in type(opt)._int8_bounds:
+        bound = lm.moment_bound(steps_taken, hyper[beta_m], hyper[beta_v])
+        if m_name not in opt._state or bound == np.inf:
+            continue
+        for m, v in zip(opt._state[m_name], opt._state[v_name]):
+            if m is not None and v is not None and m.size >= lm.MIN_8BIT_SIZE:
+                limit = np.sqrt(v) * np.float32(bound)
+                m[...] = np.maximum(np.minimum(m, limit), -limit)
 
 
 # int8 state == the float32 step on quantized state: the generic classes and the fused steps
@@ -433,12 +443,12 @@ def test_int8_state_is_the_float32_step_with_the_state_requantized(case, backend
     float_opt = cls(ref, backend=backend, **opts)
     rng = np.random.default_rng(2)
     with np.errstate(all="ignore"):
-        for _ in range(6):
+        for steps_taken in range(6):
             g = [(rng.standard_normal(p.shape) * 0.1).astype(np.float32) for p in mine]
             g[2] = np.asfortranarray(g[2])
             g[0][:300] = 0.0                        # exact zeros: a whole block and more
             opt.step(g)
-            quantize_states(float_opt)
+            quantize_states(float_opt, steps_taken)
             float_opt.step(g)
     for p, q in zip(mine, ref):
         assert np.array_equal(bits(p), bits(q))
@@ -561,23 +571,41 @@ def test_the_unsigned_code_is_for_the_buffers_kept_nonnegative():
                 assert np.all(bufs[0] >= 0), (name, key)
 
 
-def test_int8_is_refused_where_quantized_buffers_break_the_formula():
-    """NAdam and RAdam (m can survive while v rounds to 0: the zero-gradient trap) and
-    centered RMSprop (s - a**2 can go negative) have no int8 state; refused before any
-    array is made."""
-    p = np.zeros(5000, np.float32)
-    for cls in (fastoptim.NAdam, fastoptim.RAdam):
-        with pytest.raises(ValueError, match="state_dtype must be None or one of"):
-            cls([p], state_dtype="int8")
-    with pytest.raises(ValueError, match="cannot be centered"):
-        fastoptim.RMSprop([p], centered=True, state_dtype="int8")
-    assert not p.any()
+@pytest.mark.parametrize("name, opts", [("NAdam", {}), ("RAdam", {}),
+                                         ("RMSprop", dict(centered=True))])
+def test_the_int8_clamp_is_what_keeps_these_steps_bounded(name, opts, monkeypatch):
+    """NAdam, RAdam (m / sqrt(v)) and centered RMSprop (v - m**2) need the clamp of the
+    decoded m to C sqrt(v): without it (``_int8_bounds`` emptied), a zero gradient after a
+    block's large one steps its small elements far beyond float32's largest step, or to
+    NaN; with it they stay within it (test_int8_steps_stay_bounded_after_gradients_become_zero
+    for the whole array)."""
+    n = 8192
+
+    def largest_step(kind):
+        p = np.zeros(n, np.float32)
+        opt = getattr(fastoptim, name)([p], lr=1e-2, state_dtype=kind, **opts)
+        g = np.full(n, 1e-3, np.float32)
+        g[0] = 100.0
+        opt.step([g])
+        out = 0.0
+        with np.errstate(all="ignore"):
+            for _ in range(30):
+                before = p.copy()
+                opt.step([np.zeros(n, np.float32)])
+                step = np.abs(p[1:] - before[1:])        # the elements with small gradients
+                out = max(out, float(np.nan_to_num(step, nan=np.inf).max()))
+        return out
+
+    bounded = largest_step("int8")
+    assert bounded <= 4 * largest_step(None) + 1e-2
+    monkeypatch.setattr(getattr(fastoptim, name), "_int8_bounds", ())
+    assert largest_step("int8") > 100 * bounded
 
 
 @pytest.mark.parametrize("case", QUANTIZED, ids=class_case_id)
 def test_int8_steps_stay_bounded_after_gradients_become_zero(case):
     """One large and many small gradients in a block, then exact zeros: every int8 step
-    stays within 4x float32's largest step (or lr), never inf or NaN."""
+    stays within 4x float32's largest step (or 4 lr), never inf or NaN."""
     name, _, opts = case
     n = 8192
     largest = {}
@@ -594,9 +622,12 @@ def test_int8_steps_stay_bounded_after_gradients_become_zero(case):
                 step = np.abs(p - before)
                 assert np.all(np.isfinite(step)), (kind, small)
                 largest[kind, small] = max(largest.get((kind, small), 0.0), float(step.max()))
+    # + 4 lr: a clamped class's m may reach the worst case of exact arithmetic, C sqrt(v)
+    # (NAdam with betas (0.8, 0.99): C = 3.4), which float32's own steps stay below; without
+    # the clamp the steps are orders of magnitude larger, or NaN
     lr = opts.get("lr", 1e-2)
     for small in (1e-2, 3e-3, 1e-3):
-        assert largest["int8", small] <= 4 * largest[None, small] + lr, (small, largest)
+        assert largest["int8", small] <= 4 * largest[None, small] + 4 * lr, (small, largest)
 
 
 # ---- the "cython" backend's fused generic step (kernels.compressed) -------------------------

@@ -12,6 +12,7 @@
 # stepping it and encoding it back, bit for bit, for any thread count.
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from cython.parallel cimport threadid
+from libc.math cimport sqrtf
 from libc.stdint cimport int32_t, uint8_t, uint16_t
 
 from fastoptim._lowmem cimport (bf16_decode_range, bf16_encode_range, q8_decode_range,
@@ -40,7 +41,25 @@ cdef struct Compressed:
     int shift[MAX_ARRAYS]
     uint8_t zero[MAX_ARRAYS]
     int is_signed[MAX_ARRAYS]
+    int nclamp                         # clamps of a decoded m to bound * sqrt(v)
+    int clamp_m[MAX_ARRAYS]
+    int clamp_v[MAX_ARRAYS]
+    float clamp_bound[MAX_ARRAYS]
     AnyCoefficients coef
+
+
+cdef inline void _clamp_moment(float* m, const float* v, Py_ssize_t n,
+                               float bound) noexcept nogil:
+    """m clamped to [-bound sqrt(v), bound sqrt(v)], NaN propagating: clamp_moment of
+    fastoptim.optimizers._state_dtype (np.minimum, then np.maximum with the negated limit)."""
+    cdef Py_ssize_t i
+    cdef float x, limit
+    for i in range(n):
+        limit = sqrtf(v[i]) * bound
+        x = m[i]
+        x = x if (x < limit or x != x) else limit
+        limit = -limit
+        m[i] = x if (x > limit or x != x) else limit
 
 
 cdef void _compressed_round(const Compressed* t, Py_ssize_t lo,
@@ -61,6 +80,9 @@ cdef void _compressed_round(const Compressed* t, Py_ssize_t lo,
         else:
             bf16_decode_range(<const uint16_t*>t.held[j] + lo, w, n)
         s[j] = w
+    for j in range(t.nclamp):
+        _clamp_moment(<float*>s[t.clamp_m[j]], <const float*>s[t.clamp_v[j]], n,
+                      t.clamp_bound[j])
     _kernel_on(t.kind, t.p + lo, t.g + lo, s, n, &t.coef)
     for j in range(t.nstate):
         if t.held[j] == NULL:
@@ -102,7 +124,7 @@ cdef int _check_compressed(str func, int j, object a, Py_ssize_t n, int itemsize
 
 
 def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficients c, *,
-               num_threads=None):
+               tuple clamps=(), num_threads=None):
     """One step of the kernel of ``c`` on float32 ``param`` and ``grad`` (contiguous, one
     memory order) with its state buffers stored compressed, in place.
 
@@ -113,9 +135,11 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
     buffer of codes, ``(code, bucket, shift, zero, is_signed)`` of
     :func:`fastoptim.lowmem.code_tables` for its code. The result is the float32 step on the
     decoded state, encoded back (bfloat16: nearest even; 8-bit:
-    :func:`fastoptim.lowmem.quantize_blockwise`), for any ``num_threads``. Arrays are
-    checked for size, dtype width, contiguity and writeability before anything is
-    written."""
+    :func:`fastoptim.lowmem.quantize_blockwise`), for any ``num_threads``. ``clamps``:
+    ``(m, v, bound)`` triples of state indices: after decoding, ``m`` is clamped to
+    ``[-bound sqrt(v), bound sqrt(v)]`` (the generic int8 state's guard against the
+    zero-gradient trap). Arrays are checked for size, dtype width, contiguity and
+    writeability before anything is written."""
     func = "compressed"
     cdef Compressed t
     cdef int j, nt = _threads(num_threads)
@@ -163,6 +187,16 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
             t.zero[j] = zero
             t.is_signed[j] = bool(is_signed)
         t.held[j] = cnp.PyArray_DATA(<cnp.ndarray>states[j])
+    t.nclamp = len(clamps)
+    if t.nclamp > MAX_ARRAYS:
+        raise ValueError(f"{func}: at most {MAX_ARRAYS} clamps")
+    for j in range(t.nclamp):
+        m, v, bound = clamps[j]
+        if not (0 <= m < t.nstate and 0 <= v < t.nstate and m != v) \
+                or t.held[m] == NULL or t.held[v] == NULL:
+            raise ValueError(f"{func}: clamps[{j}] must name two present state buffers, "
+                             f"got {clamps[j]!r}")
+        t.clamp_m[j], t.clamp_v[j], t.clamp_bound[j] = m, v, bound
     if not _threads_pay(4 * n, 3):      # param and grad, and the state: fewer bytes, more work
         nt = 1
     cdef float* scratch = <float*>PyMem_RawMalloc(nt * MAX_ARRAYS * ROUND * sizeof(float))

@@ -46,7 +46,7 @@ __all__ = ["BLOCK", "MIN_8BIT_SIZE", "STATE_DTYPES", "dynamic_map", "code_tables
            "state_kind",
            "state_nbytes", "adam_lowmem_step", "reference_adam_step", "lion_state",
            "lion_lowmem_step", "momentum_state", "momentum_lowmem_step",
-           "rmsprop_state", "rmsprop_lowmem_step", "LowMemAdam",
+           "rmsprop_state", "rmsprop_lowmem_step", "moment_bound", "LowMemAdam",
            "LowMemAdamW"]
 
 BLOCK = 256
@@ -280,6 +280,17 @@ def _coefficients(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize
         l2, param_scale = weight_decay, 1.0
     step_size = lr / (1.0 - beta1 ** step)
     inv_bc2_sqrt = 1.0 / math.sqrt(1.0 - beta2 ** step)
+    return (grad_sign, l2, param_scale, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size,
+            inv_bc2_sqrt, eps, moment_bound(step, beta1, beta2))
+
+
+def moment_bound(step: int, beta1: float, beta2: float) -> float:
+    r""":math:`C_t` (the module docstring): after ``step`` steps from zero of the moving averages
+    :math:`m \leftarrow \beta_1 m + (1-\beta_1) d` and :math:`v \leftarrow \beta_2 v +
+    (1-\beta_2) d^2`, :math:`|m| \le C_t \sqrt v` in exact arithmetic (Cauchy-Schwarz);
+    ``inf`` where that is no bound or above float32's range. Adam's int8 kernels clamp the
+    new ``m`` to it; the generic int8 state clamps the decoded state (NAdam, RAdam, centered
+    RMSprop's ``grad_avg``) to the bound after the steps it holds."""
     r = beta1 * beta1 / beta2 if beta2 > 0 else math.inf
     if beta2 == 0:
         ratio_sum = 1.0 if beta1 == 0 else math.inf
@@ -290,8 +301,7 @@ def _coefficients(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize
     m_bound = (1.0 - beta1) / math.sqrt(1.0 - beta2) * math.sqrt(ratio_sum)
     if not math.isfinite(m_bound) or m_bound > 3.0e38:
         m_bound = math.inf
-    return (grad_sign, l2, param_scale, beta1, 1.0 - beta1, beta2, 1.0 - beta2, step_size,
-            inv_bc2_sqrt, eps, m_bound)
+    return m_bound
 
 
 # ---- validation ----------------------------------------------------------------------------

@@ -62,6 +62,12 @@ class StateDtype:
     _fused: tuple = ()
     _moments: tuple = ()
     _state_dtype: Optional[str] = None
+    # generic int8 state: (m, v, beta of m, beta of v) for each pair of buffers of which exact
+    # arithmetic keeps |m| <= C sqrt(v) (fastoptim.lowmem.moment_bound) and the formula needs
+    # it (NAdam's and RAdam's m / sqrt(v), centered RMSprop's v - m**2). Quantized
+    # separately, an element's v can round to 0 while its m does not (the zero-gradient
+    # trap), so the decoded m is clamped to C sqrt(v) before each step.
+    _int8_bounds: tuple = ()
 
     def _set_state_dtype(self, state_dtype: Optional[str]) -> None:
         """Check ``state_dtype`` (before the base class's constructor, which makes the
@@ -175,6 +181,7 @@ class StateDtype:
         c = group.coefficients(t, lr, carried)
         slots = group.slots[::2] if kind == "int8" else group.slots
         codecs = _codecs(kind, group.kernel, slots)
+        clamps = self._int8_clamps(group, t, slots)
         size = min(CHUNK, max(self._params[i].size for i in idx))
         scratch = [None if s is None else np.empty(size, np.float32) for s in slots]
         for i in idx:
@@ -195,7 +202,8 @@ class StateDtype:
                 _cython.compressed(flat_p, flat_g,
                                    tuple(None if h is None else _flat_view(h, order)
                                          for h in held), tuple(scales),
-                                   tuple(None if k is None else k.tables for k in codecs), c)
+                                   tuple(None if k is None else k.tables for k in codecs), c,
+                                   clamps=clamps)
                 continue
             for lo in range(0, flat_p.size, CHUNK):
                 hi = min(flat_p.size, lo + CHUNK)
@@ -203,6 +211,8 @@ class StateDtype:
                 for w, h, a, codec in zip(work, held, scales, codecs):
                     if w is not None:
                         codec.decode(h, a, lo, hi, w, order)
+                for m, v, bound in clamps:
+                    clamp_moment(work[m], work[v], bound)
                 self._run_kernel(impl, group, t, lr, c, carried, [flat_p[lo:hi]],
                                  [flat_g[lo:hi]], [None if w is None else [w] for w in work],
                                  key)
@@ -212,12 +222,38 @@ class StateDtype:
         if scalars:
             self._store_scalars(idx, c.carried())
 
+    def _int8_clamps(self, group, t: int, slots) -> tuple:
+        """``(slot of m, slot of v, C)`` for each of :attr:`_int8_bounds` whose buffers the
+        group steps (int8 state), ``C`` the float32 bound after the ``t - 1`` steps the state
+        holds; none where ``C`` is infinite (no bound)."""
+        if self._state_dtype != "int8" or not self._int8_bounds:
+            return ()
+        from ..lowmem import moment_bound
+        hyper = self._functional(group.hyper)
+        out = []
+        for m, v, beta_m, beta_v in self._int8_bounds:
+            if m in slots and v in slots:
+                bound = moment_bound(t - 1, hyper[beta_m], hyper[beta_v])
+                if bound != float("inf"):
+                    out.append((slots.index(m), slots.index(v), float(np.float32(bound))))
+        return tuple(out)
+
     def _lowmem_state(self, param: np.ndarray, kind: str) -> Dict[str, np.ndarray]:
         raise NotImplementedError
 
     def _lowmem_step(self, param, grad, state, t: int, lr: float, hyper: dict,
                      backend: str) -> None:
         raise NotImplementedError
+
+
+def clamp_moment(m: np.ndarray, v: np.ndarray, bound: float) -> None:
+    """``m`` clamped to ``[-bound sqrt(v), bound sqrt(v)]`` in place, float32, NaN
+    propagating (np.minimum, np.maximum): the generic int8 state's guard against the
+    zero-gradient trap (``StateDtype._int8_bounds``; ``kernels.compressed`` the same in C)."""
+    limit = np.sqrt(v)
+    limit *= np.float32(bound)
+    np.minimum(m, limit, out=m)
+    np.maximum(m, np.negative(limit, out=limit), out=m)
 
 
 def _flat_view(a: np.ndarray, order: str) -> np.ndarray:

@@ -120,18 +120,22 @@ class NAdam(StateDtype, Optimizer):
     skip_nonfinite : bool, default False
         Skip a step whose gradients hold an inf or a NaN: nothing changes (parameters,
         state, step count) but :attr:`skipped_steps`.
-    state_dtype : {None, "float32", "float64", "bfloat16"}, default None
+    state_dtype : {None, "float32", "float64", "bfloat16", "int8"}, default None
         How the state is stored (keyword-only). ``None``: the parameters' dtype.
         ``"bfloat16"`` (float32 parameters): every state buffer in 2 bytes per element, the
-        step computed in float32 by the same kernel, chunk by chunk in cache, and the state
-        rounded to nearest even after it. No ``"int8"``: quantized separately, an element's
-        ``exp_avg_sq`` can round to 0 while its ``exp_avg`` does not, and with a zero
-        gradient the step then explodes (the zero-gradient trap; Adam's fused int8 clamps
-        ``m``, this chunked step does not).
+        step computed in float32 by the same kernel on the state decoded in cache, and the
+        state rounded to nearest even after it. ``"int8"``: both moments as bitsandbytes'
+        blockwise 8-bit code (about 1.02 bytes per element each; the unsigned code for
+        ``exp_avg_sq``), decoded, stepped and requantized the same way; arrays under 4,096
+        elements keep float32 state. Quantized separately, an element's ``exp_avg_sq`` can
+        round to 0 while its ``exp_avg`` does not (the zero-gradient trap), so the decoded
+        ``exp_avg`` is first clamped to :math:`C_{t-1} \sqrt{v}`, the bound exact arithmetic
+        keeps (:func:`fastoptim.lowmem.moment_bound`).
     """
 
     _kernels = ("nadam",)
-    _compressed = ("bfloat16",)
+    _compressed = ("bfloat16", "int8")
+    _int8_bounds = (("exp_avg", "exp_avg_sq", "beta1", "beta2"),)
 
     def __init__(self, params: Params, lr: LR = 2e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum_decay: float = 4e-3,

@@ -112,14 +112,17 @@ class RMSprop(StateDtype, Optimizer):
         bitsandbytes' blockwise 8-bit code (about 1.02 bytes per element: one code each, one
         float32 absmax per block of 256; the unsigned code for ``square_avg``), the step
         computed in float32 by the RMSprop kernel chunk by chunk in cache and requantized
-        after it; arrays under 4,096 elements keep float32 state. Not with ``centered``:
-        ``square_avg - grad_avg**2`` of separately quantized buffers can go negative (NaN).
+        after it; arrays under 4,096 elements keep float32 state. ``centered``: quantized
+        separately, ``square_avg - grad_avg**2`` could go negative, so the decoded
+        ``grad_avg`` is first clamped to :math:`C_{t-1} \sqrt{\text{square\_avg}}`
+        (:func:`fastoptim.lowmem.moment_bound` with both decays ``alpha``: below 1).
     """
 
     _kernels = ("rmsprop",)
     _compressed = ("bfloat16", "int8")
     _fused = ("bfloat16",)
     _moments = ("square_avg", "momentum_buffer", "grad_avg")
+    _int8_bounds = (("grad_avg", "square_avg", "alpha", "alpha"),)
     # checkpoints without this hyperparameter: torch's form
     _ADDED_HYPERPARAMETERS = {"eps_root": 0.0}
 
@@ -133,12 +136,6 @@ class RMSprop(StateDtype, Optimizer):
             alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
             centered=centered, maximize=maximize, eps_root=eps_root), backend,
             skip_nonfinite)
-
-    def _check_compressible(self, f, hyper):
-        if self._state_dtype == "int8" and hyper["centered"]:
-            raise ValueError(f"{f}: state_dtype 'int8' cannot be centered: square_avg - "
-                             f"grad_avg**2 of separately quantized buffers can go negative "
-                             f"(use 'bfloat16' or float state)")
 
     def _lowmem_state(self, param, kind):
         from .. import lowmem
