@@ -317,8 +317,34 @@ def _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
     _validation.nonnegative(f, "weight_decay", weight_decay)
     _validation.flag(f, "decoupled_weight_decay", decoupled)
     _validation.flag(f, "maximize", maximize)
+    _check_backend(f, backend, backends)
+
+
+def _check_backend(f: str, backend, backends=BACKENDS) -> None:
     if backend not in backends:
         raise ValueError(f"{f}: backend must be one of {backends}, got {backend!r}")
+
+
+def _compiled_threads() -> int:
+    """The thread count of a "cython" call: fastoptim's setting, 1 in a forked child."""
+    return 1 if _threads.in_forked_child() else _threads.get_num_threads()
+
+
+def _read_moment(kind: str, values: np.ndarray, absmax) -> np.ndarray:
+    """A bfloat16 or blockwise 8-bit (signed code) buffer as float32: the references'
+    decode."""
+    if kind == "int8":
+        return dequantize_blockwise(values, absmax, signed=True)
+    return values.astype(np.float32)
+
+
+def _write_moment(kind: str, new: np.ndarray, values: np.ndarray, absmax) -> None:
+    """Store the float32 ``new`` into a bfloat16 buffer (nearest even) or as blockwise 8-bit
+    codes and scales (signed code): the references' encode."""
+    if kind == "int8":
+        values[...], absmax[...] = quantize_blockwise(new, signed=True)
+    else:
+        values[...] = new.astype(bfloat16)
 
 
 def _flat(name: str, a, dtype, size, order: str = "A", f: str = _F) -> np.ndarray:
@@ -453,7 +479,7 @@ def adam_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
                               t[4], t[5], t[6], t[7], t[8], t[9])
     else:
         from . import _lowmem
-        threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
+        threads = _compiled_threads()
         if kind == "bfloat16":
             _lowmem.adam_bf16(p, g, arrays[0], arrays[1], c, threads)
         else:
@@ -533,8 +559,7 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
     _validation.unit_interval(f, "beta2", beta2)
     _validation.nonnegative(f, "weight_decay", weight_decay)
     _validation.flag(f, "maximize", maximize)
-    if backend not in BACKENDS:
-        raise ValueError(f"{f}: backend must be one of {BACKENDS}, got {backend!r}")
+    _check_backend(f, backend)
     if not hasattr(state, "keys") or "exp_avg" not in state:
         raise TypeError(f"{f}: state must be a dict from lion_state (exp_avg)")
     kind = _kind_of(state["exp_avg"]) if isinstance(state["exp_avg"], np.ndarray) else None
@@ -549,18 +574,13 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
     m = arrays[0]
     if backend == "numpy":
         lr_, gs, wd, b1, omb1, b2, omb2 = (np.float32(x) for x in c)
-        if kind == "int8":
-            m_old = dequantize_blockwise(m, arrays[1], signed=True)
-        else:
-            m_old = m.astype(np.float32)
+        absmax = arrays[1] if kind == "int8" else None
+        m_old = _read_moment(kind, m, absmax)
         d = gs * g
         u = np.sign(b1 * m_old + omb1 * d)
         new_m = b2 * m_old + omb2 * d
         new_p = p - lr_ * (u + wd * p if wd != 0 else u)
-        if kind == "int8":
-            m[...], arrays[1][...] = quantize_blockwise(new_m, signed=True)
-        else:
-            m[...] = new_m.astype(bfloat16)
+        _write_moment(kind, new_m, m, absmax)
         p[...] = new_p
     elif backend == "numba":
         from .numba_kernels import lowmem as nb
@@ -571,7 +591,7 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
             nb.lion_bf16_kernel(p, g, m.view(np.uint16), np.array(c, np.float32))
     else:
         from . import _lowmem
-        threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
+        threads = _compiled_threads()
         if kind == "int8":
             _lowmem.lion_q8(p, g, m, arrays[1], c, code_tables(), threads)
         else:
@@ -624,8 +644,7 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError(f"{f}: nesterov needs momentum > 0 and dampening == 0, got "
                          f"momentum={momentum}, dampening={dampening}")
-    if backend not in BACKENDS:
-        raise ValueError(f"{f}: backend must be one of {BACKENDS}, got {backend!r}")
+    _check_backend(f, backend)
     if not hasattr(state, "keys") or "momentum_buffer" not in state:
         raise TypeError(f"{f}: state must be a dict from momentum_state (momentum_buffer)")
     kind = _kind_of(state["momentum_buffer"]) if isinstance(state["momentum_buffer"],
@@ -642,20 +661,15 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
     buf = arrays[0]
     if backend == "numpy":
         lr_, gs, wd, mu, omd = (np.float32(x) for x in c[:5])
-        if kind == "int8":
-            v_old = dequantize_blockwise(buf, arrays[1], signed=True)
-        else:
-            v_old = buf.astype(np.float32)
+        absmax = arrays[1] if kind == "int8" else None
+        v_old = _read_moment(kind, buf, absmax)
         d = gs * g
         if wd != 0:
             d = d + wd * p
         v = mu * v_old + omd * d
         step = d + mu * v if nesterov else v
         new_p = p - lr_ * step
-        if kind == "int8":
-            buf[...], arrays[1][...] = quantize_blockwise(v, signed=True)
-        else:
-            buf[...] = v.astype(bfloat16)
+        _write_moment(kind, v, buf, absmax)
         p[...] = new_p
     elif backend == "numba":
         from .numba_kernels import lowmem as nb
@@ -667,7 +681,7 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
             nb.momentum_bf16_kernel(p, g, buf.view(np.uint16), k, bool(nesterov))
     else:
         from . import _lowmem
-        threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
+        threads = _compiled_threads()
         if kind == "int8":
             _lowmem.momentum_q8(p, g, buf, arrays[1], c, code_tables(), threads)
         else:
@@ -726,8 +740,7 @@ def rmsprop_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np
     for name, value in (("eps", eps), ("eps_root", eps_root)):
         if value > 0:
             _validation.eps_for_dtype(f, name, value, np.float32)
-    if backend not in BACKENDS:
-        raise ValueError(f"{f}: backend must be one of {BACKENDS}, got {backend!r}")
+    _check_backend(f, backend)
     names = tuple(n for n, on in zip(_RMSPROP_BUFFERS, (True, momentum > 0, centered)) if on)
     if not hasattr(state, "keys") or set(state) != set(names):
         raise TypeError(f"{f}: state must be a dict from rmsprop_state with exactly {names} "
@@ -780,7 +793,7 @@ def rmsprop_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np
                                np.array(c, np.float32), momentum > 0, bool(centered))
     else:
         from . import _lowmem
-        threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
+        threads = _compiled_threads()
         _lowmem.rmsprop_bf16(p, g, *bits, c, threads)
 
 
