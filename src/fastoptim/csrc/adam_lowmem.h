@@ -318,20 +318,144 @@ static int fo_lm_level(void) {
 
 
 /* ---- the entry points ------------------------------------------------------------------- */
-/* Adam with bfloat16 moments over n elements, on `threads` OpenMP threads. */
-static void fo_lm_adam_bf16(float* param, const float* grad, uint16_t* exp_avg,
-                            uint16_t* exp_avg_sq, Py_ssize_t n,
-                            const fo_lm_adam_coefficients* c, int threads) {
-    fo_lm_bf16_fn f = fo_lm_bf16_table[fo_lm_level()];
+/* One call of a fused kernel: its arrays (state buffers are bfloat16 bits or 8-bit codes,
+   NULL when absent; scales one float32 absmax per FO_Q8_BLOCK block), its per-call scalars
+   and code tables. fo_lm_item runs elements [lo, lo + len) of it at the active level. */
+typedef enum {
+    FO_LM_ADAM_BF16, FO_LM_ADAM_Q8, FO_LM_LION_BF16, FO_LM_LION_Q8, FO_LM_MOMENTUM_BF16,
+    FO_LM_MOMENTUM_Q8, FO_LM_RMSPROP_BF16
+} fo_lm_kind;
+
+typedef struct {
+    fo_lm_kind kind;
+    float* param;
+    const float* grad;
+    void* state[3];
+    float* scale[2];
+    const void* c;
+    const fo_lm_q8_tables* t;
+} fo_lm_call;
+
+/* base + lo elements of `size` bytes, NULL for an absent buffer */
+static void* fo_lm_at(void* base, Py_ssize_t lo, size_t size) {
+    return base == NULL ? NULL : (char*)base + (size_t)lo * size;
+}
+
+static void fo_lm_item(const fo_lm_call* x, Py_ssize_t lo, Py_ssize_t len) {
+    const int level = fo_lm_level();
+    float* p = x->param + lo;
+    const float* g = x->grad + lo;
+    uint16_t* h0 = (uint16_t*)fo_lm_at(x->state[0], lo, 2);
+    uint8_t* q0 = (uint8_t*)fo_lm_at(x->state[0], lo, 1);
+    float* a0 = (float*)fo_lm_at(x->scale[0], lo / FO_Q8_BLOCK, 4);   /* lo: whole blocks */
+    switch (x->kind) {
+    case FO_LM_ADAM_BF16:
+        fo_lm_bf16_table[level](p, g, h0, (uint16_t*)fo_lm_at(x->state[1], lo, 2), len,
+                                (const fo_lm_adam_coefficients*)x->c);
+        break;
+    case FO_LM_ADAM_Q8:
+        fo_lm_q8_table[level](p, g, q0, a0, (uint8_t*)fo_lm_at(x->state[1], lo, 1),
+                              (float*)fo_lm_at(x->scale[1], lo / FO_Q8_BLOCK, 4), len,
+                              (const fo_lm_adam_coefficients*)x->c, x->t);
+        break;
+    case FO_LM_LION_BF16:
+        fo_lm_lion_table[level](p, g, h0, len, (const fo_lm_lion_coefficients*)x->c);
+        break;
+    case FO_LM_LION_Q8:
+        fo_lm_lion_q8_table[level](p, g, q0, a0, len, (const fo_lm_lion_coefficients*)x->c,
+                                   x->t);
+        break;
+    case FO_LM_MOMENTUM_BF16:
+        fo_lm_momentum_table[level](p, g, h0, len, (const fo_lm_momentum_coefficients*)x->c);
+        break;
+    case FO_LM_MOMENTUM_Q8:
+        fo_lm_momentum_q8_table[level](p, g, q0, a0, len,
+                                       (const fo_lm_momentum_coefficients*)x->c, x->t);
+        break;
+    case FO_LM_RMSPROP_BF16:
+        fo_lm_rmsprop_table[level](p, g, h0, (uint16_t*)fo_lm_at(x->state[1], lo, 2),
+                                   (uint16_t*)fo_lm_at(x->state[2], lo, 2), len,
+                                   (const fo_lm_rmsprop_coefficients*)x->c);
+        break;
+    }
+}
+
+/* A call over n elements, on `threads` OpenMP threads: items of FO_LM_CHUNK elements (whole
+   blocks), one thread when there are fewer than two. Every element and block is computed
+   by the same code on any thread: the result does not depend on the thread count. */
+static void fo_lm_parallel(const fo_lm_call* x, Py_ssize_t n, int threads) {
     Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
     if (threads < 1 || chunks < 2)
         threads = 1;
     #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (Py_ssize_t k = 0; k < chunks; k++) {
         Py_ssize_t lo = k * FO_LM_CHUNK;
-        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
-        f(param + lo, grad + lo, exp_avg + lo, exp_avg_sq + lo, len, c);
+        fo_lm_item(x, lo, n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK);
     }
+}
+
+/* Adam with bfloat16 moments over n elements, on `threads` OpenMP threads. */
+static void fo_lm_adam_bf16(float* param, const float* grad, uint16_t* exp_avg,
+                            uint16_t* exp_avg_sq, Py_ssize_t n,
+                            const fo_lm_adam_coefficients* c, int threads) {
+    fo_lm_call x = {FO_LM_ADAM_BF16, param, grad, {exp_avg, exp_avg_sq, NULL}, {NULL, NULL},
+                    c, NULL};
+    fo_lm_parallel(&x, n, threads);
+}
+
+/* Adam with blockwise 8-bit moments over n elements (absmax: one per FO_Q8_BLOCK block). */
+static void fo_lm_adam_q8(float* param, const float* grad, uint8_t* exp_avg,
+                          float* exp_avg_absmax, uint8_t* exp_avg_sq, float* exp_avg_sq_absmax,
+                          Py_ssize_t n, const fo_lm_adam_coefficients* c,
+                          const fo_lm_q8_tables* t, int threads) {
+    fo_lm_call x = {FO_LM_ADAM_Q8, param, grad, {exp_avg, exp_avg_sq, NULL},
+                    {exp_avg_absmax, exp_avg_sq_absmax}, c, t};
+    fo_lm_parallel(&x, n, threads);
+}
+
+/* Lion with a bfloat16 moment over n elements, on `threads` OpenMP threads. */
+static void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
+                            const fo_lm_lion_coefficients* c, int threads) {
+    fo_lm_call x = {FO_LM_LION_BF16, param, grad, {exp_avg, NULL, NULL}, {NULL, NULL}, c,
+                    NULL};
+    fo_lm_parallel(&x, n, threads);
+}
+
+/* Lion with a blockwise 8-bit moment (absmax: one per FO_Q8_BLOCK block; t's signed
+   code) over n elements, on `threads` OpenMP threads. */
+static void fo_lm_lion_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
+                          Py_ssize_t n, const fo_lm_lion_coefficients* c,
+                          const fo_lm_q8_tables* t, int threads) {
+    fo_lm_call x = {FO_LM_LION_Q8, param, grad, {codes, NULL, NULL}, {absmax, NULL}, c, t};
+    fo_lm_parallel(&x, n, threads);
+}
+
+/* SGD with momentum, its buffer bfloat16, over n elements, on `threads` OpenMP threads. */
+static void fo_lm_momentum_bf16(float* param, const float* grad, uint16_t* buf, Py_ssize_t n,
+                                const fo_lm_momentum_coefficients* c, int threads) {
+    fo_lm_call x = {FO_LM_MOMENTUM_BF16, param, grad, {buf, NULL, NULL}, {NULL, NULL}, c,
+                    NULL};
+    fo_lm_parallel(&x, n, threads);
+}
+
+/* SGD with momentum, its buffer blockwise 8-bit (absmax: one per FO_Q8_BLOCK block; t's
+   signed code), over n elements, on `threads` OpenMP threads. */
+static void fo_lm_momentum_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
+                              Py_ssize_t n, const fo_lm_momentum_coefficients* c,
+                              const fo_lm_q8_tables* t, int threads) {
+    fo_lm_call x = {FO_LM_MOMENTUM_Q8, param, grad, {codes, NULL, NULL}, {absmax, NULL}, c,
+                    t};
+    fo_lm_parallel(&x, n, threads);
+}
+
+/* RMSprop, its buffers bfloat16 (momentum_buffer, grad_avg NULL when unused), over n
+   elements, on `threads` OpenMP threads. */
+static void fo_lm_rmsprop_bf16(float* param, const float* grad, uint16_t* square_avg,
+                               uint16_t* momentum_buffer, uint16_t* grad_avg, Py_ssize_t n,
+                               const fo_lm_rmsprop_coefficients* c, int threads) {
+    fo_lm_call x = {FO_LM_RMSPROP_BF16, param, grad, {square_avg, momentum_buffer, grad_avg},
+                    {NULL, NULL}, c, NULL};
+    fo_lm_parallel(&x, n, threads);
 }
 
 /* n bfloat16 values (bits) to float32, and float32 to bfloat16 rounded to nearest even
@@ -358,110 +482,6 @@ static void fo_lm_q8_encode(const float* src, uint8_t* codes, float* absmax, Py_
                             const int32_t* bucket, int shift, uint8_t zero, int is_signed) {
     fo_lm_q8_encode_table[fo_lm_level()](src, codes, absmax, n, bucket, shift, zero,
                                          is_signed);
-}
-
-/* SGD with momentum, its buffer bfloat16, over n elements, on `threads` OpenMP threads. */
-static void fo_lm_momentum_bf16(float* param, const float* grad, uint16_t* buf, Py_ssize_t n,
-                                const fo_lm_momentum_coefficients* c, int threads) {
-    fo_lm_momentum_fn f = fo_lm_momentum_table[fo_lm_level()];
-    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
-    if (threads < 1 || chunks < 2)
-        threads = 1;
-    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (Py_ssize_t k = 0; k < chunks; k++) {
-        Py_ssize_t lo = k * FO_LM_CHUNK;
-        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
-        f(param + lo, grad + lo, buf + lo, len, c);
-    }
-}
-
-/* RMSprop, its buffers bfloat16 (momentum_buffer, grad_avg NULL when unused), over n
-   elements, on `threads` OpenMP threads. */
-static void fo_lm_rmsprop_bf16(float* param, const float* grad, uint16_t* square_avg,
-                               uint16_t* momentum_buffer, uint16_t* grad_avg, Py_ssize_t n,
-                               const fo_lm_rmsprop_coefficients* c, int threads) {
-    fo_lm_rmsprop_fn f = fo_lm_rmsprop_table[fo_lm_level()];
-    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
-    if (threads < 1 || chunks < 2)
-        threads = 1;
-    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (Py_ssize_t k = 0; k < chunks; k++) {
-        Py_ssize_t lo = k * FO_LM_CHUNK;
-        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
-        f(param + lo, grad + lo, square_avg + lo,
-          momentum_buffer == NULL ? NULL : momentum_buffer + lo,
-          grad_avg == NULL ? NULL : grad_avg + lo, len, c);
-    }
-}
-
-/* SGD with momentum, its buffer blockwise 8-bit (absmax: one per FO_Q8_BLOCK block; t's
-   signed code), over n elements, on `threads` OpenMP threads. */
-static void fo_lm_momentum_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
-                              Py_ssize_t n, const fo_lm_momentum_coefficients* c,
-                              const fo_lm_q8_tables* t, int threads) {
-    fo_lm_momentum_q8_fn f = fo_lm_momentum_q8_table[fo_lm_level()];
-    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
-    const Py_ssize_t blocks = FO_LM_CHUNK / FO_Q8_BLOCK;
-    if (threads < 1 || chunks < 2)
-        threads = 1;
-    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (Py_ssize_t k = 0; k < chunks; k++) {
-        Py_ssize_t lo = k * FO_LM_CHUNK;
-        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
-        f(param + lo, grad + lo, codes + lo, absmax + k * blocks, len, c, t);
-    }
-}
-
-/* Lion with a blockwise 8-bit moment (absmax: one per FO_Q8_BLOCK block; t's signed
-   code) over n elements, on `threads` OpenMP threads. */
-static void fo_lm_lion_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
-                          Py_ssize_t n, const fo_lm_lion_coefficients* c,
-                          const fo_lm_q8_tables* t, int threads) {
-    fo_lm_lion_q8_fn f = fo_lm_lion_q8_table[fo_lm_level()];
-    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
-    const Py_ssize_t blocks = FO_LM_CHUNK / FO_Q8_BLOCK;
-    if (threads < 1 || chunks < 2)
-        threads = 1;
-    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (Py_ssize_t k = 0; k < chunks; k++) {
-        Py_ssize_t lo = k * FO_LM_CHUNK;
-        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
-        f(param + lo, grad + lo, codes + lo, absmax + k * blocks, len, c, t);
-    }
-}
-
-/* Lion with a bfloat16 moment over n elements, on `threads` OpenMP threads. */
-static void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
-                            const fo_lm_lion_coefficients* c, int threads) {
-    fo_lm_lion_fn f = fo_lm_lion_table[fo_lm_level()];
-    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
-    if (threads < 1 || chunks < 2)
-        threads = 1;
-    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (Py_ssize_t k = 0; k < chunks; k++) {
-        Py_ssize_t lo = k * FO_LM_CHUNK;
-        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
-        f(param + lo, grad + lo, exp_avg + lo, len, c);
-    }
-}
-
-/* Adam with blockwise 8-bit moments over n elements (absmax: one per FO_Q8_BLOCK block). */
-static void fo_lm_adam_q8(float* param, const float* grad, uint8_t* exp_avg,
-                          float* exp_avg_absmax, uint8_t* exp_avg_sq, float* exp_avg_sq_absmax,
-                          Py_ssize_t n, const fo_lm_adam_coefficients* c,
-                          const fo_lm_q8_tables* t, int threads) {
-    fo_lm_q8_fn f = fo_lm_q8_table[fo_lm_level()];
-    Py_ssize_t chunks = (n + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
-    const Py_ssize_t blocks = FO_LM_CHUNK / FO_Q8_BLOCK;
-    if (threads < 1 || chunks < 2)
-        threads = 1;
-    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-    for (Py_ssize_t k = 0; k < chunks; k++) {
-        Py_ssize_t lo = k * FO_LM_CHUNK;
-        Py_ssize_t len = n - lo < FO_LM_CHUNK ? n - lo : FO_LM_CHUNK;
-        f(param + lo, grad + lo, exp_avg + lo, exp_avg_absmax + k * blocks, exp_avg_sq + lo,
-          exp_avg_sq_absmax + k * blocks, len, c, t);
-    }
 }
 
 #endif /* FASTOPTIM_ADAM_LOWMEM_H */
