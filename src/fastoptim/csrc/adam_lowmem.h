@@ -1430,6 +1430,23 @@ FO_QTARGET static void FO_QNAME(q8_encode_range)(const float* FO_RESTRICT src,
     }
 }
 
+/* the parameter's and gradient's lines of the block FO_Q8_AHEAD blocks after the one at lo
+   (when it is whole), prefetched (the one-moment 8-bit loops) */
+FO_QINLINE void FO_QNAME(q8_prefetch_ahead)(const float* param, const float* grad,
+                                            Py_ssize_t lo, Py_ssize_t n) {
+#if FO_LM_VEC
+    if (lo + (FO_Q8_AHEAD + 1) * FO_Q8_BLOCK <= n)
+        for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
+            _mm_prefetch((const char*)(param + lo + FO_Q8_AHEAD * FO_Q8_BLOCK + j),
+                         _MM_HINT_T0);
+            _mm_prefetch((const char*)(grad + lo + FO_Q8_AHEAD * FO_Q8_BLOCK + j),
+                         _MM_HINT_T0);
+        }
+#else
+    (void)param, (void)grad, (void)lo, (void)n;
+#endif
+}
+
 /* SGD with momentum (momentum_bf16_loop's formula) with its buffer stored blockwise in 8
    bits (the signed code, t's m_ tables): per block the buffer dequantized, updated and the
    parameter written, then the block requantized with its new absmax (q8_encode_block) */
@@ -1479,15 +1496,7 @@ FO_QINLINE void FO_QNAME(momentum_q8_loop)(float* param, const float* grad, uint
                                             const fo_lm_q8_tables* t, int use_wd,
                                             int nesterov) {
     for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
-#if FO_LM_VEC
-        if (lo + (FO_Q8_AHEAD + 1) * FO_Q8_BLOCK <= n)
-            for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
-                _mm_prefetch((const char*)(param + lo + FO_Q8_AHEAD * FO_Q8_BLOCK + j),
-                             _MM_HINT_T0);
-                _mm_prefetch((const char*)(grad + lo + FO_Q8_AHEAD * FO_Q8_BLOCK + j),
-                             _MM_HINT_T0);
-            }
-#endif
+        FO_QNAME(q8_prefetch_ahead)(param, grad, lo, n);
         FO_QNAME(momentum_q8_block)(param + lo, grad + lo, codes + lo, absmax + b,
                                     n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK, c, t, use_wd,
                                     nesterov);
@@ -1565,6 +1574,7 @@ FO_QTARGET static void FO_QNAME(lion_q8_range)(float* param, const float* grad,
     int w = k.weight_decay != 0;
     for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
         Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
+        FO_QNAME(q8_prefetch_ahead)(param, grad, lo, n);
         if (w)
             FO_QNAME(lion_q8_block)(param + lo, grad + lo, codes + lo, absmax + b, len, &k, t,
                                     1);
