@@ -149,6 +149,23 @@ def _sign(e):
     return e
 
 
+@numba.njit(inline="always", cache=True)
+def _lion(p, g, m, c, use_wd):
+    """Lion on one element (csrc/lion.h's formula): the new (param, moment)."""
+    d = c[1] * g
+    u = _sign(c[3] * m + c[4] * d)
+    return p - c[0] * (u + c[2] * p if use_wd else u), c[5] * m + c[6] * d
+
+
+@numba.njit(inline="always", cache=True)
+def _momentum(p, g, v, c, use_wd, nesterov):
+    """SGD with momentum on one element (csrc/momentum.h's formula): the new (param,
+    buffer)."""
+    d = c[1] * g + c[2] * p if use_wd else c[1] * g
+    v = c[3] * v + c[4] * d
+    return p - c[0] * (d + c[3] * v if nesterov else v), v
+
+
 @jit
 def lion_bf16_kernel(param, grad, exp_avg, c):
     """Lion with a bfloat16 moment (uint16 bit view), in place; ``c``: lr, grad_sign,
@@ -160,12 +177,8 @@ def lion_bf16_kernel(param, grad, exp_avg, c):
         lo = k * _CHUNK
         hi = min(n, lo + _CHUNK)
         for i in range(lo, hi):
-            p = param[i]
-            d = c[1] * grad[i]
-            m = _bf16_load(exp_avg[i])
-            u = _sign(c[3] * m + c[4] * d)
-            exp_avg[i] = _bf16_store(c[5] * m + c[6] * d)
-            param[i] = p - c[0] * (u + c[2] * p if use_wd else u)
+            param[i], m = _lion(param[i], grad[i], _bf16_load(exp_avg[i]), c, use_wd)
+            exp_avg[i] = _bf16_store(m)
 
 
 @jit
@@ -179,11 +192,9 @@ def momentum_bf16_kernel(param, grad, momentum_buffer, c, nesterov):
         lo = k * _CHUNK
         hi = min(n, lo + _CHUNK)
         for i in range(lo, hi):
-            p = param[i]
-            d = c[1] * grad[i] + c[2] * p if use_wd else c[1] * grad[i]
-            v = c[3] * _bf16_load(momentum_buffer[i]) + c[4] * d
+            param[i], v = _momentum(param[i], grad[i], _bf16_load(momentum_buffer[i]), c,
+                                    use_wd, nesterov)
             momentum_buffer[i] = _bf16_store(v)
-            param[i] = p - c[0] * (d + c[3] * v if nesterov else v)
 
 
 @jit
@@ -230,11 +241,8 @@ def momentum_q8_kernel(param, grad, codes, absmax, c, nesterov, code, mid, zero)
         vb = np.empty(BLOCK, np.float32)
         a = absmax[b]
         for i in range(lo, hi):
-            p = param[i]
-            d = c[1] * grad[i] + c[2] * p if use_wd else c[1] * grad[i]
-            v = c[3] * (code[codes[i]] * a) + c[4] * d
-            vb[i - lo] = v
-            param[i] = p - c[0] * (d + c[3] * v if nesterov else v)
+            param[i], vb[i - lo] = _momentum(param[i], grad[i], code[codes[i]] * a, c, use_wd,
+                                             nesterov)
         absmax[b] = _encode_block(vb, hi - lo, codes, lo, mid, zero, True)
 
 
@@ -251,10 +259,5 @@ def lion_q8_kernel(param, grad, codes, absmax, c, code, mid, zero):
         mb = np.empty(BLOCK, np.float32)
         a = absmax[b]
         for i in range(lo, hi):
-            p = param[i]
-            d = c[1] * grad[i]
-            m = code[codes[i]] * a
-            u = _sign(c[3] * m + c[4] * d)
-            mb[i - lo] = c[5] * m + c[6] * d
-            param[i] = p - c[0] * (u + c[2] * p if use_wd else u)
+            param[i], mb[i - lo] = _lion(param[i], grad[i], code[codes[i]] * a, c, use_wd)
         absmax[b] = _encode_block(mb, hi - lo, codes, lo, mid, zero, True)
