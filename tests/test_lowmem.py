@@ -597,6 +597,23 @@ def test_momentum_result_does_not_depend_on_the_thread_count(kind):
     assert np.array_equal(bits(out[0][1]), bits(out[1][1]))
 
 
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_lion_result_does_not_depend_on_the_thread_count(kind):
+    """Over several OpenMP work items (32768 elements each) and a partial block."""
+    n = 200_001
+    out = []
+    for threads in (1, 2):
+        with _num_threads(threads):
+            param = np.linspace(-1, 1, n).astype(np.float32)
+            state = lm.lion_state(param, kind)
+            for g in grads(n, 3, 5):
+                lm.lion_lowmem_step(param, g, state, lr=1e-3, weight_decay=0.1)
+            out.append((param, state))
+    assert np.array_equal(bits(out[0][0]), bits(out[1][0]))
+    for key in out[0][1]:
+        assert np.array_equal(bits(out[0][1][key]), bits(out[1][1][key])), key
+
+
 class _num_threads:
     def __init__(self, n):
         self.n = n
