@@ -716,7 +716,9 @@ def _compressed_call(n=1000, **change):
     (dict(states=(np.zeros(999, np.uint8),)), ValueError, r"states\[0\] must hold"),
     (dict(scales=(np.zeros(3, np.float32),)), ValueError, r"scales\[0\] must hold 4"),
     (dict(states=(np.zeros(2000, np.uint8)[::2],)), ValueError, "contiguous"),
-    (dict(states=()), ValueError, "one entry per state buffer"),
+    (dict(states=()), ValueError, r"one entry per state buffer of adagrad \('state_sum',\)"),
+    (dict(states=(None,), scales=(None,), tables=(None,)), ValueError,
+     r"states\[0\] \(state_sum\) is always updated"),
     (dict(tables=((lm.dynamic_map(False), np.zeros(5, np.int32), 17, 0, False),)),
      ValueError, "code_tables"),
 ])
@@ -729,3 +731,15 @@ def test_compressed_refuses_bad_arrays_and_changes_nothing(change, error, match)
                            args["tables"], args["c"])
     for a, b in zip((args["param"], *args["states"], *args["scales"]), before):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("clamps", [((0, 0, 1.0),), ((0, 1, 1.0),), ((0, 3, 1.0),)])
+def test_compressed_refuses_a_clamp_of_absent_buffers(clamps):
+    from fastoptim import kernels
+    args = _compressed_call()
+    before = np.copy(args["param"]), np.copy(args["states"][0])
+    with pytest.raises(ValueError, match=r"clamps\[0\] must name two present state buffers"):
+        kernels.compressed(args["param"], args["grad"], args["states"], args["scales"],
+                           args["tables"], args["c"], clamps=clamps)
+    assert np.array_equal(args["param"], before[0])
+    assert np.array_equal(args["states"][0], before[1])

@@ -129,7 +129,7 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
     memory order) with its state buffers stored compressed, in place.
 
     ``states``: one entry per state buffer of the kernel (the registry's order after param
-    and grad): ``None`` (absent), bfloat16 bits (2 bytes per element) or 8-bit codes
+    and grad): ``None`` (an absent optional buffer), bfloat16 bits (2 bytes per element) or 8-bit codes
     (uint8), each of ``param``'s size in its memory order. ``scales``: per buffer, the
     codes' float32 absmax, one per block of 256 (``None`` for bfloat16). ``tables``: per
     buffer of codes, ``(code, bucket, shift, zero, is_signed)`` of
@@ -152,10 +152,16 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
     _check_compressed(func, 1, grad, n, 4, "grad")
     if cnp.PyArray_TYPE(<cnp.ndarray>grad) != cnp.NPY_FLOAT32:
         raise TypeError(f"{func}: grad must be float32, got {grad.dtype}")
+    from fastoptim._registry import kernel as registry_entry
+    spec = registry_entry(c.kernel).states
     t.nstate = len(states)
-    if t.nstate + 2 > MAX_ARRAYS or len(scales) != t.nstate or len(tables) != t.nstate:
+    if t.nstate != len(spec) or len(scales) != t.nstate or len(tables) != t.nstate:
         raise ValueError(f"{func}: states, scales and tables must have one entry per state "
-                         f"buffer (at most {MAX_ARRAYS - 2})")
+                         f"buffer of {c.kernel} {tuple(st.name for st in spec)}")
+    for j in range(t.nstate):           # the kernels skip an absent optional buffer only
+        if states[j] is None and spec[j].enabled_by is None:
+            raise ValueError(f"{func}: states[{j}] ({spec[j].name}) is always updated by "
+                             f"{c.kernel}: it cannot be None")
     t.kind = c.kind
     t.coef = c.c
     t.p = <float*>cnp.PyArray_DATA(<cnp.ndarray>param)
