@@ -83,6 +83,13 @@ cdef fo_lm_lion_coefficients _lion(tuple coefficients) except *:
     return c
 
 
+cdef fo_lm_momentum_coefficients _momentum(tuple coefficients) except *:
+    cdef fo_lm_momentum_coefficients c
+    (c.lr, c.grad_sign, c.weight_decay, c.momentum, c.one_minus_dampening,
+     c.nesterov) = coefficients
+    return c
+
+
 def lion_q8(param, grad, exp_avg, exp_avg_absmax, tuple coefficients, tuple tables,
             int threads=1):
     """One Lion step with a blockwise 8-bit moment (the signed code), in place.
@@ -113,9 +120,7 @@ def lion_bf16(param, grad, exp_avg, tuple coefficients, int threads=1):
 def momentum_bf16(param, grad, momentum_buffer, tuple coefficients, int threads=1):
     """One SGD-with-momentum step with a bfloat16 buffer (viewed as uint16), in place.
     ``coefficients``: lr, grad_sign, weight_decay, momentum, 1 - dampening, nesterov."""
-    cdef fo_lm_momentum_coefficients c
-    (c.lr, c.grad_sign, c.weight_decay, c.momentum, c.one_minus_dampening,
-     c.nesterov) = coefficients
+    cdef fo_lm_momentum_coefficients c = _momentum(coefficients)
     cdef float* p = <float*>_data(param)                    # IN/OUT
     cdef const float* g = <const float*>_data(grad)         # IN
     cdef uint16_t* v = <uint16_t*>_data(momentum_buffer)    # IN/OUT
@@ -147,9 +152,7 @@ def momentum_q8(param, grad, momentum_buffer, momentum_buffer_absmax, tuple coef
     """One SGD-with-momentum step with a blockwise 8-bit buffer (the signed code), in place.
     ``coefficients``: as :func:`momentum_bf16`; ``tables``: :func:`fastoptim.lowmem.
     code_tables`."""
-    cdef fo_lm_momentum_coefficients c
-    (c.lr, c.grad_sign, c.weight_decay, c.momentum, c.one_minus_dampening,
-     c.nesterov) = coefficients
+    cdef fo_lm_momentum_coefficients c = _momentum(coefficients)
     cdef fo_lm_q8_tables t = _tables(tables)
     cdef float* p = <float*>_data(param)                    # IN/OUT
     cdef const float* g = <const float*>_data(grad)         # IN

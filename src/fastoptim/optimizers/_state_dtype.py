@@ -53,10 +53,11 @@ class StateDtype:
     """The ``state_dtype`` option (module docstring). A subclass sets ``_compressed`` (the
     compressed kinds it has); for those of them in ``_fused``, ``_moments`` (every float
     state name it may have) with :meth:`_lowmem_state` (all of them) and
-    :meth:`_lowmem_step` (a fused kernel of fastoptim.lowmem, given the enabled ones). The other kinds are generic, for any registry kernel: every state
-    buffer stored compressed, stepped chunk by chunk by the class's own float32 kernel on a
-    float32 copy of the chunk's state (:data:`CHUNK` elements, in cache), which is stored
-    back (bfloat16: rounded to nearest even; int8: requantized, block by block)."""
+    :meth:`_lowmem_step` (a fused kernel of fastoptim.lowmem, given the enabled ones). The
+    other kinds are generic, for any registry kernel: every state buffer stored compressed,
+    stepped chunk by chunk by the class's own float32 kernel on a float32 copy of the
+    chunk's state (in cache), which is stored back (bfloat16: rounded to nearest even; int8:
+    requantized, block by block)."""
 
     _compressed: tuple = ()
     _fused: tuple = ()
@@ -195,13 +196,12 @@ class StateDtype:
             order = "F" if p.ndim > 1 and p.flags.f_contiguous and not p.flags.c_contiguous \
                 else "C"
             flat_p, flat_g = p.reshape(-1, order=order), grads[i].reshape(-1, order=order)
-            held = [None if s is None else self._state[s][i] for s in slots]
+            held = [None if s is None else _flat_view(self._state[s][i], order)
+                    for s in slots]
             scales = [None if s is None or kind != "int8" else self._state[s + _SCALE][i]
                       for s in slots]
             if impl is _cython or impl is _cython_parallel:     # the fused compiled rounds
-                _cython.compressed(flat_p, flat_g,
-                                   tuple(None if h is None else _flat_view(h, order)
-                                         for h in held), tuple(scales),
+                _cython.compressed(flat_p, flat_g, tuple(held), tuple(scales),
                                    tuple(None if k is None else k.tables for k in codecs), c,
                                    clamps=clamps)
                 continue
@@ -210,7 +210,7 @@ class StateDtype:
                 work = [None if b is None else b[:hi - lo] for b in scratch]
                 for w, h, a, codec in zip(work, held, scales, codecs):
                     if w is not None:
-                        codec.decode(h, a, lo, hi, w, order)
+                        codec.decode(h, a, lo, hi, w)
                 for m, v, bound in clamps:
                     clamp_moment(work[m], work[v], bound)
                 self._run_kernel(impl, group, t, lr, c, carried, [flat_p[lo:hi]],
@@ -218,7 +218,7 @@ class StateDtype:
                                  key)
                 for w, h, a, codec in zip(work, held, scales, codecs):
                     if w is not None:
-                        codec.encode(w, h, a, lo, hi, order)
+                        codec.encode(w, h, a, lo, hi)
         if scalars:
             self._store_scalars(idx, c.carried())
 
@@ -273,7 +273,7 @@ def _nonnegative(kernel: str, name: str) -> bool:
 
 
 class _Bf16Codec:
-    """bfloat16 state (the parameter's shape) <-> a float32 chunk, compiled."""
+    """bfloat16 state (flattened in memory order, _flat_view) <-> a float32 chunk, compiled."""
 
     tables = None           # kernels.compressed: no code tables
 
@@ -281,11 +281,11 @@ class _Bf16Codec:
         from .. import _lowmem
         self._decode, self._encode = _lowmem.bf16_decode, _lowmem.bf16_encode
 
-    def decode(self, held, scales, lo, hi, out, order) -> None:
-        self._decode(held.reshape(-1, order=order).view(np.uint16)[lo:hi], out)
+    def decode(self, held, scales, lo, hi, out) -> None:
+        self._decode(held.view(np.uint16)[lo:hi], out)
 
-    def encode(self, work, held, scales, lo, hi, order) -> None:
-        self._encode(work, held.reshape(-1, order=order).view(np.uint16)[lo:hi])
+    def encode(self, work, held, scales, lo, hi) -> None:
+        self._encode(work, held.view(np.uint16)[lo:hi])
 
 
 class _Int8Codec:
@@ -296,18 +296,17 @@ class _Int8Codec:
         from .. import _lowmem, lowmem
         t = lowmem.code_tables()
         k = 0 if signed else 1
-        self._code, self._signed = lowmem.dynamic_map(signed), signed
-        self._bucket, self._shift, self._zero = t[6 + k], t[8 + k], t[4 + k]
-        # what kernels.compressed takes for the code
-        self.tables = (self._code, self._bucket, self._shift, self._zero, signed)
+        # (code values, bucket table, shift, zero code, signed): what the codecs and
+        # kernels.compressed take for the code
+        self.tables = (lowmem.dynamic_map(signed), t[6 + k], t[8 + k], t[4 + k], signed)
         self._decode, self._encode = _lowmem.q8_decode, _lowmem.q8_encode
 
-    def decode(self, held, scales, lo, hi, out, order) -> None:
-        self._decode(held[lo:hi], scales[lo // _BLOCK:], self._code, out)
+    def decode(self, held, scales, lo, hi, out) -> None:
+        self._decode(held[lo:hi], scales[lo // _BLOCK:], self.tables[0], out)
 
-    def encode(self, work, held, scales, lo, hi, order) -> None:
-        self._encode(work, held[lo:hi], scales[lo // _BLOCK:-(-hi // _BLOCK)], self._bucket,
-                     self._shift, self._zero, self._signed)
+    def encode(self, work, held, scales, lo, hi) -> None:
+        self._encode(work, held[lo:hi], scales[lo // _BLOCK:-(-hi // _BLOCK)],
+                     *self.tables[1:])
 
 
 def _codecs(kind: str, kernel: str, slots) -> list:
