@@ -169,11 +169,28 @@ def test_quantize_picks_the_nearest_code(rng):
         dist = np.abs(code[None, :].astype(np.float64) - normalized[:, None])
         best = dist.min(axis=1)
         chosen = dist[np.arange(values.size), codes]
-        # nearest, up to the midpoints' rounding toward zero (2**-15 relative)
+        # nearest, up to the midpoints' low byte, which holds their index (2**-15 relative)
         assert np.all(chosen <= best + 2.0 ** -15 * np.abs(normalized) + 1e-12)
         back = lm.dequantize_blockwise(codes, absmax, signed)
         assert np.all(np.abs(back - values) <= np.repeat(absmax, lm.BLOCK)[:values.size] * 0.02
                       + 1e-30)
+
+
+def test_bucket_entries_are_the_thresholds_with_their_index():
+    """The kernels compare x with a bucket entry as it is and take its low byte as the count
+    of midpoints below the bucket: each threshold's low byte is its own index, the entry of
+    a bucket is the next threshold itself (the largest float32 above the last), and the
+    thresholds stay sorted and within 2**-15 of the exact midpoints."""
+    t = lm.code_tables()
+    for code, mid, bucket in ((t[0], t[1], t[6]), (t[2], t[3], t[7])):
+        bits = mid.view(np.uint32)
+        assert np.array_equal(bits[:255] & 0xFF, np.arange(255))
+        assert mid[255] == np.finfo(np.float32).max and bits[255] & 0xFF == 255
+        assert np.all(np.diff(mid) > 0)
+        exact = (code[:-1].astype(np.float64) + code[1:]) / 2
+        assert np.all(np.abs(mid[:255] - exact) <= 2.0 ** -15 * np.abs(exact))
+        used = bucket[bucket != 0].view(np.uint32)
+        assert np.array_equal(used, bits[used & 0xFF])
 
 
 def test_tiny_blocks_quantize_like_normal_ones():

@@ -85,19 +85,24 @@ def dynamic_map(signed: bool = True) -> np.ndarray:
 # The nearest-code search of the kernels: a float32 x is put in a bucket by its bits (sign,
 # exponent class, the top K mantissa bits); the bucket table holds the number of midpoints
 # below the bucket's smallest value, and one comparison with the next midpoint finishes:
-# index = bucket[key] + (x > mid[bucket[key]]). Exponent class 0 holds |x| < 2**-24, class
-# c = 1..25 the biased exponent 102 + c (class 25: [1, 2), where 1.0 lands). K is the
-# smallest number of mantissa bits that leaves at most one midpoint per bucket (checked).
+# index = count + (x > mid[count]), the entry being mid[count] itself (its low byte is
+# count). Exponent class 0 holds |x| < 2**-24, class c = 1..25 the biased exponent 102 + c
+# (class 25: [1, 2), where 1.0 lands). K is the smallest number of mantissa bits that
+# leaves at most one midpoint per bucket (checked).
 # Key: sign * 2**(8 + K) + class * 2**K + the top K mantissa bits.
 _EXP_CLASSES = 26
 _EXP_LOW = 103          # biased exponent of 2**-24
+# the threshold above the last midpoint: the largest float32, whose low byte is 255 (the
+# count of midpoints below it); no normalized value exceeds it
+_ABOVE_ALL = np.float32(np.finfo(np.float32).max)
 
 
 def _bucket_table(mid: np.ndarray, bits: int):
-    """The int32 bucket table of the 255 midpoints ``mid`` (low 8 bits of each clear) for
-    ``bits`` mantissa bits, or None when a bucket would hold two midpoints. An entry packs
-    the count of midpoints below the bucket (low byte) with the bits of the next midpoint
-    (the rest): the kernels' search takes one table load per value."""
+    """The int32 bucket table of the 255 midpoints ``mid`` (the low byte of each its index)
+    for ``bits`` mantissa bits, or None when a bucket would hold two midpoints. An entry is
+    the bits of the next midpoint (``_ABOVE_ALL`` above the last), whose low byte is the
+    count of midpoints below the bucket: the kernels' search takes one table load per
+    value."""
     k = np.arange(2 ** bits, dtype=np.uint32)
     low = np.zeros((_EXP_CLASSES, 2 ** bits), np.float32)
     high = np.zeros_like(low)
@@ -114,8 +119,8 @@ def _bucket_table(mid: np.ndarray, bits: int):
         if np.any(b - a > 1):
             return None
         table[sign] = a
-    padded = np.append(mid, np.float32(np.inf)).astype(np.float32).view(np.int32)
-    entries = (padded[table] | table).reshape(2, -1).astype(np.int32)
+    padded = np.append(mid, _ABOVE_ALL).astype(np.float32).view(np.int32)
+    entries = padded[table].reshape(2, -1).astype(np.int32)
     # the negative half at 2**(8 + bits), where a float's sign bit lands in its key (the
     # AVX-512 search shifts it there); the entries between are never read
     out = np.zeros((1 << (8 + bits)) + entries.shape[1], np.int32)
@@ -129,20 +134,23 @@ def code_tables() -> tuple:
     """The tables the kernels take, for the signed (m) and the unsigned (v) code:
     ``(m_code, m_mid, v_code, v_mid, m_zero, v_zero, m_bucket, v_bucket, m_shift,
     v_shift)``: the 256 code values, their 255 midpoints (the nearest-code thresholds,
-    float32) padded with +inf to 256, the index of 0, the int32 bucket table of the search
-    and its shift (23 - mantissa bits)."""
+    float32, the low byte of each its index) padded to 256 with the largest float32, the
+    index of 0, the int32 bucket table of the search and its shift (23 - mantissa bits)."""
     codes, mids, buckets, shifts = [], [], [], []
     for signed in (True, False):
         code = dynamic_map(signed)
         mid = ((code[:-1] + code[1:]) / np.float32(2.0)).astype(np.float32)
-        # rounded toward zero to 15 mantissa bits: the low byte of a table entry holds the
-        # index (a relative change below 2**-15 of where the nearest code switches)
-        mid = (mid.view(np.uint32) & np.uint32(0xFFFFFF00)).view(np.float32)
+        # each midpoint's low 8 mantissa bits replaced by its own index (a relative change
+        # below 2**-15 of where the nearest code switches): a bucket table entry is then the
+        # next midpoint itself, which the kernels compare with x as it is and whose low byte
+        # is the count of midpoints below the bucket
+        mid = ((mid.view(np.uint32) & np.uint32(0xFFFFFF00))
+               | np.arange(255, dtype=np.uint32)).view(np.float32)
         for bits in range(4, 12):
             table = _bucket_table(mid, bits)
             if table is not None:
                 break
-        padded = np.append(mid, np.float32(np.inf)).astype(np.float32)
+        padded = np.append(mid, _ABOVE_ALL).astype(np.float32)
         for a in (padded, table):
             a.setflags(write=False)
         codes.append(code)

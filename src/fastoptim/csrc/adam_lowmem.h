@@ -950,9 +950,9 @@ FO_QINLINE __m256i FO_QNAME(q8_index8)(const FO_QNAME(q8_search8)* s, __m256 x, 
     __m256i key = _mm256_sub_epi32(_mm256_srlv_epi32(a, s->shift), s->low);
     if (is_signed)
         key = _mm256_add_epi32(key, _mm256_and_si256(_mm256_srai_epi32(u, 31), s->negative));
-    __m256i entry = _mm256_i32gather_epi32((const int*)s->bucket, key, 4);
-    __m256 next = _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_set1_epi32(0xff), entry));
-    __m256i up = _mm256_castps_si256(_mm256_cmp_ps(x, next, _CMP_GT_OQ));   /* -1 or 0 */
+    __m256i entry = _mm256_i32gather_epi32((const int*)s->bucket, key, 4);   /* next midpoint */
+    __m256i up = _mm256_castps_si256(_mm256_cmp_ps(x, _mm256_castsi256_ps(entry),
+                                                   _CMP_GT_OQ));             /* -1 or 0 */
     /* the index in the low byte (a count of at most 254: + 1 stays in it); store8 keeps it */
     return _mm256_sub_epi32(entry, up);
 }
@@ -1137,9 +1137,8 @@ FO_QINLINE __m512i FO_QNAME(q8_index16)(const FO_QNAME(q8_search16)* s, __m512 x
         ? _mm512_castps_si512(_mm512_range_ps(x, _mm512_set1_ps(0x1p-25f), FO_Q8_RANGE_MAXABS))
         : _mm512_max_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(0x33000000));
     __m512i key = _mm512_srlv_epi32(a, s->shift);
-    __m512i entry = _mm512_i32gather_epi32(key, s->origin, 4);
-    __m512 next = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32(0xff), entry));
-    __mmask16 up = _mm512_cmp_ps_mask(x, next, _CMP_GT_OQ);
+    __m512i entry = _mm512_i32gather_epi32(key, s->origin, 4);     /* the next midpoint */
+    __mmask16 up = _mm512_cmp_ps_mask(x, _mm512_castsi512_ps(entry), _CMP_GT_OQ);
     /* the low byte is the count of midpoints below the bucket, at most 254: + 1 stays in it */
     return _mm512_mask_add_epi32(entry, up, entry, _mm512_set1_epi32(1));
 }

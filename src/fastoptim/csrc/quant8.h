@@ -13,11 +13,11 @@
  * its sign (ml_dtypes' rule).
  *
  * 8-bit code: the 256 sorted code values (fastoptim.lowmem.dynamic_map) and the 255
- * midpoints between neighbours (fastoptim.lowmem.code_tables). A normalized value x is
- * stored as the index of its nearest code value: the number of midpoints below x (ties go to
- * the lower value, NaN to index 0), read from a bucket table indexed by x's bits whose
- * entry packs the count below the bucket (low byte) and the next midpoint (the other bits),
- * then one comparison.
+ * midpoints between neighbours (fastoptim.lowmem.code_tables), the low byte of each its own
+ * index. A normalized value x is stored as the index of its nearest code value: the number
+ * of midpoints below x (ties go to the lower value, NaN to index 0), read from a bucket
+ * table indexed by x's bits whose entry is the next midpoint (its low byte the count below
+ * the bucket), then one comparison.
  */
 
 FO_QINLINE float FO_QNAME(bf16_load)(uint16_t h) {
@@ -46,10 +46,9 @@ FO_QINLINE uint8_t FO_QNAME(q8_index)(const int32_t* FO_RESTRICT bucket, int shi
     e = e < 0 ? 0 : (e > FO_Q8_EXP_CLASSES - 1 ? FO_Q8_EXP_CLASSES - 1 : e);
     int32_t key = (int32_t)(u >> 31) * FO_Q8_NEGATIVE(bits) + e * (1 << bits)
                   + (int32_t)((u >> shift) & ((1u << bits) - 1u));
-    uint32_t entry = (uint32_t)bucket[key];
-    uint32_t next_bits = entry & 0xffffff00u;       /* the next midpoint (low byte clear) */
+    uint32_t entry = (uint32_t)bucket[key];         /* the next midpoint */
     float next;
-    memcpy(&next, &next_bits, sizeof next);
+    memcpy(&next, &entry, sizeof next);
     int32_t idx = (int32_t)(entry & 0xffu) + (x > next ? 1 : 0);
     return (uint8_t)(x != x ? 0 : idx);
 }
