@@ -504,6 +504,30 @@ def test_int8_codec_matches_quantize_blockwise(level):
         _lowmem._select_simd_target(previous)
 
 
+@pytest.mark.parametrize("level", _lowmem_levels())
+def test_int8_decode_runs_of_64_and_their_tails(level):
+    """The compiled decode at every SIMD level (byte permutes over runs of 64 codes at
+    avx512bf16, gathers or scalars for the rest of each block) gives dequantize_blockwise's
+    bits for sizes around the runs and the blocks, with every code value present."""
+    from fastoptim import _lowmem
+    previous = _lowmem._select_simd_target(level)
+    try:
+        rng = np.random.default_rng(6)
+        for n in (1, 63, 64, 65, 191, 256, 319, 256 * 3 + 129):
+            for signed in (True, False):
+                codes = rng.integers(0, 256, n).astype(np.uint8)
+                codes[:min(n, 256)] = np.arange(256, dtype=np.uint8)[:min(n, 256)]
+                absmax = (rng.random(-(-n // 256)) * 10.0 ** rng.integers(-30, 5)).astype(
+                    np.float32)
+                out = np.full(n + 1, np.float32(7))
+                _lowmem.q8_decode(codes, absmax, lm.dynamic_map(signed), out[:n])
+                assert np.array_equal(bits(out[:n]),
+                                      bits(lm.dequantize_blockwise(codes, absmax, signed)))
+                assert out[n] == 7
+    finally:
+        _lowmem._select_simd_target(previous)
+
+
 def test_generic_int8_state_dict_and_checkpoint_resume_bit_exact(tmp_path):
     whole, part = int8_arrays(3), int8_arrays(3)
     kw = dict(lr=1e-2, momentum=0.9, state_dtype="int8")

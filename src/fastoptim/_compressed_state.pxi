@@ -15,8 +15,8 @@ from cython.parallel cimport threadid
 from libc.math cimport sqrtf
 from libc.stdint cimport int32_t, uint8_t, uint16_t
 
-from fastoptim._lowmem cimport (bf16_decode_range, bf16_encode_range, q8_decode_range,
-                                q8_encode_range)
+from fastoptim._lowmem cimport (Q8_PLANES, bf16_decode_range, bf16_encode_range,
+                                q8_decode_range, q8_encode_range, q8_planes)
 
 cdef enum:
     ROUND = 512                # elements per decode-step-encode round (2 blocks). Measured
@@ -37,6 +37,7 @@ cdef struct Compressed:
     void* held[MAX_ARRAYS]             # uint16 bfloat16 bits or uint8 codes; NULL absent
     float* absmax[MAX_ARRAYS]          # 8-bit: one scale per block; NULL for bfloat16
     const float* code[MAX_ARRAYS]      # 8-bit: the 256 code values
+    uint8_t planes[MAX_ARRAYS][Q8_PLANES]  # 8-bit: their byte planes (q8_planes), once per call
     const int32_t* bucket[MAX_ARRAYS]  # 8-bit: the nearest-code search's bucket table
     int shift[MAX_ARRAYS]
     uint8_t zero[MAX_ARRAYS]
@@ -76,7 +77,7 @@ cdef void _compressed_round(const Compressed* t, Py_ssize_t lo,
         w = scratch + j * ROUND
         if t.absmax[j] != NULL:
             q8_decode_range(<const uint8_t*>t.held[j] + lo, t.absmax[j] + lo // Q8_BLOCK,
-                            t.code[j], w, n)
+                            t.code[j], t.planes[j], w, n)
         else:
             bf16_decode_range(<const uint16_t*>t.held[j] + lo, w, n)
         s[j] = w
@@ -188,6 +189,7 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
                 raise ValueError(f"{func}: tables[{j}] must be code_tables' entries")
             t.absmax[j] = <float*>cnp.PyArray_DATA(<cnp.ndarray>scales[j])
             t.code[j] = <const float*>cnp.PyArray_DATA(<cnp.ndarray>code)
+            q8_planes(t.code[j], t.planes[j])
             t.bucket[j] = <const int32_t*>cnp.PyArray_DATA(<cnp.ndarray>bucket)
             t.shift[j] = shift
             t.zero[j] = zero

@@ -8,9 +8,14 @@ from libc.stdint cimport int32_t, uint8_t, uint16_t
 cdef void bf16_decode_range(const uint16_t* src, float* dst, Py_ssize_t n) noexcept nogil
 # IN src; OUT dst (rounded to nearest even)
 cdef void bf16_encode_range(const float* src, uint16_t* dst, Py_ssize_t n) noexcept nogil
-# IN codes, absmax (one per block of 256 from codes[0]), code (the 256 values); OUT dst
+# IN code (the 256 values); OUT planes (Q8_PLANES bytes: its byte planes, built once per call)
+cdef enum:
+    Q8_PLANES = 1024
+cdef void q8_planes(const float* code, uint8_t* planes) noexcept nogil
+# IN codes, absmax (one per block of 256 from codes[0]), code (the 256 values), planes (q8_planes
+# of code: byte permutes at level avx512bf16); OUT dst
 cdef void q8_decode_range(const uint8_t* codes, const float* absmax, const float* code,
-                          float* dst, Py_ssize_t n) noexcept nogil
+                          const uint8_t* planes, float* dst, Py_ssize_t n) noexcept nogil
 # IN src, bucket, shift, zero, is_signed (code_tables' of the code); OUT codes, absmax
 cdef void q8_encode_range(const float* src, uint8_t* codes, float* absmax, Py_ssize_t n,
                           const int32_t* bucket, int shift, uint8_t zero,

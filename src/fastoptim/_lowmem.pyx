@@ -15,9 +15,12 @@ from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
                                        fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
-                                       fo_lm_q8_decode, fo_lm_q8_encode)
+                                       fo_lm_q8_decode_planes, fo_lm_q8_encode,
+                                       fo_lm_q8_planes, FO_Q8_PLANES)
 
 cnp.import_array()
+if Q8_PLANES != FO_Q8_PLANES:       # _lowmem.pxd's copy for the modules that cimport it
+    raise ImportError("fastoptim._lowmem: Q8_PLANES differs from FO_Q8_PLANES")
 
 _LEVELS = ("sse2", "avx2", "avx512", "avx512bf16")
 
@@ -172,9 +175,13 @@ cdef void bf16_encode_range(const float* src, uint16_t* dst, Py_ssize_t n) noexc
     fo_lm_bf16_encode(src, dst, n)
 
 
+cdef void q8_planes(const float* code, uint8_t* planes) noexcept nogil:
+    fo_lm_q8_planes(code, planes)
+
+
 cdef void q8_decode_range(const uint8_t* codes, const float* absmax, const float* code,
-                          float* dst, Py_ssize_t n) noexcept nogil:
-    fo_lm_q8_decode(codes, absmax, code, dst, n)
+                          const uint8_t* planes, float* dst, Py_ssize_t n) noexcept nogil:
+    fo_lm_q8_decode_planes(codes, absmax, code, planes, dst, n)
 
 
 cdef void q8_encode_range(const float* src, uint8_t* codes, float* absmax, Py_ssize_t n,
@@ -212,8 +219,10 @@ def q8_decode(codes, absmax, code, dst):
     cdef const float* k = <const float*>_data(code)          # IN
     cdef float* d = <float*>_data(dst)                       # OUT
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>codes)
+    cdef uint8_t planes[FO_Q8_PLANES]
     with nogil:
-        q8_decode_range(c, a, k, d, n)
+        q8_planes(k, planes)
+        q8_decode_range(c, a, k, planes, d, n)
 
 
 def q8_encode(src, codes, absmax, bucket, int shift, int zero, bint is_signed):

@@ -72,6 +72,7 @@
 #endif
 
 #define FO_Q8_BLOCK 256
+#define FO_Q8_PLANES 1024       /* bytes of fo_lm_q8_planes: four planes of 256 */
 /* blocks ahead that the 8-bit block loops prefetch (measured at 3e7: 2, 4, 8, 16 alike,
    none 20% slower) */
 #define FO_Q8_AHEAD 4
@@ -122,6 +123,17 @@ typedef struct {
     int m_shift, v_shift;           /* 23 - mantissa bits of a bucket key */
     uint8_t m_zero, v_zero;         /* the index of the code value 0 */
 } fo_lm_q8_tables;
+
+/* the 256 code values as four byte planes, byte k of code[i] at planes[256 * k + i]
+   (FO_Q8_PLANES bytes): the layout of the AVX512-VBMI dequantization, built once per code */
+static void fo_lm_q8_planes(const float* code, uint8_t* planes) {
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 256; i++) {
+            uint32_t u;
+            memcpy(&u, code + i, sizeof u);
+            planes[256 * k + i] = (uint8_t)(u >> (8 * k));
+        }
+}
 
 /* ---- the loops, per SIMD target --------------------------------------------------------- */
 #define FO_LM_BODY 1
@@ -259,8 +271,8 @@ static const fo_lm_encode_fn fo_lm_encode_table[FO_LM_LEVELS] = {
 #endif
 };
 
-typedef void (*fo_lm_q8_decode_fn)(const uint8_t*, const float*, const float*, float*,
-                                   Py_ssize_t);
+typedef void (*fo_lm_q8_decode_fn)(const uint8_t*, const float*, const float*,
+                                   const uint8_t*, float*, Py_ssize_t);
 typedef void (*fo_lm_q8_encode_fn)(const float*, uint8_t*, float*, Py_ssize_t, const int32_t*,
                                    int, uint8_t, int);
 static const fo_lm_q8_decode_fn fo_lm_q8_decode_table[FO_LM_LEVELS] = {
@@ -475,7 +487,15 @@ static void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) {
    whole blocks) */
 static void fo_lm_q8_decode(const uint8_t* codes, const float* absmax, const float* code,
                             float* dst, Py_ssize_t n) {
-    fo_lm_q8_decode_table[fo_lm_level()](codes, absmax, code, dst, n);
+    fo_lm_q8_decode_table[fo_lm_level()](codes, absmax, code, NULL, dst, n);
+}
+
+/* fo_lm_q8_decode with the code's byte planes (fo_lm_q8_planes): at level avx512bf16 whole
+   runs of 64 codes are dequantized by byte permutes instead of gathers; the same values */
+static void fo_lm_q8_decode_planes(const uint8_t* codes, const float* absmax,
+                                   const float* code, const uint8_t* planes, float* dst,
+                                   Py_ssize_t n) {
+    fo_lm_q8_decode_table[fo_lm_level()](codes, absmax, code, planes, dst, n);
 }
 
 static void fo_lm_q8_encode(const float* src, uint8_t* codes, float* absmax, Py_ssize_t n,
@@ -1181,21 +1201,23 @@ typedef struct {
     __m512i order;          /* byte 16L + 4q + j reads code 16q + 4L + j (L: 128-bit lane) */
 } FO_QNAME(q8_planes);
 
-FO_QINLINE void FO_QNAME(q8_planes_of)(const float* code, FO_QNAME(q8_planes)* out) {
+/* the planes from fo_lm_q8_planes' bytes */
+FO_QINLINE void FO_QNAME(q8_planes_load)(const uint8_t* bytes, FO_QNAME(q8_planes)* out) {
     static const uint8_t order[64] __attribute__((aligned(64))) = {
         0, 1, 2, 3, 16, 17, 18, 19, 32, 33, 34, 35, 48, 49, 50, 51,
         4, 5, 6, 7, 20, 21, 22, 23, 36, 37, 38, 39, 52, 53, 54, 55,
         8, 9, 10, 11, 24, 25, 26, 27, 40, 41, 42, 43, 56, 57, 58, 59,
         12, 13, 14, 15, 28, 29, 30, 31, 44, 45, 46, 47, 60, 61, 62, 63};
-    uint8_t bytes[4][256] __attribute__((aligned(64)));
-    for (int k = 0; k < 4; k++)
-        for (int i = 0; i < 256; i += 16)
-            _mm512_mask_cvtepi32_storeu_epi8(bytes[k] + i, (__mmask16)0xffff, _mm512_srlv_epi32(
-                _mm512_loadu_si512((const void*)(code + i)), _mm512_set1_epi32(8 * k)));
     for (int k = 0; k < 4; k++)
         for (int q = 0; q < 4; q++)
-            out->plane[k][q] = _mm512_load_si512((const void*)(bytes[k] + 64 * q));
+            out->plane[k][q] = _mm512_loadu_si512((const void*)(bytes + 256 * k + 64 * q));
     out->order = _mm512_load_si512((const void*)order);
+}
+
+FO_QINLINE void FO_QNAME(q8_planes_of)(const float* code, FO_QNAME(q8_planes)* out) {
+    uint8_t bytes[FO_Q8_PLANES] __attribute__((aligned(64)));
+    fo_lm_q8_planes(code, bytes);
+    FO_QNAME(q8_planes_load)(bytes, out);
 }
 
 /* code[codes[i]] for 64 codes: out[q] holds values 16q .. 16q + 15 */
@@ -1355,7 +1377,28 @@ FO_QINLINE void FO_QNAME(q8_decode_block)(const uint8_t* FO_RESTRICT codes, floa
 FO_QTARGET static void FO_QNAME(q8_decode_range)(const uint8_t* FO_RESTRICT codes,
                                                  const float* FO_RESTRICT absmax,
                                                  const float* FO_RESTRICT code,
+                                                 const uint8_t* planes,
                                                  float* FO_RESTRICT dst, Py_ssize_t n) {
+#if FO_LM_VEC == 3
+    if (planes != NULL) {       /* runs of 64 by byte permutes, the rest gathered */
+        FO_QNAME(q8_planes) pl;
+        FO_QNAME(q8_planes_load)(planes, &pl);
+        for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
+            const Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
+            const __m512 a16 = _mm512_set1_ps(absmax[b]);
+            Py_ssize_t j = 0;
+            for (; j + 64 <= len; j += 64) {
+                __m512 v[4];
+                FO_QNAME(q8_decode64)(codes + lo + j, &pl, v);
+                for (int r = 0; r < 4; r++)
+                    _mm512_storeu_ps(dst + lo + j + 16 * r, _mm512_mul_ps(v[r], a16));
+            }
+            FO_QNAME(q8_decode_block)(codes + lo + j, absmax[b], code, dst + lo + j, len - j);
+        }
+        return;
+    }
+#endif
+    (void)planes;
     for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++)
         FO_QNAME(q8_decode_block)(codes + lo, absmax[b], code, dst + lo,
                                   n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK);
