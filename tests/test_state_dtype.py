@@ -507,8 +507,9 @@ def test_int8_codec_matches_quantize_blockwise(level):
 @pytest.mark.parametrize("level", _lowmem_levels())
 def test_int8_decode_runs_of_64_and_their_tails(level):
     """The compiled decode at every SIMD level (byte permutes over runs of 64 codes at
-    avx512bf16, gathers or scalars for the rest of each block) gives dequantize_blockwise's
-    bits for sizes around the runs and the blocks, with every code value present."""
+    avx512vbmi and above, gathers or scalars for the rest of a block) gives
+    dequantize_blockwise's bits for sizes around the runs and the blocks, with every code
+    value present."""
     from fastoptim import _lowmem
     previous = _lowmem._select_simd_target(level)
     try:

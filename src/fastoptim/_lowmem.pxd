@@ -13,7 +13,7 @@ cdef enum:
     Q8_PLANES = 1024
 cdef void q8_planes(const float* code, uint8_t* planes) noexcept nogil
 # IN codes, absmax (one per block of 256 from codes[0]), code (the 256 values), planes (q8_planes
-# of code: byte permutes at level avx512bf16); OUT dst
+# of code: byte permutes at avx512vbmi and above); OUT dst
 cdef void q8_decode_range(const uint8_t* codes, const float* absmax, const float* code,
                           const uint8_t* planes, float* dst, Py_ssize_t n) noexcept nogil
 # IN src, bucket, shift, zero, is_signed (code_tables' of the code); OUT codes, absmax

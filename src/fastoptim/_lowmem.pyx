@@ -22,7 +22,7 @@ cnp.import_array()
 if Q8_PLANES != FO_Q8_PLANES:       # _lowmem.pxd's copy for the modules that cimport it
     raise ImportError("fastoptim._lowmem: Q8_PLANES differs from FO_Q8_PLANES")
 
-_LEVELS = ("sse2", "avx2", "avx512", "avx512bf16")
+_LEVELS = ("sse2", "avx2", "avx512", "avx512vbmi", "avx512bf16")
 
 
 cdef fo_lm_adam_coefficients _struct(tuple v) except *:

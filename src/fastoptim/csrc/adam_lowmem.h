@@ -37,10 +37,11 @@
  * Threads: OpenMP over chunks of FO_LM_CHUNK elements (whole blocks); every element and
  * every block is computed by the same code whatever the chunk's thread, so the result does
  * not depend on the thread count. The SIMD targets (baseline, AVX2+FMA, AVX-512, AVX-512
- * with AVX512-BF16 and VBMI) compute the same operations in the same order, without FMA (scalar C the
- * compiler vectorizes, and intrinsics for the 8-bit blocks and the AVX-512 loops); bfloat16
- * rounding is integer arithmetic, or vcvtneps2bf16 where the CPU has it, with the lanes it
- * reads differently (NaN, subnormal) rounded in integers: the same bits on every target.
+ * with VBMI, and with AVX512-BF16 too) compute the same operations in the same order, without
+ * FMA (scalar C the compiler vectorizes, and intrinsics for the 8-bit blocks and the AVX-512
+ * loops); bfloat16 rounding is integer arithmetic, or vcvtneps2bf16 where the CPU has it,
+ * with the lanes it reads differently (NaN, subnormal) rounded in integers: the same bits on
+ * every target.
  *
  * This header includes itself once per SIMD target with FO_LM_BODY defined.
  */
@@ -168,9 +169,25 @@ static void fo_lm_q8_planes(const float* code, uint8_t* planes) {
 #undef FO_QTARGET
 #undef FO_LM_VEC
 
-/* level 3: level 2 with the AVX512-BF16 conversion instruction (vcvtneps2bf16) and
-   AVX512-VBMI's byte permutes (the 8-bit Adam loop's dequantization: Sapphire Rapids, Zen 4) */
+/* level 3: level 2 with AVX512-VBMI's byte permutes (the 8-bit loops' dequantization and
+   code packing: Ice Lake, Tiger Lake, Sapphire Rapids, Zen 4) */
 #define FO_QNAME(x) fo_lm_##x##_l3
+#if defined(__clang__)
+#define FO_QTARGET __attribute__((target( \
+    "avx512f,avx512vl,avx512bw,avx512dq,avx512vbmi,avx2,fma")))
+#else
+#define FO_QTARGET __attribute__((target( \
+    "avx512f,avx512vl,avx512bw,avx512dq,avx512vbmi,avx2,fma,prefer-vector-width=512")))
+#endif
+#define FO_LM_VEC 3
+#include "adam_lowmem.h"
+#undef FO_QNAME
+#undef FO_QTARGET
+#undef FO_LM_VEC
+
+/* level 4: level 3 with the AVX512-BF16 conversion instruction (vcvtneps2bf16: Sapphire
+   Rapids, Zen 4) */
+#define FO_QNAME(x) fo_lm_##x##_l4
 #if defined(__clang__)
 #define FO_QTARGET __attribute__((target( \
     "avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx512vbmi,avx2,fma")))
@@ -178,12 +195,12 @@ static void fo_lm_q8_planes(const float* code, uint8_t* planes) {
 #define FO_QTARGET __attribute__((target( \
     "avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx512vbmi,avx2,fma,prefer-vector-width=512")))
 #endif
-#define FO_LM_VEC 3
+#define FO_LM_VEC 4
 #include "adam_lowmem.h"
 #undef FO_QNAME
 #undef FO_QTARGET
 #undef FO_LM_VEC
-#define FO_LM_LEVELS 4
+#define FO_LM_LEVELS 5
 #else
 #define FO_LM_LEVELS 1
 #endif
@@ -202,19 +219,22 @@ typedef void (*fo_lm_lion_fn)(float*, const float*, uint16_t*, Py_ssize_t,
 static const fo_lm_lion_fn fo_lm_lion_table[FO_LM_LEVELS] = {
     fo_lm_lion_bf16_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_lion_bf16_range_l1, fo_lm_lion_bf16_range_l2, fo_lm_lion_bf16_range_l3,
+    fo_lm_lion_bf16_range_l1, fo_lm_lion_bf16_range_l2,
+    fo_lm_lion_bf16_range_l3, fo_lm_lion_bf16_range_l4,
 #endif
 };
 static const fo_lm_bf16_fn fo_lm_bf16_table[FO_LM_LEVELS] = {
     fo_lm_adam_bf16_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_adam_bf16_range_l1, fo_lm_adam_bf16_range_l2, fo_lm_adam_bf16_range_l3,
+    fo_lm_adam_bf16_range_l1, fo_lm_adam_bf16_range_l2,
+    fo_lm_adam_bf16_range_l3, fo_lm_adam_bf16_range_l4,
 #endif
 };
 static const fo_lm_q8_fn fo_lm_q8_table[FO_LM_LEVELS] = {
     fo_lm_adam_q8_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_adam_q8_range_l1, fo_lm_adam_q8_range_l2, fo_lm_adam_q8_range_l3,
+    fo_lm_adam_q8_range_l1, fo_lm_adam_q8_range_l2,
+    fo_lm_adam_q8_range_l3, fo_lm_adam_q8_range_l4,
 #endif
 };
 
@@ -224,7 +244,7 @@ static const fo_lm_momentum_fn fo_lm_momentum_table[FO_LM_LEVELS] = {
     fo_lm_momentum_bf16_range_l0,
 #if FO_LM_DISPATCH
     fo_lm_momentum_bf16_range_l1, fo_lm_momentum_bf16_range_l2,
-    fo_lm_momentum_bf16_range_l3,
+    fo_lm_momentum_bf16_range_l3, fo_lm_momentum_bf16_range_l4,
 #endif
 };
 
@@ -233,7 +253,8 @@ typedef void (*fo_lm_rmsprop_fn)(float*, const float*, uint16_t*, uint16_t*, uin
 static const fo_lm_rmsprop_fn fo_lm_rmsprop_table[FO_LM_LEVELS] = {
     fo_lm_rmsprop_bf16_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_rmsprop_bf16_range_l1, fo_lm_rmsprop_bf16_range_l2, fo_lm_rmsprop_bf16_range_l3,
+    fo_lm_rmsprop_bf16_range_l1, fo_lm_rmsprop_bf16_range_l2,
+    fo_lm_rmsprop_bf16_range_l3, fo_lm_rmsprop_bf16_range_l4,
 #endif
 };
 
@@ -243,7 +264,8 @@ typedef void (*fo_lm_momentum_q8_fn)(float*, const float*, uint8_t*, float*, Py_
 static const fo_lm_momentum_q8_fn fo_lm_momentum_q8_table[FO_LM_LEVELS] = {
     fo_lm_momentum_q8_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_momentum_q8_range_l1, fo_lm_momentum_q8_range_l2, fo_lm_momentum_q8_range_l3,
+    fo_lm_momentum_q8_range_l1, fo_lm_momentum_q8_range_l2,
+    fo_lm_momentum_q8_range_l3, fo_lm_momentum_q8_range_l4,
 #endif
 };
 
@@ -252,7 +274,8 @@ typedef void (*fo_lm_lion_q8_fn)(float*, const float*, uint8_t*, float*, Py_ssiz
 static const fo_lm_lion_q8_fn fo_lm_lion_q8_table[FO_LM_LEVELS] = {
     fo_lm_lion_q8_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_lion_q8_range_l1, fo_lm_lion_q8_range_l2, fo_lm_lion_q8_range_l3,
+    fo_lm_lion_q8_range_l1, fo_lm_lion_q8_range_l2,
+    fo_lm_lion_q8_range_l3, fo_lm_lion_q8_range_l4,
 #endif
 };
 
@@ -261,13 +284,15 @@ typedef void (*fo_lm_encode_fn)(const float*, uint16_t*, Py_ssize_t);
 static const fo_lm_decode_fn fo_lm_decode_table[FO_LM_LEVELS] = {
     fo_lm_bf16_decode_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_bf16_decode_range_l1, fo_lm_bf16_decode_range_l2, fo_lm_bf16_decode_range_l3,
+    fo_lm_bf16_decode_range_l1, fo_lm_bf16_decode_range_l2,
+    fo_lm_bf16_decode_range_l3, fo_lm_bf16_decode_range_l4,
 #endif
 };
 static const fo_lm_encode_fn fo_lm_encode_table[FO_LM_LEVELS] = {
     fo_lm_bf16_encode_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_bf16_encode_range_l1, fo_lm_bf16_encode_range_l2, fo_lm_bf16_encode_range_l3,
+    fo_lm_bf16_encode_range_l1, fo_lm_bf16_encode_range_l2,
+    fo_lm_bf16_encode_range_l3, fo_lm_bf16_encode_range_l4,
 #endif
 };
 
@@ -278,18 +303,20 @@ typedef void (*fo_lm_q8_encode_fn)(const float*, uint8_t*, float*, Py_ssize_t, c
 static const fo_lm_q8_decode_fn fo_lm_q8_decode_table[FO_LM_LEVELS] = {
     fo_lm_q8_decode_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_q8_decode_range_l1, fo_lm_q8_decode_range_l2, fo_lm_q8_decode_range_l3,
+    fo_lm_q8_decode_range_l1, fo_lm_q8_decode_range_l2,
+    fo_lm_q8_decode_range_l3, fo_lm_q8_decode_range_l4,
 #endif
 };
 static const fo_lm_q8_encode_fn fo_lm_q8_encode_table[FO_LM_LEVELS] = {
     fo_lm_q8_encode_range_l0,
 #if FO_LM_DISPATCH
-    fo_lm_q8_encode_range_l1, fo_lm_q8_encode_range_l2, fo_lm_q8_encode_range_l3,
+    fo_lm_q8_encode_range_l1, fo_lm_q8_encode_range_l2,
+    fo_lm_q8_encode_range_l3, fo_lm_q8_encode_range_l4,
 #endif
 };
 
-/* 0: baseline, 1: AVX2 + FMA, 2: AVX-512 F/VL/BW/DQ, 3: level 2 + AVX512-BF16 + VBMI; -1 until
-   chosen (the best, on first use) */
+/* 0: baseline, 1: AVX2 + FMA, 2: AVX-512 F/VL/BW/DQ, 3: level 2 + AVX512-VBMI, 4: level 3 +
+   AVX512-BF16; -1 until chosen (the best, on first use) */
 static int fo_lm_level_ = -1;
 
 static int fo_lm_supported(int level) {
@@ -305,8 +332,9 @@ static int fo_lm_supported(int level) {
                         && __builtin_cpu_supports("avx512bw")
                         && __builtin_cpu_supports("avx512dq")))
         return 0;
-    if (level >= 3 && !(__builtin_cpu_supports("avx512bf16")
-                        && __builtin_cpu_supports("avx512vbmi")))
+    if (level >= 3 && !__builtin_cpu_supports("avx512vbmi"))
+        return 0;
+    if (level >= 4 && !__builtin_cpu_supports("avx512bf16"))
         return 0;
 #endif
     return 1;
@@ -485,12 +513,12 @@ static void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) {
    (fastoptim.lowmem.quantize_blockwise's rule; bucket, shift, zero: code_tables' for the
    signed code (is_signed 1) or the unsigned one), single-threaded (a cache-sized chunk of
    whole blocks) */
-static void fo_lm_q8_decode(const uint8_t* codes, const float* absmax, const float* code,
-                            float* dst, Py_ssize_t n) {
+static inline void fo_lm_q8_decode(const uint8_t* codes, const float* absmax,
+                                   const float* code, float* dst, Py_ssize_t n) {
     fo_lm_q8_decode_table[fo_lm_level()](codes, absmax, code, NULL, dst, n);
 }
 
-/* fo_lm_q8_decode with the code's byte planes (fo_lm_q8_planes): at level avx512bf16 whole
+/* fo_lm_q8_decode with the code's byte planes (fo_lm_q8_planes): at level 3 and above whole
    runs of 64 codes are dequantized by byte permutes instead of gathers; the same values */
 static void fo_lm_q8_decode_planes(const uint8_t* codes, const float* absmax,
                                    const float* code, const uint8_t* planes, float* dst,
@@ -528,7 +556,7 @@ FO_QINLINE float FO_QNAME(adam_update)(float p, float g, float* FO_RESTRICT m,
 }
 
 #if FO_LM_VEC >= 2
-/* ---- sixteen lanes of adam_update (levels 2 and 3): the same operations in the same
+/* ---- sixteen lanes of adam_update (levels 2 to 4): the same operations in the same
    order, no FMA, so the same bits ---------------------------------------------------------- */
 typedef struct {
     __m512 gs, wd, ps, b1, omb1, b2, omb2, ss, ibc, eps, mbound;
@@ -592,7 +620,7 @@ FO_QINLINE __m256i FO_QNAME(bf16_round16)(__m512 x) {
     return _mm512_cvtepi32_epi16(r);
 }
 
-#if FO_LM_VEC == 3
+#if FO_LM_VEC == 4
 /* the conversion instruction rounds to nearest even as bf16_store does, but reads a
    subnormal input as 0 and keeps a NaN's payload: those lanes take the integer rounding */
 FO_QINLINE void FO_QNAME(bf16_store16)(uint16_t* out, __m512 x) {
@@ -1127,7 +1155,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
 #endif
 
 #if FO_LM_VEC >= 2
-/* ---- AVX-512 intrinsics of a full block (levels 2 and 3): adam_q8_block_avx2's operations,
+/* ---- AVX-512 intrinsics of a full block (levels 2 to 4): adam_q8_block_avx2's operations,
    sixteen lanes at a time, no FMA; the same bits ----------------------------------------- */
 
 /* the nearest-code search's constants of one table, sixteen lanes */
@@ -1189,8 +1217,8 @@ FO_QINLINE void FO_QNAME(requantize_chunk16)(uint8_t* FO_RESTRICT codes, __m512 
         s, _mm512_mul_ps(x, _mm512_set1_ps(inv)), is_signed));
 }
 
-#if FO_LM_VEC == 3
-/* ---- level 3: 64 codes dequantized by byte permutes (AVX512-VBMI) in place of gathers ---
+#if FO_LM_VEC >= 3
+/* ---- levels 3, 4: 64 codes dequantized by byte permutes (AVX512-VBMI), not gathers ---
    The 256 float32 code values as four byte planes (plane k: byte k of every value), each
    plane four registers of 64 bytes: vpermt2b looks up 64 codes in 128 bytes, so a plane
    takes two lookups and a blend on the codes' top bit. The planes' bytes are then
@@ -1281,7 +1309,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
     const FO_QNAME(q8_search16) ms = FO_QNAME(q8_search16_of)(t->m_bucket, t->m_shift);
     const FO_QNAME(q8_search16) vs = FO_QNAME(q8_search16_of)(t->v_bucket, t->v_shift);
     FO_QNAME(q8_pending16)* prev = NULL;
-#if FO_LM_VEC == 3
+#if FO_LM_VEC >= 3
     FO_QNAME(q8_planes) m_planes, v_planes;
     FO_QNAME(q8_planes_of)(t->m_code, &m_planes);
     FO_QNAME(q8_planes_of)(t->v_code, &v_planes);
@@ -1297,7 +1325,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
         const __m512 am = _mm512_set1_ps(m_absmax[b]), av = _mm512_set1_ps(v_absmax[b]);
         __m512i new_am = _mm512_setzero_si512(), new_av = _mm512_setzero_si512();
         for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
-#if FO_LM_VEC == 3
+#if FO_LM_VEC >= 3
             if ((j & 63) == 0) {
                 FO_QNAME(q8_decode64)(mc + j, &m_planes, m_codes);
                 FO_QNAME(q8_decode64)(vc + j, &v_planes, v_codes);
@@ -1379,7 +1407,7 @@ FO_QTARGET static void FO_QNAME(q8_decode_range)(const uint8_t* FO_RESTRICT code
                                                  const float* FO_RESTRICT code,
                                                  const uint8_t* planes,
                                                  float* FO_RESTRICT dst, Py_ssize_t n) {
-#if FO_LM_VEC == 3
+#if FO_LM_VEC >= 3
     if (planes != NULL) {       /* runs of 64 by byte permutes, the rest gathered */
         FO_QNAME(q8_planes) pl;
         FO_QNAME(q8_planes_load)(planes, &pl);
@@ -1472,29 +1500,29 @@ FO_QTARGET static void FO_QNAME(q8_encode_range)(const float* FO_RESTRICT src,
     }
 }
 
-/* The signed code's values as SGD's 8-bit loop reads them: by gathers, and at level 3 also
-   as byte planes, a whole block decoded at once (q8_decode64: 0.61 -> 0.48 ns per element
+/* The signed code's values as SGD's 8-bit loop reads them: by gathers, and at levels 3 and 4
+   also as byte planes, a whole block decoded at once (q8_decode64: 0.61 -> 0.48 ns per element
    on one core in cache; Lion's loop measured slower with it, 0.52 -> 0.55, and gathers) */
 typedef struct {
     const float* code;
-#if FO_LM_VEC == 3
+#if FO_LM_VEC >= 3
     FO_QNAME(q8_planes) planes;
 #endif
 } FO_QNAME(q8_decoder);
 
 FO_QINLINE void FO_QNAME(q8_decoder_of)(const float* code, FO_QNAME(q8_decoder)* out) {
     out->code = code;
-#if FO_LM_VEC == 3
+#if FO_LM_VEC >= 3
     FO_QNAME(q8_planes_of)(code, &out->planes);
 #endif
 }
 
-/* code[codes[0 .. len - 1]] into out when the block is whole and level 3 decodes by byte
-   permutes; returns out, or NULL (the loop then gathers, q8_code16) */
+/* code[codes[0 .. len - 1]] into out when the block is whole and the level (3, 4) decodes by
+   byte permutes; returns out, or NULL (the loop then gathers, q8_code16) */
 FO_QINLINE const float* FO_QNAME(q8_decode_whole)(const FO_QNAME(q8_decoder)* dec,
                                                    const uint8_t* codes, Py_ssize_t len,
                                                    float* out) {
-#if FO_LM_VEC == 3
+#if FO_LM_VEC >= 3
     if (len == FO_Q8_BLOCK) {
         for (int j = 0; j < FO_Q8_BLOCK; j += 64) {
             __m512 v[4];
