@@ -188,3 +188,112 @@ def test_inline_coefficients_match_python(built, kernel):
         c = getattr(coef, kernel)(*args)
         assert tuple(got.values()) == c.values() + c.carried(), args
     assert len(grid) >= 2
+
+
+# ---- fastoptim/lowmem_kernels.pxd: the compressed-state kernels from a consumer's Cython ---
+LOWMEM_PROBE = r'''# cython: language_level=3
+cimport numpy as cnp
+from libc.stdint cimport int32_t, uint8_t
+from fastoptim.lowmem_kernels cimport (FO_Q8_PLANES, fo_lm_adam_coefficients, fo_lm_adam_q8,
+                                       fo_lm_q8_decode, fo_lm_q8_decode_planes,
+                                       fo_lm_q8_planes, fo_lm_q8_tables)
+
+cnp.import_array()
+
+
+cdef void* data(a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def decode(codes, absmax, code, out, bint with_planes):
+    cdef uint8_t planes[FO_Q8_PLANES]
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>codes)
+    if with_planes:
+        fo_lm_q8_planes(<const float*>data(code), planes)
+        fo_lm_q8_decode_planes(<const uint8_t*>data(codes), <const float*>data(absmax),
+                               <const float*>data(code), planes, <float*>data(out), n)
+    else:
+        fo_lm_q8_decode(<const uint8_t*>data(codes), <const float*>data(absmax),
+                        <const float*>data(code), <float*>data(out), n)
+
+
+def adam_q8(param, grad, m, m_absmax, v, v_absmax, tuple coefficients, tuple tables):
+    cdef fo_lm_adam_coefficients c
+    cdef fo_lm_q8_tables t
+    (c.grad_sign, c.weight_decay, c.param_scale, c.beta1, c.one_minus_beta1, c.beta2,
+     c.one_minus_beta2, c.step_size, c.inv_bias_correction2_sqrt, c.eps,
+     c.m_bound) = coefficients
+    t.m_code, t.v_code = <const float*>data(tables[0]), <const float*>data(tables[2])
+    t.m_zero, t.v_zero = tables[4], tables[5]
+    t.m_bucket = <const int32_t*>data(tables[6])
+    t.v_bucket = <const int32_t*>data(tables[7])
+    t.m_shift, t.v_shift = tables[8], tables[9]
+    fo_lm_adam_q8(<float*>data(param), <const float*>data(grad), <uint8_t*>data(m),
+                  <float*>data(m_absmax), <uint8_t*>data(v), <float*>data(v_absmax),
+                  cnp.PyArray_SIZE(<cnp.ndarray>param), &c, &t, 1)
+'''
+
+LOWMEM_SETUP = r'''import fastoptim
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+setup(name="lowmem-probe", ext_modules=cythonize(
+    [Extension("lowmem_probe", ["lowmem_probe.pyx"], include_dirs=[np.get_include()])],
+    include_path=[fastoptim.get_include()], compiler_directives={"language_level": 3}))
+'''
+
+
+@pytest.fixture(scope="module")
+def lowmem_probe(tmp_path_factory):
+    """A consumer module cimporting fastoptim/lowmem_kernels.pxd (the header compiles into
+    it), built the way lowmem_kernels.pxd's docstring says."""
+    folder = tmp_path_factory.mktemp("lowmem_consumer")
+    (folder / "lowmem_probe.pyx").write_text(LOWMEM_PROBE, encoding="utf-8")
+    (folder / "setup.py").write_text(LOWMEM_SETUP, encoding="utf-8")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [fastoptim.get_include()] + [p for p in [env.get("PYTHONPATH")] if p])
+    result = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
+                            cwd=folder, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"building the lowmem consumer failed:\n{result.stdout}\n{result.stderr}")
+    return _load(folder, "lowmem_probe")
+
+
+@needs_build
+def test_lowmem_consumer_decodes_like_the_reference(lowmem_probe, rng):
+    from fastoptim import lowmem as lm
+    for n in (1, 64, 65, 256 * 3 + 77):
+        for signed in (True, False):
+            codes = rng.integers(0, 256, n).astype(np.uint8)
+            absmax = rng.random(-(-n // 256)).astype(np.float32)
+            want = lm.dequantize_blockwise(codes, absmax, signed)
+            for with_planes in (False, True):
+                out = np.empty(n, np.float32)
+                lowmem_probe.decode(codes, absmax, lm.dynamic_map(signed), out, with_planes)
+                np.testing.assert_array_equal(out.view(np.uint32), want.view(np.uint32))
+
+
+@needs_build
+def test_lowmem_consumer_adam_int8_matches_fastoptim(lowmem_probe, rng):
+    from fastoptim import lowmem as lm
+    n, hyper = 256 * 20 + 33, dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8,
+                                   weight_decay=1e-2, decoupled=True, maximize=False)
+    param = rng.standard_normal(n).astype(np.float32)
+    ours, theirs = param.copy(), param.copy()
+    s_ours, s_theirs = lm.adam_state(ours, "int8"), lm.adam_state(theirs, "int8")
+    for step in range(1, 8):
+        grad = rng.standard_normal(n).astype(np.float32)
+        c = lm._coefficients(step, hyper["lr"], hyper["beta1"], hyper["beta2"], hyper["eps"],
+                             hyper["weight_decay"], hyper["decoupled"], hyper["maximize"])
+        lowmem_probe.adam_q8(ours, grad, s_ours["exp_avg"], s_ours["exp_avg_absmax"],
+                             s_ours["exp_avg_sq"], s_ours["exp_avg_sq_absmax"], c,
+                             lm.code_tables())
+        lm.adam_lowmem_step(theirs, grad, s_theirs, step=step, lr=hyper["lr"],
+                            beta1=hyper["beta1"], beta2=hyper["beta2"], eps=hyper["eps"],
+                            weight_decay=hyper["weight_decay"], decoupled_weight_decay=True,
+                            backend="cython")
+    np.testing.assert_array_equal(ours.view(np.uint32), theirs.view(np.uint32))
+    for key in s_ours:
+        np.testing.assert_array_equal(s_ours[key].view(np.uint8), s_theirs[key].view(np.uint8))

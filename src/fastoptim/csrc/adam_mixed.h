@@ -13,6 +13,15 @@
 #ifndef FASTOPTIM_ADAM_MIXED_H
 #define FASTOPTIM_ADAM_MIXED_H
 
+/* no FMA contraction whatever the includer's flags (adam_lowmem.h says why) */
+#if defined(__clang__)
+#pragma float_control(push)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #include <math.h>
 #include "half_convert.h"
 
@@ -315,4 +324,9 @@ static void fo_adam_mixed_threads(uint16_t *param, const uint16_t *grad, float *
     }
 }
 
+#if defined(__clang__)
+#pragma float_control(pop)
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
 #endif /* FASTOPTIM_ADAM_MIXED_H */
