@@ -95,7 +95,7 @@ setup(
          extension("_adafactor", ["_adafactor.pxd", "csrc/adafactor.h", "_simd_switch.pxi"]),
          # Adam with bfloat16 / 8-bit moments (fastoptim.lowmem): its own module
          extension("_lowmem", ["_lowmem.pxd", "lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h",
-                                "csrc/adam_mixed.h", "csrc/half_convert.h",
+                                "csrc/adam_mixed.h", "csrc/half_convert.h", "csrc/fp_exact.h",
                                 "_simd_switch.pxi"]),
          # fastoptim.torch: NumPy views of torch gradients without tensor.numpy()'s cost
          extension("torch._views", []),

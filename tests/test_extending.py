@@ -74,6 +74,17 @@ def _load(folder, name):
     return module
 
 
+def _build_in(folder, what):
+    """``python setup.py build_ext --inplace`` in ``folder``, fastoptim importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [fastoptim.get_include()] + [p for p in [env.get("PYTHONPATH")] if p])
+    result = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
+                            cwd=folder, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"building {what} failed:\n{result.stdout}\n{result.stderr}")
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """The compiled consumer and probe modules, built once for this file."""
@@ -81,13 +92,7 @@ def built(tmp_path_factory):
     for source in (EXAMPLE / "consumer.pyx", EXAMPLE / "setup.py"):
         shutil.copy(source, folder)
     (folder / "coefficients_probe.pyx").write_text(probe_source(), encoding="utf-8")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [fastoptim.get_include()] + [p for p in [env.get("PYTHONPATH")] if p])
-    result = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
-                            cwd=folder, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.fail(f"building the consumer failed:\n{result.stdout}\n{result.stderr}")
+    _build_in(folder, "the consumer")
     return {name: _load(folder, name) for name in ("consumer", "coefficients_probe")}
 
 
@@ -251,13 +256,7 @@ def lowmem_probe(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lowmem_consumer")
     (folder / "lowmem_probe.pyx").write_text(LOWMEM_PROBE, encoding="utf-8")
     (folder / "setup.py").write_text(LOWMEM_SETUP, encoding="utf-8")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [fastoptim.get_include()] + [p for p in [env.get("PYTHONPATH")] if p])
-    result = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"],
-                            cwd=folder, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.fail(f"building the lowmem consumer failed:\n{result.stdout}\n{result.stderr}")
+    _build_in(folder, "the lowmem consumer")
     return _load(folder, "lowmem_probe")
 
 

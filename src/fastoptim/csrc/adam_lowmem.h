@@ -57,16 +57,8 @@
 #include <immintrin.h>
 #endif
 
-/* No FMA contraction in this header's functions whatever the includer's flags (fastoptim's
-   build passes -ffp-contract=off; a consumer of lowmem_kernels.pxd need not): a contracted
-   a * b + c rounds once, so its bits would differ from every other backend's */
-#if defined(__clang__)
-#pragma float_control(push)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
+#include "fp_exact.h"
+FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FO_LM_RESTRICT __restrict__
@@ -543,11 +535,7 @@ static void fo_lm_q8_encode(const float* src, uint8_t* codes, float* absmax, Py_
                                          is_signed);
 }
 
-#if defined(__clang__)
-#pragma float_control(pop)
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
+FO_EXACT_END
 #endif /* FASTOPTIM_ADAM_LOWMEM_H */
 
 #else /* FO_LM_BODY: the loops, once per FO_QTARGET ---------------------------------------- */

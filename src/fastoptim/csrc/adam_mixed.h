@@ -13,17 +13,10 @@
 #ifndef FASTOPTIM_ADAM_MIXED_H
 #define FASTOPTIM_ADAM_MIXED_H
 
-/* no FMA contraction whatever the includer's flags (adam_lowmem.h says why) */
-#if defined(__clang__)
-#pragma float_control(push)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")
-#endif
-
 #include <math.h>
-#include "half_convert.h"
+#include "half_convert.h"     /* bit manipulation only */
+#include "fp_exact.h"
+FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 
 enum { FO_HALF_BF16 = 0, FO_HALF_F16 = 1 };
 
@@ -324,9 +317,5 @@ static void fo_adam_mixed_threads(uint16_t *param, const uint16_t *grad, float *
     }
 }
 
-#if defined(__clang__)
-#pragma float_control(pop)
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
+FO_EXACT_END
 #endif /* FASTOPTIM_ADAM_MIXED_H */
