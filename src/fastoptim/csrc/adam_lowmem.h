@@ -1406,34 +1406,46 @@ FO_QINLINE void FO_QNAME(q8_decode_block)(const uint8_t* FO_RESTRICT codes, floa
         dst[j] = code[codes[j]] * absmax;
 }
 
+#if FO_LM_VEC >= 3
+/* the whole runs of 64 at the start of a block of len values by byte permutes (the rest is
+   q8_decode_block's); returns the count decoded */
+FO_QINLINE Py_ssize_t FO_QNAME(q8_decode_runs)(const uint8_t* FO_RESTRICT codes, float absmax,
+                                              const FO_QNAME(q8_planes)* pl,
+                                              float* FO_RESTRICT dst, Py_ssize_t len) {
+    const __m512 a16 = _mm512_set1_ps(absmax);
+    Py_ssize_t j = 0;
+    for (; j + 64 <= len; j += 64) {
+        __m512 v[4];
+        FO_QNAME(q8_decode64)(codes + j, pl, v);
+        for (int r = 0; r < 4; r++)
+            _mm512_storeu_ps(dst + j + 16 * r, _mm512_mul_ps(v[r], a16));
+    }
+    return j;
+}
+#endif
+
+/* planes: NULL, or fo_lm_q8_planes of code (byte permutes at levels 3 and 4) */
 FO_QTARGET static void FO_QNAME(q8_decode_range)(const uint8_t* FO_RESTRICT codes,
                                                  const float* FO_RESTRICT absmax,
                                                  const float* FO_RESTRICT code,
                                                  const uint8_t* planes,
                                                  float* FO_RESTRICT dst, Py_ssize_t n) {
 #if FO_LM_VEC >= 3
-    if (planes != NULL) {       /* runs of 64 by byte permutes, the rest gathered */
-        FO_QNAME(q8_planes) pl;
+    FO_QNAME(q8_planes) pl;
+    if (planes != NULL)
         FO_QNAME(q8_planes_load)(planes, &pl);
-        for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
-            const Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
-            const __m512 a16 = _mm512_set1_ps(absmax[b]);
-            Py_ssize_t j = 0;
-            for (; j + 64 <= len; j += 64) {
-                __m512 v[4];
-                FO_QNAME(q8_decode64)(codes + lo + j, &pl, v);
-                for (int r = 0; r < 4; r++)
-                    _mm512_storeu_ps(dst + lo + j + 16 * r, _mm512_mul_ps(v[r], a16));
-            }
-            FO_QNAME(q8_decode_block)(codes + lo + j, absmax[b], code, dst + lo + j, len - j);
-        }
-        return;
-    }
-#endif
+#else
     (void)planes;
-    for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++)
-        FO_QNAME(q8_decode_block)(codes + lo, absmax[b], code, dst + lo,
-                                  n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK);
+#endif
+    for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
+        const Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
+        Py_ssize_t j = 0;
+#if FO_LM_VEC >= 3
+        if (planes != NULL)
+            j = FO_QNAME(q8_decode_runs)(codes + lo, absmax[b], &pl, dst + lo, len);
+#endif
+        FO_QNAME(q8_decode_block)(codes + lo + j, absmax[b], code, dst + lo + j, len - j);
+    }
 }
 
 /* one block of len <= FO_Q8_BLOCK values to codes and its absmax */
