@@ -97,12 +97,13 @@ _EXP_LOW = 103          # biased exponent of 2**-24
 _ABOVE_ALL = np.float32(np.finfo(np.float32).max)
 
 
-def _bucket_table(mid: np.ndarray, bits: int):
-    """The int32 bucket table of the 255 midpoints ``mid`` (the low byte of each its index)
-    for ``bits`` mantissa bits, or None when a bucket would hold two midpoints. An entry is
-    the bits of the next midpoint (``_ABOVE_ALL`` above the last), whose low byte is the
-    count of midpoints below the bucket: the kernels' search takes one table load per
-    value."""
+def _bucket_table(padded: np.ndarray, bits: int):
+    """The int32 bucket table of the 255 midpoints ``padded[:255]`` (the low byte of each its
+    index; ``padded[255]`` is ``_ABOVE_ALL``) for ``bits`` mantissa bits, or None when a
+    bucket would hold two midpoints. An entry is the bits of the next midpoint (``_ABOVE_ALL``
+    above the last), whose low byte is the count of midpoints below the bucket: the kernels'
+    search takes one table load per value."""
+    mid = padded[:255]
     k = np.arange(2 ** bits, dtype=np.uint32)
     low = np.zeros((_EXP_CLASSES, 2 ** bits), np.float32)
     high = np.zeros_like(low)
@@ -119,8 +120,7 @@ def _bucket_table(mid: np.ndarray, bits: int):
         if np.any(b - a > 1):
             return None
         table[sign] = a
-    padded = np.append(mid, _ABOVE_ALL).astype(np.float32).view(np.int32)
-    entries = padded[table].reshape(2, -1).astype(np.int32)
+    entries = padded.view(np.int32)[table].reshape(2, -1).astype(np.int32)
     # the negative half at 2**(8 + bits), where a float's sign bit lands in its key (the
     # AVX-512 search shifts it there); the entries between are never read
     out = np.zeros((1 << (8 + bits)) + entries.shape[1], np.int32)
@@ -146,11 +146,11 @@ def code_tables() -> tuple:
         # is the count of midpoints below the bucket
         mid = ((mid.view(np.uint32) & np.uint32(0xFFFFFF00))
                | np.arange(255, dtype=np.uint32)).view(np.float32)
+        padded = np.append(mid, _ABOVE_ALL).astype(np.float32)
         for bits in range(4, 12):
-            table = _bucket_table(mid, bits)
+            table = _bucket_table(padded, bits)
             if table is not None:
                 break
-        padded = np.append(mid, _ABOVE_ALL).astype(np.float32)
         for a in (padded, table):
             a.setflags(write=False)
         codes.append(code)
