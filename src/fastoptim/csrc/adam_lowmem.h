@@ -130,7 +130,7 @@ typedef struct {
 
 /* the 256 code values as four byte planes, byte k of code[i] at planes[256 * k + i]
    (FO_Q8_PLANES bytes): the layout of the AVX512-VBMI dequantization, built once per code */
-static void fo_lm_q8_planes(const float* code, uint8_t* planes) {
+static inline void fo_lm_q8_planes(const float* code, uint8_t* planes) {
     for (int k = 0; k < 4; k++)
         for (int i = 0; i < 256; i++) {
             uint32_t u;
@@ -322,7 +322,7 @@ static const fo_lm_q8_encode_fn fo_lm_q8_encode_table[FO_LM_LEVELS] = {
    AVX512-BF16; -1 until chosen (the best, on first use) */
 static int fo_lm_level_ = -1;
 
-static int fo_lm_supported(int level) {
+static inline int fo_lm_supported(int level) {
     if (level == 0)
         return 1;
     if (level < 0 || level >= FO_LM_LEVELS)
@@ -344,7 +344,7 @@ static int fo_lm_supported(int level) {
 }
 
 /* Select a level (tests and benchmarks); returns the active level afterwards. */
-static int fo_lm_select(int level) {
+static inline int fo_lm_select(int level) {
     if (level >= 0 && fo_lm_supported(level))
         fo_lm_level_ = level;
     else if (fo_lm_level_ < 0) {
@@ -355,12 +355,14 @@ static int fo_lm_select(int level) {
     return fo_lm_level_;
 }
 
-static int fo_lm_level(void) {
+static inline int fo_lm_level(void) {
     return fo_lm_level_ < 0 ? fo_lm_select(-1) : fo_lm_level_;
 }
 
 
 /* ---- the entry points ------------------------------------------------------------------- */
+/* (lowmem_kernels.pxd's; static inline, as adam_mixed.h's fo_adam_mixed_threads, so that a
+   consumer which calls some of them is not warned about the others) */
 /* One call of a fused kernel: its arrays (state buffers are bfloat16 bits or 8-bit codes,
    NULL when absent; scales one float32 absmax per FO_Q8_BLOCK block), its per-call scalars
    and code tables. fo_lm_item runs elements [lo, lo + len) of it at the active level. */
@@ -438,27 +440,29 @@ static void fo_lm_parallel(const fo_lm_call* x, Py_ssize_t n, int threads) {
 }
 
 /* Adam with bfloat16 moments over n elements, on `threads` OpenMP threads. */
-static void fo_lm_adam_bf16(float* param, const float* grad, uint16_t* exp_avg,
-                            uint16_t* exp_avg_sq, Py_ssize_t n,
-                            const fo_lm_adam_coefficients* c, int threads) {
+static inline void fo_lm_adam_bf16(float* param, const float* grad, uint16_t* exp_avg,
+                                   uint16_t* exp_avg_sq, Py_ssize_t n,
+                                   const fo_lm_adam_coefficients* c, int threads) {
     fo_lm_call x = {FO_LM_ADAM_BF16, param, grad, {exp_avg, exp_avg_sq, NULL}, {NULL, NULL},
                     c, NULL};
     fo_lm_parallel(&x, n, threads);
 }
 
 /* Adam with blockwise 8-bit moments over n elements (absmax: one per FO_Q8_BLOCK block). */
-static void fo_lm_adam_q8(float* param, const float* grad, uint8_t* exp_avg,
-                          float* exp_avg_absmax, uint8_t* exp_avg_sq, float* exp_avg_sq_absmax,
-                          Py_ssize_t n, const fo_lm_adam_coefficients* c,
-                          const fo_lm_q8_tables* t, int threads) {
+static inline void fo_lm_adam_q8(float* param, const float* grad, uint8_t* exp_avg,
+                                 float* exp_avg_absmax, uint8_t* exp_avg_sq,
+                                 float* exp_avg_sq_absmax, Py_ssize_t n,
+                                 const fo_lm_adam_coefficients* c, const fo_lm_q8_tables* t,
+                                 int threads) {
     fo_lm_call x = {FO_LM_ADAM_Q8, param, grad, {exp_avg, exp_avg_sq, NULL},
                     {exp_avg_absmax, exp_avg_sq_absmax}, c, t};
     fo_lm_parallel(&x, n, threads);
 }
 
 /* Lion with a bfloat16 moment over n elements, on `threads` OpenMP threads. */
-static void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
-                            const fo_lm_lion_coefficients* c, int threads) {
+static inline void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg,
+                                   Py_ssize_t n, const fo_lm_lion_coefficients* c,
+                                   int threads) {
     fo_lm_call x = {FO_LM_LION_BF16, param, grad, {exp_avg, NULL, NULL}, {NULL, NULL}, c,
                     NULL};
     fo_lm_parallel(&x, n, threads);
@@ -466,16 +470,17 @@ static void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, 
 
 /* Lion with a blockwise 8-bit moment (absmax: one per FO_Q8_BLOCK block; t's signed
    code) over n elements, on `threads` OpenMP threads. */
-static void fo_lm_lion_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
-                          Py_ssize_t n, const fo_lm_lion_coefficients* c,
-                          const fo_lm_q8_tables* t, int threads) {
+static inline void fo_lm_lion_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
+                                 Py_ssize_t n, const fo_lm_lion_coefficients* c,
+                                 const fo_lm_q8_tables* t, int threads) {
     fo_lm_call x = {FO_LM_LION_Q8, param, grad, {codes, NULL, NULL}, {absmax, NULL}, c, t};
     fo_lm_parallel(&x, n, threads);
 }
 
 /* SGD with momentum, its buffer bfloat16, over n elements, on `threads` OpenMP threads. */
-static void fo_lm_momentum_bf16(float* param, const float* grad, uint16_t* buf, Py_ssize_t n,
-                                const fo_lm_momentum_coefficients* c, int threads) {
+static inline void fo_lm_momentum_bf16(float* param, const float* grad, uint16_t* buf,
+                                       Py_ssize_t n, const fo_lm_momentum_coefficients* c,
+                                       int threads) {
     fo_lm_call x = {FO_LM_MOMENTUM_BF16, param, grad, {buf, NULL, NULL}, {NULL, NULL}, c,
                     NULL};
     fo_lm_parallel(&x, n, threads);
@@ -483,9 +488,10 @@ static void fo_lm_momentum_bf16(float* param, const float* grad, uint16_t* buf, 
 
 /* SGD with momentum, its buffer blockwise 8-bit (absmax: one per FO_Q8_BLOCK block; t's
    signed code), over n elements, on `threads` OpenMP threads. */
-static void fo_lm_momentum_q8(float* param, const float* grad, uint8_t* codes, float* absmax,
-                              Py_ssize_t n, const fo_lm_momentum_coefficients* c,
-                              const fo_lm_q8_tables* t, int threads) {
+static inline void fo_lm_momentum_q8(float* param, const float* grad, uint8_t* codes,
+                                     float* absmax, Py_ssize_t n,
+                                     const fo_lm_momentum_coefficients* c,
+                                     const fo_lm_q8_tables* t, int threads) {
     fo_lm_call x = {FO_LM_MOMENTUM_Q8, param, grad, {codes, NULL, NULL}, {absmax, NULL}, c,
                     t};
     fo_lm_parallel(&x, n, threads);
@@ -493,9 +499,10 @@ static void fo_lm_momentum_q8(float* param, const float* grad, uint8_t* codes, f
 
 /* RMSprop, its buffers bfloat16 (momentum_buffer, grad_avg NULL when unused), over n
    elements, on `threads` OpenMP threads. */
-static void fo_lm_rmsprop_bf16(float* param, const float* grad, uint16_t* square_avg,
-                               uint16_t* momentum_buffer, uint16_t* grad_avg, Py_ssize_t n,
-                               const fo_lm_rmsprop_coefficients* c, int threads) {
+static inline void fo_lm_rmsprop_bf16(float* param, const float* grad, uint16_t* square_avg,
+                                      uint16_t* momentum_buffer, uint16_t* grad_avg,
+                                      Py_ssize_t n, const fo_lm_rmsprop_coefficients* c,
+                                      int threads) {
     fo_lm_call x = {FO_LM_RMSPROP_BF16, param, grad, {square_avg, momentum_buffer, grad_avg},
                     {NULL, NULL}, c, NULL};
     fo_lm_parallel(&x, n, threads);
@@ -503,11 +510,11 @@ static void fo_lm_rmsprop_bf16(float* param, const float* grad, uint16_t* square
 
 /* n bfloat16 values (bits) to float32, and float32 to bfloat16 rounded to nearest even
    (ml_dtypes' rule for NaN), single-threaded (a cache-sized chunk) */
-static void fo_lm_bf16_decode(const uint16_t* src, float* dst, Py_ssize_t n) {
+static inline void fo_lm_bf16_decode(const uint16_t* src, float* dst, Py_ssize_t n) {
     fo_lm_decode_table[fo_lm_level()](src, dst, n);
 }
 
-static void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) {
+static inline void fo_lm_bf16_encode(const float* src, uint16_t* dst, Py_ssize_t n) {
     fo_lm_encode_table[fo_lm_level()](src, dst, n);
 }
 
@@ -523,14 +530,15 @@ static inline void fo_lm_q8_decode(const uint8_t* codes, const float* absmax,
 
 /* fo_lm_q8_decode with the code's byte planes (fo_lm_q8_planes): at level 3 and above whole
    runs of 64 codes are dequantized by byte permutes instead of gathers; the same values */
-static void fo_lm_q8_decode_planes(const uint8_t* codes, const float* absmax,
-                                   const float* code, const uint8_t* planes, float* dst,
-                                   Py_ssize_t n) {
+static inline void fo_lm_q8_decode_planes(const uint8_t* codes, const float* absmax,
+                                          const float* code, const uint8_t* planes, float* dst,
+                                          Py_ssize_t n) {
     fo_lm_q8_decode_table[fo_lm_level()](codes, absmax, code, planes, dst, n);
 }
 
-static void fo_lm_q8_encode(const float* src, uint8_t* codes, float* absmax, Py_ssize_t n,
-                            const int32_t* bucket, int shift, uint8_t zero, int is_signed) {
+static inline void fo_lm_q8_encode(const float* src, uint8_t* codes, float* absmax,
+                                   Py_ssize_t n, const int32_t* bucket, int shift, uint8_t zero,
+                                   int is_signed) {
     fo_lm_q8_encode_table[fo_lm_level()](src, codes, absmax, n, bucket, shift, zero,
                                          is_signed);
 }

@@ -280,12 +280,13 @@ static inline void fo_adam_mixed(uint16_t *param, const uint16_t *grad, float *m
 
 /* the whole array on `threads` OpenMP threads, in chunks of FO_HALF_CHUNK; vector: the
    widest loop to use where the CPU has it (0 portable, 1 AVX2 + F16C, 2 AVX-512) */
-static void fo_adam_mixed_threads(uint16_t *param, const uint16_t *grad, float *master,
-                                  float *m, float *v, long long n, int kind, float beta1,
-                                  float one_minus_beta1, float beta2, float one_minus_beta2,
-                                  float step_size, float inv_bc2_sqrt, float eps,
-                                  float weight_decay, float decay, int wd_mode, int maximize,
-                                  int sr, uint64_t key, int vector, int threads) {
+static inline void fo_adam_mixed_threads(uint16_t *param, const uint16_t *grad, float *master,
+                                         float *m, float *v, long long n, int kind, float beta1,
+                                         float one_minus_beta1, float beta2,
+                                         float one_minus_beta2, float step_size,
+                                         float inv_bc2_sqrt, float eps, float weight_decay,
+                                         float decay, int wd_mode, int maximize, int sr,
+                                         uint64_t key, int vector, int threads) {
     long long chunks = (n + FO_HALF_CHUNK - 1) / FO_HALF_CHUNK;
     vector = fo_half_vector_level(vector);
     if (threads < 1 || chunks < 2)
