@@ -130,8 +130,8 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
     memory order) with its state buffers stored compressed, in place.
 
     ``states``: one entry per state buffer of the kernel (the registry's order after param
-    and grad): ``None`` (an absent optional buffer), bfloat16 bits (2 bytes per element) or 8-bit codes
-    (uint8), each of ``param``'s size in its memory order. ``scales``: per buffer, the
+    and grad): ``None`` (an absent optional buffer), bfloat16 bits (2 bytes per element) or
+    8-bit codes (uint8), each of ``param``'s size in its memory order. ``scales``: per buffer, the
     codes' float32 absmax, one per block of 256 (``None`` for bfloat16). ``tables``: per
     buffer of codes, ``(code, bucket, shift, zero, is_signed)`` of
     :func:`fastoptim.lowmem.code_tables` for its code. The result is the float32 step on the
