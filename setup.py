@@ -3,11 +3,13 @@ the extension modules and their compiler flags."""
 import importlib.util
 import os
 import sys
+import tempfile
 
 import numpy as np
 from Cython.Build import cythonize
 from Cython.Tempita import Template
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PACKAGE = os.path.join(HERE, "src", "fastoptim")
@@ -62,6 +64,42 @@ HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_compressed_state.pxi", "_lo
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])
 OPENMP = {"kernels": OPENMP_FLAGS, "_reductions": OPENMP_FLAGS, "_lamb": OPENMP_FLAGS,
           "_adafactor": OPENMP_FLAGS, "_lowmem": OPENMP_FLAGS}
+OPENMP_PROBE = """#include <omp.h>
+int main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }
+"""
+
+
+def compiler_has_openmp(compiler, flags):
+    """Whether `compiler` compiles and links a program that uses OpenMP, given `flags`
+    (a clang without its OpenMP runtime, libomp, accepts -fopenmp but has no omp.h)."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = os.path.join(folder, "openmp_probe.c")
+        with open(source, "w") as fh:
+            fh.write(OPENMP_PROBE)
+        try:
+            objects = compiler.compile([source], output_dir=folder, extra_postargs=flags)
+            compiler.link_executable(objects, "openmp_probe", output_dir=folder,
+                                     extra_postargs=flags)
+        except Exception:       # distutils' CompileError, LinkError (their module varies)
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    """build_ext that drops the OpenMP flags when the compiler cannot build with them: the
+    kernels then run on one thread (as with Apple's clang), with the same results."""
+
+    def build_extensions(self):
+        if OPENMP_FLAGS and not compiler_has_openmp(self.compiler, OPENMP_FLAGS):
+            print(f"fastoptim: the C compiler cannot build with {' '.join(OPENMP_FLAGS)}; "
+                  "building without OpenMP (one thread per call)", file=sys.stderr)
+            for ext in self.extensions:
+                ext.extra_compile_args = [a for a in ext.extra_compile_args
+                                          if a not in OPENMP_FLAGS]
+                ext.extra_link_args = [a for a in ext.extra_link_args if a not in OPENMP_FLAGS]
+        super().build_extensions()
+
+
 DIRECTIVES = {
     "language_level": 3,
     "boundscheck": False,
@@ -85,6 +123,7 @@ def extension(name, headers=HEADERS):
 
 
 setup(
+    cmdclass={"build_ext": BuildExt},
     ext_modules=cythonize(
         [extension("kernels"), extension("_checks"), extension("_reductions"),
          # LAMB's trust ratio is a reduction: its own module, not a registry kernel
@@ -92,7 +131,8 @@ setup(
          # Muon's element-wise passes (its Newton-Schulz iteration is matrix products)
          extension("_muon", ["csrc/muon.h", "_muon.pxd"]),
          # Adafactor's factored moments and update clipping are reductions: its own module
-         extension("_adafactor", ["_adafactor.pxd", "csrc/adafactor.h", "_simd_switch.pxi"]),
+         extension("_adafactor", ["_adafactor.pxd", "csrc/adafactor.h", "_simd_switch.pxi",
+                                   "coefficients.pxd"]),
          # Adam with bfloat16 / 8-bit moments (fastoptim.lowmem): its own module
          extension("_lowmem", ["_lowmem.pxd", "lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h",
                                 "csrc/adam_mixed.h", "csrc/half_convert.h", "csrc/fp_exact.h",

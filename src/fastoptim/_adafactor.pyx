@@ -16,6 +16,8 @@ must be C-contiguous, or F-contiguous and 2-D (then its memory rows are torch's 
 cimport numpy as cnp
 from libc.math cimport pow, sqrt
 
+from fastoptim.coefficients cimport libm_pow     # torch's 1 / t ** 0.5, bit for bit
+
 cnp.import_array()
 
 cdef extern from "csrc/adafactor.h" nogil:
@@ -84,7 +86,7 @@ def coefficients(long long step, double lr, double beta2_decay, double eps1, dou
     (torch's ``one_minus_beta2_t``), ``rho = min(lr, 1/sqrt(t))``."""
     cdef double t = <double>step
     return (-1.0 if maximize else 1.0, pow(t, beta2_decay), eps1, eps1 * eps1, eps2,
-            min(lr, 1.0 / pow(t, 0.5)), 1.0 - lr * weight_decay, 1 if weight_decay != 0 else 0,
+            min(lr, 1.0 / libm_pow(t, 0.5)), 1.0 - lr * weight_decay, 1 if weight_decay != 0 else 0,
             d)
 
 

@@ -25,6 +25,19 @@ import; the kernels themselves are bound when the consumer module is imported (t
 cimport cython
 from libc.math cimport pow, sqrt
 
+cdef extern from *:
+    """
+    #include <math.h>
+    /* libm's pow called through a volatile pointer, as Python's x ** 0.5 calls it: no
+       compiler may rewrite the call (clang turns pow(x, 0.5) into sqrt(x) when math errno
+       is off, its default on macOS, and the two can differ in the last bit). */
+    #if defined(__GNUC__) || defined(__clang__)
+    __attribute__((unused))
+    #endif
+    static double (*volatile fo_libm_pow)(double, double) = pow;
+    """
+    double libm_pow "fo_libm_pow"(double x, double y) noexcept nogil
+
 
 ctypedef struct SGDCoefficients:
     double lr
@@ -242,8 +255,9 @@ cdef inline RadamCoefficients radam_coefficients(
         long long step, double lr, double beta1, double beta2, double eps,
         double weight_decay, bint decoupled_weight_decay, bint maximize) noexcept nogil:
     """``step`` is the 1-based step count t of this update (1 on the first call). The
-    scalars are computed in torch's order (``** 0.5`` as ``pow(x, 0.5)``), so the switch
-    ``rho_t > 5`` flips at the same step as torch's."""
+    scalars are computed in torch's order (``** 0.5`` as libm's ``pow(x, 0.5)``, never a
+    compiler's square root), so the switch ``rho_t > 5`` flips at the same step as torch's
+    and ``rect`` has its bits."""
     cdef RadamCoefficients c
     cdef double t = <double>step
     cdef double bias_correction2 = 1.0 - pow(beta2, t)
@@ -264,11 +278,11 @@ cdef inline RadamCoefficients radam_coefficients(
     c.lr = lr
     c.rectify = rho_t > 5.0
     if c.rectify:
-        c.rect = pow((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
-                     / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t), 0.5)
+        c.rect = libm_pow((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                          / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t), 0.5)
     else:
         c.rect = 1.0
-    c.bias_correction2_sqrt = pow(bias_correction2, 0.5)
+    c.bias_correction2_sqrt = libm_pow(bias_correction2, 0.5)
     c.eps = eps
     return c
 

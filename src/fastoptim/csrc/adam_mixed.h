@@ -59,6 +59,15 @@ static void fo_adam_mixed_range(uint16_t *param, const uint16_t *grad, float *ma
    (no FMA), half conversions by half_convert.h's 8-lane helpers: the same bits ---------- */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FO_HALF_VECTOR 1
+#include <cpuid.h>
+
+/* F16C, from CPUID leaf 1 (ECX bit 29): clang before 15 has no "f16c" for
+   __builtin_cpu_supports. The loops that use it also need AVX2, whose check covers the OS's
+   saving of the ymm registers. */
+static inline int fo_cpu_has_f16c(void) {
+    unsigned int eax, ebx, ecx, edx;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+}
 
 /* a * b modulo 2**64 in each of 4 lanes, from 32-bit products */
 __attribute__((target("avx2"))) static inline __m256i fo_mul64x4_avx2(__m256i a, __m256i b) {
@@ -253,9 +262,9 @@ static inline int fo_half_vector_level(int wanted) {
     __builtin_cpu_init();
     if (wanted >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
         && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")
-        && __builtin_cpu_supports("f16c"))
+        && fo_cpu_has_f16c())
         return 2;
-    if (wanted >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c"))
+    if (wanted >= 1 && __builtin_cpu_supports("avx2") && fo_cpu_has_f16c())
         return 1;
     return 0;
 }
