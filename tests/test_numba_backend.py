@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastoptim as fo
-from fastoptim import _backends, _cython_parallel, _threads
+from fastoptim import _backends, _cython_parallel, _threads, kernels
 
 from fastoptim._registry import KERNELS
 from kernel_cases import CASES, FULL_CASES, case_id, make_arrays, make_grad, step
@@ -164,6 +164,24 @@ def test_show_config_lists_numba_threads_and_crossovers(capsys):
     out = capsys.readouterr().out
     assert "numba" in out and f"threads   {fo.get_num_threads()}" in out
     assert f"{_backends.PARALLEL_MIN_TRAFFIC} bytes" in out
+    assert ("openmp    yes" in out) == kernels.openmp_enabled()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's /proc")
+def test_openmp_enabled_says_whether_an_openmp_runtime_is_loaded():
+    """kernels.openmp_enabled() is the build's _OPENMP: an OpenMP build links the runtime
+    (libgomp, or clang's libomp), which is then mapped into a process that imports
+    fastoptim and nothing that could bring a runtime of its own (Numba, torch)."""
+    seen = run_python("""
+        import json, sys
+        import fastoptim
+        from fastoptim import kernels
+        maps = open("/proc/self/maps").read()
+        loaded = any(name in maps for name in ("libgomp", "libomp", "libiomp"))
+        print(json.dumps([kernels.openmp_enabled(), loaded,
+                          "numba" in sys.modules or "torch" in sys.modules]))
+        """)
+    assert seen == [seen[1], seen[1], False]
 
 
 # ------------------------------------------------------------------- fresh subprocesses

@@ -47,6 +47,8 @@ def config_lines() -> list:
         f"numba     {numba_status()}",
         f"threads   {_threads.get_num_threads()} (set_num_threads, else "
         f"{_threads.ENV_VAR}, else the {_threads.available_cpus()} CPUs available)",
+        "openmp    " + ("yes" if kernels.openmp_enabled() else
+                        "no: built without OpenMP, the cython kernels run on one thread"),
         f"auto      serial cython below {kernels.get_parallel_min_traffic()} bytes moved per call "
         f"(Adam float32: {_backends.crossover(4)} elements), OpenMP threads from there "
         f"(with 2+ threads); numba only when asked for",

@@ -32,6 +32,24 @@ cdef extern from "_simd_kernels.h" nogil:
 fo_simd_select(fo_simd_best())
 
 
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #define FO_BUILT_WITH_OPENMP 1
+    #else
+    #define FO_BUILT_WITH_OPENMP 0
+    #endif
+    """
+    const int FO_BUILT_WITH_OPENMP
+
+
+def openmp_enabled():
+    """Whether this build's compiled kernels run on OpenMP threads when the thread count is
+    above 1. A build whose compiler could not build OpenMP programs (setup.py checks) runs
+    them on one thread, with the same results; the Numba backend's threads are its own."""
+    return bool(FO_BUILT_WITH_OPENMP)
+
+
 def simd_target():
     """The SIMD variant the kernels run: ``"avx512"``, ``"avx2"`` or ``"sse2"`` on x86
     (``"generic"`` elsewhere), chosen at import as the best this CPU supports."""
