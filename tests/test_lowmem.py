@@ -91,6 +91,9 @@ def test_bfloat16_rounding_and_nan_follow_ml_dtypes(level, n):
     grad[:8] = [np.nan, -np.nan, np.inf, 3e37, -3e37, 1.00390625, 1e-30, 0]
     grad[-8:] = [np.nan, -np.nan, np.inf, 3e37, -3e37, 1.00390625, 1e-30, 0]
     grad.view(np.uint32)[40] = 0x7fc01234                       # a NaN with a payload
+    # NaNs whose payload reaches the rounding's carry (the sum would wrap into the sign
+    # bit), a signaling one, in the body and as the last element
+    grad.view(np.uint32)[[41, 42, n - 1]] = [0x7fffffff, 0xff80ffff, 0xffffffff]
     state = lm.adam_state(param, "bfloat16")
     ref = {k: v.copy() for k, v in state.items()}
     p_ref = param.copy()
@@ -513,6 +516,10 @@ def test_lion_bfloat16_special_values_match_the_reference(level, n):
     for backend in ("numpy", "cython"):
         param = np.linspace(-1, 1, n).astype(np.float32)
         state = lm.lion_state(param, "bfloat16")
+        # -0 moments and parameters where the gradient is -0: e = -0, whose sign is +0
+        # (p - lr * (+0) keeps p = -0; a sign of -0 would make it +0)
+        state["exp_avg"].view(np.uint16)[[1, n - 7]] = 0x8000
+        param[[1, n - 7]] = -0.0
         with np.errstate(all="ignore"):
             for _ in range(2):
                 lm.lion_lowmem_step(param, grad, state, lr=1e-2, weight_decay=0.1,

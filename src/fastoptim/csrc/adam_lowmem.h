@@ -38,8 +38,8 @@
  * every block is computed by the same code whatever the chunk's thread, so the result does
  * not depend on the thread count. The SIMD targets (baseline, AVX2+FMA, AVX-512, AVX-512
  * with VBMI, and with AVX512-BF16 too) compute the same operations in the same order, without
- * FMA (scalar C the compiler vectorizes, and intrinsics for the 8-bit blocks and the AVX-512
- * loops); bfloat16 rounding is integer arithmetic, or vcvtneps2bf16 where the CPU has it,
+ * FMA (scalar C the compiler vectorizes, and intrinsics for the 8-bit blocks, the AVX2
+ * bfloat16 Adam and Lion loops and the AVX-512 loops); bfloat16 rounding is integer arithmetic, or vcvtneps2bf16 where the CPU has it,
  * with the lanes it reads differently (NaN, subnormal) rounded in integers: the same bits on
  * every target.
  *
@@ -567,6 +567,112 @@ FO_QINLINE float FO_QNAME(adam_update)(float p, float g, float* FO_RESTRICT m,
     return (scale ? c->param_scale * p : p) - c->step_size * mn / denom;
 }
 
+#if FO_LM_VEC
+/* ---- eight lanes of adam_update (levels 1 and 2): the same operations in the same order,
+   no FMA, so the same bits ------------------------------------------------------------------ */
+typedef struct {
+    __m256 gs, wd, ps, b1, omb1, b2, omb2, ss, ibc, eps, mbound;
+} FO_QNAME(adam_vec8);
+
+FO_QINLINE FO_QNAME(adam_vec8) FO_QNAME(adam_vec8_of)(const fo_lm_adam_coefficients* c) {
+    FO_QNAME(adam_vec8) k;
+    k.gs = _mm256_set1_ps(c->grad_sign);
+    k.wd = _mm256_set1_ps(c->weight_decay);
+    k.ps = _mm256_set1_ps(c->param_scale);
+    k.b1 = _mm256_set1_ps(c->beta1);
+    k.omb1 = _mm256_set1_ps(c->one_minus_beta1);
+    k.b2 = _mm256_set1_ps(c->beta2);
+    k.omb2 = _mm256_set1_ps(c->one_minus_beta2);
+    k.ss = _mm256_set1_ps(c->step_size);
+    k.ibc = _mm256_set1_ps(c->inv_bias_correction2_sqrt);
+    k.eps = _mm256_set1_ps(c->eps);
+    k.mbound = _mm256_set1_ps(c->m_bound);
+    return k;
+}
+
+/* m, v in and out; returns the new p (adam_update16's operations, eight lanes) */
+FO_QINLINE __m256 FO_QNAME(adam_update8)(__m256 p, __m256 g, __m256* m, __m256* v,
+                                         const FO_QNAME(adam_vec8)* k, int use_wd, int scale) {
+    __m256 d = _mm256_mul_ps(k->gs, g);
+    if (use_wd)
+        d = _mm256_add_ps(d, _mm256_mul_ps(k->wd, p));
+    __m256 mn = _mm256_add_ps(_mm256_mul_ps(k->b1, *m), _mm256_mul_ps(k->omb1, d));
+    __m256 vn = _mm256_add_ps(_mm256_mul_ps(k->b2, *v),
+                              _mm256_mul_ps(k->omb2, _mm256_mul_ps(d, d)));
+    __m256 s = _mm256_sqrt_ps(vn);
+    __m256 bound = _mm256_mul_ps(k->mbound, s);
+    __m256 nbound = _mm256_xor_ps(bound, _mm256_set1_ps(-0.0f));
+    mn = _mm256_max_ps(nbound, _mm256_min_ps(bound, mn));     /* adam_update16's clamp */
+    *m = mn;
+    *v = vn;
+    __m256 denom = _mm256_add_ps(_mm256_mul_ps(s, k->ibc), k->eps);
+    __m256 base = scale ? _mm256_mul_ps(k->ps, p) : p;
+    return _mm256_sub_ps(base, _mm256_div_ps(_mm256_mul_ps(k->ss, mn), denom));
+}
+
+/* eight bfloat16 values to float32 */
+FO_QINLINE __m256 FO_QNAME(bf16_load8)(const uint16_t* h) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)h)), 16));
+}
+
+/* bf16_store on eight lanes, each result in an int32 lane; the NaN lanes (rare: one test
+   for the eight) take bf16_store's quiet NaN */
+FO_QINLINE __m256i FO_QNAME(bf16_round8)(__m256 x) {
+    __m256i u = _mm256_castps_si256(x);
+    __m256i hi = _mm256_srli_epi32(u, 16);
+    __m256i r = _mm256_srli_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)),
+                         _mm256_and_si256(hi, _mm256_set1_epi32(1))), 16);
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    if (!_mm256_testz_ps(nan, nan))
+        r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_and_si256(hi, _mm256_set1_epi32(0x8000)),
+                                                  _mm256_set1_epi32(0x7fc0)),
+                               _mm256_castps_si256(nan));
+    return r;
+}
+
+/* bf16_store of sixteen values, a's eight then b's: the results (at most 0xffff) packed
+   without saturation, then the 64-bit quarters put back in order */
+FO_QINLINE void FO_QNAME(bf16_store8x2)(uint16_t* out, __m256 a, __m256 b) {
+    __m256i packed = _mm256_packus_epi32(FO_QNAME(bf16_round8)(a), FO_QNAME(bf16_round8)(b));
+    _mm256_storeu_si256((__m256i*)out, _mm256_permute4x64_epi64(packed, 0xd8));
+}
+
+/* ---- eight lanes of Lion (lion_bf16_loop's scalar rule, the same operations) ---------- */
+typedef struct {
+    __m256 lr, gs, wd, b1, omb1, b2, omb2;
+} FO_QNAME(lion_vec8);
+
+FO_QINLINE FO_QNAME(lion_vec8) FO_QNAME(lion_vec8_of)(const fo_lm_lion_coefficients* c) {
+    FO_QNAME(lion_vec8) k;
+    k.lr = _mm256_set1_ps(c->lr);
+    k.gs = _mm256_set1_ps(c->grad_sign);
+    k.wd = _mm256_set1_ps(c->weight_decay);
+    k.b1 = _mm256_set1_ps(c->beta1);
+    k.omb1 = _mm256_set1_ps(c->one_minus_beta1);
+    k.b2 = _mm256_set1_ps(c->beta2);
+    k.omb2 = _mm256_set1_ps(c->one_minus_beta2);
+    return k;
+}
+
+/* eight parameters at param stepped with their moments m (read); returns the new moments */
+FO_QINLINE __m256 FO_QNAME(lion_update8)(float* param, const float* grad, __m256 m,
+                                         const FO_QNAME(lion_vec8)* k, int use_wd) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 p = _mm256_loadu_ps(param);
+    __m256 d = _mm256_mul_ps(k->gs, _mm256_loadu_ps(grad));
+    __m256 e = _mm256_add_ps(_mm256_mul_ps(k->b1, m), _mm256_mul_ps(k->omb1, d));
+    /* 1, -1 or +0 as e > 0, e < 0 or e == 0; a NaN e kept */
+    __m256 u = _mm256_blendv_ps(e, _mm256_set1_ps(1.0f), _mm256_cmp_ps(e, zero, _CMP_GT_OQ));
+    u = _mm256_blendv_ps(u, _mm256_set1_ps(-1.0f), _mm256_cmp_ps(e, zero, _CMP_LT_OQ));
+    u = _mm256_andnot_ps(_mm256_cmp_ps(e, zero, _CMP_EQ_OQ), u);
+    __m256 step = use_wd ? _mm256_add_ps(u, _mm256_mul_ps(k->wd, p)) : u;
+    _mm256_storeu_ps(param, _mm256_sub_ps(p, _mm256_mul_ps(k->lr, step)));
+    return _mm256_add_ps(_mm256_mul_ps(k->b2, m), _mm256_mul_ps(k->omb2, d));
+}
+#endif
+
 #if FO_LM_VEC >= 2
 /* ---- sixteen lanes of adam_update (levels 2 to 4): the same operations in the same
    order, no FMA, so the same bits ---------------------------------------------------------- */
@@ -666,6 +772,22 @@ FO_QINLINE void FO_QNAME(adam_bf16_loop)(float* FO_RESTRICT param,
         FO_QNAME(bf16_store16)(exp_avg + i, m);
         FO_QNAME(bf16_store16)(exp_avg_sq + i, v);
     }
+#elif FO_LM_VEC == 1
+    const FO_QNAME(adam_vec8) k = FO_QNAME(adam_vec8_of)(c);
+    for (; i + 16 <= n; i += 16) {
+        __m256 m0 = FO_QNAME(bf16_load8)(exp_avg + i), m1 = FO_QNAME(bf16_load8)(exp_avg + i + 8);
+        __m256 v0 = FO_QNAME(bf16_load8)(exp_avg_sq + i);
+        __m256 v1 = FO_QNAME(bf16_load8)(exp_avg_sq + i + 8);
+        __m256 p0 = FO_QNAME(adam_update8)(_mm256_loadu_ps(param + i), _mm256_loadu_ps(grad + i),
+                                           &m0, &v0, &k, use_wd, scale);
+        __m256 p1 = FO_QNAME(adam_update8)(_mm256_loadu_ps(param + i + 8),
+                                           _mm256_loadu_ps(grad + i + 8), &m1, &v1, &k, use_wd,
+                                           scale);
+        _mm256_storeu_ps(param + i, p0);
+        _mm256_storeu_ps(param + i + 8, p1);
+        FO_QNAME(bf16_store8x2)(exp_avg + i, m0, m1);
+        FO_QNAME(bf16_store8x2)(exp_avg_sq + i, v0, v1);
+    }
 #endif
     for (; i < n; i++) {
         float m = FO_QNAME(bf16_load)(exp_avg[i]), v = FO_QNAME(bf16_load)(exp_avg_sq[i]);
@@ -720,6 +842,15 @@ FO_QINLINE void FO_QNAME(lion_bf16_loop)(float* FO_RESTRICT param,
                                _mm512_add_ps(_mm512_mul_ps(b2, m), _mm512_mul_ps(omb2, d)));
         __m512 step = use_wd ? _mm512_add_ps(u, _mm512_mul_ps(wd, p)) : u;
         _mm512_storeu_ps(param + i, _mm512_sub_ps(p, _mm512_mul_ps(lr, step)));
+    }
+#elif FO_LM_VEC == 1
+    const FO_QNAME(lion_vec8) k = FO_QNAME(lion_vec8_of)(c);
+    for (; i + 16 <= n; i += 16) {
+        __m256 m0 = FO_QNAME(lion_update8)(param + i, grad + i,
+                                           FO_QNAME(bf16_load8)(exp_avg + i), &k, use_wd);
+        __m256 m1 = FO_QNAME(lion_update8)(param + i + 8, grad + i + 8,
+                                           FO_QNAME(bf16_load8)(exp_avg + i + 8), &k, use_wd);
+        FO_QNAME(bf16_store8x2)(exp_avg + i, m0, m1);
     }
 #endif
     for (; i < n; i++) {
@@ -1094,14 +1225,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
                                                const fo_lm_q8_tables* FO_RESTRICT t,
                                                int use_wd, int scale) {
     FO_QNAME(q8_pending8) ring[2];
-    const __m256 gs = _mm256_set1_ps(c->grad_sign), wd = _mm256_set1_ps(c->weight_decay);
-    const __m256 ps = _mm256_set1_ps(c->param_scale);
-    const __m256 b1 = _mm256_set1_ps(c->beta1), omb1 = _mm256_set1_ps(c->one_minus_beta1);
-    const __m256 b2 = _mm256_set1_ps(c->beta2), omb2 = _mm256_set1_ps(c->one_minus_beta2);
-    const __m256 ss = _mm256_set1_ps(c->step_size);
-    const __m256 ibc = _mm256_set1_ps(c->inv_bias_correction2_sqrt);
-    const __m256 eps = _mm256_set1_ps(c->eps), mbound = _mm256_set1_ps(c->m_bound);
-    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    const FO_QNAME(adam_vec8) k = FO_QNAME(adam_vec8_of)(c);
     const FO_QNAME(q8_search8) ms = FO_QNAME(q8_search8_of)(t->m_bucket, t->m_shift);
     const FO_QNAME(q8_search8) vs = FO_QNAME(q8_search8_of)(t->v_bucket, t->v_shift);
     FO_QNAME(q8_pending8)* prev = NULL;
@@ -1119,19 +1243,8 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
             __m256i vi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(vc + j)));
             __m256 m = _mm256_mul_ps(_mm256_i32gather_ps(t->m_code, mi, 4), am);
             __m256 v = _mm256_mul_ps(_mm256_i32gather_ps(t->v_code, vi, 4), av);
-            __m256 p = _mm256_loadu_ps(p_b + j);
-            __m256 d = _mm256_mul_ps(gs, _mm256_loadu_ps(g_b + j));
-            if (use_wd)
-                d = _mm256_add_ps(d, _mm256_mul_ps(wd, p));
-            m = _mm256_add_ps(_mm256_mul_ps(b1, m), _mm256_mul_ps(omb1, d));
-            v = _mm256_add_ps(_mm256_mul_ps(b2, v), _mm256_mul_ps(omb2, _mm256_mul_ps(d, d)));
-            __m256 s = _mm256_sqrt_ps(v);
-            __m256 bound = _mm256_mul_ps(mbound, s);
-            __m256 nbound = _mm256_xor_ps(bound, signbit);
-            m = _mm256_max_ps(nbound, _mm256_min_ps(bound, m));     /* adam_update16's clamp */
-            __m256 denom = _mm256_add_ps(_mm256_mul_ps(s, ibc), eps);
-            __m256 base = scale ? _mm256_mul_ps(ps, p) : p;
-            p = _mm256_sub_ps(base, _mm256_div_ps(_mm256_mul_ps(ss, m), denom));
+            __m256 p = FO_QNAME(adam_update8)(_mm256_loadu_ps(p_b + j), _mm256_loadu_ps(g_b + j),
+                                              &m, &v, &k, use_wd, scale);
             _mm256_storeu_ps(p_b + j, p);
             _mm256_store_ps(cur->m + j, m);
             _mm256_store_ps(cur->v + j, v);
@@ -1699,6 +1812,14 @@ FO_QINLINE void FO_QNAME(lion_q8_block)(float* FO_RESTRICT param,
         _mm512_store_ps(mb + j, _mm512_add_ps(_mm512_mul_ps(b2, m), _mm512_mul_ps(omb2, d)));
         __m512 step = use_wd ? _mm512_add_ps(u, _mm512_mul_ps(wd, p)) : u;
         _mm512_storeu_ps(param + j, _mm512_sub_ps(p, _mm512_mul_ps(lr, step)));
+    }
+#elif FO_LM_VEC == 1
+    const FO_QNAME(lion_vec8) k = FO_QNAME(lion_vec8_of)(c);
+    const __m256 a8 = _mm256_set1_ps(a);
+    for (; j + 8 <= len; j += 8) {
+        __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(codes + j)));
+        __m256 m = _mm256_mul_ps(_mm256_i32gather_ps(t->m_code, idx, 4), a8);
+        _mm256_store_ps(mb + j, FO_QNAME(lion_update8)(param + j, grad + j, m, &k, use_wd));
     }
 #endif
     for (; j < len; j++) {
