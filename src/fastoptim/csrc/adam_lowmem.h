@@ -39,7 +39,8 @@
  * not depend on the thread count. The SIMD targets (baseline, AVX2+FMA, AVX-512, AVX-512
  * with VBMI, and with AVX512-BF16 too) compute the same operations in the same order, without
  * FMA (scalar C the compiler vectorizes, and intrinsics for the 8-bit blocks, the AVX2
- * bfloat16 Adam and Lion loops and the AVX-512 loops); bfloat16 rounding is integer arithmetic, or vcvtneps2bf16 where the CPU has it,
+ * loops of bfloat16 Adam, Lion and RMSprop and of 8-bit Lion and SGD, and the AVX-512
+ * loops); bfloat16 rounding is integer arithmetic, or vcvtneps2bf16 where the CPU has it,
  * with the lanes it reads differently (NaN, subnormal) rounded in integers: the same bits on
  * every target.
  *
@@ -969,6 +970,47 @@ FO_QINLINE void FO_QNAME(rmsprop_bf16_loop)(float* FO_RESTRICT param,
         }
         _mm512_storeu_ps(param + i, p);
     }
+#elif FO_LM_VEC == 1
+    const __m256 lr = _mm256_set1_ps(c->lr), gs = _mm256_set1_ps(c->grad_sign);
+    const __m256 wd = _mm256_set1_ps(c->weight_decay), al = _mm256_set1_ps(c->alpha);
+    const __m256 oma = _mm256_set1_ps(c->one_minus_alpha), eps = _mm256_set1_ps(c->eps);
+    const __m256 mu = _mm256_set1_ps(c->momentum), er = _mm256_set1_ps(c->eps_root);
+    for (; i + 16 <= n; i += 16) {
+        /* two halves of eight, then each buffer's sixteen values stored together */
+        __m256 s[2], a[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        __m256 b[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (int h = 0; h < 2; h++) {
+            const Py_ssize_t k = i + 8 * h;
+            __m256 p = _mm256_loadu_ps(param + k);
+            __m256 d = _mm256_mul_ps(gs, _mm256_loadu_ps(grad + k));
+            if (use_wd)
+                d = _mm256_add_ps(d, _mm256_mul_ps(wd, p));
+            s[h] = _mm256_add_ps(_mm256_mul_ps(al, FO_QNAME(bf16_load8)(square_avg + k)),
+                                 _mm256_mul_ps(oma, _mm256_mul_ps(d, d)));
+            __m256 variance = s[h];
+            if (centered) {
+                a[h] = _mm256_add_ps(_mm256_mul_ps(al, FO_QNAME(bf16_load8)(grad_avg + k)),
+                                     _mm256_mul_ps(oma, d));
+                variance = _mm256_sub_ps(s[h], _mm256_mul_ps(a[h], a[h]));
+            }
+            __m256 avg = _mm256_add_ps(
+                _mm256_sqrt_ps(root ? _mm256_add_ps(variance, er) : variance), eps);
+            if (use_momentum) {
+                b[h] = _mm256_add_ps(
+                    _mm256_mul_ps(mu, FO_QNAME(bf16_load8)(momentum_buffer + k)),
+                    _mm256_div_ps(d, avg));
+                p = _mm256_sub_ps(p, _mm256_mul_ps(lr, b[h]));
+            } else {
+                p = _mm256_sub_ps(p, _mm256_div_ps(_mm256_mul_ps(lr, d), avg));
+            }
+            _mm256_storeu_ps(param + k, p);
+        }
+        FO_QNAME(bf16_store8x2)(square_avg + i, s[0], s[1]);
+        if (centered)
+            FO_QNAME(bf16_store8x2)(grad_avg + i, a[0], a[1]);
+        if (use_momentum)
+            FO_QNAME(bf16_store8x2)(momentum_buffer + i, b[0], b[1]);
+    }
 #endif
     for (; i < n; i++) {
         float p = param[i];
@@ -1734,6 +1776,24 @@ FO_QINLINE void FO_QNAME(momentum_q8_block)(float* FO_RESTRICT param,
         _mm512_store_ps(vb + j, v);
         __m512 step = nesterov ? _mm512_add_ps(d, _mm512_mul_ps(mu, v)) : v;
         _mm512_storeu_ps(param + j, _mm512_sub_ps(p, _mm512_mul_ps(lr, step)));
+    }
+#elif FO_LM_VEC == 1
+    const __m256 a8 = _mm256_set1_ps(a), lr = _mm256_set1_ps(c->lr);
+    const __m256 gs = _mm256_set1_ps(c->grad_sign), wd = _mm256_set1_ps(c->weight_decay);
+    const __m256 mu = _mm256_set1_ps(c->momentum);
+    const __m256 omd = _mm256_set1_ps(c->one_minus_dampening);
+    for (; j + 8 <= len; j += 8) {
+        __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(codes + j)));
+        __m256 p = _mm256_loadu_ps(param + j);
+        __m256 d = _mm256_mul_ps(gs, _mm256_loadu_ps(grad + j));
+        if (use_wd)
+            d = _mm256_add_ps(d, _mm256_mul_ps(wd, p));
+        __m256 v = _mm256_add_ps(
+            _mm256_mul_ps(mu, _mm256_mul_ps(_mm256_i32gather_ps(t->m_code, idx, 4), a8)),
+            _mm256_mul_ps(omd, d));
+        _mm256_store_ps(vb + j, v);
+        __m256 step = nesterov ? _mm256_add_ps(d, _mm256_mul_ps(mu, v)) : v;
+        _mm256_storeu_ps(param + j, _mm256_sub_ps(p, _mm256_mul_ps(lr, step)));
     }
 #endif
     for (; j < len; j++) {
