@@ -59,6 +59,7 @@
 #endif
 
 #include "fp_exact.h"
+#include "half_convert.h"     /* fo_bf16x8_to_f32_avx2: eight bfloat16 values to float32 */
 FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -611,12 +612,6 @@ FO_QINLINE __m256 FO_QNAME(adam_update8)(__m256 p, __m256 g, __m256* m, __m256* 
     return _mm256_sub_ps(base, _mm256_div_ps(_mm256_mul_ps(k->ss, mn), denom));
 }
 
-/* eight bfloat16 values to float32 */
-FO_QINLINE __m256 FO_QNAME(bf16_load8)(const uint16_t* h) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(
-        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)h)), 16));
-}
-
 /* bf16_store on eight lanes, each result in an int32 lane; the NaN lanes (rare: one test
    for the eight) take bf16_store's quiet NaN */
 FO_QINLINE __m256i FO_QNAME(bf16_round8)(__m256 x) {
@@ -739,6 +734,40 @@ FO_QINLINE __m256i FO_QNAME(bf16_round16)(__m512 x) {
     return _mm512_cvtepi32_epi16(r);
 }
 
+/* ---- sixteen lanes of Lion (lion_update8's operations) --------------------------------- */
+typedef struct {
+    __m512 lr, gs, wd, b1, omb1, b2, omb2;
+} FO_QNAME(lion_vec16);
+
+FO_QINLINE FO_QNAME(lion_vec16) FO_QNAME(lion_vec16_of)(const fo_lm_lion_coefficients* c) {
+    FO_QNAME(lion_vec16) k;
+    k.lr = _mm512_set1_ps(c->lr);
+    k.gs = _mm512_set1_ps(c->grad_sign);
+    k.wd = _mm512_set1_ps(c->weight_decay);
+    k.b1 = _mm512_set1_ps(c->beta1);
+    k.omb1 = _mm512_set1_ps(c->one_minus_beta1);
+    k.b2 = _mm512_set1_ps(c->beta2);
+    k.omb2 = _mm512_set1_ps(c->one_minus_beta2);
+    return k;
+}
+
+/* sixteen parameters at param stepped with their moments m (read); returns the new moments */
+FO_QINLINE __m512 FO_QNAME(lion_update16)(float* param, const float* grad, __m512 m,
+                                          const FO_QNAME(lion_vec16)* k, int use_wd) {
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 p = _mm512_loadu_ps(param);
+    __m512 d = _mm512_mul_ps(k->gs, _mm512_loadu_ps(grad));
+    __m512 e = _mm512_add_ps(_mm512_mul_ps(k->b1, m), _mm512_mul_ps(k->omb1, d));
+    /* 1, -1 or +0 as e > 0, e < 0 or e == 0; a NaN e kept */
+    __m512 u = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(e, zero, _CMP_GT_OQ),
+                                  _mm512_set1_ps(1.0f));
+    u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(e, zero, _CMP_LT_OQ), _mm512_set1_ps(-1.0f));
+    u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(e, zero, _CMP_EQ_OQ), zero);
+    __m512 step = use_wd ? _mm512_add_ps(u, _mm512_mul_ps(k->wd, p)) : u;
+    _mm512_storeu_ps(param, _mm512_sub_ps(p, _mm512_mul_ps(k->lr, step)));
+    return _mm512_add_ps(_mm512_mul_ps(k->b2, m), _mm512_mul_ps(k->omb2, d));
+}
+
 #if FO_LM_VEC == 4
 /* the conversion instruction rounds to nearest even as bf16_store does, but reads a
    subnormal input as 0 and keeps a NaN's payload: those lanes take the integer rounding */
@@ -776,9 +805,10 @@ FO_QINLINE void FO_QNAME(adam_bf16_loop)(float* FO_RESTRICT param,
 #elif FO_LM_VEC == 1
     const FO_QNAME(adam_vec8) k = FO_QNAME(adam_vec8_of)(c);
     for (; i + 16 <= n; i += 16) {
-        __m256 m0 = FO_QNAME(bf16_load8)(exp_avg + i), m1 = FO_QNAME(bf16_load8)(exp_avg + i + 8);
-        __m256 v0 = FO_QNAME(bf16_load8)(exp_avg_sq + i);
-        __m256 v1 = FO_QNAME(bf16_load8)(exp_avg_sq + i + 8);
+        __m256 m0 = fo_bf16x8_to_f32_avx2(exp_avg + i);
+        __m256 m1 = fo_bf16x8_to_f32_avx2(exp_avg + i + 8);
+        __m256 v0 = fo_bf16x8_to_f32_avx2(exp_avg_sq + i);
+        __m256 v1 = fo_bf16x8_to_f32_avx2(exp_avg_sq + i + 8);
         __m256 p0 = FO_QNAME(adam_update8)(_mm256_loadu_ps(param + i), _mm256_loadu_ps(grad + i),
                                            &m0, &v0, &k, use_wd, scale);
         __m256 p1 = FO_QNAME(adam_update8)(_mm256_loadu_ps(param + i + 8),
@@ -823,34 +853,17 @@ FO_QINLINE void FO_QNAME(lion_bf16_loop)(float* FO_RESTRICT param,
                                           int use_wd) {
     Py_ssize_t i = 0;
 #if FO_LM_VEC >= 2
-    const __m512 lr = _mm512_set1_ps(c->lr), gs = _mm512_set1_ps(c->grad_sign);
-    const __m512 wd = _mm512_set1_ps(c->weight_decay);
-    const __m512 b1 = _mm512_set1_ps(c->beta1), omb1 = _mm512_set1_ps(c->one_minus_beta1);
-    const __m512 b2 = _mm512_set1_ps(c->beta2), omb2 = _mm512_set1_ps(c->one_minus_beta2);
-    const __m512 one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
-    for (; i + 16 <= n; i += 16) {
-        __m512 p = _mm512_loadu_ps(param + i);
-        __m512 d = _mm512_mul_ps(gs, _mm512_loadu_ps(grad + i));
-        __m512 m = FO_QNAME(bf16_load16)(exp_avg + i);
-        __m512 e = _mm512_add_ps(_mm512_mul_ps(b1, m), _mm512_mul_ps(omb1, d));
-        __m512 u = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_GT_OQ),
-                                      one);
-        u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_LT_OQ),
-                               minus_one);
-        u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_EQ_OQ),
-                               _mm512_setzero_ps());
-        FO_QNAME(bf16_store16)(exp_avg + i,
-                               _mm512_add_ps(_mm512_mul_ps(b2, m), _mm512_mul_ps(omb2, d)));
-        __m512 step = use_wd ? _mm512_add_ps(u, _mm512_mul_ps(wd, p)) : u;
-        _mm512_storeu_ps(param + i, _mm512_sub_ps(p, _mm512_mul_ps(lr, step)));
-    }
+    const FO_QNAME(lion_vec16) k = FO_QNAME(lion_vec16_of)(c);
+    for (; i + 16 <= n; i += 16)
+        FO_QNAME(bf16_store16)(exp_avg + i, FO_QNAME(lion_update16)(
+            param + i, grad + i, FO_QNAME(bf16_load16)(exp_avg + i), &k, use_wd));
 #elif FO_LM_VEC == 1
     const FO_QNAME(lion_vec8) k = FO_QNAME(lion_vec8_of)(c);
     for (; i + 16 <= n; i += 16) {
         __m256 m0 = FO_QNAME(lion_update8)(param + i, grad + i,
-                                           FO_QNAME(bf16_load8)(exp_avg + i), &k, use_wd);
+                                           fo_bf16x8_to_f32_avx2(exp_avg + i), &k, use_wd);
         __m256 m1 = FO_QNAME(lion_update8)(param + i + 8, grad + i + 8,
-                                           FO_QNAME(bf16_load8)(exp_avg + i + 8), &k, use_wd);
+                                           fo_bf16x8_to_f32_avx2(exp_avg + i + 8), &k, use_wd);
         FO_QNAME(bf16_store8x2)(exp_avg + i, m0, m1);
     }
 #endif
@@ -985,11 +998,11 @@ FO_QINLINE void FO_QNAME(rmsprop_bf16_loop)(float* FO_RESTRICT param,
             __m256 d = _mm256_mul_ps(gs, _mm256_loadu_ps(grad + k));
             if (use_wd)
                 d = _mm256_add_ps(d, _mm256_mul_ps(wd, p));
-            s[h] = _mm256_add_ps(_mm256_mul_ps(al, FO_QNAME(bf16_load8)(square_avg + k)),
+            s[h] = _mm256_add_ps(_mm256_mul_ps(al, fo_bf16x8_to_f32_avx2(square_avg + k)),
                                  _mm256_mul_ps(oma, _mm256_mul_ps(d, d)));
             __m256 variance = s[h];
             if (centered) {
-                a[h] = _mm256_add_ps(_mm256_mul_ps(al, FO_QNAME(bf16_load8)(grad_avg + k)),
+                a[h] = _mm256_add_ps(_mm256_mul_ps(al, fo_bf16x8_to_f32_avx2(grad_avg + k)),
                                      _mm256_mul_ps(oma, d));
                 variance = _mm256_sub_ps(s[h], _mm256_mul_ps(a[h], a[h]));
             }
@@ -997,7 +1010,7 @@ FO_QINLINE void FO_QNAME(rmsprop_bf16_loop)(float* FO_RESTRICT param,
                 _mm256_sqrt_ps(root ? _mm256_add_ps(variance, er) : variance), eps);
             if (use_momentum) {
                 b[h] = _mm256_add_ps(
-                    _mm256_mul_ps(mu, FO_QNAME(bf16_load8)(momentum_buffer + k)),
+                    _mm256_mul_ps(mu, fo_bf16x8_to_f32_avx2(momentum_buffer + k)),
                     _mm256_div_ps(d, avg));
                 p = _mm256_sub_ps(p, _mm256_mul_ps(lr, b[h]));
             } else {
@@ -1852,26 +1865,12 @@ FO_QINLINE void FO_QNAME(lion_q8_block)(float* FO_RESTRICT param,
     const float a = *absmax;
     Py_ssize_t j = 0;
 #if FO_LM_VEC >= 2
-    const __m512 a16 = _mm512_set1_ps(a), lr = _mm512_set1_ps(c->lr);
-    const __m512 gs = _mm512_set1_ps(c->grad_sign), wd = _mm512_set1_ps(c->weight_decay);
-    const __m512 b1 = _mm512_set1_ps(c->beta1), omb1 = _mm512_set1_ps(c->one_minus_beta1);
-    const __m512 b2 = _mm512_set1_ps(c->beta2), omb2 = _mm512_set1_ps(c->one_minus_beta2);
-    const __m512 one = _mm512_set1_ps(1.0f), minus_one = _mm512_set1_ps(-1.0f);
+    const FO_QNAME(lion_vec16) k = FO_QNAME(lion_vec16_of)(c);
+    const __m512 a16 = _mm512_set1_ps(a);
     for (; j + 16 <= len; j += 16) {
         __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(codes + j)));
         __m512 m = _mm512_mul_ps(_mm512_i32gather_ps(idx, t->m_code, 4), a16);
-        __m512 p = _mm512_loadu_ps(param + j);
-        __m512 d = _mm512_mul_ps(gs, _mm512_loadu_ps(grad + j));
-        __m512 e = _mm512_add_ps(_mm512_mul_ps(b1, m), _mm512_mul_ps(omb1, d));
-        __m512 u = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_GT_OQ),
-                                      one);
-        u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_LT_OQ),
-                               minus_one);
-        u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(e, _mm512_setzero_ps(), _CMP_EQ_OQ),
-                               _mm512_setzero_ps());
-        _mm512_store_ps(mb + j, _mm512_add_ps(_mm512_mul_ps(b2, m), _mm512_mul_ps(omb2, d)));
-        __m512 step = use_wd ? _mm512_add_ps(u, _mm512_mul_ps(wd, p)) : u;
-        _mm512_storeu_ps(param + j, _mm512_sub_ps(p, _mm512_mul_ps(lr, step)));
+        _mm512_store_ps(mb + j, FO_QNAME(lion_update16)(param + j, grad + j, m, &k, use_wd));
     }
 #elif FO_LM_VEC == 1
     const FO_QNAME(lion_vec8) k = FO_QNAME(lion_vec8_of)(c);
