@@ -9,11 +9,11 @@ The header is self-contained (static functions, compiled into the consumer); add
 ``fastoptim.get_include()`` to the include path (tests/test_extending.py builds such a
 consumer). The headers turn floating-point contraction off for their own functions, so the
 consumer's flags do not change their bits; compile with OpenMP (``-fopenmp``) for a
-``threads`` argument above 1 to take effect (without it the kernels run on one thread). The kernels validate nothing: the caller
-passes float32 ``param``/``grad`` of ``n`` elements, bfloat16 moments as ``uint16`` bits,
-or 8-bit moments as ``uint8`` code indices with one float32 absmax per 256-element block,
-and the per-call scalars and code tables of :mod:`fastoptim.lowmem` (``_coefficients`` and
-``code_tables``). No two arrays may overlap.
+``threads`` argument above 1 to take effect (without it the kernels run on one thread).
+The kernels validate nothing: the caller passes float32 ``param``/``grad`` of ``n``
+elements, bfloat16 moments as ``uint16`` bits, or 8-bit moments as ``uint8`` code indices
+with one float32 absmax per 256-element block, and the per-call scalars and code tables of
+:mod:`fastoptim.lowmem` (``_coefficients`` and ``code_tables``). No two arrays may overlap.
 """
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
 
