@@ -7,11 +7,14 @@
 FO_INLINE void FO_NAME(adagrad_loop)(
         FO_T* FO_RESTRICT param, const FO_T* FO_RESTRICT grad, FO_T* FO_RESTRICT state_sum,
         Py_ssize_t n, FO_T clr, FO_T grad_sign, FO_T weight_decay, FO_T eps, int use_wd) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        FO_T d = FO_NAME(direction)(grad[i], param[i], grad_sign, weight_decay, use_wd);
-        FO_T s = state_sum[i] + d * d;
-        state_sum[i] = s;
-        param[i] = param[i] - clr * d / (FO_SQRT(s) + eps);
+    for (Py_ssize_t t = 0; t < n; t += FO_TILE) {
+        FO_NAME(prefetch_ahead)(t, n, param, grad, state_sum, NULL, NULL);
+        for (Py_ssize_t i = t, end = FO_NAME(tile_end)(t, n); i < end; i++) {
+            FO_T d = FO_NAME(direction)(grad[i], param[i], grad_sign, weight_decay, use_wd);
+            FO_T s = state_sum[i] + d * d;
+            state_sum[i] = s;
+            param[i] = param[i] - clr * d / (FO_SQRT(s) + eps);
+        }
     }
 }
 

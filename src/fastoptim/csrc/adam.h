@@ -17,20 +17,23 @@ FO_INLINE void FO_NAME(adam_loop)(
         FO_T beta2, FO_T one_minus_beta2, FO_T step_size, FO_T inv_bias_correction2_sqrt,
         FO_T eps, FO_T eps_root, FO_T inv_bias_correction2, int amsgrad, int use_wd,
         int scale, int root) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        FO_T p = param[i];
-        FO_T d = FO_NAME(direction)(grad[i], p, grad_sign, weight_decay, use_wd);
-        FO_T m = FO_NAME(ewa_of)(exp_avg[i], d, beta1, one_minus_beta1);
-        FO_T v = FO_NAME(ewa_of)(exp_avg_sq[i], d * d, beta2, one_minus_beta2);
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
-        if (amsgrad) {
-            v = FO_NAME(nan_max)(v, max_exp_avg_sq[i]);
-            max_exp_avg_sq[i] = v;
+    for (Py_ssize_t t = 0; t < n; t += FO_TILE) {
+        FO_NAME(prefetch_ahead)(t, n, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq);
+        for (Py_ssize_t i = t, end = FO_NAME(tile_end)(t, n); i < end; i++) {
+            FO_T p = param[i];
+            FO_T d = FO_NAME(direction)(grad[i], p, grad_sign, weight_decay, use_wd);
+            FO_T m = FO_NAME(ewa_of)(exp_avg[i], d, beta1, one_minus_beta1);
+            FO_T v = FO_NAME(ewa_of)(exp_avg_sq[i], d * d, beta2, one_minus_beta2);
+            exp_avg[i] = m;
+            exp_avg_sq[i] = v;
+            if (amsgrad) {
+                v = FO_NAME(nan_max)(v, max_exp_avg_sq[i]);
+                max_exp_avg_sq[i] = v;
+            }
+            FO_T denom = root ? FO_SQRT(v * inv_bias_correction2 + eps_root) + eps
+                              : FO_SQRT(v) * inv_bias_correction2_sqrt + eps;
+            param[i] = (scale ? param_scale * p : p) - step_size * m / denom;
         }
-        FO_T denom = root ? FO_SQRT(v * inv_bias_correction2 + eps_root) + eps
-                          : FO_SQRT(v) * inv_bias_correction2_sqrt + eps;
-        param[i] = (scale ? param_scale * p : p) - step_size * m / denom;
     }
 }
 

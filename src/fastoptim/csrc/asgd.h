@@ -12,13 +12,16 @@ FO_INLINE void FO_NAME(asgd_loop)(
         FO_T* FO_RESTRICT param, const FO_T* FO_RESTRICT grad, FO_T* FO_RESTRICT ax,
         Py_ssize_t n, FO_T grad_sign, FO_T weight_decay, FO_T param_scale, FO_T eta, FO_T mu,
         int use_wd, int average) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        FO_T p = param[i];
-        FO_T d = FO_NAME(direction)(grad[i], p, grad_sign, weight_decay, use_wd);
-        p = p * param_scale;
-        p = p - eta * d;
-        param[i] = p;
-        ax[i] = average ? ax[i] + (p - ax[i]) * mu : p;
+    for (Py_ssize_t t = 0; t < n; t += FO_TILE) {
+        FO_NAME(prefetch_ahead)(t, n, param, grad, ax, NULL, NULL);
+        for (Py_ssize_t i = t, end = FO_NAME(tile_end)(t, n); i < end; i++) {
+            FO_T p = param[i];
+            FO_T d = FO_NAME(direction)(grad[i], p, grad_sign, weight_decay, use_wd);
+            p = p * param_scale;
+            p = p - eta * d;
+            param[i] = p;
+            ax[i] = average ? ax[i] + (p - ax[i]) * mu : p;
+        }
     }
 }
 

@@ -17,13 +17,16 @@ FO_INLINE void FO_NAME(lion_loop)(
         FO_T* FO_RESTRICT param, const FO_T* FO_RESTRICT grad, FO_T* FO_RESTRICT exp_avg,
         Py_ssize_t n, FO_T lr, FO_T grad_sign, FO_T weight_decay, FO_T beta1,
         FO_T one_minus_beta1, FO_T beta2, FO_T one_minus_beta2, int use_wd) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        FO_T p = param[i];
-        FO_T d = grad_sign * grad[i];
-        FO_T m = exp_avg[i];
-        FO_T u = FO_NAME(lion_sign)(FO_NAME(ewa_of)(m, d, beta1, one_minus_beta1));
-        exp_avg[i] = FO_NAME(ewa_of)(m, d, beta2, one_minus_beta2);
-        param[i] = p - lr * (use_wd ? u + weight_decay * p : u);
+    for (Py_ssize_t t = 0; t < n; t += FO_TILE) {
+        FO_NAME(prefetch_ahead)(t, n, param, grad, exp_avg, NULL, NULL);
+        for (Py_ssize_t i = t, end = FO_NAME(tile_end)(t, n); i < end; i++) {
+            FO_T p = param[i];
+            FO_T d = grad_sign * grad[i];
+            FO_T m = exp_avg[i];
+            FO_T u = FO_NAME(lion_sign)(FO_NAME(ewa_of)(m, d, beta1, one_minus_beta1));
+            exp_avg[i] = FO_NAME(ewa_of)(m, d, beta2, one_minus_beta2);
+            param[i] = p - lr * (use_wd ? u + weight_decay * p : u);
+        }
     }
 }
 

@@ -19,16 +19,19 @@ FO_INLINE void FO_NAME(nadam_loop)(
         FO_T param_scale, FO_T beta1, FO_T one_minus_beta1, FO_T beta2, FO_T one_minus_beta2,
         FO_T bias_correction2, FO_T eps, FO_T grad_coef, FO_T exp_avg_coef, int use_wd,
         int scale) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        FO_T p = param[i];
-        FO_T d = FO_NAME(direction)(grad[i], p, grad_sign, weight_decay, use_wd);
-        FO_T m = FO_NAME(ewa_of)(exp_avg[i], d, beta1, one_minus_beta1);
-        FO_T v = FO_NAME(ewa_of)(exp_avg_sq[i], d * d, beta2, one_minus_beta2);
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
-        FO_T denom = FO_SQRT(v / bias_correction2) + eps;
-        FO_T q = (scale ? param_scale * p : p) + grad_coef * d / denom;
-        param[i] = q + exp_avg_coef * m / denom;
+    for (Py_ssize_t t = 0; t < n; t += FO_TILE) {
+        FO_NAME(prefetch_ahead)(t, n, param, grad, exp_avg, exp_avg_sq, NULL);
+        for (Py_ssize_t i = t, end = FO_NAME(tile_end)(t, n); i < end; i++) {
+            FO_T p = param[i];
+            FO_T d = FO_NAME(direction)(grad[i], p, grad_sign, weight_decay, use_wd);
+            FO_T m = FO_NAME(ewa_of)(exp_avg[i], d, beta1, one_minus_beta1);
+            FO_T v = FO_NAME(ewa_of)(exp_avg_sq[i], d * d, beta2, one_minus_beta2);
+            exp_avg[i] = m;
+            exp_avg_sq[i] = v;
+            FO_T denom = FO_SQRT(v / bias_correction2) + eps;
+            FO_T q = (scale ? param_scale * p : p) + grad_coef * d / denom;
+            param[i] = q + exp_avg_coef * m / denom;
+        }
     }
 }
 

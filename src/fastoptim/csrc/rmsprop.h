@@ -13,23 +13,26 @@ FO_INLINE void FO_NAME(rmsprop_loop)(
         FO_T* FO_RESTRICT momentum_buffer, FO_T* FO_RESTRICT grad_avg, Py_ssize_t n, FO_T lr,
         FO_T grad_sign, FO_T weight_decay, FO_T alpha, FO_T one_minus_alpha, FO_T eps,
         FO_T momentum, FO_T eps_root, int centered, int use_momentum, int use_wd, int root) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        FO_T d = FO_NAME(direction)(grad[i], param[i], grad_sign, weight_decay, use_wd);
-        FO_T s = FO_NAME(ewa_of)(square_avg[i], d * d, alpha, one_minus_alpha);
-        square_avg[i] = s;
-        FO_T variance = s;
-        if (centered) {
-            FO_T a = FO_NAME(ewa_of)(grad_avg[i], d, alpha, one_minus_alpha);
-            grad_avg[i] = a;
-            variance = s - a * a;
-        }
-        FO_T avg = root ? FO_SQRT(variance + eps_root) + eps : FO_SQRT(variance) + eps;
-        if (use_momentum) {
-            FO_T b = momentum * momentum_buffer[i] + d / avg;
-            momentum_buffer[i] = b;
-            param[i] = param[i] - lr * b;
-        } else {
-            param[i] = param[i] - lr * d / avg;
+    for (Py_ssize_t t = 0; t < n; t += FO_TILE) {
+        FO_NAME(prefetch_ahead)(t, n, param, grad, square_avg, momentum_buffer, grad_avg);
+        for (Py_ssize_t i = t, end = FO_NAME(tile_end)(t, n); i < end; i++) {
+            FO_T d = FO_NAME(direction)(grad[i], param[i], grad_sign, weight_decay, use_wd);
+            FO_T s = FO_NAME(ewa_of)(square_avg[i], d * d, alpha, one_minus_alpha);
+            square_avg[i] = s;
+            FO_T variance = s;
+            if (centered) {
+                FO_T a = FO_NAME(ewa_of)(grad_avg[i], d, alpha, one_minus_alpha);
+                grad_avg[i] = a;
+                variance = s - a * a;
+            }
+            FO_T avg = root ? FO_SQRT(variance + eps_root) + eps : FO_SQRT(variance) + eps;
+            if (use_momentum) {
+                FO_T b = momentum * momentum_buffer[i] + d / avg;
+                momentum_buffer[i] = b;
+                param[i] = param[i] - lr * b;
+            } else {
+                param[i] = param[i] - lr * d / avg;
+            }
         }
     }
 }

@@ -31,16 +31,20 @@ FO_INLINE void FO_NAME(rprop_loop)(
         FO_T* FO_RESTRICT param, const FO_T* FO_RESTRICT grad, FO_T* FO_RESTRICT prev,
         FO_T* FO_RESTRICT step_size, Py_ssize_t n, FO_T grad_sign, FO_T lr, FO_T etaminus,
         FO_T etaplus, FO_T step_size_min, FO_T step_size_max, int first_step) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        FO_T g = grad_sign * grad[i];
-        FO_T product = g * prev[i];
-        FO_T s = FO_NAME(rprop_clamp)(
-            (first_step ? lr : step_size[i]) * FO_NAME(rprop_factor)(product, etaminus, etaplus),
-            step_size_min, step_size_max);
-        g = product < 0 ? (FO_T)0 : g;
-        step_size[i] = s;
-        prev[i] = g;
-        param[i] = param[i] - FO_NAME(rprop_sign)(g) * s;
+    for (Py_ssize_t t = 0; t < n; t += FO_TILE) {
+        FO_NAME(prefetch_ahead)(t, n, param, grad, prev, step_size, NULL);
+        for (Py_ssize_t i = t, end = FO_NAME(tile_end)(t, n); i < end; i++) {
+            FO_T g = grad_sign * grad[i];
+            FO_T product = g * prev[i];
+            FO_T previous_step = first_step ? lr : step_size[i];
+            FO_T s = FO_NAME(rprop_clamp)(
+                previous_step * FO_NAME(rprop_factor)(product, etaminus, etaplus),
+                step_size_min, step_size_max);
+            g = product < 0 ? (FO_T)0 : g;
+            step_size[i] = s;
+            prev[i] = g;
+            param[i] = param[i] - FO_NAME(rprop_sign)(g) * s;
+        }
     }
 }
 

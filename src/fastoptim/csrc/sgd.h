@@ -7,9 +7,12 @@
 FO_INLINE void FO_NAME(sgd_loop)(
         FO_T* FO_RESTRICT param, const FO_T* FO_RESTRICT grad, Py_ssize_t n, FO_T lr,
         FO_T grad_sign, FO_T weight_decay, int use_wd) {
-    for (Py_ssize_t i = 0; i < n; i++)
-        param[i] = param[i] - lr * FO_NAME(direction)(grad[i], param[i], grad_sign,
-                                                      weight_decay, use_wd);
+    for (Py_ssize_t t = 0; t < n; t += FO_TILE) {
+        FO_NAME(prefetch_ahead)(t, n, param, grad, NULL, NULL, NULL);
+        for (Py_ssize_t i = t, end = FO_NAME(tile_end)(t, n); i < end; i++)
+            param[i] = param[i] - lr * FO_NAME(direction)(grad[i], param[i], grad_sign,
+                                                          weight_decay, use_wd);
+    }
 }
 
 FO_TARGET static void FO_NAME(sgd)(
