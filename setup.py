@@ -58,7 +58,7 @@ render("_simd_kernels.h.tp", REGISTRY)
 COMPILE_ARGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
 HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_compressed_state.pxi", "_lowmem.pxd",
            "_glue.pxi", "_registry.py",
-           "coefficients.pxd", "csrc/common.h"] + [f"csrc/{name}.h" for name in REGISTRY.KERNELS]
+           "coefficients.pxd", "csrc/common.h", "csrc/prefetch.h"] + [f"csrc/{name}.h" for name in REGISTRY.KERNELS]
 # The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])
@@ -127,7 +127,8 @@ setup(
     ext_modules=cythonize(
         [extension("kernels"), extension("_checks"), extension("_reductions"),
          # LAMB's trust ratio is a reduction: its own module, not a registry kernel
-         extension("_lamb", ["coefficients.pxd", "csrc/lamb.h", "_lamb.pxd", "_simd_switch.pxi"]),
+         extension("_lamb", ["coefficients.pxd", "csrc/lamb.h", "csrc/prefetch.h", "_lamb.pxd",
+                             "_simd_switch.pxi"]),
          # Muon's element-wise passes (its Newton-Schulz iteration is matrix products)
          extension("_muon", ["csrc/muon.h", "_muon.pxd"]),
          # Adafactor's factored moments and update clipping are reductions: its own module

@@ -35,6 +35,7 @@
    The tile's own loop is the plain element loop, which the compiler vectorizes (a prefetch
    inside it would stop that); tiles change no result. Measured in bench/README.md (tiles of
    128 alike, 256 slower); -DFO_TILE=... -DFO_AHEAD=... in CFLAGS to measure others. */
+#include "prefetch.h"
 #ifndef FO_TILE
 #define FO_TILE 64
 #endif
@@ -51,17 +52,12 @@ FO_INLINE Py_ssize_t FO_NAME(tile_end)(Py_ssize_t start, Py_ssize_t n) {
 FO_INLINE void FO_NAME(prefetch_ahead)(Py_ssize_t start, Py_ssize_t n, const FO_T* a,
                                        const FO_T* b, const FO_T* c, const FO_T* d,
                                        const FO_T* e) {
-#if defined(__GNUC__) || defined(__clang__)
     const FO_T* arrays[5] = {a, b, c, d, e};
     if (start + FO_AHEAD + FO_TILE > n)
         return;
     for (int k = 0; k < 5; k++)
         if (arrays[k] != NULL)
-            for (size_t byte = 0; byte < FO_TILE * sizeof(FO_T); byte += 64)
-                __builtin_prefetch((const char*)(arrays[k] + start + FO_AHEAD) + byte);
-#else
-    (void)start, (void)n, (void)a, (void)b, (void)c, (void)d, (void)e;
-#endif
+            fo_prefetch_bytes(arrays[k] + start + FO_AHEAD, FO_TILE * sizeof(FO_T));
 }
 
 /* g = grad_sign * grad (+ weight_decay * param when use_wd) */

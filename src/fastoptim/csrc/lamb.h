@@ -32,6 +32,7 @@
 
 #include <Python.h>
 #include <math.h>
+#include "prefetch.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FO_LAMB_RESTRICT __restrict__
@@ -51,8 +52,10 @@
    multiple of the 8 lanes): the per-chunk sums live on the stack, O(1) memory */
 #define FO_LAMB_MAX_CHUNKS 64
 #define FO_LAMB_MIN_CHUNK 16384
-/* elements buffered at a time by pass 1 (a multiple of 8) */
+/* elements buffered at a time by pass 1 (a multiple of 8), and per prefetch of both passes */
 #define FO_LAMB_GROUP 64
+/* elements ahead that both passes prefetch (csrc/prefetch.h) */
+#define FO_LAMB_AHEAD 1024
 
 /* The elements per chunk for an array of n: a function of n alone. */
 static Py_ssize_t fo_lamb_chunk_length(Py_ssize_t n) {
@@ -198,6 +201,19 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_moments)(
     }
 }
 
+/* before the group of elements from i (of n): prefetch the group FO_LAMB_AHEAD elements
+   ahead in each array (NULL: absent) while it lies inside the n elements */
+FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_prefetch)(
+        Py_ssize_t i, Py_ssize_t n, const FO_LT* a, const FO_LT* b, const FO_LT* c,
+        const FO_LT* d) {
+    const FO_LT* arrays[4] = {a, b, c, d};
+    if (i + FO_LAMB_AHEAD + FO_LAMB_GROUP > n)
+        return;
+    for (int k = 0; k < 4; k++)
+        if (arrays[k] != NULL)
+            fo_prefetch_bytes(arrays[k] + i + FO_LAMB_AHEAD, FO_LAMB_GROUP * sizeof(FO_LT));
+}
+
 /* lane k += x[j]^2 for the elements j = k mod 8 of 8*groups buffered ones, in order */
 FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_lanes)(
         double* FO_LAMB_RESTRICT lanes, const FO_LT* FO_LAMB_RESTRICT x, int groups) {
@@ -221,6 +237,7 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_sums_loop)(
     Py_ssize_t i = 0, len;
     while (i < n) {
         len = n - i < FO_LAMB_GROUP ? n - i : FO_LAMB_GROUP;
+        FO_LNAME(lamb_prefetch)(i, n, param, grad, exp_avg, exp_avg_sq);
         FO_LNAME(lamb_moments)(param + i, grad + i, exp_avg + i, exp_avg_sq + i, len,
                                grad_sign, beta1, one_minus_beta1, beta2, one_minus_beta2,
                                inv_bc1, inv_bc2, eps_root, eps, weight_decay, pb, rb, use_wd);
@@ -263,11 +280,15 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_apply_loop)(
         FO_LT* FO_LAMB_RESTRICT param, const FO_LT* FO_LAMB_RESTRICT exp_avg,
         const FO_LT* FO_LAMB_RESTRICT exp_avg_sq, Py_ssize_t n, FO_LT inv_bc1, FO_LT inv_bc2,
         FO_LT eps_root, FO_LT eps, FO_LT weight_decay, FO_LT scale, int use_wd) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        FO_LT p = param[i];
-        param[i] = p - scale * FO_LNAME(lamb_direction)(exp_avg[i], exp_avg_sq[i], p, inv_bc1,
-                                                        inv_bc2, eps_root, eps, weight_decay,
-                                                        use_wd);
+    for (Py_ssize_t t = 0; t < n; t += FO_LAMB_GROUP) {
+        Py_ssize_t end = n - t < FO_LAMB_GROUP ? n : t + FO_LAMB_GROUP;
+        FO_LNAME(lamb_prefetch)(t, n, param, exp_avg, exp_avg_sq, NULL);
+        for (Py_ssize_t i = t; i < end; i++) {
+            FO_LT p = param[i];
+            param[i] = p - scale * FO_LNAME(lamb_direction)(exp_avg[i], exp_avg_sq[i], p,
+                                                            inv_bc1, inv_bc2, eps_root, eps,
+                                                            weight_decay, use_wd);
+        }
     }
 }
 
