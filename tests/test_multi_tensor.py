@@ -83,6 +83,37 @@ def test_multi_equals_single_array_kernels(case, dtypes, rng):
                                                                 f"array {j}")
 
 
+# Several of the kernels' 64-element tiles, the prefetch 1,024 elements ahead
+# (csrc/common.h) and a partial last tile.
+TILED_N = 1024 + 3 * 64 + 5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_tiles_cover_every_element_once(case, dtype, rng):
+    """One call over TILED_N elements against one call per element (no tile, no vector
+    body): the same bits after several steps, so the tiles take every element once."""
+    kernel, opts = case
+    spec = KERNELS[kernel]
+    active = {s.name for s in spec.active_states(opts)}
+    start = rng.standard_normal(TILED_N).astype(dtype)
+    whole = [start.copy(), None] + [np.zeros(TILED_N, dtype) if s.name in active else None
+                                    for s in spec.states]
+    apart = [None if a is None else a.copy() for a in whole]
+    for t in range(1, 4):
+        c = coefficients(kernel, opts, t)
+        grad = rng.standard_normal(TILED_N).astype(dtype)
+        grad[grad == 0] = 0.5
+        whole[1] = apart[1] = grad
+        getattr(kernels, kernel)(*whole, c)
+        for i in range(TILED_N):
+            getattr(kernels, kernel)(*[None if a is None else a[i:i + 1] for a in apart], c)
+    assert not np.array_equal(whole[0], start)
+    for j, (a, b) in enumerate(zip(whole, apart)):
+        if a is not None:
+            np.testing.assert_array_equal(a, b, err_msg=f"array {j}")
+
+
 FULL = dict(FULL_CASES)
 KERNEL_NAMES = list(KERNELS)
 
