@@ -132,8 +132,8 @@ setup(
          # Muon's element-wise passes (its Newton-Schulz iteration is matrix products)
          extension("_muon", ["csrc/muon.h", "_muon.pxd"]),
          # Adafactor's factored moments and update clipping are reductions: its own module
-         extension("_adafactor", ["_adafactor.pxd", "csrc/adafactor.h", "_simd_switch.pxi",
-                                   "coefficients.pxd"]),
+         extension("_adafactor", ["_adafactor.pxd", "csrc/adafactor.h", "csrc/prefetch.h",
+                                   "_simd_switch.pxi", "coefficients.pxd"]),
          # Adam with bfloat16 / 8-bit moments (fastoptim.lowmem): its own module
          extension("_lowmem", ["_lowmem.pxd", "lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h",
                                 "csrc/adam_mixed.h", "csrc/half_convert.h", "csrc/fp_exact.h",

@@ -51,9 +51,12 @@ def _three_pass_traffic():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--side", type=int, default=3162,
+                    help="the matrix is side x side (3162: 1e7 elements; larger where the "
+                         "last-level cache holds 1e7)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    side = 3162
+    side = args.side
     n = side * side
     p = rng.standard_normal((side, side)).astype(np.float32)
     g = rng.standard_normal((side, side)).astype(np.float32)

@@ -41,6 +41,7 @@
 
 #include <Python.h>
 #include <math.h>
+#include "prefetch.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FO_AF_RESTRICT __restrict__
@@ -61,6 +62,8 @@
 #define FO_AF_MIN_BLOCK 16384
 /* a vector: at most this many chunks (a multiple of 8 elements each) */
 #define FO_AF_MAX_CHUNKS 64
+/* elements ahead that the passes prefetch (csrc/prefetch.h), 64 at a time */
+#define FO_AF_AHEAD 1024
 
 /* Rows per block of a rows x cols matrix: a function of the shape alone. */
 static Py_ssize_t fo_af_block_rows(Py_ssize_t rows, Py_ssize_t cols) {
@@ -222,6 +225,17 @@ FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_update)(FO_AT v, FO_AT g, FO_AT
 }
 
 /* u = min(ir * ic, cap) * g (cap = 1/eps1; NaN kept): a factored array's update */
+/* before a tile of 64 elements at offset `at` of x and y: prefetch the 64 elements
+   FO_AF_AHEAD ahead in x and in y (NULL: absent) while they lie before `end` */
+FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_prefetch)(const FO_AT* x, const FO_AT* y,
+                                                          Py_ssize_t at, Py_ssize_t end) {
+    if (at + FO_AF_AHEAD + 64 > end)
+        return;
+    fo_prefetch_bytes(x + at + FO_AF_AHEAD, 64 * sizeof(FO_AT));
+    if (y != NULL)
+        fo_prefetch_bytes(y + at + FO_AF_AHEAD, 64 * sizeof(FO_AT));
+}
+
 FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_factored)(FO_AT ir, FO_AT ic, FO_AT g,
                                                            FO_AT cap) {
     FO_AT s = ir * ic;
@@ -243,13 +257,18 @@ FO_ATARGET static double FO_ANAME(af_rows)(
         const FO_AT* FO_AF_RESTRICT p = param + i * cols;
         double rl[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         Py_ssize_t j;
-        for (j = 0; j < body; j += 8)
-            for (int k = 0; k < 8; k++) {
-                double x = (double)g[j + k] * (double)g[j + k];
-                rl[k] += x;
-                colpart[j + k] += x;
-                pl[k] += (double)p[j + k] * (double)p[j + k];
-            }
+        for (Py_ssize_t t = 0; t < body; t += 64) {
+            Py_ssize_t end = body - t < 64 ? body : t + 64;
+            FO_ANAME(af_prefetch)(grad, param, i * cols + t, r1 * cols);
+            for (j = t; j < end; j += 8)
+                for (int k = 0; k < 8; k++) {
+                    double x = (double)g[j + k] * (double)g[j + k];
+                    rl[k] += x;
+                    colpart[j + k] += x;
+                    pl[k] += (double)p[j + k] * (double)p[j + k];
+                }
+        }
+        j = body;
         for (; j < cols; j++) {
             double x = (double)g[j] * (double)g[j];
             rl[0] += x;
@@ -272,11 +291,16 @@ FO_ATARGET static double FO_ANAME(af_usum)(
         const FO_AT* FO_AF_RESTRICT g = grad + i * cols;
         FO_AT ir = (FO_AT)1 / FO_ASQRT(rvar[i]);
         Py_ssize_t j;
-        for (j = 0; j < body; j += 8)
-            for (int k = 0; k < 8; k++) {
-                FO_AT u = FO_ANAME(af_factored)(ir, ic[j + k], g[j + k], cap);
-                ul[k] += (double)u * (double)u;
-            }
+        for (Py_ssize_t t = 0; t < body; t += 64) {
+            Py_ssize_t end = body - t < 64 ? body : t + 64;
+            FO_ANAME(af_prefetch)(grad, NULL, i * cols + t, r1 * cols);
+            for (j = t; j < end; j += 8)
+                for (int k = 0; k < 8; k++) {
+                    FO_AT u = FO_ANAME(af_factored)(ir, ic[j + k], g[j + k], cap);
+                    ul[k] += (double)u * (double)u;
+                }
+        }
+        j = body;
         for (; j < cols; j++) {
             FO_AT u = FO_ANAME(af_factored)(ir, ic[j], g[j], cap);
             ul[0] += (double)u * (double)u;
@@ -295,10 +319,14 @@ FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_apply_loop)(
         FO_AT* FO_AF_RESTRICT p = param + i * cols;
         const FO_AT* FO_AF_RESTRICT g = grad + i * cols;
         FO_AT ir = (FO_AT)1 / FO_ASQRT(rvar[i]);
-        for (Py_ssize_t j = 0; j < cols; j++) {
-            FO_AT u = FO_ANAME(af_factored)(ir, ic[j], grad_sign * g[j], cap);
-            FO_AT q = use_wd ? p[j] * decay : p[j];
-            p[j] = q + step * u;
+        for (Py_ssize_t t = 0; t < cols; t += 64) {
+            Py_ssize_t end = cols - t < 64 ? cols : t + 64;
+            FO_ANAME(af_prefetch)(grad, param, i * cols + t, r1 * cols);
+            for (Py_ssize_t j = t; j < end; j++) {
+                FO_AT u = FO_ANAME(af_factored)(ir, ic[j], grad_sign * g[j], cap);
+                FO_AT q = use_wd ? p[j] * decay : p[j];
+                p[j] = q + step * u;
+            }
         }
     }
 }
@@ -323,15 +351,21 @@ FO_ATARGET static void FO_ANAME(af_vec_sums)(
         FO_AT eps1_sq, double* sums) {
     double pl[8] = {0, 0, 0, 0, 0, 0, 0, 0}, ul[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     Py_ssize_t i = lo, body = lo + (hi - lo) - (hi - lo) % 8;
-    for (; i < body; i += 8)
-        for (int k = 0; k < 8; k++) {
-            FO_AT g = grad_sign * grad[i + k];
-            FO_AT v = FO_ANAME(af_lerp)(var[i + k], g * g, w);
-            FO_AT u = FO_ANAME(af_update)(v, g, eps1_sq);
-            var[i + k] = v;
-            pl[k] += (double)param[i + k] * (double)param[i + k];
-            ul[k] += (double)u * (double)u;
-        }
+    for (Py_ssize_t t = lo; t < body; t += 64) {
+        Py_ssize_t end = body - t < 64 ? body : t + 64;
+        FO_ANAME(af_prefetch)(grad, param, t, hi);
+        FO_ANAME(af_prefetch)(var, NULL, t, hi);
+        for (i = t; i < end; i += 8)
+            for (int k = 0; k < 8; k++) {
+                FO_AT g = grad_sign * grad[i + k];
+                FO_AT v = FO_ANAME(af_lerp)(var[i + k], g * g, w);
+                FO_AT u = FO_ANAME(af_update)(v, g, eps1_sq);
+                var[i + k] = v;
+                pl[k] += (double)param[i + k] * (double)param[i + k];
+                ul[k] += (double)u * (double)u;
+            }
+    }
+    i = body;
     for (; i < hi; i++) {
         FO_AT g = grad_sign * grad[i];
         FO_AT v = FO_ANAME(af_lerp)(var[i], g * g, w);
@@ -349,10 +383,15 @@ FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_vec_apply_loop)(
         FO_AT* FO_AF_RESTRICT param, const FO_AT* FO_AF_RESTRICT grad,
         const FO_AT* FO_AF_RESTRICT var, Py_ssize_t lo, Py_ssize_t hi, FO_AT grad_sign,
         FO_AT eps1_sq, FO_AT decay, FO_AT step, int use_wd) {
-    for (Py_ssize_t i = lo; i < hi; i++) {
-        FO_AT u = FO_ANAME(af_update)(var[i], grad_sign * grad[i], eps1_sq);
-        FO_AT q = use_wd ? param[i] * decay : param[i];
-        param[i] = q + step * u;
+    for (Py_ssize_t t = lo; t < hi; t += 64) {
+        Py_ssize_t end = hi - t < 64 ? hi : t + 64;
+        FO_ANAME(af_prefetch)(grad, param, t, hi);
+        FO_ANAME(af_prefetch)(var, NULL, t, hi);
+        for (Py_ssize_t i = t; i < end; i++) {
+            FO_AT u = FO_ANAME(af_update)(var[i], grad_sign * grad[i], eps1_sq);
+            FO_AT q = use_wd ? param[i] * decay : param[i];
+            param[i] = q + step * u;
+        }
     }
 }
 
