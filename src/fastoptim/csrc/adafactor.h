@@ -34,6 +34,9 @@
  *
  * The caller passes a workspace of fo_af_workspace(batches, rows, cols) doubles (O(rows +
  * cols) per matrix: up to FO_AF_MAX_BLOCKS rows of column partial sums).
+ *
+ * Every pass walks its rows (or run) in tiles of 64 elements and, before each, asks for the
+ * lines FO_AF_AHEAD elements ahead (csrc/prefetch.h); the lanes' additions are those above.
  */
 #ifndef FO_AF_BODY
 #ifndef FASTOPTIM_ADAFACTOR_H
@@ -224,7 +227,6 @@ FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_update)(FO_AT v, FO_AT g, FO_AT
     return ((FO_AT)1 / FO_ASQRT(v)) * g;
 }
 
-/* u = min(ir * ic, cap) * g (cap = 1/eps1; NaN kept): a factored array's update */
 /* before a tile of 64 elements at offset `at` of x and y: prefetch the 64 elements
    FO_AF_AHEAD ahead in x and in y (NULL: absent) while they lie before `end` */
 FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_prefetch)(const FO_AT* x, const FO_AT* y,
@@ -236,6 +238,7 @@ FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_prefetch)(const FO_AT* x, const 
         fo_prefetch_bytes(y + at + FO_AF_AHEAD, 64 * sizeof(FO_AT));
 }
 
+/* u = min(ir * ic, cap) * g (cap = 1/eps1; NaN kept): a factored array's update */
 FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_factored)(FO_AT ir, FO_AT ic, FO_AT g,
                                                            FO_AT cap) {
     FO_AT s = ir * ic;
