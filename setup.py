@@ -58,7 +58,8 @@ render("_simd_kernels.h.tp", REGISTRY)
 COMPILE_ARGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
 HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_compressed_state.pxi", "_lowmem.pxd",
            "_glue.pxi", "_registry.py",
-           "coefficients.pxd", "csrc/common.h", "csrc/prefetch.h"] + [f"csrc/{name}.h" for name in REGISTRY.KERNELS]
+           "coefficients.pxd", "csrc/common.h", "csrc/prefetch.h"] + [
+               f"csrc/{name}.h" for name in REGISTRY.KERNELS]
 # The multi-tensor kernels run one OpenMP parallel region (Cython prange) per call. Without
 # OpenMP (Apple's clang has none) the same code compiles to a serial loop.
 OPENMP_FLAGS = {"linux": ["-fopenmp"], "win32": ["/openmp"]}.get(sys.platform, [])
@@ -137,7 +138,7 @@ setup(
          # Adam with bfloat16 / 8-bit moments (fastoptim.lowmem): its own module
          extension("_lowmem", ["_lowmem.pxd", "lowmem_kernels.pxd", "csrc/adam_lowmem.h", "csrc/quant8.h",
                                 "csrc/adam_mixed.h", "csrc/half_convert.h", "csrc/fp_exact.h",
-                                "_simd_switch.pxi"]),
+                                "csrc/prefetch.h", "_simd_switch.pxi"]),
          # fastoptim.torch: NumPy views of torch gradients without tensor.numpy()'s cost
          extension("torch._views", []),
          ],

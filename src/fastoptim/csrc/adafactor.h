@@ -36,7 +36,8 @@
  * cols) per matrix: up to FO_AF_MAX_BLOCKS rows of column partial sums).
  *
  * Every pass walks its rows (or run) in tiles of 64 elements and, before each, asks for the
- * lines FO_AF_AHEAD elements ahead (csrc/prefetch.h); the lanes' additions are those above.
+ * lines FO_PREFETCH_AHEAD elements ahead (csrc/prefetch.h); the lanes' additions are those
+ * above.
  */
 #ifndef FO_AF_BODY
 #ifndef FASTOPTIM_ADAFACTOR_H
@@ -65,8 +66,6 @@
 #define FO_AF_MIN_BLOCK 16384
 /* a vector: at most this many chunks (a multiple of 8 elements each) */
 #define FO_AF_MAX_CHUNKS 64
-/* elements ahead that the passes prefetch (csrc/prefetch.h), 64 at a time */
-#define FO_AF_AHEAD 1024
 
 /* Rows per block of a rows x cols matrix: a function of the shape alone. */
 static Py_ssize_t fo_af_block_rows(Py_ssize_t rows, Py_ssize_t cols) {
@@ -228,14 +227,14 @@ FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_update)(FO_AT v, FO_AT g, FO_AT
 }
 
 /* before a tile of 64 elements at offset `at` of x and y: prefetch the 64 elements
-   FO_AF_AHEAD ahead in x and in y (NULL: absent) while they lie before `end` */
+   FO_PREFETCH_AHEAD ahead in x and in y (NULL: absent) while they lie before `end` */
 FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_prefetch)(const FO_AT* x, const FO_AT* y,
                                                           Py_ssize_t at, Py_ssize_t end) {
-    if (at + FO_AF_AHEAD + 64 > end)
+    if (at + FO_PREFETCH_AHEAD + 64 > end)
         return;
-    fo_prefetch_bytes(x + at + FO_AF_AHEAD, 64 * sizeof(FO_AT));
+    fo_prefetch_bytes(x + at + FO_PREFETCH_AHEAD, 64 * sizeof(FO_AT));
     if (y != NULL)
-        fo_prefetch_bytes(y + at + FO_AF_AHEAD, 64 * sizeof(FO_AT));
+        fo_prefetch_bytes(y + at + FO_PREFETCH_AHEAD, 64 * sizeof(FO_AT));
 }
 
 /* u = min(ir * ic, cap) * g (cap = 1/eps1; NaN kept): a factored array's update */

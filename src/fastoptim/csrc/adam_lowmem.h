@@ -60,6 +60,7 @@
 
 #include "fp_exact.h"
 #include "half_convert.h"     /* fo_bf16x8_to_f32_avx2: eight bfloat16 values to float32 */
+#include "prefetch.h"         /* fo_prefetch_mixed: the bfloat16 loops' prefetch */
 FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -82,10 +83,6 @@ FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 /* blocks ahead that the 8-bit block loops prefetch (measured at 3e7: 2, 4, 8, 16 alike,
    none 20% slower) */
 #define FO_Q8_AHEAD 4
-/* elements ahead that the bfloat16 loops prefetch (Adam, 3e7 elements on 2 cores: 256 to
-   2048 alike, none 20% slower: the hardware prefetchers alone leave the update waiting on
-   memory) */
-#define FO_LM_AHEAD 1024
 /* the bucket tables' exponent classes (fastoptim.lowmem._EXP_CLASSES, _EXP_LOW) and the
    offset of their negative half for `bits` mantissa bits: 2**(8 + bits), where a float's
    sign bit lands in its key (bits >> (23 - bits)) */
@@ -574,26 +571,6 @@ FO_QINLINE float FO_QNAME(adam_update)(float p, float g, float* FO_RESTRICT m,
 }
 
 #if FO_LM_VEC
-/* The bfloat16 loops' software prefetch, called once per 16 elements at element i of n: the
-   line FO_LM_AHEAD elements ahead in each float32 array, and on every other call in each
-   bfloat16 array (NULL: absent), while that stays inside the call's n elements. */
-FO_QINLINE void FO_QNAME(prefetch16)(const float* param, const float* grad,
-                                     const uint16_t* a, const uint16_t* b, const uint16_t* c,
-                                     Py_ssize_t i, Py_ssize_t n) {
-    if (i + FO_LM_AHEAD + 16 > n)
-        return;
-    _mm_prefetch((const char*)(param + i + FO_LM_AHEAD), _MM_HINT_T0);
-    _mm_prefetch((const char*)(grad + i + FO_LM_AHEAD), _MM_HINT_T0);
-    if ((i & 31) != 0)
-        return;
-    if (a != NULL)
-        _mm_prefetch((const char*)(a + i + FO_LM_AHEAD), _MM_HINT_T0);
-    if (b != NULL)
-        _mm_prefetch((const char*)(b + i + FO_LM_AHEAD), _MM_HINT_T0);
-    if (c != NULL)
-        _mm_prefetch((const char*)(c + i + FO_LM_AHEAD), _MM_HINT_T0);
-}
-
 /* ---- eight lanes of adam_update (levels 1 and 2): the same operations in the same order,
    no FMA, so the same bits ------------------------------------------------------------------ */
 typedef struct {
@@ -819,7 +796,7 @@ FO_QINLINE void FO_QNAME(adam_bf16_loop)(float* FO_RESTRICT param,
 #if FO_LM_VEC >= 2
     const FO_QNAME(adam_vec) k = FO_QNAME(adam_vec_of)(c);
     for (; i + 16 <= n; i += 16) {
-        FO_QNAME(prefetch16)(param, grad, exp_avg, exp_avg_sq, NULL, i, n);
+        fo_prefetch_mixed(i, n, param, grad, NULL, exp_avg, exp_avg_sq, NULL);
         __m512 m = FO_QNAME(bf16_load16)(exp_avg + i), v = FO_QNAME(bf16_load16)(exp_avg_sq + i);
         __m512 p = FO_QNAME(adam_update16)(_mm512_loadu_ps(param + i), _mm512_loadu_ps(grad + i),
                                            &m, &v, &k, use_wd, scale);
@@ -830,7 +807,7 @@ FO_QINLINE void FO_QNAME(adam_bf16_loop)(float* FO_RESTRICT param,
 #elif FO_LM_VEC == 1
     const FO_QNAME(adam_vec8) k = FO_QNAME(adam_vec8_of)(c);
     for (; i + 16 <= n; i += 16) {
-        FO_QNAME(prefetch16)(param, grad, exp_avg, exp_avg_sq, NULL, i, n);
+        fo_prefetch_mixed(i, n, param, grad, NULL, exp_avg, exp_avg_sq, NULL);
         __m256 m0 = fo_bf16x8_to_f32_avx2(exp_avg + i);
         __m256 m1 = fo_bf16x8_to_f32_avx2(exp_avg + i + 8);
         __m256 v0 = fo_bf16x8_to_f32_avx2(exp_avg_sq + i);
@@ -881,14 +858,14 @@ FO_QINLINE void FO_QNAME(lion_bf16_loop)(float* FO_RESTRICT param,
 #if FO_LM_VEC >= 2
     const FO_QNAME(lion_vec16) k = FO_QNAME(lion_vec16_of)(c);
     for (; i + 16 <= n; i += 16) {
-        FO_QNAME(prefetch16)(param, grad, exp_avg, NULL, NULL, i, n);
+        fo_prefetch_mixed(i, n, param, grad, NULL, exp_avg, NULL, NULL);
         FO_QNAME(bf16_store16)(exp_avg + i, FO_QNAME(lion_update16)(
             param + i, grad + i, FO_QNAME(bf16_load16)(exp_avg + i), &k, use_wd));
     }
 #elif FO_LM_VEC == 1
     const FO_QNAME(lion_vec8) k = FO_QNAME(lion_vec8_of)(c);
     for (; i + 16 <= n; i += 16) {
-        FO_QNAME(prefetch16)(param, grad, exp_avg, NULL, NULL, i, n);
+        fo_prefetch_mixed(i, n, param, grad, NULL, exp_avg, NULL, NULL);
         __m256 m0 = FO_QNAME(lion_update8)(param + i, grad + i,
                                            fo_bf16x8_to_f32_avx2(exp_avg + i), &k, use_wd);
         __m256 m1 = FO_QNAME(lion_update8)(param + i + 8, grad + i + 8,
@@ -930,7 +907,7 @@ FO_QINLINE void FO_QNAME(momentum_bf16_loop)(float* FO_RESTRICT param,
     const __m512 wd = _mm512_set1_ps(c->weight_decay), mu = _mm512_set1_ps(c->momentum);
     const __m512 omd = _mm512_set1_ps(c->one_minus_dampening);
     for (; i + 16 <= n; i += 16) {
-        FO_QNAME(prefetch16)(param, grad, buf, NULL, NULL, i, n);
+        fo_prefetch_mixed(i, n, param, grad, NULL, buf, NULL, NULL);
         __m512 p = _mm512_loadu_ps(param + i);
         __m512 d = _mm512_mul_ps(gs, _mm512_loadu_ps(grad + i));
         if (use_wd)
@@ -987,7 +964,7 @@ FO_QINLINE void FO_QNAME(rmsprop_bf16_loop)(float* FO_RESTRICT param,
     const __m512 oma = _mm512_set1_ps(c->one_minus_alpha), eps = _mm512_set1_ps(c->eps);
     const __m512 mu = _mm512_set1_ps(c->momentum), er = _mm512_set1_ps(c->eps_root);
     for (; i + 16 <= n; i += 16) {
-        FO_QNAME(prefetch16)(param, grad, square_avg, momentum_buffer, grad_avg, i, n);
+        fo_prefetch_mixed(i, n, param, grad, NULL, square_avg, momentum_buffer, grad_avg);
         __m512 p = _mm512_loadu_ps(param + i);
         __m512 d = _mm512_mul_ps(gs, _mm512_loadu_ps(grad + i));
         if (use_wd)
@@ -1020,7 +997,7 @@ FO_QINLINE void FO_QNAME(rmsprop_bf16_loop)(float* FO_RESTRICT param,
     const __m256 oma = _mm256_set1_ps(c->one_minus_alpha), eps = _mm256_set1_ps(c->eps);
     const __m256 mu = _mm256_set1_ps(c->momentum), er = _mm256_set1_ps(c->eps_root);
     for (; i + 16 <= n; i += 16) {
-        FO_QNAME(prefetch16)(param, grad, square_avg, momentum_buffer, grad_avg, i, n);
+        fo_prefetch_mixed(i, n, param, grad, NULL, square_avg, momentum_buffer, grad_avg);
         /* two halves of eight, then each buffer's sixteen values stored together */
         __m256 s[2], a[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
         __m256 b[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};

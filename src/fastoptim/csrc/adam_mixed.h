@@ -15,6 +15,7 @@
 
 #include <math.h>
 #include "half_convert.h"     /* bit manipulation only */
+#include "prefetch.h"         /* fo_prefetch_mixed: the vector loops' prefetch */
 #include "fp_exact.h"
 FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 
@@ -121,28 +122,6 @@ __attribute__((target("avx2,f16c"))) static inline __m256 fo_half8_load(const ui
     return kind == FO_HALF_BF16 ? fo_bf16x8_to_f32_avx2(p) : fo_f16x8_to_f32_f16c(p);
 }
 
-/* elements ahead that the vector loops prefetch (as csrc/adam_lowmem.h's bfloat16 loops:
-   the hardware prefetchers alone leave the update waiting on memory) */
-#define FO_HALF_AHEAD 1024
-
-/* The vector loops' software prefetch, called at every element i (of n) a loop step starts
-   at: the line FO_HALF_AHEAD elements ahead in each float32 array every 16 elements, and in
-   each half array every 32, while that stays inside the call's n elements. */
-static inline void fo_half_prefetch(const uint16_t *param, const uint16_t *grad,
-                                    const float *master, const float *m, const float *v,
-                                    long long i, long long n) {
-    if ((i & 15) != 0 || i + FO_HALF_AHEAD + 16 > n)
-        return;
-    __builtin_prefetch(m + i + FO_HALF_AHEAD);
-    __builtin_prefetch(v + i + FO_HALF_AHEAD);
-    if (master)
-        __builtin_prefetch(master + i + FO_HALF_AHEAD);
-    if ((i & 31) == 0) {
-        __builtin_prefetch(grad + i + FO_HALF_AHEAD);
-        __builtin_prefetch(param + i + FO_HALF_AHEAD);
-    }
-}
-
 __attribute__((target("avx2,f16c"))) static void fo_adam_mixed_range_avx2(
         uint16_t *param, const uint16_t *grad, float *master, float *m, float *v, long long n,
         int kind, float beta1, float one_minus_beta1, float beta2, float one_minus_beta2,
@@ -155,7 +134,7 @@ __attribute__((target("avx2,f16c"))) static void fo_adam_mixed_range_avx2(
     const __m256 dc = _mm256_set1_ps(decay), sign = _mm256_set1_ps(-0.0f);
     long long i = 0;
     for (; i + 8 <= n; i += 8) {
-        fo_half_prefetch(param, grad, master, m, v, i, n);
+        fo_prefetch_mixed(i, n, m, v, master, grad, param, NULL);
         __m256 g = fo_half8_load(grad + i, kind);
         if (maximize) g = _mm256_xor_ps(g, sign);
         __m256 w = master ? _mm256_loadu_ps(master + i) : fo_half8_load(param + i, kind);
@@ -251,7 +230,7 @@ FO_HALF_AVX512 static void fo_adam_mixed_range_avx512(
     const __m512 dc = _mm512_set1_ps(decay), sign = _mm512_set1_ps(-0.0f);
     long long i = 0;
     for (; i + 16 <= n; i += 16) {
-        fo_half_prefetch(param, grad, master, m, v, i, n);
+        fo_prefetch_mixed(i, n, m, v, master, grad, param, NULL);
         __m512 g = fo_half16_load(grad + i, kind);
         if (maximize) g = _mm512_xor_ps(g, sign);
         __m512 w = master ? _mm512_loadu_ps(master + i) : fo_half16_load(param + i, kind);

@@ -30,17 +30,15 @@
  */
 
 /* The loops walk their n elements in tiles of FO_TILE and, before each tile, ask for the
-   lines FO_AHEAD elements ahead in every array (software prefetch) while those lie inside the
-   call's n elements: the hardware prefetchers alone leave the arithmetic waiting on memory.
+   lines FO_PREFETCH_AHEAD elements ahead in every array (csrc/prefetch.h) while those lie
+   inside the call's n elements: the hardware prefetchers alone leave the arithmetic waiting
+   on memory.
    The tile's own loop is the plain element loop, which the compiler vectorizes (a prefetch
    inside it would stop that); tiles change no result. Measured in bench/README.md (tiles of
-   128 alike, 256 slower); -DFO_TILE=... -DFO_AHEAD=... in CFLAGS to measure others. */
+   128 alike, 256 slower); -DFO_TILE=... in CFLAGS to measure others. */
 #include "prefetch.h"
 #ifndef FO_TILE
 #define FO_TILE 64
-#endif
-#ifndef FO_AHEAD
-#define FO_AHEAD 1024
 #endif
 
 /* the end of the tile that starts at element start of n */
@@ -48,16 +46,16 @@ FO_INLINE Py_ssize_t FO_NAME(tile_end)(Py_ssize_t start, Py_ssize_t n) {
     return n - start < FO_TILE ? n : start + FO_TILE;
 }
 
-/* prefetch the tile FO_AHEAD elements past start in each array (NULL: absent) */
+/* prefetch the tile FO_PREFETCH_AHEAD elements past start in each array (NULL: absent) */
 FO_INLINE void FO_NAME(prefetch_ahead)(Py_ssize_t start, Py_ssize_t n, const FO_T* a,
                                        const FO_T* b, const FO_T* c, const FO_T* d,
                                        const FO_T* e) {
     const FO_T* arrays[5] = {a, b, c, d, e};
-    if (start + FO_AHEAD + FO_TILE > n)
+    if (start + FO_PREFETCH_AHEAD + FO_TILE > n)
         return;
     for (int k = 0; k < 5; k++)
         if (arrays[k] != NULL)
-            fo_prefetch_bytes(arrays[k] + start + FO_AHEAD, FO_TILE * sizeof(FO_T));
+            fo_prefetch_bytes(arrays[k] + start + FO_PREFETCH_AHEAD, FO_TILE * sizeof(FO_T));
 }
 
 /* g = grad_sign * grad (+ weight_decay * param when use_wd) */

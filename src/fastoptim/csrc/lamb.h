@@ -19,7 +19,7 @@
  * compiled for the baseline and for AVX2 and picked at run time) change nothing: the
  * additions are the same, in the same order, and -ffp-contract=off forbids FMA contraction.
  *
- * Both passes ask for the lines FO_LAMB_AHEAD elements ahead before each group of
+ * Both passes ask for the lines FO_PREFETCH_AHEAD elements ahead before each group of
  * FO_LAMB_GROUP elements (csrc/prefetch.h).
  *
  * Weight decay: when weight_decay == 0 the term weight_decay * p is not computed (0 * inf
@@ -57,8 +57,6 @@
 #define FO_LAMB_MIN_CHUNK 16384
 /* elements buffered at a time by pass 1 (a multiple of 8), and per prefetch of both passes */
 #define FO_LAMB_GROUP 64
-/* elements ahead that both passes prefetch (csrc/prefetch.h) */
-#define FO_LAMB_AHEAD 1024
 
 /* The elements per chunk for an array of n: a function of n alone. */
 static Py_ssize_t fo_lamb_chunk_length(Py_ssize_t n) {
@@ -204,17 +202,17 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_moments)(
     }
 }
 
-/* before the group of elements from i (of n): prefetch the group FO_LAMB_AHEAD elements
+/* before the group of elements from i (of n): prefetch the group FO_PREFETCH_AHEAD elements
    ahead in each array (NULL: absent) while it lies inside the n elements */
 FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_prefetch)(
         Py_ssize_t i, Py_ssize_t n, const FO_LT* a, const FO_LT* b, const FO_LT* c,
         const FO_LT* d) {
     const FO_LT* arrays[4] = {a, b, c, d};
-    if (i + FO_LAMB_AHEAD + FO_LAMB_GROUP > n)
+    if (i + FO_PREFETCH_AHEAD + FO_LAMB_GROUP > n)
         return;
     for (int k = 0; k < 4; k++)
         if (arrays[k] != NULL)
-            fo_prefetch_bytes(arrays[k] + i + FO_LAMB_AHEAD, FO_LAMB_GROUP * sizeof(FO_LT));
+            fo_prefetch_bytes(arrays[k] + i + FO_PREFETCH_AHEAD, FO_LAMB_GROUP * sizeof(FO_LT));
 }
 
 /* lane k += x[j]^2 for the elements j = k mod 8 of 8*groups buffered ones, in order */
