@@ -230,11 +230,7 @@ FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_update)(FO_AT v, FO_AT g, FO_AT
    FO_PREFETCH_AHEAD ahead in x and in y (NULL: absent) while they lie before `end` */
 FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_prefetch)(const FO_AT* x, const FO_AT* y,
                                                           Py_ssize_t at, Py_ssize_t end) {
-    if (at + FO_PREFETCH_AHEAD + 64 > end)
-        return;
-    fo_prefetch_bytes(x + at + FO_PREFETCH_AHEAD, 64 * sizeof(FO_AT));
-    if (y != NULL)
-        fo_prefetch_bytes(y + at + FO_PREFETCH_AHEAD, 64 * sizeof(FO_AT));
+    fo_prefetch_tile(at, 64, end, sizeof(FO_AT), x, y, NULL, NULL, NULL);
 }
 
 /* u = min(ir * ic, cap) * g (cap = 1/eps1; NaN kept): a factored array's update */

@@ -50,12 +50,7 @@ FO_INLINE Py_ssize_t FO_NAME(tile_end)(Py_ssize_t start, Py_ssize_t n) {
 FO_INLINE void FO_NAME(prefetch_ahead)(Py_ssize_t start, Py_ssize_t n, const FO_T* a,
                                        const FO_T* b, const FO_T* c, const FO_T* d,
                                        const FO_T* e) {
-    const FO_T* arrays[5] = {a, b, c, d, e};
-    if (start + FO_PREFETCH_AHEAD + FO_TILE > n)
-        return;
-    for (int k = 0; k < 5; k++)
-        if (arrays[k] != NULL)
-            fo_prefetch_bytes(arrays[k] + start + FO_PREFETCH_AHEAD, FO_TILE * sizeof(FO_T));
+    fo_prefetch_tile(start, FO_TILE, n, sizeof(FO_T), a, b, c, d, e);
 }
 
 /* g = grad_sign * grad (+ weight_decay * param when use_wd) */

@@ -202,19 +202,6 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_moments)(
     }
 }
 
-/* before the group of elements from i (of n): prefetch the group FO_PREFETCH_AHEAD elements
-   ahead in each array (NULL: absent) while it lies inside the n elements */
-FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_prefetch)(
-        Py_ssize_t i, Py_ssize_t n, const FO_LT* a, const FO_LT* b, const FO_LT* c,
-        const FO_LT* d) {
-    const FO_LT* arrays[4] = {a, b, c, d};
-    if (i + FO_PREFETCH_AHEAD + FO_LAMB_GROUP > n)
-        return;
-    for (int k = 0; k < 4; k++)
-        if (arrays[k] != NULL)
-            fo_prefetch_bytes(arrays[k] + i + FO_PREFETCH_AHEAD, FO_LAMB_GROUP * sizeof(FO_LT));
-}
-
 /* lane k += x[j]^2 for the elements j = k mod 8 of 8*groups buffered ones, in order */
 FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_lanes)(
         double* FO_LAMB_RESTRICT lanes, const FO_LT* FO_LAMB_RESTRICT x, int groups) {
@@ -238,7 +225,8 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_sums_loop)(
     Py_ssize_t i = 0, len;
     while (i < n) {
         len = n - i < FO_LAMB_GROUP ? n - i : FO_LAMB_GROUP;
-        FO_LNAME(lamb_prefetch)(i, n, param, grad, exp_avg, exp_avg_sq);
+        fo_prefetch_tile(i, FO_LAMB_GROUP, n, sizeof(FO_LT), param, grad, exp_avg, exp_avg_sq,
+                         NULL);
         FO_LNAME(lamb_moments)(param + i, grad + i, exp_avg + i, exp_avg_sq + i, len,
                                grad_sign, beta1, one_minus_beta1, beta2, one_minus_beta2,
                                inv_bc1, inv_bc2, eps_root, eps, weight_decay, pb, rb, use_wd);
@@ -283,7 +271,8 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_apply_loop)(
         FO_LT eps_root, FO_LT eps, FO_LT weight_decay, FO_LT scale, int use_wd) {
     for (Py_ssize_t t = 0; t < n; t += FO_LAMB_GROUP) {
         Py_ssize_t end = n - t < FO_LAMB_GROUP ? n : t + FO_LAMB_GROUP;
-        FO_LNAME(lamb_prefetch)(t, n, param, exp_avg, exp_avg_sq, NULL);
+        fo_prefetch_tile(t, FO_LAMB_GROUP, n, sizeof(FO_LT), param, exp_avg, exp_avg_sq, NULL,
+                         NULL);
         for (Py_ssize_t i = t; i < end; i++) {
             FO_LT p = param[i];
             param[i] = p - scale * FO_LNAME(lamb_direction)(exp_avg[i], exp_avg_sq[i], p,

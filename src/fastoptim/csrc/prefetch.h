@@ -28,6 +28,21 @@ static inline void fo_prefetch_bytes(const void* p, size_t bytes) {
 #endif
 }
 
+/* Before a tile of `len` elements (of `itemsize` bytes) at element `at` of arrays of n: the
+   tile FO_PREFETCH_AHEAD elements ahead in each array (NULL: absent), while it lies inside
+   the n elements. The tiled loops' prefetch (common.h, lamb.h, adafactor.h). */
+static inline void fo_prefetch_tile(ptrdiff_t at, ptrdiff_t len, ptrdiff_t n, size_t itemsize,
+                                    const void* a, const void* b, const void* c,
+                                    const void* d, const void* e) {
+    const void* arrays[5] = {a, b, c, d, e};
+    if (at + FO_PREFETCH_AHEAD + len > n)
+        return;
+    for (int k = 0; k < 5; k++)
+        if (arrays[k] != NULL)
+            fo_prefetch_bytes((const char*)arrays[k] + (at + FO_PREFETCH_AHEAD) * itemsize,
+                              (size_t)len * itemsize);
+}
+
 /* The vector loops of float32 and 16-bit arrays side by side (csrc/adam_lowmem.h's
    bfloat16 state, csrc/adam_mixed.h's half parameters), called at every element i of n a
    loop step starts at (a multiple of 8): every 16 elements the line FO_PREFETCH_AHEAD
