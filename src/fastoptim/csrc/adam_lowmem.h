@@ -574,7 +574,7 @@ FO_QINLINE float FO_QNAME(adam_update)(float p, float g, float* FO_RESTRICT m,
 /* ---- eight lanes of adam_update (levels 1 and 2): the same operations in the same order,
    no FMA, so the same bits ------------------------------------------------------------------ */
 typedef struct {
-    __m256 gs, wd, ps, b1, omb1, b2, omb2, ss, ibc, eps, mbound;
+    __m256 gs, wd, ps, b1, omb1, omb1_gs, b2, omb2, ss, ibc, eps, mbound;
 } FO_QNAME(adam_vec8);
 
 FO_QINLINE FO_QNAME(adam_vec8) FO_QNAME(adam_vec8_of)(const fo_lm_adam_coefficients* c) {
@@ -584,6 +584,7 @@ FO_QINLINE FO_QNAME(adam_vec8) FO_QNAME(adam_vec8_of)(const fo_lm_adam_coefficie
     k.ps = _mm256_set1_ps(c->param_scale);
     k.b1 = _mm256_set1_ps(c->beta1);
     k.omb1 = _mm256_set1_ps(c->one_minus_beta1);
+    k.omb1_gs = _mm256_set1_ps(c->one_minus_beta1 * c->grad_sign);
     k.b2 = _mm256_set1_ps(c->beta2);
     k.omb2 = _mm256_set1_ps(c->one_minus_beta2);
     k.ss = _mm256_set1_ps(c->step_size);
@@ -596,10 +597,14 @@ FO_QINLINE FO_QNAME(adam_vec8) FO_QNAME(adam_vec8_of)(const fo_lm_adam_coefficie
 /* m, v in and out; returns the new p (adam_update16's operations, eight lanes) */
 FO_QINLINE __m256 FO_QNAME(adam_update8)(__m256 p, __m256 g, __m256* m, __m256* v,
                                          const FO_QNAME(adam_vec8)* k, int use_wd, int scale) {
-    __m256 d = _mm256_mul_ps(k->gs, g);
-    if (use_wd)
-        d = _mm256_add_ps(d, _mm256_mul_ps(k->wd, p));
-    __m256 mn = _mm256_add_ps(_mm256_mul_ps(k->b1, *m), _mm256_mul_ps(k->omb1, d));
+    __m256 d, mn;
+    if (use_wd) {
+        d = _mm256_add_ps(_mm256_mul_ps(k->gs, g), _mm256_mul_ps(k->wd, p));
+        mn = _mm256_add_ps(_mm256_mul_ps(k->b1, *m), _mm256_mul_ps(k->omb1, d));
+    } else {                            /* adam_update16's fold of grad_sign */
+        d = g;
+        mn = _mm256_add_ps(_mm256_mul_ps(k->b1, *m), _mm256_mul_ps(k->omb1_gs, g));
+    }
     __m256 vn = _mm256_add_ps(_mm256_mul_ps(k->b2, *v),
                               _mm256_mul_ps(k->omb2, _mm256_mul_ps(d, d)));
     __m256 s = _mm256_sqrt_ps(vn);
@@ -672,9 +677,12 @@ FO_QINLINE __m256 FO_QNAME(lion_update8)(float* param, const float* grad, __m256
 
 #if FO_LM_VEC >= 2
 /* ---- sixteen lanes of adam_update (levels 2 to 4): the same operations in the same
-   order, no FMA, so the same bits ---------------------------------------------------------- */
+   order, no FMA, so the same bits. Without weight decay grad_sign (+1 or -1) is folded
+   into 1 - beta1: (1 - beta1) * (s * g) and (s * (1 - beta1)) * g are the same float (a sign
+   flip is exact), and (s * g) * (s * g) is g * g, NaNs included (a product with a NaN
+   operand is that NaN, quieted, its sign kept) ------------------------------------------ */
 typedef struct {
-    __m512 gs, wd, ps, b1, omb1, b2, omb2, ss, ibc, eps, mbound;
+    __m512 gs, wd, ps, b1, omb1, omb1_gs, b2, omb2, ss, ibc, eps, mbound;
 } FO_QNAME(adam_vec);
 
 FO_QINLINE FO_QNAME(adam_vec) FO_QNAME(adam_vec_of)(const fo_lm_adam_coefficients* c) {
@@ -684,6 +692,7 @@ FO_QINLINE FO_QNAME(adam_vec) FO_QNAME(adam_vec_of)(const fo_lm_adam_coefficient
     k.ps = _mm512_set1_ps(c->param_scale);
     k.b1 = _mm512_set1_ps(c->beta1);
     k.omb1 = _mm512_set1_ps(c->one_minus_beta1);
+    k.omb1_gs = _mm512_set1_ps(c->one_minus_beta1 * c->grad_sign);
     k.b2 = _mm512_set1_ps(c->beta2);
     k.omb2 = _mm512_set1_ps(c->one_minus_beta2);
     k.ss = _mm512_set1_ps(c->step_size);
@@ -697,10 +706,14 @@ FO_QINLINE FO_QNAME(adam_vec) FO_QNAME(adam_vec_of)(const fo_lm_adam_coefficient
 FO_QINLINE __m512 FO_QNAME(adam_update16)(__m512 p, __m512 g, __m512* m, __m512* v,
                                           const FO_QNAME(adam_vec)* k, int use_wd, int scale) {
     const __m512i signbit = _mm512_set1_epi32((int)0x80000000u);
-    __m512 d = _mm512_mul_ps(k->gs, g);
-    if (use_wd)
-        d = _mm512_add_ps(d, _mm512_mul_ps(k->wd, p));
-    __m512 mn = _mm512_add_ps(_mm512_mul_ps(k->b1, *m), _mm512_mul_ps(k->omb1, d));
+    __m512 d, mn;
+    if (use_wd) {
+        d = _mm512_add_ps(_mm512_mul_ps(k->gs, g), _mm512_mul_ps(k->wd, p));
+        mn = _mm512_add_ps(_mm512_mul_ps(k->b1, *m), _mm512_mul_ps(k->omb1, d));
+    } else {
+        d = g;
+        mn = _mm512_add_ps(_mm512_mul_ps(k->b1, *m), _mm512_mul_ps(k->omb1_gs, g));
+    }
     __m512 vn = _mm512_add_ps(_mm512_mul_ps(k->b2, *v),
                               _mm512_mul_ps(k->omb2, _mm512_mul_ps(d, d)));
     __m512 s = _mm512_sqrt_ps(vn);
@@ -1388,6 +1401,21 @@ FO_QINLINE __m512i FO_QNAME(absmax16)(__m512i acc, __m512 x) {
                                                      _mm512_castps_si512(x)));
 }
 
+/* absmax16 of Adam's new v, beta2 * v + (1 - beta2) * d * d: products and sums of terms >= +0,
+   so >= +0 (never -0) or NaN, and as unsigned every NaN's bits (either sign) lie above inf's:
+   one maximum, no mask */
+FO_QINLINE __m512i FO_QNAME(absmax16u)(__m512i acc, __m512 x) {
+    return _mm512_max_epu32(acc, _mm512_castps_si512(x));
+}
+
+/* the maximum over the lanes of absmax16u, as unsigned */
+FO_QINLINE float FO_QNAME(hmax16u)(__m512i acc) {
+    uint32_t top = _mm512_reduce_max_epu32(acc);
+    float r;
+    memcpy(&r, &top, sizeof r);
+    return r;
+}
+
 /* the maximum over the lanes of absmax16 (the same value in any order) */
 FO_QINLINE float FO_QNAME(hmax16)(__m512i acc) {
     int32_t top = _mm512_reduce_max_epi32(acc);
@@ -1533,7 +1561,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
             _mm512_store_ps(cur->m + j, m);
             _mm512_store_ps(cur->v + j, v);
             new_am = FO_QNAME(absmax16)(new_am, m);
-            new_av = FO_QNAME(absmax16)(new_av, v);
+            new_av = FO_QNAME(absmax16u)(new_av, v);
             if (b + FO_Q8_AHEAD < blocks) {
                 _mm_prefetch((const char*)(p_b + FO_Q8_AHEAD * FO_Q8_BLOCK + j), _MM_HINT_T0);
                 _mm_prefetch((const char*)(g_b + FO_Q8_AHEAD * FO_Q8_BLOCK + j), _MM_HINT_T0);
@@ -1552,7 +1580,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
         cur->m_live = FO_QNAME(q8_scale)(FO_QNAME(hmax16)(new_am), m_absmax + b, cur->m_codes,
                                          cur->m, t->m_bucket, t->m_shift, t->m_zero,
                                          &cur->m_pre, &cur->m_inv);
-        cur->v_live = FO_QNAME(q8_scale)(FO_QNAME(hmax16)(new_av), v_absmax + b, cur->v_codes,
+        cur->v_live = FO_QNAME(q8_scale)(FO_QNAME(hmax16u)(new_av), v_absmax + b, cur->v_codes,
                                          cur->v, t->v_bucket, t->v_shift, t->v_zero,
                                          &cur->v_pre, &cur->v_inv);
         prev = cur;
