@@ -112,7 +112,8 @@ def test_int8_special_values_and_dead_blocks_match_the_reference(level, n):
     b - 1's codes while it updates block b) and a partial tail: a block of zero gradients
     (absmax 0: the zero code), a block with a NaN (absmax NaN: index 0), an inf, values
     whose normalized moments fall below 2**-25 and above 2**-1, -0.0 and subnormal
-    moments, over a few steps."""
+    moments, a block whose v alone is prescaled (m's and v's scales differ), over a few
+    steps."""
     rng = np.random.default_rng(7)
     param = rng.standard_normal(n).astype(np.float32)
     base = (rng.standard_normal(n) * np.float32(1e-3)).astype(np.float32)
@@ -122,6 +123,7 @@ def test_int8_special_values_and_dead_blocks_match_the_reference(level, n):
     base[1024] = np.inf
     base[1280:1536:2] = -0.0
     base[1536] = 3e30                                        # the rest of its block < 2**-25
+    base[1792:2048] *= np.float32(1e-15)                     # only v's absmax < 2**-100
     base[-3:] = [np.nan, -1e-38, 1e-45]                      # the tail
     state = lm.adam_state(param, "int8")
     ref = {k: v.copy() for k, v in state.items()}
@@ -136,6 +138,7 @@ def test_int8_special_values_and_dead_blocks_match_the_reference(level, n):
         assert np.array_equal(bits(state[key]), bits(ref[key])), key
     assert lm.state_kind(state) == "int8"
     assert state["exp_avg_absmax"][1] == 0 and np.isnan(state["exp_avg_absmax"][3])
+    assert state["exp_avg_absmax"][7] >= 2.0 ** -100 > state["exp_avg_sq_absmax"][7] > 0
 
 
 def test_dynamic_map_is_bitsandbytes_scheme():

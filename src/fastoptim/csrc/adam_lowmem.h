@@ -1256,13 +1256,12 @@ FO_QINLINE float FO_QNAME(hmax8)(__m256i acc) {
 
 /* the codes of eight new values x of a block (requantize8's rule, lane-wise), with the
    block's pre and 1 / (absmax * pre) (q8_scale) */
-FO_QINLINE void FO_QNAME(requantize_chunk8)(uint8_t* FO_RESTRICT codes, __m256 x, float pre,
-                                            float inv, int prescaled, int is_signed,
+FO_QINLINE void FO_QNAME(requantize_chunk8)(uint8_t* FO_RESTRICT codes, __m256 x, __m256 pre,
+                                            __m256 inv, int prescaled, int is_signed,
                                             const FO_QNAME(q8_search8)* s) {
     if (prescaled)              /* else pre is 1: x * 1 is x */
-        x = _mm256_mul_ps(x, _mm256_set1_ps(pre));
-    FO_QNAME(store8)(codes, FO_QNAME(q8_index8)(s, _mm256_mul_ps(x, _mm256_set1_ps(inv)),
-                                                is_signed));
+        x = _mm256_mul_ps(x, pre);
+    FO_QNAME(store8)(codes, FO_QNAME(q8_index8)(s, _mm256_mul_ps(x, inv), is_signed));
 }
 
 /* a block's moments, once updated: their new values and q8_scale's of each */
@@ -1276,7 +1275,33 @@ typedef struct {
 } FO_QNAME(q8_pending8);
 
 /* the codes of the pending block's chunk of eight at j (nothing for a block already stored) */
-FO_QINLINE void FO_QNAME(q8_flush8)(const FO_QNAME(q8_pending8)* q, int j,
+/* the pending block's search, in registers: a copy of its q8_pending8 that the loop keeps
+   in a local variable (read from the ring's scalars, pre and 1 / (absmax * pre) were loaded
+   and broadcast again for every chunk) */
+typedef struct {
+    const float* m;
+    const float* v;
+    uint8_t* m_codes;
+    uint8_t* v_codes;
+    __m256 m_pre, m_inv, v_pre, v_inv;
+    int m_live, v_live;
+} FO_QNAME(q8_flushing8);
+
+FO_QINLINE void FO_QNAME(q8_flushing8_of)(FO_QNAME(q8_flushing8)* fl,
+                                          const FO_QNAME(q8_pending8)* q) {
+    fl->m = q->m;
+    fl->v = q->v;
+    fl->m_codes = q->m_codes;
+    fl->v_codes = q->v_codes;
+    fl->m_live = q->m_live;
+    fl->v_live = q->v_live;
+    fl->m_pre = _mm256_set1_ps(q->m_pre);
+    fl->m_inv = _mm256_set1_ps(q->m_inv);
+    fl->v_pre = _mm256_set1_ps(q->v_pre);
+    fl->v_inv = _mm256_set1_ps(q->v_inv);
+}
+
+FO_QINLINE void FO_QNAME(q8_flush8)(const FO_QNAME(q8_flushing8)* q, int j,
                                     const FO_QNAME(q8_search8)* ms,
                                     const FO_QNAME(q8_search8)* vs) {
     if (q->m_live)
@@ -1305,7 +1330,8 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
     const FO_QNAME(adam_vec8) k = FO_QNAME(adam_vec8_of)(c);
     const FO_QNAME(q8_search8) ms = FO_QNAME(q8_search8_of)(t->m_bucket, t->m_shift);
     const FO_QNAME(q8_search8) vs = FO_QNAME(q8_search8_of)(t->v_bucket, t->v_shift);
-    FO_QNAME(q8_pending8)* prev = NULL;
+    FO_QNAME(q8_flushing8) fl;
+    fl.m_live = fl.v_live = 0;
     for (Py_ssize_t b = 0; b < blocks; b++) {
         FO_QNAME(q8_pending8)* cur = &ring[b & 1];
         const Py_ssize_t lo = b * FO_Q8_BLOCK;
@@ -1337,8 +1363,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
                                  _MM_HINT_T0);
                 }
             }
-            if (prev != NULL)
-                FO_QNAME(q8_flush8)(prev, j, &ms, &vs);
+            FO_QNAME(q8_flush8)(&fl, j, &ms, &vs);
         }
         cur->m_codes = exp_avg + lo;
         cur->v_codes = exp_avg_sq + lo;
@@ -1348,11 +1373,10 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
         cur->v_live = FO_QNAME(q8_scale)(FO_QNAME(hmax8)(new_av), v_absmax + b, cur->v_codes,
                                          cur->v, t->v_bucket, t->v_shift, t->v_zero,
                                          &cur->v_pre, &cur->v_inv);
-        prev = cur;
+        FO_QNAME(q8_flushing8_of)(&fl, cur);
     }
-    if (prev != NULL)
-        for (int j = 0; j < FO_Q8_BLOCK; j += 8)
-            FO_QNAME(q8_flush8)(prev, j, &ms, &vs);
+    for (int j = 0; j < FO_Q8_BLOCK; j += 8)
+        FO_QNAME(q8_flush8)(&fl, j, &ms, &vs);
 }
 #endif
 
@@ -1425,13 +1449,13 @@ FO_QINLINE float FO_QNAME(hmax16)(__m512i acc) {
 }
 
 /* requantize_chunk8 on sixteen lanes */
-FO_QINLINE void FO_QNAME(requantize_chunk16)(uint8_t* FO_RESTRICT codes, __m512 x, float pre,
-                                             float inv, int prescaled, int is_signed,
+FO_QINLINE void FO_QNAME(requantize_chunk16)(uint8_t* FO_RESTRICT codes, __m512 x, __m512 pre,
+                                             __m512 inv, int prescaled, int is_signed,
                                              const FO_QNAME(q8_search16)* s) {
     if (prescaled)              /* else pre is 1: x * 1 is x */
-        x = _mm512_mul_ps(x, _mm512_set1_ps(pre));
+        x = _mm512_mul_ps(x, pre);
     _mm512_mask_cvtepi32_storeu_epi8(codes, (__mmask16)0xffff, FO_QNAME(q8_index16)(
-        s, _mm512_mul_ps(x, _mm512_set1_ps(inv)), is_signed));
+        s, _mm512_mul_ps(x, inv), is_signed));
 }
 
 #if FO_LM_VEC >= 3
@@ -1483,6 +1507,22 @@ FO_QINLINE void FO_QNAME(q8_decode64)(const uint8_t* codes, const FO_QNAME(q8_pl
     out[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(w01h, w23h));
     out[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(w01h, w23h));
 }
+
+/* the whole runs of 64 at the start of a block of len values by byte permutes (the rest is
+   q8_decode_block's); returns the count decoded */
+FO_QINLINE Py_ssize_t FO_QNAME(q8_decode_runs)(const uint8_t* FO_RESTRICT codes, float absmax,
+                                              const FO_QNAME(q8_planes)* pl,
+                                              float* FO_RESTRICT dst, Py_ssize_t len) {
+    const __m512 a16 = _mm512_set1_ps(absmax);
+    Py_ssize_t j = 0;
+    for (; j + 64 <= len; j += 64) {
+        __m512 v[4];
+        FO_QNAME(q8_decode64)(codes + j, pl, v);
+        for (int r = 0; r < 4; r++)
+            _mm512_storeu_ps(dst + j + 16 * r, _mm512_mul_ps(v[r], a16));
+    }
+    return j;
+}
 #endif
 
 /* q8_pending8 for sixteen lanes */
@@ -1495,10 +1535,34 @@ typedef struct {
     int m_live, v_live;
 } FO_QNAME(q8_pending16);
 
+/* q8_flushing8 for sixteen lanes */
+typedef struct {
+    const float* m;
+    const float* v;
+    uint8_t* m_codes;
+    uint8_t* v_codes;
+    __m512 m_pre, m_inv, v_pre, v_inv;
+    int m_live, v_live;
+} FO_QNAME(q8_flushing16);
+
+FO_QINLINE void FO_QNAME(q8_flushing16_of)(FO_QNAME(q8_flushing16)* fl,
+                                           const FO_QNAME(q8_pending16)* q) {
+    fl->m = q->m;
+    fl->v = q->v;
+    fl->m_codes = q->m_codes;
+    fl->v_codes = q->v_codes;
+    fl->m_live = q->m_live;
+    fl->v_live = q->v_live;
+    fl->m_pre = _mm512_set1_ps(q->m_pre);
+    fl->m_inv = _mm512_set1_ps(q->m_inv);
+    fl->v_pre = _mm512_set1_ps(q->v_pre);
+    fl->v_inv = _mm512_set1_ps(q->v_inv);
+}
+
 /* q8_flush8 for sixteen lanes */
-FO_QINLINE void FO_QNAME(q8_flush16)(const FO_QNAME(q8_pending16)* q, int j,
-                                     const FO_QNAME(q8_search16)* ms,
-                                     const FO_QNAME(q8_search16)* vs) {
+FO_QINLINE void FO_QNAME(q8_flush16)(const FO_QNAME(q8_flushing16)* q, int j,
+                                      const FO_QNAME(q8_search16)* ms,
+                                      const FO_QNAME(q8_search16)* vs) {
     if (q->m_live)
         FO_QNAME(requantize_chunk16)(q->m_codes + j, _mm512_load_ps(q->m + j), q->m_pre,
                                      q->m_inv, q->m_live > 1, 1, ms);
@@ -1506,6 +1570,7 @@ FO_QINLINE void FO_QNAME(q8_flush16)(const FO_QNAME(q8_pending16)* q, int j,
         FO_QNAME(requantize_chunk16)(q->v_codes + j, _mm512_load_ps(q->v + j), q->v_pre,
                                      q->v_inv, q->v_live > 1, 0, vs);
 }
+
 
 /* `blocks` consecutive full blocks, software-pipelined: the update of block b (bound by the
    divider: sqrt and division) runs interleaved with the nearest-code search of block b - 1
@@ -1525,12 +1590,14 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
     const FO_QNAME(adam_vec) k = FO_QNAME(adam_vec_of)(c);
     const FO_QNAME(q8_search16) ms = FO_QNAME(q8_search16_of)(t->m_bucket, t->m_shift);
     const FO_QNAME(q8_search16) vs = FO_QNAME(q8_search16_of)(t->v_bucket, t->v_shift);
-    FO_QNAME(q8_pending16)* prev = NULL;
+    FO_QNAME(q8_flushing16) fl;
+    fl.m_live = fl.v_live = 0;
 #if FO_LM_VEC >= 3
     FO_QNAME(q8_planes) m_planes, v_planes;
     FO_QNAME(q8_planes_of)(t->m_code, &m_planes);
     FO_QNAME(q8_planes_of)(t->v_code, &v_planes);
-    __m512 m_codes[4], v_codes[4];
+    float m_dec[FO_Q8_BLOCK] __attribute__((aligned(64)));
+    float v_dec[FO_Q8_BLOCK] __attribute__((aligned(64)));
 #endif
     for (Py_ssize_t b = 0; b < blocks; b++) {
         FO_QNAME(q8_pending16)* cur = &ring[b & 1];
@@ -1539,16 +1606,19 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
         const float* FO_RESTRICT g_b = grad + lo;
         const uint8_t* mc = exp_avg + lo;
         const uint8_t* vc = exp_avg_sq + lo;
-        const __m512 am = _mm512_set1_ps(m_absmax[b]), av = _mm512_set1_ps(v_absmax[b]);
         __m512i new_am = _mm512_setzero_si512(), new_av = _mm512_setzero_si512();
+#if FO_LM_VEC < 3
+        const __m512 am = _mm512_set1_ps(m_absmax[b]), av = _mm512_set1_ps(v_absmax[b]);
+#else
+        /* the block's moments first, one table at a time (its 16 plane registers then stay
+           in registers; decoding m and v together in the update loop spilled them) */
+        FO_QNAME(q8_decode_runs)(mc, m_absmax[b], &m_planes, m_dec, FO_Q8_BLOCK);
+        FO_QNAME(q8_decode_runs)(vc, v_absmax[b], &v_planes, v_dec, FO_Q8_BLOCK);
+#endif
         for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
 #if FO_LM_VEC >= 3
-            if ((j & 63) == 0) {
-                FO_QNAME(q8_decode64)(mc + j, &m_planes, m_codes);
-                FO_QNAME(q8_decode64)(vc + j, &v_planes, v_codes);
-            }
-            __m512 m = _mm512_mul_ps(m_codes[(j >> 4) & 3], am);
-            __m512 v = _mm512_mul_ps(v_codes[(j >> 4) & 3], av);
+            __m512 m = _mm512_load_ps(m_dec + j);
+            __m512 v = _mm512_load_ps(v_dec + j);
 #else
             __m512i mi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(mc + j)));
             __m512i vi = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(vc + j)));
@@ -1572,8 +1642,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
                                  _MM_HINT_T0);
                 }
             }
-            if (prev != NULL)
-                FO_QNAME(q8_flush16)(prev, j, &ms, &vs);
+            FO_QNAME(q8_flush16)(&fl, j, &ms, &vs);
         }
         cur->m_codes = exp_avg + lo;
         cur->v_codes = exp_avg_sq + lo;
@@ -1583,11 +1652,10 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
         cur->v_live = FO_QNAME(q8_scale)(FO_QNAME(hmax16u)(new_av), v_absmax + b, cur->v_codes,
                                          cur->v, t->v_bucket, t->v_shift, t->v_zero,
                                          &cur->v_pre, &cur->v_inv);
-        prev = cur;
+        FO_QNAME(q8_flushing16_of)(&fl, cur);
     }
-    if (prev != NULL)
-        for (int j = 0; j < FO_Q8_BLOCK; j += 16)
-            FO_QNAME(q8_flush16)(prev, j, &ms, &vs);
+    for (int j = 0; j < FO_Q8_BLOCK; j += 16)
+        FO_QNAME(q8_flush16)(&fl, j, &ms, &vs);
 }
 #endif
 
@@ -1618,24 +1686,6 @@ FO_QINLINE void FO_QNAME(q8_decode_block)(const uint8_t* FO_RESTRICT codes, floa
     for (; j < len; j++)
         dst[j] = code[codes[j]] * absmax;
 }
-
-#if FO_LM_VEC >= 3
-/* the whole runs of 64 at the start of a block of len values by byte permutes (the rest is
-   q8_decode_block's); returns the count decoded */
-FO_QINLINE Py_ssize_t FO_QNAME(q8_decode_runs)(const uint8_t* FO_RESTRICT codes, float absmax,
-                                              const FO_QNAME(q8_planes)* pl,
-                                              float* FO_RESTRICT dst, Py_ssize_t len) {
-    const __m512 a16 = _mm512_set1_ps(absmax);
-    Py_ssize_t j = 0;
-    for (; j + 64 <= len; j += 64) {
-        __m512 v[4];
-        FO_QNAME(q8_decode64)(codes + j, pl, v);
-        for (int r = 0; r < 4; r++)
-            _mm512_storeu_ps(dst + j + 16 * r, _mm512_mul_ps(v[r], a16));
-    }
-    return j;
-}
-#endif
 
 /* planes: NULL, or fo_lm_q8_planes of code (byte permutes at levels 3 and 4) */
 FO_QTARGET static void FO_QNAME(q8_decode_range)(const uint8_t* FO_RESTRICT codes,
@@ -1676,10 +1726,12 @@ FO_QINLINE void FO_QNAME(q8_encode_block)(const float* FO_RESTRICT src,
             acc = FO_QNAME(absmax16)(acc, _mm512_loadu_ps(src + j));
         int live = FO_QNAME(q8_scale)(FO_QNAME(hmax16)(acc), absmax, codes, src, bucket, shift,
                                       zero, &pre, &inv);
-        if (live)
+        if (live) {
+            const __m512 pre16 = _mm512_set1_ps(pre), inv16 = _mm512_set1_ps(inv);
             for (int j = 0; j < FO_Q8_BLOCK; j += 16)
-                FO_QNAME(requantize_chunk16)(codes + j, _mm512_loadu_ps(src + j), pre, inv,
+                FO_QNAME(requantize_chunk16)(codes + j, _mm512_loadu_ps(src + j), pre16, inv16,
                                              live > 1, is_signed, &s);
+        }
         return;
     }
 #elif FO_LM_VEC
@@ -1692,7 +1744,8 @@ FO_QINLINE void FO_QNAME(q8_encode_block)(const float* FO_RESTRICT src,
                                       zero, &pre, &inv);
         if (live)
             for (int j = 0; j < FO_Q8_BLOCK; j += 8)
-                FO_QNAME(requantize_chunk8)(codes + j, _mm256_loadu_ps(src + j), pre, inv,
+                FO_QNAME(requantize_chunk8)(codes + j, _mm256_loadu_ps(src + j),
+                                            _mm256_set1_ps(pre), _mm256_set1_ps(inv),
                                             live > 1, is_signed, &s);
         return;
     }
