@@ -1561,8 +1561,8 @@ FO_QINLINE void FO_QNAME(q8_flushing16_of)(FO_QNAME(q8_flushing16)* fl,
 
 /* q8_flush8 for sixteen lanes */
 FO_QINLINE void FO_QNAME(q8_flush16)(const FO_QNAME(q8_flushing16)* q, int j,
-                                      const FO_QNAME(q8_search16)* ms,
-                                      const FO_QNAME(q8_search16)* vs) {
+                                     const FO_QNAME(q8_search16)* ms,
+                                     const FO_QNAME(q8_search16)* vs) {
     if (q->m_live)
         FO_QNAME(requantize_chunk16)(q->m_codes + j, _mm512_load_ps(q->m + j), q->m_pre,
                                      q->m_inv, q->m_live > 1, 1, ms);
@@ -1571,11 +1571,11 @@ FO_QINLINE void FO_QNAME(q8_flush16)(const FO_QNAME(q8_flushing16)* q, int j,
                                      q->v_inv, q->v_live > 1, 0, vs);
 }
 
-
 /* `blocks` consecutive full blocks, software-pipelined: the update of block b (bound by the
    divider: sqrt and division) runs interleaved with the nearest-code search of block b - 1
    (gathers and integer work), so the two kinds of work overlap in the core; the next blocks'
-   lines are prefetched FO_Q8_AHEAD blocks ahead. adam_q8_blocks_avx2's operations, sixteen
+   lines are prefetched FO_Q8_AHEAD blocks ahead. At levels 3 and 4 each block's m and v are
+   dequantized by byte permutes before its update. adam_q8_blocks_avx2's operations, sixteen
    lanes at a time: the same bits. */
 FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
                                                  const float* FO_RESTRICT grad,
