@@ -19,7 +19,8 @@ from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
 
 cdef extern from "csrc/adam_lowmem.h" nogil:
     ctypedef struct fo_lm_adam_coefficients:
-        float grad_sign
+        float grad_sign                 # +1, or -1 to maximize (no other value: the vector
+                                        # loops fold it into 1 - beta1)
         float weight_decay              # L2 term (Adam), 0 for AdamW
         float param_scale               # AdamW: 1 - lr*weight_decay; Adam: 1
         float beta1

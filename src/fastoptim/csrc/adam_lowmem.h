@@ -98,7 +98,8 @@ FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 /* elements per OpenMP work item: whole blocks */
 #define FO_LM_CHUNK (FO_Q8_BLOCK * 128)
 
-/* the per-call scalars (fastoptim.lowmem computes them once per call) */
+/* the per-call scalars (fastoptim.lowmem computes them once per call); grad_sign is +1, or
+   -1 to maximize, and no other value: the vector loops fold it into 1 - beta1 */
 typedef struct {
     float grad_sign, weight_decay, param_scale, beta1, one_minus_beta1, beta2,
         one_minus_beta2, step_size, inv_bias_correction2_sqrt, eps, m_bound;
