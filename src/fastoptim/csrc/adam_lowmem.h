@@ -1170,6 +1170,7 @@ FO_QINLINE int FO_QNAME(q8_scale)(float absmax, float* out, uint8_t* FO_RESTRICT
                                   int shift, uint8_t zero, float* pre, float* inv) {
     absmax = FO_QNAME(q8_absmax)(absmax);
     *out = absmax;
+    *pre = *inv = 1.0f;             /* defined when unused too: the loops copy them */
     if (!(absmax > 0)) {
         memset(codes, absmax == 0 ? zero : 0, FO_Q8_BLOCK);
         return 0;
