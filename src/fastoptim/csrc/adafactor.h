@@ -35,9 +35,9 @@
  * The caller passes a workspace of fo_af_workspace(batches, rows, cols) doubles (O(rows +
  * cols) per matrix: up to FO_AF_MAX_BLOCKS rows of column partial sums).
  *
- * Every pass walks its rows (or run) in tiles of 64 elements and, before each, asks for the
- * lines FO_PREFETCH_AHEAD elements ahead (csrc/prefetch.h); the lanes' additions are those
- * above.
+ * Every pass walks its rows (or run) in tiles of FO_AF_TILE (64) elements and, before each,
+ * asks for the lines FO_PREFETCH_AHEAD elements ahead (csrc/prefetch.h); the lanes' additions
+ * are those above.
  */
 #ifndef FO_AF_BODY
 #ifndef FASTOPTIM_ADAFACTOR_H
@@ -46,6 +46,9 @@
 #include <Python.h>
 #include <math.h>
 #include "prefetch.h"
+
+/* elements per prefetch tile of every pass (a multiple of the 8 lanes) */
+#define FO_AF_TILE 64
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FO_AF_RESTRICT __restrict__
@@ -226,11 +229,12 @@ FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_update)(FO_AT v, FO_AT g, FO_AT
     return ((FO_AT)1 / FO_ASQRT(v)) * g;
 }
 
-/* before a tile of 64 elements at offset `at` of x and y: prefetch the 64 elements
-   FO_PREFETCH_AHEAD ahead in x and in y (NULL: absent) while they lie before `end` */
+/* before a tile of FO_AF_TILE elements at offset `at` of x, y and z: prefetch the tile
+   FO_PREFETCH_AHEAD ahead in each (NULL: absent) while it lies before `end` */
 FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_prefetch)(const FO_AT* x, const FO_AT* y,
-                                                          Py_ssize_t at, Py_ssize_t end) {
-    fo_prefetch_tile(at, 64, end, sizeof(FO_AT), x, y, NULL, NULL, NULL);
+                                                          const FO_AT* z, Py_ssize_t at,
+                                                          Py_ssize_t end) {
+    fo_prefetch_tile(at, FO_AF_TILE, end, sizeof(FO_AT), x, y, z, NULL, NULL);
 }
 
 /* u = min(ir * ic, cap) * g (cap = 1/eps1; NaN kept): a factored array's update */
@@ -255,9 +259,9 @@ FO_ATARGET static double FO_ANAME(af_rows)(
         const FO_AT* FO_AF_RESTRICT p = param + i * cols;
         double rl[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         Py_ssize_t j;
-        for (Py_ssize_t t = 0; t < body; t += 64) {
-            Py_ssize_t end = body - t < 64 ? body : t + 64;
-            FO_ANAME(af_prefetch)(grad, param, i * cols + t, r1 * cols);
+        for (Py_ssize_t t = 0; t < body; t += FO_AF_TILE) {
+            Py_ssize_t end = fo_tile_end(t, FO_AF_TILE, body);
+            FO_ANAME(af_prefetch)(grad, param, NULL, i * cols + t, r1 * cols);
             for (j = t; j < end; j += 8)
                 for (int k = 0; k < 8; k++) {
                     double x = (double)g[j + k] * (double)g[j + k];
@@ -289,9 +293,9 @@ FO_ATARGET static double FO_ANAME(af_usum)(
         const FO_AT* FO_AF_RESTRICT g = grad + i * cols;
         FO_AT ir = (FO_AT)1 / FO_ASQRT(rvar[i]);
         Py_ssize_t j;
-        for (Py_ssize_t t = 0; t < body; t += 64) {
-            Py_ssize_t end = body - t < 64 ? body : t + 64;
-            FO_ANAME(af_prefetch)(grad, NULL, i * cols + t, r1 * cols);
+        for (Py_ssize_t t = 0; t < body; t += FO_AF_TILE) {
+            Py_ssize_t end = fo_tile_end(t, FO_AF_TILE, body);
+            FO_ANAME(af_prefetch)(grad, NULL, NULL, i * cols + t, r1 * cols);
             for (j = t; j < end; j += 8)
                 for (int k = 0; k < 8; k++) {
                     FO_AT u = FO_ANAME(af_factored)(ir, ic[j + k], g[j + k], cap);
@@ -317,9 +321,9 @@ FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_apply_loop)(
         FO_AT* FO_AF_RESTRICT p = param + i * cols;
         const FO_AT* FO_AF_RESTRICT g = grad + i * cols;
         FO_AT ir = (FO_AT)1 / FO_ASQRT(rvar[i]);
-        for (Py_ssize_t t = 0; t < cols; t += 64) {
-            Py_ssize_t end = cols - t < 64 ? cols : t + 64;
-            FO_ANAME(af_prefetch)(grad, param, i * cols + t, r1 * cols);
+        for (Py_ssize_t t = 0; t < cols; t += FO_AF_TILE) {
+            Py_ssize_t end = fo_tile_end(t, FO_AF_TILE, cols);
+            FO_ANAME(af_prefetch)(grad, param, NULL, i * cols + t, r1 * cols);
             for (Py_ssize_t j = t; j < end; j++) {
                 FO_AT u = FO_ANAME(af_factored)(ir, ic[j], grad_sign * g[j], cap);
                 FO_AT q = use_wd ? p[j] * decay : p[j];
@@ -349,10 +353,9 @@ FO_ATARGET static void FO_ANAME(af_vec_sums)(
         FO_AT eps1_sq, double* sums) {
     double pl[8] = {0, 0, 0, 0, 0, 0, 0, 0}, ul[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     Py_ssize_t i = lo, body = lo + (hi - lo) - (hi - lo) % 8;
-    for (Py_ssize_t t = lo; t < body; t += 64) {
-        Py_ssize_t end = body - t < 64 ? body : t + 64;
-        FO_ANAME(af_prefetch)(grad, param, t, hi);
-        FO_ANAME(af_prefetch)(var, NULL, t, hi);
+    for (Py_ssize_t t = lo; t < body; t += FO_AF_TILE) {
+        Py_ssize_t end = fo_tile_end(t, FO_AF_TILE, body);
+        FO_ANAME(af_prefetch)(grad, param, var, t, hi);
         for (i = t; i < end; i += 8)
             for (int k = 0; k < 8; k++) {
                 FO_AT g = grad_sign * grad[i + k];
@@ -381,10 +384,9 @@ FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_vec_apply_loop)(
         FO_AT* FO_AF_RESTRICT param, const FO_AT* FO_AF_RESTRICT grad,
         const FO_AT* FO_AF_RESTRICT var, Py_ssize_t lo, Py_ssize_t hi, FO_AT grad_sign,
         FO_AT eps1_sq, FO_AT decay, FO_AT step, int use_wd) {
-    for (Py_ssize_t t = lo; t < hi; t += 64) {
-        Py_ssize_t end = hi - t < 64 ? hi : t + 64;
-        FO_ANAME(af_prefetch)(grad, param, t, hi);
-        FO_ANAME(af_prefetch)(var, NULL, t, hi);
+    for (Py_ssize_t t = lo; t < hi; t += FO_AF_TILE) {
+        Py_ssize_t end = fo_tile_end(t, FO_AF_TILE, hi);
+        FO_ANAME(af_prefetch)(grad, param, var, t, hi);
         for (Py_ssize_t i = t; i < end; i++) {
             FO_AT u = FO_ANAME(af_update)(var[i], grad_sign * grad[i], eps1_sq);
             FO_AT q = use_wd ? param[i] * decay : param[i];

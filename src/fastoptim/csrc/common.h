@@ -43,7 +43,7 @@
 
 /* the end of the tile that starts at element start of n */
 FO_INLINE Py_ssize_t FO_NAME(tile_end)(Py_ssize_t start, Py_ssize_t n) {
-    return n - start < FO_TILE ? n : start + FO_TILE;
+    return fo_tile_end(start, FO_TILE, n);
 }
 
 /* prefetch the tile FO_PREFETCH_AHEAD elements past start in each array (NULL: absent) */

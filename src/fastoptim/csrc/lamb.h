@@ -224,7 +224,7 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_sums_loop)(
     FO_LT pb[FO_LAMB_GROUP], rb[FO_LAMB_GROUP];
     Py_ssize_t i = 0, len;
     while (i < n) {
-        len = n - i < FO_LAMB_GROUP ? n - i : FO_LAMB_GROUP;
+        len = fo_tile_end(i, FO_LAMB_GROUP, n) - i;
         fo_prefetch_tile(i, FO_LAMB_GROUP, n, sizeof(FO_LT), param, grad, exp_avg, exp_avg_sq,
                          NULL);
         FO_LNAME(lamb_moments)(param + i, grad + i, exp_avg + i, exp_avg_sq + i, len,
@@ -270,7 +270,7 @@ FO_LAMB_ALWAYS_INLINE FO_LTARGET void FO_LNAME(lamb_apply_loop)(
         const FO_LT* FO_LAMB_RESTRICT exp_avg_sq, Py_ssize_t n, FO_LT inv_bc1, FO_LT inv_bc2,
         FO_LT eps_root, FO_LT eps, FO_LT weight_decay, FO_LT scale, int use_wd) {
     for (Py_ssize_t t = 0; t < n; t += FO_LAMB_GROUP) {
-        Py_ssize_t end = n - t < FO_LAMB_GROUP ? n : t + FO_LAMB_GROUP;
+        Py_ssize_t end = fo_tile_end(t, FO_LAMB_GROUP, n);
         fo_prefetch_tile(t, FO_LAMB_GROUP, n, sizeof(FO_LT), param, exp_avg, exp_avg_sq, NULL,
                          NULL);
         for (Py_ssize_t i = t; i < end; i++) {

@@ -1,5 +1,6 @@
 /* Software prefetch for the kernels' loops (csrc/common.h's tiles, csrc/lamb.h's groups,
- * csrc/adafactor.h's passes, csrc/adam_lowmem.h's and csrc/adam_mixed.h's vector loops).
+ * csrc/adafactor.h's passes, csrc/adam_lowmem.h's and csrc/adam_mixed.h's vector loops), and
+ * the tiles' bound.
  *
  * On large arrays the hardware prefetchers alone leave a loop with arithmetic to do waiting
  * on memory; asking for the lines about 1,024 elements ahead, a few at a time, keeps it fed
@@ -26,6 +27,11 @@ static inline void fo_prefetch_bytes(const void* p, size_t bytes) {
 #else
     (void)p, (void)bytes;
 #endif
+}
+
+/* the end of the tile of `len` elements that starts at element `at` of n */
+static inline ptrdiff_t fo_tile_end(ptrdiff_t at, ptrdiff_t len, ptrdiff_t n) {
+    return n - at < len ? n : at + len;
 }
 
 /* Before a tile of `len` elements (of `itemsize` bytes) at element `at` of arrays of n: the
