@@ -1940,23 +1940,6 @@ FO_QTARGET static void FO_QNAME(q8_encode_range)(const float* FO_RESTRICT src,
     }
 }
 
-/* the parameter's and gradient's lines of the block FO_Q8_AHEAD blocks after the one at lo
-   (when it is whole), prefetched (the one-moment 8-bit loops) */
-FO_QINLINE void FO_QNAME(q8_prefetch_ahead)(const float* param, const float* grad,
-                                            Py_ssize_t lo, Py_ssize_t n) {
-#if FO_LM_VEC
-    if (lo + (FO_Q8_AHEAD + 1) * FO_Q8_BLOCK <= n)
-        for (int j = 0; j < FO_Q8_BLOCK; j += 16) {
-            _mm_prefetch((const char*)(param + lo + FO_Q8_AHEAD * FO_Q8_BLOCK + j),
-                         _MM_HINT_T0);
-            _mm_prefetch((const char*)(grad + lo + FO_Q8_AHEAD * FO_Q8_BLOCK + j),
-                         _MM_HINT_T0);
-        }
-#else
-    (void)param, (void)grad, (void)lo, (void)n;
-#endif
-}
-
 /* SGD with momentum (momentum_bf16_loop's formula) with its buffer stored blockwise in 8
    bits (the signed code, t's m_ tables): per block the buffer dequantized, updated and the
    parameter written, then the block requantized with its new absmax (q8_encode_block); at
@@ -2006,24 +1989,20 @@ FO_QINLINE void FO_QNAME(momentum_q8_loop)(float* param, const float* grad, uint
                                             const fo_lm_momentum_coefficients* c,
                                             const fo_lm_q8_tables* t, int use_wd,
                                             int nesterov) {
-    Py_ssize_t lo = 0, b = 0;
+    /* the full blocks pipelined (levels 1 to 4), then the rest block by block */
+    Py_ssize_t b = FO_LM_VEC ? n / FO_Q8_BLOCK : 0, lo = b * FO_Q8_BLOCK;
 #if FO_LM_VEC >= 2
     const FO_QNAME(momentum_vec16) k = FO_QNAME(momentum_vec16_of)(c);
-    b = n / FO_Q8_BLOCK;
-    lo = b * FO_Q8_BLOCK;
     if (b > 0)
         FO_QNAME(q8_one_blocks_avx512)(param, grad, codes, absmax, b, &k, NULL, t, use_wd,
                                        nesterov);
 #elif FO_LM_VEC
     const FO_QNAME(momentum_vec8) k = FO_QNAME(momentum_vec8_of)(c);
-    b = n / FO_Q8_BLOCK;
-    lo = b * FO_Q8_BLOCK;
     if (b > 0)
         FO_QNAME(q8_one_blocks_avx2)(param, grad, codes, absmax, b, &k, NULL, t, use_wd,
                                      nesterov);
 #endif
     for (; lo < n; lo += FO_Q8_BLOCK, b++) {
-        FO_QNAME(q8_prefetch_ahead)(param, grad, lo, n);
         FO_QNAME(momentum_q8_block)(param + lo, grad + lo, codes + lo, absmax + b,
                                     n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK, c, t,
                                     use_wd, nesterov);
@@ -2094,19 +2073,16 @@ FO_QTARGET static void FO_QNAME(lion_q8_range)(float* param, const float* grad,
                                                 const fo_lm_q8_tables* t) {
     fo_lm_lion_coefficients k = *c;
     int w = k.weight_decay != 0;
-    Py_ssize_t lo = 0, b = 0;
+    /* the full blocks pipelined (levels 1 to 4), then the rest block by block */
+    Py_ssize_t b = FO_LM_VEC ? n / FO_Q8_BLOCK : 0, lo = b * FO_Q8_BLOCK;
 #if FO_LM_VEC >= 2
     const FO_QNAME(lion_vec16) k16 = FO_QNAME(lion_vec16_of)(&k);
-    b = n / FO_Q8_BLOCK;
-    lo = b * FO_Q8_BLOCK;
     if (b > 0 && w)
         FO_QNAME(q8_one_blocks_avx512)(param, grad, codes, absmax, b, NULL, &k16, t, 1, 0);
     else if (b > 0)
         FO_QNAME(q8_one_blocks_avx512)(param, grad, codes, absmax, b, NULL, &k16, t, 0, 0);
 #elif FO_LM_VEC
     const FO_QNAME(lion_vec8) k8 = FO_QNAME(lion_vec8_of)(&k);
-    b = n / FO_Q8_BLOCK;
-    lo = b * FO_Q8_BLOCK;
     if (b > 0 && w)
         FO_QNAME(q8_one_blocks_avx2)(param, grad, codes, absmax, b, NULL, &k8, t, 1, 0);
     else if (b > 0)
@@ -2114,7 +2090,6 @@ FO_QTARGET static void FO_QNAME(lion_q8_range)(float* param, const float* grad,
 #endif
     for (; lo < n; lo += FO_Q8_BLOCK, b++) {
         Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
-        FO_QNAME(q8_prefetch_ahead)(param, grad, lo, n);
         if (w)
             FO_QNAME(lion_q8_block)(param + lo, grad + lo, codes + lo, absmax + b, len, &k, t,
                                     1);
