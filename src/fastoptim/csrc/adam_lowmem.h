@@ -1246,16 +1246,18 @@ FO_QINLINE int FO_QNAME(q8_scale)(float absmax, float* out, uint8_t* FO_RESTRICT
 
 /* the 8-bit block loops' prefetch for the chunk at j of the block FO_Q8_AHEAD blocks after
    the one at p_b, g_b, c1 and c2 (its codes; c2 NULL for one moment): the parameter's and
-   gradient's line of the chunk, and for j < 64 a line of each code array */
+   gradient's line of the chunk, and for j < 64 a line of each code array (into L1, or L2:
+   fo_prefetch_to_l2) */
 FO_QINLINE void FO_QNAME(q8_prefetch_chunk)(const float* p_b, const float* g_b,
                                             const uint8_t* c1, const uint8_t* c2, int j) {
     const Py_ssize_t ahead = FO_Q8_AHEAD * FO_Q8_BLOCK;
-    _mm_prefetch((const char*)(p_b + ahead + j), _MM_HINT_T0);
-    _mm_prefetch((const char*)(g_b + ahead + j), _MM_HINT_T0);
+    int to_l2 = fo_prefetch_to_l2();
+    fo_prefetch_line(p_b + ahead + j, to_l2);
+    fo_prefetch_line(g_b + ahead + j, to_l2);
     if (j < 64) {
-        _mm_prefetch((const char*)(c1 + ahead + 4 * j), _MM_HINT_T0);
+        fo_prefetch_line(c1 + ahead + 4 * j, to_l2);
         if (c2 != NULL)
-            _mm_prefetch((const char*)(c2 + ahead + 4 * j), _MM_HINT_T0);
+            fo_prefetch_line(c2 + ahead + 4 * j, to_l2);
     }
 }
 
