@@ -165,6 +165,8 @@ def test_show_config_lists_numba_threads_and_crossovers(capsys):
     assert "numba" in out and f"threads   {fo.get_num_threads()}" in out
     assert f"{_backends.PARALLEL_MIN_TRAFFIC} bytes" in out
     assert ("openmp    yes" in out) == kernels.openmp_enabled()
+    assert (f"prefetch  into {kernels.prefetch_target()}, {kernels.PREFETCH_AHEAD:,} "
+            "elements") in out
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's /proc")

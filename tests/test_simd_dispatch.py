@@ -39,6 +39,25 @@ def test_running_variant_is_the_best_this_cpu_supports():
     assert kernels.simd_targets()[0] == "sse2"
 
 
+def cpu_vendor():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+@pytest.mark.skipif(not X86 or cpu_vendor() is None, reason="needs x86 Linux (/proc/cpuinfo)")
+def test_prefetch_goes_to_l2_on_amd_and_l1_elsewhere():
+    """csrc/prefetch.h's policy, read back from the compiled module: the CPU model word
+    gcc's __builtin_cpu_is reads agrees with the kernel's vendor string."""
+    expected = "L2" if cpu_vendor() == "AuthenticAMD" else "L1"
+    assert kernels.prefetch_target() == expected
+
+
 def test_unknown_or_unsupported_variant_is_refused():
     with pytest.raises(ValueError, match="not available"):
         kernels._select_simd_target("no-such-target")

@@ -47,6 +47,8 @@ def config_lines() -> list:
         f"numba     {numba_status()}",
         f"threads   {_threads.get_num_threads()} (set_num_threads, else "
         f"{_threads.ENV_VAR}, else the {_threads.available_cpus()} CPUs available)",
+        f"prefetch  into {kernels.prefetch_target()}, {kernels.PREFETCH_AHEAD:,} elements "
+        f"ahead of the loops",
         "openmp    " + ("yes" if kernels.openmp_enabled() else
                         "no: built without OpenMP, the cython kernels run on one thread"),
         f"auto      serial cython below {kernels.get_parallel_min_traffic()} bytes moved per call "
