@@ -43,15 +43,7 @@ cdef extern from *:
     const int FO_BUILT_WITH_OPENMP
 
 
-cdef extern from *:
-    """
-    #include "csrc/prefetch.h"
-    #if defined(__GNUC__) || defined(__clang__)
-    #define FO_HAS_PREFETCH 1
-    #else
-    #define FO_HAS_PREFETCH 0
-    #endif
-    """
+cdef extern from "csrc/prefetch.h":
     const int FO_HAS_PREFETCH
     const int FO_PREFETCH_AHEAD
     int fo_prefetch_to_l2() nogil

@@ -19,6 +19,14 @@
 #define FO_PREFETCH_AHEAD 1024
 #endif
 
+/* 1 where the compiler has a prefetch builtin (gcc, clang), else 0: the loops then prefetch
+   nothing (fastoptim.kernels.prefetch_target() says "none") */
+#if defined(__GNUC__) || defined(__clang__)
+#define FO_HAS_PREFETCH 1
+#else
+#define FO_HAS_PREFETCH 0
+#endif
+
 /* Where the lines go: into L1 (prefetcht0), except on AMD CPUs, where into L2 (prefetcht1).
    Float32 Adam on 2 cores, torch's fused step / ours, medians of 6 alternating runs:
    - Intel Sapphire Rapids: L1 measured faster than no prefetch (bench/README.md);
@@ -35,10 +43,10 @@ static inline int fo_prefetch_to_l2(void) {
 #endif
 }
 
-/* ask for the cache line at p (gcc and clang; nothing elsewhere), into fo_prefetch_to_l2's
+/* ask for the cache line at p (nothing without FO_HAS_PREFETCH), into fo_prefetch_to_l2's
    level when `to_l2`, else L1 */
 static inline void fo_prefetch_line(const void* p, int to_l2) {
-#if defined(__GNUC__) || defined(__clang__)
+#if FO_HAS_PREFETCH
     if (to_l2)
         __builtin_prefetch(p, 0, 2);
     else
