@@ -270,6 +270,8 @@ def adam_q8(param, grad, m, m_absmax, v, v_absmax, tuple coefficients, tuple tab
     t.m_bucket = <const int32_t*>data(tables[6])
     t.v_bucket = <const int32_t*>data(tables[7])
     t.m_shift, t.v_shift = tables[8], tables[9]
+    t.m_decades = <const float*>data(tables[10])
+    t.v_decades = <const float*>data(tables[11])
     fo_lm_adam_q8(<float*>data(param), <const float*>data(grad), <uint8_t*>data(m),
                   <float*>data(m_absmax), <uint8_t*>data(v), <float*>data(v_absmax),
                   cnp.PyArray_SIZE(<cnp.ndarray>param), &c, &t, 1)

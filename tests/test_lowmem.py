@@ -199,6 +199,82 @@ def test_bucket_entries_are_the_thresholds_with_their_index():
         assert np.array_equal(used, bits[used & 0xFF])
 
 
+AVX512 = [name for name in _lowmem.simd_targets() if name.startswith("avx512")]
+
+
+@pytest.mark.skipif(not AVX512, reason="the arithmetic search is the AVX-512 loops'")
+@pytest.mark.parametrize("name", AVX512)
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_decade_search_equals_the_bucket_search_on_every_float32(name, signed):
+    """The AVX-512 loops' arithmetic search gives the bucket search's index for every
+    float32 bit pattern it can meet (|x| < 2: a normalized value; the unsigned code's
+    search also takes every negative), and leaves few lanes to it (near a midpoint)."""
+    t = lm.code_tables()
+    spans = [(0, 2 ** 30), (2 ** 31, 2 ** 30 if signed else 2 ** 31)]
+    previous = _lowmem._select_simd_target(name)
+    try:
+        results = [_lowmem.decade_search_check(t, signed, first, size // 16)
+                   for first, size in spans]
+    finally:
+        _lowmem._select_simd_target(previous)
+    differing = sum(r[0] for r in results)
+    assert differing == 0, [hex(r[2]) for r in results if r[0]]
+    left = sum(r[1] for r in results)
+    assert 0 < left < 2e-3 * sum(size for _, size in spans)
+
+
+def test_decade_search_table_places_the_midpoints_on_its_lines():
+    """The arithmetic search's table: each octave holds at most one region start, equal to
+    a midpoint (the float below it for x < 0), and t' = |x| * slope - offset of every
+    midpoint inside a region lies within eps of the integer that is its count."""
+    t = lm.code_tables()
+    for signed, mid, zero, table in ((True, t[1][:255], t[4], t[10]),
+                                     (False, t[3][:255], t[5], t[11])):
+        assert table.size == lm.DECADE_TABLE and not table.flags.writeable
+        starts = table[:32][np.isfinite(table[:32])]
+        assert np.all(np.isin(starts, mid[zero:]))
+        negative = table[32:64][np.isfinite(table[32:64])]
+        if signed:
+            assert np.all(np.isin(np.nextafter(negative, np.float32(1)),
+                                  np.abs(mid[:zero])) | np.isin(negative, mid[zero:]))
+        region = table[64:96].view(np.int32)
+        slope, offset, clamp, eps = table[96:112], table[112:128], table[128:144], table[144]
+        assert 0 < eps < 0.003
+        positive = mid[zero:].astype(np.float64)
+        for exponent in range(102, 128):
+            low, high = 2.0 ** (exponent - 127), 2.0 ** (exponent - 126)
+            k, start = region[exponent % 32], table[exponent % 32]
+            assert np.count_nonzero((positive > low) & (positive < high)
+                                    & np.isin(positive, starts)) <= 1
+            for rank in np.flatnonzero((positive >= low) & (positive < high)):
+                x = positive[rank]
+                if x == start:
+                    continue
+                r = k + int(x > start)
+                t_prime = x * np.float64(slope[r]) - np.float64(offset[r])
+                # floor(t') counts the midpoints below x: t' of the midpoint itself is its
+                # rank + 1, the count just above it
+                assert abs(t_prime - (rank + 1)) < eps and rank + 1 <= clamp[r]
+
+
+def test_the_bucket_search_alone_gives_the_same_steps(level, rng):
+    """Adam's 8-bit step with the arithmetic search (the tables' default) and with the
+    bucket search alone (no decade tables): the same bits, at every SIMD level."""
+    n = 40000 + 7
+    c = lm._coefficients(3, 1e-2, 0.9, 0.999, 1e-8, 0.01, True, False)
+    tables = lm.code_tables()
+    out = []
+    for t in (tables, tables[:10] + (None, None)):
+        p = np.random.default_rng(1).standard_normal(n).astype(np.float32)
+        state = lm.adam_state(p, "int8")
+        for g in grads(n, 12, 5):
+            _lowmem.adam_q8(p, g, state["exp_avg"], state["exp_avg_absmax"],
+                            state["exp_avg_sq"], state["exp_avg_sq_absmax"], c, t, 2)
+        out.append([p] + [state[k] for k in sorted(state)])
+    for a, b in zip(*out):
+        assert np.array_equal(bits(a), bits(b))
+
+
 def test_tiny_blocks_quantize_like_normal_ones():
     """A block whose absmax is subnormal (1 / absmax overflows float32) stores the same codes
     as the same block scaled by 2**64: zeros stay on the zero code."""

@@ -6,7 +6,7 @@ These functions do **not** validate: :func:`fastoptim.lowmem.adam_lowmem_step` c
 array and hyperparameter first.
 """
 cimport numpy as cnp
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_lion_coefficients, fo_lm_lion_bf16,
                                        fo_lm_momentum_coefficients, fo_lm_momentum_bf16,
@@ -16,7 +16,8 @@ from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
                                        fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
                                        fo_lm_q8_decode_planes, fo_lm_q8_encode,
-                                       fo_lm_q8_planes, FO_Q8_PLANES)
+                                       fo_lm_q8_planes, FO_Q8_PLANES,
+                                       fo_lm_q8_decade_check)
 
 cnp.import_array()
 if Q8_PLANES != FO_Q8_PLANES:       # _lowmem.pxd's copy for the modules that cimport it
@@ -59,6 +60,9 @@ cdef fo_lm_q8_tables _tables(tuple tables) except *:
     t.v_bucket = <const int32_t*>_data(tables[7])
     t.m_shift = tables[8]
     t.v_shift = tables[9]
+    # the arithmetic search's tables; None: the bucket search alone (the same indices)
+    t.m_decades = NULL if tables[10] is None else <const float*>_data(tables[10])
+    t.v_decades = NULL if tables[11] is None else <const float*>_data(tables[11])
     return t
 
 
@@ -262,6 +266,27 @@ def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coeffici
         fo_adam_mixed_threads(p, g, w, m, v, n, kind, b1, omb1, b2, omb2, ss, ibc, eps, wd,
                               decay, wd_mode, maximize, stochastic_rounding, key, vector,
                               threads)
+
+
+def decade_search_check(tables, bint signed, uint32_t first, Py_ssize_t vectors):
+    """The AVX-512 loops' arithmetic nearest-code search (``code_tables()[10]`` or
+    ``[11]``) against the bucket search on the float32 bit patterns ``first`` ..
+    ``first + 16 * vectors - 1``, at the SIMD level in use: ``(differing lanes, lanes left to
+    the bucket search, the first differing bit pattern)``, or None below AVX-512."""
+    cdef int k = 0 if signed else 1
+    cdef const int32_t* bucket = <const int32_t*>_data(tables[6 + k])
+    cdef const float* decades = <const float*>_data(tables[10 + k])
+    cdef int shift = tables[8 + k]
+    cdef int zero = tables[4 + k]
+    cdef int64_t counts[2]
+    cdef uint32_t first_bad = 0
+    cdef int status
+    with nogil:
+        status = fo_lm_q8_decade_check(bucket, shift, decades, zero, signed, first, vectors,
+                                       counts, &first_bad)
+    if status < 0:
+        return None
+    return int(counts[0]), int(counts[1]), int(first_bad)
 
 
 cdef inline int _simd_supported(int level) noexcept nogil:

@@ -129,13 +129,93 @@ def _bucket_table(padded: np.ndarray, bits: int):
     return out
 
 
+# The arithmetic ("decade") search of the AVX-512 kernels, which takes no table load: the
+# code is linear inside each decade, so in decade i (n_i codes) the coordinate
+#     t = |x| * n_i / (0.9 * 10**(i-6)) - 0.1 * n_i / 0.9
+# puts the midpoints between its codes at the integers 1 .. n_i - 1, and the midpoint below
+# the decade's first code at t = 0.2 (0.19 for decade 0, the midpoint with 0). A region
+# runs from that midpoint ("the decade's start", S_i) to the next decade's start, so the
+# count of midpoints below |x| is R_i + 1 + min(floor(t), n_i - 1), R_i the codes of the
+# decades below; the t of the kernels is t' = t + R_i + 1, clamped at R_i + n_i + 0.5, whose
+# floor is the count itself. Below S_0 the count is 0; above the start of "decade 7" (the
+# midpoint of the top code and 1.0) it is all of them. x's region: its octave (exponent)
+# holds at most one start, so the region is the octave's lowest region, + 1 when |x| is
+# above the start inside the octave (compared exactly: x > S for x >= 0, and |x| >= S for
+# x < 0, whose midpoints differ from the positive ones in their low byte, as |x| > S' with
+# S' the float below). The midpoints are not exactly at the integers (the codes' float32
+# rounding, and the low byte that carries the index), so a lane whose t' lies within eps
+# of an integer, or is NaN, is left to the bucket search; the kernels' tests check every
+# float32 bit pattern against it.
+# Layout (float32, DECADE_TABLE entries; octave r = biased exponent mod 32, region k = the
+# decade + 1: 0 below S_0, 8 above the start of decade 7):
+#   [0:32]   S of x >= 0 inside octave r, +inf when none
+#   [32:64]  S' of x < 0 (the signed code; the unsigned code repeats [0:32])
+#   [64:96]  octave r's lowest region k (int32 bits)
+#   [96:112] n_i / (0.9 * 10**(i-6)) of region k (0 for k = 0 and 8: t' constant)
+#   [112:128] 0.1 * n_i / 0.9 - R_i - 1 of region k (t' = |x| * this[96 + k] - this)
+#   [128:144] the clamp of t' in region k, R_i + n_i + 0.5
+#   [144]    eps
+DECADE_TABLE = 160
+_DECADES = 7
+
+
+def _decade_table(signed: bool, mid: np.ndarray) -> np.ndarray:
+    """The arithmetic search's table (above) of a code from its ``mid`` (the 255 midpoints
+    as the kernels compare them, the low byte of each its index)."""
+    zero = int(np.flatnonzero(dynamic_map(signed) == 0)[0])
+    pos = mid[zero:]                            # the midpoints above 0, from the smallest
+    neg = -mid[:zero][::-1]                     # the magnitudes of those below 0
+    n = [2 ** i if signed else 2 ** (i + 1) for i in range(_DECADES)]
+    below = np.concatenate([[0], np.cumsum(n)])     # R_i, i = 0 .. 7
+    start_pos = pos[below]
+    start_neg = np.array([np.nextafter(neg[r], np.float32(0)) if r < neg.size else pos[r]
+                          for r in below], np.float32)
+    out = np.zeros(DECADE_TABLE, np.float32)
+    out[:64] = np.inf                   # the octaves the kernels never meet: no start
+    region = out[64:96].view(np.int32)
+    for exponent in range(_EXP_LOW - 1, 127 + 1):      # [2**-25, 2): the kernels clamp |x|
+        low = np.float32(2.0 ** (exponent - 127))
+        high = np.float32(2.0 ** (exponent - 126))
+        r = exponent % 32
+        for col, start in ((0, start_pos), (32, start_neg)):
+            k = int(np.count_nonzero(start < low))
+            inside = start[k:][start[k:] < high]
+            assert inside.size <= 1, "two decade starts in one octave"
+            out[col + r] = inside[0] if inside.size else np.inf
+            assert col == 0 or region[r] == k, "the two signs' regions differ"
+            region[r] = k
+    if not signed:
+        out[32:64] = out[0:32]
+    a, b, top = out[96:112], out[112:128], out[128:144]
+    a[0], b[0], top[0] = 0, -0.5, 0.5                       # below S_0: count 0
+    a[8], b[8] = 0, -(below[_DECADES] + 1.5)                # above: all
+    top[8] = below[_DECADES] + 1.5
+    worst = 0.0
+    for i in range(_DECADES):
+        scale = 10.0 ** (i - 6)
+        a[i + 1] = n[i] / (0.9 * scale)
+        b[i + 1] = 0.1 * n[i] / 0.9 - below[i] - 1
+        top[i + 1] = below[i] + n[i] + 0.5
+        for side in (pos, neg):
+            inner = side[below[i] + 1:below[i] + n[i]].astype(np.float64)
+            t = inner * np.float64(a[i + 1]) - np.float64(b[i + 1])
+            if inner.size:
+                worst = max(worst, float(np.max(np.abs(t - np.rint(t)))))
+    out[144] = worst + 2e-4           # t' is computed to within 2e-5 (one rounding at <= 256)
+    out.setflags(write=False)
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def code_tables() -> tuple:
     """The tables the kernels take, for the signed (m) and the unsigned (v) code:
     ``(m_code, m_mid, v_code, v_mid, m_zero, v_zero, m_bucket, v_bucket, m_shift,
-    v_shift)``: the 256 code values, their 255 midpoints (the nearest-code thresholds,
-    float32, the low byte of each its index) padded to 256 with the largest float32, the
-    index of 0, the int32 bucket table of the search and its shift (23 - mantissa bits)."""
+    v_shift, m_decades, v_decades)``: the 256 code values, their 255 midpoints (the
+    nearest-code thresholds, float32, the low byte of each its index) padded to 256 with the
+    largest float32, the index of 0, the int32 bucket table of the search and its shift
+    (23 - mantissa bits), and the table of the AVX-512 loops' arithmetic search
+    (``DECADE_TABLE`` float32), which gives the bucket search's indices without a table
+    load."""
     codes, mids, buckets, shifts = [], [], [], []
     for signed in (True, False):
         code = dynamic_map(signed)
@@ -158,8 +238,9 @@ def code_tables() -> tuple:
         buckets.append(table)
         shifts.append(23 - bits)
     zeros = [int(np.flatnonzero(dynamic_map(s) == 0)[0]) for s in (True, False)]
+    decades = [_decade_table(s, m[:255]) for s, m in zip((True, False), mids)]
     return (codes[0], mids[0], codes[1], mids[1], zeros[0], zeros[1], buckets[0], buckets[1],
-            shifts[0], shifts[1])
+            shifts[0], shifts[1], decades[0], decades[1])
 
 
 def _nearest(x: np.ndarray, signed: bool) -> np.ndarray:

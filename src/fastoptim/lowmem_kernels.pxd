@@ -15,7 +15,7 @@ elements, bfloat16 moments as ``uint16`` bits, or 8-bit moments as ``uint8`` cod
 with one float32 absmax per 256-element block, and the per-call scalars and code tables of
 :mod:`fastoptim.lowmem` (``_coefficients`` and ``code_tables``). No two arrays may overlap.
 """
-from libc.stdint cimport int32_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "csrc/adam_lowmem.h" nogil:
     ctypedef struct fo_lm_adam_coefficients:
@@ -66,6 +66,10 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
         int v_shift
         uint8_t m_zero                  # index of the code value 0
         uint8_t v_zero
+        # the AVX-512 loops' arithmetic search (code_tables()[10], [11]), or NULL: the
+        # bucket search alone, the same indices
+        const float* m_decades
+        const float* v_decades
 
     int FO_Q8_BLOCK
 
@@ -115,6 +119,12 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
                          const int32_t* bucket, int shift, uint8_t zero,
                          int is_signed) noexcept
     int fo_lm_select(int level) noexcept
+    # the arithmetic search against the bucket search over 16 * vectors float32 bit
+    # patterns from first (counts: differing lanes, lanes left to the bucket search); -1
+    # below AVX-512
+    int fo_lm_q8_decade_check(const int32_t* bucket, int shift, const float* decades,
+                              int zero, int is_signed, uint32_t first, Py_ssize_t vectors,
+                              int64_t* counts, uint32_t* first_bad) noexcept
     int fo_lm_level() noexcept
     int fo_lm_supported(int level) noexcept
 

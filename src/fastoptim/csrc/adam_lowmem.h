@@ -91,6 +91,8 @@ FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 #define FO_Q8_NEGATIVE(bits) (1 << (8 + (bits)))
 /* vrangeps' control: the operand of larger magnitude, with the sign of the first */
 #define FO_Q8_RANGE_MAXABS 0x7
+/* and with the sign cleared */
+#define FO_Q8_RANGE_MAXABS_UNSIGNED 0xb
 /* A block's values are normalized as (x * pre) * (1 / (absmax * pre)): pre = 2**64 when
    absmax < 2**-100 (exact power-of-two scaling, so that 1 / absmax cannot overflow for a
    tiny or subnormal absmax), else 1 (x * 1 == x). */
@@ -130,7 +132,14 @@ typedef struct {
     const int32_t* v_bucket;
     int m_shift, v_shift;           /* 23 - mantissa bits of a bucket key */
     uint8_t m_zero, v_zero;         /* the index of the code value 0 */
+    /* the AVX-512 loops' arithmetic search (fastoptim.lowmem.DECADE_TABLE floats each), or
+       NULL: the bucket search alone (the same indices) */
+    const float* m_decades;
+    const float* v_decades;
 } fo_lm_q8_tables;
+
+/* what the search's constants load when a table has no arithmetic search (never used) */
+static const float fo_lm_no_decades[160] = {0};
 
 /* the 256 code values as four byte planes, byte k of code[i] at planes[256 * k + i]
    (FO_Q8_PLANES bytes): the layout of the AVX512-VBMI dequantization, built once per code */
@@ -361,6 +370,33 @@ static inline int fo_lm_select(int level) {
 
 static inline int fo_lm_level(void) {
     return fo_lm_level_ < 0 ? fo_lm_select(-1) : fo_lm_level_;
+}
+
+/* fastoptim._lowmem.decade_search_check: q8_decade_check at the SIMD level in use, 0; -1
+   below AVX-512 (whose loops keep the bucket search alone) */
+static inline int fo_lm_q8_decade_check(const int32_t* bucket, int shift, const float* decades,
+                                        int zero, int is_signed, uint32_t first,
+                                        Py_ssize_t vectors, int64_t* counts,
+                                        uint32_t* first_bad) {
+#if FO_LM_DISPATCH
+    switch (fo_lm_level()) {
+    case 2:
+        fo_lm_q8_decade_check_l2(bucket, shift, decades, zero, is_signed, first, vectors,
+                                 counts, first_bad);
+        return 0;
+    case 3:
+        fo_lm_q8_decade_check_l3(bucket, shift, decades, zero, is_signed, first, vectors,
+                                 counts, first_bad);
+        return 0;
+    case 4:
+        fo_lm_q8_decade_check_l4(bucket, shift, decades, zero, is_signed, first, vectors,
+                                 counts, first_bad);
+        return 0;
+    }
+#endif
+    (void)bucket; (void)shift; (void)decades; (void)zero; (void)is_signed; (void)first;
+    (void)vectors; (void)counts; (void)first_bad;
+    return -1;
 }
 
 
@@ -1503,25 +1539,48 @@ FO_QINLINE void FO_QNAME(q8_one_blocks_avx2)(float* FO_RESTRICT param,
 /* ---- AVX-512 intrinsics of a full block (levels 2 to 4): adam_q8_block_avx2's operations,
    sixteen lanes at a time, no FMA; the same bits ----------------------------------------- */
 
-/* the nearest-code search's constants of one table, sixteen lanes */
+/* the nearest-code search's constants of one table, sixteen lanes: the bucket search's
+   and, when the table has one, the arithmetic search's (q8_decade16) */
 typedef struct {
     const void* origin;             /* the address of key 0: bucket - 4 * low (bytes) */
     __m512i shift;                  /* 23 - mantissa bits of a key */
+    int decades;                    /* 1: q8_decade16 first */
+    __m512 start_pos[2], start_neg[2];  /* a region's start inside octave r (32 lanes) */
+    __m512i region[2];              /* octave r's lowest region */
+    __m512 slope, offset, clamp;    /* t' = |x| * slope - offset, min(t', clamp): region k */
+    __m512 eps, minus_eps;
+    __m512i zero;                   /* the index of the code value 0 */
 } FO_QNAME(q8_search16);
 
-FO_QINLINE FO_QNAME(q8_search16) FO_QNAME(q8_search16_of)(const int32_t* bucket, int shift) {
+/* the constants of a table; decades (fastoptim.lowmem.DECADE_TABLE floats) may be NULL:
+   the bucket search alone */
+FO_QINLINE FO_QNAME(q8_search16) FO_QNAME(q8_search16_of)(const int32_t* bucket, int shift,
+                                                          const float* decades, int zero) {
     FO_QNAME(q8_search16) s;
     int bits = 23 - shift;
     /* the gather adds 4 * key to this base: bucket[key - low] without a subtraction per
        lane (integer arithmetic: the address itself is never dereferenced) */
     s.origin = (const void*)((uintptr_t)bucket - 4 * (uintptr_t)((FO_Q8_EXP_LOW - 1) << bits));
     s.shift = _mm512_set1_epi32(shift);
+    s.decades = decades != NULL;
+    const float* d = decades != NULL ? decades : fo_lm_no_decades;
+    for (int h = 0; h < 2; h++) {
+        s.start_pos[h] = _mm512_loadu_ps(d + 16 * h);
+        s.start_neg[h] = _mm512_loadu_ps(d + 32 + 16 * h);
+        s.region[h] = _mm512_loadu_si512((const void*)(d + 64 + 16 * h));
+    }
+    s.slope = _mm512_loadu_ps(d + 96);
+    s.offset = _mm512_loadu_ps(d + 112);
+    s.clamp = _mm512_loadu_ps(d + 128);
+    s.eps = _mm512_set1_ps(d[144]);
+    s.minus_eps = _mm512_set1_ps(-d[144]);
+    s.zero = _mm512_set1_epi32(zero);
     return s;
 }
 
-/* q8_index8 on sixteen lanes, the index in each lane's low byte (the bits above it are the
-   next midpoint's: the codes' store keeps the low byte) */
-FO_QINLINE __m512i FO_QNAME(q8_index16)(const FO_QNAME(q8_search16)* s, __m512 x,
+/* the bucket search (q8_index8) on sixteen lanes, the index in each lane's low byte (the
+   bits above it are the next midpoint's: the codes' store keeps the low byte) */
+FO_QINLINE __m512i FO_QNAME(q8_bucket16)(const FO_QNAME(q8_search16)* s, __m512 x,
                                         int is_signed) {
     /* signed: x's magnitude lifted to 2**-25, x's sign kept (vrangeps: the larger
        magnitude, the sign of the first operand), whose sign bit shifts into the key as the
@@ -1534,6 +1593,59 @@ FO_QINLINE __m512i FO_QNAME(q8_index16)(const FO_QNAME(q8_search16)* s, __m512 x
     __mmask16 up = _mm512_cmp_ps_mask(x, _mm512_castsi512_ps(entry), _CMP_GT_OQ);
     /* the low byte is the count of midpoints below the bucket, at most 254: + 1 stays in it */
     return _mm512_mask_add_epi32(entry, up, entry, _mm512_set1_epi32(1));
+}
+
+/* the arithmetic search (fastoptim.lowmem._decade_table): the index of each lane's nearest
+   code, valid in the lanes outside *near (those within eps of a midpoint, or NaN, which
+   the bucket search takes). No table load: the octave's region and the region's line come
+   from permutes of registers. */
+FO_QINLINE __m512i FO_QNAME(q8_decade16)(const FO_QNAME(q8_search16)* s, __m512 x,
+                                         int is_signed, __mmask16* near) {
+    __m512 a;           /* max(|x|, 2**-25): below 2 (x is normalized by its block's absmax) */
+    __mmask16 negative = 0;
+    if (is_signed) {
+        a = _mm512_range_ps(x, _mm512_set1_ps(0x1p-25f), FO_Q8_RANGE_MAXABS_UNSIGNED);
+        negative = _mm512_movepi32_mask(_mm512_castps_si512(x));
+    } else {    /* v: x < 0 (never, but -0) is below every midpoint, as 2**-25 */
+        a = _mm512_castsi512_ps(_mm512_max_epi32(_mm512_castps_si512(x),
+                                                 _mm512_set1_epi32(0x33000000)));
+    }
+    __m512i octave = _mm512_srli_epi32(_mm512_castps_si512(a), 23);  /* mod 32: the lane */
+    __m512 start = _mm512_permutex2var_ps(s->start_pos[0], octave, s->start_pos[1]);
+    if (is_signed)
+        start = _mm512_mask_mov_ps(start, negative, _mm512_permutex2var_ps(
+            s->start_neg[0], octave, s->start_neg[1]));
+    __m512i region = _mm512_permutex2var_epi32(s->region[0], octave, s->region[1]);
+    region = _mm512_mask_add_epi32(region, _mm512_cmp_ps_mask(a, start, _CMP_GT_OQ), region,
+                                   _mm512_set1_epi32(1));
+    __m512 t = _mm512_fmsub_ps(a, _mm512_permutexvar_ps(region, s->slope),
+                               _mm512_permutexvar_ps(region, s->offset));
+    /* t - the nearest integer within eps (or NaN: the unordered predicates are true) */
+    __m512 frac = _mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    *near = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(frac, s->eps, _CMP_NGE_UQ), frac,
+                                    s->minus_eps, _CMP_NLE_UQ);
+    __m512i count = _mm512_cvt_roundps_epi32(_mm512_min_ps(t, _mm512_permutexvar_ps(
+        region, s->clamp)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    if (!is_signed)
+        return count;
+    /* x < 0: the count of the midpoints below 0 that are >= x, 0 .. 128 (x <= -1 and the
+       top region count 128: the index is then 0) */
+    count = _mm512_mask_sub_epi32(count, negative, _mm512_setzero_si512(), count);
+    return _mm512_max_epi32(_mm512_add_epi32(s->zero, count), _mm512_setzero_si512());
+}
+
+/* q8_index8 on sixteen lanes, the index in each lane's low byte (the bits above it are the
+   next midpoint's: the codes' store keeps the low byte); the arithmetic search first when
+   the table has one, the bucket search when a lane needs it */
+FO_QINLINE __m512i FO_QNAME(q8_index16)(const FO_QNAME(q8_search16)* s, __m512 x,
+                                        int is_signed) {
+    if (s->decades) {
+        __mmask16 near;
+        __m512i idx = FO_QNAME(q8_decade16)(s, x, is_signed, &near);
+        if (!near)
+            return idx;
+    }
+    return FO_QNAME(q8_bucket16)(s, x, is_signed);
 }
 
 /* the magnitudes' maximum, lane-wise, on the bits: |x| as an int32 orders as the float
@@ -1697,8 +1809,10 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
                                                  int use_wd, int scale) {
     FO_QNAME(q8_pending) ring[2];
     const FO_QNAME(adam_vec) k = FO_QNAME(adam_vec_of)(c);
-    const FO_QNAME(q8_search16) ms = FO_QNAME(q8_search16_of)(t->m_bucket, t->m_shift);
-    const FO_QNAME(q8_search16) vs = FO_QNAME(q8_search16_of)(t->v_bucket, t->v_shift);
+    const FO_QNAME(q8_search16) ms = FO_QNAME(q8_search16_of)(t->m_bucket, t->m_shift,
+                                                                   t->m_decades, t->m_zero);
+    const FO_QNAME(q8_search16) vs = FO_QNAME(q8_search16_of)(t->v_bucket, t->v_shift,
+                                                                   t->v_decades, t->v_zero);
     FO_QNAME(q8_flushing16) fl;
     fl.m_live = fl.v_live = 0;
 #if FO_LM_VEC >= 3
@@ -1776,7 +1890,8 @@ FO_QINLINE void FO_QNAME(q8_one_blocks_avx512)(float* FO_RESTRICT param,
                                                 const fo_lm_q8_tables* FO_RESTRICT t,
                                                 int use_wd, int nesterov) {
     FO_QNAME(q8_pending) ring[2];
-    const FO_QNAME(q8_search16) ms = FO_QNAME(q8_search16_of)(t->m_bucket, t->m_shift);
+    const FO_QNAME(q8_search16) ms = FO_QNAME(q8_search16_of)(t->m_bucket, t->m_shift,
+                                                                   t->m_decades, t->m_zero);
     FO_QNAME(q8_flushing16) fl;
     fl.m_live = fl.v_live = 0;
 #if FO_LM_VEC >= 3
@@ -1816,6 +1931,37 @@ FO_QINLINE void FO_QNAME(q8_one_blocks_avx512)(float* FO_RESTRICT param,
     }
     for (int j = 0; j < FO_Q8_BLOCK; j += 16)
         FO_QNAME(q8_flush16)(&fl, j, &ms, &ms);
+}
+
+/* the arithmetic search against the bucket search (fastoptim._lowmem.decade_search_check):
+   the float32 bit patterns first .. first + 16 * vectors - 1; counts[0]: the lanes where
+   they differ outside q8_decade16's `near` (*first_bad: the first such pattern), counts[1]:
+   the lanes q8_decade16 leaves to the bucket search */
+FO_QTARGET static void FO_QNAME(q8_decade_check)(const int32_t* bucket, int shift,
+                                                 const float* decades, int zero,
+                                                 int is_signed, uint32_t first,
+                                                 Py_ssize_t vectors, int64_t* counts,
+                                                 uint32_t* first_bad) {
+    const FO_QNAME(q8_search16) s = FO_QNAME(q8_search16_of)(bucket, shift, decades, zero);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+                                            14, 15);
+    const __m512i low_byte = _mm512_set1_epi32(0xff);
+    int64_t bad = 0, left = 0;
+    for (Py_ssize_t k = 0; k < vectors; k++) {
+        __m512i bits = _mm512_add_epi32(_mm512_set1_epi32((int)(first + 16u * (uint32_t)k)),
+                                        lanes);
+        __m512 x = _mm512_castsi512_ps(bits);
+        __mmask16 near;
+        __m512i fast = FO_QNAME(q8_decade16)(&s, x, is_signed, &near);
+        __m512i slow = _mm512_and_si512(FO_QNAME(q8_bucket16)(&s, x, is_signed), low_byte);
+        __mmask16 differ = _mm512_mask_cmpneq_epi32_mask((__mmask16)~near, fast, slow);
+        if (differ && bad == 0)
+            *first_bad = first + 16u * (uint32_t)k + (uint32_t)__builtin_ctz(differ);
+        bad += __builtin_popcount(differ);
+        left += __builtin_popcount(near);
+    }
+    counts[0] = bad;
+    counts[1] = left;
 }
 #endif
 
@@ -1880,7 +2026,7 @@ FO_QINLINE void FO_QNAME(q8_encode_block)(const float* FO_RESTRICT src,
     float pre, inv;
 #if FO_LM_VEC >= 2
     if (len == FO_Q8_BLOCK) {
-        const FO_QNAME(q8_search16) s = FO_QNAME(q8_search16_of)(bucket, shift);
+        const FO_QNAME(q8_search16) s = FO_QNAME(q8_search16_of)(bucket, shift, NULL, zero);
         __m512i acc = _mm512_setzero_si512();
         for (int j = 0; j < FO_Q8_BLOCK; j += 16)
             acc = FO_QNAME(absmax16)(acc, _mm512_loadu_ps(src + j));
