@@ -489,12 +489,22 @@ def test_int8_codec_matches_quantize_blockwise(level):
                     x = np.abs(x)
                 x[300:556] = 0
                 x[600], x[900], x[-1] = np.nan, np.inf, -0.0
+                # every code's neighbourhood too: the midpoints and the floats next to them
+                mid = t[1 if signed else 3][:255]
+                near = np.concatenate([mid, np.nextafter(mid, np.float32(-2)),
+                                       np.nextafter(mid, np.float32(2))])
+                x[:256] = np.resize(near[rng.permutation(near.size)], 256)
+                x[7] = 1                # the block's absmax: the values stay as they are
                 ref_codes, ref_absmax = lm.quantize_blockwise(x, signed)
-                codes, absmax = np.empty(n, np.uint8), np.empty(-(-n // 256), np.float32)
                 k = 0 if signed else 1
-                _lowmem.q8_encode(x, codes, absmax, t[6 + k], t[8 + k], t[4 + k], signed)
-                assert np.array_equal(codes, ref_codes)
-                assert np.array_equal(bits(absmax), bits(ref_absmax))
+                # the bucket search alone, and with the arithmetic search (AVX-512 levels)
+                for decades in (None, t[10 + k]):
+                    codes = np.empty(n, np.uint8)
+                    absmax = np.empty(-(-n // 256), np.float32)
+                    _lowmem.q8_encode(x, codes, absmax, t[6 + k], t[8 + k], t[4 + k], signed,
+                                      decades)
+                    assert np.array_equal(codes, ref_codes)
+                    assert np.array_equal(bits(absmax), bits(ref_absmax))
                 out = np.empty(n, np.float32)
                 _lowmem.q8_decode(codes, absmax, lm.dynamic_map(signed), out)
                 with np.errstate(all="ignore"):
@@ -746,6 +756,16 @@ def _compressed_call(n=1000, **change):
      r"states\[0\] \(state_sum\) is always updated"),
     (dict(tables=((lm.dynamic_map(False), np.zeros(5, np.int32), 17, 0, False),)),
      ValueError, "code_tables"),
+    # the arithmetic search's table: the unsigned code's own (not the signed one's, nor a
+    # copy: its values are trusted)
+    (dict(tables=(lm.code_tables()[2:3] + (lm.code_tables()[7], lm.code_tables()[9], 0, False,
+                                           lm.code_tables()[10]),)),
+     ValueError, r"decades must be code_tables\(\)\[11\]"),
+    (dict(tables=(lm.code_tables()[2:3] + (lm.code_tables()[7], lm.code_tables()[9], 0, False,
+                                           lm.code_tables()[11].copy()),)),
+     ValueError, r"decades must be code_tables\(\)\[11\]"),
+    (dict(tables=(lm.code_tables()[2:3] + (lm.code_tables()[7], lm.code_tables()[9], 0),)),
+     ValueError, r"must be \(code, bucket, shift, zero, is_signed\[, decades\]\)"),
 ])
 def test_compressed_refuses_bad_arrays_and_changes_nothing(change, error, match):
     from fastoptim import kernels

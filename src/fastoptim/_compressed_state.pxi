@@ -42,6 +42,7 @@ cdef struct Compressed:
     int shift[MAX_ARRAYS]
     uint8_t zero[MAX_ARRAYS]
     int is_signed[MAX_ARRAYS]
+    const float* decades[MAX_ARRAYS]   # 8-bit: the arithmetic search's table, or NULL
     int nclamp                         # clamps of a decoded m to bound * sqrt(v)
     int clamp_m[MAX_ARRAYS]
     int clamp_v[MAX_ARRAYS]
@@ -91,7 +92,8 @@ cdef void _compressed_round(const Compressed* t, Py_ssize_t lo,
         w = scratch + j * ROUND
         if t.absmax[j] != NULL:
             q8_encode_range(w, <uint8_t*>t.held[j] + lo, t.absmax[j] + lo // Q8_BLOCK, n,
-                            t.bucket[j], t.shift[j], t.zero[j], t.is_signed[j])
+                            t.bucket[j], t.shift[j], t.zero[j], t.is_signed[j],
+                            t.decades[j])
         else:
             bf16_encode_range(w, <uint16_t*>t.held[j] + lo, n)
 
@@ -134,7 +136,9 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
     8-bit codes (uint8), each of ``param``'s size in its memory order. ``scales``: per buffer, the
     codes' float32 absmax, one per block of 256 (``None`` for bfloat16). ``tables``: per
     buffer of codes, ``(code, bucket, shift, zero, is_signed)`` of
-    :func:`fastoptim.lowmem.code_tables` for its code. The result is the float32 step on the
+    :func:`fastoptim.lowmem.code_tables` for its code, and optionally its ``decades`` table
+    (``code_tables()[10]`` signed, ``[11]`` unsigned: the AVX-512 loops' faster search, the
+    same codes). The result is the float32 step on the
     decoded state, encoded back (bfloat16: nearest even; 8-bit:
     :func:`fastoptim.lowmem.quantize_blockwise`), for any ``num_threads``. ``clamps``:
     ``(m, v, bound)`` triples of state indices: after decoding, ``m`` is clamped to
@@ -180,7 +184,17 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
             _check_compressed(func, 2, states[j], n, 1, name)
             _check_compressed(func, 2, scales[j], (n + Q8_BLOCK - 1) // Q8_BLOCK, 4,
                               f"scales[{j}]")
-            code, bucket, shift, zero, is_signed = tables[j]
+            if len(tables[j]) not in (5, 6):
+                raise ValueError(f"{func}: tables[{j}] must be (code, bucket, shift, zero, "
+                                 f"is_signed[, decades])")
+            code, bucket, shift, zero, is_signed = tables[j][:5]
+            decades = tables[j][5] if len(tables[j]) == 6 else None
+            if decades is not None:
+                from fastoptim.lowmem import code_tables
+                if decades is not code_tables()[10 if is_signed else 11]:
+                    raise ValueError(f"{func}: tables[{j}] decades must be code_tables()"
+                                     f"[{10 if is_signed else 11}] (the "
+                                     f"{'signed' if is_signed else 'unsigned'} code's)")
             _check_compressed(func, 1, code, 256, 4, f"tables[{j}] code")
             if not 0 < shift < 23 or not cnp.PyArray_Check(bucket) \
                     or cnp.PyArray_TYPE(<cnp.ndarray>bucket) != cnp.NPY_INT32 \
@@ -194,6 +208,9 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
             t.shift[j] = shift
             t.zero[j] = zero
             t.is_signed[j] = bool(is_signed)
+            t.decades[j] = NULL
+            if decades is not None:
+                t.decades[j] = <const float*>cnp.PyArray_DATA(<cnp.ndarray>decades)
         t.held[j] = cnp.PyArray_DATA(<cnp.ndarray>states[j])
     t.nclamp = len(clamps)
     if t.nclamp > MAX_ARRAYS:

@@ -16,7 +16,8 @@ cdef void q8_planes(const float* code, uint8_t* planes) noexcept nogil
 # of code: byte permutes at avx512vbmi and above); OUT dst
 cdef void q8_decode_range(const uint8_t* codes, const float* absmax, const float* code,
                           const uint8_t* planes, float* dst, Py_ssize_t n) noexcept nogil
-# IN src, bucket, shift, zero, is_signed (code_tables' of the code); OUT codes, absmax
+# IN src, bucket, shift, zero, is_signed, decades (code_tables' of the code; decades may be
+# NULL: the bucket search alone, the same codes); OUT codes, absmax
 cdef void q8_encode_range(const float* src, uint8_t* codes, float* absmax, Py_ssize_t n,
-                          const int32_t* bucket, int shift, uint8_t zero,
-                          int is_signed) noexcept nogil
+                          const int32_t* bucket, int shift, uint8_t zero, int is_signed,
+                          const float* decades) noexcept nogil

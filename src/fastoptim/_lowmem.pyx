@@ -15,7 +15,7 @@ from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
                                        fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
-                                       fo_lm_q8_decode_planes, fo_lm_q8_encode,
+                                       fo_lm_q8_decode_planes, fo_lm_q8_encode_decades,
                                        fo_lm_q8_planes, FO_Q8_PLANES,
                                        fo_lm_q8_decade_check)
 
@@ -61,8 +61,11 @@ cdef fo_lm_q8_tables _tables(tuple tables) except *:
     t.m_shift = tables[8]
     t.v_shift = tables[9]
     # the arithmetic search's tables; None: the bucket search alone (the same indices)
-    t.m_decades = NULL if tables[10] is None else <const float*>_data(tables[10])
-    t.v_decades = NULL if tables[11] is None else <const float*>_data(tables[11])
+    t.m_decades = t.v_decades = NULL
+    if tables[10] is not None:
+        t.m_decades = <const float*>_data(tables[10])
+    if tables[11] is not None:
+        t.v_decades = <const float*>_data(tables[11])
     return t
 
 
@@ -189,9 +192,9 @@ cdef void q8_decode_range(const uint8_t* codes, const float* absmax, const float
 
 
 cdef void q8_encode_range(const float* src, uint8_t* codes, float* absmax, Py_ssize_t n,
-                          const int32_t* bucket, int shift, uint8_t zero,
-                          int is_signed) noexcept nogil:
-    fo_lm_q8_encode(src, codes, absmax, n, bucket, shift, zero, is_signed)
+                          const int32_t* bucket, int shift, uint8_t zero, int is_signed,
+                          const float* decades) noexcept nogil:
+    fo_lm_q8_encode_decades(src, codes, absmax, n, bucket, shift, zero, is_signed, decades)
 
 
 def bf16_decode(src, dst):
@@ -229,18 +232,22 @@ def q8_decode(codes, absmax, code, dst):
         q8_decode_range(c, a, k, planes, d, n)
 
 
-def q8_encode(src, codes, absmax, bucket, int shift, int zero, bint is_signed):
+def q8_encode(src, codes, absmax, bucket, int shift, int zero, bint is_signed, decades=None):
     """float32 ``src`` to uint8 ``codes`` (its size) and float32 ``absmax`` (one per block of
     256), :func:`fastoptim.lowmem.quantize_blockwise`'s rule; ``bucket``, ``shift``, ``zero``
-    from :func:`fastoptim.lowmem.code_tables` for the signed code (``is_signed``) or the
-    unsigned one. Contiguous arrays: no validation (the caller's arrays)."""
+    and ``decades`` (or None: the bucket search alone, the same codes) from
+    :func:`fastoptim.lowmem.code_tables` for the signed code (``is_signed``) or the unsigned
+    one. Contiguous arrays: no validation (the caller's arrays)."""
     cdef const float* s = <const float*>_data(src)           # IN
     cdef uint8_t* c = <uint8_t*>_data(codes)                 # OUT
     cdef float* a = <float*>_data(absmax)                    # OUT
     cdef const int32_t* b = <const int32_t*>_data(bucket)    # IN
+    cdef const float* d = NULL                               # IN
+    if decades is not None:
+        d = <const float*>_data(decades)
     cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>src)
     with nogil:
-        q8_encode_range(s, c, a, n, b, shift, <uint8_t>zero, is_signed)
+        q8_encode_range(s, c, a, n, b, shift, <uint8_t>zero, is_signed, d)
 
 
 def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coefficients,

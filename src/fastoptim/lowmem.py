@@ -132,30 +132,32 @@ def _bucket_table(padded: np.ndarray, bits: int):
 # The arithmetic ("decade") search of the AVX-512 kernels, which takes no table load: the
 # code is linear inside each decade, so in decade i (n_i codes) the coordinate
 #     t = |x| * n_i / (0.9 * 10**(i-6)) - 0.1 * n_i / 0.9
-# puts the midpoints between its codes at the integers 1 .. n_i - 1, and the midpoint below
-# the decade's first code at t = 0.2 (0.19 for decade 0, the midpoint with 0). A region
-# runs from that midpoint ("the decade's start", S_i) to the next decade's start, so the
-# count of midpoints below |x| is R_i + 1 + min(floor(t), n_i - 1), R_i the codes of the
-# decades below; the t of the kernels is t' = t + R_i + 1, clamped at R_i + n_i + 0.5, whose
-# floor is the count itself. Below S_0 the count is 0; above the start of "decade 7" (the
-# midpoint of the top code and 1.0) it is all of them. x's region: its octave (exponent)
-# holds at most one start, so the region is the octave's lowest region, + 1 when |x| is
-# above the start inside the octave (compared exactly: x > S for x >= 0, and |x| >= S for
-# x < 0, whose midpoints differ from the positive ones in their low byte, as |x| > S' with
-# S' the float below). The midpoints are not exactly at the integers (the codes' float32
-# rounding, and the low byte that carries the index), so a lane whose t' lies within eps
-# of an integer, or is NaN, is left to the bucket search; the kernels' tests check every
-# float32 bit pattern against it.
+# puts the midpoints between its codes at the integers 1 .. n_i - 1, the midpoint below the
+# decade's first code at t = 0.2 (0.19 for decade 0, the midpoint with 0), and the one below
+# the next decade's first code at n_i + 1. A region runs from that midpoint below its first
+# code ("the decade's start", S_i) to the next decade's start, so the count of midpoints
+# below |x| is R_i + 1 + min(floor(t), n_i - 1), R_i the codes of the decades below; the
+# kernels compute t' = t + R_i + 1, clamped at R_i + n_i + 0.5, whose floor is the count
+# itself. Below S_0 the count is 0 (t' = 0.5 + 0.5 |x| / S_0, clamped at 0.5); above the
+# start of "decade 7" (the midpoint of the top code and 1.0) it is all of them (t' constant).
+# x's region: its octave (exponent) holds at most one start, so the region is the octave's
+# lowest region, + 1 when |x| is above the start inside the octave. The start is the larger
+# of the midpoint above 0 (x > S for x >= 0) and the float below the midpoint below 0
+# (|x| >= S for x < 0); they differ in the low byte that carries the index, and a |x|
+# between the two takes the lower region, where t' is then within eps of an integer:
+# R_i + 2 (the next start in the lower decade's line) or 1 (S_0 on the line below it).
+# The midpoints are not exactly at the integers (the codes' float32 rounding, and that low
+# byte), so a lane whose t' lies within eps of an integer, or is NaN, is left to the bucket
+# search; the kernels' tests check every float32 bit pattern against it.
 # Layout (float32, DECADE_TABLE entries; octave r = biased exponent mod 32, region k = the
 # decade + 1: 0 below S_0, 8 above the start of decade 7):
-#   [0:32]   S of x >= 0 inside octave r, +inf when none
-#   [32:64]  S' of x < 0 (the signed code; the unsigned code repeats [0:32])
-#   [64:96]  octave r's lowest region k (int32 bits)
-#   [96:112] n_i / (0.9 * 10**(i-6)) of region k (0 for k = 0 and 8: t' constant)
-#   [112:128] 0.1 * n_i / 0.9 - R_i - 1 of region k (t' = |x| * this[96 + k] - this)
-#   [128:144] the clamp of t' in region k, R_i + n_i + 0.5
-#   [144]    eps
-DECADE_TABLE = 160
+#   [0:32]   the start inside octave r, +inf when none
+#   [32:64]  octave r's lowest region k (int32 bits)
+#   [64:80]  the slope of t' in region k
+#   [80:96]  its offset: t' = |x| * slope - offset
+#   [96:112] the clamp of t' in region k
+#   [112]    eps
+DECADE_TABLE = 128
 _DECADES = 7
 
 
@@ -167,41 +169,35 @@ def _decade_table(signed: bool, mid: np.ndarray) -> np.ndarray:
     neg = -mid[:zero][::-1]                     # the magnitudes of those below 0
     n = [2 ** i if signed else 2 ** (i + 1) for i in range(_DECADES)]
     below = np.concatenate([[0], np.cumsum(n)])     # R_i, i = 0 .. 7
-    start_pos = pos[below]
-    start_neg = np.array([np.nextafter(neg[r], np.float32(0)) if r < neg.size else pos[r]
-                          for r in below], np.float32)
+    start = np.array([max(pos[r], np.nextafter(neg[r], np.float32(0))) if r < neg.size
+                      else pos[r] for r in below], np.float32)
     out = np.zeros(DECADE_TABLE, np.float32)
-    out[:64] = np.inf                   # the octaves the kernels never meet: no start
-    region = out[64:96].view(np.int32)
+    out[:32] = np.inf                   # the octaves the kernels never meet: no start
+    region = out[32:64].view(np.int32)
     for exponent in range(_EXP_LOW - 1, 127 + 1):      # [2**-25, 2): the kernels clamp |x|
         low = np.float32(2.0 ** (exponent - 127))
         high = np.float32(2.0 ** (exponent - 126))
         r = exponent % 32
-        for col, start in ((0, start_pos), (32, start_neg)):
-            k = int(np.count_nonzero(start < low))
-            inside = start[k:][start[k:] < high]
-            assert inside.size <= 1, "two decade starts in one octave"
-            out[col + r] = inside[0] if inside.size else np.inf
-            assert col == 0 or region[r] == k, "the two signs' regions differ"
-            region[r] = k
-    if not signed:
-        out[32:64] = out[0:32]
-    a, b, top = out[96:112], out[112:128], out[128:144]
-    a[0], b[0], top[0] = 0, -0.5, 0.5                       # below S_0: count 0
-    a[8], b[8] = 0, -(below[_DECADES] + 1.5)                # above: all
-    top[8] = below[_DECADES] + 1.5
+        region[r] = k = int(np.count_nonzero(start < low))
+        inside = start[k:][start[k:] < high]
+        assert inside.size <= 1, "two decade starts in one octave"
+        out[r] = inside[0] if inside.size else np.inf
+    slope, offset, clamp = out[64:80], out[80:96], out[96:112]
+    slope[0], offset[0], clamp[0] = 0.5 / np.float64(start[0]), -0.5, 0.5     # below S_0
+    slope[8], offset[8] = 0, -(below[_DECADES] + 1.5)                         # above all
+    clamp[8] = below[_DECADES] + 1.5
     worst = 0.0
     for i in range(_DECADES):
         scale = 10.0 ** (i - 6)
-        a[i + 1] = n[i] / (0.9 * scale)
-        b[i + 1] = 0.1 * n[i] / 0.9 - below[i] - 1
-        top[i + 1] = below[i] + n[i] + 0.5
+        slope[i + 1] = n[i] / (0.9 * scale)
+        offset[i + 1] = 0.1 * n[i] / 0.9 - below[i] - 1
+        clamp[i + 1] = below[i] + n[i] + 0.5
         for side in (pos, neg):
             inner = side[below[i] + 1:below[i] + n[i]].astype(np.float64)
-            t = inner * np.float64(a[i + 1]) - np.float64(b[i + 1])
+            t = inner * np.float64(slope[i + 1]) - np.float64(offset[i + 1])
             if inner.size:
                 worst = max(worst, float(np.max(np.abs(t - np.rint(t)))))
-    out[144] = worst + 2e-4           # t' is computed to within 2e-5 (one rounding at <= 256)
+    out[112] = worst + 2e-4           # t' is computed to within 2e-5 (one rounding at <= 256)
     out.setflags(write=False)
     return out
 

@@ -139,7 +139,7 @@ typedef struct {
 } fo_lm_q8_tables;
 
 /* what the search's constants load when a table has no arithmetic search (never used) */
-static const float fo_lm_no_decades[160] = {0};
+static const float fo_lm_no_decades[128] = {0};
 
 /* the 256 code values as four byte planes, byte k of code[i] at planes[256 * k + i]
    (FO_Q8_PLANES bytes): the layout of the AVX512-VBMI dequantization, built once per code */
@@ -315,7 +315,7 @@ static const fo_lm_encode_fn fo_lm_encode_table[FO_LM_LEVELS] = {
 typedef void (*fo_lm_q8_decode_fn)(const uint8_t*, const float*, const float*,
                                    const uint8_t*, float*, Py_ssize_t);
 typedef void (*fo_lm_q8_encode_fn)(const float*, uint8_t*, float*, Py_ssize_t, const int32_t*,
-                                   int, uint8_t, int);
+                                   int, uint8_t, int, const float*);
 static const fo_lm_q8_decode_fn fo_lm_q8_decode_table[FO_LM_LEVELS] = {
     fo_lm_q8_decode_range_l0,
 #if FO_LM_DISPATCH
@@ -580,7 +580,16 @@ static inline void fo_lm_q8_encode(const float* src, uint8_t* codes, float* absm
                                    Py_ssize_t n, const int32_t* bucket, int shift, uint8_t zero,
                                    int is_signed) {
     fo_lm_q8_encode_table[fo_lm_level()](src, codes, absmax, n, bucket, shift, zero,
-                                         is_signed);
+                                         is_signed, NULL);
+}
+
+/* fo_lm_q8_encode with the code's arithmetic search table too (fastoptim.lowmem.code_tables
+   entry 10 or 11, or NULL): the same codes, faster at the AVX-512 levels */
+static inline void fo_lm_q8_encode_decades(const float* src, uint8_t* codes, float* absmax,
+                                           Py_ssize_t n, const int32_t* bucket, int shift,
+                                           uint8_t zero, int is_signed, const float* decades) {
+    fo_lm_q8_encode_table[fo_lm_level()](src, codes, absmax, n, bucket, shift, zero,
+                                         is_signed, decades);
 }
 
 FO_EXACT_END
@@ -1545,7 +1554,7 @@ typedef struct {
     const void* origin;             /* the address of key 0: bucket - 4 * low (bytes) */
     __m512i shift;                  /* 23 - mantissa bits of a key */
     int decades;                    /* 1: q8_decade16 first */
-    __m512 start_pos[2], start_neg[2];  /* a region's start inside octave r (32 lanes) */
+    __m512 start[2];                /* a region's start inside octave r (32 lanes) */
     __m512i region[2];              /* octave r's lowest region */
     __m512 slope, offset, clamp;    /* t' = |x| * slope - offset, min(t', clamp): region k */
     __m512 eps, minus_eps;
@@ -1565,15 +1574,14 @@ FO_QINLINE FO_QNAME(q8_search16) FO_QNAME(q8_search16_of)(const int32_t* bucket,
     s.decades = decades != NULL;
     const float* d = decades != NULL ? decades : fo_lm_no_decades;
     for (int h = 0; h < 2; h++) {
-        s.start_pos[h] = _mm512_loadu_ps(d + 16 * h);
-        s.start_neg[h] = _mm512_loadu_ps(d + 32 + 16 * h);
-        s.region[h] = _mm512_loadu_si512((const void*)(d + 64 + 16 * h));
+        s.start[h] = _mm512_loadu_ps(d + 16 * h);
+        s.region[h] = _mm512_loadu_si512((const void*)(d + 32 + 16 * h));
     }
-    s.slope = _mm512_loadu_ps(d + 96);
-    s.offset = _mm512_loadu_ps(d + 112);
-    s.clamp = _mm512_loadu_ps(d + 128);
-    s.eps = _mm512_set1_ps(d[144]);
-    s.minus_eps = _mm512_set1_ps(-d[144]);
+    s.slope = _mm512_loadu_ps(d + 64);
+    s.offset = _mm512_loadu_ps(d + 80);
+    s.clamp = _mm512_loadu_ps(d + 96);
+    s.eps = _mm512_set1_ps(d[112]);
+    s.minus_eps = _mm512_set1_ps(-d[112]);
     s.zero = _mm512_set1_epi32(zero);
     return s;
 }
@@ -1611,10 +1619,7 @@ FO_QINLINE __m512i FO_QNAME(q8_decade16)(const FO_QNAME(q8_search16)* s, __m512 
                                                  _mm512_set1_epi32(0x33000000)));
     }
     __m512i octave = _mm512_srli_epi32(_mm512_castps_si512(a), 23);  /* mod 32: the lane */
-    __m512 start = _mm512_permutex2var_ps(s->start_pos[0], octave, s->start_pos[1]);
-    if (is_signed)
-        start = _mm512_mask_mov_ps(start, negative, _mm512_permutex2var_ps(
-            s->start_neg[0], octave, s->start_neg[1]));
+    __m512 start = _mm512_permutex2var_ps(s->start[0], octave, s->start[1]);
     __m512i region = _mm512_permutex2var_epi32(s->region[0], octave, s->region[1]);
     region = _mm512_mask_add_epi32(region, _mm512_cmp_ps_mask(a, start, _CMP_GT_OQ), region,
                                    _mm512_set1_epi32(1));
@@ -2022,11 +2027,11 @@ FO_QINLINE void FO_QNAME(q8_encode_block)(const float* FO_RESTRICT src,
                                           uint8_t* FO_RESTRICT codes,
                                           float* FO_RESTRICT absmax, Py_ssize_t len,
                                           const int32_t* FO_RESTRICT bucket, int shift,
-                                          uint8_t zero, int is_signed) {
+                                          uint8_t zero, int is_signed, const float* decades) {
     float pre, inv;
 #if FO_LM_VEC >= 2
     if (len == FO_Q8_BLOCK) {
-        const FO_QNAME(q8_search16) s = FO_QNAME(q8_search16_of)(bucket, shift, NULL, zero);
+        const FO_QNAME(q8_search16) s = FO_QNAME(q8_search16_of)(bucket, shift, decades, zero);
         __m512i acc = _mm512_setzero_si512();
         for (int j = 0; j < FO_Q8_BLOCK; j += 16)
             acc = FO_QNAME(absmax16)(acc, _mm512_loadu_ps(src + j));
@@ -2057,6 +2062,7 @@ FO_QINLINE void FO_QNAME(q8_encode_block)(const float* FO_RESTRICT src,
     }
 #endif
     (void)is_signed;
+    (void)decades;
     float a = 0.0f;
     for (Py_ssize_t j = 0; j < len; j++)
         a = FO_QNAME(q8_max)(a, fabsf(src[j]));
@@ -2076,15 +2082,16 @@ FO_QTARGET static void FO_QNAME(q8_encode_range)(const float* FO_RESTRICT src,
                                                  uint8_t* FO_RESTRICT codes,
                                                  float* FO_RESTRICT absmax, Py_ssize_t n,
                                                  const int32_t* FO_RESTRICT bucket, int shift,
-                                                 uint8_t zero, int is_signed) {
+                                                 uint8_t zero, int is_signed,
+                                                 const float* decades) {
     for (Py_ssize_t lo = 0, b = 0; lo < n; lo += FO_Q8_BLOCK, b++) {
         Py_ssize_t len = n - lo < FO_Q8_BLOCK ? n - lo : FO_Q8_BLOCK;
         if (is_signed)
             FO_QNAME(q8_encode_block)(src + lo, codes + lo, absmax + b, len, bucket, shift,
-                                      zero, 1);
+                                      zero, 1, decades);
         else
             FO_QNAME(q8_encode_block)(src + lo, codes + lo, absmax + b, len, bucket, shift,
-                                      zero, 0);
+                                      zero, 0, decades);
     }
 }
 
@@ -2129,7 +2136,8 @@ FO_QINLINE void FO_QNAME(momentum_q8_block)(float* FO_RESTRICT param,
         vb[j] = v;
         param[j] = p - c->lr * (nesterov ? d + c->momentum * v : v);
     }
-    FO_QNAME(q8_encode_block)(vb, codes, absmax, len, t->m_bucket, t->m_shift, t->m_zero, 1);
+    FO_QNAME(q8_encode_block)(vb, codes, absmax, len, t->m_bucket, t->m_shift, t->m_zero, 1,
+                              t->m_decades);
 }
 
 FO_QINLINE void FO_QNAME(momentum_q8_loop)(float* param, const float* grad, uint8_t* codes,
@@ -2212,7 +2220,8 @@ FO_QINLINE void FO_QNAME(lion_q8_block)(float* FO_RESTRICT param,
         mb[j] = c->beta2 * m + c->one_minus_beta2 * d;
         param[j] = p - c->lr * (use_wd ? u + c->weight_decay * p : u);
     }
-    FO_QNAME(q8_encode_block)(mb, codes, absmax, len, t->m_bucket, t->m_shift, t->m_zero, 1);
+    FO_QNAME(q8_encode_block)(mb, codes, absmax, len, t->m_bucket, t->m_shift, t->m_zero, 1,
+                              t->m_decades);
 }
 
 FO_QTARGET static void FO_QNAME(lion_q8_range)(float* param, const float* grad,

@@ -296,9 +296,10 @@ class _Int8Codec:
         from .. import _lowmem, lowmem
         t = lowmem.code_tables()
         k = 0 if signed else 1
-        # (code values, bucket table, shift, zero code, signed): what the codecs and
-        # kernels.compressed take for the code
-        self.tables = (lowmem.dynamic_map(signed), t[6 + k], t[8 + k], t[4 + k], signed)
+        # (code values, bucket table, shift, zero code, signed, the arithmetic search's
+        # table): what the codecs and kernels.compressed take for the code
+        self.tables = (lowmem.dynamic_map(signed), t[6 + k], t[8 + k], t[4 + k], signed,
+                       t[10 + k])
         self._decode, self._encode = _lowmem.q8_decode, _lowmem.q8_encode
 
     def decode(self, held, scales, lo, hi, out) -> None:
