@@ -2,7 +2,7 @@
 fastoptim.bench.lowmem, which `fastoptim bench --lowmem` runs too).
 
     PYTHONPATH=src python bench/lowmem.py [--n 3e7] [--rounds 7] [--bnb-n 1.6e7] [--json F]
-                                          [--simd LEVEL]
+                                          [--simd LEVEL] [--search bucket|arithmetic]
 """
 from fastoptim.bench.lowmem import main
 

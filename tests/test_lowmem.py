@@ -53,10 +53,19 @@ def level(request):
     _lowmem._select_simd_target(previous)
 
 
+@pytest.fixture(params=["bucket", "arithmetic"])
+def search(request):
+    """The AVX-512 8-bit loops' nearest-code search (the CPU picks one; the tests run both)."""
+    _lowmem._select_nearest_code_search(request.param)
+    yield request.param
+    _lowmem._select_nearest_code_search(None)
+
+
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "default")
-@pytest.mark.parametrize("kind, n", [("bfloat16", n) for n in SIZES_BF16]
-                         + [("int8", n) for n in SIZES_INT8])
-def test_compiled_and_numba_match_the_reference_bit_for_bit(level, kind, n, options):
+@pytest.mark.parametrize("kind, n, search", [("bfloat16", n, "bucket") for n in SIZES_BF16]
+                         + [("int8", n, s) for n in SIZES_INT8
+                            for s in ("bucket", "arithmetic")], indirect=["search"])
+def test_compiled_and_numba_match_the_reference_bit_for_bit(level, kind, n, search, options):
     ref_p, ref_s = run(kind, n, "numpy", **options)
     assert lm.state_kind(ref_s) == kind
     for backend in ("cython", "numba"):
@@ -255,9 +264,9 @@ def test_decade_search_table_places_the_midpoints_on_its_lines():
         assert checked == positive.size - 8
 
 
-def test_the_bucket_search_alone_gives_the_same_steps(level, rng):
-    """Adam's 8-bit step with the arithmetic search (the tables' default) and with the
-    bucket search alone (no decade tables): the same bits, at every SIMD level."""
+def test_the_bucket_search_alone_gives_the_same_steps(level, search):
+    """Adam's 8-bit step with the decade tables (the search selected) and without them (the
+    bucket search alone): the same bits, at every SIMD level."""
     n = 40000 + 7
     c = lm._coefficients(3, 1e-2, 0.9, 0.999, 1e-8, 0.01, True, False)
     tables = lm.code_tables()

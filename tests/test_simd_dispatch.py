@@ -58,6 +58,24 @@ def test_prefetch_goes_to_l2_on_amd_and_l1_elsewhere():
     assert kernels.prefetch_target() == expected
 
 
+@pytest.mark.skipif(not X86 or cpu_vendor() is None, reason="needs x86 Linux (/proc/cpuinfo)")
+def test_int8_search_is_arithmetic_on_amd_and_the_bucket_gather_elsewhere():
+    """csrc/adam_lowmem.h's policy for the AVX-512 8-bit loops, and a selection for tests
+    that the CPU's choice (None) restores."""
+    from fastoptim import _lowmem
+    expected = "arithmetic" if cpu_vendor() == "AuthenticAMD" else "bucket"
+    assert _lowmem.nearest_code_search() == expected
+    other = "bucket" if expected == "arithmetic" else "arithmetic"
+    try:
+        assert _lowmem._select_nearest_code_search(other) == expected
+        assert _lowmem.nearest_code_search() == other
+    finally:
+        _lowmem._select_nearest_code_search(None)
+    assert _lowmem.nearest_code_search() == expected
+    with pytest.raises(ValueError, match="choose from"):
+        _lowmem._select_nearest_code_search("binary")
+
+
 def test_unknown_or_unsupported_variant_is_refused():
     with pytest.raises(ValueError, match="not available"):
         kernels._select_simd_target("no-such-target")

@@ -498,7 +498,9 @@ def test_int8_codec_matches_quantize_blockwise(level):
                 ref_codes, ref_absmax = lm.quantize_blockwise(x, signed)
                 k = 0 if signed else 1
                 # the bucket search alone, and with the arithmetic search (AVX-512 levels)
-                for decades in (None, t[10 + k]):
+                for decades, search in ((None, None), (t[10 + k], "arithmetic"),
+                                        (t[10 + k], "bucket")):
+                    _lowmem._select_nearest_code_search(search)
                     codes = np.empty(n, np.uint8)
                     absmax = np.empty(-(-n // 256), np.float32)
                     _lowmem.q8_encode(x, codes, absmax, t[6 + k], t[8 + k], t[4 + k], signed,
@@ -512,6 +514,7 @@ def test_int8_codec_matches_quantize_blockwise(level):
                 assert np.array_equal(bits(out), bits(back))
     finally:
         _lowmem._select_simd_target(previous)
+        _lowmem._select_nearest_code_search(None)
 
 
 @pytest.mark.parametrize("level", _lowmem_levels())

@@ -17,7 +17,8 @@ from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
                                        fo_lm_q8_decode_planes, fo_lm_q8_encode_decades,
                                        fo_lm_q8_planes, FO_Q8_PLANES,
-                                       fo_lm_q8_decade_check)
+                                       fo_lm_q8_decade_check, fo_lm_arithmetic_search,
+                                       fo_lm_select_search)
 
 cnp.import_array()
 if Q8_PLANES != FO_Q8_PLANES:       # _lowmem.pxd's copy for the modules that cimport it
@@ -273,6 +274,26 @@ def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coeffici
         fo_adam_mixed_threads(p, g, w, m, v, n, kind, b1, omb1, b2, omb2, ss, ibc, eps, wd,
                               decay, wd_mode, maximize, stochastic_rounding, key, vector,
                               threads)
+
+
+_SEARCHES = ("bucket", "arithmetic")
+
+
+def nearest_code_search():
+    """The 8-bit loops' nearest-code search at the AVX-512 levels: ``"arithmetic"`` (no table
+    load per value; on AMD CPUs, whose gathers are slow) or ``"bucket"`` (one gather of the
+    bucket table per 16 values; elsewhere, and below AVX-512 always). The same codes."""
+    return _SEARCHES[fo_lm_arithmetic_search()]
+
+
+def _select_nearest_code_search(name=None):
+    """Make ``name`` (``"bucket"``, ``"arithmetic"``, or None: this CPU's choice) the search
+    of the AVX-512 8-bit loops; for tests and benchmarks. Returns the previous one."""
+    previous = nearest_code_search()
+    if name is not None and name not in _SEARCHES:
+        raise ValueError(f"search {name!r}: choose from {_SEARCHES} or None")
+    fo_lm_select_search(-1 if name is None else _SEARCHES.index(name))
+    return previous
 
 
 def decade_search_check(tables, bint signed, uint32_t first, Py_ssize_t vectors):

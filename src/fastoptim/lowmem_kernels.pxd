@@ -124,6 +124,11 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
                                  Py_ssize_t n, const int32_t* bucket, int shift, uint8_t zero,
                                  int is_signed, const float* decades) noexcept
     int fo_lm_select(int level) noexcept
+    # the AVX-512 loops' nearest-code search when the tables carry decades: 1 arithmetic (on
+    # AMD CPUs), 0 the bucket table's gather (elsewhere); the same codes. Select: 1, 0, or -1
+    # for this CPU's choice; returns the search in use
+    int fo_lm_arithmetic_search() noexcept
+    int fo_lm_select_search(int arithmetic) noexcept
     # the arithmetic search against the bucket search over 16 * vectors float32 bit
     # patterns from first (counts: differing lanes, lanes left to the bucket search); -1
     # below AVX-512

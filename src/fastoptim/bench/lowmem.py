@@ -2,6 +2,7 @@
 
     fastoptim bench --lowmem [--lowmem-size 3e7]      (after the kernel tables), or
     python bench/lowmem.py [--n 3e7] [--rounds 7] [--bnb-n 1.6e7] [--json F] [--simd LEVEL]
+                            [--search bucket|arithmetic]
 
 One Adam step on float32 parameters of n elements with float32, bfloat16 and int8 state,
 against torch's fused float32 step (torch.optim.Adam(fused=True)), in interleaved rounds
@@ -70,10 +71,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--simd", default=None,
                     help="the SIMD level of the compressed-state kernels (default: the best "
                          "this CPU has; fastoptim._lowmem.simd_targets() lists them)")
+    ap.add_argument("--search", default=None, choices=("bucket", "arithmetic"),
+                    help="the int8 loops' nearest-code search at the AVX-512 levels (default: "
+                         "this CPU's choice); the other one runs too, as an extra int8 row")
     args = ap.parse_args(argv)
     from fastoptim import _lowmem
     if args.simd is not None:
         _lowmem._select_simd_target(args.simd)
+    _lowmem._select_nearest_code_search(args.search)
+    search = _lowmem.nearest_code_search()
+    # the other search, side by side (the AVX-512 levels have both)
+    other = ({"bucket": "arithmetic", "arithmetic": "bucket"}[search]
+             if _lowmem.simd_target().startswith("avx512") else None)
     n = int(args.n)
     rng = np.random.default_rng(0)
     param = rng.standard_normal(n).astype(np.float32)
@@ -88,6 +97,20 @@ def main(argv=None) -> dict:
             steps[k] += 1
             lm.adam_lowmem_step(params[k], grad, states[k], step=steps[k], lr=1e-3)
         calls[k] = step
+    if other is not None:
+        other_param = param.copy()
+        other_state = lm.adam_state(other_param, "int8")
+        other_steps = [0]
+
+        def step_other():
+            other_steps[0] += 1
+            _lowmem._select_nearest_code_search(other)
+            try:
+                lm.adam_lowmem_step(other_param, grad, other_state, step=other_steps[0],
+                                    lr=1e-3)
+            finally:
+                _lowmem._select_nearest_code_search(search)
+        calls["int8 " + other] = step_other
     # the traffic roofline of each access pattern
     tp = param.copy()
     store = {"float32": (np.zeros(n, np.float32), np.zeros(n, np.float32)),
@@ -119,6 +142,14 @@ def main(argv=None) -> dict:
         if torch is not None:
             row["vs_torch_fused"] = med["torch fused float32"] / med[k]
         rows.append(row)
+    if other is not None:
+        rows[-1]["search"] = search
+        row = dict(state="int8", search=other, bytes_per_param=rows[-1]["bytes_per_param"],
+                   ms=med["int8 " + other] * 1e3,
+                   roofline_fraction=med["roofline int8"] / med["int8 " + other])
+        if torch is not None:
+            row["vs_torch_fused"] = med["torch fused float32"] / med["int8 " + other]
+        rows.append(row)
     result = dict(n=n, rounds=args.rounds, rows=rows, simd=_lowmem.simd_target(),
                   torch_ms=med.get("torch fused float32", float("nan")) * 1e3)
     print(f"Adam, float32 parameters, n = {n:.3g}, median of {args.rounds} interleaved rounds, "
@@ -126,8 +157,10 @@ def main(argv=None) -> dict:
     print(f"{'state':>9} {'bytes/param':>12} {'ms':>8} {'x torch fused':>14} "
           f"{'of roofline':>12}")
     for r in rows:
+        search_note = f"  ({r['search']} search)" if "search" in r else ""
         print(f"{r['state']:>9} {r['bytes_per_param']:>12.3f} {r['ms']:>8.1f} "
-              f"{r.get('vs_torch_fused', float('nan')):>14.2f} {r['roofline_fraction']:>12.2f}")
+              f"{r.get('vs_torch_fused', float('nan')):>14.2f} {r['roofline_fraction']:>12.2f}"
+              f"{search_note}")
     print(f"{'torch':>9} {8.0:>12.3f} {result['torch_ms']:>8.1f}")
     result["bitsandbytes"] = bnb_compare(int(args.bnb_n), args.rounds)
     if args.json:

@@ -27,6 +27,16 @@
 #define FO_HAS_PREFETCH 0
 #endif
 
+/* 1 on an AMD CPU: gcc's and clang's CPU model word (a load and a compare, set when the
+   module loads); 0 elsewhere and on other compilers */
+static inline int fo_cpu_is_amd(void) {
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    return __builtin_cpu_is("amd");
+#else
+    return 0;
+#endif
+}
+
 /* Where the lines go: into L1 (prefetcht0), except on AMD CPUs, where into L2 (prefetcht1).
    Float32 Adam on 2 cores, torch's fused step / ours, medians of 6 alternating runs:
    - Intel Sapphire Rapids: L1 measured faster than no prefetch (bench/README.md);
@@ -36,11 +46,7 @@
    The test is gcc's and clang's CPU model word (a load and a compare, set when the module
    loads); the hint changes no result. */
 static inline int fo_prefetch_to_l2(void) {
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-    return __builtin_cpu_is("amd");
-#else
-    return 0;
-#endif
+    return fo_cpu_is_amd();
 }
 
 /* ask for the cache line at p (nothing without FO_HAS_PREFETCH), into fo_prefetch_to_l2's
