@@ -315,3 +315,24 @@ def test_lowmem_comparison_in_the_main_bench(tmp_path):
         assert rows[2]["search"] == _lowmem.nearest_code_search()
         assert {rows[2]["search"], rows[3]["search"]} == {"bucket", "arithmetic"}
         assert _lowmem.nearest_code_search() == rows[2]["search"]     # restored
+
+
+def test_int8_search_benchmark_times_both_searches():
+    """bench/int8_search.py: each int8 kind under both nearest-code searches, and the CPU's
+    own choice (and the thread count) as they were afterwards."""
+    import fastoptim
+    from fastoptim import _lowmem
+    if not _lowmem.simd_target().startswith("avx512"):
+        pytest.skip("the two searches differ at the AVX-512 levels only")
+    spec = importlib.util.spec_from_file_location(
+        "int8_search", Path(__file__).resolve().parents[1] / "bench" / "int8_search.py")
+    int8_search = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(int8_search)
+    search, threads = _lowmem.nearest_code_search(), fastoptim.get_num_threads()
+    try:
+        result = int8_search.main(["--n", "5000", "--rounds", "1", "--threads", "1"])
+    finally:
+        fastoptim.set_num_threads(threads)
+    assert list(result) == ["Adam", "SGD", "Lion", "Adagrad"]
+    assert all(t["bucket"] > 0 and t["arithmetic"] > 0 for t in result.values())
+    assert _lowmem.nearest_code_search() == search
