@@ -238,7 +238,8 @@ def test_decade_search_table_places_the_midpoints_on_its_lines():
     midpoint inside a region lies within eps of the integer that is its count + 1."""
     t = lm.code_tables()
     for mid, zero, table in ((t[1][:255], t[4], t[10]), (t[3][:255], t[5], t[11])):
-        assert table.size == lm.DECADE_TABLE and not table.flags.writeable
+        assert table.size == lm.DECADE_TABLE == _lowmem.DECADE_TABLE
+        assert not table.flags.writeable
         starts = table[:32][np.isfinite(table[:32])]
         assert starts.size == 8
         assert np.all(np.isin(starts, mid) | np.isin(np.nextafter(starts, np.float32(1)),

@@ -16,7 +16,7 @@ from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
                                        fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
                                        fo_lm_q8_decode_planes, fo_lm_q8_encode_decades,
-                                       fo_lm_q8_planes, FO_Q8_PLANES,
+                                       fo_lm_q8_planes, FO_Q8_PLANES, FO_Q8_DECADE_TABLE,
                                        fo_lm_q8_decade_check, fo_lm_arithmetic_search,
                                        fo_lm_select_search)
 
@@ -277,6 +277,7 @@ def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coeffici
 
 
 _SEARCHES = ("bucket", "arithmetic")
+DECADE_TABLE = FO_Q8_DECADE_TABLE     # the C side's; fastoptim.lowmem.DECADE_TABLE must match
 
 
 def nearest_code_search():

@@ -112,6 +112,8 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
     # the code's four byte planes (FO_Q8_PLANES bytes, byte k of code[i] at 256 * k + i), and
     # fo_lm_q8_decode with them: byte permutes at levels avx512vbmi and avx512bf16, the same values
     enum: FO_Q8_PLANES
+    # floats of an arithmetic search's table (fo_lm_q8_tables' decades)
+    enum: FO_Q8_DECADE_TABLE
     void fo_lm_q8_planes(const float* code, uint8_t* planes) noexcept
     void fo_lm_q8_decode_planes(const uint8_t* codes, const float* absmax, const float* code,
                                 const uint8_t* planes, float* dst, Py_ssize_t n) noexcept

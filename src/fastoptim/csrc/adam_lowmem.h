@@ -80,6 +80,8 @@ FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 
 #define FO_Q8_BLOCK 256
 #define FO_Q8_PLANES 1024       /* bytes of fo_lm_q8_planes: four planes of 256 */
+/* floats of an arithmetic search's table (fastoptim.lowmem.DECADE_TABLE) */
+#define FO_Q8_DECADE_TABLE 128
 /* blocks ahead that the 8-bit block loops prefetch (measured at 3e7: 2, 4, 8, 16 alike,
    none 20% slower) */
 #define FO_Q8_AHEAD 4
@@ -132,14 +134,14 @@ typedef struct {
     const int32_t* v_bucket;
     int m_shift, v_shift;           /* 23 - mantissa bits of a bucket key */
     uint8_t m_zero, v_zero;         /* the index of the code value 0 */
-    /* the AVX-512 loops' arithmetic search (fastoptim.lowmem.DECADE_TABLE floats each), or
-       NULL: the bucket search alone (the same indices) */
+    /* the AVX-512 loops' arithmetic search (FO_Q8_DECADE_TABLE floats each), or NULL: the
+       bucket search alone (the same indices) */
     const float* m_decades;
     const float* v_decades;
 } fo_lm_q8_tables;
 
 /* what the search's constants load when a table has no arithmetic search (never used) */
-static const float fo_lm_no_decades[128] = {0};
+static const float fo_lm_no_decades[FO_Q8_DECADE_TABLE] = {0};
 
 /* The nearest-code search of the AVX-512 8-bit loops, when their tables carry the arithmetic
    search's (fo_lm_q8_tables' decades): 1, the arithmetic search (q8_decade16), on AMD CPUs;
@@ -1584,8 +1586,8 @@ typedef struct {
     __m512i zero;                   /* the index of the code value 0 */
 } FO_QNAME(q8_search16);
 
-/* the constants of a table; decades (fastoptim.lowmem.DECADE_TABLE floats) may be NULL:
-   the bucket search alone */
+/* the constants of a table; decades (FO_Q8_DECADE_TABLE floats) may be NULL: the bucket
+   search alone */
 FO_QINLINE FO_QNAME(q8_search16) FO_QNAME(q8_search16_of)(const int32_t* bucket, int shift,
                                                           const float* decades, int zero) {
     FO_QNAME(q8_search16) s;
