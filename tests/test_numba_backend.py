@@ -168,10 +168,8 @@ def test_show_config_lists_numba_threads_and_crossovers(capsys):
     assert (f"prefetch  into {kernels.prefetch_target()}, {kernels.PREFETCH_AHEAD:,} "
             "elements") in out
     from fastoptim import _lowmem
-    search = (_lowmem.nearest_code_search() if _lowmem.simd_target().startswith("avx512")
-              else "bucket")
-    assert (f"int8      the {search} nearest-code search (compressed-state loops at "
-            f"{_lowmem.simd_target()})") in out
+    assert (f"int8      the {_lowmem.nearest_code_search()} nearest-code search "
+            f"(compressed-state loops at {_lowmem.simd_target()})") in out
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's /proc")

@@ -60,18 +60,30 @@ def test_prefetch_goes_to_l2_on_amd_and_l1_elsewhere():
 
 @pytest.mark.skipif(not X86 or cpu_vendor() is None, reason="needs x86 Linux (/proc/cpuinfo)")
 def test_int8_search_is_arithmetic_on_amd_and_the_bucket_gather_elsewhere():
-    """csrc/adam_lowmem.h's policy for the AVX-512 8-bit loops, and a selection for tests
-    that the CPU's choice (None) restores."""
+    """csrc/adam_lowmem.h's policy for the AVX-512 8-bit loops, a selection for tests that
+    the CPU's choice (None) restores, and the bucket search alone below AVX-512."""
     from fastoptim import _lowmem
-    expected = "arithmetic" if cpu_vendor() == "AuthenticAMD" else "bucket"
+    both = len(_lowmem.nearest_code_searches()) == 2       # the best level: AVX-512 or not
+    assert both == _lowmem.simd_target().startswith("avx512")
+    expected = "arithmetic" if cpu_vendor() == "AuthenticAMD" and both else "bucket"
     assert _lowmem.nearest_code_search() == expected
-    other = "bucket" if expected == "arithmetic" else "arithmetic"
+    if both:
+        other = "bucket" if expected == "arithmetic" else "arithmetic"
+        try:
+            assert _lowmem._select_nearest_code_search(other) == expected
+            assert _lowmem.nearest_code_search() == other
+        finally:
+            _lowmem._select_nearest_code_search(None)
+        assert _lowmem.nearest_code_search() == expected
+    below = [t for t in _lowmem.simd_targets() if not t.startswith("avx512")]
+    previous = _lowmem._select_simd_target(below[-1])
+    _lowmem._select_nearest_code_search("arithmetic")
     try:
-        assert _lowmem._select_nearest_code_search(other) == expected
-        assert _lowmem.nearest_code_search() == other
+        assert _lowmem.nearest_code_searches() == ("bucket",)
+        assert _lowmem.nearest_code_search() == "bucket"
     finally:
         _lowmem._select_nearest_code_search(None)
-    assert _lowmem.nearest_code_search() == expected
+        _lowmem._select_simd_target(previous)
     with pytest.raises(ValueError, match="choose from"):
         _lowmem._select_nearest_code_search("binary")
 

@@ -31,14 +31,6 @@ def numba_status() -> str:
     return f"{numba.__version__} (at most {numba.config.NUMBA_NUM_THREADS} threads)"
 
 
-def _int8_search() -> str:
-    """The 8-bit loops' nearest-code search: the bucket table's gather below AVX-512."""
-    from . import _lowmem
-    if not _lowmem.simd_target().startswith("avx512"):
-        return "bucket"
-    return _lowmem.nearest_code_search()
-
-
 def config_lines() -> list:
     from . import __version__, _lowmem, _threads, kernels
     from . import _backends
@@ -57,7 +49,8 @@ def config_lines() -> list:
         f"{_threads.ENV_VAR}, else the {_threads.available_cpus()} CPUs available)",
         f"prefetch  into {kernels.prefetch_target()}, {kernels.PREFETCH_AHEAD:,} elements "
         f"ahead of the loops",
-        f"int8      the {_int8_search()} nearest-code search (compressed-state loops at "
+        f"int8      the {_lowmem.nearest_code_search()} nearest-code search (compressed-state "
+        f"loops at "
         f"{_lowmem.simd_target()})",
         "openmp    " + ("yes" if kernels.openmp_enabled() else
                         "no: built without OpenMP, the cython kernels run on one thread"),

@@ -280,17 +280,24 @@ _SEARCHES = ("bucket", "arithmetic")
 DECADE_TABLE = FO_Q8_DECADE_TABLE     # the C side's; fastoptim.lowmem.DECADE_TABLE must match
 
 
+def nearest_code_searches():
+    """The nearest-code searches of the 8-bit loops at the active SIMD level: both
+    (``"bucket"``, ``"arithmetic"``) at the AVX-512 levels, the bucket search alone below."""
+    return _SEARCHES if fo_lm_level() >= 2 else _SEARCHES[:1]
+
+
 def nearest_code_search():
-    """The 8-bit loops' nearest-code search at the AVX-512 levels: ``"arithmetic"`` (no table
-    load per value; on AMD CPUs, whose gathers are slow) or ``"bucket"`` (one gather of the
-    bucket table per 16 values; elsewhere, and below AVX-512 always). The same codes."""
-    return _SEARCHES[fo_lm_arithmetic_search()]
+    """The 8-bit loops' nearest-code search at the active SIMD level: ``"arithmetic"`` (no
+    table load per value; at the AVX-512 levels on AMD CPUs, whose gathers are slow) or
+    ``"bucket"`` (one gather of the bucket table per 16 values; elsewhere). The same
+    codes."""
+    return _SEARCHES[1 if fo_lm_arithmetic_search() and fo_lm_level() >= 2 else 0]
 
 
 def _select_nearest_code_search(name=None):
     """Make ``name`` (``"bucket"``, ``"arithmetic"``, or None: this CPU's choice) the search
-    of the AVX-512 8-bit loops; for tests and benchmarks. Returns the previous one."""
-    previous = nearest_code_search()
+    of the AVX-512 8-bit loops; for tests and benchmarks. Returns the previous choice."""
+    previous = _SEARCHES[fo_lm_arithmetic_search()]
     if name is not None and name not in _SEARCHES:
         raise ValueError(f"search {name!r}: choose from {_SEARCHES} or None")
     fo_lm_select_search(-1 if name is None else _SEARCHES.index(name))

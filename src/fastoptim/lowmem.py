@@ -161,10 +161,10 @@ DECADE_TABLE = 128
 _DECADES = 7
 
 
-def _decade_table(signed: bool, mid: np.ndarray) -> np.ndarray:
+def _decade_table(signed: bool, mid: np.ndarray, zero: int) -> np.ndarray:
     """The arithmetic search's table (above) of a code from its ``mid`` (the 255 midpoints
-    as the kernels compare them, the low byte of each its index)."""
-    zero = int(np.flatnonzero(dynamic_map(signed) == 0)[0])
+    as the kernels compare them, the low byte of each its index) and ``zero`` (the index of
+    its code value 0)."""
     pos = mid[zero:]                            # the midpoints above 0, from the smallest
     neg = -mid[:zero][::-1]                     # the magnitudes of those below 0
     n = [2 ** i if signed else 2 ** (i + 1) for i in range(_DECADES)]
@@ -234,7 +234,7 @@ def code_tables() -> tuple:
         buckets.append(table)
         shifts.append(23 - bits)
     zeros = [int(np.flatnonzero(dynamic_map(s) == 0)[0]) for s in (True, False)]
-    decades = [_decade_table(s, m[:255]) for s, m in zip((True, False), mids)]
+    decades = [_decade_table(s, m[:255], z) for s, m, z in zip((True, False), mids, zeros)]
     return (codes[0], mids[0], codes[1], mids[1], zeros[0], zeros[1], buckets[0], buckets[1],
             shifts[0], shifts[1], decades[0], decades[1])
 

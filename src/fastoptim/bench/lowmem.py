@@ -81,8 +81,7 @@ def main(argv=None) -> dict:
     _lowmem._select_nearest_code_search(args.search)
     search = _lowmem.nearest_code_search()
     # the other search, side by side (the AVX-512 levels have both)
-    other = ({"bucket": "arithmetic", "arithmetic": "bucket"}[search]
-             if _lowmem.simd_target().startswith("avx512") else None)
+    other = next((s for s in _lowmem.nearest_code_searches() if s != search), None)
     n = int(args.n)
     rng = np.random.default_rng(0)
     param = rng.standard_normal(n).astype(np.float32)
