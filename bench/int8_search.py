@@ -15,7 +15,7 @@ import numpy as np
 
 import fastoptim.lowmem as lm
 from fastoptim import _lowmem, kernels
-from fastoptim.bench.lowmem import median_rounds     # the same interleaved rounds
+from fastoptim.bench.lowmem import median_rounds, with_search   # the same rounds
 from fastoptim.optimizers._state_dtype import _Int8Codec
 
 SEARCHES = ("bucket", "arithmetic")
@@ -50,17 +50,6 @@ def step_of(kind: str, param: np.ndarray, grad: np.ndarray, threads: int):
     return step
 
 
-def searched(step, search: str):
-    """``step`` with the int8 loops' search set to ``search`` for the call."""
-    def call():
-        _lowmem._select_nearest_code_search(search)
-        try:
-            step()
-        finally:
-            _lowmem._select_nearest_code_search(None)
-    return call
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=float, default=3e7)
@@ -82,7 +71,7 @@ def main(argv=None) -> dict:
     print(f"{'':8} {'bucket ms':>10} {'arithmetic ms':>14} {'x':>6}")
     result = {}
     for kind in ("Adam", "SGD", "Lion", "Adagrad"):
-        calls = {s: searched(step_of(kind, param.copy(), grad, args.threads), s)
+        calls = {s: with_search(step_of(kind, param.copy(), grad, args.threads), s)
                  for s in SEARCHES}
         for call in calls.values():          # first touch
             call()

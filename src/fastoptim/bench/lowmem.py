@@ -51,6 +51,20 @@ def _traffic_int8(g, p, m, v, ma, va):
     _traffic(ma, ma, ma, va)          # the per-block scales (n / 256 of them)
 
 
+def with_search(step, search: str, restore=None):
+    """``step`` with the int8 loops' nearest-code search set to ``search`` for the call, then
+    to ``restore`` (None: the CPU's choice)."""
+    from fastoptim import _lowmem
+
+    def call():
+        _lowmem._select_nearest_code_search(search)
+        try:
+            step()
+        finally:
+            _lowmem._select_nearest_code_search(restore)
+    return call
+
+
 def median_rounds(calls: dict, rounds: int) -> dict:
     """{name: median seconds}, the calls interleaved round by round."""
     times = {k: [] for k in calls}
@@ -103,13 +117,8 @@ def main(argv=None) -> dict:
 
         def step_other():
             other_steps[0] += 1
-            _lowmem._select_nearest_code_search(other)
-            try:
-                lm.adam_lowmem_step(other_param, grad, other_state, step=other_steps[0],
-                                    lr=1e-3)
-            finally:
-                _lowmem._select_nearest_code_search(search)
-        calls["int8 " + other] = step_other
+            lm.adam_lowmem_step(other_param, grad, other_state, step=other_steps[0], lr=1e-3)
+        calls["int8 " + other] = with_search(step_other, other, restore=search)
     # the traffic roofline of each access pattern
     tp = param.copy()
     store = {"float32": (np.zeros(n, np.float32), np.zeros(n, np.float32)),
