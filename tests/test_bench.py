@@ -336,3 +336,30 @@ def test_int8_search_benchmark_times_both_searches():
     assert list(result) == ["Adam", "SGD", "Lion", "Adagrad"]
     assert all(t["bucket"] > 0 and t["arithmetic"] > 0 for t in result.values())
     assert _lowmem.nearest_code_search() == search
+
+
+def test_int8_budget_benchmark_times_the_parts_and_the_target():
+    """bench/int8_budget.py: the int8 step and its parts on one thread, then the int8 step
+    beside torch's fused step with the budget the 1.5x target leaves; the thread count as it
+    was afterwards."""
+    import fastoptim
+    spec = importlib.util.spec_from_file_location(
+        "int8_budget", Path(__file__).resolve().parents[1] / "bench" / "int8_budget.py")
+    int8_budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(int8_budget)
+    threads = fastoptim.get_num_threads()
+    result = int8_budget.main(["--n", "8192", "--rounds", "1", "--target-n", "8192"])
+    assert fastoptim.get_num_threads() == threads
+    assert list(result["ns_per_element"]) == [
+        "int8 Adam step", "decode m and v", "encode m (signed)", "encode v (unsigned)",
+        "bfloat16 Adam step", "float32 Adam step"]
+    assert all(ns > 0 for ns in result["ns_per_element"].values())
+    assert result["search"] == fastoptim._lowmem.nearest_code_search()
+    assert result["per_core_ns"]["int8 Adam step"] > 0
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert "budget_ns" not in result
+    else:
+        assert result["budget_ns"] == pytest.approx(
+            result["per_core_ns"]["torch fused float32"] / int8_budget.TARGET)
