@@ -106,6 +106,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--target-n", type=float, default=3e7, help="part 2's size")
     args = ap.parse_args(argv)
     n, target_n = int(args.n), int(args.target_n)
+    if min(n, target_n) < lm.MIN_8BIT_SIZE:
+        ap.error(f"--n and --target-n must be at least {lm.MIN_8BIT_SIZE} (int8 state: "
+                 f"fastoptim.lowmem.MIN_8BIT_SIZE)")
     threads = fastoptim.get_num_threads()
     result = {"n": n, "simd": _lowmem.simd_target(), "search": _lowmem.nearest_code_search()}
     fastoptim.set_num_threads(1)

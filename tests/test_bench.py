@@ -348,6 +348,8 @@ def test_int8_budget_benchmark_times_the_parts_and_the_target():
     int8_budget = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(int8_budget)
     threads = fastoptim.get_num_threads()
+    with pytest.raises(SystemExit):     # below the int8 state's smallest size
+        int8_budget.main(["--n", str(fastoptim.lowmem.MIN_8BIT_SIZE - 1)])
     result = int8_budget.main(["--n", "8192", "--rounds", "1", "--target-n", "8192"])
     assert fastoptim.get_num_threads() == threads
     assert list(result["ns_per_element"]) == [
