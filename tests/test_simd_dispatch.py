@@ -53,9 +53,11 @@ def cpu_vendor():
 @pytest.mark.skipif(not X86 or cpu_vendor() is None, reason="needs x86 Linux (/proc/cpuinfo)")
 def test_prefetch_goes_to_l2_on_amd_and_l1_elsewhere():
     """csrc/prefetch.h's policy, read back from the compiled module: the CPU model word
-    gcc's __builtin_cpu_is reads agrees with the kernel's vendor string."""
-    expected = "L2" if cpu_vendor() == "AuthenticAMD" else "L1"
-    assert kernels.prefetch_target() == expected
+    gcc's __builtin_cpu_is reads agrees with the kernel's vendor string; the lines are asked
+    for 256 elements ahead on AMD CPUs, 1,024 elsewhere."""
+    amd = cpu_vendor() == "AuthenticAMD"
+    assert kernels.prefetch_target() == ("L2" if amd else "L1")
+    assert kernels.PREFETCH_AHEAD == (256 if amd else 1024)
 
 
 @pytest.mark.skipif(not X86 or cpu_vendor() is None, reason="needs x86 Linux (/proc/cpuinfo)")

@@ -45,12 +45,13 @@ cdef extern from *:
 
 cdef extern from "csrc/prefetch.h":
     const int FO_HAS_PREFETCH
-    const int FO_PREFETCH_AHEAD
     int fo_prefetch_to_l2() nogil
+    Py_ssize_t fo_prefetch_ahead() nogil
 
 
-# elements ahead of each loop that the compiled loops prefetch (-DFO_PREFETCH_AHEAD=...)
-PREFETCH_AHEAD = FO_PREFETCH_AHEAD
+# elements ahead of each loop that the compiled loops prefetch on this CPU: 256 on AMD CPUs,
+# 1,024 elsewhere (-DFO_PREFETCH_AHEAD_AMD=... / -DFO_PREFETCH_AHEAD=...)
+PREFETCH_AHEAD = fo_prefetch_ahead()
 
 
 def prefetch_target():

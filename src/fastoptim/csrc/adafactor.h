@@ -36,7 +36,7 @@
  * cols) per matrix: up to FO_AF_MAX_BLOCKS rows of column partial sums).
  *
  * Every pass walks its rows (or run) in tiles of FO_AF_TILE (64) elements and, before each,
- * asks for the lines FO_PREFETCH_AHEAD elements ahead (csrc/prefetch.h); the lanes' additions
+ * asks for the lines fo_prefetch_ahead() elements ahead (csrc/prefetch.h); the lanes' additions
  * are those above.
  */
 #ifndef FO_AF_BODY
@@ -230,7 +230,7 @@ FO_AF_ALWAYS_INLINE FO_ATARGET FO_AT FO_ANAME(af_update)(FO_AT v, FO_AT g, FO_AT
 }
 
 /* before a tile of FO_AF_TILE elements at offset `at` of x, y and z: prefetch the tile
-   FO_PREFETCH_AHEAD ahead in each (NULL: absent) while it lies before `end` */
+   fo_prefetch_ahead() ahead in each (NULL: absent) while it lies before `end` */
 FO_AF_ALWAYS_INLINE FO_ATARGET void FO_ANAME(af_prefetch)(const FO_AT* x, const FO_AT* y,
                                                           const FO_AT* z, Py_ssize_t at,
                                                           Py_ssize_t end) {

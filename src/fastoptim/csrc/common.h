@@ -30,7 +30,7 @@
  */
 
 /* The loops walk their n elements in tiles of FO_TILE and, before each tile, ask for the
-   lines FO_PREFETCH_AHEAD elements ahead in every array (csrc/prefetch.h) while those lie
+   lines fo_prefetch_ahead() elements ahead in every array (csrc/prefetch.h) while those lie
    inside the call's n elements: the hardware prefetchers alone leave the arithmetic waiting
    on memory.
    The tile's own loop is the plain element loop, which the compiler vectorizes (a prefetch
@@ -46,7 +46,7 @@ FO_INLINE Py_ssize_t FO_NAME(tile_end)(Py_ssize_t start, Py_ssize_t n) {
     return fo_tile_end(start, FO_TILE, n);
 }
 
-/* prefetch the tile FO_PREFETCH_AHEAD elements past start in each array (NULL: absent) */
+/* prefetch the tile fo_prefetch_ahead() elements past start in each array (NULL: absent) */
 FO_INLINE void FO_NAME(prefetch_ahead)(Py_ssize_t start, Py_ssize_t n, const FO_T* a,
                                        const FO_T* b, const FO_T* c, const FO_T* d,
                                        const FO_T* e) {

@@ -19,7 +19,7 @@
  * compiled for the baseline and for AVX2 and picked at run time) change nothing: the
  * additions are the same, in the same order, and -ffp-contract=off forbids FMA contraction.
  *
- * Both passes ask for the lines FO_PREFETCH_AHEAD elements ahead before each group of
+ * Both passes ask for the lines fo_prefetch_ahead() elements ahead before each group of
  * FO_LAMB_GROUP elements (csrc/prefetch.h).
  *
  * Weight decay: when weight_decay == 0 the term weight_decay * p is not computed (0 * inf

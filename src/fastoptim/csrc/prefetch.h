@@ -13,10 +13,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* elements ahead that every loop prefetches (Adam at 3e7 on 2 cores: 256 to 2048 alike,
-   none about 20% slower); -DFO_PREFETCH_AHEAD=... in CFLAGS to measure others */
+/* elements ahead that the tiled and the mixed loops prefetch (fo_prefetch_ahead):
+   FO_PREFETCH_AHEAD on Intel and others (Sapphire Rapids, Adam at 3e7 on 2 cores: 256 to
+   2048 alike, none about 20% slower), FO_PREFETCH_AHEAD_AMD on AMD CPUs; -D...=... in
+   CFLAGS to measure others */
 #ifndef FO_PREFETCH_AHEAD
 #define FO_PREFETCH_AHEAD 1024
+#endif
+#ifndef FO_PREFETCH_AHEAD_AMD
+#define FO_PREFETCH_AHEAD_AMD 256
 #endif
 
 /* 1 where the compiler has a prefetch builtin (gcc, clang), else 0: the loops then prefetch
@@ -49,6 +54,16 @@ static inline int fo_prefetch_to_l2(void) {
     return fo_cpu_is_amd();
 }
 
+/* How far ahead, in elements: on AMD CPUs 256, where 1,024 asked for the lines too early on
+   a Zen 4 EPYC (2026-12-05, 2 cores; bench/README.md): float32 Adam, SGD and Lion and
+   bfloat16-state Adam 2-7% faster at 3e7 and 3-6% at 1e7 (medians of 4 alternating pairs of
+   processes), alike at 1e6; no prefetch at all was as fast as 256 there, 512 to 4,096
+   slower than both. (Another Zen 4 host, of an earlier session, measured 1,024 ahead 7%
+   faster than no prefetch at 3e7; 256 was not measured there.) */
+static inline ptrdiff_t fo_prefetch_ahead(void) {
+    return fo_cpu_is_amd() ? FO_PREFETCH_AHEAD_AMD : FO_PREFETCH_AHEAD;
+}
+
 /* ask for the cache line at p (nothing without FO_HAS_PREFETCH), into fo_prefetch_to_l2's
    level when `to_l2`, else L1 */
 static inline void fo_prefetch_line(const void* p, int to_l2) {
@@ -75,23 +90,24 @@ static inline ptrdiff_t fo_tile_end(ptrdiff_t at, ptrdiff_t len, ptrdiff_t n) {
 }
 
 /* Before a tile of `len` elements (of `itemsize` bytes) at element `at` of arrays of n: the
-   tile FO_PREFETCH_AHEAD elements ahead in each array (NULL: absent), while it lies inside
+   tile fo_prefetch_ahead() elements ahead in each array (NULL: absent), while it lies inside
    the n elements. The tiled loops' prefetch (common.h, lamb.h, adafactor.h). */
 static inline void fo_prefetch_tile(ptrdiff_t at, ptrdiff_t len, ptrdiff_t n, size_t itemsize,
                                     const void* a, const void* b, const void* c,
                                     const void* d, const void* e) {
     const void* arrays[5] = {a, b, c, d, e};
-    if (at + FO_PREFETCH_AHEAD + len > n)
+    const ptrdiff_t ahead = fo_prefetch_ahead();
+    if (at + ahead + len > n)
         return;
     for (int k = 0; k < 5; k++)
         if (arrays[k] != NULL)
-            fo_prefetch_bytes((const char*)arrays[k] + (at + FO_PREFETCH_AHEAD) * itemsize,
+            fo_prefetch_bytes((const char*)arrays[k] + (at + ahead) * itemsize,
                               (size_t)len * itemsize);
 }
 
 /* The vector loops of float32 and 16-bit arrays side by side (csrc/adam_lowmem.h's
    bfloat16 state, csrc/adam_mixed.h's half parameters), called at every element i of n a
-   loop step starts at (a multiple of 8): every 16 elements the line FO_PREFETCH_AHEAD
+   loop step starts at (a multiple of 8): every 16 elements the line fo_prefetch_ahead()
    elements ahead in each float32 array, every 32 in each 16-bit array (NULL: absent), while
    that stays inside the n elements. */
 static inline void fo_prefetch_mixed(ptrdiff_t i, ptrdiff_t n, const float* f0,
@@ -99,16 +115,17 @@ static inline void fo_prefetch_mixed(ptrdiff_t i, ptrdiff_t n, const float* f0,
                                      const uint16_t* h1, const uint16_t* h2) {
     const float* f[3] = {f0, f1, f2};
     const uint16_t* h[3] = {h0, h1, h2};
-    if ((i & 15) != 0 || i + FO_PREFETCH_AHEAD + 16 > n)
+    const ptrdiff_t ahead = fo_prefetch_ahead();
+    if ((i & 15) != 0 || i + ahead + 16 > n)
         return;
     for (int k = 0; k < 3; k++)
         if (f[k] != NULL)
-            fo_prefetch_bytes(f[k] + i + FO_PREFETCH_AHEAD, 1);
+            fo_prefetch_bytes(f[k] + i + ahead, 1);
     if ((i & 31) != 0)
         return;
     for (int k = 0; k < 3; k++)
         if (h[k] != NULL)
-            fo_prefetch_bytes(h[k] + i + FO_PREFETCH_AHEAD, 1);
+            fo_prefetch_bytes(h[k] + i + ahead, 1);
 }
 
 #endif /* FASTOPTIM_PREFETCH_H */
