@@ -82,9 +82,12 @@ FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 #define FO_Q8_PLANES 1024       /* bytes of fo_lm_q8_planes: four planes of 256 */
 /* floats of an arithmetic search's table (fastoptim.lowmem.DECADE_TABLE) */
 #define FO_Q8_DECADE_TABLE 128
-/* blocks ahead that the 8-bit block loops prefetch (measured at 3e7: 2, 4, 8, 16 alike,
-   none 20% slower) */
+/* blocks ahead that the 8-bit block loops prefetch (fo_lm_q8_ahead): FO_Q8_AHEAD on Intel
+   and others (measured at 3e7 on Sapphire Rapids: 2, 4, 8, 16 alike, none 20% slower),
+   FO_Q8_AHEAD_AMD on AMD CPUs (Zen 4 EPYC, int8 Adam, SGD and Lion at 3e7 on 2 threads:
+   1 block ahead 2-8% faster than 4, about as no prefetch) */
 #define FO_Q8_AHEAD 4
+#define FO_Q8_AHEAD_AMD 1
 /* the bucket tables' exponent classes (fastoptim.lowmem._EXP_CLASSES, _EXP_LOW) and the
    offset of their negative half for `bits` mantissa bits: 2**(8 + bits), where a float's
    sign bit lands in its key (bits >> (23 - bits)) */
@@ -99,6 +102,11 @@ FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
    absmax < 2**-100 (exact power-of-two scaling, so that 1 / absmax cannot overflow for a
    tiny or subnormal absmax), else 1 (x * 1 == x). */
 #define FO_Q8_PRESCALE(absmax) ((absmax) < 0x1p-100f ? 0x1p64f : 1.0f)
+
+/* the blocks ahead that this CPU's 8-bit block loops prefetch */
+static inline Py_ssize_t fo_lm_q8_ahead(void) {
+    return fo_cpu_is_amd() ? FO_Q8_AHEAD_AMD : FO_Q8_AHEAD;
+}
 /* elements per OpenMP work item: whole blocks */
 #define FO_LM_CHUNK (FO_Q8_BLOCK * 128)
 
@@ -1314,13 +1322,14 @@ FO_QINLINE int FO_QNAME(q8_scale)(float absmax, float* out, uint8_t* FO_RESTRICT
 /* ---- AVX2 intrinsics of a full block (levels 1 and 2): the same operations as
    adam_q8_block, eight lanes at a time, no FMA; the same bits ---------------------------- */
 
-/* the 8-bit block loops' prefetch for the chunk at j of the block FO_Q8_AHEAD blocks after
-   the one at p_b, g_b, c1 and c2 (its codes; c2 NULL for one moment): the parameter's and
-   gradient's line of the chunk, and for j < 64 a line of each code array (into L1, or L2:
-   fo_prefetch_to_l2) */
+/* the 8-bit block loops' prefetch for the chunk at j of the block `blocks_ahead` blocks
+   (fo_lm_q8_ahead) after the one at p_b, g_b, c1 and c2 (its codes; c2 NULL for one
+   moment): the parameter's and gradient's line of the chunk, and for j < 64 a line of each
+   code array (into L1, or L2: fo_prefetch_to_l2) */
 FO_QINLINE void FO_QNAME(q8_prefetch_chunk)(const float* p_b, const float* g_b,
-                                            const uint8_t* c1, const uint8_t* c2, int j) {
-    const Py_ssize_t ahead = FO_Q8_AHEAD * FO_Q8_BLOCK;
+                                            const uint8_t* c1, const uint8_t* c2, int j,
+                                            Py_ssize_t blocks_ahead) {
+    const Py_ssize_t ahead = blocks_ahead * FO_Q8_BLOCK;
     int to_l2 = fo_prefetch_to_l2();
     fo_prefetch_line(p_b + ahead + j, to_l2);
     fo_prefetch_line(g_b + ahead + j, to_l2);
@@ -1471,7 +1480,7 @@ FO_QINLINE void FO_QNAME(q8_flush8)(const FO_QNAME(q8_flushing8)* q, int j,
 /* `blocks` consecutive full blocks, software-pipelined: the update of block b (bound by the
    divider: sqrt and division) runs interleaved with the nearest-code search of block b - 1
    (gathers and integer work), so the two kinds of work overlap in the core; the next blocks'
-   lines are prefetched FO_Q8_AHEAD blocks ahead. The same operations on the same values as
+   lines are prefetched fo_lm_q8_ahead() blocks ahead. The same operations on the same values as
    adam_q8_block, eight lanes at a time, no FMA: the same bits. */
 FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
                                                const float* FO_RESTRICT grad,
@@ -1488,6 +1497,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
     const FO_QNAME(q8_search8) vs = FO_QNAME(q8_search8_of)(t->v_bucket, t->v_shift);
     FO_QNAME(q8_flushing8) fl;
     fl.m_live = fl.v_live = 0;
+    const Py_ssize_t ahead = fo_lm_q8_ahead();       /* blocks */
     for (Py_ssize_t b = 0; b < blocks; b++) {
         FO_QNAME(q8_pending)* cur = &ring[b & 1];
         const Py_ssize_t lo = b * FO_Q8_BLOCK;
@@ -1509,8 +1519,8 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx2)(float* FO_RESTRICT param,
             _mm256_store_ps(cur->v + j, v);
             new_am = FO_QNAME(absmax8)(new_am, m);
             new_av = FO_QNAME(absmax8)(new_av, v);
-            if (b + FO_Q8_AHEAD < blocks && (j & 15) == 0)
-                FO_QNAME(q8_prefetch_chunk)(p_b, g_b, mc, vc, j);
+            if (b + ahead < blocks && (j & 15) == 0)
+                FO_QNAME(q8_prefetch_chunk)(p_b, g_b, mc, vc, j, ahead);
             FO_QNAME(q8_flush8)(&fl, j, &ms, &vs);
         }
         cur->m_codes = exp_avg + lo;
@@ -1542,6 +1552,7 @@ FO_QINLINE void FO_QNAME(q8_one_blocks_avx2)(float* FO_RESTRICT param,
     const FO_QNAME(q8_search8) ms = FO_QNAME(q8_search8_of)(t->m_bucket, t->m_shift);
     FO_QNAME(q8_flushing8) fl;
     fl.m_live = fl.v_live = 0;
+    const Py_ssize_t ahead = fo_lm_q8_ahead();       /* blocks */
     for (Py_ssize_t b = 0; b < blocks; b++) {
         FO_QNAME(q8_pending)* cur = &ring[b & 1];
         const Py_ssize_t lo = b * FO_Q8_BLOCK;
@@ -1557,8 +1568,8 @@ FO_QINLINE void FO_QNAME(q8_one_blocks_avx2)(float* FO_RESTRICT param,
                                              nesterov);
             _mm256_store_ps(cur->m + j, m);
             acc = FO_QNAME(absmax8)(acc, m);
-            if (b + FO_Q8_AHEAD < blocks && (j & 15) == 0)
-                FO_QNAME(q8_prefetch_chunk)(param + lo, grad + lo, c_b, NULL, j);
+            if (b + ahead < blocks && (j & 15) == 0)
+                FO_QNAME(q8_prefetch_chunk)(param + lo, grad + lo, c_b, NULL, j, ahead);
             FO_QNAME(q8_flush8)(&fl, j, &ms, &ms);
         }
         FO_QNAME(q8_pend_one)(cur, FO_QNAME(hmax8)(acc), absmax + b, codes + lo, t);
@@ -1825,7 +1836,7 @@ FO_QINLINE void FO_QNAME(q8_flush16)(const FO_QNAME(q8_flushing16)* q, int j,
 /* `blocks` consecutive full blocks, software-pipelined: the update of block b (bound by the
    divider: sqrt and division) runs interleaved with the nearest-code search of block b - 1
    (gathers and integer work), so the two kinds of work overlap in the core; the next blocks'
-   lines are prefetched FO_Q8_AHEAD blocks ahead. At levels 3 and 4 each block's m and v are
+   lines are prefetched fo_lm_q8_ahead() blocks ahead. At levels 3 and 4 each block's m and v are
    dequantized by byte permutes before its update. adam_q8_blocks_avx2's operations, sixteen
    lanes at a time: the same bits. */
 FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
@@ -1852,6 +1863,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
     float m_dec[FO_Q8_BLOCK] __attribute__((aligned(64)));
     float v_dec[FO_Q8_BLOCK] __attribute__((aligned(64)));
 #endif
+    const Py_ssize_t ahead = fo_lm_q8_ahead();       /* blocks */
     for (Py_ssize_t b = 0; b < blocks; b++) {
         FO_QNAME(q8_pending)* cur = &ring[b & 1];
         const Py_ssize_t lo = b * FO_Q8_BLOCK;
@@ -1885,8 +1897,8 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
             _mm512_store_ps(cur->v + j, v);
             new_am = FO_QNAME(absmax16)(new_am, m);
             new_av = FO_QNAME(absmax16u)(new_av, v);
-            if (b + FO_Q8_AHEAD < blocks)
-                FO_QNAME(q8_prefetch_chunk)(p_b, g_b, mc, vc, j);
+            if (b + ahead < blocks)
+                FO_QNAME(q8_prefetch_chunk)(p_b, g_b, mc, vc, j, ahead);
             FO_QNAME(q8_flush16)(&fl, j, &ms, &vs);
         }
         cur->m_codes = exp_avg + lo;
@@ -1908,7 +1920,7 @@ FO_QINLINE void FO_QNAME(adam_q8_blocks_avx512)(float* FO_RESTRICT param,
    adam_q8_blocks_avx512: the update of block b runs interleaved with the nearest-code search
    of block b - 1 (each block's update and search one after the other took SGD 0.86 ns per
    element on each core at 3e7 against 0.51 in cache; this loop 0.66 and 0.40); the next
-   blocks' lines are prefetched FO_Q8_AHEAD blocks ahead; at levels 3 and 4 each block's
+   blocks' lines are prefetched fo_lm_q8_ahead() blocks ahead; at levels 3 and 4 each block's
    moment is dequantized by byte permutes first. momentum_q8_block's and lion_q8_block's
    operations: the same bits. */
 FO_QINLINE void FO_QNAME(q8_one_blocks_avx512)(float* FO_RESTRICT param,
@@ -1929,6 +1941,7 @@ FO_QINLINE void FO_QNAME(q8_one_blocks_avx512)(float* FO_RESTRICT param,
     FO_QNAME(q8_planes_of)(t->m_code, &planes);
     float dec[FO_Q8_BLOCK] __attribute__((aligned(64)));
 #endif
+    const Py_ssize_t ahead = fo_lm_q8_ahead();       /* blocks */
     for (Py_ssize_t b = 0; b < blocks; b++) {
         FO_QNAME(q8_pending)* cur = &ring[b & 1];
         const Py_ssize_t lo = b * FO_Q8_BLOCK;
@@ -1952,8 +1965,8 @@ FO_QINLINE void FO_QNAME(q8_one_blocks_avx512)(float* FO_RESTRICT param,
                                               nesterov);
             _mm512_store_ps(cur->m + j, m);
             acc = FO_QNAME(absmax16)(acc, m);
-            if (b + FO_Q8_AHEAD < blocks)
-                FO_QNAME(q8_prefetch_chunk)(param + lo, grad + lo, c_b, NULL, j);
+            if (b + ahead < blocks)
+                FO_QNAME(q8_prefetch_chunk)(param + lo, grad + lo, c_b, NULL, j, ahead);
             FO_QNAME(q8_flush16)(&fl, j, &ms, &ms);
         }
         FO_QNAME(q8_pend_one)(cur, FO_QNAME(hmax16)(acc), absmax + b, codes + lo, t);
