@@ -60,7 +60,7 @@
 
 #include "fp_exact.h"
 #include "half_convert.h"     /* fo_bf16x8_to_f32_avx2: eight bfloat16 values to float32 */
-#include "prefetch.h"         /* fo_prefetch_mixed: the bfloat16 loops' prefetch */
+#include "prefetch.h"         /* fo_prefetch_mixed, fo_prefetch_ahead: the loops' prefetch */
 FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -82,12 +82,6 @@ FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
 #define FO_Q8_PLANES 1024       /* bytes of fo_lm_q8_planes: four planes of 256 */
 /* floats of an arithmetic search's table (fastoptim.lowmem.DECADE_TABLE) */
 #define FO_Q8_DECADE_TABLE 128
-/* blocks ahead that the 8-bit block loops prefetch (fo_lm_q8_ahead): FO_Q8_AHEAD on Intel
-   and others (measured at 3e7 on Sapphire Rapids: 2, 4, 8, 16 alike, none 20% slower),
-   FO_Q8_AHEAD_AMD on AMD CPUs (Zen 4 EPYC, int8 Adam, SGD and Lion at 3e7 on 2 threads:
-   1 block ahead 2-8% faster than 4, about as no prefetch) */
-#define FO_Q8_AHEAD 4
-#define FO_Q8_AHEAD_AMD 1
 /* the bucket tables' exponent classes (fastoptim.lowmem._EXP_CLASSES, _EXP_LOW) and the
    offset of their negative half for `bits` mantissa bits: 2**(8 + bits), where a float's
    sign bit lands in its key (bits >> (23 - bits)) */
@@ -103,9 +97,13 @@ FO_EXACT_BEGIN        /* no FMA contraction whatever the includer's flags */
    tiny or subnormal absmax), else 1 (x * 1 == x). */
 #define FO_Q8_PRESCALE(absmax) ((absmax) < 0x1p-100f ? 0x1p64f : 1.0f)
 
-/* the blocks ahead that this CPU's 8-bit block loops prefetch */
+/* the blocks ahead that this CPU's 8-bit block loops prefetch: fo_prefetch_ahead()'s
+   elements (csrc/prefetch.h) in whole blocks, at least one: 4 on Intel (Sapphire Rapids at
+   3e7: 2, 4, 8, 16 blocks alike, none 20% slower), 1 on AMD CPUs (Zen 4 EPYC, int8 Adam,
+   SGD and Lion at 3e7 on 2 threads: 1 block 2-8% faster than 4, about as no prefetch) */
 static inline Py_ssize_t fo_lm_q8_ahead(void) {
-    return fo_cpu_is_amd() ? FO_Q8_AHEAD_AMD : FO_Q8_AHEAD;
+    const Py_ssize_t blocks = (Py_ssize_t)fo_prefetch_ahead() / FO_Q8_BLOCK;
+    return blocks > 0 ? blocks : 1;
 }
 /* elements per OpenMP work item: whole blocks */
 #define FO_LM_CHUNK (FO_Q8_BLOCK * 128)

@@ -13,7 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* elements ahead that the tiled and the mixed loops prefetch (fo_prefetch_ahead):
+/* elements ahead that the tiled, the mixed and (in whole blocks of 256) the 8-bit block
+   loops prefetch (fo_prefetch_ahead, fo_lm_q8_ahead in csrc/adam_lowmem.h):
    FO_PREFETCH_AHEAD on Intel and others (Sapphire Rapids, Adam at 3e7 on 2 cores: 256 to
    2048 alike, none about 20% slower), FO_PREFETCH_AHEAD_AMD on AMD CPUs; -D...=... in
    CFLAGS to measure others */
@@ -115,8 +116,10 @@ static inline void fo_prefetch_mixed(ptrdiff_t i, ptrdiff_t n, const float* f0,
                                      const uint16_t* h1, const uint16_t* h2) {
     const float* f[3] = {f0, f1, f2};
     const uint16_t* h[3] = {h0, h1, h2};
+    if ((i & 15) != 0)
+        return;
     const ptrdiff_t ahead = fo_prefetch_ahead();
-    if ((i & 15) != 0 || i + ahead + 16 > n)
+    if (i + ahead + 16 > n)
         return;
     for (int k = 0; k < 3; k++)
         if (f[k] != NULL)
