@@ -473,6 +473,28 @@ def test_int8_state_is_the_float32_step_with_the_state_requantized(case, backend
     assert opt.state_nbytes() == buffers * (n8 + 4 * blocks + 4 * small)
 
 
+@pytest.mark.parametrize("case", GENERIC_INT8, ids=class_case_id)
+def test_int8_initial_state_is_the_float32_initial_state_quantized(case):
+    """A new int8 state (quantized by the compiled codec) holds quantize_blockwise's codes
+    and scales of the float32 class's initial state, in memory order (a Fortran-ordered
+    array too): zeros, and Adagrad's constant initial_accumulator_value."""
+    name, _, opts = case
+    cls = getattr(fastoptim, name)
+    mine, ref = int8_arrays(4), int8_arrays(4)
+    opt = cls(mine, state_dtype="int8", **opts)
+    float_opt = cls(ref, **opts)
+    checked = 0
+    for key, bufs in float_opt._state.items():
+        for i, b in enumerate(bufs):
+            if b is None or b.size < lm.MIN_8BIT_SIZE:
+                continue
+            codes, absmax = lm.quantize_blockwise(b, signed_buffer(opt, key))
+            assert np.array_equal(opt._state[key][i], codes), key
+            assert np.array_equal(bits(opt._state[key + "_absmax"][i]), bits(absmax)), key
+            checked += 1
+    assert checked >= 2                     # the 1-D array's buffers and the 2-D one's
+
+
 @pytest.mark.parametrize("level", _lowmem_levels())
 def test_int8_codec_matches_quantize_blockwise(level):
     """The compiled chunk codec at every SIMD level: the codes, scales (NaN as the quiet
