@@ -878,3 +878,38 @@ def test_rmsprop_result_does_not_depend_on_the_thread_count():
     assert np.array_equal(bits(out[0][0]), bits(out[1][0]))
     for key in out[0][1]:
         assert np.array_equal(bits(out[0][1][key]), bits(out[1][1][key]))
+
+
+@pytest.mark.parametrize("rule, kind", [(r, k) for r in ("adam", "lion", "momentum")
+                                         for k in ("bfloat16", "int8")]
+                         + [("rmsprop", "bfloat16")])     # (int8 RMSprop: the class's chunks)
+def test_numba_twins_allocate_nothing_per_element(rule, kind):
+    """The Numba twins' bit casts are register moves (numba_kernels._common.float32_bits):
+    a step of 20,000 elements makes a handful of Numba allocations (the parallel loop's),
+    not one or two per element as a 1-element array per cast would (Numba's allocator, which
+    tracemalloc does not see, counted by its own statistics)."""
+    from numba.core.runtime import _nrt_python as nrt
+    n = 20000
+    rng = np.random.default_rng(3)
+    param = rng.standard_normal(n).astype(np.float32)
+    grad = rng.standard_normal(n).astype(np.float32)
+    if rule == "rmsprop":
+        state = lm.rmsprop_state(param, kind, momentum=True, centered=True)
+        opts = dict(momentum=0.9, centered=True)
+    else:
+        state = getattr(lm, f"{rule}_state")(param, kind)
+        opts = dict(step=1) if rule == "adam" else {}
+    step = getattr(lm, f"{rule}_lowmem_step")
+    step(param, grad, state, lr=1e-3, backend="numba", **opts)      # compiled, warm
+    before = param.copy()
+    was_on = nrt.memsys_stats_enabled()
+    nrt.memsys_enable_stats()
+    try:
+        first = nrt.memsys_get_stats_alloc()
+        step(param, grad, state, lr=1e-3, backend="numba", **opts)
+        made = nrt.memsys_get_stats_alloc() - first
+    finally:
+        if not was_on:
+            nrt.memsys_disable_stats()
+    assert not np.array_equal(param, before)            # the step ran
+    assert made < 64, made

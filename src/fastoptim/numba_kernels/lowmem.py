@@ -11,23 +11,21 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._common import jit
+from ._common import float32_bits, float32_from_bits, jit
 
 __all__ = ["adam_bf16_kernel", "adam_q8_kernel", "lion_bf16_kernel", "BLOCK"]
 
 BLOCK = 256            # FO_Q8_BLOCK
-_CHUNK = 4096          # elements per parallel work item of the bfloat16 kernel
 
 
 @numba.njit(inline="always", cache=True)
 def _bf16_load(h):
-    u = np.uint32(h) << np.uint32(16)
-    return np.array([u], dtype=np.uint32).view(np.float32)[0]
+    return float32_from_bits(np.uint32(np.uint32(h) << np.uint32(16)))
 
 
 @numba.njit(inline="always", cache=True)
 def _bf16_store(f):
-    u = np.array([f], dtype=np.float32).view(np.uint32)[0]
+    u = float32_bits(np.float32(f))
     if f != f:
         return np.uint16(((u >> np.uint32(16)) & np.uint32(0x8000)) | np.uint32(0x7fc0))
     lsb = (u >> np.uint32(16)) & np.uint32(1)
@@ -98,16 +96,12 @@ def adam_bf16_kernel(param, grad, exp_avg, exp_avg_sq, c):
     n = param.size
     use_wd = c[1] != 0
     scale = c[2] != 1
-    chunks = (n + _CHUNK - 1) // _CHUNK
-    for k in prange(chunks):
-        lo = k * _CHUNK
-        hi = min(n, lo + _CHUNK)
-        for i in range(lo, hi):
-            pn, mn, vn = _update(param[i], grad[i], _bf16_load(exp_avg[i]),
-                                 _bf16_load(exp_avg_sq[i]), c, use_wd, scale)
-            param[i] = pn
-            exp_avg[i] = _bf16_store(mn)
-            exp_avg_sq[i] = _bf16_store(vn)
+    for i in prange(n):
+        pn, mn, vn = _update(param[i], grad[i], _bf16_load(exp_avg[i]),
+                             _bf16_load(exp_avg_sq[i]), c, use_wd, scale)
+        param[i] = pn
+        exp_avg[i] = _bf16_store(mn)
+        exp_avg_sq[i] = _bf16_store(vn)
 
 
 @jit
@@ -172,13 +166,9 @@ def lion_bf16_kernel(param, grad, exp_avg, c):
     weight_decay, beta1, 1 - beta1, beta2, 1 - beta2 (float32)."""
     n = param.size
     use_wd = c[2] != 0
-    chunks = (n + _CHUNK - 1) // _CHUNK
-    for k in prange(chunks):
-        lo = k * _CHUNK
-        hi = min(n, lo + _CHUNK)
-        for i in range(lo, hi):
-            param[i], m = _lion(param[i], grad[i], _bf16_load(exp_avg[i]), c, use_wd)
-            exp_avg[i] = _bf16_store(m)
+    for i in prange(n):
+        param[i], m = _lion(param[i], grad[i], _bf16_load(exp_avg[i]), c, use_wd)
+        exp_avg[i] = _bf16_store(m)
 
 
 @jit
@@ -187,14 +177,10 @@ def momentum_bf16_kernel(param, grad, momentum_buffer, c, nesterov):
     grad_sign, weight_decay, momentum, 1 - dampening (float32)."""
     n = param.size
     use_wd = c[2] != 0
-    chunks = (n + _CHUNK - 1) // _CHUNK
-    for k in prange(chunks):
-        lo = k * _CHUNK
-        hi = min(n, lo + _CHUNK)
-        for i in range(lo, hi):
-            param[i], v = _momentum(param[i], grad[i], _bf16_load(momentum_buffer[i]), c,
-                                    use_wd, nesterov)
-            momentum_buffer[i] = _bf16_store(v)
+    for i in prange(n):
+        param[i], v = _momentum(param[i], grad[i], _bf16_load(momentum_buffer[i]), c,
+                                use_wd, nesterov)
+        momentum_buffer[i] = _bf16_store(v)
 
 
 @jit
@@ -205,27 +191,23 @@ def rmsprop_bf16_kernel(param, grad, square_avg, momentum_buffer, grad_avg, c, u
     n = param.size
     use_wd = c[2] != 0
     root = c[7] != 0
-    chunks = (n + _CHUNK - 1) // _CHUNK
-    for k in prange(chunks):
-        lo = k * _CHUNK
-        hi = min(n, lo + _CHUNK)
-        for i in range(lo, hi):
-            p = param[i]
-            d = c[1] * grad[i] + c[2] * p if use_wd else c[1] * grad[i]
-            s = c[3] * _bf16_load(square_avg[i]) + c[4] * (d * d)
-            square_avg[i] = _bf16_store(s)
-            variance = s
-            if centered:
-                a = c[3] * _bf16_load(grad_avg[i]) + c[4] * d
-                grad_avg[i] = _bf16_store(a)
-                variance = s - a * a
-            avg = np.sqrt(variance + c[7]) + c[5] if root else np.sqrt(variance) + c[5]
-            if use_momentum:
-                b = c[6] * _bf16_load(momentum_buffer[i]) + d / avg
-                momentum_buffer[i] = _bf16_store(b)
-                param[i] = p - c[0] * b
-            else:
-                param[i] = p - c[0] * d / avg
+    for i in prange(n):
+        p = param[i]
+        d = c[1] * grad[i] + c[2] * p if use_wd else c[1] * grad[i]
+        s = c[3] * _bf16_load(square_avg[i]) + c[4] * (d * d)
+        square_avg[i] = _bf16_store(s)
+        variance = s
+        if centered:
+            a = c[3] * _bf16_load(grad_avg[i]) + c[4] * d
+            grad_avg[i] = _bf16_store(a)
+            variance = s - a * a
+        avg = np.sqrt(variance + c[7]) + c[5] if root else np.sqrt(variance) + c[5]
+        if use_momentum:
+            b = c[6] * _bf16_load(momentum_buffer[i]) + d / avg
+            momentum_buffer[i] = _bf16_store(b)
+            param[i] = p - c[0] * b
+        else:
+            param[i] = p - c[0] * d / avg
 
 
 @jit
