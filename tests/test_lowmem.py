@@ -913,3 +913,34 @@ def test_numba_twins_allocate_nothing_per_element(rule, kind):
             nrt.memsys_disable_stats()
     assert not np.array_equal(param, before)            # the step ran
     assert made < 64, made
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_numba_bucket_search_is_the_nearest_code(signed):
+    """The Numba twins' search (numba_kernels.lowmem._index, csrc/quant8.h's q8_index: the
+    bucket table and one comparison) gives lowmem._nearest's index for every midpoint, the
+    floats either side of it, 2 million random bit patterns (NaNs, huge and subnormal values
+    among them) and a dense grid over [-2, 2]."""
+    import numba
+    from fastoptim.numba_kernels import lowmem as nb
+
+    @numba.njit
+    def search(xs, bucket, shift, out):
+        for i in range(xs.size):
+            out[i] = nb._index(bucket, shift, xs[i])
+
+    t = lm.code_tables()
+    mid, bucket, shift = (t[1], t[6], t[8]) if signed else (t[3], t[7], t[9])
+    mid = mid[:255]
+    rng = np.random.default_rng(5)
+    random_bits = rng.integers(0, 2 ** 32, size=2_000_000, dtype=np.uint64).astype(np.uint32)
+    xs = np.concatenate([mid, -mid, np.nextafter(mid, np.float32(2)),
+                         np.nextafter(mid, np.float32(-2)), random_bits.view(np.float32),
+                         np.linspace(-2, 2, 1_000_001, dtype=np.float32),
+                         np.array([0.0, -0.0, np.nan, 1e-45, -1e-45], np.float32)])
+    xs = xs[np.abs(xs) != np.inf]       # inf never reaches a search (x * (1 / absmax))
+    out = np.empty(xs.size, np.uint8)
+    search(xs, bucket, shift, out)
+    with np.errstate(invalid="ignore"):
+        expected = lm._nearest(xs, signed)
+    assert np.array_equal(out, expected)

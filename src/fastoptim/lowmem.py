@@ -671,7 +671,8 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
         from .numba_kernels import lowmem as nb
         if kind == "int8":
             t = code_tables()
-            nb.lion_q8_kernel(p, g, m, arrays[1], np.array(c, np.float32), t[0], t[1], t[4])
+            nb.lion_q8_kernel(p, g, m, arrays[1], np.array(c, np.float32), t[0], t[6], t[8],
+                              t[4])
         else:
             nb.lion_bf16_kernel(p, g, m.view(np.uint16), np.array(c, np.float32))
     else:
@@ -761,7 +762,8 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
         k = np.array(c[:5], np.float32)
         if kind == "int8":
             t = code_tables()
-            nb.momentum_q8_kernel(p, g, buf, arrays[1], k, bool(nesterov), t[0], t[1], t[4])
+            nb.momentum_q8_kernel(p, g, buf, arrays[1], k, bool(nesterov), t[0], t[6], t[8],
+                                  t[4])
         else:
             nb.momentum_bf16_kernel(p, g, buf.view(np.uint16), k, bool(nesterov))
     else:

@@ -16,6 +16,8 @@ from ._common import float32_bits, float32_from_bits, jit
 __all__ = ["adam_bf16_kernel", "adam_q8_kernel", "lion_bf16_kernel", "BLOCK"]
 
 BLOCK = 256            # FO_Q8_BLOCK
+_EXP_CLASSES = 26      # FO_Q8_EXP_CLASSES: the bucket tables' exponent classes
+_EXP_LOW = 103         # FO_Q8_EXP_LOW: the biased exponent of 2**-24
 
 
 @numba.njit(inline="always", cache=True)
@@ -56,18 +58,23 @@ def _prescale(absmax):
 
 
 @numba.njit(inline="always", cache=True)
-def _index(mid, x):
-    i = 0
-    step = 128
-    while step >= 1:
-        if x > mid[i + step - 1]:
-            i += step
-        step //= 2
-    return np.uint8(i)
+def _index(bucket, shift, x):
+    """The index of x's nearest code, csrc/quant8.h's q8_index: the count of midpoints below
+    x (ties to the lower value, NaN to 0), from the bucket of x's bits (sign, exponent class,
+    top 23 - shift mantissa bits), whose entry is the next midpoint (its low byte the count
+    below the bucket), and one comparison."""
+    u = np.int64(float32_bits(x))
+    bits = 23 - shift
+    e = ((u >> 23) & 0xff) - (_EXP_LOW - 1)
+    e = 0 if e < 0 else (_EXP_CLASSES - 1 if e > _EXP_CLASSES - 1 else e)
+    key = (u >> 31) * (1 << (8 + bits)) + e * (1 << bits) + ((u >> shift) & ((1 << bits) - 1))
+    entry = np.uint32(bucket[key])
+    idx = np.int64(entry & np.uint32(0xff)) + (1 if x > float32_from_bits(entry) else 0)
+    return np.uint8(0 if x != x else idx)
 
 
 @numba.njit(inline="always", cache=True)
-def _encode_block(buf, count, codes, lo, mid, zero, signed):
+def _encode_block(buf, count, codes, lo, bucket, shift, zero, signed):
     """The block's new absmax (NaN-propagating max of |x|, NaN as the quiet NaN) and its
     codes from buf[:count] (requantize8's rule); returns the absmax."""
     one = np.float32(1.0)
@@ -82,7 +89,7 @@ def _encode_block(buf, count, codes, lo, mid, zero, signed):
         pre = _prescale(new)
         inv = one / (new * pre)
         for j in range(count):
-            codes[lo + j] = _index(mid, (buf[j] * pre) * inv)
+            codes[lo + j] = _index(bucket, shift, (buf[j] * pre) * inv)
     else:
         fill = zero if new == 0 else 0
         for j in range(count):
@@ -108,8 +115,8 @@ def adam_bf16_kernel(param, grad, exp_avg, exp_avg_sq, c):
 def adam_q8_kernel(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, c, m_code, v_code,
                    m_mid, v_mid, m_zero, v_zero, m_bucket, v_bucket, m_shift, v_shift):
     """Blockwise 8-bit moments, in place: per block dequantize, update, requantize. The
-    nearest code is found by a binary search of the midpoints (the bucket tables, which the
-    C kernels use, give the same index: the count of midpoints below the value)."""
+    nearest code is found in the bucket tables, as the C kernels' scalar loop finds it
+    (``m_mid`` and ``v_mid``, the midpoints, are the tables' source: not read here)."""
     n = param.size
     use_wd = c[1] != 0
     scale = c[2] != 1
@@ -127,8 +134,9 @@ def adam_q8_kernel(param, grad, exp_avg, m_absmax, exp_avg_sq, v_absmax, c, m_co
             param[i] = pn
             mb[i - lo] = mn
             vb[i - lo] = vn
-        m_absmax[b] = _encode_block(mb, hi - lo, exp_avg, lo, m_mid, m_zero, True)
-        v_absmax[b] = _encode_block(vb, hi - lo, exp_avg_sq, lo, v_mid, v_zero, False)
+        m_absmax[b] = _encode_block(mb, hi - lo, exp_avg, lo, m_bucket, m_shift, m_zero, True)
+        v_absmax[b] = _encode_block(vb, hi - lo, exp_avg_sq, lo, v_bucket, v_shift, v_zero,
+                                     False)
 
 
 @numba.njit(inline="always", cache=True)
@@ -211,7 +219,7 @@ def rmsprop_bf16_kernel(param, grad, square_avg, momentum_buffer, grad_avg, c, u
 
 
 @jit
-def momentum_q8_kernel(param, grad, codes, absmax, c, nesterov, code, mid, zero):
+def momentum_q8_kernel(param, grad, codes, absmax, c, nesterov, code, bucket, shift, zero):
     """SGD with momentum with a blockwise 8-bit buffer (the signed code), in place: per block
     dequantize, update, requantize; ``c`` as momentum_bf16_kernel's."""
     n = param.size
@@ -225,11 +233,11 @@ def momentum_q8_kernel(param, grad, codes, absmax, c, nesterov, code, mid, zero)
         for i in range(lo, hi):
             param[i], vb[i - lo] = _momentum(param[i], grad[i], code[codes[i]] * a, c, use_wd,
                                              nesterov)
-        absmax[b] = _encode_block(vb, hi - lo, codes, lo, mid, zero, True)
+        absmax[b] = _encode_block(vb, hi - lo, codes, lo, bucket, shift, zero, True)
 
 
 @jit
-def lion_q8_kernel(param, grad, codes, absmax, c, code, mid, zero):
+def lion_q8_kernel(param, grad, codes, absmax, c, code, bucket, shift, zero):
     """Lion with a blockwise 8-bit moment (the signed code), in place: per block dequantize,
     update, requantize; ``c`` as lion_bf16_kernel's."""
     n = param.size
@@ -242,4 +250,4 @@ def lion_q8_kernel(param, grad, codes, absmax, c, code, mid, zero):
         a = absmax[b]
         for i in range(lo, hi):
             param[i], mb[i - lo] = _lion(param[i], grad[i], code[codes[i]] * a, c, use_wd)
-        absmax[b] = _encode_block(mb, hi - lo, codes, lo, mid, zero, True)
+        absmax[b] = _encode_block(mb, hi - lo, codes, lo, bucket, shift, zero, True)
