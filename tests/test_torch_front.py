@@ -179,6 +179,136 @@ def test_equals_the_fastoptim_class_bit_for_bit(name, opts, dtype):
     assert front.state_dict()["state"].keys() == set(range(len(params)))
 
 
+def _accepts(name, opts, kind):
+    try:
+        getattr(fastoptim, name)([np.zeros(8, np.float32)], state_dtype=kind, **opts)
+    except ValueError:          # (amsgrad, centered RMSprop: float state only)
+        return False
+    return True
+
+
+COMPRESSED_CASES = [(name, opts, kind) for name, opts in ENGINE_CASES
+                    for kind in getattr(getattr(fastoptim, name), "_compressed", ())
+                    if _accepts(name, opts, kind)]
+
+
+def _bits(a):
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+
+
+def _compressed_params(seed):
+    """float32 tensors: over MIN_8BIT_SIZE with a partial block, a 2-D one in Fortran order
+    (a transposed leaf), and one under MIN_8BIT_SIZE (int8 keeps float32 state there)."""
+    torch.manual_seed(seed)
+    big = torch.randn(4096 + 300)
+    wide = torch.randn(90, 70).t()              # (70, 90), F-contiguous
+    small = torch.randn(33)
+    return [torch.nn.Parameter(t) for t in (big, wide, small)]
+
+
+@pytest.mark.parametrize("name,opts,kind", COMPRESSED_CASES,
+                         ids=[f"{c[0]}-{c[2]}" for c in COMPRESSED_CASES])
+def test_compressed_state_equals_the_fastoptim_class_bit_for_bit(name, opts, kind):
+    """state_dtype="bfloat16" / "int8": the front end's parameters and state are the
+    fastoptim class's with the same state_dtype, bit for bit, over 8 steps with exact-zero
+    gradients among them; self.state views the engine's compressed buffers (torch.bfloat16,
+    or uint8 codes and float32 scales)."""
+    from fastoptim import lowmem
+    params = _compressed_params(0)
+    arrays = [p.detach().numpy().copy(order="K") for p in params]
+    front = getattr(ft, name)(params, state_dtype=kind, **opts)
+    engine = getattr(fastoptim, name)(arrays, state_dtype=kind, **opts)
+    rng = np.random.default_rng(1)
+    for k in range(8):
+        grads = [rng.standard_normal(a.shape).astype(np.float32) for a in arrays]
+        grads = [np.asfortranarray(g) if a.flags.f_contiguous and a.ndim == 2 else g
+                 for a, g in zip(arrays, grads)]
+        grads[0][:300] = 0.0
+        for p, g in zip(params, grads):
+            p.grad = torch.from_numpy(g.copy(order="K"))
+        front.step()
+        engine.step(grads)
+    for p, a in zip(params, arrays):
+        assert np.array_equal(_bits(p.detach().numpy()), _bits(a))
+    for name_, bufs in engine._state.items():
+        for i, (p, b) in enumerate(zip(params, bufs)):
+            if b is None:
+                continue
+            mine = front._engine._state[name_][i]
+            assert np.array_equal(_bits(mine), _bits(b)), (name_, i)
+            view = front.state[p][front._torch_names.get(name_, name_)]
+            expected = (torch.bfloat16 if kind == "bfloat16" and mine.dtype == lowmem.bfloat16
+                        else torch.uint8 if mine.dtype == np.uint8 else torch.float32)
+            assert view.dtype == expected and view.numel() == mine.size
+            assert view.data_ptr() == mine.ctypes.data or mine.size == 0
+    assert front._engine.state_dtype == kind
+
+
+@pytest.mark.parametrize("name,opts,kind", COMPRESSED_CASES,
+                         ids=[f"{c[0]}-{c[2]}" for c in COMPRESSED_CASES])
+def test_compressed_state_dict_resumes_bit_exact(name, opts, kind):
+    """A compressed front end's state_dict (through torch.save) loads into a fresh one with
+    the same state_dtype: the next 3 steps equal the uninterrupted run's, bit for bit."""
+    params, copies = _compressed_params(2), _compressed_params(2)
+    first = getattr(ft, name)(params, state_dtype=kind, **opts)
+    rng = np.random.default_rng(3)
+    grads = [[torch.empty_like(p).copy_(torch.from_numpy(
+        rng.standard_normal(tuple(p.shape)).astype(np.float32))) for p in params]
+        for _ in range(7)]
+    for k in range(4):
+        for p, g in zip(params, grads[k]):
+            p.grad = g.clone()
+        first.step()
+    with torch.no_grad():
+        for c, p in zip(copies, params):
+            c.copy_(p)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    second = getattr(ft, name)(copies, state_dtype=kind, **opts)
+    second.load_state_dict(torch.load(buffer))
+    for k in range(4, 7):
+        for p, c, g in zip(params, copies, grads[k]):
+            p.grad, c.grad = g.clone(), g.clone()
+        first.step()
+        second.step()
+    for p, c in zip(params, copies):
+        assert torch.equal(p, c)
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_float_state_dict_into_compressed_state_is_refused_and_changes_nothing(kind):
+    """torch.optim.Adam's float32 state dict does not load into a compressed front end
+    (nor the reverse): the error names the buffer and the dtypes; nothing changes."""
+    params = _compressed_params(4)
+    topt = torch.optim.Adam(_compressed_params(4), lr=1e-2, foreach=False)
+    for p in topt.param_groups[0]["params"]:
+        p.grad = torch.ones_like(p)
+    topt.step()
+    front = ft.Adam(params, lr=1e-2, state_dtype=kind)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    front.step()
+    before = {k: v.clone() for k, v in front.state[params[0]].items()}
+    with pytest.raises(ValueError, match="exp_avg.*dtype"):
+        front.load_state_dict(topt.state_dict())
+    for k, v in front.state[params[0]].items():
+        assert torch.equal(v, before[k])
+    plain = ft.Adam(_compressed_params(4), lr=1e-2)
+    with pytest.raises(ValueError):
+        plain.load_state_dict(front.state_dict())
+
+
+def test_state_dtype_is_refused_where_the_class_has_none_and_when_unknown():
+    with pytest.raises(TypeError, match="state_dtype"):
+        ft.LAMB(_compressed_params(5), state_dtype="int8")
+    with pytest.raises(ValueError, match="state_dtype"):
+        ft.Adam(_compressed_params(5), state_dtype="int4")
+    model = _mlp(torch.float64)
+    with pytest.raises(ValueError, match="state_dtype"):
+        ft.Adam(model.parameters(), state_dtype="int8")      # float64 parameters
+
+
 @pytest.mark.parametrize("make_scheduler", [
     lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=7, gamma=0.5),
     lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda epoch: 1 / (1 + epoch)),

@@ -19,7 +19,11 @@ is the fastoptim class's of the same name; its docstring has the formula.
 * torch's ``foreach`` and ``fused`` flags are accepted and ignored (the step is always
   fused); ``capturable=True`` and ``differentiable=True`` are refused.
 * fastoptim's ``backend`` and ``skip_nonfinite`` are keyword arguments of the
-  constructor.
+  constructor, and so is ``state_dtype`` where the fastoptim class has it: ``"bfloat16"``
+  or ``"int8"`` keep the state compressed (:mod:`fastoptim.lowmem`; float32 parameters),
+  ``self.state`` and the state dict then hold ``torch.bfloat16`` tensors, or ``uint8``
+  codes with their ``float32`` ``*_absmax`` scales, and load only into an optimizer with
+  the same ``state_dtype``.
 * The optimizer is built on the parameters' memory: replacing a parameter's ``.data``
   afterwards (``module.to(dtype)`` does) makes the next step raise; build the optimizer
   after moving the model. Cannot be pickled: save its ``state_dict()``.
@@ -41,9 +45,9 @@ from ._front import FrontEnd
 __all__ = ["FrontEnd"]
 
 _FLAGS = ("foreach", "capturable", "differentiable", "fused")
-_OWN = ("backend", "skip_nonfinite")
-# engine options the front end does not offer: its state is torch's float layout
-_ENGINE_ONLY = ("state_dtype", "master_weights", "stochastic_rounding", "seed")
+_OWN = ("backend", "skip_nonfinite", "state_dtype")   # fastoptim's, keyword-only, last
+# engine options the front end does not offer: its parameters are float32/float64 tensors
+_ENGINE_ONLY = ("master_weights", "stochastic_rounding", "seed")
 
 
 def _signature(name: str, engine: type, lr_default: float):
@@ -74,7 +78,8 @@ def _signature(name: str, engine: type, lr_default: float):
             if kind == P.VAR_KEYWORD:
                 continue
             out.append(v.replace(kind=kind))
-    out += [engine_sig.parameters[k].replace(kind=P.KEYWORD_ONLY) for k in _OWN]
+    out += [engine_sig.parameters[k].replace(kind=P.KEYWORD_ONLY) for k in _OWN
+            if k in engine_sig.parameters]
     positional = [p for p in out if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
     keyword = [p for p in out if p.kind == P.KEYWORD_ONLY]
     return inspect.Signature(positional + keyword, return_annotation=None), torch_class
@@ -109,9 +114,18 @@ def _doc(name: str, sig: inspect.Signature, torch_class) -> str:
         elif p.name == "skip_nonfinite":
             meaning = ("skip a step whose gradients hold an inf or a NaN (nothing "
                        "changes)")
+        elif p.name == "state_dtype":
+            meaning = (f"the state's storage, as in :class:`fastoptim.{name}`: ``None`` "
+                       f"(the parameters' dtype, torch's layout), or ``\"bfloat16\"`` or "
+                       f"``\"int8\"`` (float32 parameters; ``self.state`` then holds "
+                       f"torch.bfloat16 tensors, or uint8 codes and their float32 "
+                       f"``*_absmax`` scales per block of 256)")
         else:
             meaning = f"as in :class:`fastoptim.{name}`"
-        lines += [f"{p.name} : default {p.default!r}", f"    {meaning.capitalize()}."]
+        # the first letter up, the rest as written (str.capitalize would lower the
+        # cross-references' class names)
+        lines += [f"{p.name} : default {p.default!r}",
+                  f"    {meaning[:1].upper()}{meaning[1:]}."]
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +141,7 @@ def _make(name: str, torch_names: Dict[str, str] = {}, has_step: bool = True,
         values = dict(bound.arguments)
         del values["self"]
         params = values.pop("params")
-        own = {k: values.pop(k) for k in _OWN}
+        own = {k: values.pop(k) for k in _OWN if k in values}
         base.__init__(self, params, {**values, **group_keys}, **own)
 
     __init__.__signature__ = sig

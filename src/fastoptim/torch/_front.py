@@ -69,10 +69,12 @@ class FrontEnd(torch.optim.Optimizer):
     _eager_state = False
 
     def __init__(self, params, defaults: dict, *, backend: str = "auto",
-                 skip_nonfinite: bool = False) -> None:
+                 skip_nonfinite: bool = False, state_dtype: Optional[str] = None) -> None:
         self._engine = None
         self._backend = backend
         self._skip_nonfinite = skip_nonfinite
+        # given to the engine only when set: LAMB, Adafactor and Muon have none
+        self._own = {} if state_dtype is None else {"state_dtype": state_dtype}
         self._tensors: List[torch.Tensor] = []
         self._views = _views.GradViews(torch.strided)    # the gradients' NumPy views
         self._groups_seen: List[Optional[tuple]] = []
@@ -120,7 +122,7 @@ class FrontEnd(torch.optim.Optimizer):
             if self._engine is None:
                 self._engine = self._engine_class(
                     group["params"], lr=lr, backend=self._backend,
-                    skip_nonfinite=self._skip_nonfinite, **hyper)
+                    skip_nonfinite=self._skip_nonfinite, **self._own, **hyper)
             else:
                 self._engine.add_param_group(group)
         except BaseException:
@@ -309,7 +311,7 @@ class FrontEnd(torch.optim.Optimizer):
                 entry[name] = torch.from_numpy(value)[i]
             for name, bufs in engine._state.items():
                 if bufs[i] is not None:
-                    entry[self._torch_names.get(name, name)] = torch.from_numpy(bufs[i])
+                    entry[self._torch_names.get(name, name)] = _tensor_view(bufs[i])
             if entry:           # (torch's SGD without momentum keeps no state)
                 state[t] = entry
             stateful += 1
@@ -392,10 +394,14 @@ class FrontEnd(torch.optim.Optimizer):
                     fresh = engine._new_states(name, [param], engine._groups[
                         self._group_of(i)].hyper)[0] if step == 0 else None
                     if fresh is None:
+                        kind = getattr(engine, "state_dtype", None)
+                        hint = (f" (this optimizer keeps state_dtype={kind!r} state: load "
+                                f"a state dict saved with it)"
+                                if kind in ("bfloat16", "int8") else "")
                         raise ValueError(f"{f}: the state of parameter {i} has no "
-                                         f"{self._torch_names.get(name, name)!r}")
+                                         f"{self._torch_names.get(name, name)!r}{hint}")
                     value = fresh
-                buffers[name].append(_as_array(value, param.dtype))
+                buffers[name].append(_as_array(value, engine._state[name][i].dtype))
             for name in engine._scalars:
                 value = entry.get(name)
                 value = engine._scalar_initial[name] if value is None else value
@@ -473,12 +479,33 @@ def _check_tensor(f: str, what: str, t: torch.Tensor) -> None:
         raise ValueError(f"{f}: {what} has a lazy conjugate/negative bit; resolve it first")
 
 
+def _tensor_view(a: np.ndarray) -> torch.Tensor:
+    """A tensor on the memory of the engine's buffer ``a`` (a bfloat16 state, an ml_dtypes
+    array NumPy's torch bridge does not know, as torch.bfloat16 on the same bits)."""
+    if a.dtype.kind == "V" or a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
 def _as_array(value, dtype: np.dtype) -> np.ndarray:
-    """A saved state value as a NumPy array of ``dtype`` (a tensor is converted as torch's
-    load_state_dict casts it: to the parameter's dtype)."""
+    """A saved state value as a NumPy array for an engine buffer of ``dtype``. A float
+    buffer's value is converted as torch's load_state_dict casts it: to the parameter's
+    dtype. A compressed buffer (bfloat16, or uint8 codes) takes a value of its own dtype
+    only, bit for bit; any other value is returned unconverted, and the engine's check
+    refuses it naming the buffer and both dtypes (float state does not load into a
+    compressed optimizer)."""
+    if dtype.kind == "f" and dtype.name != "bfloat16":
+        if isinstance(value, torch.Tensor):
+            value = value.detach().to(device="cpu")
+            if value.dtype not in _DTYPES:
+                value = value.to(torch.float64)
+            value = value.numpy()
+        return np.asarray(value).astype(dtype, copy=False)
     if isinstance(value, torch.Tensor):
         value = value.detach().to(device="cpu")
-        if value.dtype not in _DTYPES:
-            value = value.to(torch.float64)
+        if value.dtype == torch.bfloat16 and dtype.name == "bfloat16":
+            return value.view(torch.int16).numpy().view(dtype)
+        if value.dtype == torch.bfloat16:
+            value = value.to(torch.float32)
         value = value.numpy()
-    return np.asarray(value).astype(dtype, copy=False)
+    return np.asarray(value)
