@@ -12,13 +12,16 @@ minimum seconds per ``step()``):
   ``zero_grad()`` does; the assignment is timed on both sides);
 * ``large``: one tensor of ``--large`` elements: the memory-bandwidth regime.
 
-Competitors: ``fastoptim.torch.<name>``; ``torch.optim.<name>`` with ``fused=True`` (where
-torch has a fused CPU kernel: Adam, AdamW, SGD, Adagrad), ``foreach=True`` and
-``foreach=False``. Gradients persist across steps (no zero_grad), so only the step is
-timed (but for the "new gradient tensors" case). Prints a Markdown table; ratios are torch's time over fastoptim.torch's, from the
-same rounds.
+Competitors: ``fastoptim.torch.<name>``, and with ``state_dtype="bfloat16"`` and
+``"int8"`` where the class has it; ``torch.optim.<name>`` with ``fused=True`` (where torch
+has a fused CPU kernel: Adam, AdamW, SGD, Adagrad), ``foreach=True`` and ``foreach=False``;
+for Adam and AdamW, bitsandbytes' CPU ``Adam8bit`` / ``AdamW8bit`` when it is installed
+(its 8-bit state is int8's peer). Gradients persist across steps (no zero_grad), so only the step is
+timed (but for the "new gradient tensors" case). Prints a Markdown table; ratios are the
+others' time over fastoptim.torch's (float32 state), from the same rounds.
 """
 import argparse
+import inspect
 
 import torch
 from _timing import time_calls
@@ -59,14 +62,34 @@ def _stepper(opt, params, fresh: bool):
     return step
 
 
+def _bitsandbytes():
+    """bitsandbytes, or None when it is not installed (an optional peer)."""
+    try:
+        import bitsandbytes
+    except ImportError:
+        return None
+    return bitsandbytes
+
+
 def _calls(name: str, make_params, fresh: bool = False) -> dict:
     """label -> step of an optimizer on its own copy of the parameters."""
     kwargs = dict(lr=1e-3) if name != "SGD" else dict(lr=1e-3, momentum=0.9)
     params = make_params()
     calls = {"fastoptim.torch": _stepper(getattr(ft, name)(params, **kwargs), params,
                                          fresh)}
+    if "state_dtype" in inspect.signature(getattr(ft, name)).parameters:
+        for kind in ("bfloat16", "int8"):
+            params = make_params()
+            opt = getattr(ft, name)(params, state_dtype=kind, **kwargs)
+            calls[f"fastoptim.torch {kind}"] = _stepper(opt, params, fresh)
+    bnb = _bitsandbytes() if name in ("Adam", "AdamW") else None
+    if bnb is not None:
+        params = make_params()
+        calls["bitsandbytes 8-bit"] = _stepper(getattr(bnb.optim, f"{name}8bit")(
+            params, **kwargs), params, fresh)
     flavours = [("fused", dict(fused=True))] if name in FUSED else []
-    flavours += [("foreach", dict(foreach=True)), ("for-loop", dict(foreach=False))]
+    if hasattr(torch.optim, name):          # (LAMB and Lion: fastoptim's own)
+        flavours += [("foreach", dict(foreach=True)), ("for-loop", dict(foreach=False))]
     for label, kw in flavours:
         params = make_params()
         opt = getattr(torch.optim, name)(params, **kwargs, **kw)
@@ -74,7 +97,7 @@ def _calls(name: str, make_params, fresh: bool = False) -> dict:
     return calls
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="Adam", choices=ft.CLASSES)
     parser.add_argument("--layers", type=int, default=10)
@@ -93,13 +116,16 @@ def main(argv=None) -> None:
           f"interleaved rounds\n")
     print("| case | optimizer | µs per step | torch / fastoptim.torch |")
     print("|---|---|---:|---:|")
+    out = {}
     for title, make, fresh in cases:
-        times = time_calls(_calls(args.name, make, fresh), repeats=args.repeats)
+        times = out[title] = time_calls(_calls(args.name, make, fresh),
+                                        repeats=args.repeats)
         ours = times["fastoptim.torch"][0]
         for label, (median, least) in times.items():
             ratio = "" if label == "fastoptim.torch" else f"{median / ours:.2f}x"
             print(f"| {title} | {label} | {median * 1e6:,.1f} ({least * 1e6:,.1f}) | "
                   f"{ratio} |")
+    return out
 
 
 if __name__ == "__main__":

@@ -365,3 +365,27 @@ def test_int8_budget_benchmark_times_the_parts_and_the_target():
     else:
         assert result["budget_ns"] == pytest.approx(
             result["per_core_ns"]["torch fused float32"] / int8_budget.TARGET)
+
+
+def test_torch_front_benchmark_has_the_compressed_states_and_their_peer(monkeypatch):
+    """bench/torch_front.py: fastoptim.torch with float32, bfloat16 and int8 state beside
+    torch's implementations (and bitsandbytes' 8-bit AdamW when it is installed), in every
+    case, each timed."""
+    pytest.importorskip("torch")
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(bench))             # its _timing helper
+    spec = importlib.util.spec_from_file_location("torch_front", bench / "torch_front.py")
+    torch_front = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(torch_front)
+    result = torch_front.main(["--name", "AdamW", "--layers", "2", "--width", "4",
+                               "--large", "5000", "--repeats", "1"])
+    assert len(result) == 3
+    for times in result.values():
+        labels = set(times)
+        assert {"fastoptim.torch", "fastoptim.torch bfloat16", "fastoptim.torch int8",
+                "torch fused", "torch foreach", "torch for-loop"} <= labels
+        assert ("bitsandbytes 8-bit" in labels) == (torch_front._bitsandbytes() is not None)
+        assert all(median > 0 and least > 0 for median, least in times.values())
+    lamb = torch_front.main(["--name", "LAMB", "--layers", "1", "--width", "4", "--large",
+                             "100", "--repeats", "1"])
+    assert all("fastoptim.torch int8" not in t for t in lamb.values())     # (no state_dtype)

@@ -268,37 +268,3 @@ def check_states(str f, cnp.ndarray param, tuple labels, tuple states):
             raise ValueError(f"{f}: {label} must be writeable (it is updated in place)")
         out[k] = a if type(a) is cnp.ndarray else a.view(cnp.ndarray)
     return out
-
-
-def grads_apart(str f, list grad_names, list grads, list written_names, list written):
-    """:func:`fastoptim._params.check_grads_apart` (no gradient overlaps a parameter or a
-    state buffer; gradients may overlap each other), with the extents read from the arrays'
-    C structs: one sort of the extents, O(k log k) in the number of arrays."""
-    cdef list spans = []
-    cdef Py_ssize_t lo, nbytes, i
-    cdef cnp.ndarray a
-    for i in range(len(written)):
-        a = <cnp.ndarray>written[i]
-        nbytes = cnp.PyArray_NBYTES(a)
-        if nbytes:
-            lo = <Py_ssize_t>cnp.PyArray_DATA(a)
-            spans.append((lo, lo + nbytes, True, i))
-    for i in range(len(grads)):
-        a = <cnp.ndarray>grads[i]
-        nbytes = cnp.PyArray_NBYTES(a)
-        if nbytes:
-            lo = <Py_ssize_t>cnp.PyArray_DATA(a)
-            spans.append((lo, lo + nbytes, False, i))
-    spans.sort()
-    far_any = far_written = None
-    for span in spans:
-        other = far_any if span[2] else far_written
-        if other is not None and span[0] < other[1]:
-            first, second = (other, span) if other[2] else (span, other)
-            raise ValueError(f"{f}: {grad_names[second[3]]} shares memory with "
-                             f"{written_names[first[3]]}; a gradient must not be a "
-                             f"parameter or a state buffer")
-        if far_any is None or span[1] > far_any[1]:
-            far_any = span
-        if span[2] and (far_written is None or span[1] > far_written[1]):
-            far_written = span

@@ -226,3 +226,41 @@ def has_none(list items):
         if x is None:
             return True
     return False
+
+
+
+cdef int _add_spans(list spans, list arrays, bint written) except -1:
+    """(first byte, past the last byte, written, index) of each non-empty array."""
+    cdef Py_ssize_t lo, nbytes, i
+    cdef cnp.ndarray a
+    for i in range(len(arrays)):
+        a = <cnp.ndarray>arrays[i]
+        nbytes = cnp.PyArray_NBYTES(a)
+        if nbytes:
+            lo = <Py_ssize_t>cnp.PyArray_DATA(a)
+            spans.append((lo, lo + nbytes, written, i))
+    return 0
+
+
+def grads_apart(str f, grad_names, list grads, written_names, list written):
+    """No gradient overlaps a parameter or a state buffer (``written``); gradients may
+    overlap each other (they are only read). The extents are read from the arrays' C
+    structs and sorted once: O(k log k) in the number of arrays, independent of their
+    sizes. ``grad_names`` and ``written_names`` are sequences read only for the message
+    (fastoptim._params.check_grads_apart, and Adafactor's step)."""
+    cdef list spans = []
+    _add_spans(spans, written, True)
+    _add_spans(spans, grads, False)
+    spans.sort()
+    far_any = far_written = None
+    for span in spans:
+        other = far_any if span[2] else far_written
+        if other is not None and span[0] < other[1]:
+            first, second = (other, span) if other[2] else (span, other)
+            raise ValueError(f"{f}: {grad_names[second[3]]} shares memory with "
+                             f"{written_names[first[3]]}; a gradient must not be a "
+                             f"parameter or a state buffer")
+        if far_any is None or span[1] > far_any[1]:
+            far_any = span
+        if span[2] and (far_written is None or span[1] > far_written[1]):
+            far_written = span

@@ -494,16 +494,36 @@ class Optimizer:
             self._steps = steps
 
     def _grads_and_written(self, grads: list):
-        """(gradient names, gradients, written names, written arrays), ``None`` skipped."""
+        """(gradient names, gradients, written names, written arrays), ``None`` skipped;
+        the written names a sequence that makes a name when it is read (for a message)."""
         gn, ga = zip(*[(n[1], g) for n, g in zip(self._check_names, grads) if g is not None]
                      ) if any(g is not None for g in grads) else ((), ())
-        wn, wa = list(self._param_names), list(self._params)
+        wa = list(self._params)
+        owners = [None] * len(wa)           # (state name, parameter index) past the params
         for name, bufs in self._state.items():
-            for pname, buf in zip(self._param_names, bufs):
+            for i, buf in enumerate(bufs):
                 if buf is not None:
-                    wn.append(f"the {name} of {pname}")
                     wa.append(buf)
-        return list(gn), list(ga), wn, wa
+                    owners.append((name, i))
+        return list(gn), list(ga), _WrittenNames(self._param_names, owners), wa
+
+
+class _WrittenNames:
+    """The names of an optimizer's written arrays (its parameters, then its state buffers),
+    made only when one is read: a step checks the arrays apart on every call and names one
+    only in an error."""
+
+    def __init__(self, param_names: list, owners: list) -> None:
+        self._param_names, self._owners = param_names, owners
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    def __getitem__(self, i: int) -> str:
+        owner = self._owners[i]
+        if owner is None:
+            return self._param_names[i]
+        return f"the {owner[0]} of {self._param_names[owner[1]]}"
 
 
 def _lr_value(f: str, lr) -> LR:

@@ -11,6 +11,8 @@ from operator import is_ as _is
 
 import numpy as np
 
+from ._checks import grads_apart as _grads_apart
+
 __all__ = ["flatten", "labels", "check_disjoint", "match", "check_grads_apart",
            "check_bindings"]
 
@@ -88,36 +90,14 @@ def match(func: str, what: str, obj, keys, is_dict: bool, reference: str) -> lis
     return list(obj)
 
 
-def _extent(a):
-    lo = a.__array_interface__["data"][0]
-    return lo, lo + a.nbytes
-
-
 def check_grads_apart(func: str, grad_names, grads, written_names, written) -> None:
     """No gradient may share memory with a parameter or a state buffer (``written``, named
-    by ``written_names``); gradients may share memory with each other (they are only
-    read). One sort of the extents, O(k log k) in the number of arrays, independent of
-    their sizes. (The compiled multi-tensor kernels make the same check themselves within
-    one call; this serves the other backends and steps made of several calls.)"""
-    spans = []
-    for name, a in zip(written_names, written):
-        if a.size:
-            spans.append((*_extent(a), True, name))
-    for name, g in zip(grad_names, grads):
-        if g.size:
-            spans.append((*_extent(g), False, name))
-    spans.sort(key=lambda s: s[0])
-    far_any = far_written = None
-    for lo, hi, is_written, name in spans:
-        other = far_any if is_written else far_written
-        if other is not None and lo < other[1]:
-            first, second = (other[3], name) if other[2] else (name, other[3])
-            raise ValueError(f"{func}: {second} shares memory with {first}; a gradient must "
-                             f"not be a parameter or a state buffer")
-        if far_any is None or hi > far_any[1]:
-            far_any = (lo, hi, is_written, name)
-        if is_written and (far_written is None or hi > far_written[1]):
-            far_written = (lo, hi, is_written, name)
+    by ``written_names``, a sequence read only for the message); gradients may share memory
+    with each other (they are only read). One sort of the extents, O(k log k) in the number
+    of arrays, independent of their sizes, compiled (``_checks.grads_apart``). (The
+    compiled multi-tensor kernels make the same check themselves within one call; this
+    serves the other backends and steps made of several calls.)"""
+    _grads_apart(func, grad_names, list(grads), written_names, list(written))
 
 
 def check_bindings(func: str, containers) -> None:

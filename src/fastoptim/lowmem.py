@@ -503,6 +503,21 @@ def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> tupl
     return kind, p, g, arrays
 
 
+def _views(param, grad, state, names) -> tuple:
+    """:func:`_validate`'s result without its checks, for arrays already checked (the
+    optimizer classes check theirs when they are built and each gradient at each step):
+    the kind and the flat views (param, grad, *state arrays in kernel order)."""
+    kind = _kind_of(state[names[0]])
+    order = "F" if (param.ndim > 1 and param.flags.f_contiguous
+                    and not param.flags.c_contiguous) else "C"
+    p, g = param.reshape(-1, order=order), grad.reshape(-1, order=order)
+    if kind == "int8":
+        arrays = [a for name in names for a in (state[name], state[name + "_absmax"])]
+    else:
+        arrays = [state[name] for name in names]
+    return kind, p, g, arrays
+
+
 # ---- the step ------------------------------------------------------------------------------
 def adam_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], *,
                      step: int, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
@@ -541,7 +556,17 @@ def adam_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
     """
     _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize,
                  backend)
-    kind, p, g, arrays = _validate(param, grad, state)
+    _validate(param, grad, state)
+    _adam_apply(param, grad, state, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                maximize=maximize, backend=backend)
+
+
+def _adam_apply(param, grad, state, *, step, lr, beta1, beta2, eps, weight_decay,
+                decoupled_weight_decay, maximize, backend) -> None:
+    """:func:`adam_lowmem_step` on arguments already checked (by it, or by an optimizer
+    class: no per-array validation)."""
+    kind, p, g, arrays = _views(param, grad, state, ("exp_avg", "exp_avg_sq"))
     if kind not in ("bfloat16", "int8"):
         from .optimizers.adam import adam_step
         adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], step=step, lr=lr,
@@ -648,12 +673,23 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
     if not hasattr(state, "keys") or "exp_avg" not in state:
         raise TypeError(f"{f}: state must be a dict from lion_state (exp_avg)")
     kind = _kind_of(state["exp_avg"]) if isinstance(state["exp_avg"], np.ndarray) else None
-    if kind not in ("bfloat16", "int8"):
+    if kind in ("bfloat16", "int8"):
+        _validate(param, grad, state, ("exp_avg",), f)
+    _lion_apply(param, grad, state, lr=lr, beta1=beta1, beta2=beta2,
+                weight_decay=weight_decay, maximize=maximize, backend=backend)
+
+
+def _lion_apply(param, grad, state, *, lr, beta1, beta2, weight_decay, maximize,
+                backend) -> None:
+    """:func:`lion_lowmem_step` on arguments already checked (by it, or by an optimizer
+    class: no per-array validation)."""
+    if not isinstance(state["exp_avg"], np.ndarray) or \
+            _kind_of(state["exp_avg"]) not in ("bfloat16", "int8"):
         from .optimizers.lion import lion_step
         lion_step(param, grad, state["exp_avg"], lr=lr, beta1=beta1, beta2=beta2,
                   weight_decay=weight_decay, maximize=maximize, backend=backend)
         return
-    _, p, g, arrays = _validate(param, grad, state, ("exp_avg",), f)
+    kind, p, g, arrays = _views(param, grad, state, ("exp_avg",))
     c = (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(beta1),
          1.0 - float(beta1), float(beta2), 1.0 - float(beta2))
     m = arrays[0]
@@ -735,13 +771,25 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
         raise TypeError(f"{f}: state must be a dict from momentum_state (momentum_buffer)")
     kind = _kind_of(state["momentum_buffer"]) if isinstance(state["momentum_buffer"],
                                                            np.ndarray) else None
-    if kind not in ("bfloat16", "int8"):
+    if kind in ("bfloat16", "int8"):
+        _validate(param, grad, state, ("momentum_buffer",), f)
+    _momentum_apply(param, grad, state, lr=lr, momentum=momentum, dampening=dampening,
+                    nesterov=nesterov, weight_decay=weight_decay, maximize=maximize,
+                    backend=backend)
+
+
+def _momentum_apply(param, grad, state, *, lr, momentum, dampening, nesterov, weight_decay,
+                    maximize, backend) -> None:
+    """:func:`momentum_lowmem_step` on arguments already checked (by it, or by an optimizer
+    class: no per-array validation)."""
+    buf = state["momentum_buffer"]
+    if not isinstance(buf, np.ndarray) or _kind_of(buf) not in ("bfloat16", "int8"):
         from .optimizers.sgd import momentum_step
-        momentum_step(param, grad, state["momentum_buffer"], lr=lr, momentum=momentum,
-                      dampening=dampening, nesterov=nesterov, weight_decay=weight_decay,
-                      maximize=maximize, backend=backend)
+        momentum_step(param, grad, buf, lr=lr, momentum=momentum, dampening=dampening,
+                      nesterov=nesterov, weight_decay=weight_decay, maximize=maximize,
+                      backend=backend)
         return
-    _, p, g, arrays = _validate(param, grad, state, ("momentum_buffer",), f)
+    kind, p, g, arrays = _views(param, grad, state, ("momentum_buffer",))
     c = (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(momentum),
          1.0 - float(dampening), int(bool(nesterov)))
     buf = arrays[0]
@@ -837,15 +885,28 @@ def rmsprop_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np
     if kind == "int8":
         raise ValueError(f"{f}: the fused step keeps bfloat16 or float buffers, not int8 "
                          f"codes (RMSprop(state_dtype='int8') steps them chunk by chunk)")
-    if kind != "bfloat16":
+    if kind == "bfloat16":
+        _validate(param, grad, state, names, f)
+    _rmsprop_apply(param, grad, state, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                   momentum=momentum, centered=centered, maximize=maximize,
+                   eps_root=eps_root, backend=backend)
+
+
+def _rmsprop_apply(param, grad, state, *, lr, alpha, eps, weight_decay, momentum, centered,
+                   maximize, eps_root, backend) -> None:
+    """:func:`rmsprop_lowmem_step` on arguments already checked (by it, or by an optimizer
+    class: no per-array validation)."""
+    square_avg = state["square_avg"]
+    if not isinstance(square_avg, np.ndarray) or _kind_of(square_avg) != "bfloat16":
         from .optimizers.rmsprop import rmsprop_step
-        rmsprop_step(param, grad, state["square_avg"], lr=lr, alpha=alpha, eps=eps,
+        rmsprop_step(param, grad, square_avg, lr=lr, alpha=alpha, eps=eps,
                      weight_decay=weight_decay, momentum=momentum,
                      momentum_buffer=state.get("momentum_buffer"), centered=centered,
                      grad_avg=state.get("grad_avg"), maximize=maximize, backend=backend,
                      eps_root=eps_root)
         return
-    _, p, g, arrays = _validate(param, grad, state, names, f)
+    names = tuple(n for n, on in zip(_RMSPROP_BUFFERS, (True, momentum > 0, centered)) if on)
+    _, p, g, arrays = _views(param, grad, state, names)
     bufs = dict(zip(names, arrays))
     c = (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(alpha),
          1.0 - float(alpha), float(eps), float(momentum), float(eps_root))

@@ -16,6 +16,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from .. import _adafactor
+from .. import _checks
 from .. import _cython_parallel
 from .. import _params
 from .. import _threads
@@ -357,7 +358,7 @@ class Adafactor(Optimizer):
         impl = _select(f, self._backend, 0)
         names = [n[1] for n, g in zip(self._check_names, grads) if g is not None] \
             if missing else [n[1] for n in self._check_names]
-        _adafactor.grads_apart(f, names, [g for g in grads if g is not None]
+        _checks.grads_apart(f, names, [g for g in grads if g is not None]
                                if missing else grads, *self._written)
         lr_of = {id(g): lr for g, lr in zip(self._groups, lrs)}
         idx, steps, lrs_, hypers = [], [], [], []

@@ -174,7 +174,7 @@ class Adam(HalfParams, StateDtype, Optimizer):
 
     def _lowmem_step(self, param, grad, state, t, lr, hyper, backend):
         from .. import lowmem
-        lowmem.adam_lowmem_step(
+        lowmem._adam_apply(
             param, grad, state, step=t, lr=lr, beta1=hyper["beta1"], beta2=hyper["beta2"],
             eps=hyper["eps"], weight_decay=hyper["weight_decay"],
             decoupled_weight_decay=hyper["decoupled_weight_decay"],

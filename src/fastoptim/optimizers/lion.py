@@ -104,6 +104,6 @@ class Lion(StateDtype, Optimizer):
 
     def _lowmem_step(self, param, grad, state, t, lr, hyper, backend):
         from .. import lowmem
-        lowmem.lion_lowmem_step(param, grad, state, lr=lr, beta1=hyper["beta1"],
-                                beta2=hyper["beta2"], weight_decay=hyper["weight_decay"],
-                                maximize=hyper["maximize"], backend=backend)
+        lowmem._lion_apply(param, grad, state, lr=lr, beta1=hyper["beta1"],
+                           beta2=hyper["beta2"], weight_decay=hyper["weight_decay"],
+                           maximize=hyper["maximize"], backend=backend)

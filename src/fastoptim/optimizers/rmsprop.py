@@ -143,8 +143,8 @@ class RMSprop(StateDtype, Optimizer):
 
     def _lowmem_step(self, param, grad, state, t, lr, hyper, backend):
         from .. import lowmem
-        lowmem.rmsprop_lowmem_step(param, grad, state, lr=lr, alpha=hyper["alpha"],
-                                   eps=hyper["eps"], weight_decay=hyper["weight_decay"],
-                                   momentum=hyper["momentum"], centered=hyper["centered"],
-                                   maximize=hyper["maximize"], eps_root=hyper["eps_root"],
-                                   backend=backend)
+        lowmem._rmsprop_apply(param, grad, state, lr=lr, alpha=hyper["alpha"],
+                              eps=hyper["eps"], weight_decay=hyper["weight_decay"],
+                              momentum=hyper["momentum"], centered=hyper["centered"],
+                              maximize=hyper["maximize"], eps_root=hyper["eps_root"],
+                              backend=backend)

@@ -157,7 +157,7 @@ class SGD(StateDtype, Optimizer):
 
     def _lowmem_step(self, param, grad, state, t, lr, hyper, backend):
         from .. import lowmem
-        lowmem.momentum_lowmem_step(param, grad, state, lr=lr, momentum=hyper["momentum"],
-                                    dampening=hyper["dampening"], nesterov=hyper["nesterov"],
-                                    weight_decay=hyper["weight_decay"],
-                                    maximize=hyper["maximize"], backend=backend)
+        lowmem._momentum_apply(param, grad, state, lr=lr, momentum=hyper["momentum"],
+                               dampening=hyper["dampening"], nesterov=hyper["nesterov"],
+                               weight_decay=hyper["weight_decay"],
+                               maximize=hyper["maximize"], backend=backend)
