@@ -144,6 +144,13 @@ def test_bad_size_is_rejected(capsys):
     assert "--sizes" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("repeats", ["0", "-1"])
+def test_repeats_below_one_are_rejected(repeats, capsys):
+    """--repeats 0 is refused like -1 (it used to fall back to the default rounds)."""
+    with pytest.raises(SystemExit, match="--repeats must be >= 1"):
+        main(["bench", "--quick", "--sizes", "1000", "--repeats", repeats, "--no-progress"])
+
+
 def test_careful_numpy_adam_matches_the_reference():
     rng = np.random.default_rng(1)
     for dtype in (np.float32, np.float64):

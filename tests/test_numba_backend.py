@@ -128,6 +128,25 @@ def test_environment_variable_sets_the_default(threads, monkeypatch):
     fo.set_num_threads(None)
     with pytest.raises(ValueError, match="FASTOPTIM_NUM_THREADS must be a positive integer"):
         fo.get_num_threads()
+    monkeypatch.setenv(_threads.ENV_VAR, str(_threads.max_threads() + 1))
+    fo.set_num_threads(None)
+    with pytest.raises(ValueError, match="FASTOPTIM_NUM_THREADS must be at most"):
+        fo.get_num_threads()
+
+
+def test_thread_counts_past_the_bound_are_refused_before_any_kernel_runs(threads):
+    """Tens of thousands of OpenMP threads abort or crash the process: set_num_threads
+    refuses more than max_threads() (8 per CPU, at least 64), naming the bound, and keeps
+    the count it had; the bound itself is accepted."""
+    bound = _threads.max_threads()
+    assert bound >= 64 and bound >= 8 * (os.cpu_count() or 1)
+    fo.set_num_threads(3)
+    for bad in (bound + 1, 100_000, 3 * 10 ** 9):
+        with pytest.raises(ValueError, match=f"set_num_threads: n must be at most {bound}"):
+            fo.set_num_threads(bad)
+        assert fo.get_num_threads() == 3
+    fo.set_num_threads(bound)
+    assert fo.get_num_threads() == bound
 
 
 # ------------------------------------------------------------------------------------ auto

@@ -654,3 +654,37 @@ def test_a_gradient_whose_memory_changed_is_viewed_again_and_checked():
     params[2].grad.data = torch.full_like(params[2], 2.0)
     opt.step()
     np.testing.assert_array_equal(opt._engine._steps or [opt._engine._n.step_all], [3])
+
+
+def test_a_gradient_changed_in_place_is_viewed_again_and_checked():
+    """The same gradient tensor at the same address with its strides or shape changed in
+    place (t_(), resize_()) is viewed again: a transposed gradient steps as torch's does,
+    a resized one raises naming it; a gradient whose storage was freed (data_ptr() 0)
+    raises naming it, and nothing changes."""
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(3, 3, dtype=torch.float64))
+    q = torch.nn.Parameter(p.detach().clone())
+    mine, theirs = ft.SGD([p], lr=0.1), torch.optim.SGD([q], lr=0.1, foreach=False)
+    g = torch.randn(3, 5, dtype=torch.float64)[:, :3].contiguous()
+    p.grad, q.grad = g.clone(), g.clone()
+    mine.step()
+    theirs.step()
+    p.grad.t_()
+    q.grad.t_()
+    with pytest.raises(ValueError, match="contiguous"):      # an F-order gradient of a C one
+        mine.step()
+    p.grad, q.grad = p.grad.contiguous(), q.grad.contiguous()
+    mine.step()
+    theirs.step()
+    np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), **CLOSE64)
+    before = p.detach().clone()
+    p.grad.resize_(2, 2)
+    with pytest.raises(ValueError, match=r"grads\[0\] must have the shape of params\[0\]"):
+        mine.step()
+    assert torch.equal(p, before)
+    freed = torch.randn(3, 3, dtype=torch.float64)
+    freed.untyped_storage().resize_(0)
+    p.grad = freed
+    with pytest.raises(ValueError, match="gradient of parameter 0 has no memory"):
+        mine.step()
+    assert torch.equal(p, before)

@@ -291,7 +291,8 @@ def test_cli_digits_without_sklearn_names_the_extra(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("args", [["--epochs", "0"], ["--lr", "-1"], ["--hidden", "0"],
-                                  ["--optimizer", "sgd"], ["--batch-size", "x"]])
+                                  ["--optimizer", "sgd"], ["--batch-size", "x"],
+                                  ["--seed", "-1"], ["--seed", str(2 ** 32)]])
 def test_cli_rejects_bad_arguments(args, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", *args])

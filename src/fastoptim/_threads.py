@@ -44,6 +44,13 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def max_threads() -> int:
+    """The largest thread count fastoptim accepts: 8 per CPU of the machine, at least 64.
+    More threads than that only oversubscribe the CPUs, and far more (tens of thousands)
+    make OpenMP's thread creation fail, which aborts or crashes the process."""
+    return max(64, 8 * (os.cpu_count() or 1))
+
+
 def _from_environment() -> Optional[int]:
     raw = os.environ.get(ENV_VAR, "").strip()
     if not raw:
@@ -54,6 +61,9 @@ def _from_environment() -> Optional[int]:
         n = 0
     if n < 1:
         raise ValueError(f"{ENV_VAR} must be a positive integer, got {raw!r}")
+    if n > max_threads():
+        raise ValueError(f"{ENV_VAR} must be at most {max_threads()} (8 per CPU), got "
+                         f"{raw!r}")
     return n
 
 
@@ -63,7 +73,8 @@ def set_num_threads(n: Optional[int]) -> None:
     Parameters
     ----------
     n : int or None
-        A positive thread count, or ``None`` to go back to the default
+        A thread count from 1 to :func:`max_threads` (8 per CPU, at least 64; more raises
+        ``ValueError``), or ``None`` to go back to the default
         (``FASTOPTIM_NUM_THREADS``, else the CPUs available to this process). Numba cannot
         use more threads than it started with (``numba.config.NUMBA_NUM_THREADS``); a larger
         ``n`` is capped to that when a kernel runs.
@@ -76,6 +87,9 @@ def set_num_threads(n: Optional[int]) -> None:
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__} {n!r}")
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n!r}")
+    if n > max_threads():
+        raise ValueError(f"set_num_threads: n must be at most {max_threads()} (8 per CPU: "
+                         f"more only oversubscribes them), got {n!r}")
     _num_threads = int(n)
 
 

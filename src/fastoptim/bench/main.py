@@ -112,7 +112,7 @@ def _options(args) -> dict:
     if BASELINE not in competitors:
         competitors.insert(0, BASELINE)
     competitors.sort(key=COMPETITORS.index)
-    repeats = args.repeats or (3 if args.quick else 7)
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
     if repeats < 1:
         raise SystemExit("fastoptim bench: --repeats must be >= 1")
     return dict(kernels=kernels, dtypes=dtypes, sizes=sizes, competitors=competitors,

@@ -477,6 +477,9 @@ def _check_tensor(f: str, what: str, t: torch.Tensor) -> None:
                         f"torch.float32 and torch.float64")
     if t.is_conj() or t.is_neg():
         raise ValueError(f"{f}: {what} has a lazy conjugate/negative bit; resolve it first")
+    if t.numel() and t.data_ptr() == 0:
+        raise ValueError(f"{f}: {what} has no memory (its storage was freed or resized to "
+                         f"0 bytes)")
 
 
 def _tensor_view(a: np.ndarray) -> torch.Tensor:

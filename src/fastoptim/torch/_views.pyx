@@ -75,7 +75,10 @@ cdef class GradViews:
             r = self.refs[i]
             if r is not None and r() is g:
                 address = <size_t>g.data_ptr()
-                if address == <size_t>self.pointers[i]:
+                # the same tensor at the same address may have changed its shape or strides
+                # in place (t_(), resize_(), unsqueeze_()): the view is reused only if not
+                if (address == <size_t>self.pointers[i] and g.shape == self.shapes[i]
+                        and g.stride() == self.strides[i]):
                     out[i] = self.views[i]
                     continue
             try:
@@ -87,6 +90,8 @@ cdef class GradViews:
                 return 2, i
             address = <size_t>g.data_ptr()
             p = <cnp.ndarray>self.params[i]
+            if address == 0 and cnp.PyArray_SIZE(p) > 0:
+                return 2, i         # no memory (a freed storage): NumPy would allocate
             view = cnp.PyArray_New(cnp.ndarray, cnp.PyArray_NDIM(p), cnp.PyArray_DIMS(p),
                                    cnp.PyArray_TYPE(p), cnp.PyArray_STRIDES(p),
                                    <void*>address, 0, cnp.NPY_ARRAY_WRITEABLE, None)

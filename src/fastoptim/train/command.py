@@ -38,6 +38,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """A seed NumPy's and scikit-learn's generators take: 0 to 2**32 - 1."""
+    value = int(text)
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**32 - 1, got {text}")
+    return value
+
+
 def _nonnegative_float(text: str) -> float:
     value = float(text)
     if not np.isfinite(value) or value < 0:
@@ -64,7 +72,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--hidden", type=_positive_int, nargs="+",
                         help="hidden layer sizes (moons: 5 2, digits: 64 32)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    parser.add_argument("--seed", type=int, default=3,
+    parser.add_argument("--seed", type=_seed, default=3,
                         help="seeds the data, the split, the initialisation and the "
                              "mini-batch order (default 3)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
