@@ -504,6 +504,161 @@ def test_class_refuses_a_bad_gradient_before_any_update(rng):
     assert all(np.array_equal(a, b) for a, b in zip(params, before)) and opt.t == 0
 
 
+def _nan_grads(n, steps=4, seed=3):
+    """Gradients with NaNs of both signs (and infinities) in the first half, changing sign
+    between steps, so that some operations meet two NaNs of opposite signs (an 8-bit block
+    holding a NaN decodes to NaN: the second half stays finite)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(steps):
+        g = rng.standard_normal(n).astype(np.float32)
+        g[:n // 2][rng.random(n // 2) < 0.3] = np.nan
+        g[:n // 2][rng.random(n // 2) < 0.05] = np.inf
+        flip = rng.random(n) < 0.5
+        g[flip] = -g[flip] if t % 2 else g[flip]
+        out.append(g)
+    return out
+
+
+def _nan_canonical(a):
+    """The bits of ``a`` with every NaN made the one quiet NaN: IEEE 754 lets an operation on
+    two NaNs return either (compilers commute the operands of + and *), so the sign and
+    payload of a NaN are not part of fastoptim's bit-for-bit contract; where NaNs are and
+    every other bit are."""
+    a = np.ascontiguousarray(a)
+    if a.dtype == np.uint8:
+        return a
+    f = a.astype(np.float32)
+    return np.where(np.isnan(f), np.float32(np.nan), f).view(np.uint32)
+
+
+NAN_STEPS = {
+    "adam": (lm.adam_state, lambda p, g, s, t, b: lm.adam_lowmem_step(
+        p, g, s, step=t, lr=1e-2, weight_decay=0.1, backend=b)),
+    "lion": (lm.lion_state, lambda p, g, s, t, b: lm.lion_lowmem_step(
+        p, g, s, lr=1e-2, weight_decay=0.1, backend=b)),
+    "momentum": (lm.momentum_state, lambda p, g, s, t, b: lm.momentum_lowmem_step(
+        p, g, s, lr=1e-2, momentum=0.9, nesterov=True, backend=b)),
+}
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+@pytest.mark.parametrize("name", list(NAN_STEPS))
+def test_nan_and_inf_gradients_give_the_same_values_on_every_level_and_backend(name, kind):
+    make_state, step = NAN_STEPS[name]
+    n = 4099                                    # vector body and a tail
+    param0 = np.random.default_rng(4).standard_normal(n).astype(np.float32)
+    param0[:n // 2:17] = np.nan
+    results = {}
+    previous = _lowmem.simd_target()
+    try:
+        for where in [*_lowmem.simd_targets(), "numba", "numpy"]:
+            backend = where if where in ("numba", "numpy") else "cython"
+            if backend == "cython":
+                _lowmem._select_simd_target(where)
+            param = param0.copy()
+            state = make_state(param, kind)
+            with np.errstate(invalid="ignore", over="ignore"):
+                for t, g in enumerate(_nan_grads(n), start=1):
+                    step(param, g, state, t, backend)
+            results[where] = [param] + [state[k] for k in sorted(state)]
+    finally:
+        _lowmem._select_simd_target(previous)
+    reference = [_nan_canonical(a) for a in results["numpy"]]
+    assert np.isnan(results["numpy"][0]).any() and np.isfinite(results["numpy"][0]).any()
+    for where, arrays in results.items():
+        for a, b in zip(arrays, reference):
+            assert np.array_equal(_nan_canonical(a), b), where
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_momentum_takes_dampening_one_as_torch_does(kind, rng):
+    """dampening is in [0, 1] (the registry's closed_unit_interval): 1 ignores the gradient
+    after the first step, as torch.optim.SGD."""
+    param = rng.standard_normal(5000).astype(np.float32)
+    state = lm.momentum_state(param, kind)
+    ref, ref_state = param.copy(), lm.momentum_state(param, kind)
+    g = rng.standard_normal(5000).astype(np.float32)
+    for _ in range(3):
+        lm.momentum_lowmem_step(param, g, state, lr=0.1, momentum=0.9, dampening=1.0)
+        lm.momentum_lowmem_step(ref, g, ref_state, lr=0.1, momentum=0.9, dampening=1.0,
+                                backend="numpy")
+    assert np.array_equal(param, ref)
+    with pytest.raises(ValueError, match=r"dampening must be in \[0, 1\]"):
+        lm.momentum_lowmem_step(param, g, state, lr=0.1, momentum=0.9, dampening=1.5)
+
+
+@pytest.mark.parametrize("step, names", [
+    (lambda p, g, s: lm.adam_lowmem_step(p, g, s, step=1, lr=1e-3), ("exp_avg", "exp_avg_sq")),
+    (lambda p, g, s: lm.lion_lowmem_step(p, g, s, lr=1e-3), ("exp_avg",)),
+    (lambda p, g, s: lm.momentum_lowmem_step(p, g, s, lr=1e-3), ("momentum_buffer",)),
+])
+def test_a_state_that_is_not_an_array_is_refused_by_name(step, names):
+    param = np.ones(5000, np.float32)
+    state = {name: [0.0] * 5000 for name in names}
+    with pytest.raises(TypeError, match=f"{names[0]} must be a numpy.ndarray, got list"):
+        step(param, np.ones(5000, np.float32), state)
+    assert (param == 1).all()
+
+
+def test_class_refuses_arrays_that_share_memory(rng):
+    """Two parameters in one buffer, or a gradient that is a parameter (or its state), would
+    be updated twice or read after being written: refused, nothing changed."""
+    q = rng.standard_normal(5000).astype(np.float32)
+    with pytest.raises(ValueError, match=r"LowMemAdam: params\[0\] and params\[1\] share"):
+        lm.LowMemAdam([q, q])
+    with pytest.raises(ValueError, match="share memory"):
+        lm.LowMemAdam([q[:3000], q[2000:]])
+    a, b = q[:4500].copy(), rng.standard_normal(5000).astype(np.float32)
+    c, d = rng.standard_normal(100).astype(np.float32), np.ones(100, np.float32)
+    params = [a, b, c, d]           # a, b: int8 state; c, d: float32 state (< 4096)
+    before = [p.copy() for p in params]
+    opt = lm.LowMemAdam(params, state_dtype="int8")
+    fresh = opt.state_dict()["state"]
+    ones = [np.ones_like(p) for p in params]
+    for i, grad, message in [
+            (0, b[:4500], r"grads\[0\] shares memory with params\[1\]"),
+            (2, d, r"grads\[2\] shares memory with params\[3\]"),
+            (3, opt.state[2]["exp_avg_sq"],
+             r"grads\[3\] shares memory with the exp_avg_sq of params\[2\]"),
+            (1, b, "param, grad and the state arrays must not overlap")]:
+        with pytest.raises(ValueError, match=message):
+            opt.step(ones[:i] + [grad] + ones[i + 1:])
+    assert all(np.array_equal(x, y) for x, y in zip(params, before)) and opt.t == 0
+    assert all(np.array_equal(s[k], f[k]) for s, f in zip(opt.state, fresh) for k in s)
+    opt.step([np.ones_like(p) for p in params])     # gradients may share memory: allowed
+    opt.step([np.ones(5000, np.float32)[:4500], np.ones(5000, np.float32)] + [d.copy()] * 2)
+    assert opt.t == 2
+
+
+def test_class_load_state_dict_checks_everything_before_changing_anything(rng):
+    params = [rng.standard_normal(5000).astype(np.float32)]
+    opt = lm.LowMemAdam(params, state_dtype="int8")
+    opt.step([rng.standard_normal(5000).astype(np.float32)])
+    good = opt.state_dict()
+    other = lm.LowMemAdam([p.copy() for p in params], state_dtype="int8")
+    snapshot = other.state_dict()
+    bad = [({k: v for k, v in good.items() if k != "t"}, ValueError, r"no \['t'\]"),
+           (dict(good, t=-1), ValueError, "t must be in"),
+           (dict(good, t=2.5), ValueError, "t must be an integer"),
+           (dict(good, hyper=dict(good["hyper"], beta1=5.0)), ValueError, "beta1"),
+           (dict(good, hyper=dict(good["hyper"], eps=-1.0)), ValueError, "eps"),
+           (dict(good, hyper=dict(good["hyper"], eps=1e-50)), ValueError, "underflows"),
+           (dict(good, hyper=dict(good["hyper"], momentum=0.9)), ValueError, "momentum"),
+           (dict(good, state=[dict(good["state"][0], exp_avg=[0] * 5000)]), ValueError,
+            r"exp_avg is int64\(5000,\), expected uint8"),
+           ([1, 2], TypeError, "state_dict must be a dict")]
+    for sd, error, message in bad:
+        with pytest.raises(error, match=message):
+            other.load_state_dict(sd)
+        now = other.state_dict()
+        assert now["t"] == 0 and now["hyper"] == snapshot["hyper"]
+        assert all(np.array_equal(now["state"][0][k], snapshot["state"][0][k])
+                   for k in now["state"][0])
+    other.load_state_dict(good)
+    assert other.t == 1 and other.hyper == opt.hyper
+
+
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, strategies as st  # noqa: E402
 

@@ -215,6 +215,8 @@ BAD_HYPER = [
     (dict(eps=0.0), "eps"), (dict(eps=1e-40), "eps"), (dict(ns_steps=100), "ns_steps"),
     (dict(ns_steps=2.0), "ns_steps"), (dict(ns_steps=-1), "ns_steps"),
     (dict(adjust_lr_fn="sqrt"), "adjust_lr_fn"), (dict(backend="fortran"), "backend"),
+    (dict(adjust_lr_fn=np.array(["original"])), "adjust_lr_fn"),
+    (dict(adjust_lr_fn=True), "adjust_lr_fn"),
 ]
 
 

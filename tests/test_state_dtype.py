@@ -803,6 +803,57 @@ def test_compressed_refuses_bad_arrays_and_changes_nothing(change, error, match)
         assert np.array_equal(a, b)
 
 
+def _fortran(n=1000):
+    return np.asfortranarray(np.ones((40, n // 40), np.float32))
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda a: dict(grad=a["param"]), "param and grad share memory"),
+    (lambda a: dict(grad=a["param"].reshape(40, 25), param=a["param"].reshape(40, 25)),
+     "param and grad share memory"),
+    (lambda a: dict(states=(a["param"].view(np.uint8)[1000:2000],)),
+     r"param and states\[0\] share memory"),
+    (lambda a: dict(scales=(a["param"][996:],)), r"param and scales\[0\] share memory"),
+    (lambda a: dict(scales=(a["states"][0][:16].view(np.float32),)),
+     r"states\[0\] and scales\[0\] share memory"),
+    (lambda a: dict(param=_fortran(), grad=np.ones((40, 25), np.float32)),
+     "param and grad must be contiguous in one common order"),
+    (lambda a: dict(grad=_fortran(), param=np.ones((40, 25), np.float32)),
+     "param and grad must be contiguous in one common order"),
+    (lambda a: dict(param=_fortran(), grad=_fortran(),
+                    states=(a["states"][0].reshape(40, 25),)),
+     r"param and states\[0\] must be contiguous in one common order"),
+], ids=["grad-is-param", "grad-is-2d-param", "codes-in-param", "scales-in-param",
+        "scales-in-codes", "F-param-C-grad", "C-param-F-grad", "F-param-C-codes"])
+def test_compressed_refuses_overlapping_or_misordered_arrays(change, match):
+    """Written arrays (param, codes, scales) overlapping any other array of the call, or
+    arrays element-wise with param in another memory order, would give a wrong step (a
+    gradient read after its element was written; elements paired across orders)."""
+    from fastoptim import kernels
+    args = _compressed_call()
+    args.update(change(args))
+    arrays = (args["param"], args["grad"], *args["states"], *args["scales"])
+    before = [a.tobytes() for a in arrays]
+    with pytest.raises(ValueError, match=match):
+        kernels.compressed(args["param"], args["grad"], args["states"], args["scales"],
+                           args["tables"], args["c"])
+    assert [a.tobytes() for a in arrays] == before
+
+
+def test_compressed_steps_fortran_arrays_as_their_memory_order():
+    from fastoptim import kernels
+    flat, fortran = _compressed_call(), _compressed_call(param=_fortran(), grad=_fortran())
+    rng = np.random.default_rng(5)
+    g = rng.standard_normal(1000).astype(np.float32)
+    flat["grad"][:] = g
+    fortran["grad"].reshape(-1, order="F")[:] = g
+    for args in (flat, fortran):
+        kernels.compressed(args["param"], args["grad"], args["states"], args["scales"],
+                           args["tables"], args["c"])
+    assert np.array_equal(fortran["param"].reshape(-1, order="F"), flat["param"])
+    assert np.array_equal(fortran["states"][0], flat["states"][0])
+
+
 @pytest.mark.parametrize("clamps", [((0, 0, 1.0),), ((0, 1, 1.0),), ((0, 3, 1.0),)])
 def test_compressed_refuses_a_clamp_of_absent_buffers(clamps):
     from fastoptim import kernels

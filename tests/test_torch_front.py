@@ -688,3 +688,20 @@ def test_a_gradient_changed_in_place_is_viewed_again_and_checked():
     with pytest.raises(ValueError, match="gradient of parameter 0 has no memory"):
         mine.step()
     assert torch.equal(p, before)
+
+
+@pytest.mark.parametrize("step", [float("nan"), float("inf"), -1.0, 2.5, True, "3"])
+def test_a_state_dict_with_a_step_that_is_not_a_count_is_refused_by_name(step):
+    model = _mlp(torch.float32)
+    opt = ft.Adam(model.parameters(), lr=1e-2)
+    _train(model, opt, 2, torch.float32)
+    sd = opt.state_dict()
+    before = copy.deepcopy(sd)
+    bad = copy.deepcopy(sd)
+    bad["state"][0]["step"] = torch.tensor(step) if isinstance(step, float) else step
+    with pytest.raises(ValueError, match="the step of parameter 0 is .*, not a count"):
+        opt.load_state_dict(bad)
+    after = opt.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    assert all(torch.equal(after["state"][i][k], before["state"][i][k])
+               for i in after["state"] for k in after["state"][i])

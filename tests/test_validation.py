@@ -156,14 +156,16 @@ class TestArrayErrors:
 
 # bad values of each validation kind (fastoptim._validation.SCALAR_KINDS): (value, exception)
 BAD_VALUES = {
+    # 10**400: an int beyond float's range (float() would raise a bare OverflowError)
     "nonnegative": [(-0.1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
-                    ("0.1", TypeError), (True, TypeError), (None, TypeError)],
+                    ("0.1", TypeError), (True, TypeError), (None, TypeError),
+                    (10**400, ValueError)],
     "positive": [(0.0, ValueError), (-1e-8, ValueError), (float("nan"), ValueError),
-                 ("1e-8", TypeError)],
+                 ("1e-8", TypeError), (10**400, ValueError)],
     "unit_interval": [(1.0, ValueError), (-0.1, ValueError), (1.5, ValueError),
-                      (float("nan"), ValueError), ("0.9", TypeError)],
+                      (float("nan"), ValueError), ("0.9", TypeError), (-10**400, ValueError)],
     "closed_unit_interval": [(1.5, ValueError), (-0.1, ValueError), (float("inf"), ValueError),
-                             ("0.5", TypeError)],
+                             ("0.5", TypeError), (10**400, ValueError)],
     "flag": [(1, TypeError), (0, TypeError), ("yes", TypeError), (None, TypeError)],
     "step_count": [(0, ValueError), (-3, ValueError), (1.5, TypeError), (3.7, TypeError),
                    (True, TypeError), (2**63, ValueError),       # C long long would overflow

@@ -228,7 +228,6 @@ def has_none(list items):
     return False
 
 
-
 cdef int _add_spans(list spans, list arrays, bint written) except -1:
     """(first byte, past the last byte, written, index) of each non-empty array."""
     cdef Py_ssize_t lo, nbytes, i

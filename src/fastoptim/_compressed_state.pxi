@@ -134,19 +134,86 @@ cdef void _compressed_run(const Compressed* t, float* scratch, int nt) noexcept 
             _compressed_round(t, r * ROUND, scratch + threadid() * MAX_ARRAYS * ROUND)
 
 
-cdef int _check_compressed(str func, int j, object a, Py_ssize_t n, int itemsize,
-                           str what) except -1:
+cdef inline int _span(Py_ssize_t* lo, Py_ssize_t* hi, int* who, int k, object a,
+                      int code) noexcept:
+    """Record array ``a``'s byte extent as span ``k`` (``who``: :func:`_span_name`'s code);
+    returns the next free span (``k`` again for an empty array)."""
+    cdef Py_ssize_t nbytes = cnp.PyArray_NBYTES(<cnp.ndarray>a)
+    if nbytes == 0:
+        return k
+    lo[k] = <Py_ssize_t>cnp.PyArray_DATA(<cnp.ndarray>a)
+    hi[k] = lo[k] + nbytes
+    who[k] = code
+    return k + 1
+
+
+cdef str _span_name(int code):
+    """0 param, 1 grad, 4j+2 states[j], 4j+3 scales[j], 4j+4 / 4j+5 tables[j]'s code /
+    bucket (codes >= 2 + 4j + 2 are only read)."""
+    if code < 2:
+        return ("param", "grad")[code]
+    code -= 2
+    return (f"states[{code // 4}]", f"scales[{code // 4}]", f"tables[{code // 4}] code",
+            f"tables[{code // 4}] bucket")[code % 4]
+
+
+cdef inline bint _written(int code) noexcept:
+    return code == 0 or (code >= 2 and (code - 2) % 4 < 2)
+
+
+cdef int _check_compressed(str func, int who, object a, Py_ssize_t n, int itemsize
+                           ) except -1:
+    """``a`` (:func:`_span_name` ``who``) holds ``n`` items of ``itemsize`` bytes, contiguous,
+    aligned, native, writeable if the step writes it. Names are made only for an error."""
     if not cnp.PyArray_CheckExact(a):
-        raise TypeError(f"{func}: {what} must be a numpy.ndarray, got {type(a).__name__}")
+        raise TypeError(f"{func}: {_span_name(who)} must be a numpy.ndarray, got "
+                        f"{type(a).__name__}")
     if cnp.PyArray_ITEMSIZE(<cnp.ndarray>a) != itemsize or cnp.PyArray_SIZE(<cnp.ndarray>a) != n:
-        raise ValueError(f"{func}: {what} must hold {n} items of {itemsize} bytes, got "
-                         f"{a.dtype} of size {a.size}")
+        raise ValueError(f"{func}: {_span_name(who)} must hold {n} items of {itemsize} "
+                         f"bytes, got {a.dtype} of size {a.size}")
     if not (cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
             or cnp.PyArray_IS_F_CONTIGUOUS(<cnp.ndarray>a)) \
             or not cnp.PyArray_ISALIGNED(<cnp.ndarray>a) or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a):
-        raise ValueError(f"{func}: {what} must be contiguous, aligned, native byte order")
-    if j != 1 and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
-        raise ValueError(f"{func}: {what} is read-only")
+        raise ValueError(f"{func}: {_span_name(who)} must be contiguous, aligned, native "
+                         f"byte order")
+    if _written(who) and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+        raise ValueError(f"{func}: {_span_name(who)} is read-only")
+    return 0
+
+
+cdef int _check_layout(str func, param, grad, tuple states, tuple scales, tuple tables,
+                       bint order_c) except -1:
+    """Every array element-wise with ``param`` (grad, the states) is contiguous in its memory
+    order (a 1-D or single-row array is both); no array written (param, states, scales)
+    overlaps another array of the call (gradients and tables are only read). Compiled: a
+    few pointer comparisons, as a step on small arrays is dominated by its checks."""
+    cdef Py_ssize_t lo[2 + 4 * MAX_ARRAYS]
+    cdef Py_ssize_t hi[2 + 4 * MAX_ARRAYS]
+    cdef int who[2 + 4 * MAX_ARRAYS]
+    cdef int j, i, k = 0, n = len(states)
+    for j in range(-1, n):
+        a = grad if j < 0 else states[j]
+        if a is not None and not (cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a) if order_c
+                                  else cnp.PyArray_IS_F_CONTIGUOUS(<cnp.ndarray>a)):
+            raise ValueError(f"{func}: param and {'grad' if j < 0 else f'states[{j}]'} must "
+                             f"be contiguous in one common order (param is "
+                             f"{'C' if order_c else 'F'}-contiguous)")
+    k = _span(lo, hi, who, k, param, 0)
+    k = _span(lo, hi, who, k, grad, 1)
+    for j in range(n):
+        if states[j] is None:
+            continue
+        k = _span(lo, hi, who, k, states[j], 4 * j + 2)
+        if tables[j] is not None:
+            k = _span(lo, hi, who, k, scales[j], 4 * j + 3)
+            k = _span(lo, hi, who, k, tables[j][0], 4 * j + 4)
+            k = _span(lo, hi, who, k, tables[j][1], 4 * j + 5)
+    for i in range(k):
+        for j in range(i + 1, k):
+            if (_written(who[i]) or _written(who[j])) and lo[i] < hi[j] and lo[j] < hi[i]:
+                raise ValueError(f"{func}: {_span_name(who[i])} and {_span_name(who[j])} "
+                                 f"share memory; an array written by the step must not "
+                                 f"overlap another")
     return 0
 
 
@@ -174,11 +241,11 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
     cdef int j, nt = _threads(num_threads)
     cdef Py_ssize_t n
     _check_compressed(func, 0, param, cnp.PyArray_SIZE(<cnp.ndarray>param)
-                      if cnp.PyArray_Check(param) else -1, 4, "param")
+                      if cnp.PyArray_Check(param) else -1, 4)
     if cnp.PyArray_TYPE(<cnp.ndarray>param) != cnp.NPY_FLOAT32:
         raise TypeError(f"{func}: param must be float32, got {param.dtype}")
     n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    _check_compressed(func, 1, grad, n, 4, "grad")
+    _check_compressed(func, 1, grad, n, 4)
     if cnp.PyArray_TYPE(<cnp.ndarray>grad) != cnp.NPY_FLOAT32:
         raise TypeError(f"{func}: grad must be float32, got {grad.dtype}")
     from fastoptim._registry import kernel as registry_entry
@@ -191,6 +258,8 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
         if states[j] is None and spec[j].enabled_by is None:
             raise ValueError(f"{func}: states[{j}] ({spec[j].name}) is always updated by "
                              f"{c.kernel}: it cannot be None")
+    order_c = not cnp.PyArray_IS_F_CONTIGUOUS(<cnp.ndarray>param) \
+        or cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>param)
     t.kind = c.kind
     t.coef = c.c
     t.p = <float*>cnp.PyArray_DATA(<cnp.ndarray>param)
@@ -201,13 +270,11 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
         t.absmax[j] = NULL
         if states[j] is None:
             continue
-        name = f"states[{j}]"
         if tables[j] is None:           # bfloat16
-            _check_compressed(func, 2, states[j], n, 2, name)
+            _check_compressed(func, 4 * j + 2, states[j], n, 2)
         else:
-            _check_compressed(func, 2, states[j], n, 1, name)
-            _check_compressed(func, 2, scales[j], (n + Q8_BLOCK - 1) // Q8_BLOCK, 4,
-                              f"scales[{j}]")
+            _check_compressed(func, 4 * j + 2, states[j], n, 1)
+            _check_compressed(func, 4 * j + 3, scales[j], (n + Q8_BLOCK - 1) // Q8_BLOCK, 4)
             if len(tables[j]) not in (5, 6):
                 raise ValueError(f"{func}: tables[{j}] must be (code, bucket, shift, zero, "
                                  f"is_signed[, decades])")
@@ -219,7 +286,7 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
                     raise ValueError(f"{func}: tables[{j}] decades must be code_tables()"
                                      f"[{10 if is_signed else 11}] (the "
                                      f"{'signed' if is_signed else 'unsigned'} code's)")
-            _check_compressed(func, 1, code, 256, 4, f"tables[{j}] code")
+            _check_compressed(func, 4 * j + 4, code, 256, 4)
             if not 0 < shift < 23 or not cnp.PyArray_Check(bucket) \
                     or cnp.PyArray_TYPE(<cnp.ndarray>bucket) != cnp.NPY_INT32 \
                     or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>bucket) \
@@ -236,6 +303,7 @@ def compressed(param, grad, tuple states, tuple scales, tuple tables, Coefficien
             if decades is not None:
                 t.decades[j] = <const float*>cnp.PyArray_DATA(<cnp.ndarray>decades)
         t.held[j] = cnp.PyArray_DATA(<cnp.ndarray>states[j])
+    _check_layout(func, param, grad, states, scales, tables, order_c)
     t.nclamp = len(clamps)
     if t.nclamp > MAX_ARRAYS:
         raise ValueError(f"{func}: at most {MAX_ARRAYS} clamps")

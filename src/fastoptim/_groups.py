@@ -112,6 +112,7 @@ class ParamGroup(MutableMapping):
                 raise KeyError(f"{f}: {type(opt).__name__} has no hyperparameter {key!r}; "
                                f"it has lr, {', '.join(self.hyper)}")
             hyper = opt._validate(f, dict(self.hyper, **{key: value}))
+            check_eps(opt, f, hyper, opt._params[self.start:self.stop])
             plan = opt._plan(hyper)
             if plan[2] != self.slots:
                 raise ValueError(
@@ -178,6 +179,20 @@ def _hyperparameters(opt, f: str, overrides: dict):
     return hyper, lr
 
 
+def check_eps(opt, f: str, hyper: dict, params) -> None:
+    """``eps`` (``eps_root`` where a rule let ``eps`` be 0) must be a normal number of the
+    dtype each of ``params`` is computed in: ``eps=1e-50`` is 0 in float32. Every path that
+    sets a group's hyperparameters runs this: construction, ``add_param_group``,
+    ``param_groups[i][key] = value``, ``load_state_dict`` and the torch front end."""
+    eps = hyper.get("eps")
+    if not isinstance(eps, float):
+        return
+    name, value = ("eps_root", hyper["eps_root"]) if eps == 0.0 and "eps_root" in hyper \
+        else ("eps", eps)
+    for dtype in {opt._compute_dtype(p) for p in params}:
+        _v.eps_for_dtype(f, name, value, dtype)
+
+
 def add(opt, f: str, groups) -> None:
     """Validate ``groups`` (from :func:`split`) and append them to optimizer ``opt``: its
     arrays, keys, step counts and state buffers. Everything is checked before ``opt``
@@ -197,12 +212,7 @@ def add(opt, f: str, groups) -> None:
             p = arrays[i]
             checked = opt._check_param(f, names[i], p)
             plain.append(p if checked is None else checked[0])
-            if isinstance(hyper.get("eps"), float):
-                dtype = opt._compute_dtype(p)
-                if hyper["eps"] == 0.0 and "eps_root" in hyper:    # a rule allowed it
-                    _v.eps_for_dtype(f, "eps_root", hyper["eps_root"], dtype)
-                else:
-                    _v.eps_for_dtype(f, "eps", hyper["eps"], dtype)
+        check_eps(opt, f, hyper, plain[start - first:stop - first])
     held = [(n, a) for n, a in zip(opt._param_names, opt._params)]
     held += [(f"the {s} of {n}", b) for s, bufs in opt._state.items()
              for n, b in zip(opt._param_names, bufs) if b is not None]

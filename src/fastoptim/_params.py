@@ -97,7 +97,8 @@ def check_grads_apart(func: str, grad_names, grads, written_names, written) -> N
     of arrays, independent of their sizes, compiled (``_checks.grads_apart``). (The
     compiled multi-tensor kernels make the same check themselves within one call; this
     serves the other backends and steps made of several calls.)"""
-    _grads_apart(func, grad_names, list(grads), written_names, list(written))
+    _grads_apart(func, grad_names, grads if type(grads) is list else list(grads),
+                 written_names, written if type(written) is list else list(written))
 
 
 def check_bindings(func: str, containers) -> None:

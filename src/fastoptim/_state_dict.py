@@ -23,6 +23,7 @@ from typing import List, Mapping, NamedTuple, Tuple
 import numpy as np
 
 from . import _registry
+from ._groups import check_eps as _check_eps
 from . import _validation as _v
 
 REQUIRED_KEYS = ("optimizer", "step", "param_keys", "params", "state")
@@ -158,6 +159,7 @@ def _groups(f: str, opt, sd) -> Tuple[List[dict], list]:
                 f"{f}: the state_dict's hyperparameters {sorted(group)} differ from "
                 f"{type(opt).__name__}'s {sorted(g.hyper)}")
         hyper = opt._validate(f, group)
+        _check_eps(opt, f, hyper, opt._params[g.start:g.stop])
         slots = opt._plan(hyper)[2]
         if slots != g.slots:
             raise ValueError(

@@ -26,7 +26,10 @@ def real(func: str, name: str, value) -> float:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
             raise TypeError(
                 f"{func}: {name} must be a real number, got {type(value).__name__} {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:           # an int or Fraction beyond float's range: 10**400
+            raise ValueError(f"{func}: {name} must be finite, got {value!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{func}: {name} must be finite, got {value!r}")
     return value

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _threads, _validation
 from .half_reference import HALF_DTYPES, bfloat16
-from .lowmem import _check_hyper
+from .lowmem import _check_hyper, _order
 
 __all__ = ["HALF_DTYPES", "half_state", "adam_half_step"]
 
@@ -69,10 +69,6 @@ def _coefficients(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize
     return (f32(beta1), f32(1 - beta1), f32(beta2), f32(1 - beta2),
             f32(lr / (1 - beta1 ** step)), f32(1 / np.sqrt(1 - beta2 ** step)), f32(eps),
             f32(weight_decay), f32(1 - lr * weight_decay), wd_mode, int(maximize))
-
-
-def _order(a: np.ndarray) -> str:
-    return "F" if a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous else "C"
 
 
 def _validate(param, grad, state, stochastic_rounding):

@@ -39,7 +39,7 @@ from typing import Dict, Tuple
 import numpy as np
 import ml_dtypes
 
-from . import _threads, _validation
+from . import _params, _threads, _validation
 
 __all__ = ["BLOCK", "MIN_8BIT_SIZE", "STATE_DTYPES", "dynamic_map", "code_tables",
            "quantize_blockwise", "dequantize_blockwise", "adam_state", "restore_state",
@@ -399,10 +399,18 @@ def _check_hyper(step, lr, beta1, beta2, eps, weight_decay, decoupled, maximize,
     _validation.unit_interval(f, "beta1", beta1)
     _validation.unit_interval(f, "beta2", beta2)
     _validation.positive(f, "eps", eps)
+    _validation.eps_for_dtype(f, "eps", eps, np.float32)    # the step computes in float32
     _validation.nonnegative(f, "weight_decay", weight_decay)
     _validation.flag(f, "decoupled_weight_decay", decoupled)
     _validation.flag(f, "maximize", maximize)
     _check_backend(f, backend, backends)
+
+
+def _check_class_hyper(f: str, step, lr, hyper: dict, backend) -> None:
+    """:func:`_check_hyper` of a :class:`LowMemAdam`'s ``hyper`` dict."""
+    _check_hyper(step, lr, hyper["beta1"], hyper["beta2"], hyper["eps"],
+                 hyper["weight_decay"], hyper["decoupled_weight_decay"], hyper["maximize"],
+                 backend, f=f)
 
 
 def _check_backend(f: str, backend, backends=BACKENDS) -> None:
@@ -444,8 +452,15 @@ def _flat(name: str, a, dtype, size, order: str = "A", f: str = _F) -> np.ndarra
     return a.reshape(-1, order=order)
 
 
-def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> tuple:
-    """The kind and the flat views (param, grad, *state arrays in kernel order); ``names``:
+def _order(param: np.ndarray) -> str:
+    """The order whose flat view is ``param``'s memory order: "F" for an F-contiguous array
+    that is not also C-contiguous, else "C"."""
+    return "F" if (param.ndim > 1 and param.flags.f_contiguous
+                   and not param.flags.c_contiguous) else "C"
+
+
+def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> None:
+    """Check a step's arrays before any is touched (raises naming the bad one); ``names``:
     the moments (Adam's two, Lion's one), ``f`` the caller's name for messages."""
     if not isinstance(param, np.ndarray):
         raise TypeError(f"{f}: param must be a numpy.ndarray, got {type(param).__name__}")
@@ -456,18 +471,18 @@ def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> tupl
     if not hasattr(state, "keys") or any(name not in state for name in names):
         raise TypeError(f"{f}: state must be a dict of the moments {names} (adam_state, "
                         f"lion_state, momentum_state, rmsprop_state)")
+    if not isinstance(state[names[0]], np.ndarray):
+        raise TypeError(f"{f}: {names[0]} must be a numpy.ndarray, got "
+                        f"{type(state[names[0]]).__name__}")
     kind = _kind_of(state[names[0]])
     if param.dtype != np.float32 and kind in ("bfloat16", "int8"):
         raise ValueError(f"{f}: {kind} state needs float32 param, got {param.dtype}")
     if not param.flags.writeable:
         raise ValueError(f"{f}: param is read-only")
-    order = "F" if (param.ndim > 1 and param.flags.f_contiguous
-                    and not param.flags.c_contiguous) else "C"
-    if param.ndim > 1 and not (param.flags.c_contiguous if order == "C" else True):
-        raise ValueError(f"{f}: param must be C- or F-contiguous")
     for name, a in (("param", param), ("grad", grad)):
         if not (a.flags.c_contiguous or a.flags.f_contiguous):
             raise ValueError(f"{f}: {name} must be C- or F-contiguous")
+    order = _order(param)
     if param.ndim > 1 and not (grad.flags.c_contiguous if order == "C"
                                else grad.flags.f_contiguous):
         raise ValueError(f"{f}: param and grad must be contiguous in one common order")
@@ -489,7 +504,6 @@ def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> tupl
             raise ValueError(f"{f}: exp_avg must be {param.dtype} (the parameters' dtype) or "
                              f"bfloat16 / uint8 codes, got {state['exp_avg'].dtype}")
         arrays = [state["exp_avg"], state["exp_avg_sq"]]
-    written = [p] + [a for a in arrays]
     for a in arrays:
         if not a.flags.writeable:
             raise ValueError(f"{f}: a state array is read-only")
@@ -499,8 +513,6 @@ def _validate(param, grad, state, names=("exp_avg", "exp_avg_sq"), f=_F) -> tupl
             if (everything[i] is not g or everything[j] is not g) and \
                     np.may_share_memory(everything[i], everything[j]):
                 raise ValueError(f"{f}: param, grad and the state arrays must not overlap")
-    del written
-    return kind, p, g, arrays
 
 
 def _views(param, grad, state, names) -> tuple:
@@ -508,8 +520,7 @@ def _views(param, grad, state, names) -> tuple:
     optimizer classes check theirs when they are built and each gradient at each step):
     the kind and the flat views (param, grad, *state arrays in kernel order)."""
     kind = _kind_of(state[names[0]])
-    order = "F" if (param.ndim > 1 and param.flags.f_contiguous
-                    and not param.flags.c_contiguous) else "C"
+    order = _order(param)
     p, g = param.reshape(-1, order=order), grad.reshape(-1, order=order)
     if kind == "int8":
         arrays = [a for name in names for a in (state[name], state[name + "_absmax"])]
@@ -759,7 +770,7 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
     f = "momentum_lowmem_step"
     _validation.nonnegative(f, "lr", lr)
     _validation.nonnegative(f, "momentum", momentum)
-    _validation.unit_interval(f, "dampening", dampening)
+    _validation.closed_unit_interval(f, "dampening", dampening)
     _validation.flag(f, "nesterov", nesterov)
     _validation.nonnegative(f, "weight_decay", weight_decay)
     _validation.flag(f, "maximize", maximize)
@@ -990,10 +1001,16 @@ class LowMemAdam:
         if not callable(lr):
             _validation.nonnegative(f, "lr", lr)
         _check_hyper(1, 0.0, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
-                     maximize, backend)
+                     maximize, backend, f=f)
         self._is_dict = isinstance(params, dict)
         self._keys = list(params.keys()) if self._is_dict else list(range(len(params)))
         self._params = [params[k] for k in self._keys]
+        self._names = [f"params[{k!r}]" for k in self._keys]
+        for name, p in zip(self._names, self._params):
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"{f}: {name} must be a numpy.ndarray, got "
+                                f"{type(p).__name__}")
+        _params.check_disjoint(f, self._names, self._params)
         self.state = [adam_state(p, state_dtype) for p in self._params]
         self.hyper = dict(beta1=float(beta1), beta2=float(beta2), eps=float(eps),
                           weight_decay=float(weight_decay),
@@ -1003,17 +1020,24 @@ class LowMemAdam:
 
     def step(self, grads) -> None:
         """One step of every parameter; every array is checked before any is updated."""
+        f = f"{type(self).__name__}.step"
         grads = [grads[k] for k in self._keys] if self._is_dict else list(grads)
         if len(grads) != len(self._params):
-            raise ValueError(f"{type(self).__name__}.step: {len(grads)} gradients for "
-                             f"{len(self._params)} parameters")
+            raise ValueError(f"{f}: {len(grads)} gradients for {len(self._params)} "
+                             f"parameters")
         for p, g, s in zip(self._params, grads, self.state):
-            _validate(p, g, s)
+            _validate(p, g, s, f=f)
+        written = self._params + [a for s in self.state for a in s.values()]
+        written_names = self._names + [f"the {k} of {n}" for n, s in zip(self._names,
+                                                                          self.state)
+                                       for k in s]
+        _params.check_grads_apart(f, [n.replace("params", "grads", 1) for n in self._names],
+                                  grads, written_names, written)
         t = self.t + 1
         lr = self.lr(t) if callable(self.lr) else self.lr
-        _validation.nonnegative(f"{type(self).__name__}.step", "lr", lr)
+        _check_class_hyper(f, t, lr, self.hyper, self.backend)
         for p, g, s in zip(self._params, grads, self.state):
-            adam_lowmem_step(p, g, s, step=t, lr=lr, backend=self.backend, **self.hyper)
+            _adam_apply(p, g, s, step=t, lr=lr, backend=self.backend, **self.hyper)
         self.t = t
 
     def state_nbytes(self) -> int:
@@ -1027,9 +1051,28 @@ class LowMemAdam:
                     state=[{k: v.copy() for k, v in s.items()} for s in self.state])
 
     def load_state_dict(self, state_dict) -> None:
-        """Restore :meth:`state_dict` output bit-exact (checked before anything is copied;
-        ``.npz``-loaded bfloat16 records are accepted, see :func:`restore_state`)."""
+        """Restore :meth:`state_dict` output bit-exact. Everything (step count,
+        hyperparameters, every array's keys, dtype and shape) is checked before anything is
+        copied; ``.npz``-loaded bfloat16 records are accepted, see :func:`restore_state`."""
         f = f"{type(self).__name__}.load_state_dict"
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"{f}: state_dict must be a dict from state_dict(), got "
+                            f"{type(state_dict).__name__}")
+        missing = {"t", "state"} - set(state_dict)
+        if missing:
+            raise ValueError(f"{f}: the state_dict has no {sorted(missing)}")
+        t = _validation.steps_taken(f, "t", state_dict["t"])
+        hyper = dict(self.hyper)
+        extra = set(state_dict.get("hyper", {})) - set(hyper)
+        if extra:
+            raise ValueError(f"{f}: unknown hyperparameters {sorted(extra)}; expected "
+                             f"{sorted(hyper)}")
+        hyper.update(state_dict.get("hyper", {}))
+        _check_class_hyper(f, max(t, 1), 0.0, hyper, self.backend)
+        hyper = dict(beta1=float(hyper["beta1"]), beta2=float(hyper["beta2"]),
+                     eps=float(hyper["eps"]), weight_decay=float(hyper["weight_decay"]),
+                     decoupled_weight_decay=bool(hyper["decoupled_weight_decay"]),
+                     maximize=bool(hyper["maximize"]))
         saved = [restore_state(s) for s in state_dict["state"]]
         if len(saved) != len(self.state):
             raise ValueError(f"{f}: {len(saved)} states for {len(self.state)} parameters")
@@ -1043,8 +1086,8 @@ class LowMemAdam:
         for mine, theirs in zip(self.state, saved):
             for k in mine:
                 np.copyto(mine[k], theirs[k], casting="no")
-        self.t = int(state_dict["t"])
-        self.hyper.update(state_dict.get("hyper", {}))
+        self.t = t
+        self.hyper = hyper
 
 
 class LowMemAdamW(LowMemAdam):

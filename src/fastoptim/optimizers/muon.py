@@ -67,7 +67,7 @@ def _ns_steps(f: str, value) -> int:
 
 
 def _adjust_lr_fn(f: str, value) -> Optional[str]:
-    if value not in ADJUST_LR_FNS or isinstance(value, bool):
+    if not (value is None or type(value) is str) or value not in ADJUST_LR_FNS:
         raise ValueError(f"{f}: adjust_lr_fn must be None, 'original' or 'match_rms_adamw', "
                          f"got {value!r}")
     return value

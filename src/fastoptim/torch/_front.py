@@ -26,6 +26,8 @@ contiguous) raises naming the parameter before anything is updated.
 from __future__ import annotations
 
 import inspect
+import math
+from numbers import Real
 from collections import defaultdict
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -35,7 +37,7 @@ from torch.optim import optimizer as _torch_optimizer
 from torch.optim.optimizer import _get_scalar_dtype
 
 from .. import _optimizer as _engine_base
-from .. import _state_dict
+from .. import _groups, _state_dict
 from . import _views
 
 __all__ = ["FrontEnd"]
@@ -215,6 +217,8 @@ class FrontEnd(torch.optim.Optimizer):
                     raise ValueError(f"{f}: param_groups[{i}]: {why}")
             group = dict(theirs.hyper, **dict(zip(names, values)))
             hyper = self._engine._validate(f"{f}: param_groups[{i}]", group)
+            _groups.check_eps(self._engine, f"{f}: param_groups[{i}]", hyper,
+                              self._engine._params[theirs.start:theirs.stop])
             plan = self._engine._plan(hyper)
             if plan[2] != theirs.slots:
                 raise ValueError(
@@ -379,7 +383,8 @@ class FrontEnd(torch.optim.Optimizer):
             if self._has_step:
                 step = entry.get("step", 0)
                 step = step.item() if isinstance(step, torch.Tensor) else step
-                if step != int(step) or step < 0:
+                if isinstance(step, (bool, np.bool_)) or not isinstance(step, Real) \
+                        or not math.isfinite(step) or step != int(step) or step < 0:
                     raise ValueError(f"{f}: the step of parameter {i} is {step!r}, not a "
                                      f"count")
                 step = int(step)
