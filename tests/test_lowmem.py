@@ -601,6 +601,41 @@ def test_a_state_that_is_not_an_array_is_refused_by_name(step, names):
     assert (param == 1).all()
 
 
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_many_arrays_in_one_call_equal_one_call_each(level, kind, threads):
+    """_lowmem.adam_many (the classes' step on a group's arrays) gives every array the bits
+    of adam_lowmem_step on it alone: sizes under one item, with tails, over several items of
+    32768 (shared out between the threads across arrays), an empty array among them; float
+    states (int8's small arrays) on the float kernel."""
+    rng = np.random.default_rng(8)
+    sizes = [4099, 0, 2 * 32768 + 517, 5000, 100, 32768, 4096 + 31]
+    params = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    start = [p.copy() for p in params]
+    alone = [p.copy() for p in params]
+    states = [lm.adam_state(p, kind) for p in params]
+    alone_states = [lm.adam_state(p, kind) for p in params]
+    hyper = dict(lr=1e-2, beta1=0.8, beta2=0.95, eps=1e-6, weight_decay=0.1,
+                 decoupled_weight_decay=False, maximize=False, backend="cython")
+    before = fastoptim.get_num_threads()
+    fastoptim.set_num_threads(threads)
+    try:
+        for t in range(1, 5):
+            grads = [(rng.standard_normal(n) * 10.0 ** rng.integers(-6, 1)).astype(np.float32)
+                     for n in sizes]
+            for g in grads:
+                g[: g.size // 3] = 0                 # zero gradients: the clamp binds
+            lm._adam_apply_many(params, grads, states, step=t, **hyper)
+            for p, g, s in zip(alone, grads, alone_states):
+                lm.adam_lowmem_step(p, g, s, step=t, **hyper)
+    finally:
+        fastoptim.set_num_threads(before)
+    for p, q, s, r in zip(params, alone, states, alone_states):
+        assert np.array_equal(bits(p), bits(q))
+        assert set(s) == set(r) and all(np.array_equal(bits(s[k]), bits(r[k])) for k in s)
+    assert all(not np.array_equal(p, q) for p, q in zip(params, start) if p.size)
+
+
 def test_class_refuses_arrays_that_share_memory(rng):
     """Two parameters in one buffer, or a gradient that is a parameter (or its state), would
     be updated twice or read after being written: refused, nothing changed."""

@@ -6,13 +6,15 @@ These functions do **not** validate: :func:`fastoptim.lowmem.adam_lowmem_step` c
 array and hyperparameter first.
 """
 cimport numpy as cnp
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_lion_coefficients, fo_lm_lion_bf16,
                                        fo_lm_momentum_coefficients, fo_lm_momentum_bf16,
                                        fo_lm_momentum_q8, fo_lm_lion_q8,
                                        fo_lm_rmsprop_coefficients, fo_lm_rmsprop_bf16,
-                                       fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_select,
+                                       fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_adam_many,
+                                       fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
                                        fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
                                        fo_lm_q8_decode_planes, fo_lm_q8_encode_decades,
@@ -68,6 +70,47 @@ cdef fo_lm_q8_tables _tables(tuple tables) except *:
     if tables[11] is not None:
         t.v_decades = <const float*>_data(tables[11])
     return t
+
+
+def adam_many(list params, list grads, list exp_avgs, list exp_avg_sqs, list scales,
+              tuple coefficients, tables, int threads=1):
+    """One Adam step of every array in one call (:func:`adam_bf16` or :func:`adam_q8` of
+    each, the same bits): flat float32 ``params`` and ``grads``; their moments
+    ``exp_avgs``, ``exp_avg_sqs`` (bfloat16 when ``tables`` is None, else 8-bit codes, and
+    then ``scales`` holds each array's two absmax arrays in turn). One OpenMP region over
+    all of them: a model's many small arrays cost one call, not one each."""
+    cdef fo_lm_adam_coefficients c = _struct(coefficients)
+    cdef fo_lm_q8_tables t
+    cdef const fo_lm_q8_tables* tp = NULL
+    cdef int a, count = len(params), failed
+    if tables is not None:
+        t = _tables(tables)
+        tp = &t
+    cdef void** ptrs = <void**>PyMem_Malloc(sizeof(void*) * 6 * (count + 1))
+    cdef Py_ssize_t* n = <Py_ssize_t*>PyMem_Malloc(sizeof(Py_ssize_t) * (count + 1))
+    if ptrs == NULL or n == NULL:
+        PyMem_Free(ptrs)
+        PyMem_Free(n)
+        raise MemoryError()
+    try:
+        for a in range(count):
+            ptrs[a] = _data(params[a])                                  # IN/OUT
+            ptrs[count + a] = _data(grads[a])                           # IN
+            ptrs[2 * count + a] = _data(exp_avgs[a])                    # IN/OUT
+            ptrs[3 * count + a] = _data(exp_avg_sqs[a])                 # IN/OUT
+            ptrs[4 * count + a] = NULL if tp == NULL else _data(scales[2 * a])      # IN/OUT
+            ptrs[5 * count + a] = NULL if tp == NULL else _data(scales[2 * a + 1])  # IN/OUT
+            n[a] = cnp.PyArray_SIZE(<cnp.ndarray>params[a])
+        with nogil:
+            failed = fo_lm_adam_many(<float**>ptrs, <const float**>(ptrs + count),
+                                     ptrs + 2 * count, <float**>(ptrs + 4 * count),
+                                     ptrs + 3 * count, <float**>(ptrs + 5 * count), n,
+                                     count, &c, tp, threads)
+        if failed:
+            raise MemoryError()
+    finally:
+        PyMem_Free(ptrs)
+        PyMem_Free(n)
 
 
 def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,

@@ -82,6 +82,15 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
                        float* exp_avg_absmax, uint8_t* exp_avg_sq, float* exp_avg_sq_absmax,
                        Py_ssize_t n, const fo_lm_adam_coefficients* c,
                        const fo_lm_q8_tables* t, int threads) noexcept
+    # fo_lm_adam_bf16 (t NULL) or fo_lm_adam_q8 on count arrays in one OpenMP region; the
+    # same bits as one call per array; -1 when its index cannot be allocated (nothing written)
+    # IN/OUT param[a], exp_avg[a], exp_avg_absmax[a], exp_avg_sq[a], exp_avg_sq_absmax[a];
+    # IN grad[a], n, c, t
+    int fo_lm_adam_many(float* const* param, const float* const* grad, void* const* exp_avg,
+                        float* const* exp_avg_absmax, void* const* exp_avg_sq,
+                        float* const* exp_avg_sq_absmax, const Py_ssize_t* n, int count,
+                        const fo_lm_adam_coefficients* c, const fo_lm_q8_tables* t,
+                        int threads) noexcept
     # IN/OUT param, exp_avg (bfloat16 bits); IN grad, c
     void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
                          const fo_lm_lion_coefficients* c, int threads) noexcept

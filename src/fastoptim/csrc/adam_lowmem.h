@@ -53,6 +53,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
@@ -528,6 +529,61 @@ static inline void fo_lm_adam_q8(float* param, const float* grad, uint8_t* exp_a
     fo_lm_call x = {FO_LM_ADAM_Q8, param, grad, {exp_avg, exp_avg_sq, NULL},
                     {exp_avg_absmax, exp_avg_sq_absmax}, c, t};
     fo_lm_parallel(&x, n, threads);
+}
+
+/* Adam over `count` arrays in one OpenMP region: array a has n[a] elements at param[a],
+   grad[a] and its moments exp_avg[a], exp_avg_sq[a] (bfloat16 bits when t is NULL; else
+   8-bit codes with one absmax per block in exp_avg_absmax[a], exp_avg_sq_absmax[a], which
+   are otherwise unread). The items of FO_LM_CHUNK elements of every array are shared out
+   together (an array of a few hundred elements is one item), on one thread when all of
+   them hold fewer than 2 FO_LM_CHUNK elements (as a one-array call of that size: waking
+   the threads costs more than they save): each item is computed as the one-array call
+   computes it, so the result is that call's on every array, for any thread count. One coefficient struct for all: the arrays of one step of one parameter group.
+   Returns -1 (nothing written) when its index cannot be allocated. */
+static inline int fo_lm_adam_many(float* const* param, const float* const* grad,
+                                  void* const* exp_avg, float* const* exp_avg_absmax,
+                                  void* const* exp_avg_sq, float* const* exp_avg_sq_absmax,
+                                  const Py_ssize_t* n, int count,
+                                  const fo_lm_adam_coefficients* c, const fo_lm_q8_tables* t,
+                                  int threads) {
+    fo_lm_call* calls = (fo_lm_call*)malloc(sizeof(fo_lm_call) * (size_t)(count + 1));
+    Py_ssize_t* first = (Py_ssize_t*)malloc(sizeof(Py_ssize_t) * (size_t)(count + 1));
+    if (calls == NULL || first == NULL) {
+        free(calls);
+        free(first);
+        return -1;
+    }
+    first[0] = 0;           /* first[a]: the items before array a's */
+    Py_ssize_t total = 0;
+    for (int a = 0; a < count; a++) {
+        fo_lm_call x = {t == NULL ? FO_LM_ADAM_BF16 : FO_LM_ADAM_Q8, param[a], grad[a],
+                        {exp_avg[a], exp_avg_sq[a], NULL},
+                        {t == NULL ? NULL : exp_avg_absmax[a],
+                         t == NULL ? NULL : exp_avg_sq_absmax[a]}, c, t};
+        calls[a] = x;
+        first[a + 1] = first[a] + (n[a] + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
+        total += n[a];
+    }
+    Py_ssize_t items = first[count];
+    if (threads < 1 || items < 2 || total < 2 * (Py_ssize_t)FO_LM_CHUNK)
+        threads = 1;
+    #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (Py_ssize_t k = 0; k < items; k++) {
+        int lo = 0, hi = count - 1;         /* the array a with first[a] <= k < first[a + 1] */
+        while (lo < hi) {
+            int mid = (lo + hi + 1) / 2;
+            if (first[mid] <= k)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        Py_ssize_t start = (k - first[lo]) * FO_LM_CHUNK;
+        Py_ssize_t len = n[lo] - start < FO_LM_CHUNK ? n[lo] - start : FO_LM_CHUNK;
+        fo_lm_item(&calls[lo], start, len);
+    }
+    free(calls);
+    free(first);
+    return 0;
 }
 
 /* Lion with a bfloat16 moment over n elements, on `threads` OpenMP threads. */

@@ -53,7 +53,8 @@ class StateDtype:
     """The ``state_dtype`` option (module docstring). A subclass sets ``_compressed`` (the
     compressed kinds it has); for those of them in ``_fused``, ``_moments`` (every float
     state name it may have) with :meth:`_lowmem_state` (all of them) and
-    :meth:`_lowmem_step` (a fused kernel of fastoptim.lowmem, given the enabled ones). The
+    :meth:`_lowmem_step` (a fused kernel of fastoptim.lowmem, given the enabled ones) or
+    :meth:`_lowmem_steps` (the same on all of a group's arrays in one call). The
     other kinds are generic, for any registry kernel: every state buffer stored compressed,
     stepped chunk by chunk by the class's own float32 kernel on a float32 copy of the
     chunk's state (in cache), which is stored back (bfloat16: rounded to nearest even; int8:
@@ -163,13 +164,11 @@ class StateDtype:
             return super()._apply_bucket(impl, group, t, lr, idx, grads)
         if self._is_generic:
             return self._apply_bucket_chunked(impl, group, t, lr, idx, grads)
-        backend = _backend_name(impl)
-        hyper = self._functional(group.hyper)
-        for i in idx:
-            state = {name: self._state[name][i] for name in group.slots
-                     if name is not None
-                     and (name in self._moments or self._state[name][i].size)}
-            self._lowmem_step(self._params[i], grads[i], state, t, lr, hyper, backend)
+        states = [{name: self._state[name][i] for name in group.slots
+                   if name is not None
+                   and (name in self._moments or self._state[name][i].size)} for i in idx]
+        self._lowmem_steps([self._params[i] for i in idx], [grads[i] for i in idx], states,
+                           t, lr, self._functional(group.hyper), _backend_name(impl))
 
     def _apply_bucket_chunked(self, impl, group, t: int, lr: float, idx: Sequence[int],
                               grads: list) -> None:
@@ -250,6 +249,13 @@ class StateDtype:
     def _lowmem_step(self, param, grad, state, t: int, lr: float, hyper: dict,
                      backend: str) -> None:
         raise NotImplementedError
+
+    def _lowmem_steps(self, params, grads, states, t: int, lr: float, hyper: dict,
+                      backend: str) -> None:
+        """:meth:`_lowmem_step` on each array of a group's step (a class whose fused kernel
+        takes many arrays in one call overrides this: Adam)."""
+        for param, grad, state in zip(params, grads, states):
+            self._lowmem_step(param, grad, state, t, lr, hyper, backend)
 
 
 def clamp_moment(m: np.ndarray, v: np.ndarray, bound: float) -> None:
