@@ -609,10 +609,11 @@ def test_many_arrays_in_one_call_equal_one_call_each(level, kind, threads):
     32768 (shared out between the threads across arrays), an empty array among them; float
     states (int8's small arrays) on the float kernel."""
     rng = np.random.default_rng(8)
-    sizes = [4099, 0, 2 * 32768 + 517, 5000, 100, 32768, 4096 + 31]
+    sizes = [4099, 0, 2 * 32768 + 517, 5000, 100, 32768, 4096 + 31, (70, 90), (30, 20)]
     params = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    params[-2:] = [np.asfortranarray(p) for p in params[-2:]]     # stepped in memory order
     start = [p.copy() for p in params]
-    alone = [p.copy() for p in params]
+    alone = [p.copy(order="K") for p in params]
     states = [lm.adam_state(p, kind) for p in params]
     alone_states = [lm.adam_state(p, kind) for p in params]
     hyper = dict(lr=1e-2, beta1=0.8, beta2=0.95, eps=1e-6, weight_decay=0.1,
@@ -621,10 +622,11 @@ def test_many_arrays_in_one_call_equal_one_call_each(level, kind, threads):
     fastoptim.set_num_threads(threads)
     try:
         for t in range(1, 5):
-            grads = [(rng.standard_normal(n) * 10.0 ** rng.integers(-6, 1)).astype(np.float32)
-                     for n in sizes]
+            grads = [np.asarray(rng.standard_normal(p.shape) * 10.0 ** rng.integers(-6, 1),
+                                np.float32, order="A" if p.ndim == 1 else "F")
+                     for p in params]
             for g in grads:
-                g[: g.size // 3] = 0                 # zero gradients: the clamp binds
+                g.reshape(-1, order="A")[: g.size // 3] = 0     # zero gradients: the clamp
             lm._adam_apply_many(params, grads, states, step=t, **hyper)
             for p, g, s in zip(alone, grads, alone_states):
                 lm.adam_lowmem_step(p, g, s, step=t, **hyper)

@@ -75,7 +75,8 @@ cdef fo_lm_q8_tables _tables(tuple tables) except *:
 def adam_many(list params, list grads, list exp_avgs, list exp_avg_sqs, list scales,
               tuple coefficients, tables, int threads=1):
     """One Adam step of every array in one call (:func:`adam_bf16` or :func:`adam_q8` of
-    each, the same bits): flat float32 ``params`` and ``grads``; their moments
+    each, the same bits): float32 ``params`` and ``grads`` (each pair contiguous in one
+    memory order, read in it, as their moments); their moments
     ``exp_avgs``, ``exp_avg_sqs`` (bfloat16 when ``tables`` is None, else 8-bit codes, and
     then ``scales`` holds each array's two absmax arrays in turn). One OpenMP region over
     all of them: a model's many small arrays cost one call, not one each."""

@@ -615,8 +615,8 @@ def _adam_apply_many(params, grads, states, *, step, lr, beta1, beta2, eps, weig
     """:func:`_adam_apply` on many arrays already checked (an optimizer class's group): on
     the "cython" backend the coefficients are computed once and the bfloat16 arrays step in
     one compiled call, the int8 ones in another (``_lowmem.adam_many``: the same bits as a
-    call per array, one OpenMP region, no Python per array); float states (int8's small
-    arrays) and the other backends step array by array."""
+    call per array, one OpenMP region, no Python per array), the float states (int8's small
+    arrays) in one multi-tensor call; the other backends step array by array."""
     hyper = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                  weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
                  maximize=maximize, backend=backend)
@@ -624,30 +624,21 @@ def _adam_apply_many(params, grads, states, *, step, lr, beta1, beta2, eps, weig
         for param, grad, state in zip(params, grads, states):
             _adam_apply(param, grad, state, **hyper)
         return
-    many = {"bfloat16": ([], [], [], [], []), "int8": ([], [], [], [], [])}
+    many: Dict[str, tuple] = {}
     for param, grad, state in zip(params, grads, states):
-        kind, p, g, arrays = _views(param, grad, state, ("exp_avg", "exp_avg_sq"))
+        kind = _kind_of(state["exp_avg"])
         ps, gs, ms, vs, scales = many.setdefault(kind, ([], [], [], [], []))
-        ps.append(p)
-        gs.append(g)
+        ps.append(param)        # the kernels read memory order: no flat views needed
+        gs.append(grad)
+        ms.append(state["exp_avg"])
+        vs.append(state["exp_avg_sq"])
         if kind == "int8":
-            ms.append(arrays[0])
-            vs.append(arrays[2])
-            scales += (arrays[1], arrays[3])
-        elif kind == "bfloat16":
-            ms.append(arrays[0])
-            vs.append(arrays[1])
-        else:               # the float kernel checks its arrays' shapes: not flat views
-            ps[-1], gs[-1] = param, grad
-            ms.append(state["exp_avg"])
-            vs.append(state["exp_avg_sq"])
+            scales += (state["exp_avg_absmax"], state["exp_avg_sq_absmax"])
     c = _coefficients(int(step), float(lr), float(beta1), float(beta2), float(eps),
                       float(weight_decay), bool(decoupled_weight_decay), bool(maximize))
     from . import _lowmem, kernels
     threads = _compiled_threads()
     for kind, (ps, gs, ms, vs, scales) in many.items():
-        if not ps:
-            continue
         if kind in ("bfloat16", "int8"):
             _lowmem.adam_many(ps, gs, ms, vs, scales, c,
                               code_tables() if kind == "int8" else None, threads)
