@@ -601,23 +601,49 @@ def test_a_state_that_is_not_an_array_is_refused_by_name(step, names):
     assert (param == 1).all()
 
 
-@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+# rule -> (new state, the many-array step, the one-array public step, hyperparameters)
+MANY_RULES = {
+    "adam": (lm.adam_state, lm._adam_apply_many, lm.adam_lowmem_step,
+             dict(lr=1e-2, beta1=0.8, beta2=0.95, eps=1e-6, weight_decay=0.1,
+                  decoupled_weight_decay=False, maximize=False)),
+    "lion": (lm.lion_state, lm._lion_apply_many, lm.lion_lowmem_step,
+             dict(lr=1e-2, beta1=0.8, beta2=0.95, weight_decay=0.1, maximize=True)),
+    "momentum": (lm.momentum_state, lm._momentum_apply_many, lm.momentum_lowmem_step,
+                 dict(lr=1e-2, momentum=0.9, dampening=0.0, nesterov=True, weight_decay=0.1,
+                      maximize=False)),
+    "momentum-dampened": (lm.momentum_state, lm._momentum_apply_many, lm.momentum_lowmem_step,
+                          dict(lr=1e-2, momentum=0.9, dampening=0.3, nesterov=False,
+                               weight_decay=0.0, maximize=True)),
+    "rmsprop": (lambda p, k: lm.rmsprop_state(p, k), lm._rmsprop_apply_many,
+                lm.rmsprop_lowmem_step,
+                dict(lr=1e-2, alpha=0.9, eps=1e-6, weight_decay=0.1, momentum=0.0,
+                     centered=False, maximize=False, eps_root=0.0)),
+    "rmsprop-centered-momentum": (
+        lambda p, k: lm.rmsprop_state(p, k, momentum=True, centered=True),
+        lm._rmsprop_apply_many, lm.rmsprop_lowmem_step,
+        dict(lr=1e-2, alpha=0.9, eps=1e-6, weight_decay=0.0, momentum=0.5, centered=True,
+             maximize=True, eps_root=1e-8)),
+}
+
+
 @pytest.mark.parametrize("threads", [1, 2])
-def test_many_arrays_in_one_call_equal_one_call_each(level, kind, threads):
-    """_lowmem.adam_many (the classes' step on a group's arrays) gives every array the bits
-    of adam_lowmem_step on it alone: sizes under one item, with tails, over several items of
-    32768 (shared out between the threads across arrays), an empty array among them; float
-    states (int8's small arrays) on the float kernel."""
+@pytest.mark.parametrize("rule, kind", [   # RMSprop's int8 state is the generic chunked one
+    (r, k) for r in MANY_RULES for k in ("bfloat16", "int8")
+    if not (r.startswith("rmsprop") and k == "int8")])
+def test_many_arrays_in_one_call_equal_one_call_each(level, rule, kind, threads):
+    """lowmem._*_apply_many (the classes' step on a group's arrays: _lowmem.many) gives every
+    array the bits of the public one-array step on it alone: sizes under one item, with
+    tails, over several items of 32768 (shared out between the threads across arrays), an
+    empty array, F-ordered arrays; float states (int8's small arrays) on the float kernel."""
+    make_state, many, one, hyper = MANY_RULES[rule]
     rng = np.random.default_rng(8)
     sizes = [4099, 0, 2 * 32768 + 517, 5000, 100, 32768, 4096 + 31, (70, 90), (30, 20)]
     params = [rng.standard_normal(n).astype(np.float32) for n in sizes]
     params[-2:] = [np.asfortranarray(p) for p in params[-2:]]     # stepped in memory order
     start = [p.copy() for p in params]
     alone = [p.copy(order="K") for p in params]
-    states = [lm.adam_state(p, kind) for p in params]
-    alone_states = [lm.adam_state(p, kind) for p in params]
-    hyper = dict(lr=1e-2, beta1=0.8, beta2=0.95, eps=1e-6, weight_decay=0.1,
-                 decoupled_weight_decay=False, maximize=False, backend="cython")
+    states = [make_state(p, kind) for p in params]
+    alone_states = [make_state(p, kind) for p in params]
     before = fastoptim.get_num_threads()
     fastoptim.set_num_threads(threads)
     try:
@@ -627,9 +653,10 @@ def test_many_arrays_in_one_call_equal_one_call_each(level, kind, threads):
                      for p in params]
             for g in grads:
                 g.reshape(-1, order="A")[: g.size // 3] = 0     # zero gradients: the clamp
-            lm._adam_apply_many(params, grads, states, step=t, **hyper)
+            step = dict(step=t) if rule == "adam" else {}
+            many(params, grads, states, backend="cython", **step, **hyper)
             for p, g, s in zip(alone, grads, alone_states):
-                lm.adam_lowmem_step(p, g, s, step=t, **hyper)
+                one(p, g, s, backend="cython", **step, **hyper)
     finally:
         fastoptim.set_num_threads(before)
     for p, q, s, r in zip(params, alone, states, alone_states):

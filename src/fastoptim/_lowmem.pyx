@@ -13,7 +13,10 @@ from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
                                        fo_lm_momentum_coefficients, fo_lm_momentum_bf16,
                                        fo_lm_momentum_q8, fo_lm_lion_q8,
                                        fo_lm_rmsprop_coefficients, fo_lm_rmsprop_bf16,
-                                       fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_adam_many,
+                                       fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_many, fo_lm_kind,
+                                       FO_LM_ADAM_BF16, FO_LM_ADAM_Q8, FO_LM_LION_BF16,
+                                       FO_LM_LION_Q8, FO_LM_MOMENTUM_BF16, FO_LM_MOMENTUM_Q8,
+                                       FO_LM_RMSPROP_BF16,
                                        fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
                                        fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
@@ -72,41 +75,74 @@ cdef fo_lm_q8_tables _tables(tuple tables) except *:
     return t
 
 
-def adam_many(list params, list grads, list exp_avgs, list exp_avg_sqs, list scales,
-              tuple coefficients, tables, int threads=1):
-    """One Adam step of every array in one call (:func:`adam_bf16` or :func:`adam_q8` of
-    each, the same bits): float32 ``params`` and ``grads`` (each pair contiguous in one
-    memory order, read in it, as their moments); their moments
-    ``exp_avgs``, ``exp_avg_sqs`` (bfloat16 when ``tables`` is None, else 8-bit codes, and
-    then ``scales`` holds each array's two absmax arrays in turn). One OpenMP region over
-    all of them: a model's many small arrays cost one call, not one each."""
-    cdef fo_lm_adam_coefficients c = _struct(coefficients)
+# rule, encoding -> the C kind of fo_lm_many
+_MANY = {("adam", "bfloat16"): FO_LM_ADAM_BF16, ("adam", "int8"): FO_LM_ADAM_Q8,
+         ("lion", "bfloat16"): FO_LM_LION_BF16, ("lion", "int8"): FO_LM_LION_Q8,
+         ("momentum", "bfloat16"): FO_LM_MOMENTUM_BF16, ("momentum", "int8"): FO_LM_MOMENTUM_Q8,
+         ("rmsprop", "bfloat16"): FO_LM_RMSPROP_BF16}
+
+
+def many(str rule, str encoding, list params, list grads, list states, list scales,
+         tuple coefficients, tables, int threads=1):
+    """One step of ``rule`` ("adam", "lion", "momentum", "rmsprop") on every array in one call:
+    the one-array function's bits on each (:func:`adam_bf16`, :func:`adam_q8`, ...), one OpenMP
+    region over all of them, so a model's many small arrays cost one call, not one each.
+    ``params``, ``grads``: float32, each pair contiguous in one memory order, read in it, as
+    its state. ``states``: one list per state buffer in the one-array function's order
+    (``None`` for an RMSprop buffer that is off), ``encoding`` "bfloat16" (bits) or "int8"
+    (codes; then ``scales`` holds one list of absmax arrays per buffer and ``tables`` is
+    :func:`fastoptim.lowmem.code_tables`). ``coefficients``: the one-array function's."""
+    cdef fo_lm_kind kind = _MANY[rule, encoding]
+    cdef fo_lm_adam_coefficients adam
+    cdef fo_lm_lion_coefficients lion
+    cdef fo_lm_momentum_coefficients momentum
+    cdef fo_lm_rmsprop_coefficients rmsprop
+    cdef const void* c
+    if rule == "adam":
+        adam = _struct(coefficients)
+        c = &adam
+    elif rule == "lion":
+        lion = _lion(coefficients)
+        c = &lion
+    elif rule == "momentum":
+        momentum = _momentum(coefficients)
+        c = &momentum
+    else:
+        rmsprop = _rmsprop(coefficients)
+        c = &rmsprop
     cdef fo_lm_q8_tables t
     cdef const fo_lm_q8_tables* tp = NULL
-    cdef int a, count = len(params), failed
-    if tables is not None:
+    if encoding == "int8":
         t = _tables(tables)
         tp = &t
-    cdef void** ptrs = <void**>PyMem_Malloc(sizeof(void*) * 6 * (count + 1))
+    cdef int a, j, count = len(params), failed
+    cdef int nstate = len(states), nscale = len(scales)
+    if nstate > 3 or nscale > 2:
+        raise ValueError("many: at most 3 state buffers and 2 scale lists")
+    # rows: params, grads, states 0..2, scales 0..1 (a row left NULL-filled when absent)
+    cdef void** ptrs = <void**>PyMem_Malloc(sizeof(void*) * 7 * (count + 1))
     cdef Py_ssize_t* n = <Py_ssize_t*>PyMem_Malloc(sizeof(Py_ssize_t) * (count + 1))
     if ptrs == NULL or n == NULL:
         PyMem_Free(ptrs)
         PyMem_Free(n)
         raise MemoryError()
+    cdef void** rows[7]
     try:
+        for j in range(7):
+            rows[j] = ptrs + j * count
         for a in range(count):
-            ptrs[a] = _data(params[a])                                  # IN/OUT
-            ptrs[count + a] = _data(grads[a])                           # IN
-            ptrs[2 * count + a] = _data(exp_avgs[a])                    # IN/OUT
-            ptrs[3 * count + a] = _data(exp_avg_sqs[a])                 # IN/OUT
-            ptrs[4 * count + a] = NULL if tp == NULL else _data(scales[2 * a])      # IN/OUT
-            ptrs[5 * count + a] = NULL if tp == NULL else _data(scales[2 * a + 1])  # IN/OUT
+            rows[0][a] = _data(params[a])                           # IN/OUT
+            rows[1][a] = _data(grads[a])                            # IN
+            for j in range(3):
+                rows[2 + j][a] = NULL if j >= nstate or states[j] is None \
+                    else _data(states[j][a])                        # IN/OUT
+            for j in range(2):
+                rows[5 + j][a] = NULL if j >= nscale else _data(scales[j][a])  # IN/OUT
             n[a] = cnp.PyArray_SIZE(<cnp.ndarray>params[a])
         with nogil:
-            failed = fo_lm_adam_many(<float**>ptrs, <const float**>(ptrs + count),
-                                     ptrs + 2 * count, <float**>(ptrs + 4 * count),
-                                     ptrs + 3 * count, <float**>(ptrs + 5 * count), n,
-                                     count, &c, tp, threads)
+            failed = fo_lm_many(kind, <float**>rows[0], <const float**>rows[1], rows[2],
+                                rows[3], rows[4], <float**>rows[5], <float**>rows[6], n,
+                                count, c, tp, threads)
         if failed:
             raise MemoryError()
     finally:
@@ -142,6 +178,13 @@ cdef fo_lm_momentum_coefficients _momentum(tuple coefficients) except *:
     cdef fo_lm_momentum_coefficients c
     (c.lr, c.grad_sign, c.weight_decay, c.momentum, c.one_minus_dampening,
      c.nesterov) = coefficients
+    return c
+
+
+cdef fo_lm_rmsprop_coefficients _rmsprop(tuple coefficients) except *:
+    cdef fo_lm_rmsprop_coefficients c
+    (c.lr, c.grad_sign, c.weight_decay, c.alpha, c.one_minus_alpha, c.eps, c.momentum,
+     c.eps_root) = coefficients
     return c
 
 
@@ -189,9 +232,7 @@ def rmsprop_bf16(param, grad, square_avg, momentum_buffer, grad_avg, tuple coeff
     """One RMSprop step with bfloat16 buffers (viewed as uint16; ``momentum_buffer`` and
     ``grad_avg`` may be ``None``), in place. ``coefficients``: lr, grad_sign, weight_decay,
     alpha, 1 - alpha, eps, momentum, eps_root."""
-    cdef fo_lm_rmsprop_coefficients c
-    (c.lr, c.grad_sign, c.weight_decay, c.alpha, c.one_minus_alpha, c.eps, c.momentum,
-     c.eps_root) = coefficients
+    cdef fo_lm_rmsprop_coefficients c = _rmsprop(coefficients)
     cdef float* p = <float*>_data(param)                    # IN/OUT
     cdef const float* g = <const float*>_data(grad)         # IN
     cdef uint16_t* s = <uint16_t*>_data(square_avg)         # IN/OUT

@@ -614,9 +614,9 @@ def _adam_apply_many(params, grads, states, *, step, lr, beta1, beta2, eps, weig
                      decoupled_weight_decay, maximize, backend) -> None:
     """:func:`_adam_apply` on many arrays already checked (an optimizer class's group): on
     the "cython" backend the coefficients are computed once and the bfloat16 arrays step in
-    one compiled call, the int8 ones in another (``_lowmem.adam_many``: the same bits as a
-    call per array, one OpenMP region, no Python per array), the float states (int8's small
-    arrays) in one multi-tensor call; the other backends step array by array."""
+    one compiled call, the int8 ones in another (:func:`_step_many`), the float states
+    (int8's small arrays) in one multi-tensor call; the other backends step array by
+    array."""
     hyper = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                  weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
                  maximize=maximize, backend=backend)
@@ -624,29 +624,45 @@ def _adam_apply_many(params, grads, states, *, step, lr, beta1, beta2, eps, weig
         for param, grad, state in zip(params, grads, states):
             _adam_apply(param, grad, state, **hyper)
         return
-    many: Dict[str, tuple] = {}
-    for param, grad, state in zip(params, grads, states):
-        kind = _kind_of(state["exp_avg"])
-        ps, gs, ms, vs, scales = many.setdefault(kind, ([], [], [], [], []))
-        ps.append(param)        # the kernels read memory order: no flat views needed
-        gs.append(grad)
-        ms.append(state["exp_avg"])
-        vs.append(state["exp_avg_sq"])
-        if kind == "int8":
-            scales += (state["exp_avg_absmax"], state["exp_avg_sq_absmax"])
     c = _coefficients(int(step), float(lr), float(beta1), float(beta2), float(eps),
                       float(weight_decay), bool(decoupled_weight_decay), bool(maximize))
-    from . import _lowmem, kernels
-    threads = _compiled_threads()
-    for kind, (ps, gs, ms, vs, scales) in many.items():
-        if kind in ("bfloat16", "int8"):
-            _lowmem.adam_many(ps, gs, ms, vs, scales, c,
-                              code_tables() if kind == "int8" else None, threads)
-        else:       # a float state (int8's arrays under MIN_8BIT_SIZE): fastoptim.adam_step's
-            kernels.adam_multi(ps, gs, ms, vs, None, kernels.coefficients_adam(
+    floats = _step_many("adam", ("exp_avg", "exp_avg_sq"), params, grads, states, c)
+    if floats:      # float states (int8's arrays under MIN_8BIT_SIZE): fastoptim.adam_step's
+        from . import kernels
+        kernels.adam_multi(
+            [params[i] for i in floats], [grads[i] for i in floats],
+            [states[i]["exp_avg"] for i in floats], [states[i]["exp_avg_sq"] for i in floats],
+            None, kernels.coefficients_adam(
                 int(step), float(lr), float(beta1), float(beta2), float(eps),
                 float(weight_decay), bool(decoupled_weight_decay), bool(maximize)),
-                num_threads=threads)
+            num_threads=_compiled_threads())
+
+
+def _step_many(rule: str, names: tuple, params, grads, states, c) -> list:
+    """The "cython" backend's step of ``rule`` on many checked arrays: the bfloat16 ones in
+    one compiled call, the int8 ones in another (``_lowmem.many``: each array gets the bits
+    of a call on it alone; one OpenMP region; no Python per array), with the one-array
+    call's coefficients ``c``. ``names``: the state buffers in that call's order (``None``
+    for one that is off). Returns the indices of the arrays with a float state, not
+    stepped (the caller steps them with the float kernel)."""
+    floats, by_kind = [], {}
+    for i, state in enumerate(states):
+        kind = _kind_of(state[names[0]])
+        if kind in ("bfloat16", "int8"):
+            by_kind.setdefault(kind, []).append(i)
+        else:
+            floats.append(i)
+    if by_kind:
+        from . import _lowmem
+        threads = _compiled_threads()
+        for kind, idx in by_kind.items():
+            # the kernels read each array in its memory order: no flat views
+            bufs = [None if n is None else [states[i][n] for i in idx] for n in names]
+            scales = [[states[i][n + "_absmax"] for i in idx] for n in names
+                      if n is not None] if kind == "int8" else []
+            _lowmem.many(rule, kind, [params[i] for i in idx], [grads[i] for i in idx], bufs,
+                         scales, c, code_tables() if kind == "int8" else None, threads)
+    return floats
 
 
 def _reference(kind, p, g, arrays, c) -> None:
@@ -732,6 +748,32 @@ def lion_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.nd
                 weight_decay=weight_decay, maximize=maximize, backend=backend)
 
 
+def _lion_coefficients(lr, beta1, beta2, weight_decay, maximize) -> tuple:
+    """The Lion kernels' 7 scalars, computed once per call."""
+    return (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(beta1),
+            1.0 - float(beta1), float(beta2), 1.0 - float(beta2))
+
+
+def _lion_apply_many(params, grads, states, **hyper) -> None:
+    """:func:`_lion_apply` on many checked arrays: on "cython" the compressed ones in one
+    compiled call per encoding (:func:`_step_many`), the float ones in one multi-tensor
+    call."""
+    if hyper["backend"] != "cython":
+        for param, grad, state in zip(params, grads, states):
+            _lion_apply(param, grad, state, **hyper)
+        return
+    lr, beta1, beta2, wd, maximize = (hyper[k] for k in (
+        "lr", "beta1", "beta2", "weight_decay", "maximize"))
+    floats = _step_many("lion", ("exp_avg",), params, grads, states,
+                        _lion_coefficients(lr, beta1, beta2, wd, maximize))
+    if floats:      # float states (int8's small arrays): fastoptim.lion_step's kernel
+        from . import kernels
+        kernels.lion_multi([params[i] for i in floats], [grads[i] for i in floats],
+                           [states[i]["exp_avg"] for i in floats], kernels.coefficients_lion(
+                               float(lr), float(beta1), float(beta2), float(wd),
+                               bool(maximize)), num_threads=_compiled_threads())
+
+
 def _lion_apply(param, grad, state, *, lr, beta1, beta2, weight_decay, maximize,
                 backend) -> None:
     """:func:`lion_lowmem_step` on arguments already checked (by it, or by an optimizer
@@ -743,8 +785,7 @@ def _lion_apply(param, grad, state, *, lr, beta1, beta2, weight_decay, maximize,
                   weight_decay=weight_decay, maximize=maximize, backend=backend)
         return
     kind, p, g, arrays = _views(param, grad, state, ("exp_avg",))
-    c = (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(beta1),
-         1.0 - float(beta1), float(beta2), 1.0 - float(beta2))
+    c = _lion_coefficients(lr, beta1, beta2, weight_decay, maximize)
     m = arrays[0]
     if backend == "numpy":
         lr_, gs, wd, b1, omb1, b2, omb2 = (np.float32(x) for x in c)
@@ -831,6 +872,34 @@ def momentum_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, n
                     backend=backend)
 
 
+def _momentum_coefficients(lr, momentum, dampening, nesterov, weight_decay, maximize) -> tuple:
+    """The momentum kernels' 6 scalars, computed once per call."""
+    return (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(momentum),
+            1.0 - float(dampening), int(bool(nesterov)))
+
+
+def _momentum_apply_many(params, grads, states, **hyper) -> None:
+    """:func:`_momentum_apply` on many checked arrays: on "cython" the compressed ones in
+    one compiled call per encoding (:func:`_step_many`), the float ones in one multi-tensor
+    call."""
+    if hyper["backend"] != "cython":
+        for param, grad, state in zip(params, grads, states):
+            _momentum_apply(param, grad, state, **hyper)
+        return
+    lr, momentum, dampening, nesterov, wd, maximize = (hyper[k] for k in (
+        "lr", "momentum", "dampening", "nesterov", "weight_decay", "maximize"))
+    floats = _step_many("momentum", ("momentum_buffer",), params, grads, states,
+                        _momentum_coefficients(lr, momentum, dampening, nesterov, wd,
+                                               maximize))
+    if floats:      # float states (int8's small arrays): fastoptim.momentum_step's kernel
+        from . import kernels
+        kernels.momentum_multi(
+            [params[i] for i in floats], [grads[i] for i in floats],
+            [states[i]["momentum_buffer"] for i in floats], kernels.coefficients_momentum(
+                float(lr), float(momentum), float(dampening), bool(nesterov), float(wd),
+                bool(maximize)), num_threads=_compiled_threads())
+
+
 def _momentum_apply(param, grad, state, *, lr, momentum, dampening, nesterov, weight_decay,
                     maximize, backend) -> None:
     """:func:`momentum_lowmem_step` on arguments already checked (by it, or by an optimizer
@@ -843,8 +912,7 @@ def _momentum_apply(param, grad, state, *, lr, momentum, dampening, nesterov, we
                       backend=backend)
         return
     kind, p, g, arrays = _views(param, grad, state, ("momentum_buffer",))
-    c = (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(momentum),
-         1.0 - float(dampening), int(bool(nesterov)))
+    c = _momentum_coefficients(lr, momentum, dampening, nesterov, weight_decay, maximize)
     buf = arrays[0]
     if backend == "numpy":
         lr_, gs, wd, mu, omd = (np.float32(x) for x in c[:5])
@@ -945,6 +1013,26 @@ def rmsprop_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np
                    eps_root=eps_root, backend=backend)
 
 
+def _rmsprop_coefficients(lr, alpha, eps, weight_decay, momentum, maximize, eps_root) -> tuple:
+    """The RMSprop kernel's 8 scalars, computed once per call."""
+    return (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(alpha),
+            1.0 - float(alpha), float(eps), float(momentum), float(eps_root))
+
+
+def _rmsprop_apply_many(params, grads, states, **hyper) -> None:
+    """:func:`_rmsprop_apply` on many checked arrays: on "cython" the bfloat16 ones in one
+    compiled call (:func:`_step_many`)."""
+    floats = range(len(params))
+    if hyper["backend"] == "cython":
+        names = tuple(n if on else None for n, on in zip(
+            _RMSPROP_BUFFERS, (True, hyper["momentum"] > 0, hyper["centered"])))
+        floats = _step_many("rmsprop", names, params, grads, states, _rmsprop_coefficients(
+            hyper["lr"], hyper["alpha"], hyper["eps"], hyper["weight_decay"],
+            hyper["momentum"], hyper["maximize"], hyper["eps_root"]))
+    for i in floats:
+        _rmsprop_apply(params[i], grads[i], states[i], **hyper)
+
+
 def _rmsprop_apply(param, grad, state, *, lr, alpha, eps, weight_decay, momentum, centered,
                    maximize, eps_root, backend) -> None:
     """:func:`rmsprop_lowmem_step` on arguments already checked (by it, or by an optimizer
@@ -961,8 +1049,7 @@ def _rmsprop_apply(param, grad, state, *, lr, alpha, eps, weight_decay, momentum
     names = tuple(n for n, on in zip(_RMSPROP_BUFFERS, (True, momentum > 0, centered)) if on)
     _, p, g, arrays = _views(param, grad, state, names)
     bufs = dict(zip(names, arrays))
-    c = (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(alpha),
-         1.0 - float(alpha), float(eps), float(momentum), float(eps_root))
+    c = _rmsprop_coefficients(lr, alpha, eps, weight_decay, momentum, maximize, eps_root)
     if backend == "numpy":
         lr_, gs, wd, al, oma, eps_, mu, er = (np.float32(x) for x in c)
         d = gs * g

@@ -82,15 +82,20 @@ cdef extern from "csrc/adam_lowmem.h" nogil:
                        float* exp_avg_absmax, uint8_t* exp_avg_sq, float* exp_avg_sq_absmax,
                        Py_ssize_t n, const fo_lm_adam_coefficients* c,
                        const fo_lm_q8_tables* t, int threads) noexcept
-    # fo_lm_adam_bf16 (t NULL) or fo_lm_adam_q8 on count arrays in one OpenMP region; the
-    # same bits as one call per array; -1 when its index cannot be allocated (nothing written)
-    # IN/OUT param[a], exp_avg[a], exp_avg_absmax[a], exp_avg_sq[a], exp_avg_sq_absmax[a];
-    # IN grad[a], n, c, t
-    int fo_lm_adam_many(float* const* param, const float* const* grad, void* const* exp_avg,
-                        float* const* exp_avg_absmax, void* const* exp_avg_sq,
-                        float* const* exp_avg_sq_absmax, const Py_ssize_t* n, int count,
-                        const fo_lm_adam_coefficients* c, const fo_lm_q8_tables* t,
-                        int threads) noexcept
+    ctypedef enum fo_lm_kind:
+        FO_LM_ADAM_BF16, FO_LM_ADAM_Q8, FO_LM_LION_BF16, FO_LM_LION_Q8, FO_LM_MOMENTUM_BF16,
+        FO_LM_MOMENTUM_Q8, FO_LM_RMSPROP_BF16
+
+    # The fused step of `kind` on count arrays in one OpenMP region: the same bits as one
+    # call per array (fo_lm_adam_bf16 ... fo_lm_rmsprop_bf16, whose state order it takes);
+    # state1, state2, scale0, scale1 NULL where the kind has no such buffer; c: the kind's
+    # coefficient struct. -1 when its index cannot be allocated (nothing written).
+    # IN/OUT param[a], state0..2[a], scale0..1[a]; IN grad[a], n, c, t
+    int fo_lm_many(fo_lm_kind kind, float* const* param, const float* const* grad,
+                   void* const* state0, void* const* state1, void* const* state2,
+                   float* const* scale0, float* const* scale1, const Py_ssize_t* n,
+                   int count, const void* c, const fo_lm_q8_tables* t,
+                   int threads) noexcept
     # IN/OUT param, exp_avg (bfloat16 bits); IN grad, c
     void fo_lm_lion_bf16(float* param, const float* grad, uint16_t* exp_avg, Py_ssize_t n,
                          const fo_lm_lion_coefficients* c, int threads) noexcept

@@ -531,21 +531,23 @@ static inline void fo_lm_adam_q8(float* param, const float* grad, uint8_t* exp_a
     fo_lm_parallel(&x, n, threads);
 }
 
-/* Adam over `count` arrays in one OpenMP region: array a has n[a] elements at param[a],
-   grad[a] and its moments exp_avg[a], exp_avg_sq[a] (bfloat16 bits when t is NULL; else
-   8-bit codes with one absmax per block in exp_avg_absmax[a], exp_avg_sq_absmax[a], which
-   are otherwise unread). The items of FO_LM_CHUNK elements of every array are shared out
-   together (an array of a few hundred elements is one item), on one thread when all of
-   them hold fewer than 2 FO_LM_CHUNK elements (as a one-array call of that size: waking
-   the threads costs more than they save): each item is computed as the one-array call
-   computes it, so the result is that call's on every array, for any thread count. One coefficient struct for all: the arrays of one step of one parameter group.
-   Returns -1 (nothing written) when its index cannot be allocated. */
-static inline int fo_lm_adam_many(float* const* param, const float* const* grad,
-                                  void* const* exp_avg, float* const* exp_avg_absmax,
-                                  void* const* exp_avg_sq, float* const* exp_avg_sq_absmax,
-                                  const Py_ssize_t* n, int count,
-                                  const fo_lm_adam_coefficients* c, const fo_lm_q8_tables* t,
-                                  int threads) {
+/* One fused low-memory step (`kind`: its rule and state encoding) over `count` arrays in
+   one OpenMP region: array a has n[a] elements at param[a] and grad[a], and its state
+   buffers at state0[a], state1[a], state2[a] (bfloat16 bits or 8-bit codes, in the order of
+   the one-array function of that kind), with one absmax per block in scale0[a], scale1[a]
+   for 8-bit codes. A pointer array the kind does not use may be NULL (RMSprop's
+   momentum_buffer and grad_avg when off, the scales for bfloat16). `c` points to the kind's
+   coefficient struct, `t` to the code tables (8-bit kinds). The items of FO_LM_CHUNK
+   elements of every array are shared out together (an array of a few hundred elements is
+   one item), on one thread when all of them hold fewer than 2 FO_LM_CHUNK elements (as a
+   one-array call of that size: waking the threads costs more than they save). Each item is
+   computed as the one-array call computes it, so the result is that call's on every array,
+   for any thread count. Returns -1 (nothing written) when its index cannot be allocated. */
+static inline int fo_lm_many(fo_lm_kind kind, float* const* param, const float* const* grad,
+                             void* const* state0, void* const* state1, void* const* state2,
+                             float* const* scale0, float* const* scale1, const Py_ssize_t* n,
+                             int count, const void* c, const fo_lm_q8_tables* t,
+                             int threads) {
     fo_lm_call* calls = (fo_lm_call*)malloc(sizeof(fo_lm_call) * (size_t)(count + 1));
     Py_ssize_t* first = (Py_ssize_t*)malloc(sizeof(Py_ssize_t) * (size_t)(count + 1));
     if (calls == NULL || first == NULL) {
@@ -556,10 +558,11 @@ static inline int fo_lm_adam_many(float* const* param, const float* const* grad,
     first[0] = 0;           /* first[a]: the items before array a's */
     Py_ssize_t total = 0;
     for (int a = 0; a < count; a++) {
-        fo_lm_call x = {t == NULL ? FO_LM_ADAM_BF16 : FO_LM_ADAM_Q8, param[a], grad[a],
-                        {exp_avg[a], exp_avg_sq[a], NULL},
-                        {t == NULL ? NULL : exp_avg_absmax[a],
-                         t == NULL ? NULL : exp_avg_sq_absmax[a]}, c, t};
+        fo_lm_call x = {kind, param[a], grad[a],
+                        {state0[a], state1 == NULL ? NULL : state1[a],
+                         state2 == NULL ? NULL : state2[a]},
+                        {scale0 == NULL ? NULL : scale0[a], scale1 == NULL ? NULL : scale1[a]},
+                        c, t};
         calls[a] = x;
         first[a + 1] = first[a] + (n[a] + FO_LM_CHUNK - 1) / FO_LM_CHUNK;
         total += n[a];

@@ -53,8 +53,8 @@ class StateDtype:
     """The ``state_dtype`` option (module docstring). A subclass sets ``_compressed`` (the
     compressed kinds it has); for those of them in ``_fused``, ``_moments`` (every float
     state name it may have) with :meth:`_lowmem_state` (all of them) and
-    :meth:`_lowmem_step` (a fused kernel of fastoptim.lowmem, given the enabled ones) or
-    :meth:`_lowmem_steps` (the same on all of a group's arrays in one call). The
+    :meth:`_lowmem_steps` (a fused kernel of fastoptim.lowmem on a group's arrays, given the
+    enabled buffers). The
     other kinds are generic, for any registry kernel: every state buffer stored compressed,
     stepped chunk by chunk by the class's own float32 kernel on a float32 copy of the
     chunk's state (in cache), which is stored back (bfloat16: rounded to nearest even; int8:
@@ -246,16 +246,11 @@ class StateDtype:
     def _lowmem_state(self, param: np.ndarray, kind: str) -> Dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def _lowmem_step(self, param, grad, state, t: int, lr: float, hyper: dict,
-                     backend: str) -> None:
-        raise NotImplementedError
-
     def _lowmem_steps(self, params, grads, states, t: int, lr: float, hyper: dict,
                       backend: str) -> None:
-        """:meth:`_lowmem_step` on each array of a group's step (a class whose fused kernel
-        takes many arrays in one call overrides this: Adam)."""
-        for param, grad, state in zip(params, grads, states):
-            self._lowmem_step(param, grad, state, t, lr, hyper, backend)
+        """One step of the fused kernel on a group's arrays (``lowmem._*_apply_many``: the
+        compressed ones in one compiled call per encoding)."""
+        raise NotImplementedError
 
 
 def clamp_moment(m: np.ndarray, v: np.ndarray, bound: float) -> None:

@@ -141,10 +141,10 @@ class RMSprop(StateDtype, Optimizer):
         from .. import lowmem
         return lowmem.rmsprop_state(param, kind, momentum=True, centered=True)
 
-    def _lowmem_step(self, param, grad, state, t, lr, hyper, backend):
+    def _lowmem_steps(self, params, grads, states, t, lr, hyper, backend):
         from .. import lowmem
-        lowmem._rmsprop_apply(param, grad, state, lr=lr, alpha=hyper["alpha"],
-                              eps=hyper["eps"], weight_decay=hyper["weight_decay"],
-                              momentum=hyper["momentum"], centered=hyper["centered"],
-                              maximize=hyper["maximize"], eps_root=hyper["eps_root"],
-                              backend=backend)
+        lowmem._rmsprop_apply_many(params, grads, states, lr=lr, alpha=hyper["alpha"],
+                                   eps=hyper["eps"], weight_decay=hyper["weight_decay"],
+                                   momentum=hyper["momentum"], centered=hyper["centered"],
+                                   maximize=hyper["maximize"], eps_root=hyper["eps_root"],
+                                   backend=backend)
