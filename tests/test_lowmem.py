@@ -276,8 +276,8 @@ def test_the_bucket_search_alone_gives_the_same_steps(level, search):
         p = np.random.default_rng(1).standard_normal(n).astype(np.float32)
         state = lm.adam_state(p, "int8")
         for g in grads(n, 12, 5):
-            _lowmem.adam_q8(p, g, state["exp_avg"], state["exp_avg_absmax"],
-                            state["exp_avg_sq"], state["exp_avg_sq_absmax"], c, t, 2)
+            _lowmem.many("adam", "int8", [p], [g], [[state["exp_avg"]], [state["exp_avg_sq"]]],
+                         [[state["exp_avg_absmax"]], [state["exp_avg_sq_absmax"]]], c, t, 2)
         out.append([p] + [state[k] for k in sorted(state)])
     for a, b in zip(*out):
         assert np.array_equal(bits(a), bits(b))

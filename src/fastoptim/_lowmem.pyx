@@ -9,15 +9,11 @@ cimport numpy as cnp
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from fastoptim.lowmem_kernels cimport (fo_lm_adam_coefficients, fo_lm_q8_tables,
-                                       fo_lm_lion_coefficients, fo_lm_lion_bf16,
-                                       fo_lm_momentum_coefficients, fo_lm_momentum_bf16,
-                                       fo_lm_momentum_q8, fo_lm_lion_q8,
-                                       fo_lm_rmsprop_coefficients, fo_lm_rmsprop_bf16,
-                                       fo_lm_adam_bf16, fo_lm_adam_q8, fo_lm_many, fo_lm_kind,
+                                       fo_lm_lion_coefficients, fo_lm_momentum_coefficients,
+                                       fo_lm_rmsprop_coefficients, fo_lm_many, fo_lm_kind,
                                        FO_LM_ADAM_BF16, FO_LM_ADAM_Q8, FO_LM_LION_BF16,
                                        FO_LM_LION_Q8, FO_LM_MOMENTUM_BF16, FO_LM_MOMENTUM_Q8,
-                                       FO_LM_RMSPROP_BF16,
-                                       fo_lm_select,
+                                       FO_LM_RMSPROP_BF16, fo_lm_select,
                                        fo_lm_level, fo_lm_supported, fo_adam_mixed_threads,
                                        fo_rounding_key, fo_lm_bf16_decode, fo_lm_bf16_encode,
                                        fo_lm_q8_decode_planes, fo_lm_q8_encode_decades,
@@ -39,21 +35,29 @@ cdef fo_lm_adam_coefficients _struct(tuple v) except *:
     return c
 
 
+cdef fo_lm_lion_coefficients _lion(tuple coefficients) except *:
+    cdef fo_lm_lion_coefficients c
+    (c.lr, c.grad_sign, c.weight_decay, c.beta1, c.one_minus_beta1, c.beta2,
+     c.one_minus_beta2) = coefficients
+    return c
+
+
+cdef fo_lm_momentum_coefficients _momentum(tuple coefficients) except *:
+    cdef fo_lm_momentum_coefficients c
+    (c.lr, c.grad_sign, c.weight_decay, c.momentum, c.one_minus_dampening,
+     c.nesterov) = coefficients
+    return c
+
+
+cdef fo_lm_rmsprop_coefficients _rmsprop(tuple coefficients) except *:
+    cdef fo_lm_rmsprop_coefficients c
+    (c.lr, c.grad_sign, c.weight_decay, c.alpha, c.one_minus_alpha, c.eps, c.momentum,
+     c.eps_root) = coefficients
+    return c
+
+
 cdef inline void* _data(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
-
-
-def adam_bf16(param, grad, exp_avg, exp_avg_sq, tuple coefficients, int threads=1):
-    """One Adam step with bfloat16 moments (``exp_avg``, ``exp_avg_sq`` viewed as uint16),
-    in place. ``coefficients``: :func:`fastoptim.lowmem._coefficients`."""
-    cdef fo_lm_adam_coefficients c = _struct(coefficients)
-    cdef float* p = <float*>_data(param)                    # IN/OUT
-    cdef const float* g = <const float*>_data(grad)         # IN
-    cdef uint16_t* m = <uint16_t*>_data(exp_avg)            # IN/OUT
-    cdef uint16_t* v = <uint16_t*>_data(exp_avg_sq)         # IN/OUT
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    with nogil:
-        fo_lm_adam_bf16(p, g, m, v, n, &c, threads)
 
 
 cdef fo_lm_q8_tables _tables(tuple tables) except *:
@@ -148,115 +152,6 @@ def many(str rule, str encoding, list params, list grads, list states, list scal
     finally:
         PyMem_Free(ptrs)
         PyMem_Free(n)
-
-
-def adam_q8(param, grad, exp_avg, exp_avg_absmax, exp_avg_sq, exp_avg_sq_absmax,
-            tuple coefficients, tuple tables, int threads=1):
-    """One Adam step with blockwise 8-bit moments, in place. ``tables``:
-    :func:`fastoptim.lowmem.code_tables`."""
-    cdef fo_lm_adam_coefficients c = _struct(coefficients)
-    cdef fo_lm_q8_tables t = _tables(tables)
-    cdef float* p = <float*>_data(param)                    # IN/OUT
-    cdef const float* g = <const float*>_data(grad)         # IN
-    cdef uint8_t* m = <uint8_t*>_data(exp_avg)              # IN/OUT
-    cdef float* ma = <float*>_data(exp_avg_absmax)          # IN/OUT
-    cdef uint8_t* v = <uint8_t*>_data(exp_avg_sq)           # IN/OUT
-    cdef float* va = <float*>_data(exp_avg_sq_absmax)       # IN/OUT
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    with nogil:
-        fo_lm_adam_q8(p, g, m, ma, v, va, n, &c, &t, threads)
-
-
-cdef fo_lm_lion_coefficients _lion(tuple coefficients) except *:
-    cdef fo_lm_lion_coefficients c
-    (c.lr, c.grad_sign, c.weight_decay, c.beta1, c.one_minus_beta1, c.beta2,
-     c.one_minus_beta2) = coefficients
-    return c
-
-
-cdef fo_lm_momentum_coefficients _momentum(tuple coefficients) except *:
-    cdef fo_lm_momentum_coefficients c
-    (c.lr, c.grad_sign, c.weight_decay, c.momentum, c.one_minus_dampening,
-     c.nesterov) = coefficients
-    return c
-
-
-cdef fo_lm_rmsprop_coefficients _rmsprop(tuple coefficients) except *:
-    cdef fo_lm_rmsprop_coefficients c
-    (c.lr, c.grad_sign, c.weight_decay, c.alpha, c.one_minus_alpha, c.eps, c.momentum,
-     c.eps_root) = coefficients
-    return c
-
-
-def lion_q8(param, grad, exp_avg, exp_avg_absmax, tuple coefficients, tuple tables,
-            int threads=1):
-    """One Lion step with a blockwise 8-bit moment (the signed code), in place.
-    ``coefficients``: as :func:`lion_bf16`; ``tables``: :func:`fastoptim.lowmem.code_tables`."""
-    cdef fo_lm_lion_coefficients c = _lion(coefficients)
-    cdef fo_lm_q8_tables t = _tables(tables)
-    cdef float* p = <float*>_data(param)                    # IN/OUT
-    cdef const float* g = <const float*>_data(grad)         # IN
-    cdef uint8_t* m = <uint8_t*>_data(exp_avg)              # IN/OUT
-    cdef float* a = <float*>_data(exp_avg_absmax)           # IN/OUT
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    with nogil:
-        fo_lm_lion_q8(p, g, m, a, n, &c, &t, threads)
-
-
-def lion_bf16(param, grad, exp_avg, tuple coefficients, int threads=1):
-    """One Lion step with a bfloat16 moment (viewed as uint16), in place. ``coefficients``:
-    :func:`fastoptim.lowmem._lion_coefficients`."""
-    cdef fo_lm_lion_coefficients c = _lion(coefficients)
-    cdef float* p = <float*>_data(param)                    # IN/OUT
-    cdef const float* g = <const float*>_data(grad)         # IN
-    cdef uint16_t* m = <uint16_t*>_data(exp_avg)            # IN/OUT
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    with nogil:
-        fo_lm_lion_bf16(p, g, m, n, &c, threads)
-
-
-def momentum_bf16(param, grad, momentum_buffer, tuple coefficients, int threads=1):
-    """One SGD-with-momentum step with a bfloat16 buffer (viewed as uint16), in place.
-    ``coefficients``: lr, grad_sign, weight_decay, momentum, 1 - dampening, nesterov."""
-    cdef fo_lm_momentum_coefficients c = _momentum(coefficients)
-    cdef float* p = <float*>_data(param)                    # IN/OUT
-    cdef const float* g = <const float*>_data(grad)         # IN
-    cdef uint16_t* v = <uint16_t*>_data(momentum_buffer)    # IN/OUT
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    with nogil:
-        fo_lm_momentum_bf16(p, g, v, n, &c, threads)
-
-
-def rmsprop_bf16(param, grad, square_avg, momentum_buffer, grad_avg, tuple coefficients,
-                 int threads=1):
-    """One RMSprop step with bfloat16 buffers (viewed as uint16; ``momentum_buffer`` and
-    ``grad_avg`` may be ``None``), in place. ``coefficients``: lr, grad_sign, weight_decay,
-    alpha, 1 - alpha, eps, momentum, eps_root."""
-    cdef fo_lm_rmsprop_coefficients c = _rmsprop(coefficients)
-    cdef float* p = <float*>_data(param)                    # IN/OUT
-    cdef const float* g = <const float*>_data(grad)         # IN
-    cdef uint16_t* s = <uint16_t*>_data(square_avg)         # IN/OUT
-    cdef uint16_t* b = NULL if momentum_buffer is None else <uint16_t*>_data(momentum_buffer)
-    cdef uint16_t* a = NULL if grad_avg is None else <uint16_t*>_data(grad_avg)  # IN/OUT
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    with nogil:
-        fo_lm_rmsprop_bf16(p, g, s, b, a, n, &c, threads)
-
-
-def momentum_q8(param, grad, momentum_buffer, momentum_buffer_absmax, tuple coefficients,
-                tuple tables, int threads=1):
-    """One SGD-with-momentum step with a blockwise 8-bit buffer (the signed code), in place.
-    ``coefficients``: as :func:`momentum_bf16`; ``tables``: :func:`fastoptim.lowmem.
-    code_tables`."""
-    cdef fo_lm_momentum_coefficients c = _momentum(coefficients)
-    cdef fo_lm_q8_tables t = _tables(tables)
-    cdef float* p = <float*>_data(param)                    # IN/OUT
-    cdef const float* g = <const float*>_data(grad)         # IN
-    cdef uint8_t* v = <uint8_t*>_data(momentum_buffer)      # IN/OUT
-    cdef float* a = <float*>_data(momentum_buffer_absmax)   # IN/OUT
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    with nogil:
-        fo_lm_momentum_q8(p, g, v, a, n, &c, &t, threads)
 
 
 # ---- the codecs of _lowmem.pxd (fastoptim.kernels' fused generic compressed step) ---------

@@ -602,12 +602,7 @@ def _adam_apply(param, grad, state, *, step, lr, beta1, beta2, eps, weight_decay
             nb.adam_q8_kernel(p, g, *arrays, np.array(c, np.float32), t[0], t[2], t[1], t[3],
                               t[4], t[5], t[6], t[7], t[8], t[9])
     else:
-        from . import _lowmem
-        threads = _compiled_threads()
-        if kind == "bfloat16":
-            _lowmem.adam_bf16(p, g, arrays[0], arrays[1], c, threads)
-        else:
-            _lowmem.adam_q8(p, g, *arrays, c, code_tables(), threads)
+        _step_many("adam", ("exp_avg", "exp_avg_sq"), [param], [grad], [state], c)
 
 
 def _adam_apply_many(params, grads, states, *, step, lr, beta1, beta2, eps, weight_decay,
@@ -806,12 +801,7 @@ def _lion_apply(param, grad, state, *, lr, beta1, beta2, weight_decay, maximize,
         else:
             nb.lion_bf16_kernel(p, g, m.view(np.uint16), np.array(c, np.float32))
     else:
-        from . import _lowmem
-        threads = _compiled_threads()
-        if kind == "int8":
-            _lowmem.lion_q8(p, g, m, arrays[1], c, code_tables(), threads)
-        else:
-            _lowmem.lion_bf16(p, g, m, c, threads)
+        _step_many("lion", ("exp_avg",), [param], [grad], [state], c)
 
 
 # ---- SGD with momentum ---------------------------------------------------------------------
@@ -936,12 +926,7 @@ def _momentum_apply(param, grad, state, *, lr, momentum, dampening, nesterov, we
         else:
             nb.momentum_bf16_kernel(p, g, buf.view(np.uint16), k, bool(nesterov))
     else:
-        from . import _lowmem
-        threads = _compiled_threads()
-        if kind == "int8":
-            _lowmem.momentum_q8(p, g, buf, arrays[1], c, code_tables(), threads)
-        else:
-            _lowmem.momentum_bf16(p, g, buf, c, threads)
+        _step_many("momentum", ("momentum_buffer",), [param], [grad], [state], c)
 
 
 # ---- RMSprop --------------------------------------------------------------------------------
@@ -997,7 +982,7 @@ def rmsprop_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np
         if value > 0:
             _validation.eps_for_dtype(f, name, value, np.float32)
     _check_backend(f, backend)
-    names = tuple(n for n, on in zip(_RMSPROP_BUFFERS, (True, momentum > 0, centered)) if on)
+    names = tuple(n for n in _rmsprop_buffers(momentum, centered) if n is not None)
     if not hasattr(state, "keys") or set(state) != set(names):
         raise TypeError(f"{f}: state must be a dict from rmsprop_state with exactly {names} "
                         f"(momentum={momentum}, centered={centered})")
@@ -1013,6 +998,12 @@ def rmsprop_lowmem_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np
                    eps_root=eps_root, backend=backend)
 
 
+def _rmsprop_buffers(momentum, centered) -> tuple:
+    """RMSprop's buffers in the kernel's order, ``None`` for one that is off."""
+    return tuple(n if on else None
+                 for n, on in zip(_RMSPROP_BUFFERS, (True, momentum > 0, centered)))
+
+
 def _rmsprop_coefficients(lr, alpha, eps, weight_decay, momentum, maximize, eps_root) -> tuple:
     """The RMSprop kernel's 8 scalars, computed once per call."""
     return (float(lr), -1.0 if maximize else 1.0, float(weight_decay), float(alpha),
@@ -1024,8 +1015,7 @@ def _rmsprop_apply_many(params, grads, states, **hyper) -> None:
     compiled call (:func:`_step_many`)."""
     floats = range(len(params))
     if hyper["backend"] == "cython":
-        names = tuple(n if on else None for n, on in zip(
-            _RMSPROP_BUFFERS, (True, hyper["momentum"] > 0, hyper["centered"])))
+        names = _rmsprop_buffers(hyper["momentum"], hyper["centered"])
         floats = _step_many("rmsprop", names, params, grads, states, _rmsprop_coefficients(
             hyper["lr"], hyper["alpha"], hyper["eps"], hyper["weight_decay"],
             hyper["momentum"], hyper["maximize"], hyper["eps_root"]))
@@ -1046,7 +1036,7 @@ def _rmsprop_apply(param, grad, state, *, lr, alpha, eps, weight_decay, momentum
                      grad_avg=state.get("grad_avg"), maximize=maximize, backend=backend,
                      eps_root=eps_root)
         return
-    names = tuple(n for n, on in zip(_RMSPROP_BUFFERS, (True, momentum > 0, centered)) if on)
+    names = tuple(n for n in _rmsprop_buffers(momentum, centered) if n is not None)
     _, p, g, arrays = _views(param, grad, state, names)
     bufs = dict(zip(names, arrays))
     c = _rmsprop_coefficients(lr, alpha, eps, weight_decay, momentum, maximize, eps_root)
@@ -1072,17 +1062,17 @@ def _rmsprop_apply(param, grad, state, *, lr, alpha, eps, weight_decay, momentum
             bufs["grad_avg"][...] = a.astype(bfloat16)
         p[...] = new_p
         return
-    bits = [None if bufs.get(n) is None else bufs[n].view(np.uint16) for n in _RMSPROP_BUFFERS]
     if backend == "numba":
         from .numba_kernels import lowmem as nb
+        bits = [None if bufs.get(n) is None else bufs[n].view(np.uint16)
+                for n in _RMSPROP_BUFFERS]
         empty = np.zeros(0, np.uint16)
         nb.rmsprop_bf16_kernel(p, g, bits[0], empty if bits[1] is None else bits[1],
                                empty if bits[2] is None else bits[2],
                                np.array(c, np.float32), momentum > 0, bool(centered))
     else:
-        from . import _lowmem
-        threads = _compiled_threads()
-        _lowmem.rmsprop_bf16(p, g, *bits, c, threads)
+        _step_many("rmsprop", _rmsprop_buffers(momentum, centered), [param], [grad], [state],
+                   c)
 
 
 # ---- classes --------------------------------------------------------------------------------
@@ -1141,6 +1131,12 @@ class LowMemAdam:
                                 f"{type(p).__name__}")
         _params.check_disjoint(f, self._names, self._params)
         self.state = [adam_state(p, state_dtype) for p in self._params]
+        # what a step writes, for its gradients-apart check (load_state_dict copies into
+        # these arrays, never replaces them)
+        self._written = self._params + [a for s in self.state for a in s.values()]
+        self._written_names = self._names + [f"the {k} of {n}"
+                                             for n, s in zip(self._names, self.state) for k in s]
+        self._grad_names = [f"grads[{k!r}]" for k in self._keys]
         self.hyper = dict(beta1=float(beta1), beta2=float(beta2), eps=float(eps),
                           weight_decay=float(weight_decay),
                           decoupled_weight_decay=bool(decoupled_weight_decay),
@@ -1156,12 +1152,8 @@ class LowMemAdam:
                              f"parameters")
         for p, g, s in zip(self._params, grads, self.state):
             _validate(p, g, s, f=f)
-        written = self._params + [a for s in self.state for a in s.values()]
-        written_names = self._names + [f"the {k} of {n}" for n, s in zip(self._names,
-                                                                          self.state)
-                                       for k in s]
-        _params.check_grads_apart(f, [n.replace("params", "grads", 1) for n in self._names],
-                                  grads, written_names, written)
+        _params.check_grads_apart(f, self._grad_names, grads, self._written_names,
+                                  self._written)
         t = self.t + 1
         lr = self.lr(t) if callable(self.lr) else self.lr
         _check_class_hyper(f, t, lr, self.hyper, self.backend)
