@@ -56,7 +56,7 @@ render("_simd_kernels.h.tp", REGISTRY)
 # SIMD variant, the Numba backend and the NumPy reference round alike; "auto" may switch
 # between Cython and Numba with the thread count, and results must not depend on it.
 COMPILE_ARGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
-HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_compressed_state.pxi", "_lowmem.pxd",
+HEADERS = ["_simd_kernels.h", "_multi_tensor.pxi", "_extents.pxi", "_compressed_state.pxi", "_lowmem.pxd",
            "_glue.pxi", "_registry.py",
            "coefficients.pxd", "csrc/common.h", "csrc/prefetch.h"] + [
                f"csrc/{name}.h" for name in REGISTRY.KERNELS]

@@ -5,7 +5,7 @@ by side with float32 state: time per step and state bytes per parameter.
 
 Adam, Lion and SGD (both kinds) and RMSprop (bfloat16) run fastoptim.lowmem's fused kernels;
 the others (generic state) run their own float32 kernel on rounds of the state decoded into
-per-thread scratch (kernels.compressed, fastoptim.optimizers._state_dtype). Medians of
+per-thread scratch (kernels.compressed_many, fastoptim.optimizers._state_dtype). Medians of
 interleaved rounds; one class step per call.
 """
 from __future__ import annotations

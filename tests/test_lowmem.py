@@ -654,7 +654,7 @@ def test_many_arrays_in_one_call_equal_one_call_each(level, rule, kind, threads)
             for g in grads:
                 g.reshape(-1, order="A")[: g.size // 3] = 0     # zero gradients: the clamp
             step = dict(step=t) if rule == "adam" else {}
-            many(params, grads, states, backend="cython", **step, **hyper)
+            many(params, grads, lm._columns(states), backend="cython", **step, **hyper)
             for p, g, s in zip(alone, grads, alone_states):
                 one(p, g, s, backend="cython", **step, **hyper)
     finally:

@@ -217,6 +217,38 @@ def test_bad_gradient_changes_nothing(kind):
             assert np.array_equal(bits(a), bits(b))
 
 
+@pytest.mark.parametrize("count", [3, 150])        # 150: past the check's stack buffer
+@pytest.mark.parametrize("kind", ["bfloat16", "int8"])
+def test_a_gradient_sharing_a_parameter_or_state_buffer_is_named(kind, count):
+    """A gradient that is another array's parameter or state buffer is refused, naming both
+    (also with a None gradient before it, which shifts the gradients' numbering), and the
+    step changes nothing."""
+    rng = np.random.default_rng(count)
+    sizes = [5000 if i % 3 == 0 else 40 for i in range(count)]   # int8: codes and float32
+    params = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    opt = fastoptim.AdamW(params, state_dtype=kind)
+    opt.step([np.ones_like(p) for p in params])
+    before = [p.copy() for p in params]
+    state = {k: [b.copy() for b in v] for k, v in opt._state.items()}
+    last, big = count - 1, count - 3            # sizes[last] == 40, sizes[big] == 5000
+    name = "exp_avg_sq" if kind == "int8" else "exp_avg"
+    for alias, message in [
+            (params[big][:40], rf"grads\[{last}\] shares memory with params\[{big}\]"),
+            (opt._state[name][big].view(np.uint8)[:160].view(np.float32),
+             rf"grads\[{last}\] shares memory with the {name} of params\[{big}\]")]:
+        for missing in (False, True):
+            g = [np.ones_like(p) for p in params]
+            if missing:
+                g[1] = None
+            g[last] = alias
+            with pytest.raises(ValueError, match=message):
+                opt.step(g)
+    assert opt.t == 1
+    assert all(np.array_equal(p, q) for p, q in zip(params, before))
+    for k, v in opt._state.items():
+        assert all(np.array_equal(bits(a), bits(b)) for a, b in zip(v, state[k]))
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(state_dtype="int4"), "state_dtype must be None or one of"),
     (dict(state_dtype=8), "state_dtype must be None or one of"),
@@ -707,6 +739,19 @@ def threads_always_pay():
     kernels.set_parallel_min_traffic(previous)
 
 
+def _three_gradients(shapes, seed, zeros):
+    """Three steps' gradients for arrays of ``shapes``: the third array's in Fortran order,
+    the first's leading ``zeros`` elements zero (the int8 clamp's case)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(3):
+        g = [(rng.standard_normal(s) * 0.1).astype(np.float32) for s in shapes]
+        g[2] = np.asfortranarray(g[2])
+        g[0][:zeros] = 0.0
+        out.append(g)
+    return out
+
+
 @pytest.mark.parametrize("case", COMPRESSED, ids=_compressed_id)
 def test_compressed_rounds_are_the_chunk_loop_for_any_threads_and_simd_level(
         case, threads_always_pay):
@@ -716,13 +761,7 @@ def test_compressed_rounds_are_the_chunk_loop_for_any_threads_and_simd_level(
     from fastoptim import _lowmem, kernels
     (name, _, opts), kind = case
     cls = getattr(fastoptim, name)
-    rng = np.random.default_rng(5)
-    grads = []
-    for _ in range(3):
-        g = [(rng.standard_normal(s) * 0.1).astype(np.float32) for s in INT8_SHAPES]
-        g[2] = np.asfortranarray(g[2])
-        g[0][:300] = 0.0
-        grads.append(g)
+    grads = _three_gradients(INT8_SHAPES, 5, zeros=300)
 
     def run(backend):
         params = int8_arrays(6)
@@ -864,3 +903,113 @@ def test_compressed_refuses_a_clamp_of_absent_buffers(clamps):
                            args["tables"], args["c"], clamps=clamps)
     assert np.array_equal(args["param"], before[0])
     assert np.array_equal(args["states"][0], before[1])
+
+
+# ---- kernels.compressed_many: a group's arrays in one call ----------------------------------
+MANY_SHAPES = [(4096,), (0,), (70, 90), (33,), (5000 + 3,), (513,), (4097,)]
+
+
+@pytest.mark.parametrize("case", COMPRESSED, ids=_compressed_id)
+def test_compressed_many_gives_each_array_the_bits_of_its_own_call(
+        case, threads_always_pay, monkeypatch):
+    """A class's step on many arrays (one kernels.compressed_many call) gives the bits of
+    one kernels.compressed call per array, for 1 and 2 threads: arrays of whole and partial
+    blocks and rounds, an empty one, one in Fortran order, int8's small arrays (float32
+    state, stepped apart), zero gradients (the int8 clamp)."""
+    from fastoptim import kernels
+    (name, _, opts), kind = case
+    cls = getattr(fastoptim, name)
+    grads = _three_gradients(MANY_SHAPES, 11, zeros=700)
+
+    def run():
+        params = [np.random.default_rng(3).standard_normal(s).astype(np.float32)
+                  for s in MANY_SHAPES]
+        params[2] = np.asfortranarray(params[2])
+        opt = cls(params, state_dtype=kind, **opts)
+        with np.errstate(all="ignore"):
+            for g in grads:
+                opt.step(g)
+        return params, opt
+
+    calls = []
+    many = kernels.compressed_many
+
+    def counted(params, *args, **kw):
+        calls.append(len(params))
+        many(params, *args, **kw)
+
+    def one_each(params, grads, states, scales, tables, c, *, clamps=(), num_threads=None):
+        for i in range(len(params)):
+            kernels.compressed(params[i], grads[i],
+                               tuple(None if s is None else s[i] for s in states),
+                               tuple(None if s is None else s[i] for s in scales), tables, c,
+                               clamps=clamps, num_threads=num_threads)
+
+    previous = fastoptim.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastoptim.set_num_threads(threads)
+            monkeypatch.setattr(kernels, "compressed_many", counted)
+            mine, opt = run()
+            monkeypatch.setattr(kernels, "compressed_many", one_each)
+            ref, ref_opt = run()
+            for p, q in zip(mine, ref):
+                assert np.array_equal(bits(p), bits(q)), threads
+            for key, bufs in opt._state.items():
+                for a, b in zip(bufs, ref_opt._state[key]):
+                    if a is not None:
+                        assert np.array_equal(bits(a), bits(b)), (key, threads)
+            assert np.all(np.isfinite(mine[0])) and not np.array_equal(mine[4], ref[4] * 0)
+    finally:
+        fastoptim.set_num_threads(previous)
+    compressed = 7 if kind == "bfloat16" else 4       # int8: (0,), (33,), (513,) are small
+    assert calls == [compressed] * 6            # one call per step, every array in it
+
+
+def _many_call(k=2, n=1000):
+    """kernels.compressed_many's arguments for Adagrad on int8 state, ``k`` arrays."""
+    calls = [_compressed_call(n) for _ in range(k)]
+    return ([a["param"] for a in calls], [a["grad"] for a in calls],
+            ([a["states"][0] for a in calls],), ([a["scales"][0] for a in calls],),
+            calls[0]["tables"], calls[0]["c"])
+
+
+@pytest.mark.parametrize("change, error, match", [
+    (lambda a: (a[0], a[1][:1]) + a[2:], ValueError, "1 grads for 2 params"),
+    (lambda a: a[:2] + ((a[2][0][:1],),) + a[3:], ValueError,
+     r"states\[0\] must be None or a list of one array per param \(2\)"),
+    (lambda a: a[:2] + ((a[2][0][0],),) + a[3:], ValueError, r"states\[0\] must be None"),
+    (lambda a: a[:3] + ((None,),) + a[4:], ValueError, r"scales\[0\] must hold the codes"),
+    (lambda a: (a[0], [a[1][0], a[0][0]]) + a[2:], ValueError,
+     r"params\[0\] and grads\[1\] share memory"),
+    (lambda a: a[:2] + (([a[2][0][0], a[0][0].view(np.uint8)[:1000]],),) + a[3:],
+     ValueError, r"params\[0\] and states\[0\]\[1\] share memory"),
+    (lambda a: a[:3] + (([a[3][0][0], a[3][0][0]],),) + a[4:], ValueError,
+     r"scales\[0\]\[0\] and scales\[0\]\[1\] share memory"),
+    (lambda a: a[:2] + (([a[2][0][0], np.zeros(999, np.uint8)],),) + a[3:], ValueError,
+     r"states\[0\]\[1\] must hold 1000"),
+    (lambda a: ([a[0][0], a[0][1].astype(np.float64)],) + a[1:], ValueError,
+     r"params\[1\] must hold"),
+    (lambda a: (a[0], [a[1][0], np.ones(1001, np.float32)],) + a[2:], ValueError,
+     r"grads\[1\] must hold 1000 items"),
+], ids=["grads-length", "states-length", "states-not-a-list", "no-scales", "grad-is-param",
+        "codes-in-another-param", "shared-scales", "short-codes", "float64-param",
+        "long-grad"])
+def test_compressed_many_refuses_bad_arrays_and_changes_nothing(change, error, match):
+    """Every array of every entry is checked, and no array written may overlap any other
+    array of the call, before anything is written: the good first array is unchanged."""
+    from fastoptim import kernels
+    args = change(_many_call())
+    arrays = [a for a in (*args[0], *args[2][0], *(args[3][0] or ())) if a is not None]
+    before = [a.tobytes() for a in arrays]
+    with pytest.raises(error, match=match):
+        kernels.compressed_many(*args)
+    assert [a.tobytes() for a in arrays] == before
+
+
+def test_compressed_many_of_no_arrays_does_nothing():
+    from fastoptim import kernels
+    one = _compressed_call()
+    kernels.compressed_many([], [], ([],), ([],), one["tables"], one["c"])
+    with pytest.raises(ValueError, match=r"states\[0\] must be None or a list"):
+        kernels.compressed_many([], [], ([one["states"][0]],), ([],), one["tables"], one["c"])

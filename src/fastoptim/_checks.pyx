@@ -7,6 +7,12 @@ One function, :func:`check_arrays`, serves every backend. It raises ``TypeError`
 cimport numpy as cnp
 import numpy as np
 from libc.stdint cimport uintptr_t
+from libc.stdlib cimport free, malloc
+
+include "_extents.pxi"
+
+cdef enum:
+    LOCAL_EXTENTS = 128        # arrays grads_apart checks without a heap allocation
 
 cnp.import_array()
 
@@ -228,38 +234,54 @@ def has_none(list items):
     return False
 
 
-cdef int _add_spans(list spans, list arrays, bint written) except -1:
-    """(first byte, past the last byte, written, index) of each non-empty array."""
-    cdef Py_ssize_t lo, nbytes, i
+cdef Py_ssize_t _add_extents(Extent* e, Py_ssize_t n, list arrays, int written) noexcept:
+    """Append the byte extent of each non-empty array of ``arrays`` at ``e[n]`` (``written``:
+    1 for parameters and state, 0 for gradients); returns the new count."""
+    cdef Py_ssize_t nbytes, i
     cdef cnp.ndarray a
     for i in range(len(arrays)):
         a = <cnp.ndarray>arrays[i]
         nbytes = cnp.PyArray_NBYTES(a)
         if nbytes:
-            lo = <Py_ssize_t>cnp.PyArray_DATA(a)
-            spans.append((lo, lo + nbytes, written, i))
-    return 0
+            e[n].lo = <uintptr_t>cnp.PyArray_DATA(a)
+            e[n].hi = e[n].lo + <uintptr_t>nbytes
+            e[n].which = e[n].written = written
+            e[n].entry = i
+            n += 1
+    return n
 
 
 def grads_apart(str f, grad_names, list grads, written_names, list written):
     """No gradient overlaps a parameter or a state buffer (``written``); gradients may
     overlap each other (they are only read). The extents are read from the arrays' C
-    structs and sorted once: O(k log k) in the number of arrays, independent of their
-    sizes. ``grad_names`` and ``written_names`` are sequences read only for the message
+    structs into a C array and sorted once (``_extents.pxi``): O(k log k) in the number of
+    arrays, independent of their sizes, no Python object per array. ``grad_names`` and
+    ``written_names`` are sequences read only for the message
     (fastoptim._params.check_grads_apart, and Adafactor's step)."""
-    cdef list spans = []
-    _add_spans(spans, written, True)
-    _add_spans(spans, grads, False)
-    spans.sort()
-    far_any = far_written = None
-    for span in spans:
-        other = far_any if span[2] else far_written
-        if other is not None and span[0] < other[1]:
-            first, second = (other, span) if other[2] else (span, other)
-            raise ValueError(f"{f}: {grad_names[second[3]]} shares memory with "
-                             f"{written_names[first[3]]}; a gradient must not be a "
+    cdef Py_ssize_t k = len(grads) + len(written), n = 0, x, other = -1
+    cdef Extent local[2 * LOCAL_EXTENTS]
+    cdef Extent* e = local
+    if k > LOCAL_EXTENTS:
+        e = <Extent*>malloc(2 * k * sizeof(Extent))
+        if e == NULL:
+            raise MemoryError()
+    try:
+        n = _add_extents(e, n, written, 1)
+        n = _add_extents(e, n, grads, 0)
+        _sort_extents(e, e + k, n)      # by start; stable: the written first on a tie
+        x = _first_overlap(e, n, &other)
+        if x >= 0 and e[x].written and e[other].written:    # made apart when added
+            raise ValueError(f"{f}: {written_names[e[x].entry]} shares memory with "
+                             f"{written_names[e[other].entry]}; every array the step "
+                             f"writes must be a separate buffer")
+        if x >= 0:
+            if e[other].written:
+                first, second = e[other].entry, e[x].entry
+            else:
+                first, second = e[x].entry, e[other].entry
+            raise ValueError(f"{f}: {grad_names[second]} shares memory with "
+                             f"{written_names[first]}; a gradient must not be a "
                              f"parameter or a state buffer")
-        if far_any is None or span[1] > far_any[1]:
-            far_any = span
-        if span[2] and (far_written is None or span[1] > far_written[1]):
-            far_written = span
+    finally:
+        if e != local:
+            free(e)

@@ -14,6 +14,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from cython.parallel cimport prange
 
+include "_extents.pxi"
+
 from fastoptim._checks import check_subclass as _check_subclass
 
 cdef enum:
@@ -127,51 +129,6 @@ cdef int _threads(object num_threads) except -1:
     if type(num_threads) is not int or num_threads < 1:
         raise ValueError(f"num_threads must be an int >= 1 (or None), got {num_threads!r}")
     return 1 if _in_forked_child else num_threads
-
-
-cdef struct Extent:
-    uintptr_t lo               # first byte
-    uintptr_t hi               # one past the last byte
-    int which                  # index into the tuple of lists (0 params, 1 grads, ...)
-    Py_ssize_t entry           # index into that list
-
-
-cdef void _sort_extents(Extent* e, Extent* tmp, Py_ssize_t n) noexcept nogil:
-    """Sort ``e[:n]`` by start address: a bottom-up merge sort with the comparison inline
-    (qsort's callback doubled the cost of a 200-array step), ``tmp`` holds ``n`` more."""
-    cdef Py_ssize_t width = 1, lo, mid, hi, a, b, out
-    cdef Extent* src = e
-    cdef Extent* dst = tmp
-    cdef Extent* swap
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = min(lo + width, n)
-            hi = min(lo + 2 * width, n)
-            a, b, out = lo, mid, lo
-            while a < mid and b < hi:
-                if src[b].lo < src[a].lo:
-                    dst[out] = src[b]
-                    b += 1
-                else:
-                    dst[out] = src[a]
-                    a += 1
-                out += 1
-            while a < mid:
-                dst[out] = src[a]
-                a += 1
-                out += 1
-            while b < hi:
-                dst[out] = src[b]
-                b += 1
-                out += 1
-            lo = hi
-        swap = src
-        src = dst
-        dst = swap
-        width *= 2
-    if src != e:
-        memcpy(e, src, n * sizeof(Extent))
 
 
 cdef int _check_entry_array(str func, tuple names, int j, Py_ssize_t i, object obj,
@@ -351,6 +308,7 @@ cdef Py_ssize_t _add_entry(Table* t, str func, tuple lists, tuple names, Py_ssiz
             extents[x].lo = <uintptr_t>cnp.PyArray_DATA(a)
             extents[x].hi = extents[x].lo + cnp.PyArray_NBYTES(a)
             extents[x].which = j
+            extents[x].written = j != 1
             extents[x].entry = i
     t.f64[i] = typenum == cnp.NPY_FLOAT64
     t.start[i + 1] = t.start[i] + size

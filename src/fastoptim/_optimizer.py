@@ -496,34 +496,37 @@ class Optimizer:
     def _grads_and_written(self, grads: list):
         """(gradient names, gradients, written names, written arrays), ``None`` skipped;
         the written names a sequence that makes a name when it is read (for a message)."""
-        gn, ga = zip(*[(n[1], g) for n, g in zip(self._check_names, grads) if g is not None]
-                     ) if any(g is not None for g in grads) else ((), ())
+        if not _has_none(grads):
+            gn, ga = [n[1] for n in self._check_names], grads
+        else:
+            gn = [n[1] for n, g in zip(self._check_names, grads) if g is not None]
+            ga = [g for g in grads if g is not None]
         wa = list(self._params)
-        owners = [None] * len(wa)           # (state name, parameter index) past the params
-        for name, bufs in self._state.items():
-            for i, buf in enumerate(bufs):
-                if buf is not None:
-                    wa.append(buf)
-                    owners.append((name, i))
-        return list(gn), list(ga), _WrittenNames(self._param_names, owners), wa
+        for bufs in self._state.values():
+            wa += [b for b in bufs if b is not None]
+        return gn, ga, _WrittenNames(self._param_names, self._state), wa
 
 
 class _WrittenNames:
-    """The names of an optimizer's written arrays (its parameters, then its state buffers),
-    made only when one is read: a step checks the arrays apart on every call and names one
-    only in an error."""
+    """The names of an optimizer's written arrays (its parameters, then its state buffers
+    that are not ``None``, in the order of ``_grads_and_written``), made only when one is
+    read: a step checks the arrays apart on every call and names one only in an error."""
 
-    def __init__(self, param_names: list, owners: list) -> None:
-        self._param_names, self._owners = param_names, owners
-
-    def __len__(self) -> int:
-        return len(self._owners)
+    def __init__(self, param_names: list, state: dict) -> None:
+        self._param_names, self._state = param_names, state
 
     def __getitem__(self, i: int) -> str:
-        owner = self._owners[i]
-        if owner is None:
-            return self._param_names[i]
-        return f"the {owner[0]} of {self._param_names[owner[1]]}"
+        names = self._param_names
+        if i < len(names):
+            return names[i]
+        i -= len(names)
+        for name, bufs in self._state.items():
+            for j, buf in enumerate(bufs):
+                if buf is not None:
+                    if i == 0:
+                        return f"the {name} of {names[j]}"
+                    i -= 1
+        raise IndexError(i)
 
 
 def _lr_value(f: str, lr) -> LR:

@@ -12,7 +12,8 @@ validate: :mod:`fastoptim.functional` checks every array and hyperparameter firs
 the per-call coefficients. Arrays may have any shape; they must be contiguous in one common
 order, which the validation layer guarantees. The ``<kernel>_multi`` functions
 (``_multi_tensor.pxi``, included at the end) step a whole list of arrays in one call and one
-OpenMP parallel region.
+OpenMP parallel region; ``compressed`` and ``compressed_many`` (``_compressed_state.pxi``) do
+the same for state stored as bfloat16 or 8-bit codes, checking their arrays themselves.
 """
 cimport numpy as cnp
 from fastoptim.coefficients cimport *

@@ -342,6 +342,7 @@ def state_kind(state) -> str:
     raise KeyError("state_kind: no exp_avg, square_avg or momentum_buffer in the state")
 
 
+_COMPRESSED_KINDS = ("bfloat16", "int8")
 _KINDS = {np.dtype(np.uint8): "int8", bfloat16: "bfloat16",
           np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
@@ -602,61 +603,88 @@ def _adam_apply(param, grad, state, *, step, lr, beta1, beta2, eps, weight_decay
             nb.adam_q8_kernel(p, g, *arrays, np.array(c, np.float32), t[0], t[2], t[1], t[3],
                               t[4], t[5], t[6], t[7], t[8], t[9])
     else:
-        _step_many("adam", ("exp_avg", "exp_avg_sq"), [param], [grad], [state], c)
+        _step_many("adam", ("exp_avg", "exp_avg_sq"), [param], [grad], _columns([state]), c)
 
 
-def _adam_apply_many(params, grads, states, *, step, lr, beta1, beta2, eps, weight_decay,
+def _adam_apply_many(params, grads, columns, *, step, lr, beta1, beta2, eps, weight_decay,
                      decoupled_weight_decay, maximize, backend) -> None:
-    """:func:`_adam_apply` on many arrays already checked (an optimizer class's group): on
-    the "cython" backend the coefficients are computed once and the bfloat16 arrays step in
-    one compiled call, the int8 ones in another (:func:`_step_many`), the float states
-    (int8's small arrays) in one multi-tensor call; the other backends step array by
-    array."""
+    """:func:`_adam_apply` on many arrays already checked (an optimizer class's group;
+    ``columns``: :func:`_apply_many`'s), the float states (int8's small arrays) by
+    ``kernels.adam_multi``."""
     hyper = dict(step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                  weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-                 maximize=maximize, backend=backend)
-    if backend != "cython":
-        for param, grad, state in zip(params, grads, states):
-            _adam_apply(param, grad, state, **hyper)
-        return
-    c = _coefficients(int(step), float(lr), float(beta1), float(beta2), float(eps),
-                      float(weight_decay), bool(decoupled_weight_decay), bool(maximize))
-    floats = _step_many("adam", ("exp_avg", "exp_avg_sq"), params, grads, states, c)
-    if floats:      # float states (int8's arrays under MIN_8BIT_SIZE): fastoptim.adam_step's
+                 maximize=maximize)
+    args = (int(step), float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
+            bool(decoupled_weight_decay), bool(maximize))
+
+    def floats(idx):
         from . import kernels
         kernels.adam_multi(
-            [params[i] for i in floats], [grads[i] for i in floats],
-            [states[i]["exp_avg"] for i in floats], [states[i]["exp_avg_sq"] for i in floats],
-            None, kernels.coefficients_adam(
-                int(step), float(lr), float(beta1), float(beta2), float(eps),
-                float(weight_decay), bool(decoupled_weight_decay), bool(maximize)),
-            num_threads=_compiled_threads())
+            [params[i] for i in idx], [grads[i] for i in idx],
+            [columns["exp_avg"][i] for i in idx], [columns["exp_avg_sq"][i] for i in idx],
+            None, kernels.coefficients_adam(*args), num_threads=_compiled_threads())
+
+    _apply_many("adam", ("exp_avg", "exp_avg_sq"), params, grads, columns,
+                lambda: _coefficients(*args), backend,
+                lambda p, g, state: _adam_apply(p, g, state, backend=backend, **hyper), floats)
 
 
-def _step_many(rule: str, names: tuple, params, grads, states, c) -> list:
+def _apply_many(rule: str, names: tuple, params, grads, columns, coefficients, backend,
+                one, floats) -> None:
+    """Step ``rule`` on many arrays already checked (an optimizer class's group): on the
+    "cython" backend the coefficients (``coefficients()``) are computed once, the
+    compressed arrays step in one compiled call per encoding (:func:`_step_many`) and
+    ``floats(indices)`` steps those with a float state (int8's arrays under
+    ``MIN_8BIT_SIZE``); the other backends step array by array, ``one(param, grad,
+    state)``. ``columns``: the state by name, one entry per array (:func:`_columns`)."""
+    if backend != "cython":
+        for i, (param, grad) in enumerate(zip(params, grads)):
+            one(param, grad, {name: col[i] for name, col in columns.items()
+                              if col[i] is not None})
+        return
+    idx = _step_many(rule, names, params, grads, columns, coefficients())
+    if idx:
+        floats(idx)
+
+
+def _columns(states) -> Dict[str, list]:
+    """Per-array state dicts as columns (name: one entry per array, ``None`` where an
+    array's dict has no such name)."""
+    names = {}
+    for state in states:
+        names.update(dict.fromkeys(state))
+    return {name: [state.get(name) for state in states] for name in names}
+
+
+def _step_many(rule: str, names: tuple, params, grads, columns, c) -> list:
     """The "cython" backend's step of ``rule`` on many checked arrays: the bfloat16 ones in
     one compiled call, the int8 ones in another (``_lowmem.many``: each array gets the bits
     of a call on it alone; one OpenMP region; no Python per array), with the one-array
     call's coefficients ``c``. ``names``: the state buffers in that call's order (``None``
-    for one that is off). Returns the indices of the arrays with a float state, not
-    stepped (the caller steps them with the float kernel)."""
-    floats, by_kind = [], {}
-    for i, state in enumerate(states):
-        kind = _kind_of(state[names[0]])
-        if kind in ("bfloat16", "int8"):
-            by_kind.setdefault(kind, []).append(i)
-        else:
-            floats.append(i)
-    if by_kind:
+    for one that is off); ``columns``: the state by name, one entry per array (int8 codes'
+    scales under ``<name>_absmax``). Returns the indices of the arrays with a float state,
+    not stepped (the caller steps them with the float kernel)."""
+    kinds = [_KINDS.get(b.dtype) for b in columns[names[0]]]
+    floats = [i for i, kind in enumerate(kinds) if kind not in _COMPRESSED_KINDS]
+    present = [kind for kind in _COMPRESSED_KINDS if kind in kinds]
+    if present:
         from . import _lowmem
         threads = _compiled_threads()
-        for kind, idx in by_kind.items():
+        for kind in present:
+            if floats or len(present) > 1:      # this encoding's arrays only
+                idx = [i for i, k in enumerate(kinds) if k == kind]
+
+                def pick(seq):
+                    return [seq[i] for i in idx]
+            else:
+                def pick(seq):
+                    return seq
             # the kernels read each array in its memory order: no flat views
-            bufs = [None if n is None else [states[i][n] for i in idx] for n in names]
-            scales = [[states[i][n + "_absmax"] for i in idx] for n in names
+            bufs = [None if n is None else pick(columns[n]) for n in names]
+            scales = [pick(columns[n + "_absmax"]) for n in names
                       if n is not None] if kind == "int8" else []
-            _lowmem.many(rule, kind, [params[i] for i in idx], [grads[i] for i in idx], bufs,
-                         scales, c, code_tables() if kind == "int8" else None, threads)
+            _lowmem.many(rule, kind, pick(params), pick(grads), bufs, scales, c,
+                         code_tables() if kind == "int8" else None, threads)
     return floats
 
 
@@ -749,24 +777,22 @@ def _lion_coefficients(lr, beta1, beta2, weight_decay, maximize) -> tuple:
             1.0 - float(beta1), float(beta2), 1.0 - float(beta2))
 
 
-def _lion_apply_many(params, grads, states, **hyper) -> None:
-    """:func:`_lion_apply` on many checked arrays: on "cython" the compressed ones in one
-    compiled call per encoding (:func:`_step_many`), the float ones in one multi-tensor
-    call."""
-    if hyper["backend"] != "cython":
-        for param, grad, state in zip(params, grads, states):
-            _lion_apply(param, grad, state, **hyper)
-        return
-    lr, beta1, beta2, wd, maximize = (hyper[k] for k in (
-        "lr", "beta1", "beta2", "weight_decay", "maximize"))
-    floats = _step_many("lion", ("exp_avg",), params, grads, states,
-                        _lion_coefficients(lr, beta1, beta2, wd, maximize))
-    if floats:      # float states (int8's small arrays): fastoptim.lion_step's kernel
+def _lion_apply_many(params, grads, columns, **hyper) -> None:
+    """:func:`_lion_apply` on many checked arrays (:func:`_apply_many`), the float states
+    by ``kernels.lion_multi``."""
+    backend = hyper.pop("backend")
+    args = tuple(hyper[k] for k in ("lr", "beta1", "beta2", "weight_decay", "maximize"))
+
+    def floats(idx):
         from . import kernels
-        kernels.lion_multi([params[i] for i in floats], [grads[i] for i in floats],
-                           [states[i]["exp_avg"] for i in floats], kernels.coefficients_lion(
-                               float(lr), float(beta1), float(beta2), float(wd),
-                               bool(maximize)), num_threads=_compiled_threads())
+        kernels.lion_multi([params[i] for i in idx], [grads[i] for i in idx],
+                           [columns["exp_avg"][i] for i in idx], kernels.coefficients_lion(
+                               *(float(x) for x in args[:4]), bool(args[4])),
+                           num_threads=_compiled_threads())
+
+    _apply_many("lion", ("exp_avg",), params, grads, columns,
+                lambda: _lion_coefficients(*args), backend,
+                lambda p, g, state: _lion_apply(p, g, state, backend=backend, **hyper), floats)
 
 
 def _lion_apply(param, grad, state, *, lr, beta1, beta2, weight_decay, maximize,
@@ -801,7 +827,7 @@ def _lion_apply(param, grad, state, *, lr, beta1, beta2, weight_decay, maximize,
         else:
             nb.lion_bf16_kernel(p, g, m.view(np.uint16), np.array(c, np.float32))
     else:
-        _step_many("lion", ("exp_avg",), [param], [grad], [state], c)
+        _step_many("lion", ("exp_avg",), [param], [grad], _columns([state]), c)
 
 
 # ---- SGD with momentum ---------------------------------------------------------------------
@@ -868,26 +894,26 @@ def _momentum_coefficients(lr, momentum, dampening, nesterov, weight_decay, maxi
             1.0 - float(dampening), int(bool(nesterov)))
 
 
-def _momentum_apply_many(params, grads, states, **hyper) -> None:
-    """:func:`_momentum_apply` on many checked arrays: on "cython" the compressed ones in
-    one compiled call per encoding (:func:`_step_many`), the float ones in one multi-tensor
-    call."""
-    if hyper["backend"] != "cython":
-        for param, grad, state in zip(params, grads, states):
-            _momentum_apply(param, grad, state, **hyper)
-        return
-    lr, momentum, dampening, nesterov, wd, maximize = (hyper[k] for k in (
-        "lr", "momentum", "dampening", "nesterov", "weight_decay", "maximize"))
-    floats = _step_many("momentum", ("momentum_buffer",), params, grads, states,
-                        _momentum_coefficients(lr, momentum, dampening, nesterov, wd,
-                                               maximize))
-    if floats:      # float states (int8's small arrays): fastoptim.momentum_step's kernel
+def _momentum_apply_many(params, grads, columns, **hyper) -> None:
+    """:func:`_momentum_apply` on many checked arrays (:func:`_apply_many`), the float
+    states by ``kernels.momentum_multi``."""
+    backend = hyper.pop("backend")
+    args = tuple(hyper[k] for k in ("lr", "momentum", "dampening", "nesterov",
+                                    "weight_decay", "maximize"))
+
+    def floats(idx):
         from . import kernels
+        lr, momentum, dampening, nesterov, wd, maximize = args
         kernels.momentum_multi(
-            [params[i] for i in floats], [grads[i] for i in floats],
-            [states[i]["momentum_buffer"] for i in floats], kernels.coefficients_momentum(
+            [params[i] for i in idx], [grads[i] for i in idx],
+            [columns["momentum_buffer"][i] for i in idx], kernels.coefficients_momentum(
                 float(lr), float(momentum), float(dampening), bool(nesterov), float(wd),
                 bool(maximize)), num_threads=_compiled_threads())
+
+    _apply_many("momentum", ("momentum_buffer",), params, grads, columns,
+                lambda: _momentum_coefficients(*args), backend,
+                lambda p, g, state: _momentum_apply(p, g, state, backend=backend, **hyper),
+                floats)
 
 
 def _momentum_apply(param, grad, state, *, lr, momentum, dampening, nesterov, weight_decay,
@@ -926,7 +952,7 @@ def _momentum_apply(param, grad, state, *, lr, momentum, dampening, nesterov, we
         else:
             nb.momentum_bf16_kernel(p, g, buf.view(np.uint16), k, bool(nesterov))
     else:
-        _step_many("momentum", ("momentum_buffer",), [param], [grad], [state], c)
+        _step_many("momentum", ("momentum_buffer",), [param], [grad], _columns([state]), c)
 
 
 # ---- RMSprop --------------------------------------------------------------------------------
@@ -1010,17 +1036,24 @@ def _rmsprop_coefficients(lr, alpha, eps, weight_decay, momentum, maximize, eps_
             1.0 - float(alpha), float(eps), float(momentum), float(eps_root))
 
 
-def _rmsprop_apply_many(params, grads, states, **hyper) -> None:
-    """:func:`_rmsprop_apply` on many checked arrays: on "cython" the bfloat16 ones in one
-    compiled call (:func:`_step_many`)."""
-    floats = range(len(params))
-    if hyper["backend"] == "cython":
-        names = _rmsprop_buffers(hyper["momentum"], hyper["centered"])
-        floats = _step_many("rmsprop", names, params, grads, states, _rmsprop_coefficients(
-            hyper["lr"], hyper["alpha"], hyper["eps"], hyper["weight_decay"],
-            hyper["momentum"], hyper["maximize"], hyper["eps_root"]))
-    for i in floats:
-        _rmsprop_apply(params[i], grads[i], states[i], **hyper)
+def _rmsprop_apply_many(params, grads, columns, **hyper) -> None:
+    """:func:`_rmsprop_apply` on many checked arrays (:func:`_apply_many`), the float
+    states one array at a time."""
+    backend = hyper.pop("backend")
+
+    def one(p, g, state):
+        _rmsprop_apply(p, g, state, backend=backend, **hyper)
+
+    def floats(idx):
+        for i in idx:
+            one(params[i], grads[i], {name: col[i] for name, col in columns.items()
+                                      if col[i] is not None})
+
+    _apply_many("rmsprop", _rmsprop_buffers(hyper["momentum"], hyper["centered"]), params,
+                grads, columns, lambda: _rmsprop_coefficients(
+                    hyper["lr"], hyper["alpha"], hyper["eps"], hyper["weight_decay"],
+                    hyper["momentum"], hyper["maximize"], hyper["eps_root"]), backend, one,
+                floats)
 
 
 def _rmsprop_apply(param, grad, state, *, lr, alpha, eps, weight_decay, momentum, centered,
@@ -1071,8 +1104,8 @@ def _rmsprop_apply(param, grad, state, *, lr, alpha, eps, weight_decay, momentum
                                empty if bits[2] is None else bits[2],
                                np.array(c, np.float32), momentum > 0, bool(centered))
     else:
-        _step_many("rmsprop", _rmsprop_buffers(momentum, centered), [param], [grad], [state],
-                   c)
+        _step_many("rmsprop", _rmsprop_buffers(momentum, centered), [param], [grad],
+                   _columns([state]), c)
 
 
 # ---- classes --------------------------------------------------------------------------------
@@ -1157,8 +1190,8 @@ class LowMemAdam:
         t = self.t + 1
         lr = self.lr(t) if callable(self.lr) else self.lr
         _check_class_hyper(f, t, lr, self.hyper, self.backend)
-        _adam_apply_many(self._params, grads, self.state, step=t, lr=lr, backend=self.backend,
-                         **self.hyper)
+        _adam_apply_many(self._params, grads, _columns(self.state), step=t, lr=lr,
+                         backend=self.backend, **self.hyper)
         self.t = t
 
     def state_nbytes(self) -> int:

@@ -12,11 +12,11 @@ accepts ``state_dtype``:
   4,096 elements keep float32 state) -- float32 parameters only.
 
 The kinds in a class's ``_fused`` step through :mod:`fastoptim.lowmem`'s fused kernels, one
-call per array (Adam's bfloat16 and int8, Lion's and SGD's bfloat16); the others (the *generic*
-state) step through the class's own float32 kernel, chunk by chunk
-(:meth:`StateDtype._apply_bucket_chunked`). The rest (groups, ``None`` gradients,
-``skip_nonfinite``, schedules, every check before anything is written, ``state_dict`` with
-the codes and scales as NumPy arrays, checkpoints) is the base class's. The state names are
+compiled call per encoding for a group's arrays (Adam's, Lion's and SGD's bfloat16 and int8,
+RMSprop's bfloat16); the others (the *generic* state) step through the class's own float32
+kernel, chunk by chunk (:meth:`StateDtype._apply_bucket_chunked`). The rest (groups,
+``None`` gradients, ``skip_nonfinite``, schedules, every check before anything is written,
+``state_dict`` with the codes and scales as NumPy arrays, checkpoints) is the base class's. The state names are
 the float ones (``exp_avg``, ``exp_avg_sq``, ``momentum_buffer``) holding the values or
 codes, plus ``<name>_absmax`` (the per-block scales) for ``"int8"``; an array that keeps
 float32 state under ``"int8"`` has empty scales. The int8 codes are 1-D, in the
@@ -82,7 +82,7 @@ class StateDtype:
                              f"{state_dtype!r}")
         self._state_dtype = state_dtype
         if state_dtype in self._compressed:
-            self._elementwise = False     # steps by _apply_bucket, one lowmem call per array
+            self._elementwise = False     # steps by _apply_bucket: compiled calls per group
 
     @property
     def state_dtype(self) -> Optional[str]:
@@ -164,11 +164,12 @@ class StateDtype:
             return super()._apply_bucket(impl, group, t, lr, idx, grads)
         if self._is_generic:
             return self._apply_bucket_chunked(impl, group, t, lr, idx, grads)
-        states = [{name: self._state[name][i] for name in group.slots
-                   if name is not None
-                   and (name in self._moments or self._state[name][i].size)} for i in idx]
-        self._lowmem_steps([self._params[i] for i in idx], [grads[i] for i in idx], states,
-                           t, lr, self._functional(group.hyper), _backend_name(impl))
+        every = len(idx) == len(self._params)       # the common case: idx is all of them
+        columns = {name: self._state[name] if every else [self._state[name][i] for i in idx]
+                   for name in group.slots if name is not None}
+        self._lowmem_steps(self._params if every else [self._params[i] for i in idx],
+                           grads if every else [grads[i] for i in idx], columns, t, lr,
+                           self._functional(group.hyper), _backend_name(impl))
 
     def _apply_bucket_chunked(self, impl, group, t: int, lr: float, idx: Sequence[int],
                               grads: list) -> None:
@@ -176,10 +177,10 @@ class StateDtype:
         blocks of 256), the state decoded into float32 scratch, the class's kernel run on the
         chunk (the coefficients computed once), the state encoded back (:func:`_codecs`). An
         int8 array under ``MIN_8BIT_SIZE`` (float32 state) runs the kernel on its state
-        directly. The "cython" backend runs all of it in one compiled call per array
-        (``kernels.compressed``: one OpenMP parallel region over rounds of 512 elements,
-        decoded into per-thread scratch in the L1 cache); the others loop here, on one
-        thread (Python threads over the chunks were slower: 41 ms against 28 for bfloat16
+        directly (all of them in one call). The "cython" backend runs all the arrays in one
+        compiled call (``kernels.compressed_many``: one OpenMP parallel region over every
+        array's rounds of 512 elements, decoded into per-thread scratch in the L1 cache); the
+        others loop in :meth:`_chunk_loop`, on one thread (Python threads over the chunks were slower: 41 ms against 28 for bfloat16
         SGD at 3e7 on 2 cores). Both give the same bits."""
         kind = self._state_dtype
         scalars = self._scalars
@@ -188,16 +189,39 @@ class StateDtype:
         slots = group.slots[::2] if kind == "int8" else group.slots
         codecs = _codecs(kind, group.kernel, slots)
         clamps = self._int8_clamps(group, t, slots)
+        floats, coded = [], []      # int8 arrays under MIN_8BIT_SIZE keep float32 state
+        for i in idx:
+            (floats if kind == "int8" and any(
+                s is not None and self._state[s][i].dtype == self._params[i].dtype
+                for s in slots) else coded).append(i)
+        if floats:                  # no codec: the class's kernel, one call for all of them
+            self._run_kernel(impl, group, t, lr, c, carried, [self._params[i] for i in floats],
+                             [grads[i] for i in floats],
+                             [None if s is None else [self._state[s][i] for i in floats]
+                              for s in slots], [self._keys[i] for i in floats])
+        if coded and (impl is _cython or impl is _cython_parallel):    # fused, compiled
+            _cython.compressed_many(
+                [self._params[i] for i in coded], [grads[i] for i in coded],
+                tuple(None if s is None else [self._state[s][i] for i in coded]
+                      for s in slots),
+                tuple(None if s is None or kind != "int8"
+                      else [self._state[s + _SCALE][i] for i in coded] for s in slots),
+                tuple(None if k is None else k.tables for k in codecs), c, clamps=clamps)
+        elif coded:
+            self._chunk_loop(impl, group, t, lr, c, carried, coded, grads, slots, codecs,
+                             clamps)
+        if scalars:
+            self._store_scalars(idx, c.carried())
+
+    def _chunk_loop(self, impl, group, t: int, lr: float, c, carried, idx, grads, slots,
+                    codecs, clamps) -> None:
+        """The NumPy and Numba backends' generic compressed step of the arrays ``idx``: per
+        array, per chunk of :data:`CHUNK` elements, decode, the class's kernel, encode."""
+        kind = self._state_dtype
         size = min(CHUNK, max(self._params[i].size for i in idx))
         scratch = [None if s is None else np.empty(size, np.float32) for s in slots]
         for i in idx:
             p, key = self._params[i], [self._keys[i]]
-            if kind == "int8" and any(s is not None and self._state[s][i].dtype == p.dtype
-                                      for s in slots):       # float32 state: no codec
-                self._run_kernel(impl, group, t, lr, c, carried, [p], [grads[i]],
-                                 [None if s is None else [self._state[s][i]] for s in slots],
-                                 key)
-                continue
             order = "F" if p.ndim > 1 and p.flags.f_contiguous and not p.flags.c_contiguous \
                 else "C"
             flat_p, flat_g = p.reshape(-1, order=order), grads[i].reshape(-1, order=order)
@@ -205,11 +229,6 @@ class StateDtype:
                     for s in slots]
             scales = [None if s is None or kind != "int8" else self._state[s + _SCALE][i]
                       for s in slots]
-            if impl is _cython or impl is _cython_parallel:     # the fused compiled rounds
-                _cython.compressed(flat_p, flat_g, tuple(held), tuple(scales),
-                                   tuple(None if k is None else k.tables for k in codecs), c,
-                                   clamps=clamps)
-                continue
             for lo in range(0, flat_p.size, CHUNK):
                 hi = min(flat_p.size, lo + CHUNK)
                 work = [None if b is None else b[:hi - lo] for b in scratch]
@@ -224,8 +243,6 @@ class StateDtype:
                 for w, h, a, codec in zip(work, held, scales, codecs):
                     if w is not None:
                         codec.encode(w, h, a, lo, hi)
-        if scalars:
-            self._store_scalars(idx, c.carried())
 
     def _int8_clamps(self, group, t: int, slots) -> tuple:
         """``(slot of m, slot of v, C)`` for each of :attr:`_int8_bounds` whose buffers the
@@ -246,10 +263,11 @@ class StateDtype:
     def _lowmem_state(self, param: np.ndarray, kind: str) -> Dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def _lowmem_steps(self, params, grads, states, t: int, lr: float, hyper: dict,
+    def _lowmem_steps(self, params, grads, columns, t: int, lr: float, hyper: dict,
                       backend: str) -> None:
         """One step of the fused kernel on a group's arrays (``lowmem._*_apply_many``: the
-        compressed ones in one compiled call per encoding)."""
+        compressed ones in one compiled call per encoding); ``columns``: the state by name,
+        one buffer per array."""
         raise NotImplementedError
 
 

@@ -172,10 +172,10 @@ class Adam(HalfParams, StateDtype, Optimizer):
         from .. import lowmem
         return lowmem.adam_state(param, kind)
 
-    def _lowmem_steps(self, params, grads, states, t, lr, hyper, backend):
+    def _lowmem_steps(self, params, grads, columns, t, lr, hyper, backend):
         from .. import lowmem
         lowmem._adam_apply_many(
-            params, grads, states, step=t, lr=lr, beta1=hyper["beta1"], beta2=hyper["beta2"],
+            params, grads, columns, step=t, lr=lr, beta1=hyper["beta1"], beta2=hyper["beta2"],
             eps=hyper["eps"], weight_decay=hyper["weight_decay"],
             decoupled_weight_decay=hyper["decoupled_weight_decay"],
             maximize=hyper["maximize"], backend=backend)

@@ -102,8 +102,8 @@ class Lion(StateDtype, Optimizer):
         from .. import lowmem
         return lowmem.lion_state(param, kind)
 
-    def _lowmem_steps(self, params, grads, states, t, lr, hyper, backend):
+    def _lowmem_steps(self, params, grads, columns, t, lr, hyper, backend):
         from .. import lowmem
-        lowmem._lion_apply_many(params, grads, states, lr=lr, beta1=hyper["beta1"],
+        lowmem._lion_apply_many(params, grads, columns, lr=lr, beta1=hyper["beta1"],
                                 beta2=hyper["beta2"], weight_decay=hyper["weight_decay"],
                                 maximize=hyper["maximize"], backend=backend)

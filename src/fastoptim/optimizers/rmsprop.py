@@ -141,9 +141,9 @@ class RMSprop(StateDtype, Optimizer):
         from .. import lowmem
         return lowmem.rmsprop_state(param, kind, momentum=True, centered=True)
 
-    def _lowmem_steps(self, params, grads, states, t, lr, hyper, backend):
+    def _lowmem_steps(self, params, grads, columns, t, lr, hyper, backend):
         from .. import lowmem
-        lowmem._rmsprop_apply_many(params, grads, states, lr=lr, alpha=hyper["alpha"],
+        lowmem._rmsprop_apply_many(params, grads, columns, lr=lr, alpha=hyper["alpha"],
                                    eps=hyper["eps"], weight_decay=hyper["weight_decay"],
                                    momentum=hyper["momentum"], centered=hyper["centered"],
                                    maximize=hyper["maximize"], eps_root=hyper["eps_root"],

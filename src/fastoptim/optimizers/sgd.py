@@ -155,9 +155,9 @@ class SGD(StateDtype, Optimizer):
         from .. import lowmem
         return lowmem.momentum_state(param, kind)
 
-    def _lowmem_steps(self, params, grads, states, t, lr, hyper, backend):
+    def _lowmem_steps(self, params, grads, columns, t, lr, hyper, backend):
         from .. import lowmem
-        lowmem._momentum_apply_many(params, grads, states, lr=lr, momentum=hyper["momentum"],
+        lowmem._momentum_apply_many(params, grads, columns, lr=lr, momentum=hyper["momentum"],
                                     dampening=hyper["dampening"], nesterov=hyper["nesterov"],
                                     weight_decay=hyper["weight_decay"],
                                     maximize=hyper["maximize"], backend=backend)
