@@ -244,18 +244,12 @@ def test_compressed_state_equals_the_fastoptim_class_bit_for_bit(name, opts, kin
     assert front._engine.state_dtype == kind
 
 
-@pytest.mark.parametrize("name,opts,kind", COMPRESSED_CASES,
-                         ids=[f"{c[0]}-{c[2]}" for c in COMPRESSED_CASES])
-def test_compressed_state_dict_resumes_bit_exact(name, opts, kind):
-    """A compressed front end's state_dict (through torch.save) loads into a fresh one with
-    the same state_dtype: the next 3 steps equal the uninterrupted run's, bit for bit."""
-    params, copies = _compressed_params(2), _compressed_params(2)
-    first = getattr(ft, name)(params, state_dtype=kind, **opts)
-    rng = np.random.default_rng(3)
-    grads = [[torch.empty_like(p).copy_(torch.from_numpy(
-        rng.standard_normal(tuple(p.shape)).astype(np.float32))) for p in params]
-        for _ in range(7)]
-    for k in range(4):
+def _resume_through_state_dict(make, params, copies, grads, split):
+    """Step ``make(params)`` with ``grads[:split]``; copy the parameters into ``copies``,
+    load its state_dict (through torch.save) into ``make(copies)``; step both with the rest
+    of ``grads``. Returns both optimizers."""
+    first = make(params)
+    for k in range(split):
         for p, g in zip(params, grads[k]):
             p.grad = g.clone()
         first.step()
@@ -265,13 +259,28 @@ def test_compressed_state_dict_resumes_bit_exact(name, opts, kind):
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
-    second = getattr(ft, name)(copies, state_dtype=kind, **opts)
+    second = make(copies)
     second.load_state_dict(torch.load(buffer))
-    for k in range(4, 7):
+    for k in range(split, len(grads)):
         for p, c, g in zip(params, copies, grads[k]):
             p.grad, c.grad = g.clone(), g.clone()
         first.step()
         second.step()
+    return first, second
+
+
+@pytest.mark.parametrize("name,opts,kind", COMPRESSED_CASES,
+                         ids=[f"{c[0]}-{c[2]}" for c in COMPRESSED_CASES])
+def test_compressed_state_dict_resumes_bit_exact(name, opts, kind):
+    """A compressed front end's state_dict (through torch.save) loads into a fresh one with
+    the same state_dtype: the next 3 steps equal the uninterrupted run's, bit for bit."""
+    params, copies = _compressed_params(2), _compressed_params(2)
+    rng = np.random.default_rng(3)
+    grads = [[torch.empty_like(p).copy_(torch.from_numpy(
+        rng.standard_normal(tuple(p.shape)).astype(np.float32))) for p in params]
+        for _ in range(7)]
+    _resume_through_state_dict(lambda ps: getattr(ft, name)(ps, state_dtype=kind, **opts),
+                               params, copies, grads, 4)
     for p, c in zip(params, copies):
         assert torch.equal(p, c)
 
@@ -491,8 +500,8 @@ def test_bad_group_change_raises_at_step_and_changes_nothing(key, value, exc, ms
 
 @pytest.mark.parametrize("make,exc,msg", [
     (lambda: [torch.zeros(3, device="meta", requires_grad=True)], ValueError, "is on meta"),
-    (lambda: [torch.zeros(3, dtype=torch.bfloat16, requires_grad=True)], TypeError,
-     "torch.bfloat16; fastoptim.torch supports"),
+    (lambda: [torch.zeros(3, dtype=torch.complex64, requires_grad=True)], TypeError,
+     "torch.complex64; fastoptim.torch supports"),
     (lambda: [torch.zeros(4, 4, requires_grad=True)[:, :2]], ValueError, "non-leaf"),
     (lambda: [torch.nn.Parameter(torch.zeros(6, 4)[:, :2])], ValueError, "contiguous"),
 ])
@@ -705,3 +714,179 @@ def test_a_state_dict_with_a_step_that_is_not_a_count_is_refused_by_name(step):
     assert after["param_groups"] == before["param_groups"]
     assert all(torch.equal(after["state"][i][k], before["state"][i][k])
                for i in after["state"] for k in after["state"][i])
+
+
+# ---- half parameters (Adam, AdamW) ----------------------------------------------------------
+HALF_CASES = [(torch.bfloat16, {}), (torch.bfloat16, dict(master_weights=True)),
+              (torch.bfloat16, dict(stochastic_rounding=True, seed=7)),
+              (torch.float16, {}), (torch.float16, dict(master_weights=True))]
+
+
+def _half_id(case):
+    return f"{str(case[0])[6:]}-{'-'.join(case[1]) or 'nearest'}"
+
+
+def _half_params(dtype, seed):
+    """Half tensors: a vector body and tail, a 2-D one in Fortran order (a transposed leaf),
+    a small one."""
+    torch.manual_seed(seed)
+    big = torch.randn(4096 + 300)
+    wide = torch.randn(90, 70).t()              # (70, 90), F-contiguous
+    small = torch.randn(33)
+    return [torch.nn.Parameter(t.to(dtype)) for t in (big, wide, small)]
+
+
+def _as_numpy(t):
+    """A copy of half tensor ``t`` as NumPy (bfloat16: ml_dtypes), in its memory order."""
+    from fastoptim.torch._front import _numpy_view
+    return _numpy_view(t).copy(order="K")
+
+
+def _as_tensor(a):
+    """A half NumPy array as a tensor on the same memory."""
+    if a.dtype == np.float16:
+        return torch.from_numpy(a)
+    return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+
+
+def _half_grads(arrays, rng):
+    return [np.asarray(rng.standard_normal(a.shape), np.float32).astype(a.dtype, order="K")
+            if a.ndim == 1 else np.asfortranarray(rng.standard_normal(a.shape)).astype(
+                a.dtype, order="K") for a in arrays]
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+@pytest.mark.parametrize("case", HALF_CASES, ids=_half_id)
+def test_half_parameters_equal_the_fastoptim_class_bit_for_bit(name, case):
+    """bfloat16 / float16 parameters: the front end's parameters and state are the fastoptim
+    class's with the same options on NumPy copies, bit for bit, over 6 steps with a None
+    gradient among them; self.state views the engine's float32 buffers (the master copy as
+    "master")."""
+    dtype, opts = case
+    params = _half_params(dtype, 0)
+    arrays = [_as_numpy(p) for p in params]
+    front = getattr(ft, name)(params, lr=1e-2, weight_decay=0.1, **opts)
+    engine = getattr(fastoptim, name)(arrays, lr=1e-2, weight_decay=0.1, **opts)
+    rng = np.random.default_rng(1)
+    for k in range(6):
+        grads = _half_grads(arrays, rng)
+        if k == 2:
+            grads[1] = None
+        for p, g in zip(params, grads):
+            p.grad = None if g is None else _as_tensor(g.copy(order="K"))
+        front.step()
+        engine.step(grads)
+    changed = 0
+    for p, a, start in zip(params, arrays, _half_params(dtype, 0)):
+        assert p.dtype == dtype and np.array_equal(_bits(_as_numpy(p)), _bits(a))
+        changed += not torch.equal(p, start)
+    assert changed == 3
+    assert set(front._engine._state) == set(engine._state)
+    assert ("master" in engine._state) == bool(opts.get("master_weights"))
+    for key, bufs in engine._state.items():
+        for i, (p, b) in enumerate(zip(params, bufs)):
+            mine = front._engine._state[key][i]
+            assert np.array_equal(_bits(mine), _bits(b)), (key, i)
+            view = front.state[p][key]
+            assert view.dtype == torch.float32 and view.data_ptr() == mine.ctypes.data
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_parameters_with_master_weights_follow_torch_on_float32(dtype):
+    """master_weights=True: the master copies follow torch.optim.AdamW on float32 copies of
+    the parameters with the same (half) gradients, over 20 steps; each parameter is its
+    master rounded to nearest."""
+    params = _half_params(dtype, 5)
+    reference = [torch.nn.Parameter(p.detach().float()) for p in params]
+    front = ft.AdamW(params, lr=1e-2, master_weights=True)
+    twin = torch.optim.AdamW(reference, lr=1e-2, foreach=False)
+    torch.manual_seed(6)
+    for _ in range(20):
+        for p, r in zip(params, reference):
+            p.grad = torch.empty_like(p).copy_(torch.randn(p.shape))  # p's memory order
+            r.grad = p.grad.float()
+        front.step()
+        twin.step()
+    for p, r in zip(params, reference):
+        master = front.state[p]["master"]
+        np.testing.assert_allclose(master.numpy(), r.detach().numpy(), rtol=1e-5, atol=1e-6)
+        assert torch.equal(p.detach(), master.to(dtype))
+
+
+def test_half_parameter_state_dict_resumes_and_loads_torchs():
+    """A half front end's state_dict (through torch.save) resumes bit-exact in a fresh one;
+    torch.optim.AdamW's state dict of the same bfloat16 parameters (bfloat16 moments, no
+    master copy) loads: the moments in float32, the master copy from the parameter."""
+    params, copies = _half_params(torch.bfloat16, 2), _half_params(torch.bfloat16, 2)
+    torch.manual_seed(3)
+    grads = [[torch.empty_like(p).copy_(torch.randn(p.shape)) for p in params]
+             for _ in range(6)]
+    first, second = _resume_through_state_dict(
+        lambda ps: ft.AdamW(ps, lr=1e-2, master_weights=True), params, copies, grads, 3)
+    for p, c in zip(params, copies):
+        assert torch.equal(p, c)
+        assert torch.equal(first.state[p]["master"], second.state[c]["master"])
+
+    theirs = _half_params(torch.bfloat16, 4)
+    topt = torch.optim.AdamW(theirs, lr=1e-2, foreach=False)
+    for p in theirs:
+        p.grad = torch.ones_like(p)
+    topt.step()
+    mine = ft.AdamW(_half_params(torch.bfloat16, 4), lr=1e-2, master_weights=True)
+    with torch.no_grad():
+        for p, t in zip(mine.param_groups[0]["params"], theirs):
+            p.copy_(t)
+    mine.load_state_dict(topt.state_dict())
+    for p, t in zip(mine.param_groups[0]["params"], theirs):
+        state, tstate = mine.state[p], topt.state[t]
+        assert int(state["step"]) == 1
+        assert torch.equal(state["exp_avg"], tstate["exp_avg"].float())
+        assert torch.equal(state["exp_avg_sq"], tstate["exp_avg_sq"].float())
+        assert torch.equal(state["master"], t.detach().float())
+
+
+@pytest.mark.parametrize("make,exc,msg", [
+    (lambda ps: ft.SGD(ps, lr=0.1), TypeError, "parameter 0 is torch.bfloat16; fastoptim"),
+    (lambda ps: ft.AdamW(ps, master_weights=True, stochastic_rounding=True), ValueError,
+     "exclude each other"),
+    (lambda ps: ft.AdamW([p.detach().half().requires_grad_() for p in ps],
+                         stochastic_rounding=True), ValueError,
+     "stochastic_rounding needs bfloat16"),
+    (lambda ps: ft.AdamW([p.detach().float().requires_grad_() for p in ps],
+                         master_weights=True), ValueError, "needs float16 or bfloat16"),
+    (lambda ps: ft.AdamW([ps[0], torch.zeros(3, requires_grad=True)]), ValueError,
+     "half or float parameters, not both"),
+    (lambda ps: ft.AdamW(ps, state_dtype="int8"), ValueError, "state_dtype is for float32"),
+])
+def test_bad_half_parameter_options_are_refused(make, exc, msg):
+    with pytest.raises(exc, match=msg):
+        make(_half_params(torch.bfloat16, 0))
+
+
+def test_a_bad_gradient_of_a_half_parameter_changes_nothing():
+    params = _half_params(torch.bfloat16, 0)
+    opt = ft.AdamW(params, lr=1e-2, master_weights=True)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    before = [p.detach().clone() for p in params]
+    state = {k: v.clone() for k, v in opt.state[params[0]].items()}
+    bf16 = torch.bfloat16
+    for i, bad, exc, msg in [
+            (1, torch.ones(70, 90, dtype=bf16), ValueError,
+             r"grads\[1\] must be aligned and contiguous in the memory order of params\[1\]"),
+            (0, torch.ones(1, dtype=bf16).expand(params[0].shape), ValueError,
+             r"grads\[0\] must be aligned and contiguous"),
+            (2, torch.ones(33), TypeError, r"grads\[2\] must be a numpy.ndarray of bfloat16"),
+            (2, torch.ones(33, dtype=bf16).to_sparse(), ValueError,
+             "gradient of parameter 2 is torch.sparse_coo")]:
+        for p in params:
+            p.grad = torch.ones_like(p)
+        params[i].grad_dtype = None         # torch would refuse a float32 gradient itself
+        params[i].grad = bad
+        with pytest.raises(exc, match=msg):
+            opt.step()
+    for p, b in zip(params, before):
+        assert torch.equal(p, b)
+    for k, v in opt.state[params[0]].items():
+        assert torch.equal(v, state[k])

@@ -15,7 +15,12 @@ is the fastoptim class's of the same name; its docstring has the formula.
 
 * Parameters and gradients: CPU, dense (strided), ``torch.float32`` or ``torch.float64``,
   C- or F-contiguous; anything else raises naming the tensor. ``None`` gradients skip
-  their parameter, as in torch.
+  their parameter, as in torch. ``Adam`` and ``AdamW`` also step ``torch.bfloat16`` and
+  ``torch.float16`` parameters (with gradients of their dtype), computed in float32 with
+  float32 moments, as :class:`fastoptim.Adam` does: ``master_weights=True`` keeps a float32
+  copy of each parameter (state ``"master"``) and writes it rounded, ``stochastic_rounding
+  =True`` rounds bfloat16 parameters stochastically (reproducibly, from ``seed``);
+  neither rounds each update to nearest, as torch.optim does on half parameters.
 * torch's ``foreach`` and ``fused`` flags are accepted and ignored (the step is always
   fused); ``capturable=True`` and ``differentiable=True`` are refused.
 * fastoptim's ``backend`` and ``skip_nonfinite`` are keyword arguments of the
@@ -45,9 +50,9 @@ from ._front import FrontEnd
 __all__ = ["FrontEnd"]
 
 _FLAGS = ("foreach", "capturable", "differentiable", "fused")
-_OWN = ("backend", "skip_nonfinite", "state_dtype")   # fastoptim's, keyword-only, last
-# engine options the front end does not offer: its parameters are float32/float64 tensors
-_ENGINE_ONLY = ("master_weights", "stochastic_rounding", "seed")
+# fastoptim's, keyword-only, last (each where the engine class has it)
+_OWN = ("backend", "skip_nonfinite", "state_dtype", "master_weights", "stochastic_rounding",
+        "seed")
 
 
 def _signature(name: str, engine: type, lr_default: float):
@@ -56,7 +61,7 @@ def _signature(name: str, engine: type, lr_default: float):
     keyword-only at the end; for a class torch lacks, the engine's."""
     engine_sig = inspect.signature(engine.__init__)
     engine_params = {k: v for k, v in engine_sig.parameters.items()
-                     if k not in _OWN and k not in _ENGINE_ONLY}
+                     if k not in _OWN}
     torch_class = getattr(torch.optim, name, None)
     P = inspect.Parameter
     out: List[inspect.Parameter] = []
@@ -94,8 +99,9 @@ def _doc(name: str, sig: inspect.Signature, torch_class) -> str:
         f"A ``torch.optim.Optimizer`` with {twin}'s arguments, defaults, "
         f"``param_groups`` and ``state_dict`` layout; the update is "
         f":class:`fastoptim.{name}`'s (its docstring has the formula), run in place on "
-        f"zero-copy NumPy views of the CPU float32/float64 parameters, their gradients "
-        f"and the state. See :mod:`fastoptim.torch`.",
+        f"zero-copy NumPy views of the CPU float32/float64 (Adam, AdamW: also "
+        f"float16/bfloat16) parameters, their gradients and the state. See "
+        f":mod:`fastoptim.torch`.",
         "",
         "Parameters",
         "----------",
@@ -114,6 +120,15 @@ def _doc(name: str, sig: inspect.Signature, torch_class) -> str:
         elif p.name == "skip_nonfinite":
             meaning = ("skip a step whose gradients hold an inf or a NaN (nothing "
                        "changes)")
+        elif p.name == "master_weights":
+            meaning = ("for float16/bfloat16 parameters: keep a float32 master copy of each "
+                       "(state ``\"master\"``) that takes the update, the parameter its "
+                       "value rounded to nearest")
+        elif p.name == "stochastic_rounding":
+            meaning = ("for bfloat16 parameters: round each new value stochastically (no "
+                       "master copy; reproducible for a given ``seed``)")
+        elif p.name == "seed":
+            meaning = "the stochastic rounding's seed (parameter ``k`` uses ``seed + k``)"
         elif p.name == "state_dtype":
             meaning = (f"the state's storage, as in :class:`fastoptim.{name}`: ``None`` "
                        f"(the parameters' dtype, torch's layout), or ``\"bfloat16\"`` or "

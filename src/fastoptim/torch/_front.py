@@ -38,6 +38,7 @@ from torch.optim.optimizer import _get_scalar_dtype
 
 from .. import _optimizer as _engine_base
 from .. import _groups, _state_dict
+from ..optimizers._half_params import HalfParams
 from . import _views
 
 __all__ = ["FrontEnd"]
@@ -52,6 +53,9 @@ _REFUSED_FLAGS = {
                       "fastoptim's kernels update memory outside autograd",
 }
 _DTYPES = (torch.float32, torch.float64)
+# half parameters (and their gradients), for an engine class that steps them (Adam, AdamW:
+# fastoptim.optimizers._half_params): float32 moments, master weights or stochastic rounding
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 class FrontEnd(torch.optim.Optimizer):
@@ -71,12 +75,14 @@ class FrontEnd(torch.optim.Optimizer):
     _eager_state = False
 
     def __init__(self, params, defaults: dict, *, backend: str = "auto",
-                 skip_nonfinite: bool = False, state_dtype: Optional[str] = None) -> None:
+                 skip_nonfinite: bool = False, **engine_options) -> None:
         self._engine = None
         self._backend = backend
         self._skip_nonfinite = skip_nonfinite
-        # given to the engine only when set: LAMB, Adafactor and Muon have none
-        self._own = {} if state_dtype is None else {"state_dtype": state_dtype}
+        # the engine's own keyword options the class offers (state_dtype; master_weights,
+        # stochastic_rounding and seed for half parameters), given to it as they are
+        self._own = engine_options
+        self._half_ok = issubclass(self._engine_class, HalfParams)
         self._tensors: List[torch.Tensor] = []
         self._views = _views.GradViews(torch.strided)    # the gradients' NumPy views
         self._groups_seen: List[Optional[tuple]] = []
@@ -150,13 +156,14 @@ class FrontEnd(torch.optim.Optimizer):
         return hyper, lr
 
     def _param_view(self, f: str, i: int, t) -> np.ndarray:
-        """A NumPy view of parameter tensor ``t`` (CPU, dense, float32/float64, C- or
-        F-contiguous); raises naming it."""
+        """A NumPy view of parameter tensor ``t`` (CPU, dense, float32/float64, or
+        float16/bfloat16 where the engine steps half parameters; C- or F-contiguous);
+        raises naming it."""
         what = f"parameter {i}"
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{f}: {what} must be a torch.Tensor, got {type(t).__name__}")
-        _check_tensor(f, what, t)
-        return t.detach().numpy()
+        _check_tensor(f, what, t, self._half_ok)
+        return _numpy_view(t)
 
     # ---- step ----------------------------------------------------------------------------
     def step(self, closure=None):
@@ -260,8 +267,8 @@ class FrontEnd(torch.optim.Optimizer):
                     f"on (its .data was replaced, as module.to(...) does); create the "
                     f"optimizer after moving or converting the model")
             g = held[i]
-            _check_tensor(f, f"the gradient of parameter {i}", g)
-            out[i] = g.detach().numpy()    # another shape or layout: the engine names it
+            _check_tensor(f, f"the gradient of parameter {i}", g, self._half_ok)
+            out[i] = _numpy_view(g)     # another shape or layout: the engine names it
             start = i + 1
 
     def _after_step(self) -> None:
@@ -396,8 +403,11 @@ class FrontEnd(torch.optim.Optimizer):
                     continue
                 value = entry.get(self._torch_names.get(name, name))
                 if value is None:
+                    # a new state; and the master copy of half parameters, which torch's
+                    # state dicts lack: the parameter as it is loaded, in float32
                     fresh = engine._new_states(name, [param], engine._groups[
-                        self._group_of(i)].hyper)[0] if step == 0 else None
+                        self._group_of(i)].hyper)[0] if step == 0 or name == "master" \
+                        else None
                     if fresh is None:
                         kind = getattr(engine, "state_dtype", None)
                         hint = (f" (this optimizer keeps state_dtype={kind!r} state: load "
@@ -468,23 +478,35 @@ def _float_lr(f: str, lr) -> float:
     return float(lr)
 
 
-def _check_tensor(f: str, what: str, t: torch.Tensor) -> None:
-    """Raise naming ``what`` unless ``t`` is a dense CPU float32/float64 tensor a NumPy
-    view can see (contiguity is the engine's check, on the view)."""
+def _check_tensor(f: str, what: str, t: torch.Tensor, half_ok: bool = False) -> None:
+    """Raise naming ``what`` unless ``t`` is a dense CPU float32/float64 tensor (or
+    float16/bfloat16 when ``half_ok``) a NumPy view can see (contiguity is the engine's
+    check, on the view)."""
     if t.device.type != "cpu":
         raise ValueError(f"{f}: {what} is on {t.device}; fastoptim.torch steps CPU tensors "
                          f"(use torch.optim with fused=True on {t.device.type})")
     if t.layout != torch.strided:
         raise ValueError(f"{f}: {what} is {t.layout}; sparse tensors and gradients are not "
                          f"supported (torch.optim.SparseAdam handles sparse gradients)")
-    if t.dtype not in _DTYPES:
+    if t.dtype not in _DTYPES and not (half_ok and t.dtype in _HALF_DTYPES):
         raise TypeError(f"{f}: {what} is {t.dtype}; fastoptim.torch supports "
-                        f"torch.float32 and torch.float64")
+                        f"torch.float32 and torch.float64 (and torch.float16 and "
+                        f"torch.bfloat16 parameters in Adam and AdamW)")
     if t.is_conj() or t.is_neg():
         raise ValueError(f"{f}: {what} has a lazy conjugate/negative bit; resolve it first")
     if t.numel() and t.data_ptr() == 0:
         raise ValueError(f"{f}: {what} has no memory (its storage was freed or resized to "
                          f"0 bytes)")
+
+
+def _numpy_view(t: torch.Tensor) -> np.ndarray:
+    """A NumPy view of checked tensor ``t`` (:func:`_check_tensor`): a bfloat16 tensor,
+    which NumPy's torch bridge does not know, as an ``ml_dtypes.bfloat16`` array on the same
+    bits."""
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+        return t.detach().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.detach().numpy()
 
 
 def _tensor_view(a: np.ndarray) -> torch.Tensor:
