@@ -165,3 +165,55 @@ def test_all_finite_refuses_what_it_would_read_past():
     from fastoptim import _reductions
     with pytest.raises(TypeError, match="float32 or float64 arrays only"):
         _reductions.all_finite([np.zeros(4, bfloat16)])
+
+
+@pytest.mark.parametrize("dtype, mode", MODES, ids=lambda x: str(x))
+def test_a_group_steps_in_one_compiled_call(dtype, mode, monkeypatch):
+    """On "cython" a group's arrays step in one _lowmem.adam_half_many call: the bits of
+    adam_half_step on each array (its seed seed + k), on 1 and 2 threads, with an empty
+    array, arrays over two of the kernel's chunks and a None gradient."""
+    from fastoptim import _lowmem
+    shapes = [(70000,), (0,), (40, 30), (5,)]
+    calls, counting = [], [False]
+    many = _lowmem.adam_half_many
+
+    def counted(params, *args, **kw):
+        if counting[0]:                 # the class's calls, not the reference's
+            calls.append(len(params))
+        many(params, *args, **kw)
+
+    monkeypatch.setattr(_lowmem, "adam_half_many", counted)
+    rng = np.random.default_rng(4)
+    start = [rng.standard_normal(s).astype(np.float32).astype(dtype) for s in shapes]
+    start[2] = np.asfortranarray(start[2])
+    previous = fastoptim.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastoptim.set_num_threads(threads)
+            calls.clear()
+            mine, ref = [p.copy(order="K") for p in start], [p.copy(order="K") for p in start]
+            opt = fastoptim.AdamW(mine, lr=1e-2, backend="cython", **options(mode))
+            states = [hp.half_state(p, master_weights=(mode == "master")) for p in ref]
+            for t in range(1, 5):
+                g = [(rng.standard_normal(s) * 0.1).astype(np.float32).astype(dtype)
+                     for s in shapes]
+                g[2] = np.asfortranarray(g[2])
+                if t == 2:
+                    g[0] = None
+                counting[0] = True
+                opt.step(g)
+                counting[0] = False
+                for k, (p, gk, s) in enumerate(zip(ref, g, states)):
+                    if gk is None:
+                        continue
+                    extra = dict(stochastic_rounding=True, seed=7 + k) if mode == "sr" else {}
+                    step = t - 1 if k == 0 and t > 2 else t      # array 0 skipped step 2
+                    hp.adam_half_step(p, gk, s, step=step, lr=1e-2, weight_decay=1e-2,
+                                      decoupled_weight_decay=True, backend="cython", **extra)
+            for p, q in zip(mine, ref):
+                assert np.array_equal(bits(p), bits(q)), threads
+            assert not np.array_equal(bits(mine[0]), bits(start[0]))
+            # one call per bucket (group, step count): array 0 is a step behind after step 2
+            assert calls == [4, 3, 1, 3, 1, 3], calls
+    finally:
+        fastoptim.set_num_threads(previous)

@@ -234,26 +234,60 @@ def q8_encode(src, codes, absmax, bucket, int shift, int zero, bint is_signed, d
 def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coefficients,
               bint stochastic_rounding, unsigned long long seed, unsigned long long step,
               int threads=1):
-    """One Adam step on half-precision parameters (``param``, ``grad`` viewed as uint16 half
-    bits; ``kind`` 0 bfloat16, 1 float16), float32 moments and ``master`` (or ``None``), in
-    place. ``coefficients``: :func:`fastoptim.halfparams._coefficients`. The portable loop
-    at SIMD level ``sse2``, AVX2 + F16C at ``avx2``, AVX-512 above."""
+    """One Adam step on half-precision parameters (``param``, ``grad``: the half bits, read
+    as uint16; ``kind`` 0 bfloat16, 1 float16), float32 moments and ``master`` (or
+    ``None``), in place. ``coefficients``: :func:`fastoptim.halfparams._coefficients`. The
+    portable loop at SIMD level ``sse2``, AVX2 + F16C at ``avx2``, AVX-512 above."""
+    adam_half_many((param,), (grad,), None if master is None else (master,), (exp_avg,),
+                   (exp_avg_sq,), kind, coefficients, stochastic_rounding, (seed,), step,
+                   threads)
+
+
+def adam_half_many(params, grads, masters, exp_avgs, exp_avg_sqs, int kind,
+                   tuple coefficients, bint stochastic_rounding, seeds,
+                   unsigned long long step, int threads=1):
+    """:func:`adam_half` on many arrays in one call (an optimizer class's group, which has
+    checked them): array ``i`` with ``seeds[i]``; ``masters`` ``None`` or one per array;
+    each array in its own memory order (its state laid out as it). The bits of one call per
+    array, with the GIL released once."""
     cdef float b1, omb1, b2, omb2, ss, ibc, eps, wd, decay
     cdef int wd_mode, maximize
     b1, omb1, b2, omb2, ss, ibc, eps, wd, decay, wd_mode, maximize = coefficients
-    cdef uint16_t* p = <uint16_t*>_data(param)              # IN/OUT
-    cdef const uint16_t* g = <const uint16_t*>_data(grad)   # IN
-    cdef float* w = NULL if master is None else <float*>_data(master)   # IN/OUT
-    cdef float* m = <float*>_data(exp_avg)                  # IN/OUT
-    cdef float* v = <float*>_data(exp_avg_sq)               # IN/OUT
-    cdef long long n = cnp.PyArray_SIZE(<cnp.ndarray>param)
-    cdef uint64_t key = fo_rounding_key(seed, step)
+    # tuples hold every array for the whole call (a list changed meanwhile cannot free one)
+    params, grads, exp_avgs, exp_avg_sqs = (tuple(params), tuple(grads), tuple(exp_avgs),
+                                            tuple(exp_avg_sqs))
+    masters = None if masters is None else tuple(masters)
+    cdef Py_ssize_t i, count = len(params)
+    if not (len(grads) == len(exp_avgs) == len(exp_avg_sqs) == len(seeds) == count) \
+            or (masters is not None and len(masters) != count):
+        raise ValueError("adam_half_many: one grad, moment, seed (and master) per param")
+    cdef void** ptr = <void**>PyMem_Malloc(sizeof(void*) * 5 * count + 1)
+    cdef long long* n = <long long*>PyMem_Malloc(sizeof(long long) * count + 1)
+    cdef uint64_t* key = <uint64_t*>PyMem_Malloc(sizeof(uint64_t) * count + 1)
     # this module's SIMD level (tests select it): sse2 portable, avx2 8 lanes, avx512 16
     cdef int vector = 2 if fo_lm_level() >= 2 else fo_lm_level()
-    with nogil:
-        fo_adam_mixed_threads(p, g, w, m, v, n, kind, b1, omb1, b2, omb2, ss, ibc, eps, wd,
-                              decay, wd_mode, maximize, stochastic_rounding, key, vector,
-                              threads)
+    try:
+        if ptr == NULL or n == NULL or key == NULL:
+            raise MemoryError()
+        for i in range(count):
+            ptr[5 * i] = _data(params[i])                                   # IN/OUT
+            ptr[5 * i + 1] = _data(grads[i])                                # IN
+            ptr[5 * i + 2] = NULL if masters is None else _data(masters[i])  # IN/OUT
+            ptr[5 * i + 3] = _data(exp_avgs[i])                             # IN/OUT
+            ptr[5 * i + 4] = _data(exp_avg_sqs[i])                          # IN/OUT
+            n[i] = cnp.PyArray_SIZE(<cnp.ndarray>params[i])
+            key[i] = fo_rounding_key(seeds[i], step)
+        with nogil:
+            for i in range(count):
+                fo_adam_mixed_threads(<uint16_t*>ptr[5 * i], <const uint16_t*>ptr[5 * i + 1],
+                                      <float*>ptr[5 * i + 2], <float*>ptr[5 * i + 3],
+                                      <float*>ptr[5 * i + 4], n[i], kind, b1, omb1, b2, omb2,
+                                      ss, ibc, eps, wd, decay, wd_mode, maximize,
+                                      stochastic_rounding, key[i], vector, threads)
+    finally:
+        PyMem_Free(ptr)
+        PyMem_Free(n)
+        PyMem_Free(key)
 
 
 _SEARCHES = ("bucket", "arithmetic")

@@ -64,10 +64,20 @@ static void fo_adam_mixed_range(uint16_t *param, const uint16_t *grad, float *ma
 
 /* F16C, from CPUID leaf 1 (ECX bit 29): clang before 15 has no "f16c" for
    __builtin_cpu_supports. The loops that use it also need AVX2, whose check covers the OS's
-   saving of the ymm registers. */
+   saving of the ymm registers. Read once per process: in a virtual machine CPUID traps to
+   the hypervisor, and asking on every call cost about 8 us per kernel call here (a step of
+   20 small half arrays spent most of its time in it). Threads racing on the first call all
+   store the same value. */
+static int fo_f16c_known = -1;
+
 static inline int fo_cpu_has_f16c(void) {
-    unsigned int eax, ebx, ecx, edx;
-    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+    int have = fo_f16c_known;
+    if (have < 0) {
+        unsigned int eax, ebx, ecx, edx;
+        have = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+        fo_f16c_known = have;
+    }
+    return have;
 }
 
 /* a * b modulo 2**64 in each of 4 lanes, from 32-bit products */

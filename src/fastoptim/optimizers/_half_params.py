@@ -170,8 +170,23 @@ class HalfParams:
                       grads: list) -> None:
         if not self._half:
             return super()._apply_bucket(impl, group, t, lr, idx, grads)
-        from ..halfparams import adam_half_step
+        from ..halfparams import _coefficients, adam_half_step
         h = self._functional(group.hyper)
+        backend = _backend_name(impl)
+        if backend == "cython":     # the group's arrays in one call, checked by the class
+            from .. import _lowmem, _threads
+            state = self._state
+            c = _coefficients(int(t), float(lr), float(h["beta1"]), float(h["beta2"]),
+                              float(h["eps"]), float(h["weight_decay"]),
+                              bool(h["decoupled_weight_decay"]), bool(h["maximize"]))
+            _lowmem.adam_half_many(
+                [self._params[i] for i in idx], [grads[i] for i in idx],
+                [state["master"][i] for i in idx] if "master" in group.slots else None,
+                [state["exp_avg"][i] for i in idx], [state["exp_avg_sq"][i] for i in idx],
+                0 if _is_bfloat16(self._params[0].dtype) else 1, c, self._stochastic_rounding,
+                [(self._seed + i) % 2 ** 64 for i in idx], t,
+                1 if _threads.in_forked_child() else _threads.get_num_threads())
+            return
         for i in idx:
             state = {name: self._state[name][i] for name in group.slots if name is not None}
             adam_half_step(self._params[i], grads[i], state, step=t, lr=lr,
@@ -180,4 +195,4 @@ class HalfParams:
                            decoupled_weight_decay=h["decoupled_weight_decay"],
                            maximize=h["maximize"],
                            stochastic_rounding=self._stochastic_rounding,
-                           seed=(self._seed + i) % 2 ** 64, backend=_backend_name(impl))
+                           seed=(self._seed + i) % 2 ** 64, backend=backend)
