@@ -1,7 +1,7 @@
 """fastoptim.torch against torch.optim on CPU tensors, side by side.
 
 Run from the repository: ``python bench/torch_front.py [--layers 10] [--width 32]
-[--large 1e7] [--name Adam]``. Two cases, each timed in interleaved rounds (median and
+[--large 1e7] [--name Adam] [--dtype float32|bfloat16|float16]``. Two cases, each timed in interleaved rounds (median and
 minimum seconds per ``step()``):
 
 * ``mlp``: an MLP of ``--layers`` ``Linear(width, width)`` layers: 2 x layers small
@@ -19,6 +19,11 @@ for Adam and AdamW, bitsandbytes' CPU ``Adam8bit`` / ``AdamW8bit`` when it is in
 (its 8-bit state is int8's peer). Gradients persist across steps (no zero_grad), so only the step is
 timed (but for the "new gradient tensors" case). Prints a Markdown table; ratios are the
 others' time over fastoptim.torch's (float32 state), from the same rounds.
+
+``--dtype bfloat16`` / ``float16`` (Adam, AdamW): half parameters and gradients;
+fastoptim.torch rounds each update to nearest, and runs again with ``master_weights=True``
+and (bfloat16) ``stochastic_rounding=True``; torch's implementations step the same half
+tensors (their moments in the parameters' dtype).
 """
 import argparse
 import inspect
@@ -31,17 +36,18 @@ import fastoptim.torch as ft
 FUSED = ("Adam", "AdamW", "SGD", "Adagrad")
 
 
-def _mlp(layers: int, width: int):
+def _mlp(layers: int, width: int, dtype=torch.float32):
     torch.manual_seed(0)
     model = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(layers)])
+    model.to(dtype)
     for p in model.parameters():
         p.grad = torch.randn_like(p)
     return list(model.parameters())
 
 
-def _large(n: int):
+def _large(n: int, dtype=torch.float32):
     torch.manual_seed(0)
-    p = torch.randn(n, requires_grad=True)
+    p = torch.randn(n).to(dtype).requires_grad_()
     p.grad = torch.randn_like(p)
     return [p]
 
@@ -75,14 +81,22 @@ def _calls(name: str, make_params, fresh: bool = False) -> dict:
     """label -> step of an optimizer on its own copy of the parameters."""
     kwargs = dict(lr=1e-3) if name != "SGD" else dict(lr=1e-3, momentum=0.9)
     params = make_params()
+    half = params[0].dtype in (torch.bfloat16, torch.float16)
     calls = {"fastoptim.torch": _stepper(getattr(ft, name)(params, **kwargs), params,
                                          fresh)}
-    if "state_dtype" in inspect.signature(getattr(ft, name)).parameters:
+    options = [("master_weights", dict(master_weights=True))] if half else []
+    if half and params[0].dtype == torch.bfloat16:
+        options.append(("stochastic_rounding", dict(stochastic_rounding=True)))
+    for label, kw in options:
+        params = make_params()
+        calls[f"fastoptim.torch {label}"] = _stepper(getattr(ft, name)(params, **kwargs, **kw),
+                                                     params, fresh)
+    if not half and "state_dtype" in inspect.signature(getattr(ft, name)).parameters:
         for kind in ("bfloat16", "int8"):
             params = make_params()
             opt = getattr(ft, name)(params, state_dtype=kind, **kwargs)
             calls[f"fastoptim.torch {kind}"] = _stepper(opt, params, fresh)
-    bnb = _bitsandbytes() if name in ("Adam", "AdamW") else None
+    bnb = _bitsandbytes() if name in ("Adam", "AdamW") and not half else None
     if bnb is not None:
         params = make_params()
         calls["bitsandbytes 8-bit"] = _stepper(getattr(bnb.optim, f"{name}8bit")(
@@ -104,14 +118,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--large", type=float, default=1e7)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16",
+                                                               "float16"))
     args = parser.parse_args(argv)
+    dtype = getattr(torch, args.dtype)
     mlp = (f"mlp: {2 * args.layers} tensors, "
            f"{args.layers * (args.width + 1) * args.width:,} elements")
-    cases = [(f"{mlp}, gradients kept", lambda: _mlp(args.layers, args.width), False),
-             (f"{mlp}, new gradient tensors", lambda: _mlp(args.layers, args.width), True),
+    cases = [(f"{mlp}, gradients kept", lambda: _mlp(args.layers, args.width, dtype), False),
+             (f"{mlp}, new gradient tensors", lambda: _mlp(args.layers, args.width, dtype),
+              True),
              (f"large: 1 tensor, {int(args.large):,} elements",
-              lambda: _large(int(args.large)), False)]
-    print(f"{args.name}.step() on CPU float32, torch {torch.__version__}, "
+              lambda: _large(int(args.large), dtype), False)]
+    print(f"{args.name}.step() on CPU {args.dtype}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch threads; median (min) over {args.repeats} "
           f"interleaved rounds\n")
     print("| case | optimizer | µs per step | torch / fastoptim.torch |")

@@ -396,3 +396,10 @@ def test_torch_front_benchmark_has_the_compressed_states_and_their_peer(monkeypa
     lamb = torch_front.main(["--name", "LAMB", "--layers", "1", "--width", "4", "--large",
                              "100", "--repeats", "1"])
     assert all("fastoptim.torch int8" not in t for t in lamb.values())     # (no state_dtype)
+    half = torch_front.main(["--name", "AdamW", "--layers", "2", "--width", "4", "--large",
+                             "5000", "--repeats", "1", "--dtype", "bfloat16"])
+    for times in half.values():         # half parameters: their options, no state_dtype
+        assert {"fastoptim.torch", "fastoptim.torch master_weights",
+                "fastoptim.torch stochastic_rounding", "torch fused",
+                "torch for-loop"} <= set(times)
+        assert not any("int8" in label or "8-bit" in label for label in times)
