@@ -374,16 +374,22 @@ def test_int8_budget_benchmark_times_the_parts_and_the_target():
             result["per_core_ns"]["torch fused float32"] / int8_budget.TARGET)
 
 
+def _timed_script(name: str, monkeypatch):
+    """bench/<name>.py as a module, with bench/ on the path for its _timing helper."""
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_torch_front_benchmark_has_the_compressed_states_and_their_peer(monkeypatch):
     """bench/torch_front.py: fastoptim.torch with float32, bfloat16 and int8 state beside
     torch's implementations (and bitsandbytes' 8-bit AdamW when it is installed), in every
     case, each timed."""
     pytest.importorskip("torch")
-    bench = Path(__file__).resolve().parents[1] / "bench"
-    monkeypatch.syspath_prepend(str(bench))             # its _timing helper
-    spec = importlib.util.spec_from_file_location("torch_front", bench / "torch_front.py")
-    torch_front = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(torch_front)
+    torch_front = _timed_script("torch_front", monkeypatch)
     result = torch_front.main(["--name", "AdamW", "--layers", "2", "--width", "4",
                                "--large", "5000", "--repeats", "1"])
     assert len(result) == 3
@@ -403,3 +409,17 @@ def test_torch_front_benchmark_has_the_compressed_states_and_their_peer(monkeypa
                 "fastoptim.torch stochastic_rounding", "torch fused",
                 "torch for-loop"} <= set(times)
         assert not any("int8" in label or "8-bit" in label for label in times)
+
+
+def test_small_arrays_benchmark_times_every_state_of_each_class(monkeypatch):
+    """bench/small_arrays.py: each class's float32 state, its compressed states and (Adam,
+    AdamW) bfloat16 parameters, each timed."""
+    small_arrays = _timed_script("small_arrays", monkeypatch)
+    result = small_arrays.main(["--layers", "2", "--width", "4", "--repeats", "1",
+                                "--names", "AdamW", "NAdam", "ASGD"])
+    assert set(result["AdamW"]) == {"float32", "bfloat16", "int8", "bfloat16 params",
+                                    "bfloat16 params, master weights"}
+    assert set(result["NAdam"]) == {"float32", "bfloat16", "int8"}
+    assert set(result["ASGD"]) == {"float32", "bfloat16"}        # (no int8: an average)
+    assert all(median > 0 and least > 0 for times in result.values()
+               for median, least in times.values())
