@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import math
-from numbers import Integral
 from typing import Dict, Tuple
 
 import numpy as np
@@ -581,8 +580,8 @@ def _adam_apply(param, grad, state, *, step, lr, beta1, beta2, eps, weight_decay
                 decoupled_weight_decay, maximize, backend) -> None:
     """:func:`adam_lowmem_step` on arguments already checked (by it, or by an optimizer
     class: no per-array validation)."""
-    kind, p, g, arrays = _views(param, grad, state, ("exp_avg", "exp_avg_sq"))
-    if kind not in ("bfloat16", "int8"):
+    kind = _kind_of(state["exp_avg"])
+    if kind not in _COMPRESSED_KINDS:
         from .optimizers.adam import adam_step
         adam_step(param, grad, state["exp_avg"], state["exp_avg_sq"], step=step, lr=lr,
                   beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
@@ -591,9 +590,13 @@ def _adam_apply(param, grad, state, *, step, lr, beta1, beta2, eps, weight_decay
         return
     c = _coefficients(int(step), float(lr), float(beta1), float(beta2), float(eps),
                       float(weight_decay), bool(decoupled_weight_decay), bool(maximize))
+    if backend not in ("numpy", "numba"):       # compiled: each array in its memory order
+        _step_many("adam", ("exp_avg", "exp_avg_sq"), [param], [grad], _columns([state]), c)
+        return
+    _, p, g, arrays = _views(param, grad, state, ("exp_avg", "exp_avg_sq"))
     if backend == "numpy":
         _reference(kind, p, g, arrays, c)
-    elif backend == "numba":
+    else:
         from .numba_kernels import lowmem as nb
         if kind == "bfloat16":
             nb.adam_bf16_kernel(p, g, arrays[0].view(np.uint16), arrays[1].view(np.uint16),
@@ -602,8 +605,6 @@ def _adam_apply(param, grad, state, *, step, lr, beta1, beta2, eps, weight_decay
             t = code_tables()
             nb.adam_q8_kernel(p, g, *arrays, np.array(c, np.float32), t[0], t[2], t[1], t[3],
                               t[4], t[5], t[6], t[7], t[8], t[9])
-    else:
-        _step_many("adam", ("exp_avg", "exp_avg_sq"), [param], [grad], _columns([state]), c)
 
 
 def _adam_apply_many(params, grads, columns, *, step, lr, beta1, beta2, eps, weight_decay,
@@ -805,8 +806,11 @@ def _lion_apply(param, grad, state, *, lr, beta1, beta2, weight_decay, maximize,
         lion_step(param, grad, state["exp_avg"], lr=lr, beta1=beta1, beta2=beta2,
                   weight_decay=weight_decay, maximize=maximize, backend=backend)
         return
-    kind, p, g, arrays = _views(param, grad, state, ("exp_avg",))
     c = _lion_coefficients(lr, beta1, beta2, weight_decay, maximize)
+    if backend not in ("numpy", "numba"):       # compiled: each array in its memory order
+        _step_many("lion", ("exp_avg",), [param], [grad], _columns([state]), c)
+        return
+    kind, p, g, arrays = _views(param, grad, state, ("exp_avg",))
     m = arrays[0]
     if backend == "numpy":
         lr_, gs, wd, b1, omb1, b2, omb2 = (np.float32(x) for x in c)
@@ -818,7 +822,7 @@ def _lion_apply(param, grad, state, *, lr, beta1, beta2, weight_decay, maximize,
         new_p = p - lr_ * (u + wd * p if wd != 0 else u)
         _write_moment(kind, new_m, m, absmax)
         p[...] = new_p
-    elif backend == "numba":
+    else:
         from .numba_kernels import lowmem as nb
         if kind == "int8":
             t = code_tables()
@@ -826,8 +830,6 @@ def _lion_apply(param, grad, state, *, lr, beta1, beta2, weight_decay, maximize,
                               t[4])
         else:
             nb.lion_bf16_kernel(p, g, m.view(np.uint16), np.array(c, np.float32))
-    else:
-        _step_many("lion", ("exp_avg",), [param], [grad], _columns([state]), c)
 
 
 # ---- SGD with momentum ---------------------------------------------------------------------
@@ -927,8 +929,11 @@ def _momentum_apply(param, grad, state, *, lr, momentum, dampening, nesterov, we
                       nesterov=nesterov, weight_decay=weight_decay, maximize=maximize,
                       backend=backend)
         return
-    kind, p, g, arrays = _views(param, grad, state, ("momentum_buffer",))
     c = _momentum_coefficients(lr, momentum, dampening, nesterov, weight_decay, maximize)
+    if backend not in ("numpy", "numba"):       # compiled: each array in its memory order
+        _step_many("momentum", ("momentum_buffer",), [param], [grad], _columns([state]), c)
+        return
+    kind, p, g, arrays = _views(param, grad, state, ("momentum_buffer",))
     buf = arrays[0]
     if backend == "numpy":
         lr_, gs, wd, mu, omd = (np.float32(x) for x in c[:5])
@@ -942,7 +947,7 @@ def _momentum_apply(param, grad, state, *, lr, momentum, dampening, nesterov, we
         new_p = p - lr_ * step
         _write_moment(kind, v, buf, absmax)
         p[...] = new_p
-    elif backend == "numba":
+    else:
         from .numba_kernels import lowmem as nb
         k = np.array(c[:5], np.float32)
         if kind == "int8":
@@ -951,8 +956,6 @@ def _momentum_apply(param, grad, state, *, lr, momentum, dampening, nesterov, we
                                   t[4])
         else:
             nb.momentum_bf16_kernel(p, g, buf.view(np.uint16), k, bool(nesterov))
-    else:
-        _step_many("momentum", ("momentum_buffer",), [param], [grad], _columns([state]), c)
 
 
 # ---- RMSprop --------------------------------------------------------------------------------
@@ -1069,10 +1072,14 @@ def _rmsprop_apply(param, grad, state, *, lr, alpha, eps, weight_decay, momentum
                      grad_avg=state.get("grad_avg"), maximize=maximize, backend=backend,
                      eps_root=eps_root)
         return
+    c = _rmsprop_coefficients(lr, alpha, eps, weight_decay, momentum, maximize, eps_root)
+    if backend not in ("numpy", "numba"):       # compiled: each array in its memory order
+        _step_many("rmsprop", _rmsprop_buffers(momentum, centered), [param], [grad],
+                   _columns([state]), c)
+        return
     names = tuple(n for n in _rmsprop_buffers(momentum, centered) if n is not None)
     _, p, g, arrays = _views(param, grad, state, names)
     bufs = dict(zip(names, arrays))
-    c = _rmsprop_coefficients(lr, alpha, eps, weight_decay, momentum, maximize, eps_root)
     if backend == "numpy":
         lr_, gs, wd, al, oma, eps_, mu, er = (np.float32(x) for x in c)
         d = gs * g
@@ -1095,17 +1102,13 @@ def _rmsprop_apply(param, grad, state, *, lr, alpha, eps, weight_decay, momentum
             bufs["grad_avg"][...] = a.astype(bfloat16)
         p[...] = new_p
         return
-    if backend == "numba":
-        from .numba_kernels import lowmem as nb
-        bits = [None if bufs.get(n) is None else bufs[n].view(np.uint16)
-                for n in _RMSPROP_BUFFERS]
-        empty = np.zeros(0, np.uint16)
-        nb.rmsprop_bf16_kernel(p, g, bits[0], empty if bits[1] is None else bits[1],
-                               empty if bits[2] is None else bits[2],
-                               np.array(c, np.float32), momentum > 0, bool(centered))
-    else:
-        _step_many("rmsprop", _rmsprop_buffers(momentum, centered), [param], [grad],
-                   _columns([state]), c)
+    from .numba_kernels import lowmem as nb
+    bits = [None if bufs.get(n) is None else bufs[n].view(np.uint16)
+            for n in _RMSPROP_BUFFERS]
+    empty = np.zeros(0, np.uint16)
+    nb.rmsprop_bf16_kernel(p, g, bits[0], empty if bits[1] is None else bits[1],
+                           empty if bits[2] is None else bits[2],
+                           np.array(c, np.float32), momentum > 0, bool(centered))
 
 
 # ---- classes --------------------------------------------------------------------------------
