@@ -1,8 +1,8 @@
 """fastoptim.torch against torch.optim on CPU tensors, side by side.
 
 Run from the repository: ``python bench/torch_front.py [--layers 10] [--width 32]
-[--large 1e7] [--name Adam] [--dtype float32|bfloat16|float16]``. Two cases, each timed in interleaved rounds (median and
-minimum seconds per ``step()``):
+[--large 1e7] [--name Adam] [--dtype float32|bfloat16|float16]``. Two cases, each timed in
+interleaved rounds (median and minimum seconds per ``step()``):
 
 * ``mlp``: an MLP of ``--layers`` ``Linear(width, width)`` layers: 2 x layers small
   parameter tensors (20 by default, 10,560 elements); the per-call overhead regime where

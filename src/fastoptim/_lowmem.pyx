@@ -231,25 +231,16 @@ def q8_encode(src, codes, absmax, bucket, int shift, int zero, bint is_signed, d
         q8_encode_range(s, c, a, n, b, shift, <uint8_t>zero, is_signed, d)
 
 
-def adam_half(param, grad, master, exp_avg, exp_avg_sq, int kind, tuple coefficients,
-              bint stochastic_rounding, unsigned long long seed, unsigned long long step,
-              int threads=1):
-    """One Adam step on half-precision parameters (``param``, ``grad``: the half bits, read
-    as uint16; ``kind`` 0 bfloat16, 1 float16), float32 moments and ``master`` (or
-    ``None``), in place. ``coefficients``: :func:`fastoptim.halfparams._coefficients`. The
-    portable loop at SIMD level ``sse2``, AVX2 + F16C at ``avx2``, AVX-512 above."""
-    adam_half_many((param,), (grad,), None if master is None else (master,), (exp_avg,),
-                   (exp_avg_sq,), kind, coefficients, stochastic_rounding, (seed,), step,
-                   threads)
-
-
 def adam_half_many(params, grads, masters, exp_avgs, exp_avg_sqs, int kind,
                    tuple coefficients, bint stochastic_rounding, seeds,
                    unsigned long long step, int threads=1):
-    """:func:`adam_half` on many arrays in one call (an optimizer class's group, which has
-    checked them): array ``i`` with ``seeds[i]``; ``masters`` ``None`` or one per array;
-    each array in its own memory order (its state laid out as it). The bits of one call per
-    array, with the GIL released once."""
+    """One Adam step on half-precision parameters, in place, for arrays checked by the
+    caller (:func:`fastoptim.halfparams._compiled_steps`): ``params``, ``grads`` the half
+    bits, read as uint16 (``kind`` 0 bfloat16, 1 float16); float32 moments and ``masters``
+    (``None``, or one per array); array ``i`` rounded stochastically with ``seeds[i]``;
+    ``coefficients``: :func:`fastoptim.halfparams._coefficients`. Each array in its own
+    memory order, its state laid out as it; the GIL released once for all of them. The
+    portable loop at SIMD level ``sse2``, AVX2 + F16C at ``avx2``, AVX-512 above."""
     cdef float b1, omb1, b2, omb2, ss, ibc, eps, wd, decay
     cdef int wd_mode, maximize
     b1, omb1, b2, omb2, ss, ibc, eps, wd, decay, wd_mode, maximize = coefficients

@@ -175,8 +175,17 @@ def adam_half_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndar
                             bool(stochastic_rounding),
                             np.uint64(nb.rounding_key(np.uint64(seed), np.uint64(step))))
         return
+    _compiled_steps([p], [g], None if w is None else [w], [m], [v], c,
+                    bool(stochastic_rounding), [int(seed)], int(step))
+
+
+def _compiled_steps(params, grads, masters, exp_avgs, exp_avg_sqs, c,
+                    stochastic_rounding: bool, seeds, step: int) -> None:
+    """The "cython" step of arrays already checked (by :func:`adam_half_step`, or by an
+    optimizer class for its group), all of one half dtype, each with its state laid out as
+    it: one ``_lowmem.adam_half_many`` call on fastoptim's threads. ``masters``: ``None`` or
+    one per array; ``c``: :func:`_coefficients`; ``seeds``: one per array."""
     from . import _lowmem
-    threads = 1 if _threads.in_forked_child() else _threads.get_num_threads()
-    _lowmem.adam_half(p.view(np.uint16), g.view(np.uint16), w, m, v,
-                      0 if p.dtype == bfloat16 else 1, c, bool(stochastic_rounding),
-                      int(seed), int(step), threads)
+    _lowmem.adam_half_many(params, grads, masters, exp_avgs, exp_avg_sqs,
+                           0 if params[0].dtype == bfloat16 else 1, c, stochastic_rounding,
+                           seeds, step, _threads.get_num_threads())

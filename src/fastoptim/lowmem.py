@@ -422,8 +422,8 @@ def _check_backend(f: str, backend, backends=BACKENDS) -> None:
 
 
 def _compiled_threads() -> int:
-    """The thread count of a "cython" call: fastoptim's setting, 1 in a forked child."""
-    return 1 if _threads.in_forked_child() else _threads.get_num_threads()
+    """The thread count of a "cython" call: fastoptim's setting (1 in a forked child)."""
+    return _threads.get_num_threads()
 
 
 def _read_moment(kind: str, values: np.ndarray, absmax) -> np.ndarray:
@@ -665,7 +665,7 @@ def _step_many(rule: str, names: tuple, params, grads, columns, c) -> list:
     for one that is off); ``columns``: the state by name, one entry per array (int8 codes'
     scales under ``<name>_absmax``). Returns the indices of the arrays with a float state,
     not stepped (the caller steps them with the float kernel)."""
-    kinds = [_KINDS.get(b.dtype) for b in columns[names[0]]]
+    kinds = [_kind_of(b) for b in columns[names[0]]]
     floats = [i for i, kind in enumerate(kinds) if kind not in _COMPRESSED_KINDS]
     present = [kind for kind in _COMPRESSED_KINDS if kind in kinds]
     if present:

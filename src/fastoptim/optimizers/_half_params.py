@@ -170,22 +170,19 @@ class HalfParams:
                       grads: list) -> None:
         if not self._half:
             return super()._apply_bucket(impl, group, t, lr, idx, grads)
-        from ..halfparams import _coefficients, adam_half_step
+        from ..halfparams import _coefficients, _compiled_steps, adam_half_step
         h = self._functional(group.hyper)
         backend = _backend_name(impl)
         if backend == "cython":     # the group's arrays in one call, checked by the class
-            from .. import _lowmem, _threads
             state = self._state
-            c = _coefficients(int(t), float(lr), float(h["beta1"]), float(h["beta2"]),
-                              float(h["eps"]), float(h["weight_decay"]),
-                              bool(h["decoupled_weight_decay"]), bool(h["maximize"]))
-            _lowmem.adam_half_many(
+            _compiled_steps(
                 [self._params[i] for i in idx], [grads[i] for i in idx],
                 [state["master"][i] for i in idx] if "master" in group.slots else None,
                 [state["exp_avg"][i] for i in idx], [state["exp_avg_sq"][i] for i in idx],
-                0 if _is_bfloat16(self._params[0].dtype) else 1, c, self._stochastic_rounding,
-                [(self._seed + i) % 2 ** 64 for i in idx], t,
-                1 if _threads.in_forked_child() else _threads.get_num_threads())
+                _coefficients(int(t), float(lr), float(h["beta1"]), float(h["beta2"]),
+                              float(h["eps"]), float(h["weight_decay"]),
+                              bool(h["decoupled_weight_decay"]), bool(h["maximize"])),
+                self._stochastic_rounding, [(self._seed + i) % 2 ** 64 for i in idx], t)
             return
         for i in idx:
             state = {name: self._state[name][i] for name in group.slots if name is not None}

@@ -16,11 +16,11 @@ compiled call per encoding for a group's arrays (Adam's, Lion's and SGD's bfloat
 RMSprop's bfloat16); the others (the *generic* state) step through the class's own float32
 kernel, chunk by chunk (:meth:`StateDtype._apply_bucket_chunked`). The rest (groups,
 ``None`` gradients, ``skip_nonfinite``, schedules, every check before anything is written,
-``state_dict`` with the codes and scales as NumPy arrays, checkpoints) is the base class's. The state names are
-the float ones (``exp_avg``, ``exp_avg_sq``, ``momentum_buffer``) holding the values or
-codes, plus ``<name>_absmax`` (the per-block scales) for ``"int8"``; an array that keeps
-float32 state under ``"int8"`` has empty scales. The int8 codes are 1-D, in the
-parameter's memory order.
+``state_dict`` with the codes and scales as NumPy arrays, checkpoints) is the base class's.
+The state names are the float ones (``exp_avg``, ``exp_avg_sq``, ``momentum_buffer``)
+holding the values or codes, plus ``<name>_absmax`` (the per-block scales) for ``"int8"``;
+an array that keeps float32 state under ``"int8"`` has empty scales. The int8 codes are
+1-D, in the parameter's memory order.
 """
 from __future__ import annotations
 
@@ -180,8 +180,9 @@ class StateDtype:
         directly (all of them in one call). The "cython" backend runs all the arrays in one
         compiled call (``kernels.compressed_many``: one OpenMP parallel region over every
         array's rounds of 512 elements, decoded into per-thread scratch in the L1 cache); the
-        others loop in :meth:`_chunk_loop`, on one thread (Python threads over the chunks were slower: 41 ms against 28 for bfloat16
-        SGD at 3e7 on 2 cores). Both give the same bits."""
+        others loop in :meth:`_chunk_loop`, on one thread (Python threads over the chunks
+        were slower: 41 ms against 28 for bfloat16 SGD at 3e7 on 2 cores). Both give the same
+        bits."""
         kind = self._state_dtype
         scalars = self._scalars
         carried = [values[idx[0]] for values in scalars.values()]

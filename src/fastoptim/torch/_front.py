@@ -534,7 +534,7 @@ def _as_array(value, dtype: np.dtype) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().to(device="cpu")
         if value.dtype == torch.bfloat16 and dtype.name == "bfloat16":
-            return value.view(torch.int16).numpy().view(dtype)
+            return _numpy_view(value)
         if value.dtype == torch.bfloat16:
             value = value.to(torch.float32)
         value = value.numpy()
